@@ -1,0 +1,206 @@
+"""The acceptor: two promises and one answer (seed 001, P1b and P2b).
+
+It owns the promised ballot and, per slot, the highest-ballot value it accepted. Every change
+goes through a record (`PromiseRecord`, `AcceptRecord`) that the shell makes durable before it
+sends any reply the record justifies; replay after a crash goes through the same `apply`.
+It never sends anything itself and never reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from actors.ballot import ZERO, Ballot
+from actors.invariants import check
+from actors.messages import (
+    Accept,
+    Accepted,
+    Fetch,
+    Fetched,
+    Heartbeat,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    Value,
+    Vote,
+)
+from actors.output import DEBUG, WARNING, Output
+from actors.records import AcceptRecord, PromiseRecord, Record
+
+VOTE_OVERHEAD_BYTES = 32
+
+
+class Acceptor:
+    def __init__(
+        self,
+        name: str,
+        proposer_ids: dict[str, int],
+        learners: list[str],
+        reply_bytes_max: int,
+        fetch_slots_max: int = 4096,
+    ) -> None:
+        self.name = name
+        self.proposer_ids = dict(proposer_ids)
+        self.learners = list(learners)
+        self.reply_bytes_max = reply_bytes_max
+        self.fetch_slots_max = fetch_slots_max
+        self.promised: Ballot = ZERO
+        self.accepted: dict[int, tuple[Ballot, Value]] = {}
+        self.highest_slot = 0
+        self.chosen_through = 0  # the leaders' watermark, as far as this acceptor heard
+        self._handlers: dict[type[Message], Callable[[str, Any, Output], None]] = {
+            Prepare: self._on_prepare,
+            Accept: self._on_accept,
+            Heartbeat: self._on_heartbeat,
+            Fetch: self._on_fetch,
+        }
+
+    # --- durable state ---------------------------------------------------------------------
+
+    def apply(self, record: Record) -> None:
+        """The only place state changes; used live and on replay."""
+        if type(record) is AcceptRecord:
+            b = record.ballot
+            if b > self.promised:
+                self.promised = b
+            accepted = self.accepted
+            for slot, value in record.entries:
+                accepted[slot] = (b, value)
+                if slot > self.highest_slot:
+                    self.highest_slot = slot
+            if record.chosen_through > self.chosen_through:
+                self.chosen_through = record.chosen_through
+        elif type(record) is PromiseRecord:
+            check(record.ballot >= self.promised, "promised ballot never goes backwards",
+                  promised=self.promised, record=record.ballot)
+            self.promised = record.ballot
+        else:
+            raise TypeError(f"acceptor cannot apply {type(record).__name__}")
+
+    # --- messages --------------------------------------------------------------------------
+
+    def step(self, sender: str, message: Message, out: Output) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            out.event("message_ignored", WARNING, peer=sender, type=message.TYPE,
+                      reason="not_for_acceptor")
+            return
+        handler(sender, message, out)
+
+    def tick(self, out: Output) -> None:
+        """Acceptors are passive: nothing happens on a tick."""
+
+    def _owner_ok(self, sender: str, ballot: Ballot, out: Output) -> bool:
+        # A proposer only ever uses ballots with its own id; anything else is a bug or a forgery.
+        if self.proposer_ids.get(sender) != ballot.node:
+            out.event("message_rejected", WARNING, peer=sender, ballot=str(ballot),
+                      reason="ballot_not_owned_by_sender")
+            return False
+        return True
+
+    def _on_prepare(self, sender: str, m: Prepare, out: Output) -> None:
+        b = m.ballot
+        if not self._owner_ok(sender, b, out):
+            return
+        if b > self.promised:
+            record = PromiseRecord(b)
+            self.apply(record)
+            out.persist.append(record)
+            out.event("promised", ballot=str(b), peer=sender, from_slot=m.from_slot)
+        elif b < self.promised:
+            out.send.append((sender, Nack(b, self.promised)))
+            out.event("prepare_refused", ballot=str(b), promised=str(self.promised), peer=sender)
+            return
+        # b == promised: ballots are never reused, so this is a retransmission; answer again.
+        out.send.append((sender, self._promise(b, m.from_slot)))
+
+    def _promise(self, b: Ballot, from_slot: int) -> Promise:
+        start = max(from_slot, self.chosen_through + 1)
+        votes: list[Vote] = []
+        budget = self.reply_bytes_max
+        reported = self.highest_slot
+        accepted = self.accepted
+        for slot in range(start, self.highest_slot + 1):
+            got = accepted.get(slot)
+            if got is None:
+                continue
+            cost = got[1].size_bytes() + VOTE_OVERHEAD_BYTES
+            if votes and cost > budget:
+                # Stop at a slot boundary; the proposer asks again from `reported + 1`.
+                reported = slot - 1
+                break
+            budget -= cost
+            votes.append(Vote(slot, got[0], got[1]))
+        return Promise(b, from_slot, self.chosen_through, self.highest_slot,
+                       max(reported, start - 1), tuple(votes))
+
+    def _on_accept(self, sender: str, m: Accept, out: Output) -> None:
+        b = m.ballot
+        if not self._owner_ok(sender, b, out):
+            return
+        if b < self.promised:
+            out.send.append((sender, Nack(b, self.promised)))
+            out.event("accept_refused", DEBUG, ballot=str(b), promised=str(self.promised),
+                      peer=sender)
+            return
+        accepted = self.accepted
+        new: list[tuple[int, Value]] = []
+        for slot, value in m.entries:
+            prev = accepted.get(slot)
+            if prev is not None and prev[0] == b:
+                # A retransmission: acknowledge again without a new record. A different value
+                # under the same ballot would mean a proposer bug: stop rather than choose two.
+                check(prev[1] == value, "one value per slot and ballot", slot=slot,
+                      ballot=str(b), kept=prev[1].describe(), offered=value.describe())
+                continue
+            new.append((slot, value))
+        if new or b > self.promised:
+            record = AcceptRecord(b, m.chosen_through, tuple(new))
+            self.apply(record)
+            out.persist.append(record)
+        elif m.chosen_through > self.chosen_through:
+            self.chosen_through = m.chosen_through
+        slots = tuple(slot for slot, _ in m.entries)
+        out.send.append((sender, Accepted(b, slots, ())))
+        if slots:
+            to_learners = Accepted(b, slots, tuple(value for _, value in m.entries))
+            for learner in self.learners:
+                out.send.append((learner, to_learners))
+            out.event("accepted", DEBUG, ballot=str(b), first_slot=slots[0], count=len(slots),
+                      new=len(new), peer=sender)
+
+    def _on_heartbeat(self, sender: str, m: Heartbeat, out: Output) -> None:
+        # The watermark is an optimisation (smaller Promises), so memory is enough here.
+        if m.chosen_through > self.chosen_through:
+            self.chosen_through = m.chosen_through
+
+    def _on_fetch(self, sender: str, m: Fetch, out: Output) -> None:
+        votes: list[Vote] = []
+        budget = self.reply_bytes_max
+        last = min(m.to_slot, self.highest_slot, m.from_slot + self.fetch_slots_max - 1)
+        accepted = self.accepted
+        for slot in range(m.from_slot, last + 1):
+            got = accepted.get(slot)
+            if got is None:
+                continue
+            cost = got[1].size_bytes() + VOTE_OVERHEAD_BYTES
+            if votes and cost > budget:
+                break
+            budget -= cost
+            votes.append(Vote(slot, got[0], got[1]))
+        out.send.append((sender, Fetched(self.chosen_through, tuple(votes))))
+        out.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
+
+    # --- observation -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "role": "acceptor",
+            "state": "voting",
+            "promised": str(self.promised),
+            "highest_slot": self.highest_slot,
+            "chosen_through": self.chosen_through,
+            "accepted_slots": len(self.accepted),
+        }

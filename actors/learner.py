@@ -1,0 +1,199 @@
+"""The learner: majority tally per slot and ballot, strictly in-order delivery, hole filling,
+the StartWorking epoch rule, and the key-value state machine.
+
+A slot is chosen when a majority of acceptors report `Accepted` for it under one ballot. The
+learner delivers chosen slots in slot order only; a gap that does not close by itself is
+fetched from the acceptors (seed 000). Delivered slots become `DecidedRecord`s, so a restart
+replays them instead of re-learning the whole log.
+
+Epoch rule (seed 001, "ghost reappearance"): every command entry carries the epoch (ballot) of
+the leader that first proposed it, and every new leader writes StartWorking(epoch) before its
+own commands. A command entry whose epoch is below the highest StartWorking epoch applied so
+far is skipped: it was proposed by a leader that had already been superseded, and a client may
+have read the log without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from actors.ballot import ZERO, Ballot
+from actors.invariants import check
+from actors.kv import BadBatch, KVStore, parse_batch
+from actors.messages import (
+    COMMANDS,
+    START,
+    Accepted,
+    Fetch,
+    Fetched,
+    Heartbeat,
+    Message,
+    Reply,
+    Value,
+)
+from actors.output import DEBUG, INFO, WARNING, Output
+from actors.records import DecidedRecord, Record
+
+
+class Learner:
+    def __init__(
+        self,
+        name: str,
+        acceptors: list[str],
+        decode: Callable[[bytes], Any],
+        kv: KVStore,
+        fetch_ticks: int = 10,
+        fetch_slots_max: int = 4096,
+        window_slots_max: int = 1_000_000,
+    ) -> None:
+        self.name = name
+        self.acceptors = list(acceptors)
+        self.majority = len(self.acceptors) // 2 + 1
+        self.decode = decode
+        self.kv = kv
+        self.fetch_ticks = fetch_ticks
+        self.fetch_slots_max = fetch_slots_max
+        self.window_slots_max = window_slots_max
+        self.delivered = 0
+        self.epoch: Ballot = ZERO
+        # slot -> ballot -> [acceptor names, value]
+        self.tally: dict[int, dict[Ballot, list[Any]]] = {}
+        self.chosen: dict[int, Value] = {}  # chosen, above `delivered`, not yet deliverable
+        self.known_chosen_through = 0
+        self.stall_ticks = 0
+        self.skipped_entries = 0
+        self.verbose = False  # emit one debug event per delivered slot
+
+    # --- durable state ---------------------------------------------------------------------
+
+    def apply(self, record: Record, out: Output | None = None) -> None:
+        """Deliver one decided slot. Live, `out` collects replies to clients; on replay it is
+        None and the same code rebuilds the state silently."""
+        if type(record) is not DecidedRecord:
+            raise TypeError(f"learner cannot apply {type(record).__name__}")
+        check(record.slot == self.delivered + 1, "learners deliver gap-free, in slot order",
+              slot=record.slot, delivered=self.delivered)
+        self.delivered = record.slot
+        value = record.value
+        if value.kind == COMMANDS:
+            if value.epoch < self.epoch:
+                self.skipped_entries += 1
+                if out is not None:
+                    out.event("ghost_skipped", INFO, slot=record.slot, epoch=str(value.epoch),
+                              current_epoch=str(self.epoch))
+                return
+            for blob in value.batches:
+                try:
+                    batch = parse_batch(self.decode(blob))
+                except (BadBatch, ValueError) as exc:
+                    if out is not None:
+                        out.event("batch_rejected", WARNING, slot=record.slot, reason=str(exc))
+                    continue
+                replies = self.kv.apply_batch(batch)
+                if out is not None and replies:
+                    out.send.append((batch.client_id, Reply(tuple(replies))))
+        elif value.kind == START and value.epoch > self.epoch:
+            # Highest, not last: a stale StartWorking re-proposed later in slot order must not
+            # lower the epoch and let an older leader's commands back in.
+            self.epoch = value.epoch
+            if out is not None:
+                out.event("epoch_started", slot=record.slot, epoch=str(value.epoch))
+
+    # --- messages --------------------------------------------------------------------------
+
+    def step(self, sender: str, message: Message, out: Output) -> None:
+        kind = type(message)
+        if kind is Accepted:
+            if sender not in self.acceptors:
+                out.event("message_rejected", WARNING, peer=sender, reason="not_an_acceptor")
+                return
+            ballot = message.ballot
+            for slot, value in zip(message.slots, message.values, strict=False):
+                self._vote(sender, slot, ballot, value, out)
+            self._deliver(out)
+        elif kind is Fetched:
+            if sender not in self.acceptors:
+                out.event("message_rejected", WARNING, peer=sender, reason="not_an_acceptor")
+                return
+            self._note_chosen_through(message.chosen_through)
+            for vote in message.votes:
+                self._vote(sender, vote.slot, vote.ballot, vote.value, out)
+            self._deliver(out)
+        elif kind is Heartbeat:
+            self._note_chosen_through(message.chosen_through)
+        else:
+            out.event("message_ignored", WARNING, peer=sender, type=message.TYPE,
+                      reason="not_for_learner")
+
+    def _note_chosen_through(self, slot: int) -> None:
+        if slot > self.known_chosen_through:
+            self.known_chosen_through = slot
+
+    def _vote(self, sender: str, slot: int, ballot: Ballot, value: Value, out: Output) -> None:
+        if slot <= self.delivered or slot in self.chosen:
+            return
+        if slot > self.delivered + self.window_slots_max:
+            out.event("vote_ignored", WARNING, peer=sender, slot=slot, reason="beyond_window")
+            return
+        by_ballot = self.tally.get(slot)
+        if by_ballot is None:
+            by_ballot = self.tally[slot] = {}
+        entry = by_ballot.get(ballot)
+        if entry is None:
+            by_ballot[ballot] = [[sender], value]
+            voters = 1
+        else:
+            if sender in entry[0]:
+                return  # a duplicated Accepted counts once: the quorum is a set of acceptors
+            check(entry[1] == value, "one value per slot and ballot", slot=slot,
+                  ballot=str(ballot), first=entry[1].describe(), second=value.describe())
+            entry[0].append(sender)
+            voters = len(entry[0])
+        if voters >= self.majority:
+            self.chosen[slot] = value
+            del self.tally[slot]
+
+    def _deliver(self, out: Output) -> None:
+        chosen = self.chosen
+        start = self.delivered
+        while self.delivered + 1 in chosen:
+            slot = self.delivered + 1
+            record = DecidedRecord(slot, chosen.pop(slot))
+            out.persist.append(record)
+            self.apply(record, out)
+            if self.verbose:
+                out.event("slot_delivered", DEBUG, slot=slot, value=record.value.describe())
+        if self.delivered != start:
+            self.stall_ticks = 0
+            self._note_chosen_through(self.delivered)
+
+    def tick(self, out: Output) -> None:
+        target = max(self.known_chosen_through, max(self.chosen, default=0))
+        if target <= self.delivered:
+            self.stall_ticks = 0
+            return
+        self.stall_ticks += 1
+        if self.stall_ticks < self.fetch_ticks:
+            return
+        self.stall_ticks = 0
+        first = self.delivered + 1
+        last = min(target, self.delivered + self.fetch_slots_max)
+        fetch = Fetch(first, last)
+        for acceptor in self.acceptors:
+            out.send.append((acceptor, fetch))
+        out.event("gap_fetch", DEBUG, from_slot=first, to_slot=last)
+
+    # --- observation -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "role": "learner",
+            "state": "learning",
+            "delivered": self.delivered,
+            "epoch": str(self.epoch),
+            "known_chosen_through": self.known_chosen_through,
+            "keys": len(self.kv.data),
+            "skipped_entries": self.skipped_entries,
+            "digest": self.kv.digest(),
+        }

@@ -1,0 +1,207 @@
+"""Every message the actors exchange, named as the papers name them.
+
+Frozen, slotted dataclasses: a message is a value, never mutated after it is built. Commands
+travel as opaque client batches (`bytes`): proposers and acceptors never look inside them, only
+learners decode them (through the decoder the shell injects), so the per-command cost of the
+protocol path is one byte copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from actors.ballot import Ballot
+
+# Kinds of slot values.
+NOOP = 0  # fills a slot that a new leader found empty (the "maximum commit" rule, seed 001)
+START = 1  # StartWorking(epoch): written by a new leader before any command of its own
+COMMANDS = 2  # client batches proposed by the leader of `epoch`
+
+KIND_NAMES = {NOOP: "noop", START: "start_working", COMMANDS: "commands"}
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """What a slot decides. `epoch` is the ballot of the leader that first proposed it; a
+    re-proposal keeps the whole value, epoch included, so the ghost rule can see its origin."""
+
+    kind: int
+    epoch: Ballot
+    batches: tuple[bytes, ...] = ()
+
+    def size_bytes(self) -> int:
+        return 16 + sum(len(b) + 8 for b in self.batches)
+
+    def describe(self) -> str:
+        name = KIND_NAMES.get(self.kind, str(self.kind))
+        if self.kind == COMMANDS:
+            return f"{name}@{self.epoch}x{len(self.batches)}"
+        return f"{name}@{self.epoch}"
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """An acceptor's report of what it accepted for one slot."""
+
+    slot: int
+    ballot: Ballot
+    value: Value
+
+
+class Message:
+    """Marker base; `TYPE` is the wire tag (see runtime/codec.py)."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str] = ""
+
+
+# --- proposer -> acceptor ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare(Message):
+    """Phase 1a for every slot >= from_slot, under one ballot (Multi-Paxos)."""
+
+    TYPE: ClassVar[str] = "prepare"
+    ballot: Ballot
+    from_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Accept(Message):
+    """Phase 2a for a batch of slots. `chosen_through` piggybacks the leader's chosen
+    watermark: every slot up to it is known chosen."""
+
+    TYPE: ClassVar[str] = "accept"
+    ballot: Ballot
+    chosen_through: int
+    entries: tuple[tuple[int, Value], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    """The leader is alive; slots up to `chosen_through` are chosen."""
+
+    TYPE: ClassVar[str] = "heartbeat"
+    ballot: Ballot
+    chosen_through: int
+
+
+# --- acceptor -> proposer / learner --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Promise(Message):
+    """Phase 1b. `votes` lists, for every slot in [max(from_slot, chosen_through + 1),
+    reported_through], the highest-ballot value this acceptor accepted. `highest_slot` is the
+    highest slot it ever accepted. If the report would not fit in one message, it stops early:
+    `reported_through < highest_slot`, and the proposer asks again from the next slot."""
+
+    TYPE: ClassVar[str] = "promise"
+    ballot: Ballot
+    from_slot: int
+    chosen_through: int
+    highest_slot: int
+    reported_through: int
+    votes: tuple[Vote, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Nack(Message):
+    """`ballot` was refused because the acceptor promised `promised` (seed 000, the Chubby
+    rule: the proposer then picks a round above it)."""
+
+    TYPE: ClassVar[str] = "nack"
+    ballot: Ballot
+    promised: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted(Message):
+    """Phase 2b. To the proposer `values` is empty; to learners it is aligned with `slots`."""
+
+    TYPE: ClassVar[str] = "accepted"
+    ballot: Ballot
+    slots: tuple[int, ...]
+    values: tuple[Value, ...]
+
+
+# --- learner <-> acceptor ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch(Message):
+    """A learner asks for what an acceptor accepted in [from_slot, to_slot] (seed 000: learn
+    in order, fetch what is missing)."""
+
+    TYPE: ClassVar[str] = "fetch"
+    from_slot: int
+    to_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched(Message):
+    TYPE: ClassVar[str] = "fetched"
+    chosen_through: int
+    votes: tuple[Vote, ...]
+
+
+# --- clients -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submit(Message):
+    """A client batch for the leader: opaque bytes, decoded only by learners."""
+
+    TYPE: ClassVar[str] = "submit"
+    batch: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect(Message):
+    """From a proposer that will not take a Submit: `leader` is its best guess ("" if it has
+    none) and `reason` says why (`not_leader`, `busy`, `too_large`, `stepped_down`)."""
+
+    TYPE: ClassVar[str] = "redirect"
+    leader: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Message):
+    """Results for one client: `(seq, ok, result)` triples; `result` is an error text when
+    `ok` is false."""
+
+    TYPE: ClassVar[str] = "reply"
+    results: tuple[tuple[int, bool, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """Client <-> learner: opens the reply path; answered with a Hello."""
+
+    TYPE: ClassVar[str] = "hello"
+
+
+# --- operators -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusQuery(Message):
+    TYPE: ClassVar[str] = "status_query"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply(Message):
+    """`info` is a flat map of str -> str | int | bool | None."""
+
+    TYPE: ClassVar[str] = "status_reply"
+    info: tuple[tuple[str, Any], ...]
+
+
+PEER_MESSAGES: tuple[type[Message], ...] = (
+    Prepare, Accept, Heartbeat, Promise, Nack, Accepted, Fetch, Fetched,
+)
+CLIENT_MESSAGES: tuple[type[Message], ...] = (Submit, Redirect, Reply, Hello)
+ADMIN_MESSAGES: tuple[type[Message], ...] = (StatusQuery, StatusReply)

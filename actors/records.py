@@ -1,0 +1,55 @@
+"""Durable records. State changes only through records: the live path applies a record and
+returns it to be persisted; recovery replays the same records through the same `apply`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from actors.ballot import Ballot
+from actors.messages import Value
+
+
+class Record:
+    __slots__ = ()
+    TYPE: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRecord(Record):
+    """Proposer: the highest round it may have used. Persisted before the Prepare that uses it,
+    so a restarted proposer never reuses a ballot (seeds 000, 001)."""
+
+    TYPE: ClassVar[str] = "round"
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseRecord(Record):
+    """Acceptor: promised not to accept below `ballot` (P1b)."""
+
+    TYPE: ClassVar[str] = "promise"
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptRecord(Record):
+    """Acceptor: accepted `entries` under `ballot` (P2b); also a promise of `ballot`.
+    `chosen_through` keeps the leader's watermark so Promises after a restart stay small."""
+
+    TYPE: ClassVar[str] = "accept"
+    ballot: Ballot
+    chosen_through: int
+    entries: tuple[tuple[int, Value], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedRecord(Record):
+    """Learner: `slot` decided `value`, written in slot order; replay rebuilds the state."""
+
+    TYPE: ClassVar[str] = "decided"
+    slot: int
+    value: Value
+
+
+RECORD_TYPES: tuple[type[Record], ...] = (RoundRecord, PromiseRecord, AcceptRecord, DecidedRecord)

@@ -1,0 +1,372 @@
+"""The wire and file encoding: msgpack with a version and a type tag, decoded strictly.
+
+A frame is `[VERSION, sender, [message, ...]]`: everything one actor sends another in one
+event-loop turn travels in one ZeroMQ frame. A message is `[tag, field, ...]` with ballots and
+values flattened into plain lists (a list packs about twice as fast as a map).
+
+Decoding is strict: wrong version, unknown tag, wrong arity, a bool where an int belongs
+(`True` is an `int` in Python, so checks use `type(x) is int`), out-of-range integers, ext
+types, trailing bytes: each raises `DecodeError` with a short reason code and a detail, and
+the caller logs it and drops the frame. Nothing is half-applied: a frame is decoded whole
+before any of its messages reaches a core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from actors.ballot import Ballot
+from actors.messages import (
+    COMMANDS,
+    NOOP,
+    START,
+    Accept,
+    Accepted,
+    Fetch,
+    Fetched,
+    Heartbeat,
+    Hello,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    Redirect,
+    Reply,
+    StatusQuery,
+    StatusReply,
+    Submit,
+    Value,
+    Vote,
+)
+from actors.records import AcceptRecord, DecidedRecord, PromiseRecord, Record, RoundRecord
+
+VERSION = 1
+INT_MAX = 2**63 - 1
+
+
+class DecodeError(ValueError):
+    """`reason` is a stable code for logs and counters; `detail` is for people."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise DecodeError("schema", f"msgpack ext type {code} is not allowed")
+
+
+_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+def pack(obj: Any) -> bytes:
+    return _packer.pack(obj)
+
+
+def unpack(data: bytes, what: str = "frame") -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=True,
+                               ext_hook=_reject_ext, timestamp=0)
+    except DecodeError:
+        raise
+    except msgpack.ExtraData:
+        raise DecodeError("decode", f"trailing bytes after the {what}") from None
+    except (ValueError, msgpack.UnpackException, RecursionError, TypeError) as exc:
+        raise DecodeError("decode", f"{what} is not valid msgpack ({type(exc).__name__}: {exc})") from None
+
+
+# --- field checks -------------------------------------------------------------------------
+
+
+def _int(x: Any, what: str) -> int:
+    if type(x) is not int or not 0 <= x <= INT_MAX:
+        raise DecodeError("schema", f"{what} must be an integer in [0, 2^63), got {x!r:.40}")
+    return x
+
+
+def _str(x: Any, what: str) -> str:
+    if type(x) is not str:
+        raise DecodeError("schema", f"{what} must be a string, got {type(x).__name__}")
+    return x
+
+
+def _seq(x: Any, what: str) -> tuple[Any, ...]:
+    if type(x) is not tuple:
+        raise DecodeError("schema", f"{what} must be an array, got {type(x).__name__}")
+    return x
+
+
+def _ballot(r: Any, n: Any, what: str) -> Ballot:
+    return Ballot(_int(r, what + ".round"), _int(n, what + ".node"))
+
+
+def _value(kind: Any, er: Any, en: Any, batches: Any) -> Value:
+    if type(kind) is not int or kind not in (NOOP, START, COMMANDS):
+        raise DecodeError("schema", f"value kind must be 0, 1 or 2, got {kind!r:.40}")
+    if type(batches) is not tuple:
+        raise DecodeError("schema", "value batches must be an array")
+    for b in batches:
+        if type(b) is not bytes:
+            raise DecodeError("schema", "value batches must hold binary strings")
+    if kind != COMMANDS and batches:
+        raise DecodeError("schema", "no-op and StartWorking values carry no batches")
+    return Value(kind, _ballot(er, en, "epoch"), batches)
+
+
+def _enc_value(v: Value) -> list[Any]:
+    return [v.kind, v.epoch.round, v.epoch.node, v.batches]
+
+
+def _arity(m: tuple[Any, ...], n: int, name: str) -> None:
+    if len(m) != n:
+        raise DecodeError("schema", f"{name} has {len(m) - 1} fields, expected {n - 1}")
+
+
+# --- messages -----------------------------------------------------------------------------
+
+Encoder = Callable[[Any], list[Any]]
+Decoder = Callable[[tuple[Any, ...]], Message]
+
+
+def _votes(raw: Any) -> tuple[Vote, ...]:
+    out = []
+    for v in _seq(raw, "votes"):
+        if type(v) is not tuple or len(v) != 7:
+            raise DecodeError("schema", "a vote is [slot, round, node, kind, epoch_round, epoch_node, batches]")
+        out.append(Vote(_int(v[0], "slot"), _ballot(v[1], v[2], "ballot"), _value(*v[3:7])))
+    return tuple(out)
+
+
+def _enc_votes(votes: tuple[Vote, ...]) -> list[Any]:
+    return [[v.slot, v.ballot.round, v.ballot.node, v.value.kind, v.value.epoch.round,
+             v.value.epoch.node, v.value.batches] for v in votes]
+
+
+def _dec_prepare(m: tuple[Any, ...]) -> Message:
+    _arity(m, 4, "prepare")
+    return Prepare(_ballot(m[1], m[2], "ballot"), _int(m[3], "from_slot"))
+
+
+def _dec_accept(m: tuple[Any, ...]) -> Message:
+    _arity(m, 5, "accept")
+    entries = []
+    for e in _seq(m[4], "entries"):
+        if type(e) is not tuple or len(e) != 5:
+            raise DecodeError("schema", "an accept entry is [slot, kind, epoch_round, epoch_node, batches]")
+        entries.append((_int(e[0], "slot"), _value(e[1], e[2], e[3], e[4])))
+    return Accept(_ballot(m[1], m[2], "ballot"), _int(m[3], "chosen_through"), tuple(entries))
+
+
+def _dec_heartbeat(m: tuple[Any, ...]) -> Message:
+    _arity(m, 4, "heartbeat")
+    return Heartbeat(_ballot(m[1], m[2], "ballot"), _int(m[3], "chosen_through"))
+
+
+def _dec_promise(m: tuple[Any, ...]) -> Message:
+    _arity(m, 8, "promise")
+    return Promise(_ballot(m[1], m[2], "ballot"), _int(m[3], "from_slot"),
+                   _int(m[4], "chosen_through"), _int(m[5], "highest_slot"),
+                   _int(m[6], "reported_through"), _votes(m[7]))
+
+
+def _dec_nack(m: tuple[Any, ...]) -> Message:
+    _arity(m, 5, "nack")
+    return Nack(_ballot(m[1], m[2], "ballot"), _ballot(m[3], m[4], "promised"))
+
+
+def _dec_accepted(m: tuple[Any, ...]) -> Message:
+    _arity(m, 5, "accepted")
+    slots = _seq(m[3], "slots")
+    for s in slots:
+        _int(s, "slot")
+    values = tuple(_value(*_value_fields(v)) for v in _seq(m[4], "values"))
+    if values and len(values) != len(slots):
+        raise DecodeError("schema", "accepted values must be empty or match the slots")
+    return Accepted(_ballot(m[1], m[2], "ballot"), slots, values)
+
+
+def _value_fields(v: Any) -> tuple[Any, ...]:
+    if type(v) is not tuple or len(v) != 4:
+        raise DecodeError("schema", "a value is [kind, epoch_round, epoch_node, batches]")
+    return v
+
+
+def _dec_fetch(m: tuple[Any, ...]) -> Message:
+    _arity(m, 3, "fetch")
+    first, last = _int(m[1], "from_slot"), _int(m[2], "to_slot")
+    if first < 1 or last < first:
+        raise DecodeError("range", f"fetch range [{first}, {last}] is empty or starts below 1")
+    return Fetch(first, last)
+
+
+def _dec_fetched(m: tuple[Any, ...]) -> Message:
+    _arity(m, 3, "fetched")
+    return Fetched(_int(m[1], "chosen_through"), _votes(m[2]))
+
+
+def _dec_submit(m: tuple[Any, ...]) -> Message:
+    _arity(m, 2, "submit")
+    if type(m[1]) is not bytes:
+        raise DecodeError("schema", "submit batch must be a binary string")
+    return Submit(m[1])
+
+
+def _dec_redirect(m: tuple[Any, ...]) -> Message:
+    _arity(m, 3, "redirect")
+    return Redirect(_str(m[1], "leader"), _str(m[2], "reason"))
+
+
+def _dec_reply(m: tuple[Any, ...]) -> Message:
+    _arity(m, 2, "reply")
+    results = []
+    for r in _seq(m[1], "results"):
+        if type(r) is not tuple or len(r) != 3 or type(r[1]) is not bool:
+            raise DecodeError("schema", "a result is [seq, ok, result]")
+        if r[2] is not None and type(r[2]) not in (str, bool):
+            raise DecodeError("schema", "a result value is a string, a bool or nil")
+        results.append((_int(r[0], "seq"), r[1], r[2]))
+    return Reply(tuple(results))
+
+
+def _dec_empty(cls: type[Message]) -> Decoder:
+    def dec(m: tuple[Any, ...]) -> Message:
+        _arity(m, 1, cls.TYPE)
+        return cls()
+    return dec
+
+
+def _dec_status_reply(m: tuple[Any, ...]) -> Message:
+    _arity(m, 2, "status_reply")
+    info = []
+    for item in _seq(m[1], "info"):
+        if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str:
+            raise DecodeError("schema", "status info is [[key, value], ...]")
+        if item[1] is not None and type(item[1]) not in (str, int, bool, float):
+            raise DecodeError("schema", "status values are scalars")
+        info.append(item)
+    return StatusReply(tuple(info))
+
+
+MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
+    Prepare: (1, lambda m: [1, m.ballot.round, m.ballot.node, m.from_slot], _dec_prepare),
+    Accept: (2, lambda m: [2, m.ballot.round, m.ballot.node, m.chosen_through,
+                           [[s, v.kind, v.epoch.round, v.epoch.node, v.batches] for s, v in m.entries]],
+             _dec_accept),
+    Heartbeat: (3, lambda m: [3, m.ballot.round, m.ballot.node, m.chosen_through], _dec_heartbeat),
+    Promise: (4, lambda m: [4, m.ballot.round, m.ballot.node, m.from_slot, m.chosen_through,
+                            m.highest_slot, m.reported_through, _enc_votes(m.votes)], _dec_promise),
+    Nack: (5, lambda m: [5, m.ballot.round, m.ballot.node, m.promised.round, m.promised.node],
+           _dec_nack),
+    Accepted: (6, lambda m: [6, m.ballot.round, m.ballot.node, m.slots,
+                             [_enc_value(v) for v in m.values]], _dec_accepted),
+    Fetch: (7, lambda m: [7, m.from_slot, m.to_slot], _dec_fetch),
+    Fetched: (8, lambda m: [8, m.chosen_through, _enc_votes(m.votes)], _dec_fetched),
+    Submit: (20, lambda m: [20, m.batch], _dec_submit),
+    Redirect: (21, lambda m: [21, m.leader, m.reason], _dec_redirect),
+    Reply: (22, lambda m: [22, [list(r) for r in m.results]], _dec_reply),
+    Hello: (23, lambda m: [23], _dec_empty(Hello)),
+    StatusQuery: (30, lambda m: [30], _dec_empty(StatusQuery)),
+    StatusReply: (31, lambda m: [31, [list(i) for i in m.info]], _dec_status_reply),
+}
+_ENCODERS: dict[type[Message], Encoder] = {cls: enc for cls, (_, enc, _) in MESSAGE_CODECS.items()}
+_DECODERS: dict[int, tuple[type[Message], Decoder]] = {
+    tag: (cls, dec) for cls, (tag, _, dec) in MESSAGE_CODECS.items()
+}
+
+
+def encode_message(message: Message) -> list[Any]:
+    return _ENCODERS[type(message)](message)
+
+
+def decode_message(raw: Any) -> Message:
+    if type(raw) is not tuple or not raw:
+        raise DecodeError("schema", "a message is a non-empty array")
+    tag = raw[0]
+    if type(tag) is not int:
+        raise DecodeError("schema", "a message starts with an integer type tag")
+    entry = _DECODERS.get(tag)
+    if entry is None:
+        raise DecodeError("unknown_type", f"unknown message type tag {tag}")
+    return entry[1](raw)
+
+
+def encode_frame(sender: str, messages: list[Message]) -> bytes:
+    return pack([VERSION, sender, [_ENCODERS[type(m)](m) for m in messages]])
+
+
+def decode_frame(data: bytes, messages_max: int = 100_000) -> tuple[str, list[Message]]:
+    """The sender's claimed name and its messages; raises DecodeError for anything else."""
+    raw = unpack(data)
+    if type(raw) is not tuple or len(raw) != 3:
+        raise DecodeError("schema", "a frame is [version, sender, messages]")
+    version, sender, messages = raw
+    if type(version) is not int or version != VERSION:
+        raise DecodeError("version", f"protocol version {version!r:.20} is not {VERSION}")
+    if type(sender) is not str or not sender:
+        raise DecodeError("schema", "sender must be a non-empty string")
+    if type(messages) is not tuple or len(messages) > messages_max:
+        raise DecodeError("schema", "messages must be an array of at most "
+                                    f"{messages_max} messages")
+    return sender, [decode_message(m) for m in messages]
+
+
+# --- records ------------------------------------------------------------------------------
+
+
+def encode_record(record: Record) -> list[Any]:
+    kind = type(record)
+    if kind is AcceptRecord:
+        return [3, record.ballot.round, record.ballot.node, record.chosen_through,
+                [[s, v.kind, v.epoch.round, v.epoch.node, v.batches] for s, v in record.entries]]
+    if kind is DecidedRecord:
+        return [4, record.slot, *_enc_value(record.value)]
+    if kind is PromiseRecord:
+        return [2, record.ballot.round, record.ballot.node]
+    if kind is RoundRecord:
+        return [1, record.round]
+    raise TypeError(f"not a record: {record!r}")
+
+
+def decode_record(raw: Any) -> Record:
+    if type(raw) is not tuple or not raw or type(raw[0]) is not int:
+        raise DecodeError("schema", "a record is [tag, ...]")
+    tag = raw[0]
+    if tag == 3 and len(raw) == 5:
+        accept = _dec_accept((2, *raw[1:]))
+        assert isinstance(accept, Accept)
+        return AcceptRecord(accept.ballot, accept.chosen_through, accept.entries)
+    if tag == 4 and len(raw) == 6:
+        return DecidedRecord(_int(raw[1], "slot"), _value(*raw[2:6]))
+    if tag == 2 and len(raw) == 3:
+        return PromiseRecord(_ballot(raw[1], raw[2], "ballot"))
+    if tag == 1 and len(raw) == 2:
+        return RoundRecord(_int(raw[1], "round"))
+    raise DecodeError("schema", f"unknown record tag {tag} or wrong arity {len(raw)}")
+
+
+def encode_records(records: list[Record]) -> bytes:
+    return pack([encode_record(r) for r in records])
+
+
+def decode_records(data: bytes) -> list[Record]:
+    raw = unpack(data, "record batch")
+    if type(raw) is not tuple:
+        raise DecodeError("schema", "a record batch is an array")
+    return [decode_record(r) for r in raw]
+
+
+# --- client batches -----------------------------------------------------------------------
+
+
+def encode_client_batch(client_id: str, acked_below: int, commands: list[list[Any]]) -> bytes:
+    return pack([client_id, acked_below, commands])
+
+
+def decode_client_batch(blob: bytes) -> Any:
+    """Only msgpack-level decoding; the shape is checked by `actors.kv.parse_batch`, the same
+    on every learner."""
+    return unpack(blob, "client batch")

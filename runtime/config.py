@@ -1,0 +1,309 @@
+"""Cluster configuration: `cluster.toml`, parsed with tomllib and checked strictly.
+
+Every error names the key it is about (`limits.value_bytes_max: must be ...`) and stops
+startup; unknown keys are errors too, so a typo never silently falls back to a default.
+Paths in the file are relative to the file itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.proposer import ProposerParams
+
+ROLES = ("proposer", "acceptor", "learner")
+_ENDPOINT = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+):(?P<port>[0-9]{1,5})$")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ClusterSection:
+    data_dir: str = "data"
+    fsync: bool = True
+    log_level: str = "info"
+    tick_ms: int = 10
+
+
+@dataclass(frozen=True)
+class ProtocolSection:
+    heartbeat_ticks: int = 5
+    election_ticks: int = 30
+    backoff_max: int = 8
+    retry_ticks: int = 20
+    window_slots: int = 64
+    batch_bytes_max: int = 1024 * 1024
+    batch_count_max: int = 1024
+    queue_batches_max: int = 8192
+    fetch_ticks: int = 10
+    fetch_slots_max: int = 4096
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    message_bytes_max: int = 8 * 1024 * 1024
+    key_bytes_max: int = 1024
+    value_bytes_max: int = 256 * 1024
+    sessions_max: int = 100_000
+
+
+@dataclass(frozen=True)
+class SupervisorSection:
+    restart: str = "permanent"
+    restart_max: int = 5
+    restart_window_s: float = 30.0
+    restart_delay_s: float = 0.05
+    stop_grace_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ClientSection:
+    timeout_s: float = 10.0
+    retry_s: float = 0.3
+    outstanding_max: int = 100_000
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    name: str
+    role: str
+    endpoint: str
+    id: int = 0  # proposers only: the node part of their ballots
+
+    @property
+    def host(self) -> str:
+        return self.endpoint.split("//", 1)[1].rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    path: Path
+    cluster: ClusterSection
+    protocol: ProtocolSection
+    limits: LimitsSection
+    supervisor: SupervisorSection
+    client: ClientSection
+    proposers: tuple[ActorSpec, ...]
+    acceptors: tuple[ActorSpec, ...]
+    learners: tuple[ActorSpec, ...]
+    actors: dict[str, ActorSpec] = field(repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.path.parent / self.cluster.data_dir).resolve()
+
+    def actor(self, name: str) -> ActorSpec:
+        try:
+            return self.actors[name]
+        except KeyError:
+            raise ConfigError(f"no actor named {name!r} in {self.path} "
+                              f"(known: {', '.join(self.actors)})") from None
+
+    @property
+    def proposer_ids(self) -> dict[str, int]:
+        return {p.name: p.id for p in self.proposers}
+
+    def proposer_params(self) -> ProposerParams:
+        p = self.protocol
+        return ProposerParams(
+            heartbeat_ticks=p.heartbeat_ticks,
+            election_ticks=p.election_ticks,
+            backoff_max=p.backoff_max,
+            retry_ticks=p.retry_ticks,
+            window_slots=p.window_slots,
+            batch_bytes_max=p.batch_bytes_max,
+            batch_count_max=p.batch_count_max,
+            message_bytes_max=self.reply_bytes_max,
+            queue_batches_max=p.queue_batches_max,
+        )
+
+    @property
+    def reply_bytes_max(self) -> int:
+        """Budget for the payload of one protocol message, leaving room for framing."""
+        return self.limits.message_bytes_max - 64 * 1024
+
+    def wal_path(self, name: str) -> Path:
+        return self.data_dir / "wal" / f"{name}.wal"
+
+    def log_path(self, name: str) -> Path:
+        return self.data_dir / "logs" / f"{name}.jsonl"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+
+def _check_fields(section: str, raw: Any, cls: type) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{section}: must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        f = fields.get(key)
+        if f is None:
+            raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(fields)})")
+        want = f.type if isinstance(f.type, type) else {"int": int, "float": float,
+                                                         "bool": bool, "str": str}[f.type]
+        if want is float and type(value) is int:
+            value = float(value)
+        if type(value) is not want:
+            raise ConfigError(f"{section}.{key}: must be {want.__name__}, got {value!r}")
+        if want in (int, float) and value <= 0 and key not in ("restart_max",):
+            raise ConfigError(f"{section}.{key}: must be positive, got {value!r}")
+        if want is int and key == "restart_max" and value < 0:
+            raise ConfigError(f"{section}.{key}: must be 0 or more, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def _actors(raw: dict[str, Any], table: str, role: str) -> tuple[ActorSpec, ...]:
+    items = raw.get(table, [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{table}: must be an array of tables ([[{table}]])")
+    specs = []
+    for i, item in enumerate(items):
+        where = f"{table}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: must be a table")
+        allowed = {"name", "endpoint"} | ({"id"} if role == "proposer" else set())
+        for key in item:
+            if key not in allowed:
+                raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(allowed))})")
+        name = item.get("name")
+        if type(name) is not str or not _NAME.match(name):
+            raise ConfigError(f"{where}.name: must match {_NAME.pattern}, got {name!r}")
+        endpoint = item.get("endpoint")
+        if type(endpoint) is not str:
+            raise ConfigError(f"{where}.endpoint: missing or not a string")
+        m = _ENDPOINT.match(endpoint)
+        if not m or not 1 <= int(m["port"]) <= 65535:
+            raise ConfigError(f"{where}.endpoint: must look like tcp://127.0.0.1:7101, got {endpoint!r}")
+        try:
+            ipaddress.ip_address(m["host"])
+        except ValueError:
+            if m["host"] != "localhost":
+                raise ConfigError(f"{where}.endpoint: host must be an IP address or localhost, "
+                                  f"got {m['host']!r}") from None
+        node_id = 0
+        if role == "proposer":
+            node_id = item.get("id")
+            if type(node_id) is not int or not 1 <= node_id <= 1_000_000:
+                raise ConfigError(f"{where}.id: must be an integer from 1 to 1000000, got {node_id!r}")
+        specs.append(ActorSpec(name=name, role=role, endpoint=endpoint, id=node_id))
+    return tuple(specs)
+
+
+SECTIONS = {
+    "cluster": ClusterSection,
+    "protocol": ProtocolSection,
+    "limits": LimitsSection,
+    "supervisor": SupervisorSection,
+    "client": ClientSection,
+}
+ACTOR_TABLES = {"proposers": "proposer", "acceptors": "acceptor", "learners": "learner"}
+
+
+def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
+    for key in raw:
+        if key not in SECTIONS and key not in ACTOR_TABLES:
+            raise ConfigError(f"{key}: unknown key (known: {', '.join([*SECTIONS, *ACTOR_TABLES])})")
+    sections = {name: _check_fields(name, raw.get(name, {}), cls) for name, cls in SECTIONS.items()}
+    groups = {table: _actors(raw, table, role) for table, role in ACTOR_TABLES.items()}
+    proposers, acceptors, learners = groups["proposers"], groups["acceptors"], groups["learners"]
+    if len(acceptors) < 3:
+        raise ConfigError(f"acceptors: at least 3 are needed to survive a failure, got {len(acceptors)}")
+    if not proposers:
+        raise ConfigError("proposers: at least 1 is needed")
+    if not learners:
+        raise ConfigError("learners: at least 1 is needed")
+    actors: dict[str, ActorSpec] = {}
+    endpoints: dict[str, str] = {}
+    ids: dict[int, str] = {}
+    for spec in (*proposers, *acceptors, *learners):
+        if spec.name in actors or spec.name == "supervisor":
+            raise ConfigError(f"{spec.role}s: duplicate actor name {spec.name!r}")
+        actors[spec.name] = spec
+        if spec.endpoint in endpoints:
+            raise ConfigError(f"{spec.role}s: {spec.name} and {endpoints[spec.endpoint]} share "
+                              f"endpoint {spec.endpoint}")
+        endpoints[spec.endpoint] = spec.name
+        if spec.role == "proposer":
+            if spec.id in ids:
+                raise ConfigError(f"proposers: {spec.name} and {ids[spec.id]} share id {spec.id}")
+            ids[spec.id] = spec.name
+    cl: ClusterSection = sections["cluster"]
+    if cl.log_level not in ("debug", "info", "warning"):
+        raise ConfigError(f"cluster.log_level: must be debug, info or warning, got {cl.log_level!r}")
+    sup: SupervisorSection = sections["supervisor"]
+    if sup.restart not in ("permanent", "transient", "temporary"):
+        raise ConfigError(f"supervisor.restart: must be permanent, transient or temporary, "
+                          f"got {sup.restart!r}")
+    lim: LimitsSection = sections["limits"]
+    proto: ProtocolSection = sections["protocol"]
+    one_command = lim.key_bytes_max + lim.value_bytes_max + 256
+    if proto.batch_bytes_max < one_command:
+        raise ConfigError(f"protocol.batch_bytes_max: must hold one command of the largest key and "
+                          f"value ({one_command} bytes), got {proto.batch_bytes_max}")
+    if lim.message_bytes_max < proto.batch_bytes_max + 128 * 1024:
+        raise ConfigError(f"limits.message_bytes_max: must exceed protocol.batch_bytes_max by at "
+                          f"least 128 KiB, got {lim.message_bytes_max}")
+    if proto.heartbeat_ticks * 2 > proto.election_ticks:
+        raise ConfigError("protocol.election_ticks: must be at least twice heartbeat_ticks")
+    return ClusterConfig(
+        path=path, cluster=cl, protocol=proto, limits=lim, supervisor=sup,
+        client=sections["client"], proposers=proposers, acceptors=acceptors, learners=learners,
+        actors=actors,
+    )
+
+
+def load(path: str | Path) -> ClusterConfig:
+    path = Path(path).resolve()
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(raw, path)
+
+
+def render(
+    ports: dict[str, int],
+    *,
+    proposers: int = 2,
+    acceptors: int = 3,
+    learners: int = 2,
+    host: str = "127.0.0.1",
+    data_dir: str = "data",
+    extra: str = "",
+) -> str:
+    """A config text for a local cluster; `ports` maps actor names to ports (tests and
+    benchmarks pick free ones)."""
+    lines = ["[cluster]", f'data_dir = "{data_dir}"', ""]
+    if extra:
+        lines += [extra.strip(), ""]
+    for i in range(1, proposers + 1):
+        lines += ["[[proposers]]", f'name = "p{i}"', f"id = {i}",
+                  f'endpoint = "tcp://{host}:{ports[f"p{i}"]}"', ""]
+    for i in range(1, acceptors + 1):
+        lines += ["[[acceptors]]", f'name = "a{i}"', f'endpoint = "tcp://{host}:{ports[f"a{i}"]}"', ""]
+    for i in range(1, learners + 1):
+        lines += ["[[learners]]", f'name = "l{i}"', f'endpoint = "tcp://{host}:{ports[f"l{i}"]}"', ""]
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""The supervisor's control socket: a ZeroMQ ROUTER on 127.0.0.1 whose port the supervisor
+writes to `<data_dir>/run/supervisor.json`. Requests and replies are msgpack maps:
+`{"cmd": "status"}` -> `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from runtime.config import ClusterConfig
+
+
+class ControlError(RuntimeError):
+    pass
+
+
+class NotRunning(ControlError):
+    pass
+
+
+def state_file(config: ClusterConfig) -> Path:
+    return config.run_dir / "supervisor.json"
+
+
+def read_state(config: ClusterConfig) -> dict[str, Any] | None:
+    """The running supervisor's pid and endpoint, or None if it is not running."""
+    try:
+        state = json.loads(state_file(config).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return None
+    return state
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def request(config: ClusterConfig, message: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+    state = read_state(config)
+    if state is None:
+        raise NotRunning(f"the cluster of {config.path} is not running (no supervisor)")
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(state["control"])
+        sock.send(msgpack.packb(message))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ControlError(f"the supervisor (pid {state['pid']}) did not answer "
+                                   f"{message.get('cmd')!r} within {timeout_s:g}s")
+            if sock.poll(int(min(left, 0.2) * 1000)):
+                reply = msgpack.unpackb(sock.recv(), raw=False)
+                if not isinstance(reply, dict):
+                    raise ControlError("malformed reply from the supervisor")
+                return reply
+            if not pid_alive(state["pid"]):
+                raise NotRunning(f"the supervisor (pid {state['pid']}) exited")
+    finally:
+        sock.close(0)

@@ -1,0 +1,270 @@
+"""The append-only file (`wal`) every actor keeps, and its recovery.
+
+Layout: a sequence of frames `MAGIC | length u32 | crc32 u32 | payload`, where the crc covers
+the length and the payload and the payload is a msgpack array of records. The first frame is a
+header naming the format version, the role and the actor. Everything one event-loop turn
+persists is one frame, written with one `write` and made durable with one `fdatasync` (group
+commit).
+
+Recovery reads the frames in order:
+- a bad frame with no valid frame after it is a torn tail (a crash in the middle of the last
+  write): the file is copied to `<name>.wal.broken-N`, cut at the bad frame and synced;
+- a bad frame followed by a valid one is corruption in the middle of the file: recovery stops
+  with `WalCorrupt`, naming the file and the offset, and changes nothing;
+- a wrong header stops with `WalFormatError`.
+An fsync failure is final (`WalFatal`): the caller must end the process, never retry (after a
+failed fsync the kernel may have dropped the dirty pages, so a retry can falsely succeed).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from actors.records import Record
+from runtime.codec import DecodeError, decode_records, encode_records, pack, unpack
+
+MAGIC = b"\xf0PXW"
+HEADER = struct.Struct(">4sII")
+HEADER_BYTES = HEADER.size
+FORMAT = "paxos-wal"
+FORMAT_VERSION = 1
+FRAME_BYTES_MAX = 1 << 30
+
+
+class WalError(RuntimeError):
+    pass
+
+
+class WalCorrupt(WalError):
+    def __init__(self, path: Path, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: corrupt record at offset {offset}: {reason}; refusing to "
+                         f"start (the file is unchanged; restore it from a replica or backup)")
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+class WalFormatError(WalError):
+    pass
+
+
+class WalFatal(WalError):
+    """A write or fsync failed: the process must stop now."""
+
+
+class WalLocked(WalError):
+    pass
+
+
+@dataclass
+class Recovery:
+    records: list[Record] = field(default_factory=list)
+    frames: int = 0
+    bytes: int = 0
+    created: bool = False
+    truncated_at: int | None = None
+    truncated_bytes: int = 0
+    backup: Path | None = None
+
+
+def _frame(payload: bytes) -> bytes:
+    length = len(payload)
+    crc = zlib.crc32(payload, zlib.crc32(length.to_bytes(4, "big")))
+    return HEADER.pack(MAGIC, length, crc) + payload
+
+
+def _frame_at(data: memoryview, pos: int, size: int) -> tuple[int, str]:
+    """Length of the valid frame at `pos`, or (-1, reason)."""
+    if size - pos < HEADER_BYTES:
+        return -1, "partial frame header"
+    magic, length, crc = HEADER.unpack_from(data, pos)
+    if magic != MAGIC:
+        return -1, "bad frame magic"
+    if length == 0 or length > FRAME_BYTES_MAX:
+        return -1, f"bad frame length {length}"
+    end = pos + HEADER_BYTES + length
+    if end > size:
+        return -1, f"frame of {length} bytes runs past the end of the file"
+    if zlib.crc32(data[pos + HEADER_BYTES:end], zlib.crc32(length.to_bytes(4, "big"))) != crc:
+        return -1, "checksum mismatch"
+    return length, ""
+
+
+def _valid_frame_after(data: bytes, view: memoryview, pos: int, size: int) -> int | None:
+    i = data.find(MAGIC, pos)
+    while i != -1:
+        if _frame_at(view, i, size)[0] > 0:
+            return i
+        i = data.find(MAGIC, i + 1)
+    return None
+
+
+def scan(path: Path, data: bytes) -> tuple[list[bytes], int, str]:
+    """Payloads of the valid prefix, the length of that prefix, and why it ended ("" at a clean
+    end). Raises WalCorrupt if valid frames follow a bad one."""
+    view = memoryview(data)
+    size = len(data)
+    payloads: list[bytes] = []
+    pos = 0
+    while pos < size:
+        length, reason = _frame_at(view, pos, size)
+        if length < 0:
+            later = _valid_frame_after(data, view, pos + 1, size)
+            if later is not None:
+                raise WalCorrupt(path, pos, f"{reason}, with valid records after it at offset {later}")
+            return payloads, pos, reason
+        payloads.append(data[pos + HEADER_BYTES:pos + HEADER_BYTES + length])
+        pos += HEADER_BYTES + length
+    return payloads, pos, ""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Wal:
+    """One actor's append-only file. Not thread-safe; one writer (guarded by flock)."""
+
+    def __init__(self, path: Path, fd: int, offset: int, fsync: bool) -> None:
+        self.path = path
+        self.fd = fd
+        self.offset = offset  # bytes written
+        self.synced_offset = offset  # bytes known durable (for power-loss tests)
+        self.fsync_enabled = fsync
+        self.fsyncs = 0
+        self.frames_written = 0
+
+    @classmethod
+    def open(cls, path: Path, role: str, name: str, fsync: bool = True) -> tuple[Wal, Recovery]:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recovery = Recovery()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WalLocked(f"{path}: in use by another process (is {name} already running?)") from None
+            data = _read_all(fd)
+            payloads, valid_bytes, _ = scan(path, data)
+            if valid_bytes == 0 and data and data.strip(b"\0") and not data.startswith(
+                    MAGIC[:min(len(data), len(MAGIC))]):
+                raise WalFormatError(f"{path}: not a paxos wal (no frame magic at offset 0)")
+            if valid_bytes < len(data):
+                recovery.truncated_at = valid_bytes
+                recovery.truncated_bytes = len(data) - valid_bytes
+                recovery.backup = _backup(path)
+                os.ftruncate(fd, valid_bytes)
+                os.fsync(fd)
+            if not payloads:
+                # New (or torn while being created: nothing in it was ever acknowledged).
+                header = _frame(pack([FORMAT, FORMAT_VERSION, role, name]))
+                _write_all(fd, header)
+                os.fsync(fd)
+                _fsync_dir(path.parent)
+                recovery.created = True
+                valid_bytes = len(header)
+            else:
+                _check_header(path, payloads[0], role, name)
+                offset = HEADER_BYTES + len(payloads[0])
+                for payload in payloads[1:]:
+                    try:
+                        recovery.records.extend(decode_records(payload))
+                    except DecodeError as exc:
+                        raise WalCorrupt(path, offset, f"undecodable records ({exc})") from None
+                    offset += HEADER_BYTES + len(payload)
+            recovery.frames = max(len(payloads) - 1, 0)
+            recovery.bytes = valid_bytes
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, valid_bytes, fsync), recovery
+
+    def append(self, records: list[Record]) -> None:
+        """Write one frame and make it durable (if fsync is on) before returning."""
+        frame = _frame(encode_records(records))
+        try:
+            _write_all(self.fd, frame)
+            self.offset += len(frame)
+            self.frames_written += 1
+            if self.fsync_enabled:
+                os.fdatasync(self.fd)
+                self.fsyncs += 1
+                self.synced_offset = self.offset
+        except OSError as exc:
+            raise WalFatal(f"{self.path}: write or fsync failed: {exc.strerror or exc}; "
+                           f"stopping without retrying") from exc
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    chunks = []
+    pos = 0
+    while pos < size:
+        chunk = os.pread(fd, min(size - pos, 1 << 26), pos)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        pos += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _backup(path: Path) -> Path:
+    n = 1
+    while True:
+        target = path.with_name(f"{path.name}.broken-{n}")
+        if not target.exists():
+            break
+        n += 1
+    shutil.copyfile(path, target)
+    with open(target, "rb") as f:
+        os.fsync(f.fileno())
+    _fsync_dir(path.parent)
+    return target
+
+
+def _check_header(path: Path, payload: bytes, role: str, name: str) -> None:
+    try:
+        header = unpack(payload, "header")
+    except DecodeError as exc:
+        raise WalFormatError(f"{path}: not a paxos wal ({exc})") from None
+    if type(header) is not tuple or len(header) != 4 or header[0] != FORMAT:
+        raise WalFormatError(f"{path}: not a paxos wal (bad header)")
+    if header[1] != FORMAT_VERSION:
+        raise WalFormatError(f"{path}: wal format version {header[1]!r} is not supported "
+                             f"(this build reads version {FORMAT_VERSION})")
+    if header[2] != role or header[3] != name:
+        raise WalFormatError(f"{path}: this file belongs to {header[2]} {header[3]!r}, "
+                             f"not {role} {name!r}")
+
+
+def read_records(path: Path) -> list[Record]:
+    """Read-only: the records of a wal's valid prefix (for tools and tests)."""
+    data = Path(path).read_bytes()
+    payloads, _, _ = scan(Path(path), data)
+    records: list[Record] = []
+    for payload in payloads[1:]:
+        records.extend(decode_records(payload))
+    return records
