@@ -215,8 +215,15 @@ class Proposer:
         e = self.params.election_ticks
         return (e + self.rng.randrange(e)) * self.backoff
 
+    def next_round(self) -> int:
+        """The smallest round that makes our ballot exceed every ballot seen and every round we
+        may have used (seed 000: numbers m * n + i, "pick the next number above the highest")."""
+        known = self.known_ballot
+        above_known = known.round if known.node < self.node_id else known.round + 1
+        return max(above_known, self.round + 1)
+
     def _start_election(self, out: Output, reason: str) -> None:
-        new_round = max(self.round, self.known_ballot.round) + 1
+        new_round = self.next_round()
         record = RoundRecord(new_round)
         self.apply(record)
         out.persist.append(record)  # durable before the Prepare below leaves

@@ -73,7 +73,7 @@ class Recovery:
     backup: Path | None = None
 
 
-def _frame(payload: bytes) -> bytes:
+def frame(payload: bytes) -> bytes:
     length = len(payload)
     crc = zlib.crc32(payload, zlib.crc32(length.to_bytes(4, "big")))
     return HEADER.pack(MAGIC, length, crc) + payload
@@ -168,7 +168,7 @@ class Wal:
                 os.fsync(fd)
             if not payloads:
                 # New (or torn while being created: nothing in it was ever acknowledged).
-                header = _frame(pack([FORMAT, FORMAT_VERSION, role, name]))
+                header = frame(pack([FORMAT, FORMAT_VERSION, role, name]))
                 _write_all(fd, header)
                 os.fsync(fd)
                 _fsync_dir(path.parent)
@@ -192,10 +192,10 @@ class Wal:
 
     def append(self, records: list[Record]) -> None:
         """Write one frame and make it durable (if fsync is on) before returning."""
-        frame = _frame(encode_records(records))
+        data = frame(encode_records(records))
         try:
-            _write_all(self.fd, frame)
-            self.offset += len(frame)
+            _write_all(self.fd, data)
+            self.offset += len(data)
             self.frames_written += 1
             if self.fsync_enabled:
                 os.fdatasync(self.fd)

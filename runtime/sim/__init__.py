@@ -1,0 +1,1 @@
+"""Deterministic, single-threaded runs of the real `actors/` cores on virtual time."""

@@ -1,0 +1,232 @@
+"""A world of real cores connected by a hand-driven network, for scenarios and simulation.
+
+Everything a core sends goes through the real codec (encode, then decode) into `queue`, where
+a test or the simulator decides what is delivered, dropped, duplicated or delayed. Everything a
+core persists is appended, through the real wal framing, to an in-memory "disk" per actor;
+`crash` throws the core away (optionally losing or tearing the unsynced tail) and `restart`
+rebuilds it by running the real recovery scan and replaying the records through `apply`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.acceptor import Acceptor
+from actors.kv import KVStore
+from actors.learner import Learner
+from actors.messages import Message, Reply, Submit
+from actors.output import Output
+from actors.proposer import Proposer, ProposerParams
+from actors.records import Record
+from runtime import codec
+from runtime.wal import frame, scan
+
+Core = Acceptor | Proposer | Learner
+
+
+@dataclass
+class Envelope:
+    src: str
+    dst: str
+    message: Message
+    id: int
+    deliver_at: int = 0  # virtual time (ticks) when it may be delivered
+
+
+@dataclass
+class Disk:
+    """An actor's wal as bytes; `synced` is how much of it survives a power loss."""
+
+    data: bytearray = field(default_factory=bytearray)
+    synced: int = 0
+
+    def append(self, records: list[Record]) -> None:
+        self.data += frame(codec.encode_records(records))
+        self.synced = len(self.data)
+
+    def records(self) -> list[Record]:
+        payloads, valid, _ = scan(Path("<sim>"), bytes(self.data))
+        del self.data[valid:]  # the real recovery cuts a torn tail the same way
+        self.synced = min(self.synced, len(self.data))
+        out: list[Record] = []
+        for payload in payloads:
+            out.extend(codec.decode_records(payload))
+        return out
+
+
+@dataclass
+class WorldConfig:
+    proposers: int = 2
+    acceptors: int = 3
+    learners: int = 1
+    params: ProposerParams = field(default_factory=lambda: ProposerParams(
+        heartbeat_ticks=5, election_ticks=30, retry_ticks=20, window_slots=16,
+        batch_bytes_max=64 * 1024, message_bytes_max=1024 * 1024))
+    reply_bytes_max: int = 1024 * 1024
+    key_bytes_max: int = 256
+    value_bytes_max: int = 4096
+    fetch_ticks: int = 10
+
+
+class World:
+    def __init__(self, config: WorldConfig | None = None, seed: int = 0) -> None:
+        self.config = config or WorldConfig()
+        c = self.config
+        self.rng = random.Random(seed)
+        self.proposer_names = [f"p{i}" for i in range(1, c.proposers + 1)]
+        self.acceptor_names = [f"a{i}" for i in range(1, c.acceptors + 1)]
+        self.learner_names = [f"l{i}" for i in range(1, c.learners + 1)]
+        self.proposer_ids = {n: i for i, n in enumerate(self.proposer_names, start=1)}
+        self.names = [*self.proposer_names, *self.acceptor_names, *self.learner_names]
+        self.disks: dict[str, Disk] = {n: Disk() for n in self.names}
+        self.cores: dict[str, Core] = {}
+        self.down: set[str] = set()
+        self.queue: list[Envelope] = []
+        self.client_inbox: dict[str, list[Message]] = {}
+        self.events: list[tuple[str, str, str, dict[str, Any]]] = []  # (actor, level, event, fields)
+        self.now = 0
+        self._ids = 0
+        self.on_commit: Callable[[str, Output], None] | None = None
+        for name in self.names:
+            self.cores[name] = self._build(name)
+
+    # --- actors ----------------------------------------------------------------------------
+
+    def _build(self, name: str) -> Core:
+        c = self.config
+        if name in self.proposer_ids:
+            core: Core = Proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptor_names,
+                                  self.learner_names, c.params, random.Random(self.rng.getrandbits(64)))
+        elif name in self.acceptor_names:
+            core = Acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max)
+        else:
+            core = Learner(name, self.acceptor_names, codec.decode_client_batch,
+                           KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks)
+        for record in self.disks[name].records():
+            core.apply(record)
+        return core
+
+    def proposer(self, name: str) -> Proposer:
+        core = self.cores[name]
+        assert isinstance(core, Proposer)
+        return core
+
+    def acceptor(self, name: str) -> Acceptor:
+        core = self.cores[name]
+        assert isinstance(core, Acceptor)
+        return core
+
+    def learner(self, name: str) -> Learner:
+        core = self.cores[name]
+        assert isinstance(core, Learner)
+        return core
+
+    def crash(self, name: str, lose_unsynced: bool = True) -> None:
+        """The process dies: its memory is gone, its disk stays (minus what was not synced)."""
+        if lose_unsynced:
+            del self.disks[name].data[self.disks[name].synced:]
+        self.down.add(name)
+        self.queue = [e for e in self.queue if e.dst != name]
+
+    def restart(self, name: str) -> Core:
+        self.down.discard(name)
+        self.cores[name] = self._build(name)
+        return self.cores[name]
+
+    # --- driving ---------------------------------------------------------------------------
+
+    def commit(self, name: str, out: Output) -> None:
+        """What the shell does with a turn's output: persist (synced), then send."""
+        if out.persist:
+            self.disks[name].append(out.persist)
+        for dst, message in out.send:
+            # Through the real codec both ways: what arrives is what the wire can carry.
+            wire = codec.encode_frame(name, [message])
+            _, (decoded,) = codec.decode_frame(wire)
+            self._ids += 1
+            if dst in self.cores:
+                self.queue.append(Envelope(name, dst, decoded, self._ids, self.now))
+            else:
+                self.client_inbox.setdefault(dst, []).append(decoded)
+        for level, event, fields in out.events:
+            self.events.append((name, level, event, fields))
+        if self.on_commit is not None:
+            self.on_commit(name, out)
+
+    def step(self, name: str, sender: str, message: Message) -> Output:
+        out = Output()
+        if name in self.down:
+            return out
+        core = self.cores[name]
+        core.step(sender, message, out)
+        if isinstance(core, Proposer):
+            core.flush(out)
+        self.commit(name, out)
+        return out
+
+    def tick(self, names: Iterable[str] | None = None, n: int = 1) -> None:
+        for _ in range(n):
+            self.now += 1
+            for name in list(names or self.names):
+                if name in self.down:
+                    continue
+                out = Output()
+                self.cores[name].tick(out)
+                self.commit(name, out)
+
+    def submit(self, proposer: str, client_id: str, commands: list[list[Any]], acked_below: int = 0) -> None:
+        blob = codec.encode_client_batch(client_id, acked_below, commands)
+        self.step(proposer, client_id, Submit(blob))
+
+    def take(self, pred: Callable[[Envelope], bool]) -> list[Envelope]:
+        taken = [e for e in self.queue if pred(e)]
+        ids = {e.id for e in taken}
+        self.queue = [e for e in self.queue if e.id not in ids]
+        return taken
+
+    def deliver(self, pred: Callable[[Envelope], bool] = lambda e: True, limit: int = 100_000) -> int:
+        """Deliver matching messages (and whatever they cause that also matches) until none is
+        left; returns how many were delivered."""
+        count = 0
+        while count < limit:
+            batch = self.take(pred)
+            if not batch:
+                return count
+            for e in batch:
+                self.step(e.dst, e.src, e.message)
+                count += 1
+        raise RuntimeError(f"deliver: more than {limit} messages; a livelock?")
+
+    def drop(self, pred: Callable[[Envelope], bool]) -> int:
+        return len(self.take(pred))
+
+    def replies(self, client_id: str) -> list[tuple[int, bool, Any]]:
+        return [r for m in self.client_inbox.get(client_id, []) if isinstance(m, Reply) for r in m.results]
+
+    def elect(self, proposer: str, max_ticks: int = 1000) -> None:
+        """Tick only `proposer` until it starts an election, then deliver everything."""
+        p = self.proposer(proposer)
+        for _ in range(max_ticks):
+            if p.role != "follower":
+                break
+            self.tick([proposer])
+        self.deliver()
+
+    def event_names(self, actor: str | None = None) -> list[str]:
+        return [e for a, _, e, _ in self.events if actor is None or a == actor]
+
+
+def to(*names: str) -> Callable[[Envelope], bool]:
+    return lambda e: e.dst in names
+
+
+def from_(*names: str) -> Callable[[Envelope], bool]:
+    return lambda e: e.src in names
+
+
+def of_type(*types: type[Message]) -> Callable[[Envelope], bool]:
+    return lambda e: isinstance(e.message, types)
