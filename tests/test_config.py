@@ -56,7 +56,7 @@ def test_fewer_than_three_acceptors_is_refused(tmp_path: Path) -> None:
 
 def test_limits_must_fit_together(tmp_path: Path) -> None:
     extra = "[limits]\nvalue_bytes_max = 2000000"
-    with pytest.raises(ConfigError, match="protocol.batch_bytes_max"):
+    with pytest.raises(ConfigError, match=r"protocol\.batch_bytes_max"):
         load(write(tmp_path, render(PORTS, extra=extra)))
 
 

@@ -1,0 +1,1 @@
+"""Helpers that tests, benchmarks and demos share: local clusters on free loopback ports."""

@@ -1,0 +1,66 @@
+"""A write workload for real-process tests: concurrent writers that record exactly what was
+acknowledged, so that the test can read every acknowledged write back afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from runtime.client import Client, OutcomeUnknown
+
+
+@dataclass
+class Ledger:
+    puts: dict[str, str] = field(default_factory=dict)  # acknowledged key -> value
+    appends: dict[str, list[str]] = field(default_factory=dict)  # key -> acknowledged elements
+    maybe_appends: dict[str, list[str]] = field(default_factory=dict)  # outcome unknown
+    acks: list[tuple[float, float]] = field(default_factory=list)  # (invoked, acknowledged)
+    unknown: int = 0
+
+    def first_ack_invoked_after(self, t: float) -> float | None:
+        """When the first operation started after `t` was acknowledged (in-flight operations
+        that were already chosen before `t` do not count)."""
+        later = [ack for invoked, ack in self.acks if invoked > t]
+        return min(later) if later else None
+
+
+async def writers(client: Client, ledger: Ledger, stop: asyncio.Event, tasks: int = 8) -> None:
+    async def one(i: int) -> None:
+        j = 0
+        while not stop.is_set():
+            j += 1
+            key, element = f"k{i}-{j}", f"e{i}.{j};"
+            invoked = time.monotonic()
+            try:
+                if j % 2:
+                    await client.put(key, f"v{j}")
+                    ledger.puts[key] = f"v{j}"
+                else:
+                    await client.append(f"log{i}", element)
+                    ledger.appends.setdefault(f"log{i}", []).append(element)
+                ledger.acks.append((invoked, time.monotonic()))
+            except OutcomeUnknown:
+                ledger.unknown += 1
+                if not j % 2:
+                    ledger.maybe_appends.setdefault(f"log{i}", []).append(element)
+
+    await asyncio.gather(*(one(i) for i in range(tasks)))
+
+
+async def verify(client: Client, ledger: Ledger) -> None:
+    """Every acknowledged put reads back with its value; every acknowledged append appears
+    exactly once, in order; nothing appears that was never sent."""
+    keys = list(ledger.puts)
+    values = await asyncio.gather(*(client.get(k) for k in keys))
+    wrong = {k: (ledger.puts[k], v) for k, v in zip(keys, values, strict=True) if v != ledger.puts[k]}
+    assert not wrong, f"{len(wrong)} acknowledged writes lost or changed: {list(wrong.items())[:5]}"
+    for key, elements in ledger.appends.items():
+        value = await client.get(key) or ""
+        got = [e + ";" for e in value.split(";") if e]
+        for e in elements:
+            assert got.count(e) == 1, f"{key}: acknowledged {e} appears {got.count(e)} times"
+        allowed = set(elements) | set(ledger.maybe_appends.get(key, []))
+        assert set(got) <= allowed, f"{key}: unexpected elements {set(got) - allowed}"
+        acked_order = [e for e in got if e in set(elements)]
+        assert acked_order == sorted(acked_order, key=elements.index), f"{key}: order broken"
