@@ -50,6 +50,7 @@ class Acceptor:
         self.accepted: dict[int, tuple[Ballot, Value]] = {}
         self.highest_slot = 0
         self.chosen_through = 0  # the leaders' watermark, as far as this acceptor heard
+        self.accepts_answered = 0  # since this process started (not durable; for observers)
         self._handlers: dict[type[Message], Callable[[str, Any, Output], None]] = {
             Prepare: self._on_prepare,
             Accept: self._on_accept,
@@ -164,6 +165,10 @@ class Acceptor:
             self.chosen_through = m.chosen_through
         slots = tuple(slot for slot, _ in m.entries)
         out.send.append((sender, Accepted(b, slots, ())))
+        if not self.accepts_answered:
+            out.event("voting", ballot=str(b), peer=sender, first_slot=slots[0] if slots else None,
+                      promised=str(self.promised), highest_slot=self.highest_slot)
+        self.accepts_answered += 1
         if slots:
             to_learners = Accepted(b, slots, tuple(value for _, value in m.entries))
             for learner in self.learners:
@@ -203,4 +208,5 @@ class Acceptor:
             "highest_slot": self.highest_slot,
             "chosen_through": self.chosen_through,
             "accepted_slots": len(self.accepted),
+            "accepts_answered": self.accepts_answered,
         }

@@ -86,10 +86,11 @@ def _up_foreground(config: ClusterConfig, args: argparse.Namespace) -> int:
     from runtime.supervisor import Supervisor
 
     done = threading.Event()
+    started = time.time()
 
     def tail_logs() -> None:
-        time.sleep(0.2)
-        show(config.data_dir / "logs", None, as_json=False, follow=True, stop=done.is_set)
+        # Only this run's events: earlier runs' lines stay in the files (see `paxos logs`).
+        show(config.data_dir / "logs", None, as_json=False, follow=True, stop=done.is_set, since=started)
 
     print(f"starting the cluster of {config.path} (data in {config.data_dir}); Ctrl-C stops it",
           file=sys.stderr)

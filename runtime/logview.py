@@ -82,7 +82,8 @@ class Formatter:
 
 
 def show(log_dir: Path, names: list[str] | None, as_json: bool, follow: bool,
-         console: Console | None = None, stop: Any = None) -> None:
+         console: Console | None = None, stop: Any = None, since: float = 0.0) -> None:
+    """Print the merged logs (events at or after `since`, a Unix time), then follow them."""
     console = console or Console(highlight=False, soft_wrap=True)
     files = log_files(log_dir, names)
     fmt = Formatter([f.stem for f in files])
@@ -95,7 +96,8 @@ def show(log_dir: Path, names: list[str] | None, as_json: bool, follow: bool,
 
     offsets: dict[Path, int] = {}
     for event, line in read_all(log_dir, names):
-        emit(event, line)
+        if event["ts"] >= since:
+            emit(event, line)
     for path in log_files(log_dir, names):
         offsets[path] = path.stat().st_size
     while follow and not (stop is not None and stop()):
@@ -121,5 +123,6 @@ def show(log_dir: Path, names: list[str] | None, as_json: bool, follow: bool,
                 if event is not None:
                     fresh.append((event["ts"], event, line))
         fresh.sort(key=lambda t: t[0])
-        for _, event, line in fresh:
-            emit(event, line)
+        for ts, event, line in fresh:
+            if ts >= since:
+                emit(event, line)

@@ -128,6 +128,9 @@ class Supervisor:
                 sys.executable, "-m", "runtime.actor", "--config", str(self.config.path),
                 "--name", name, "--no-console",
                 stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err, env=env,
+                # Its own session: a Ctrl-C in the terminal reaches only the supervisor, which
+                # then stops the actors in order (they die with it anyway: PR_SET_PDEATHSIG).
+                start_new_session=True,
             )
         child.state = "running"
         child.hold = False

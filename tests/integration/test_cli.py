@@ -57,7 +57,7 @@ def test_kill_without_restart_then_start_and_restart(running: LocalCluster) -> N
 
 def test_a_crash_loop_stops_with_a_clear_error(running: LocalCluster) -> None:
     c = running
-    for i in range(6):
+    for _ in range(6):
         a = c.wait_for("a3 running", lambda: (a := c.actor("a3"))["state"] in ("running", "failed") and a)
         if a["state"] == "failed":
             break

@@ -16,8 +16,7 @@ from actors.messages import Nack, Prepare, Promise
 from runtime import codec
 from runtime.client import Client
 from runtime.testing.local import LocalCluster
-
-from .workload import Ledger, verify, writers
+from runtime.testing.workload import Ledger, verify, writers
 
 
 def run(coro):
