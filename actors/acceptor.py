@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
+from actors.core import Core
 from actors.invariants import check
 from actors.messages import (
     Accept,
@@ -32,7 +33,9 @@ from actors.records import AcceptRecord, PromiseRecord, Record
 VOTE_OVERHEAD_BYTES = 32
 
 
-class Acceptor:
+class Acceptor(Core):
+    role = "acceptor"
+
     def __init__(
         self,
         name: str,
@@ -81,14 +84,6 @@ class Acceptor:
             raise TypeError(f"acceptor cannot apply {type(record).__name__}")
 
     # --- messages --------------------------------------------------------------------------
-
-    def step(self, sender: str, message: Message, out: Output) -> None:
-        handler = self._handlers.get(type(message))
-        if handler is None:
-            out.event("message_ignored", WARNING, peer=sender, type=message.TYPE,
-                      reason="not_for_acceptor")
-            return
-        handler(sender, message, out)
 
     def tick(self, out: Output) -> None:
         """Acceptors are passive: nothing happens on a tick."""

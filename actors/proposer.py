@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
+from actors.core import Core
 from actors.messages import (
     COMMANDS,
     NOOP,
@@ -67,7 +68,9 @@ class InFlight:
     sent_tick: int
 
 
-class Proposer:
+class Proposer(Core):
+    role = "proposer"
+
     def __init__(
         self,
         name: str,
@@ -133,14 +136,6 @@ class Proposer:
             self.round = record.round
 
     # --- entry points ----------------------------------------------------------------------
-
-    def step(self, sender: str, message: Message, out: Output) -> None:
-        handler = self._handlers.get(type(message))
-        if handler is None:
-            out.event("message_ignored", WARNING, peer=sender, type=message.TYPE,
-                      reason="not_for_proposer")
-            return
-        handler(sender, message, out)
 
     def tick(self, out: Output) -> None:
         self.ticks += 1

@@ -50,16 +50,6 @@ def show_events(c: LocalCluster, names: list[str], since: float, wanted: set[str
     return shown
 
 
-async def wait_ack_after(ledger: Ledger, t: float, timeout_s: float = 30) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ack = ledger.first_ack_invoked_after(t)
-        if ack is not None:
-            return ack - t
-        await asyncio.sleep(0.005)
-    raise RuntimeError("no acknowledged write")
-
-
 async def demo(c: LocalCluster, args: argparse.Namespace) -> dict[str, float]:
     figures: dict[str, float] = {}
     async with Client(c.config_path, timeout_s=15) as kv:
@@ -83,7 +73,7 @@ async def demo(c: LocalCluster, args: argparse.Namespace) -> dict[str, float]:
         ledger = Ledger()
         stop = asyncio.Event()
         load = asyncio.create_task(writers(kv, ledger, stop, tasks=args.writers))
-        await wait_ack_after(ledger, time.monotonic())
+        await ledger.progress_after(time.monotonic())
 
         leader = c.leader()
         pid = c.actor(leader)["pid"]
@@ -91,7 +81,7 @@ async def demo(c: LocalCluster, args: argparse.Namespace) -> dict[str, float]:
         wall = time.time()
         os.kill(pid, signal.SIGKILL)
         t_kill = time.monotonic()
-        figures["leader_kill_to_ack_s"] = await wait_ack_after(ledger, t_kill)
+        figures["leader_kill_to_ack_s"] = await ledger.progress_after(t_kill)
         console.print(f"    next acknowledged write {figures['leader_kill_to_ack_s'] * 1000:.0f} ms after the kill")
         new = await asyncio.to_thread(c.wait_for, "a new leader", lambda: (lead := c.leader()) and lead)
         console.print(f"    leader now: [bold]{new}[/]; what the logs say:")

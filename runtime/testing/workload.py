@@ -24,6 +24,16 @@ class Ledger:
         later = [ack for invoked, ack in self.acks if invoked > t]
         return min(later) if later else None
 
+    async def progress_after(self, t: float, timeout_s: float = 30.0) -> float:
+        """Seconds from `t` to the acknowledgement of the first operation started after it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ack = self.first_ack_invoked_after(t)
+            if ack is not None:
+                return ack - t
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"no operation started after t={t:.3f} was acknowledged within {timeout_s:g}s")
+
 
 async def writers(client: Client, ledger: Ledger, stop: asyncio.Event, tasks: int = 8) -> None:
     async def one(i: int) -> None:

@@ -34,24 +34,14 @@ def test_acknowledged_writes_survive_kill_9_of_leader_acceptor_and_learner(runni
         async with Client(c.config_path, timeout_s=10) as kv:
             stop = asyncio.Event()
             load = asyncio.create_task(writers(kv, ledger, stop))
-
-            async def progress(after: float, what: str, timeout_s: float = 20) -> float:
-                deadline = time.monotonic() + timeout_s
-                while time.monotonic() < deadline:
-                    t = ledger.first_ack_invoked_after(after)
-                    if t is not None:
-                        return t - after
-                    await asyncio.sleep(0.01)
-                raise AssertionError(f"no acknowledged write within {timeout_s}s after {what}")
-
-            await progress(time.monotonic(), "start")
+            await ledger.progress_after(time.monotonic())
             for victim in (c.leader(), "a2", "l1"):
                 assert victim
                 before = c.actor(victim)["pid"]
                 # Signal it here rather than through `paxos kill`, so the clock starts at the kill.
                 os.kill(before, signal.SIGKILL)
                 t_kill = time.monotonic()
-                figures[victim] = await progress(t_kill, f"kill -9 {victim}")
+                figures[victim] = await ledger.progress_after(t_kill)
                 await asyncio.to_thread(c.wait_for, f"{victim} restarted",
                                         lambda v=victim, b=before: (a := c.actor(v))["state"] == "running"
                                         and a["pid"] not in (None, b))
