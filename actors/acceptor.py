@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
+from actors.bugs import NONE
 from actors.core import Core
 from actors.invariants import check
 from actors.messages import (
@@ -54,6 +55,7 @@ class Acceptor(Core):
         self.highest_slot = 0
         self.chosen_through = 0  # the leaders' watermark, as far as this acceptor heard
         self.accepts_answered = 0  # since this process started (not durable; for observers)
+        self.bugs = NONE
         self._handlers: dict[type[Message], Callable[[str, Any, Output], None]] = {
             Prepare: self._on_prepare,
             Accept: self._on_accept,
@@ -103,7 +105,8 @@ class Acceptor(Core):
         if b > self.promised:
             record = PromiseRecord(b)
             self.apply(record)
-            out.persist.append(record)
+            if "promise_in_memory" not in self.bugs:
+                out.persist.append(record)
             out.event("promised", ballot=str(b), peer=sender, from_slot=m.from_slot)
         elif b < self.promised:
             out.send.append((sender, Nack(b, self.promised)))
@@ -136,7 +139,7 @@ class Acceptor(Core):
         b = m.ballot
         if not self._owner_ok(sender, b, out):
             return
-        if b < self.promised:
+        if b < self.promised and "accept_below_promise" not in self.bugs:
             out.send.append((sender, Nack(b, self.promised)))
             out.event("accept_refused", DEBUG, ballot=str(b), promised=str(self.promised),
                       peer=sender)

@@ -62,6 +62,9 @@ class KVStore:
         # same on every learner.
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.applied_commands = 0
+        # Observers (the simulator) may set a list here: every executed (client_id, seq) is
+        # appended, retries answered from the cache are not.
+        self.applied_log: list[tuple[str, int]] | None = None
 
     def apply_batch(self, batch: ClientBatch) -> list[tuple[int, bool, Any]]:
         """Apply one client batch; returns `(seq, ok, result)` for every command the client
@@ -93,6 +96,8 @@ class KVStore:
                 continue
             ok, result = self._execute(command)
             results[seq] = (ok, result)
+            if self.applied_log is not None:
+                self.applied_log.append((batch.client_id, seq))
             if len(results) > self.session_results_max:
                 del results[min(results)]
             replies.append((seq, ok, result))

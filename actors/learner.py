@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
+from actors.bugs import NONE
 from actors.invariants import check
 from actors.kv import BadBatch, KVStore, parse_batch
 from actors.messages import (
@@ -64,6 +65,7 @@ class Learner:
         self.stall_ticks = 0
         self.skipped_entries = 0
         self.verbose = False  # emit one debug event per delivered slot
+        self.bugs = NONE
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -144,13 +146,13 @@ class Learner:
             by_ballot[ballot] = [[sender], value]
             voters = 1
         else:
-            if sender in entry[0]:
+            if sender in entry[0] and "count_duplicate_accepted" not in self.bugs:
                 return  # a duplicated Accepted counts once: the quorum is a set of acceptors
             check(entry[1] == value, "one value per slot and ballot", slot=slot,
                   ballot=str(ballot), first=entry[1].describe(), second=value.describe())
             entry[0].append(sender)
             voters = len(entry[0])
-        if voters >= self.majority:
+        if voters >= (1 if "ack_before_chosen" in self.bugs else self.majority):
             self.chosen[slot] = value
             del self.tally[slot]
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
+from actors.bugs import NONE
 from actors.core import Core
 from actors.messages import (
     COMMANDS,
@@ -93,6 +94,7 @@ class Proposer(Core):
         self.params = params
         self.rng = rng
         self.verbose = False
+        self.bugs = NONE
 
         self.round = 0  # highest round persisted
         self.role = FOLLOWER
@@ -132,6 +134,8 @@ class Proposer(Core):
     def apply(self, record: Record) -> None:
         if type(record) is not RoundRecord:
             raise TypeError(f"proposer cannot apply {type(record).__name__}")
+        if "reuse_ballot_after_restart" in self.bugs and self.role == FOLLOWER and not self.ticks:
+            return  # replay at start-up: forget every round used before the restart
         if record.round > self.round:
             self.round = record.round
 
@@ -168,6 +172,11 @@ class Proposer(Core):
                 return
         self._retransmit(out)
         self.flush(out)
+
+    def campaign(self, out: Output) -> None:
+        """Start an election now, as if the election timer fired (scenarios, model checking and
+        operators use this; the timer path is `tick`)."""
+        self._start_election(out, reason="campaign")
 
     def flush(self, out: Output) -> None:
         """Turn queued client batches into slots, as many as the window allows. The shell calls
@@ -259,7 +268,7 @@ class Proposer(Core):
             for vote in p.votes:
                 if start <= vote.slot <= through:
                     seen = best.get(vote.slot)
-                    if seen is None or vote.ballot > seen.ballot:
+                    if seen is None or (vote.ballot > seen.ballot and "ignore_promised_values" not in self.bugs):
                         best[vote.slot] = vote
         self._advance_chosen(watermark)
         entries: list[tuple[int, Value]] = []

@@ -25,6 +25,7 @@ from typing import Any
 
 import zmq
 
+from actors import bugs as planted
 from actors.acceptor import Acceptor
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
@@ -39,6 +40,7 @@ from actors.messages import (
 from actors.output import Output
 from actors.proposer import Proposer
 from runtime import codec, logs
+from runtime.commit import commit
 from runtime.config import ClusterConfig, ConfigError, load
 from runtime.wal import Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked
 
@@ -88,6 +90,12 @@ class ActorShell:
         self.peers = {s.name: s.endpoint for s in config.actors.values() if s.name != name}
         self.core: Core = build_core(config, name, random.Random(int.from_bytes(os.urandom(8), "big")))
         self.core.verbose = self.debug
+        # Tests only: planted bugs (actors/bugs.py), named in the environment.
+        self.bugs = planted.parse(os.environ.get("PAXOS_PLANTED_BUGS"))
+        self.core.bugs = self.bugs
+        if self.bugs:
+            self.logger.warning("planted_bugs_enabled", bugs=sorted(self.bugs))
+        self.links: Any = None  # test mode: runtime.faults.FaultyLinks
         self.wal: Wal | None = None
         self.transport: Any = None
         self.started = time.monotonic()
@@ -95,6 +103,8 @@ class ActorShell:
         self.turns = 0
         self._stop = asyncio.Event()
         self._flush = getattr(self.core, "flush", None)
+        self._send_peer: Callable[[str, bytes], None] = lambda dest, frame: None
+        self._client_sent = False
         self._tick_s = config.cluster.tick_ms / 1000.0
 
     # --- recovery --------------------------------------------------------------------------
@@ -109,7 +119,7 @@ class ActorShell:
                         f"as a new acceptor (unsafe if a majority lost their files)")
         t0 = time.perf_counter()
         try:
-            self.wal, recovery = Wal.open(path, self.role, self.name, self.config.cluster.fsync)
+            self.wal, recovery = Wal.open(path, self.role, self.name, self.config.cluster.fsync, self.bugs)
         except WalLocked as exc:
             raise Fatal(EXIT_LOCKED, str(exc)) from None
         except (WalCorrupt, WalFormatError) as exc:
@@ -129,6 +139,8 @@ class ActorShell:
         if self.role == "acceptor":
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
+        if self.config.testing.enabled:
+            self._publish_synced()
         elapsed = time.perf_counter() - t0
         self.logger.info("recovered", records=len(recovery.records), frames=recovery.frames,
                          wal_bytes=recovery.bytes, created=recovery.created,
@@ -150,6 +162,13 @@ class ActorShell:
             self.transport.start()
         except zmq.ZMQError as exc:
             raise Fatal(EXIT_CONFIG, f"cannot bind {self.spec.endpoint}: {exc}") from None
+        self._send_peer = self.transport.send_peer
+        if self.config.testing.enabled:
+            from runtime.faults import FaultyLinks
+
+            self.links = FaultyLinks(self.name, self.config.run_dir / "faults.json", self.transport.send_peer)
+            self.links.reload()
+            self._send_peer = self.links.send_peer
         self.logger.info("actor_started", endpoint=self.spec.endpoint, pid=os.getpid(),
                          tick_ms=self.config.cluster.tick_ms, fsync=self.config.cluster.fsync)
         loop.call_later(self._tick_s, self._tick)
@@ -171,6 +190,10 @@ class ActorShell:
         out = Output()
         self.core.tick(out)
         self._commit(out)
+        if self.links is not None and self.links.reload():
+            self.logger.warning("fault_rules_loaded", rules={d: str(r) for d, r in self.links.rules.items()})
+        if self.bugs and self.wal is not None:
+            self.wal.sync()  # reply_before_fsync: durability catches up one tick late
 
     def _on_frames(self, batch: list[list[bytes]]) -> None:
         out = Output()
@@ -215,40 +238,33 @@ class ActorShell:
             self._flush(out)
         self._commit(out)
 
+    def _persist(self, records: list[Any], durable: bool) -> None:
+        try:
+            self.wal.append(records, sync=durable)  # type: ignore[union-attr]
+        except WalFatal as exc:
+            self.logger.critical("wal_write_failed", error=str(exc))
+            logs.flush()
+            os._exit(EXIT_IO)
+
+    def _send(self, dest: str, msgs: list[Message]) -> None:
+        frame = codec.encode_frame(self.name, msgs)
+        if dest in self.peers:
+            self._send_peer(dest, frame)
+        else:
+            self.transport.send_client(dest.encode(), frame)
+            self._client_sent = True
+        if self.debug:
+            for m in msgs:
+                self.logger.debug("message_sent", peer=dest, type=m.TYPE, **_fields(m))
+
     def _commit(self, out: Output) -> None:
         """Persist, then send, then log: nothing leaves before the records that justify it are
-        on disk."""
+        on disk (runtime/commit.py)."""
         self.turns += 1
-        if out.persist:
-            try:
-                self.wal.append(out.persist)  # type: ignore[union-attr]
-            except WalFatal as exc:
-                self.logger.critical("wal_write_failed", error=str(exc))
-                logs.flush()
-                os._exit(EXIT_IO)
-        if out.send:
-            by_dest: dict[str, list[Message]] = {}
-            for dest, message in out.send:
-                msgs = by_dest.get(dest)
-                if msgs is None:
-                    by_dest[dest] = [message]
-                else:
-                    msgs.append(message)
-            transport = self.transport
-            peers = self.peers
-            client_sent = False
-            for dest, msgs in by_dest.items():
-                frame = codec.encode_frame(self.name, msgs)
-                if dest in peers:
-                    transport.send_peer(dest, frame)
-                else:
-                    transport.send_client(dest.encode(), frame)
-                    client_sent = True
-                if self.debug:
-                    for m in msgs:
-                        self.logger.debug("message_sent", peer=dest, type=m.TYPE, **_fields(m))
-            if client_sent:
-                transport.after_sends()
+        self._client_sent = False
+        commit(out, self._persist, self._send, self.bugs)
+        if self._client_sent:
+            self.transport.after_sends()
         if out.events:
             log = self.logger
             for level, event, fields in out.events:
@@ -259,6 +275,27 @@ class ActorShell:
         self.frames_rejected += 1
         self.logger.warning("frame_rejected", peer=identity.decode("utf-8", "replace")[:64],
                             reason=reason, detail=detail[:200])
+
+    def _publish_synced(self) -> None:
+        """Test mode: keep the durable wal length in a shared 8-byte file, updated after every
+        fsync and before anything is sent, so a power-loss test can cut the file back to it
+        after a kill -9 (the page cache keeps what a killed process wrote to a shared map)."""
+        import mmap
+
+        path = self.config.run_dir / f"{self.name}.synced"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.ftruncate(fd, 8)
+        self._synced_map = mmap.mmap(fd, 8)
+        os.close(fd)
+        wal = self.wal
+        assert wal is not None
+
+        def publish(offset: int) -> None:
+            self._synced_map[:8] = offset.to_bytes(8, "little")
+
+        wal.on_synced = publish
+        publish(wal.synced_offset)
 
     def _answer_status(self, identity: bytes) -> None:
         info = dict(self.core.status())

@@ -216,6 +216,20 @@ def cmd_restart(config: ClusterConfig, args: argparse.Namespace) -> int:
     return _control(config, {"cmd": "restart", "name": args.name})
 
 
+def cmd_faults(config: ClusterConfig, args: argparse.Namespace) -> int:
+    try:
+        rules = {} if args.clear else json.loads(args.rules or "{}")
+    except json.JSONDecodeError as exc:
+        return _fail(f"fault rules are not valid JSON: {exc}", EXIT_USAGE)
+    return _control(config, {"cmd": "faults", "rules": rules})
+
+
+def cmd_powerloss(config: ClusterConfig, args: argparse.Namespace) -> int:
+    for name in args.names:
+        config.actor(name)
+    return _control(config, {"cmd": "powerloss", "names": args.names, "tear": args.tear})
+
+
 def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
     from runtime.logview import show
 
@@ -304,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("name")
         p.set_defaults(func=func)
+    p = sub.add_parser("faults", parents=[common],
+                       help="test mode: set link faults (JSON rules, see runtime/faults.py)")
+    p.add_argument("rules", nargs="?", help="JSON: actor -> destination (or *) -> {cut, drop, dup, delay_ms}")
+    p.add_argument("--clear", action="store_true", help="remove every fault")
+    p.set_defaults(func=cmd_faults)
+    p = sub.add_parser("powerloss", parents=[common],
+                       help="test mode: kill -9 actors (default all) and cut their files back to the last fsync")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--tear", action="store_true", help="also leave garbage after the cut (a torn write)")
+    p.set_defaults(func=cmd_powerloss)
     p = sub.add_parser("logs", parents=[common], help="all actors' logs, merged in time order")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true")

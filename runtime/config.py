@@ -73,6 +73,14 @@ class ClientSection:
 
 
 @dataclass(frozen=True)
+class TestingSection:
+    """Off in real use. `enabled` lets the supervisor inject link faults (run/faults.json) and
+    makes every actor publish its durable wal length (run/<name>.synced) for power-loss tests."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class ActorSpec:
     name: str
     role: str
@@ -96,6 +104,7 @@ class ClusterConfig:
     limits: LimitsSection
     supervisor: SupervisorSection
     client: ClientSection
+    testing: TestingSection
     proposers: tuple[ActorSpec, ...]
     acceptors: tuple[ActorSpec, ...]
     learners: tuple[ActorSpec, ...]
@@ -212,6 +221,7 @@ SECTIONS = {
     "limits": LimitsSection,
     "supervisor": SupervisorSection,
     "client": ClientSection,
+    "testing": TestingSection,
 }
 ACTOR_TABLES = {"proposers": "proposer", "acceptors": "acceptor", "learners": "learner"}
 
@@ -264,7 +274,8 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
         raise ConfigError("protocol.election_ticks: must be at least twice heartbeat_ticks")
     return ClusterConfig(
         path=path, cluster=cl, protocol=proto, limits=lim, supervisor=sup,
-        client=sections["client"], proposers=proposers, acceptors=acceptors, learners=learners,
+        client=sections["client"], testing=sections["testing"], proposers=proposers, acceptors=acceptors,
+        learners=learners,
         actors=actors,
     )
 

@@ -245,6 +245,21 @@ class Supervisor:
             self.stopping.set()
             await self._stop_all()
             return {"ok": True}
+        if cmd in ("faults", "powerloss") and not self.config.testing.enabled:
+            return {"ok": False, "error": f"{cmd} needs `[testing] enabled = true` in {self.config.path.name}"}
+        if cmd == "faults":
+            from runtime.faults import write_rules
+
+            rules = req.get("rules") or {}
+            write_rules(self.config.run_dir / "faults.json", rules)
+            self.logger.warning("fault_rules_set", rules=rules)
+            return {"ok": True}
+        if cmd == "powerloss":
+            names = req.get("names") or list(self.children)
+            unknown = [n for n in names if n not in self.children]
+            if unknown:
+                return {"ok": False, "error": f"no actor named {', '.join(map(repr, unknown))}"}
+            return {"ok": True, "cut": await self._power_loss(names, bool(req.get("tear")))}
         name = req.get("name")
         child = self.children.get(name) if isinstance(name, str) else None
         if cmd in ("kill", "start", "restart") and child is None:
@@ -268,6 +283,46 @@ class Supervisor:
             await self._spawn(child)
             return {"ok": True, "pid": child.proc.pid if child.proc else None}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    async def _power_loss(self, names: list[str], tear: bool) -> dict[str, int]:
+        """Test mode: kill -9 these actors at once, cut each wal back to the durable length the
+        actor published (what a power failure would leave), optionally tear the tail with
+        garbage, and start them again."""
+        import random
+
+        victims = [self.children[n] for n in names if self.children[n].state in ("running", "paused")]
+        for child in victims:
+            child.hold = True
+            try:
+                if child.proc is not None:
+                    os.kill(child.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await asyncio.gather(*(c.exited.wait() for c in victims))
+        cut: dict[str, int] = {}
+        rng = random.Random()
+        for child in victims:
+            name = child.spec.name
+            wal = self.config.wal_path(name)
+            try:
+                synced = int.from_bytes((self.config.run_dir / f"{name}.synced").read_bytes()[:8], "little")
+                size = wal.stat().st_size
+            except (FileNotFoundError, ValueError):
+                continue
+            if synced < size or tear:
+                with open(wal, "r+b") as f:
+                    f.truncate(synced)
+                    if tear:  # a write that was under way: some of its bytes made it, garbled
+                        f.seek(synced)
+                        f.write(rng.randbytes(rng.randint(1, 64)))
+                    os.fsync(f.fileno())
+            cut[name] = size - synced
+            self.logger.warning("power_lost", child=name, wal_bytes=size, durable_bytes=synced, cut_bytes=size - synced,
+                                torn=tear)
+        for child in victims:
+            await self._spawn(child)
+        logs.flush()
+        return cut
 
     def _kill(self, child: Child, sig: signal.Signals, restart: bool) -> dict[str, Any]:
         proc = child.proc

@@ -23,6 +23,7 @@ import os
 import shutil
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def _valid_frame_after(data: bytes, view: memoryview, pos: int, size: int) -> in
     return None
 
 
-def scan(path: Path, data: bytes) -> tuple[list[bytes], int, str]:
+def scan(path: Path, data: bytes, bugs: frozenset[str] = frozenset()) -> tuple[list[bytes], int, str]:
     """Payloads of the valid prefix, the length of that prefix, and why it ended ("" at a clean
     end). Raises WalCorrupt if valid frames follow a bad one."""
     view = memoryview(data)
@@ -116,7 +117,7 @@ def scan(path: Path, data: bytes) -> tuple[list[bytes], int, str]:
         length, reason = _frame_at(view, pos, size)
         if length < 0:
             later = _valid_frame_after(data, view, pos + 1, size)
-            if later is not None:
+            if later is not None and "truncate_on_corruption" not in bugs:
                 raise WalCorrupt(path, pos, f"{reason}, with valid records after it at offset {later}")
             return payloads, pos, reason
         payloads.append(data[pos + HEADER_BYTES:pos + HEADER_BYTES + length])
@@ -143,9 +144,11 @@ class Wal:
         self.fsync_enabled = fsync
         self.fsyncs = 0
         self.frames_written = 0
+        self.on_synced: Callable[[int], None] | None = None  # test mode: publish the durable length
 
     @classmethod
-    def open(cls, path: Path, role: str, name: str, fsync: bool = True) -> tuple[Wal, Recovery]:
+    def open(cls, path: Path, role: str, name: str, fsync: bool = True,
+             bugs: frozenset[str] = frozenset()) -> tuple[Wal, Recovery]:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         recovery = Recovery()
@@ -156,7 +159,7 @@ class Wal:
             except BlockingIOError:
                 raise WalLocked(f"{path}: in use by another process (is {name} already running?)") from None
             data = _read_all(fd)
-            payloads, valid_bytes, _ = scan(path, data)
+            payloads, valid_bytes, _ = scan(path, data, bugs)
             if valid_bytes == 0 and data and data.strip(b"\0") and not data.startswith(
                     MAGIC[:min(len(data), len(MAGIC))]):
                 raise WalFormatError(f"{path}: not a paxos wal (no frame magic at offset 0)")
@@ -190,20 +193,32 @@ class Wal:
             raise
         return cls(path, fd, valid_bytes, fsync), recovery
 
-    def append(self, records: list[Record]) -> None:
-        """Write one frame and make it durable (if fsync is on) before returning."""
+    def append(self, records: list[Record], sync: bool = True) -> None:
+        """Write one frame and, if `sync` (and fsync is on), make it durable before returning."""
         data = frame(encode_records(records))
         try:
             _write_all(self.fd, data)
-            self.offset += len(data)
-            self.frames_written += 1
-            if self.fsync_enabled:
-                os.fdatasync(self.fd)
-                self.fsyncs += 1
-                self.synced_offset = self.offset
         except OSError as exc:
-            raise WalFatal(f"{self.path}: write or fsync failed: {exc.strerror or exc}; "
-                           f"stopping without retrying") from exc
+            raise WalFatal(f"{self.path}: write failed: {exc.strerror or exc}; stopping") from exc
+        self.offset += len(data)
+        self.frames_written += 1
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """fdatasync everything written so far. A failure is final (see the module docstring)."""
+        if self.synced_offset == self.offset:
+            return
+        if self.fsync_enabled:
+            try:
+                os.fdatasync(self.fd)
+            except OSError as exc:
+                raise WalFatal(f"{self.path}: fsync failed: {exc.strerror or exc}; "
+                               f"stopping without retrying") from exc
+            self.fsyncs += 1
+        self.synced_offset = self.offset
+        if self.on_synced is not None:
+            self.on_synced(self.synced_offset)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -105,7 +105,7 @@ def test_one_fsync_per_appended_batch(tmp_path: Path) -> None:
 def test_fsync_off_writes_without_syncing(tmp_path: Path) -> None:
     wal, _ = Wal.open(tmp_path / "p1.wal", "proposer", "p1", fsync=False)
     wal.append([RoundRecord(1)])
-    assert wal.fsyncs == 0 and wal.synced_offset < wal.offset
+    assert wal.fsyncs == 0
     wal.close()
 
 

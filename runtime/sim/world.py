@@ -48,8 +48,8 @@ class Disk:
         self.data += frame(codec.encode_records(records))
         self.synced = len(self.data)
 
-    def records(self) -> list[Record]:
-        payloads, valid, _ = scan(Path("<sim>"), bytes(self.data))
+    def records(self, bugs: frozenset[str] = frozenset()) -> list[Record]:
+        payloads, valid, _ = scan(Path("<sim>"), bytes(self.data), bugs)
         del self.data[valid:]  # the real recovery cuts a torn tail the same way
         self.synced = min(self.synced, len(self.data))
         out: list[Record] = []
@@ -73,8 +73,9 @@ class WorldConfig:
 
 
 class World:
-    def __init__(self, config: WorldConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, config: WorldConfig | None = None, seed: int = 0, bugs: frozenset[str] = frozenset()) -> None:
         self.config = config or WorldConfig()
+        self.bugs = bugs
         c = self.config
         self.rng = random.Random(seed)
         self.proposer_names = [f"p{i}" for i in range(1, c.proposers + 1)]
@@ -106,7 +107,8 @@ class World:
         else:
             core = Learner(name, self.acceptor_names, codec.decode_client_batch,
                            KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks)
-        for record in self.disks[name].records():
+        core.bugs = self.bugs
+        for record in self.disks[name].records(self.bugs):
             core.apply(record)
         return core
 

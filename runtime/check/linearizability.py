@@ -1,0 +1,275 @@
+"""Linearizability of a key-value history: the Wing-Gong search with Lowe's memoization, run
+separately on each key (P-compositionality: a history of independent registers is
+linearizable iff each key's sub-history is).
+
+Model: one register per key whose state is None (absent) or a string. get returns the state;
+put sets it; append sets it to `(state or "") + element`; an ok cas needs state == expected and
+sets new; a failed cas needs state != expected and changes nothing.
+
+Which operations take part:
+- ok operations must be linearized between their invoke and completion;
+- failed put/get/append never happened and are dropped; a failed cas is kept as "observed
+  state != expected" (stronger than dropping it);
+- info operations (unknown outcome) may take effect at any time after their invoke, or never.
+  They get no return event, and the search succeeds as soon as every completed operation is
+  linearized, so an info operation left over simply never took effect. An info cas can only
+  take effect where state == expected. An info get observes nothing and is dropped.
+
+The search (per key): call/return entries sorted by time (calls first on ties, so touching
+intervals count as concurrent) in a doubly linked list. Walking from the head, a call whose
+operation the model accepts in the current state is linearized: lifted out of the list with its
+return, pushed on a stack, and the walk restarts at the head; reaching a return means its
+operation can no longer be placed, so the last choice is undone (unlift) and the walk continues
+after it. A cache of (bitset of linearized operations, state) prunes configurations already
+explored: the rest of the search depends on nothing else. The loop is iterative (no recursion
+limit) and checks a time budget; running out gives `valid is None` (unknown).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from runtime.check.history import Operation, by_key
+
+State = str | None
+
+# Model step kinds, precomputed per operation so the hot loop does no string comparisons.
+_GET, _PUT, _APPEND, _CAS, _CAS_FAIL = range(5)
+
+_NO: object = object()  # "the model refuses this operation in this state"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyResult:
+    """The verdict for one key. `valid is None` means the time budget ran out (unknown; callers
+    must not count it as passing). `ops` counts every operation on the key given to the check,
+    dropped ones included; `states` is the number of (linearized set, state) pairs explored."""
+
+    key: str
+    valid: bool | None
+    ops: int
+    states: int
+    seconds: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The verdict for a whole history: `valid` is True only if every key is valid."""
+
+    valid: bool
+    results: list[KeyResult] = field(default_factory=list)
+    keys: int = 0
+    ops: int = 0
+    valid_keys: int = 0
+    invalid_keys: int = 0
+    unknown_keys: int = 0
+    seconds: float = 0.0
+
+    @property
+    def invalid(self) -> list[KeyResult]:
+        return [r for r in self.results if r.valid is False]
+
+    @property
+    def unknown(self) -> list[KeyResult]:
+        return [r for r in self.results if r.valid is None]
+
+
+def check(ops: Sequence[Operation], budget_s_per_key: float = 10.0) -> Report:
+    """Check every key of a parsed history, each with its own time budget."""
+    start = time.monotonic()
+    results = [check_key(key_ops, budget_s_per_key) for key_ops in by_key(ops).values()]
+    valid_keys = sum(1 for r in results if r.valid is True)
+    invalid_keys = sum(1 for r in results if r.valid is False)
+    unknown_keys = sum(1 for r in results if r.valid is None)
+    return Report(
+        valid=invalid_keys == 0 and unknown_keys == 0,
+        results=results,
+        keys=len(results),
+        ops=sum(r.ops for r in results),
+        valid_keys=valid_keys,
+        invalid_keys=invalid_keys,
+        unknown_keys=unknown_keys,
+        seconds=time.monotonic() - start,
+    )
+
+
+def check_key(ops: Sequence[Operation], budget_s: float = 10.0) -> KeyResult:
+    """Search for a linearization of the operations on one key (all `ops` must share a key)."""
+    start = time.monotonic()
+    keys = {op.key for op in ops}
+    if len(keys) > 1:
+        raise ValueError(f"check_key needs the operations of one key, got keys {sorted(keys)!r}")
+    key = next(iter(keys), "")
+    live = _participants(ops)
+    valid, states, detail = _search(live, start + budget_s)
+    seconds = time.monotonic() - start
+    if valid is None:
+        detail = f"unknown: time budget of {budget_s:g}s ran out after {states} states ({len(live)} ops searched)"
+    return KeyResult(key=key, valid=valid, ops=len(ops), states=states, seconds=seconds, detail=detail)
+
+
+def _participants(ops: Sequence[Operation]) -> list[Operation]:
+    """The operations that constrain the search, in invoke order."""
+    kept: list[Operation] = []
+    for op in ops:
+        if op.status == "fail" and op.f != "cas":
+            continue  # definitely did not happen
+        if op.status == "info" and op.f == "get":
+            continue  # a read with an unknown result observes nothing
+        kept.append(op)
+    # An info put whose value nothing could ever observe is dropped (treated as never taking
+    # effect): otherwise the search tries it at every point of the history, and on a key with
+    # many timeouts that multiplies the work. Sound only when nothing can tell its value from
+    # the one it overwrote: no get reads it, no cas expects it, and no failed cas or append
+    # (whose outcome depends on the state being "anything but X") is on the key. Then removing
+    # it from any linearization leaves a linearization, since the next write overwrites it.
+    if any(op.f == "append" or (op.f == "cas" and op.status == "fail") for op in kept):
+        return kept
+    observed: set[str | None] = set()
+    for op in kept:
+        if op.f == "get":
+            observed.add(op.result)
+        elif op.f == "cas":
+            assert isinstance(op.value, tuple)
+            observed.add(op.value[0])
+    return [op for op in kept if not (op.f == "put" and op.status == "info" and op.value not in observed)]
+
+
+def _kind(op: Operation) -> tuple[int, object, object]:
+    if op.f == "get":
+        return _GET, op.result, None
+    if op.f == "put":
+        return _PUT, op.value, None
+    if op.f == "append":
+        return _APPEND, op.value, None
+    assert isinstance(op.value, tuple)
+    return (_CAS_FAIL if op.status == "fail" else _CAS), op.value[0], op.value[1]
+
+
+def _search(live: list[Operation], deadline: float) -> tuple[bool | None, int, str]:
+    """Returns (valid or None if out of time, states explored, detail)."""
+    n = len(live)
+    finite = [not math.isinf(op.complete_time) for op in live]
+    n_finite = sum(finite)
+    if n_finite == 0:
+        return True, 0, "linearizable (no completed operations to place)"
+    kinds = [_kind(op) for op in live]
+
+    # Entries: node 0 is the sentinel of a circular doubly linked list, nodes 1..m the events.
+    # Sorting key (time, 0 for call / 1 for return): on equal times calls come first, so an
+    # operation that completes at the instant another is invoked is treated as concurrent with it.
+    events: list[tuple[float, int, int]] = []
+    for i, op in enumerate(live):
+        events.append((op.invoke_time, 0, i))
+        if finite[i]:
+            events.append((op.complete_time, 1, i))
+    events.sort()
+    m = len(events)
+    nxt = [*range(1, m + 1), 0]
+    nxt[m] = 0
+    prv = [m, *range(m)]
+    is_call = [False] * (m + 1)
+    node_op = [-1] * (m + 1)
+    ret_node = [0] * n  # 0: no return entry (info)
+    for node, (_, kind, i) in enumerate(events, 1):
+        node_op[node] = i
+        if kind == 0:
+            is_call[node] = True
+        else:
+            ret_node[i] = node
+    bits = [1 << i for i in range(n)]
+
+    linearized = 0
+    state: object = None
+    placed = 0  # completed (finite) operations linearized so far
+    stack: list[tuple[int, object]] = []  # (call node, state before it)
+    cache: set[tuple[int, object]] = set()
+    entry = nxt[0]
+    steps = 0
+    # Witness: the deepest stack seen when the walk hit a return it could not get past.
+    best_depth = -1
+    best_prefix: list[int] = []
+    best_block = -1
+    best_state: object = None
+
+    while placed < n_finite:
+        steps += 1
+        if not steps & 1023 and time.monotonic() > deadline:
+            return None, len(cache), ""
+        if is_call[entry]:
+            i = node_op[entry]
+            kind, a, b = kinds[i]
+            # The register model, inlined: this is the hot loop.
+            if kind == _GET:
+                new = state if state == a else _NO
+            elif kind == _PUT:
+                new = a
+            elif kind == _APPEND:
+                new = (state or "") + a  # type: ignore[operator]
+            elif kind == _CAS:
+                new = b if state == a else _NO
+            else:
+                new = state if state != a else _NO
+            if new is not _NO:
+                after = linearized | bits[i]
+                config = (after, new)
+                if config not in cache:
+                    cache.add(config)
+                    stack.append((entry, state))
+                    state = new
+                    linearized = after
+                    if finite[i]:
+                        placed += 1
+                    # lift: unlink the call and its return; their own links stay for unlift.
+                    nxt[prv[entry]] = nxt[entry]
+                    prv[nxt[entry]] = prv[entry]
+                    r = ret_node[i]
+                    if r:
+                        nxt[prv[r]] = nxt[r]
+                        prv[nxt[r]] = prv[r]
+                    entry = nxt[0]
+                    continue
+            entry = nxt[entry]
+            continue
+        # A return (or the end of the list, reachable only when every unplaced operation is
+        # info, which the loop condition already excludes): undo the last choice.
+        if entry and len(stack) > best_depth:
+            best_depth = len(stack)
+            best_prefix = [node_op[c] for c, _ in stack]
+            best_block = node_op[entry]
+            best_state = state
+        if not stack:
+            break
+        entry, state = stack.pop()
+        i = node_op[entry]
+        linearized ^= bits[i]
+        if finite[i]:
+            placed -= 1
+        # unlift: relink in the reverse order of the lift.
+        r = ret_node[i]
+        if r:
+            nxt[prv[r]] = r
+            prv[nxt[r]] = r
+        nxt[prv[entry]] = entry
+        prv[nxt[entry]] = entry
+        entry = nxt[entry]
+    else:
+        return True, len(cache), f"linearizable ({n} ops placed or dropped, {len(cache)} states)"
+    return False, len(cache), _witness(live, best_prefix, best_block, best_state)
+
+
+def _witness(live: list[Operation], prefix: list[int], block: int, state: object) -> str:
+    shown = prefix[-5:]
+    lines = [
+        f"not linearizable: the longest linearizable prefix found has {len(prefix)} ops"
+        + (f" (last {len(shown)} shown)" if len(prefix) > len(shown) else ""),
+    ]
+    lines += [f"  {live[i].describe()}" for i in shown]
+    lines.append(f"  state after it: {state!r}")
+    if block >= 0:
+        lines.append(f"then no order places {live[block].describe()} before it completes")
+    return "\n".join(lines)

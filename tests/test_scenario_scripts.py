@@ -1,0 +1,28 @@
+"""Every scenario script runs, its expectations hold, and its transcript matches the reviewed
+golden file. After a deliberate change: `python -m runtime.sim.scenario tests/scenarios/*.scn
+--update`, then review the diff of the .golden files."""
+
+from pathlib import Path
+
+import pytest
+
+from runtime.sim.scenario import run_file
+
+SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.scn"))
+
+
+def test_there_is_a_scenario_for_every_design_scenario_and_corner_case() -> None:
+    names = {p.stem for p in SCENARIOS}
+    assert {"seed002_lost_messages", "seed002_pick_a_value", "dueling_proposers", "ghost_reappearance",
+            "minority_slot_recovery", "seed000_ballot_numbers", "stale_leader_resumes",
+            "hole_during_leader_change", "duplicate_accepted_after_restart", "late_learner"} <= names
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_matches_its_golden_transcript(path: Path) -> None:
+    golden = path.with_suffix(".golden")
+    assert golden.exists(), f"no golden transcript for {path.name}"
+    transcript = run_file(path)
+    assert transcript == golden.read_text(), (
+        f"{path.name}: the transcript changed; if that is intended, regenerate with "
+        f"`python -m runtime.sim.scenario {path} --update` and review the diff")
