@@ -8,7 +8,6 @@ It never sends anything itself and never reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
@@ -21,7 +20,6 @@ from actors.messages import (
     Fetch,
     Fetched,
     Heartbeat,
-    Message,
     Nack,
     Prepare,
     Promise,
@@ -56,12 +54,6 @@ class Acceptor(Core):
         self.chosen_through = 0  # the leaders' watermark, as far as this acceptor heard
         self.accepts_answered = 0  # since this process started (not durable; for observers)
         self.bugs = NONE
-        self._handlers: dict[type[Message], Callable[[str, Any, Output], None]] = {
-            Prepare: self._on_prepare,
-            Accept: self._on_accept,
-            Heartbeat: self._on_heartbeat,
-            Fetch: self._on_fetch,
-        }
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -195,6 +187,8 @@ class Acceptor(Core):
             votes.append(Vote(slot, got[0], got[1]))
         out.send.append((sender, Fetched(self.chosen_through, tuple(votes))))
         out.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
+
+    HANDLERS = {Prepare: _on_prepare, Accept: _on_accept, Heartbeat: _on_heartbeat, Fetch: _on_fetch}
 
     # --- observation -----------------------------------------------------------------------
 

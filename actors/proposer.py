@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,6 @@ from actors.messages import (
     Accept,
     Accepted,
     Heartbeat,
-    Message,
     Nack,
     Prepare,
     Promise,
@@ -121,13 +119,6 @@ class Proposer(Core):
         self.last_heartbeat_tick = 0
         self.queue: deque[tuple[str, bytes]] = deque()
         self.elections = 0
-        self._handlers: dict[type[Message], Callable[[str, Any, Output], None]] = {
-            Promise: self._on_promise,
-            Accepted: self._on_accepted,
-            Nack: self._on_nack,
-            Heartbeat: self._on_heartbeat,
-            Submit: self._on_submit,
-        }
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -486,6 +477,9 @@ class Proposer(Core):
             out.send.append((sender, Redirect(self.name, "busy")))
             return
         self.queue.append((sender, m.batch))
+
+    HANDLERS = {Promise: _on_promise, Accepted: _on_accepted, Nack: _on_nack, Heartbeat: _on_heartbeat,
+                Submit: _on_submit}
 
     # --- observation -----------------------------------------------------------------------
 

@@ -1,0 +1,420 @@
+"""Exhaustive model checking of small configurations of the real cores.
+
+Breadth-first search over every reachable state of a small cluster (by default 2 proposers,
+3 acceptors, no learner), where the actions are: a proposer's election timer fires (with a fresh
+client command queued, up to `campaigns` times each), deliver any frame in flight, deliver it
+but keep a copy (duplication, up to `duplicates` times), and restart an acceptor or a proposer
+from its durable records (up to `restarts` times). A frame that is never delivered is a lost
+one, so loss needs no action of its own. What one turn sends to one destination travels as
+one frame, as in the real shell; heartbeats are left out (they only serve liveness). States are deduplicated by a
+fingerprint of everything that matters (cores, messages in flight, durable records, budgets,
+and the ghost record of every vote ever cast).
+
+In every state it checks agreement: no two different values are ever chosen for one slot (a
+value is chosen when a majority of acceptors has voted for it under one ballot, at any time in
+the history, not just now), and what the learner delivered is what was chosen.
+
+    python -m runtime.sim.model [--campaigns 2,1] [--duplicates 1] [--restarts 1] [--dfs] [--bugs ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import sys
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.acceptor import Acceptor
+from actors.ballot import Ballot
+from actors.invariants import InvariantViolation
+from actors.kv import KVStore, Session
+from actors.learner import Learner
+from actors.messages import Accept, Accepted, Heartbeat, Message, Promise, Submit, Value
+from actors.output import Output
+from actors.proposer import InFlight, Proposer, ProposerParams
+from actors.records import Record
+from runtime import codec
+
+
+@dataclass(frozen=True)
+class Bounds:
+    proposers: int = 2
+    acceptors: int = 3
+    learners: int = 0
+    campaigns: tuple[int, ...] = (1, 1)  # elections per proposer
+    duplicates: int = 1  # deliveries that keep the message in flight
+    restarts: int = 1  # acceptor or proposer restarts, in total
+    commands: bool = True  # each election also queues a client command (else only StartWorking)
+    states_max: int = 2_000_000
+
+
+class Frozen:
+    """A tuple with its hash computed once: the fingerprint of one core, reused by every state
+    that shares the core. Equality still compares the whole tuple, so nothing merges on a hash
+    collision."""
+
+    __slots__ = ("h", "t")
+
+    def __init__(self, t: tuple[Any, ...]) -> None:
+        self.t = t
+        self.h = hash(t)
+
+    def __hash__(self) -> int:
+        return self.h
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frozen) and self.h == other.h and self.t == other.t
+
+
+@dataclass
+class State:
+    cores: dict[str, Any]
+    fps: dict[str, Frozen]  # per core: what matters of its state and of its durable records
+    net: dict[tuple[str, str, int], int]  # (source, destination, interned frame) -> copies in flight
+    disks: dict[str, tuple[Record, ...]]
+    campaigns: dict[str, int]
+    duplicates: int = 0
+    restarts: int = 0
+    # Every vote ever cast (the ghost history): (slot, ballot) -> (bitmask of acceptors, value).
+    votes: dict[tuple[int, Ballot], tuple[int, Value]] = field(default_factory=dict)
+    trail: tuple[str, ...] = ()  # the actions that led here (for the counterexample)
+
+
+@dataclass
+class ModelResult:
+    ok: bool
+    states: int
+    transitions: int
+    seconds: float
+    violation: str = ""
+    trail: tuple[str, ...] = ()
+    complete: bool = True
+
+
+PARAMS = ProposerParams(window_slots=4, message_bytes_max=1 << 20)
+
+
+class _NoJitter(random.Random):
+    """Timeouts play no part here (elections are explicit actions), so no randomness either."""
+
+    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        return 0
+
+
+def clone_core(core: Any) -> Any:
+    """A copy sharing every immutable value (ballots, values, messages) and copying every mutable
+    container; far cheaper than pickling frozen dataclasses."""
+    new = copy.copy(core)
+    if isinstance(core, Acceptor):
+        new.accepted = dict(core.accepted)
+    elif isinstance(core, Proposer):
+        new.promises = dict(core.promises)
+        new.inflight = {s: InFlight(e.value, set(e.acks), e.sent_tick) for s, e in core.inflight.items()}
+        new.chosen_above = set(core.chosen_above)
+        new.heard = dict(core.heard)
+        new.queue = deque(core.queue)
+    else:
+        new.tally = {s: {b: [list(e[0]), e[1]] for b, e in t.items()} for s, t in core.tally.items()}
+        new.chosen = dict(core.chosen)
+        kv = copy.copy(core.kv)
+        kv.data = dict(core.kv.data)
+        kv.sessions = OrderedDict((c, Session(s.acked_below, dict(s.results))) for c, s in core.kv.sessions.items())
+        new.kv = kv
+    return new
+
+
+def clone_state(s: State) -> State:
+    """Copy on write: cores are shared until one is stepped (see `ModelChecker.own`)."""
+    return State(dict(s.cores), dict(s.fps), dict(s.net), dict(s.disks), dict(s.campaigns), s.duplicates,
+                 s.restarts, dict(s.votes), s.trail)
+
+
+class ModelChecker:
+    def __init__(self, bounds: Bounds | None = None, bugs: frozenset[str] = frozenset()) -> None:
+        self.b = bounds or Bounds()
+        self.bugs = bugs
+        self.proposers = [f"p{i}" for i in range(1, self.b.proposers + 1)]
+        self.acceptors = [f"a{i}" for i in range(1, self.b.acceptors + 1)]
+        self.learners = [f"l{i}" for i in range(1, self.b.learners + 1)]
+        self.ids = {n: i for i, n in enumerate(self.proposers, start=1)}
+        self.majority = self.b.acceptors // 2 + 1
+        self.bit = {a: 1 << i for i, a in enumerate(self.acceptors)}
+        self.frames: list[tuple[Message, ...]] = []  # interned frames: equal frames share one id
+        self.obj_ids: dict[int, int] = {}
+        self.value_ids: dict[Any, int] = {}
+        self.objs: list[Any] = []
+        self.frame_ids: dict[tuple[Message, ...], int] = {}
+
+    # --- building --------------------------------------------------------------------------
+
+    def build(self, name: str, records: tuple[Record, ...] = ()) -> Any:
+        if name in self.ids:
+            core: Any = Proposer(name, self.ids[name], self.ids, self.acceptors, self.learners, PARAMS, _NoJitter())
+        elif name in self.acceptors:
+            core = Acceptor(name, self.ids, self.learners, 1 << 20)
+        else:
+            core = Learner(name, self.acceptors, codec.decode_client_batch, KVStore(64, 64))
+        core.bugs = self.bugs
+        for r in records:
+            core.apply(r)
+        return core
+
+    def initial(self) -> State:
+        names = [*self.proposers, *self.acceptors, *self.learners]
+        s = State({n: self.build(n) for n in names}, {}, {}, {n: () for n in names}, {p: 0 for p in self.proposers})
+        s.fps = {n: self.core_fp(s, n) for n in names}
+        return s
+
+    # --- fingerprints ----------------------------------------------------------------------
+
+    def _id(self, obj: Any) -> int:
+        """A small int per distinct value (messages, values, records are immutable), so that
+        fingerprints need not hash frozen dataclasses again and again. Lookups go by identity
+        first (cheap) and fall back to equality (one hash), so equal objects share an id."""
+        got = self.obj_ids.get(id(obj))
+        if got is None:
+            got = self.value_ids.get(obj)
+            if got is None:
+                got = self.value_ids[obj] = len(self.objs)
+            self.obj_ids[id(obj)] = got
+            self.objs.append(obj)  # keep it alive, so its id() is never reused by another object
+        return got
+
+    def core_fp(self, s: State, name: str) -> Frozen:
+        """What matters of one core and its durable records, without acceptor names (those are
+        renamed per state, for the symmetry reduction)."""
+        core = s.cores[name]
+        v = self._id
+        if isinstance(core, Acceptor):
+            t: tuple[Any, ...] = (core.promised, core.chosen_through,
+                                  tuple(sorted((slot, b, v(x)) for slot, (b, x) in core.accepted.items())))
+        elif isinstance(core, Proposer):
+            t = (core.role, core.ballot, core.round, core.known_ballot, core.p1_from, core.chosen_through,
+                 core.next_slot, core.sw_slot, core.serving, tuple(core.queue),
+                 tuple(sorted((k, v(e.value)) for k, e in core.inflight.items())))
+        else:
+            t = (core.delivered, core.epoch, tuple(sorted((k, v(x)) for k, x in core.chosen.items())))
+        return Frozen((*t, len(s.disks[name]), tuple(v(r) for r in s.disks[name])))
+
+    def fingerprint(self, s: State) -> Any:
+        """Acceptors are interchangeable (symmetry): they are renamed in the order of their own
+        fingerprints, so states that differ only by which acceptor is which share one
+        fingerprint. It is always the exact fingerprint of a renamed, equivalent state, so two
+        truly different states never merge; ties between acceptors merely cost some reduction."""
+        order = sorted(self.acceptors, key=lambda a: s.fps[a].h)
+        rename = dict(zip(order, self.acceptors, strict=True))
+        r = rename.get
+        v = self._id
+        parts: list[Any] = [tuple(s.fps[a] for a in order)]
+        for p in self.proposers:
+            core = s.cores[p]
+            parts.append(s.fps[p])
+            parts.append(frozenset((r(a), v(m)) for a, m in core.promises.items()))
+            parts.append(tuple(sorted((k, frozenset(r(x) for x in e.acks)) for k, e in core.inflight.items())))
+        for name in self.learners:
+            core = s.cores[name]
+            parts.append(s.fps[name])
+            parts.append(tuple(sorted((slot, tuple(sorted((b, frozenset(r(x) for x in e[0]), v(e[1]))
+                                                          for b, e in t.items())))
+                                      for slot, t in core.tally.items())))
+        net = frozenset(((r(a, a), r(b, b), f), n) for (a, b, f), n in s.net.items())
+        bit = self.bit
+        masks = [sum(bit[rename[a]] for a in self.acceptors if m & bit[a]) for m in range(1 << len(self.acceptors))]
+        votes = frozenset((k, masks[voters], v(value)) for k, (voters, value) in s.votes.items())
+        return (tuple(parts), net, tuple(s.campaigns.values()), s.duplicates, s.restarts, votes)
+
+    def own(self, s: State, name: str) -> Any:
+        """The core of `name` in `s`, copied first: states share cores until one changes."""
+        core = s.cores[name] = clone_core(s.cores[name])
+        return core
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def actions(self, s: State) -> list[tuple[Any, ...]]:
+        acts: list[tuple[Any, ...]] = []
+        for p in self.proposers:
+            if s.campaigns[p] < self.b.campaigns[self.proposers.index(p)]:
+                acts.append(("campaign", p))
+        for key in s.net:
+            acts.append(("deliver", key))
+            if s.duplicates < self.b.duplicates:
+                acts.append(("duplicate", key))
+        if s.restarts < self.b.restarts:
+            for name in [*self.acceptors, *self.proposers]:
+                acts.append(("restart", name))
+        return acts
+
+    def apply(self, s: State, act: tuple[Any, ...]) -> State:
+        s = clone_state(s)
+        kind = act[0]
+        if kind == "campaign":
+            p = act[1]
+            s.campaigns[p] += 1
+            out = Output()
+            core = self.own(s, p)
+            core.campaign(out)
+            if self.b.commands:
+                blob = codec.encode_client_batch(f"c{p}", 0, [[s.campaigns[p], "put", "k", f"{p}.{s.campaigns[p]}"]])
+                core.step(f"c{p}", Submit(blob), out)
+            self._commit(s, p, out)
+            label = f"{p} campaigns"
+        elif kind in ("deliver", "duplicate"):
+            key = act[1]
+            src, dst, frame = key
+            if kind == "deliver":
+                s.net[key] -= 1
+                if not s.net[key]:
+                    del s.net[key]
+            else:
+                s.duplicates += 1
+            msgs = self.frames[frame]
+            label = f"{kind} {src}->{dst} " + ", ".join(f"{m.TYPE} {getattr(m, 'ballot', '')}" for m in msgs)
+            out = Output()
+            core = self.own(s, dst)
+            for m in msgs:
+                core.step(src, m, out)
+            if isinstance(core, Proposer):
+                core.flush(out)
+            self._commit(s, dst, out)
+        else:
+            name = act[1]
+            s.restarts += 1
+            s.cores[name] = self.build(name, s.disks[name])
+            s.fps[name] = self.core_fp(s, name)
+            label = f"restart {name}"
+        s.trail = (*s.trail, label)
+        return s
+
+    def _commit(self, s: State, name: str, out: Output) -> None:
+        if out.persist:
+            s.disks[name] = (*s.disks[name], *out.persist)
+        frames: dict[str, list[Message]] = {}
+        for dst, msg in out.send:
+            if dst not in s.cores or isinstance(msg, Heartbeat):
+                continue  # a client, or liveness only
+            if isinstance(msg, (Accept, Accepted)) and not (msg.entries if isinstance(msg, Accept) else msg.slots):
+                continue  # a heartbeat to acceptors, or its answer
+            frames.setdefault(dst, []).append(msg)
+        for dst, msgs in frames.items():
+            frame = tuple(msgs)
+            fid = self.frame_ids.get(frame)
+            if fid is None:
+                fid = self.frame_ids[frame] = len(self.frames)
+                self.frames.append(frame)
+            key = (name, dst, fid)
+            s.net[key] = s.net.get(key, 0) + 1
+        s.fps[name] = self.core_fp(s, name)
+        core = s.cores[name]
+        if isinstance(core, Proposer) and core.ballot.round:
+            self._collect_dead_frames(s, name, core)
+        if isinstance(core, Acceptor):
+            me = self.bit[name]
+            for slot, (ballot, value) in core.accepted.items():
+                voters, kept = s.votes.get((slot, ballot), (0, value))
+                if not voters & me:
+                    s.votes[(slot, ballot)] = (voters | me, kept if voters else value)
+                    if voters and kept != value:
+                        raise _Broken(f"{name} accepted a second value for slot {slot} ballot {ballot}")
+
+    def _collect_dead_frames(self, s: State, name: str, core: Proposer) -> None:
+        """A Promise or Accepted for a ballot below the proposer's current one can never change
+        it again (its ballots only grow, and its rounds are durable), so delivering such a frame
+        and keeping it pending forever lead to the same futures: drop it now. The check on the
+        durable round keeps this sound even when a planted bug makes a proposer forget rounds."""
+        for key in [k for k in s.net if k[1] == name]:
+            msgs = self.frames[key[2]]
+            if all(isinstance(m, (Promise, Accepted)) and m.ballot < core.ballot and m.ballot.round <= core.round
+                   for m in msgs):
+                del s.net[key]
+
+    # --- the check -------------------------------------------------------------------------
+
+    def check(self, s: State) -> str | None:
+        chosen: dict[int, Value] = {}
+        for (slot, _), (voters, value) in s.votes.items():
+            if voters.bit_count() >= self.majority:
+                prior = chosen.setdefault(slot, value)
+                if prior != value:
+                    return f"agreement: slot {slot} chose {prior.describe()} and {value.describe()}"
+        for name in self.learners:
+            lr = s.cores[name]
+            for record in s.disks[name]:
+                want = chosen.get(record.slot)  # type: ignore[attr-defined]
+                if want != record.value:  # type: ignore[attr-defined]
+                    return f"agreement: {name} delivered slot {record.slot} which was not chosen as such"  # type: ignore[attr-defined]
+            del lr
+        return None
+
+    def run(self, time_budget_s: float | None = None, depth_first: bool = False) -> ModelResult:
+        """Explore every reachable state (breadth first: shortest counterexamples; depth first:
+        deep counterexamples sooner)."""
+        t0 = time.perf_counter()
+        start = self.initial()
+        seen = {self.fingerprint(start)}
+        queue = deque([start])
+        transitions = 0
+        take = queue.pop if depth_first else queue.popleft
+        while queue:
+            if len(seen) > self.b.states_max or (time_budget_s and time.perf_counter() - t0 > time_budget_s):
+                return ModelResult(True, len(seen), transitions, time.perf_counter() - t0, complete=False)
+            state = take()
+            for act in self.actions(state):
+                transitions += 1
+                try:
+                    nxt = self.apply(state, act)
+                except (InvariantViolation, _Broken) as exc:
+                    return ModelResult(False, len(seen), transitions, time.perf_counter() - t0,
+                                       f"core invariant: {exc}", (*state.trail, f"{act[0]} {act[1]!s:.60}"), False)
+                problem = self.check(nxt)
+                if problem:
+                    return ModelResult(False, len(seen), transitions, time.perf_counter() - t0, problem, nxt.trail,
+                                       False)
+                fp = self.fingerprint(nxt)
+                if fp not in seen:
+                    seen.add(fp)
+                    queue.append(nxt)
+        return ModelResult(True, len(seen), transitions, time.perf_counter() - t0)
+
+
+class _Broken(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    from actors import bugs as planted
+
+    parser = argparse.ArgumentParser(prog="python -m runtime.sim.model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--proposers", type=int, default=2)
+    parser.add_argument("--acceptors", type=int, default=3)
+    parser.add_argument("--learners", type=int, default=0)
+    parser.add_argument("--campaigns", default="1,1", help="elections per proposer, e.g. 2,1")
+    parser.add_argument("--duplicates", type=int, default=1)
+    parser.add_argument("--restarts", type=int, default=1)
+    parser.add_argument("--no-commands", action="store_true", help="elections queue no client command")
+    parser.add_argument("--states-max", type=int, default=2_000_000)
+    parser.add_argument("--budget-s", type=float, default=None)
+    parser.add_argument("--bugs", default="")
+    parser.add_argument("--dfs", action="store_true", help="depth first (deep counterexamples sooner)")
+    args = parser.parse_args(argv)
+    campaigns = tuple(int(x) for x in args.campaigns.split(","))
+    if len(campaigns) == 1:
+        campaigns *= args.proposers
+    if len(campaigns) != args.proposers:
+        parser.error("--campaigns needs one number, or one per proposer")
+    bounds = Bounds(args.proposers, args.acceptors, args.learners, campaigns, args.duplicates, args.restarts,
+                    not args.no_commands, args.states_max)
+    result = ModelChecker(bounds, planted.parse(args.bugs)).run(args.budget_s, args.dfs)
+    if not result.ok:
+        print(f"violation: {result.violation}")
+        print("trail:\n  " + "\n  ".join(result.trail))
+    print(f"model states={result.states} transitions={result.transitions} seconds={result.seconds:.1f} "
+          f"complete={result.complete} ok={result.ok}")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
