@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--tear", action="store_true", help="also leave garbage after the cut (a torn write)")
     p.set_defaults(func=cmd_powerloss)
+    p = sub.add_parser("nemesis", help="a Jepsen-style run on a fresh throw-away cluster (see runtime/nemesis.py)",
+                       add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=None)
     p = sub.add_parser("logs", parents=[common], help="all actors' logs, merged in time order")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true")
@@ -352,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["nemesis"]:
+        from runtime import nemesis
+
+        return nemesis.main(argv[1:])  # its own cluster, its own options
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
