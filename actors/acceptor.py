@@ -23,6 +23,7 @@ from actors.messages import (
     Nack,
     Prepare,
     Promise,
+    Recover,
     Value,
     Vote,
 )
@@ -107,13 +108,33 @@ class Acceptor(Core):
         # b == promised: ballots are never reused, so this is a retransmission; answer again.
         out.send.append((sender, self._promise(b, m.from_slot)))
 
-    def _promise(self, b: Ballot, from_slot: int) -> Promise:
-        start = max(from_slot, self.chosen_through + 1)
+    def _on_recover(self, sender: str, m: Recover, out: Output) -> None:
+        # A Prepare for [from_slot, to_slot] that ignores the watermark: the same promise rules.
+        b = m.ballot
+        if not self._owner_ok(sender, b, out):
+            return
+        if b > self.promised:
+            record = PromiseRecord(b)
+            self.apply(record)
+            if "promise_in_memory" not in self.bugs:
+                out.persist.append(record)
+        elif b < self.promised:
+            out.send.append((sender, Nack(b, self.promised)))
+            return
+        out.send.append((sender, self._promise(b, m.from_slot, m.from_slot, m.to_slot)))
+        out.event("recover_answered", DEBUG, ballot=str(b), peer=sender, from_slot=m.from_slot, to_slot=m.to_slot)
+
+    def _promise(self, b: Ballot, from_slot: int, start: int | None = None, last: int | None = None) -> Promise:
+        """Votes for every slot from `start` (default: above the watermark, which a Prepare
+        need not cover) to `last` (default: the highest slot), within the reply budget."""
+        if start is None:
+            start = max(from_slot, self.chosen_through + 1)
+        top = self.highest_slot if last is None else min(last, self.highest_slot)
         votes: list[Vote] = []
         budget = self.reply_bytes_max
-        reported = self.highest_slot
+        reported = top
         accepted = self.accepted
-        for slot in range(start, self.highest_slot + 1):
+        for slot in range(start, top + 1):
             got = accepted.get(slot)
             if got is None:
                 continue
@@ -188,7 +209,8 @@ class Acceptor(Core):
         out.send.append((sender, Fetched(self.chosen_through, tuple(votes))))
         out.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
 
-    HANDLERS = {Prepare: _on_prepare, Accept: _on_accept, Heartbeat: _on_heartbeat, Fetch: _on_fetch}
+    HANDLERS = {Prepare: _on_prepare, Recover: _on_recover, Accept: _on_accept, Heartbeat: _on_heartbeat,
+                Fetch: _on_fetch}
 
     # --- observation -----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from actors.messages import (
     Fetched,
     Heartbeat,
     Message,
+    Repair,
     Reply,
     Value,
 )
@@ -63,6 +64,9 @@ class Learner:
         self.chosen: dict[int, Value] = {}  # chosen, above `delivered`, not yet deliverable
         self.known_chosen_through = 0
         self.stall_ticks = 0
+        self.fetch_rounds = 0  # fetches in a row that brought no progress
+        self.repair_after_fetches = 3
+        self.leader: str | None = None  # the sender of the latest heartbeat
         self.skipped_entries = 0
         self.verbose = False  # emit one debug event per delivered slot
         self.bugs = NONE
@@ -123,6 +127,7 @@ class Learner:
                 self._vote(sender, vote.slot, vote.ballot, vote.value, out)
             self._deliver(out)
         elif kind is Heartbeat:
+            self.leader = sender
             self._note_chosen_through(message.chosen_through)
         else:
             out.event("message_ignored", WARNING, peer=sender, type=message.TYPE,
@@ -168,6 +173,7 @@ class Learner:
                 out.event("slot_delivered", DEBUG, slot=slot, value=record.value.describe())
         if self.delivered != start:
             self.stall_ticks = 0
+            self.fetch_rounds = 0
             self._note_chosen_through(self.delivered)
 
     def tick(self, out: Output) -> None:
@@ -185,6 +191,12 @@ class Learner:
         for acceptor in self.acceptors:
             out.send.append((acceptor, fetch))
         out.event("gap_fetch", DEBUG, from_slot=first, to_slot=last)
+        self.fetch_rounds += 1
+        if self.fetch_rounds >= self.repair_after_fetches and self.leader is not None:
+            # The acceptors answered but no ballot has a majority: ask for re-confirmation.
+            self.fetch_rounds = 0
+            out.send.append((self.leader, Repair(first, last)))
+            out.event("repair_requested", from_slot=first, to_slot=last, leader=self.leader)
 
     # --- observation -----------------------------------------------------------------------
 

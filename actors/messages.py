@@ -69,6 +69,18 @@ class Prepare(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Recover(Message):
+    """Re-confirmation (seed 001, "重确认"): the leader asks for what was accepted in
+    [from_slot, to_slot], whatever the chosen watermark, under its own ballot (a Prepare for
+    those slots). Answered with a Promise whose `from_slot` is this one's."""
+
+    TYPE: ClassVar[str] = "recover"
+    ballot: Ballot
+    from_slot: int
+    to_slot: int
+
+
+@dataclass(frozen=True, slots=True)
 class Accept(Message):
     """Phase 2a for a batch of slots. `chosen_through` piggybacks the leader's chosen
     watermark: every slot up to it is known chosen."""
@@ -147,6 +159,17 @@ class Fetched(Message):
     votes: tuple[Vote, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Repair(Message):
+    """A learner that cannot find a majority under one ballot for slots the leaders consider
+    chosen (their acceptors have moved on to different ballots, or lost them) asks the leader to
+    re-confirm [from_slot, to_slot]."""
+
+    TYPE: ClassVar[str] = "repair"
+    from_slot: int
+    to_slot: int
+
+
 # --- clients -------------------------------------------------------------------------------
 
 
@@ -201,7 +224,7 @@ class StatusReply(Message):
 
 
 PEER_MESSAGES: tuple[type[Message], ...] = (
-    Prepare, Accept, Heartbeat, Promise, Nack, Accepted, Fetch, Fetched,
+    Prepare, Recover, Accept, Heartbeat, Promise, Nack, Accepted, Fetch, Fetched, Repair,
 )
 CLIENT_MESSAGES: tuple[type[Message], ...] = (Submit, Redirect, Reply, Hello)
 ADMIN_MESSAGES: tuple[type[Message], ...] = (StatusQuery, StatusReply)

@@ -32,7 +32,9 @@ from actors.messages import (
     Nack,
     Prepare,
     Promise,
+    Recover,
     Redirect,
+    Repair,
     Submit,
     Value,
     Vote,
@@ -119,6 +121,11 @@ class Proposer(Core):
         self.last_heartbeat_tick = 0
         self.queue: deque[tuple[str, bytes]] = deque()
         self.elections = 0
+        # Re-confirmation of slots believed chosen that a learner cannot learn (see _on_repair).
+        self.repair_from = 0
+        self.repair_to = 0
+        self.repair_ticks = 0
+        self.repair_promises: dict[str, Promise] = {}
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -155,6 +162,10 @@ class Proposer(Core):
         else:
             if self.ticks - self.last_heartbeat_tick >= p.heartbeat_ticks:
                 self._heartbeat(out)
+            if self.repair_from:
+                self.repair_ticks += 1
+                if self.repair_ticks >= p.election_ticks:
+                    self.repair_from = 0  # no majority answered; the learner will ask again
             if (self.ticks % p.election_ticks == 0 and self.ticks - self.led_since >= p.election_ticks
                     and not self._quorum_heard()):
                 # Check-quorum: a leader cut off from a majority stops heartbeating so that a
@@ -240,6 +251,9 @@ class Proposer(Core):
             out.send.append((acceptor, prepare))
 
     def _on_promise(self, sender: str, m: Promise, out: Output) -> None:
+        if self.role == LEADER and self.repair_from and m.ballot == self.ballot and m.from_slot == self.repair_from:
+            self._on_repair_promise(sender, m, out)
+            return
         if self.role != CANDIDATE or m.ballot != self.ballot or m.from_slot != self.p1_from:
             return  # stale or duplicate round of Phase 1
         if sender not in self.acceptors:
@@ -297,6 +311,57 @@ class Proposer(Core):
                   reproposed=reproposed, noops=noops, start_working_slot=self.sw_slot)
         self._propose_recovered(entries, out)
         self._heartbeat(out)
+
+    # --- re-confirmation (seed 001: "重确认") ------------------------------------------------
+
+    def _on_repair(self, sender: str, m: Repair, out: Output) -> None:
+        """A learner cannot learn slots the leaders consider chosen: the acceptors that chose
+        them moved on to different ballots (a later leader re-proposed the same value to some of
+        them) or missed them, so no ballot has a majority any more, though the value is fixed.
+        Read those slots from a majority under our ballot, as Phase 1 would, and propose the
+        highest-ballot value again: then one ballot has a majority, and learners see it."""
+        if self.role != LEADER or not self.serving or self.repair_from:
+            return
+        first = m.from_slot
+        last = min(m.to_slot, self.chosen_through, first + self.params.window_slots - 1)
+        if last < first:
+            return
+        self.repair_from, self.repair_to = first, last
+        self.repair_ticks = 0
+        self.repair_promises = {}
+        out.event("repair_started", peer=sender, from_slot=first, to_slot=last, ballot=str(self.ballot))
+        recover = Recover(self.ballot, first, last)
+        for acceptor in self.acceptors:
+            out.send.append((acceptor, recover))
+
+    def _on_repair_promise(self, sender: str, m: Promise, out: Output) -> None:
+        if sender not in self.acceptors:
+            return
+        self.repair_promises[sender] = m
+        if len(self.repair_promises) < self.majority:
+            return
+        promises = [self.repair_promises[a] for a in self.acceptors if a in self.repair_promises]
+        # A budget-limited answer covers only up to its reported_through.
+        through = min(self.repair_to if p.reported_through >= min(self.repair_to, p.highest_slot)
+                      else p.reported_through for p in promises)
+        best: dict[int, Vote] = {}
+        for p in promises:
+            for vote in p.votes:
+                seen = best.get(vote.slot)
+                if self.repair_from <= vote.slot <= through and (seen is None or vote.ballot > seen.ballot):
+                    best[vote.slot] = vote
+        entries: list[tuple[int, Value]] = []
+        for slot in range(self.repair_from, through + 1):
+            if slot in self.inflight:
+                continue
+            vote = best.get(slot)
+            # No value in a majority means nothing was chosen there (quorums intersect): no-op.
+            entries.append((slot, vote.value if vote is not None else Value(NOOP, self.ballot)))
+        out.event("repair_reproposed", from_slot=self.repair_from, to_slot=through, slots=len(entries),
+                  noops=sum(1 for _, v in entries if v.kind == NOOP))
+        self.repair_from = 0
+        self.repair_promises = {}
+        self._propose_recovered(entries, out)
 
     def _propose_recovered(self, entries: list[tuple[int, Value]], out: Output) -> None:
         if not entries:
@@ -446,6 +511,7 @@ class Proposer(Core):
         self.quiet_ticks = 0
         self.inflight.clear()
         self.promises = {}
+        self.repair_from = 0
         self.timeout_ticks = self._draw_timeout()
         out.event("stepped_down", INFO, was=was, ballot=str(self.ballot), reason=reason,
                   leader=leader)
@@ -479,7 +545,7 @@ class Proposer(Core):
         self.queue.append((sender, m.batch))
 
     HANDLERS = {Promise: _on_promise, Accepted: _on_accepted, Nack: _on_nack, Heartbeat: _on_heartbeat,
-                Submit: _on_submit}
+                Submit: _on_submit, Repair: _on_repair}
 
     # --- observation -----------------------------------------------------------------------
 

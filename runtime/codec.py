@@ -33,7 +33,9 @@ from actors.messages import (
     Nack,
     Prepare,
     Promise,
+    Recover,
     Redirect,
+    Repair,
     Reply,
     StatusQuery,
     StatusReply,
@@ -203,6 +205,22 @@ def _dec_fetch(m: tuple[Any, ...]) -> Message:
     return Fetch(first, last)
 
 
+def _dec_recover(m: tuple[Any, ...]) -> Message:
+    _arity(m, 5, "recover")
+    first, last = _int(m[3], "from_slot"), _int(m[4], "to_slot")
+    if first < 1 or last < first:
+        raise DecodeError("range", f"recover range [{first}, {last}] is empty or starts below 1")
+    return Recover(_ballot(m[1], m[2], "ballot"), first, last)
+
+
+def _dec_repair(m: tuple[Any, ...]) -> Message:
+    _arity(m, 3, "repair")
+    first, last = _int(m[1], "from_slot"), _int(m[2], "to_slot")
+    if first < 1 or last < first:
+        raise DecodeError("range", f"repair range [{first}, {last}] is empty or starts below 1")
+    return Repair(first, last)
+
+
 def _dec_fetched(m: tuple[Any, ...]) -> Message:
     _arity(m, 3, "fetched")
     return Fetched(_int(m[1], "chosen_through"), _votes(m[2]))
@@ -265,6 +283,8 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
                              [_enc_value(v) for v in m.values]], _dec_accepted),
     Fetch: (7, lambda m: [7, m.from_slot, m.to_slot], _dec_fetch),
     Fetched: (8, lambda m: [8, m.chosen_through, _enc_votes(m.votes)], _dec_fetched),
+    Recover: (9, lambda m: [9, m.ballot.round, m.ballot.node, m.from_slot, m.to_slot], _dec_recover),
+    Repair: (10, lambda m: [10, m.from_slot, m.to_slot], _dec_repair),
     Submit: (20, lambda m: [20, m.batch], _dec_submit),
     Redirect: (21, lambda m: [21, m.leader, m.reason], _dec_redirect),
     Reply: (22, lambda m: [22, [list(r) for r in m.results]], _dec_reply),

@@ -186,6 +186,12 @@ class Wal:
                     except DecodeError as exc:
                         raise WalCorrupt(path, offset, f"undecodable records ({exc})") from None
                     offset += HEADER_BYTES + len(payload)
+            if fsync and not recovery.created:
+                # What we are about to replay may be bytes a crashed process wrote but never
+                # synced: still only in the page cache. Make them durable before anything is
+                # sent on their strength (a power failure would otherwise take back a promise
+                # that the restarted acceptor repeated). Found by the simulator.
+                os.fsync(fd)
             recovery.frames = max(len(payloads) - 1, 0)
             recovery.bytes = valid_bytes
         except BaseException:

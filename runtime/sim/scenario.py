@@ -13,7 +13,8 @@ Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,
 
     cluster proposers=N acceptors=N learners=N      first line
     record ACTOR promise BALLOT                     crafted durable state, then the actor restarts
-    record ACTOR accept BALLOT SLOT VALUE           VALUE: noop@B | start@B | cmd@B CLIENT/SEQ OP ARGS...
+    record ACTOR accept BALLOT SLOT VALUE [ct=N]    VALUE: noop@B | start@B | cmd@B CLIENT/SEQ OP ARGS...;
+                                                    ct: the chosen watermark the leader had sent
     record ACTOR round N
     timeout PROPOSER                                its election timer fires now
     tick [ACTOR ...] [n=K]                          K ticks of the named actors (default all)
@@ -56,7 +57,9 @@ from actors.messages import (
     Nack,
     Prepare,
     Promise,
+    Recover,
     Redirect,
+    Repair,
     Reply,
     Submit,
     Value,
@@ -108,6 +111,10 @@ def describe(m: Message) -> str:
         return f"heartbeat {m.ballot} chosen_through={m.chosen_through}"
     if isinstance(m, Fetch):
         return f"fetch {m.from_slot}..{m.to_slot}"
+    if isinstance(m, Recover):
+        return f"recover {m.ballot} {m.from_slot}..{m.to_slot}"
+    if isinstance(m, Repair):
+        return f"repair {m.from_slot}..{m.to_slot}"
     if isinstance(m, Fetched):
         return "fetched " + ", ".join(f"{v.slot}:{v.ballot}" for v in m.votes)
     if isinstance(m, Submit):
@@ -247,7 +254,8 @@ class Scenario:
         if kind == "promise":
             record: Any = PromiseRecord(ballot(rest[0]))
         elif kind == "accept":
-            record = AcceptRecord(ballot(rest[0]), 0, ((int(rest[1]), parse_value(rest[2:])),))
+            ct = int(rest.pop()[3:]) if rest[-1].startswith("ct=") else 0
+            record = AcceptRecord(ballot(rest[0]), ct, ((int(rest[1]), parse_value(rest[2:])),))
         elif kind == "round":
             record = RoundRecord(int(rest[0]))
         else:

@@ -254,6 +254,7 @@ class Simulation:
             records = actor.disk.records(self.bugs)
         except WalCorrupt as exc:
             raise Violation("recovery", f"{name}: {exc}") from None
+        actor.disk.synced = len(actor.disk.data)  # recovery fsyncs what it replays (runtime/wal.py)
         for record in records:
             core.apply(record)
         if isinstance(core, Learner):
@@ -476,7 +477,8 @@ class Simulation:
             del disk.data[disk.synced + keep:]
             if self.rng.random() < 0.5:
                 disk.data += bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(1, 16)))
-        disk.synced = len(disk.data) if not power else disk.synced
+        # A process crash leaves written bytes in the page cache, still unsynced: recovery will
+        # sync them. A power loss loses them, or part of them, torn.
         downtime = self.rng.choice([5_000, 50_000, 300_000, 1_000_000])
         self._schedule(downtime, "restart", name)
 

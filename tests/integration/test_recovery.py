@@ -74,7 +74,8 @@ def test_a_restarted_acceptor_keeps_its_promises(running: LocalCluster) -> None:
     c.wait_for("a1 back", lambda: (a := c.actor("a1"))["state"] == "running" and a["pid"] != before
                and a["info"].get("promised"))
     node = int(other[1:])
-    lower = Ballot(ballot.round - 1 if ballot.node > node else ballot.round, node)
+    # The highest ballot of ours below the leader's: same round if our id is smaller.
+    lower = Ballot(ballot.round if node < ballot.node else ballot.round - 1, node)
     assert lower < ballot
     ctx = zmq.Context.instance()
     inbox = ctx.socket(zmq.ROUTER)
