@@ -328,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--tear", action="store_true", help="also leave garbage after the cut (a torn write)")
     p.set_defaults(func=cmd_powerloss)
+    sub.add_parser("bench", help="the benchmark against PySyncObj (see runtime/bench.py)", add_help=False)
     p = sub.add_parser("nemesis", help="a Jepsen-style run on a fresh throw-away cluster (see runtime/nemesis.py)",
                        add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
@@ -361,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
         from runtime import nemesis
 
         return nemesis.main(argv[1:])  # its own cluster, its own options
+    if argv[:1] == ["bench"]:
+        from runtime import bench
+
+        return bench.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
