@@ -24,6 +24,7 @@ from actors.messages import (
     Prepare,
     Promise,
     Recover,
+    Recovered,
     Value,
     Vote,
 )
@@ -121,7 +122,9 @@ class Acceptor(Core):
         elif b < self.promised:
             out.send.append((sender, Nack(b, self.promised)))
             return
-        out.send.append((sender, self._promise(b, m.from_slot, m.from_slot, m.to_slot)))
+        report = self._promise(b, m.from_slot, m.from_slot, m.to_slot)
+        out.send.append((sender, Recovered(b, m.nonce, m.from_slot, min(report.reported_through, m.to_slot),
+                                           report.votes)))
         out.event("recover_answered", DEBUG, ballot=str(b), peer=sender, from_slot=m.from_slot, to_slot=m.to_slot)
 
     def _promise(self, b: Ballot, from_slot: int, start: int | None = None, last: int | None = None) -> Promise:

@@ -72,12 +72,14 @@ class Prepare(Message):
 class Recover(Message):
     """Re-confirmation (seed 001, "重确认"): the leader asks for what was accepted in
     [from_slot, to_slot], whatever the chosen watermark, under its own ballot (a Prepare for
-    those slots). Answered with a Promise whose `from_slot` is this one's."""
+    those slots). Answered with Recovered, echoing `nonce`: an answer to anything else (a
+    delayed Promise of the same ballot, an earlier Recover) must never be taken for it."""
 
     TYPE: ClassVar[str] = "recover"
     ballot: Ballot
     from_slot: int
     to_slot: int
+    nonce: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,19 @@ class Promise(Message):
     from_slot: int
     chosen_through: int
     highest_slot: int
+    reported_through: int
+    votes: tuple[Vote, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered(Message):
+    """The answer to Recover: every accepted (slot, ballot, value) in [from_slot,
+    reported_through], which is `to_slot` unless the answer had to stop early to fit."""
+
+    TYPE: ClassVar[str] = "recovered"
+    ballot: Ballot
+    nonce: int
+    from_slot: int
     reported_through: int
     votes: tuple[Vote, ...]
 
@@ -224,7 +239,7 @@ class StatusReply(Message):
 
 
 PEER_MESSAGES: tuple[type[Message], ...] = (
-    Prepare, Recover, Accept, Heartbeat, Promise, Nack, Accepted, Fetch, Fetched, Repair,
+    Prepare, Recover, Accept, Heartbeat, Promise, Recovered, Nack, Accepted, Fetch, Fetched, Repair,
 )
 CLIENT_MESSAGES: tuple[type[Message], ...] = (Submit, Redirect, Reply, Hello)
 ADMIN_MESSAGES: tuple[type[Message], ...] = (StatusQuery, StatusReply)

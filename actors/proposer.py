@@ -33,6 +33,7 @@ from actors.messages import (
     Prepare,
     Promise,
     Recover,
+    Recovered,
     Redirect,
     Repair,
     Submit,
@@ -125,7 +126,9 @@ class Proposer(Core):
         self.repair_from = 0
         self.repair_to = 0
         self.repair_ticks = 0
-        self.repair_promises: dict[str, Promise] = {}
+        self.repair_nonce = 0
+        self.repair_answers: dict[str, Recovered] = {}
+        self.first_own_slot = 0  # the first slot this leader proposed under its ballot
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -238,6 +241,7 @@ class Proposer(Core):
         self.role = CANDIDATE
         self.leader = None
         self.serving = False
+        self.first_own_slot = 0
         self.inflight.clear()
         self.promises = {}
         self.p1_from = self.chosen_through + 1
@@ -251,9 +255,6 @@ class Proposer(Core):
             out.send.append((acceptor, prepare))
 
     def _on_promise(self, sender: str, m: Promise, out: Output) -> None:
-        if self.role == LEADER and self.repair_from and m.ballot == self.ballot and m.from_slot == self.repair_from:
-            self._on_repair_promise(sender, m, out)
-            return
         if self.role != CANDIDATE or m.ballot != self.ballot or m.from_slot != self.p1_from:
             return  # stale or duplicate round of Phase 1
         if sender not in self.acceptors:
@@ -278,6 +279,8 @@ class Proposer(Core):
         self._advance_chosen(watermark)
         entries: list[tuple[int, Value]] = []
         reproposed = noops = 0
+        if not self.first_own_slot:
+            self.first_own_slot = start
         for slot in range(start, through + 1):
             vote = best.get(slot)
             if vote is not None:
@@ -323,30 +326,33 @@ class Proposer(Core):
         if self.role != LEADER or not self.serving or self.repair_from:
             return
         first = m.from_slot
-        last = min(m.to_slot, self.chosen_through, first + self.params.window_slots - 1)
+        # Only slots chosen before this leader's election: those it proposed itself under its
+        # ballot are held by a majority under that ballot and can be fetched.
+        last = min(m.to_slot, self.chosen_through, self.first_own_slot - 1, first + self.params.window_slots - 1)
         if last < first:
             return
         self.repair_from, self.repair_to = first, last
         self.repair_ticks = 0
-        self.repair_promises = {}
+        self.repair_nonce += 1
+        self.repair_answers = {}
         out.event("repair_started", peer=sender, from_slot=first, to_slot=last, ballot=str(self.ballot))
-        recover = Recover(self.ballot, first, last)
+        recover = Recover(self.ballot, first, last, self.repair_nonce)
         for acceptor in self.acceptors:
             out.send.append((acceptor, recover))
 
-    def _on_repair_promise(self, sender: str, m: Promise, out: Output) -> None:
-        if sender not in self.acceptors:
+    def _on_recovered(self, sender: str, m: Recovered, out: Output) -> None:
+        if (self.role != LEADER or not self.repair_from or m.ballot != self.ballot or m.nonce != self.repair_nonce
+                or sender not in self.acceptors):
+            return  # not an answer to the re-confirmation under way
+        self.repair_answers[sender] = m
+        if len(self.repair_answers) < self.majority:
             return
-        self.repair_promises[sender] = m
-        if len(self.repair_promises) < self.majority:
-            return
-        promises = [self.repair_promises[a] for a in self.acceptors if a in self.repair_promises]
-        # A budget-limited answer covers only up to its reported_through.
-        through = min(self.repair_to if p.reported_through >= min(self.repair_to, p.highest_slot)
-                      else p.reported_through for p in promises)
+        answers = [self.repair_answers[a] for a in self.acceptors if a in self.repair_answers]
+        # An answer that had to stop early covers only up to its reported_through.
+        through = min([self.repair_to] + [a.reported_through for a in answers])
         best: dict[int, Vote] = {}
-        for p in promises:
-            for vote in p.votes:
+        for a in answers:
+            for vote in a.votes:
                 seen = best.get(vote.slot)
                 if self.repair_from <= vote.slot <= through and (seen is None or vote.ballot > seen.ballot):
                     best[vote.slot] = vote
@@ -360,7 +366,7 @@ class Proposer(Core):
         out.event("repair_reproposed", from_slot=self.repair_from, to_slot=through, slots=len(entries),
                   noops=sum(1 for _, v in entries if v.kind == NOOP))
         self.repair_from = 0
-        self.repair_promises = {}
+        self.repair_answers = {}
         self._propose_recovered(entries, out)
 
     def _propose_recovered(self, entries: list[tuple[int, Value]], out: Output) -> None:
@@ -545,7 +551,7 @@ class Proposer(Core):
         self.queue.append((sender, m.batch))
 
     HANDLERS = {Promise: _on_promise, Accepted: _on_accepted, Nack: _on_nack, Heartbeat: _on_heartbeat,
-                Submit: _on_submit, Repair: _on_repair}
+                Submit: _on_submit, Repair: _on_repair, Recovered: _on_recovered}
 
     # --- observation -----------------------------------------------------------------------
 

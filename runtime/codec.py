@@ -34,6 +34,7 @@ from actors.messages import (
     Prepare,
     Promise,
     Recover,
+    Recovered,
     Redirect,
     Repair,
     Reply,
@@ -206,11 +207,17 @@ def _dec_fetch(m: tuple[Any, ...]) -> Message:
 
 
 def _dec_recover(m: tuple[Any, ...]) -> Message:
-    _arity(m, 5, "recover")
+    _arity(m, 6, "recover")
     first, last = _int(m[3], "from_slot"), _int(m[4], "to_slot")
     if first < 1 or last < first:
         raise DecodeError("range", f"recover range [{first}, {last}] is empty or starts below 1")
-    return Recover(_ballot(m[1], m[2], "ballot"), first, last)
+    return Recover(_ballot(m[1], m[2], "ballot"), first, last, _int(m[5], "nonce"))
+
+
+def _dec_recovered(m: tuple[Any, ...]) -> Message:
+    _arity(m, 7, "recovered")
+    return Recovered(_ballot(m[1], m[2], "ballot"), _int(m[3], "nonce"), _int(m[4], "from_slot"),
+                     _int(m[5], "reported_through"), _votes(m[6]))
 
 
 def _dec_repair(m: tuple[Any, ...]) -> Message:
@@ -283,7 +290,9 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
                              [_enc_value(v) for v in m.values]], _dec_accepted),
     Fetch: (7, lambda m: [7, m.from_slot, m.to_slot], _dec_fetch),
     Fetched: (8, lambda m: [8, m.chosen_through, _enc_votes(m.votes)], _dec_fetched),
-    Recover: (9, lambda m: [9, m.ballot.round, m.ballot.node, m.from_slot, m.to_slot], _dec_recover),
+    Recover: (9, lambda m: [9, m.ballot.round, m.ballot.node, m.from_slot, m.to_slot, m.nonce], _dec_recover),
+    Recovered: (11, lambda m: [11, m.ballot.round, m.ballot.node, m.nonce, m.from_slot, m.reported_through,
+                               _enc_votes(m.votes)], _dec_recovered),
     Repair: (10, lambda m: [10, m.from_slot, m.to_slot], _dec_repair),
     Submit: (20, lambda m: [20, m.batch], _dec_submit),
     Redirect: (21, lambda m: [21, m.leader, m.reason], _dec_redirect),

@@ -18,9 +18,12 @@ from runtime.sim.sim import SimConfig, Simulation
 # - 1150-10138: an acceptor restarted after a crash between write and fsync replayed records
 #   that were only in the page cache and answered on their strength (fixed: recovery fsyncs);
 # - 3052, 4510, 8015: a chosen slot whose acceptors had moved to different ballots could not be
-#   learned any more (fixed: learners ask the leader to re-confirm it).
+#   learned any more (fixed: learners ask the leader to re-confirm it);
+# - 19956: that re-confirmation, in its first form, took a delayed Phase-1 Promise of the same
+#   ballot for an answer; such a Promise leaves out slots below the watermark, so the leader
+#   re-proposed an old value over a chosen one (fixed: its own reply type with a nonce).
 REGRESSION_SEEDS = [0, 3, 4, 6, 8, 10, 14, 16, 17, 19, 20, 22, 28, 29,
-                    1150, 1611, 2778, 2962, 8531, 8542, 9600, 10138, 3052, 4510, 8015]
+                    1150, 1611, 2778, 2962, 8531, 8542, 9600, 10138, 3052, 4510, 8015, 19956]
 
 
 def run_seeds(seeds: range | list[int], bugs: frozenset[str] = frozenset(), lin: bool = True) -> list:

@@ -58,6 +58,7 @@ from actors.messages import (
     Prepare,
     Promise,
     Recover,
+    Recovered,
     Redirect,
     Repair,
     Reply,
@@ -112,7 +113,10 @@ def describe(m: Message) -> str:
     if isinstance(m, Fetch):
         return f"fetch {m.from_slot}..{m.to_slot}"
     if isinstance(m, Recover):
-        return f"recover {m.ballot} {m.from_slot}..{m.to_slot}"
+        return f"recover {m.ballot} {m.from_slot}..{m.to_slot} nonce={m.nonce}"
+    if isinstance(m, Recovered):
+        votes = ", ".join(f"{v.slot}:{v.ballot}={describe_value(v.value)}" for v in m.votes)
+        return f"recovered {m.ballot} nonce={m.nonce} {m.from_slot}..{m.reported_through} votes=[{votes}]"
     if isinstance(m, Repair):
         return f"repair {m.from_slot}..{m.to_slot}"
     if isinstance(m, Fetched):

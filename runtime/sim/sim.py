@@ -34,6 +34,7 @@ from actors.messages import (
     Nack,
     Prepare,
     Promise,
+    Recovered,
     Redirect,
     Reply,
     Submit,
@@ -425,11 +426,11 @@ class Simulation:
         durable: Any = None
         for m in msgs:
             kind = type(m)
-            if kind is Promise or kind is Accepted or kind is Nack:
+            if kind is Promise or kind is Accepted or kind is Nack or kind is Recovered:
                 ballot = m.promised if kind is Nack else m.ballot
                 if ballot > actor.announced:
                     actor.announced = ballot
-            if kind is Promise:
+            if kind is Promise or kind is Recovered:
                 durable = durable or _durable(actor)
                 if durable.promised < m.ballot:
                     raise Violation("durability", f"{name} sent Promise {m.ballot} while its durable promise is "
