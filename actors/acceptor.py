@@ -178,15 +178,17 @@ class Acceptor(Core):
         elif m.chosen_through > self.chosen_through:
             self.chosen_through = m.chosen_through
         slots = tuple(slot for slot, _ in m.entries)
-        out.send.append((sender, Accepted(b, slots, ())))
+        accepted = Accepted(b, slots, ())
+        out.send.append((sender, accepted))
         if not self.accepts_answered:
             out.event("voting", ballot=str(b), peer=sender, first_slot=slots[0] if slots else None,
                       promised=str(self.promised), highest_slot=self.highest_slot)
         self.accepts_answered += 1
         if slots:
-            to_learners = Accepted(b, slots, tuple(value for _, value in m.entries))
+            # Votes only: the learners have the values from the leader's Accept (and fetch
+            # them from acceptors when that copy is lost).
             for learner in self.learners:
-                out.send.append((learner, to_learners))
+                out.send.append((learner, accepted))
             out.event("accepted", DEBUG, ballot=str(b), first_slot=slots[0], count=len(slots),
                       new=len(new), peer=sender)
 

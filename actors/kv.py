@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPS = ("put", "get", "cas", "append", "delete")
+_OK_NONE = (True, None)
+_OK_TRUE = (True, True)
+_OK_FALSE = (True, False)
 ARITY = {"put": 2, "get": 1, "cas": 3, "append": 2, "delete": 1}
 
 
@@ -27,13 +30,18 @@ class ClientBatch:
     client_id: str
     acked_below: int
     commands: tuple[tuple[Any, ...], ...]  # (seq, op, key, *args)
+    reply_by: str = ""  # the learner that answers ("" : every learner)
 
 
 def parse_batch(raw: Any) -> ClientBatch:
-    """Check the outer shape of a decoded batch: [client_id, acked_below, [command, ...]]."""
-    if type(raw) not in (list, tuple) or len(raw) != 3:
-        raise BadBatch("batch must be [client_id, acked_below, commands]")
-    client_id, acked_below, commands = raw
+    """Check the outer shape of a decoded batch: [client_id, acked_below, [command, ...]] and,
+    optionally, the name of the learner that should answer it."""
+    if type(raw) not in (list, tuple) or len(raw) not in (3, 4):
+        raise BadBatch("batch must be [client_id, acked_below, commands, reply_by?]")
+    client_id, acked_below, commands = raw[:3]
+    reply_by = raw[3] if len(raw) == 4 else ""
+    if type(reply_by) is not str:
+        raise BadBatch("reply_by must be a string")
     if type(client_id) is not str or not 0 < len(client_id) <= 64:
         raise BadBatch("client_id must be a string of 1-64 characters")
     if type(acked_below) is not int or acked_below < 0:
@@ -41,7 +49,7 @@ def parse_batch(raw: Any) -> ClientBatch:
     if type(commands) not in (list, tuple):
         raise BadBatch("commands must be a list")
     return ClientBatch(client_id, acked_below, tuple(tuple(c) if type(c) in (list, tuple)
-                                                     else (c,) for c in commands))
+                                                     else (c,) for c in commands), reply_by)
 
 
 @dataclass(slots=True)
@@ -77,86 +85,103 @@ class KVStore:
                 sessions.popitem(last=False)
         else:
             sessions.move_to_end(batch.client_id)
-        if batch.acked_below > session.acked_below:
-            session.acked_below = batch.acked_below
-            stale = [seq for seq in session.results if seq < batch.acked_below]
-            for seq in stale:
-                del session.results[seq]
-        replies: list[tuple[int, bool, Any]] = []
         results = session.results
+        acked_below = batch.acked_below
+        if acked_below > session.acked_below:
+            session.acked_below = acked_below
+            # Results go in in (nearly) increasing seq order: forget from the front. A retry
+            # answered out of order may linger a while; session_results_max bounds it.
+            while results:
+                first = next(iter(results))
+                if first >= acked_below:
+                    break
+                del results[first]
+        else:
+            acked_below = session.acked_below
+        replies: list[tuple[int, bool, Any]] = []
+        execute = self._execute
+        log = self.applied_log
         for command in batch.commands:
             seq = command[0]
-            if type(seq) is not int or seq < 0:
-                continue  # no seq to answer to; nothing else is safe to do
-            if seq < session.acked_below:
-                continue  # the client already holds this result
+            if type(seq) is not int or seq < acked_below:
+                continue  # no seq to answer to, or the client already holds this result
             cached = results.get(seq)
             if cached is not None:
                 replies.append((seq, cached[0], cached[1]))
                 continue
-            ok, result = self._execute(command)
-            results[seq] = (ok, result)
-            if self.applied_log is not None:
-                self.applied_log.append((batch.client_id, seq))
-            if len(results) > self.session_results_max:
-                del results[min(results)]
-            replies.append((seq, ok, result))
+            outcome = execute(command)
+            results[seq] = outcome
+            if log is not None:
+                log.append((batch.client_id, seq))
+            replies.append((seq, outcome[0], outcome[1]))
+        if len(results) > self.session_results_max:
+            for seq in sorted(results)[: len(results) - self.session_results_max]:
+                del results[seq]
         return replies
 
-    def _check_str(self, what: str, text: Any, limit: int) -> str | None:
+    def _fits(self, text: Any, limit: int) -> bool:
         if type(text) is not str:
-            return f"{what} must be a string"
-        if len(text) > limit or len(text.encode("utf-8", "surrogatepass")) > limit:
-            return f"{what} larger than {limit} bytes"
-        return None
+            return False
+        if text.isascii():  # O(1) in CPython: a flag of the string
+            return len(text) <= limit
+        return len(text) <= limit and len(text.encode("utf-8", "surrogatepass")) <= limit
+
+    def _problem(self, what: str, text: Any, limit: int) -> tuple[bool, Any]:
+        if type(text) is not str:
+            return False, f"bad_command: {what} must be a string"
+        return False, f"bad_command: {what} larger than {limit} bytes"
 
     def _execute(self, command: tuple[Any, ...]) -> tuple[bool, Any]:
-        if len(command) < 3:
+        """One command. The common cases come first and build no text: errors are rare."""
+        n = len(command)
+        if n < 3:
             return False, "bad_command: too few fields"
         op, key = command[1], command[2]
+        # The size checks are inlined for ASCII text (the common case): this runs per command.
+        if not (type(key) is str and key and (len(key) <= self.key_bytes_max if key.isascii()
+                                              else self._fits(key, self.key_bytes_max))):
+            return (False, "bad_command: key must not be empty") if key == "" else \
+                self._problem("key", key, self.key_bytes_max)
+        data = self.data
+        if op == "put" and n == 4:
+            value = command[3]
+            if not (type(value) is str and (len(value) <= self.value_bytes_max if value.isascii()
+                                            else self._fits(value, self.value_bytes_max))):
+                return self._problem("value", value, self.value_bytes_max)
+            data[key] = value
+            self.applied_commands += 1
+            return _OK_NONE
+        if op == "get" and n == 3:
+            self.applied_commands += 1
+            return True, data.get(key)
         arity = ARITY.get(op) if type(op) is str else None
         if arity is None:
             return False, f"bad_command: unknown op {op!r}"
-        if len(command) != 2 + arity:
+        if n != 2 + arity:
             return False, f"bad_command: {op} takes {arity} arguments"
-        problem = self._check_str("key", key, self.key_bytes_max)
-        if problem is None and key == "":
-            problem = "key must not be empty"
-        if problem is not None:
-            return False, f"bad_command: {problem}"
-        data = self.data
         self.applied_commands += 1
-        if op == "get":
-            return True, data.get(key)
-        if op == "put":
-            problem = self._check_str("value", command[3], self.value_bytes_max)
-            if problem:
-                return False, f"bad_command: {problem}"
-            data[key] = command[3]
-            return True, None
         if op == "append":
-            problem = self._check_str("value", command[3], self.value_bytes_max)
-            if problem:
-                return False, f"bad_command: {problem}"
-            new = data.get(key, "") + command[3]
-            if len(new.encode("utf-8", "surrogatepass")) > self.value_bytes_max:
+            value = command[3]
+            if not self._fits(value, self.value_bytes_max):
+                return self._problem("value", value, self.value_bytes_max)
+            new = data.get(key, "") + value
+            if not self._fits(new, self.value_bytes_max):
                 return False, f"value_too_large: the result would exceed {self.value_bytes_max} bytes"
             data[key] = new
             return True, new
         if op == "cas":
             old, new = command[3], command[4]
-            if old is not None:
-                problem = self._check_str("expected value", old, self.value_bytes_max)
-            problem = problem or self._check_str("new value", new, self.value_bytes_max)
-            if problem:
-                return False, f"bad_command: {problem}"
+            if old is not None and not self._fits(old, self.value_bytes_max):
+                return self._problem("expected value", old, self.value_bytes_max)
+            if not self._fits(new, self.value_bytes_max):
+                return self._problem("new value", new, self.value_bytes_max)
             if data.get(key) != old:
-                return True, False
+                return _OK_FALSE
             data[key] = new
-            return True, True
+            return _OK_TRUE
         # delete
         data.pop(key, None)
-        return True, None
+        return _OK_NONE
 
     def digest(self) -> str:
         """A hash of the key-value data, equal on learners that applied the same log."""

@@ -2,6 +2,9 @@
 the StartWorking epoch rule, and the key-value state machine.
 
 A slot is chosen when a majority of acceptors report `Accepted` for it under one ballot. The
+value comes with the vote (a Fetched answer) or, to save two copies of every value, from the
+leader's own Accept, which it sends to the learners too: one ballot never has two values for
+one slot, so the proposer that owns the ballot is as good a source as any acceptor. The
 learner delivers chosen slots in slot order only; a gap that does not close by itself is
 fetched from the acceptors (seed 000). Delivered slots become `DecidedRecord`s, so a restart
 replays them instead of re-learning the whole log.
@@ -25,6 +28,7 @@ from actors.kv import BadBatch, KVStore, parse_batch
 from actors.messages import (
     COMMANDS,
     START,
+    Accept,
     Accepted,
     Fetch,
     Fetched,
@@ -48,9 +52,11 @@ class Learner:
         fetch_ticks: int = 10,
         fetch_slots_max: int = 4096,
         window_slots_max: int = 1_000_000,
+        proposer_ids: dict[str, int] | None = None,
     ) -> None:
         self.name = name
         self.acceptors = list(acceptors)
+        self.proposer_ids = dict(proposer_ids or {})
         self.majority = len(self.acceptors) // 2 + 1
         self.decode = decode
         self.kv = kv
@@ -97,7 +103,9 @@ class Learner:
                         out.event("batch_rejected", WARNING, slot=record.slot, reason=str(exc))
                     continue
                 replies = self.kv.apply_batch(batch)
-                if out is not None and replies:
+                # Every learner applies every batch; one answers it, the one the client named
+                # (a retry names none, so that any learner still up answers it).
+                if out is not None and replies and (not batch.reply_by or batch.reply_by == self.name):
                     out.send.append((batch.client_id, Reply(tuple(replies))))
         elif value.kind == START and value.epoch > self.epoch:
             # Highest, not last: a stale StartWorking re-proposed later in slot order must not
@@ -115,8 +123,13 @@ class Learner:
                 out.event("message_rejected", WARNING, peer=sender, reason="not_an_acceptor")
                 return
             ballot = message.ballot
-            for slot, value in zip(message.slots, message.values, strict=False):
-                self._vote(sender, slot, ballot, value, out)
+            values = message.values
+            if values:
+                for slot, value in zip(message.slots, values, strict=True):
+                    self._vote(sender, slot, ballot, value, out)
+            else:
+                for slot in message.slots:
+                    self._vote(sender, slot, ballot, None, out)
             self._deliver(out)
         elif kind is Fetched:
             if sender not in self.acceptors:
@@ -125,6 +138,15 @@ class Learner:
             self._note_chosen_through(message.chosen_through)
             for vote in message.votes:
                 self._vote(sender, vote.slot, vote.ballot, vote.value, out)
+            self._deliver(out)
+        elif kind is Accept:
+            # The leader's proposal: values for (slot, ballot); the votes come from acceptors.
+            if self.proposer_ids.get(sender) != message.ballot.node:
+                out.event("message_rejected", WARNING, peer=sender, reason="ballot_not_owned_by_sender")
+                return
+            ballot = message.ballot
+            for slot, value in message.entries:
+                self._vote(None, slot, ballot, value, out)
             self._deliver(out)
         elif kind is Heartbeat:
             self.leader = sender
@@ -137,7 +159,9 @@ class Learner:
         if slot > self.known_chosen_through:
             self.known_chosen_through = slot
 
-    def _vote(self, sender: str, slot: int, ballot: Ballot, value: Value, out: Output) -> None:
+    def _vote(self, sender: str | None, slot: int, ballot: Ballot, value: Value | None, out: Output) -> None:
+        """One acceptor's vote (`sender`), with or without the value, or the proposal itself
+        (`sender` None: a value and no vote)."""
         if slot <= self.delivered or slot in self.chosen:
             return
         if slot > self.delivered + self.window_slots_max:
@@ -148,17 +172,21 @@ class Learner:
             by_ballot = self.tally[slot] = {}
         entry = by_ballot.get(ballot)
         if entry is None:
-            by_ballot[ballot] = [[sender], value]
-            voters = 1
-        else:
-            if sender in entry[0] and "count_duplicate_accepted" not in self.bugs:
-                return  # a duplicated Accepted counts once: the quorum is a set of acceptors
-            check(entry[1] == value, "one value per slot and ballot", slot=slot,
-                  ballot=str(ballot), first=entry[1].describe(), second=value.describe())
-            entry[0].append(sender)
-            voters = len(entry[0])
-        if voters >= (1 if "ack_before_chosen" in self.bugs else self.majority):
-            self.chosen[slot] = value
+            entry = by_ballot[ballot] = [[], value]
+        elif value is not None:
+            known = entry[1]
+            if known is None:
+                entry[1] = value
+            else:
+                check(known == value, "one value per slot and ballot", slot=slot,
+                      ballot=str(ballot), first=known.describe(), second=value.describe())
+        voters = entry[0]
+        # A duplicated Accepted counts once: the quorum is a set of acceptors. (It may still
+        # bring the value, so the check below runs either way.)
+        if sender is not None and (sender not in voters or "count_duplicate_accepted" in self.bugs):
+            voters.append(sender)
+        if entry[1] is not None and len(voters) >= (1 if "ack_before_chosen" in self.bugs else self.majority):
+            self.chosen[slot] = entry[1]
             del self.tally[slot]
 
     def _deliver(self, out: Output) -> None:

@@ -390,6 +390,9 @@ class Proposer(Core):
         accept = Accept(self.ballot, self.chosen_through, tuple(entries))
         for acceptor in self.acceptors:
             out.send.append((acceptor, accept))
+        # Learners take the values from here (one copy) and only the votes from acceptors.
+        for learner in self.learners:
+            out.send.append((learner, accept))
 
     def _heartbeat(self, out: Output) -> None:
         self.last_heartbeat_tick = self.ticks

@@ -75,7 +75,7 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random) -> Core:
                  config.limits.sessions_max)
     return Learner(name, acceptors, codec.decode_client_batch, kv,
                    fetch_ticks=config.protocol.fetch_ticks,
-                   fetch_slots_max=config.protocol.fetch_slots_max)
+                   fetch_slots_max=config.protocol.fetch_slots_max, proposer_ids=config.proposer_ids)
 
 
 class ActorShell:
@@ -105,6 +105,7 @@ class ActorShell:
         self._flush = getattr(self.core, "flush", None)
         self._send_peer: Callable[[str, bytes], None] = lambda dest, frame: None
         self._client_sent = False
+        self._encoder = codec.FrameEncoder(name)
         self._tick_s = config.cluster.tick_ms / 1000.0
 
     # --- recovery --------------------------------------------------------------------------
@@ -247,7 +248,7 @@ class ActorShell:
             os._exit(EXIT_IO)
 
     def _send(self, dest: str, msgs: list[Message]) -> None:
-        frame = codec.encode_frame(self.name, msgs)
+        frame = self._encoder.encode(msgs)
         if dest in self.peers:
             self._send_peer(dest, frame)
         else:
@@ -262,6 +263,7 @@ class ActorShell:
         on disk (runtime/commit.py)."""
         self.turns += 1
         self._client_sent = False
+        self._encoder = codec.FrameEncoder(self.name)  # per turn: a message is packed once
         commit(out, self._persist, self._send, self.bugs)
         if self._client_sent:
             self.transport.after_sends()

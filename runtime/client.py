@@ -42,6 +42,7 @@ class _Op:
     command: list[Any]
     future: asyncio.Future[Any]
     deadline: float
+    size: int  # an estimate of its encoded bytes
     due: float = 0.0
     tries: int = 0
 
@@ -64,6 +65,7 @@ class Client:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._learners_ready: set[str] = set()
+        self._reply_by = ""  # the learner we ask to answer: the last one that did
         self._ready: asyncio.Event | None = None
         self._last_reply = 0.0
         self._last_rotate = 0.0
@@ -167,7 +169,8 @@ class Client:
         seq = self._next_seq
         self._next_seq += 1
         now = time.monotonic()
-        op = _Op(seq, [seq, *command], self._loop.create_future(), now + self.timeout_s)
+        size = 32 + sum(len(x) for x in command if type(x) is str)
+        op = _Op(seq, [seq, *command], self._loop.create_future(), now + self.timeout_s, size)
         self._ops[seq] = op
         self._to_send.append(op)
         if not self._flush_scheduled:
@@ -192,21 +195,25 @@ class Client:
         if not ops:
             return
         acked_below = next(iter(self._ops), self._next_seq)
+        # One learner answers a first attempt; a retry asks every learner (the one we named may
+        # be down).
+        reply_by = "" if any(op.tries for op in ops) else self._reply_by
         limit = self.config.protocol.batch_bytes_max - 1024
         blobs: list[bytes] = []
         commands: list[list[Any]] = []
         size = 0
+        first_due = now + self.retry_s
         for op in ops:
             op.tries += 1
             # Resend with backoff, per operation: 1x, 2x, 4x ... the retry interval, at most 2 s.
-            op.due = now + min(self.retry_s * (1 << min(op.tries - 1, 6)), 2.0)
-            cost = 32 + sum(len(x) if isinstance(x, str) else 8 for x in op.command)
+            op.due = first_due if op.tries == 1 else now + min(self.retry_s * (1 << min(op.tries - 1, 6)), 2.0)
+            cost = op.size
             if commands and size + cost > limit:
-                blobs.append(codec.encode_client_batch(self.client_id, acked_below, commands))
+                blobs.append(codec.encode_client_batch(self.client_id, acked_below, commands, reply_by))
                 commands, size = [], 0
             commands.append(op.command)
             size += cost
-        blobs.append(codec.encode_client_batch(self.client_id, acked_below, commands))
+        blobs.append(codec.encode_client_batch(self.client_id, acked_below, commands, reply_by))
         target = self.proposers[self.target]
         frame = codec.encode_frame(self.client_id, [Submit(b) for b in blobs])
         try:
@@ -295,11 +302,16 @@ class Client:
             for m in messages:
                 kind = type(m)
                 if kind is Reply:
+                    self._reply_by = name
                     self._on_reply(m)
                 elif kind is Redirect:
                     self._on_redirect(name, m)
                 elif kind is Hello:
                     self._learners_ready.add(name)
+                    # Spread clients over learners: each prefers one by its id.
+                    learners = [lr.name for lr in self.config.learners]
+                    if not self._reply_by or name == learners[int(self.client_id, 16) % len(learners)]:
+                        self._reply_by = name
                     if self._ready is not None:
                         self._ready.set()
 

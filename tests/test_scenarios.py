@@ -113,7 +113,8 @@ def test_seed001_ghost_reappearance_is_prevented_by_start_working() -> None:
         a_keys[slot] = f"A{slot}"
         w.submit("p1", "ca", [put(f"A{slot}", "x", seq=slot)])
         w.deliver(lambda e: not isinstance(e.message, Accept))
-        w.deliver(lambda e, s=slot: isinstance(e.message, Accept) and (e.dst == "a1" or (s <= 5 and e.dst == "a2")))
+        w.deliver(lambda e, s=slot: isinstance(e.message, Accept)
+                  and (e.dst in ("a1", "l1") or (s <= 5 and e.dst == "a2")))
         w.drop(of_type(Accept))
         w.deliver()
     assert w.learner("l1").delivered == 5

@@ -157,7 +157,7 @@ class ModelChecker:
         elif name in self.acceptors:
             core = Acceptor(name, self.ids, self.learners, 1 << 20)
         else:
-            core = Learner(name, self.acceptors, codec.decode_client_batch, KVStore(64, 64))
+            core = Learner(name, self.acceptors, codec.decode_client_batch, KVStore(64, 64), proposer_ids=self.ids)
         core.bugs = self.bugs
         for r in records:
             core.apply(r)

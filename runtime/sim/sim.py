@@ -244,7 +244,8 @@ class Simulation:
         else:
             kv = KVStore(64, 4096)
             self.applied[name] = kv.applied_log = []  # rebuilt by the replay below
-            core = Learner(name, self.acceptors, codec.decode_client_batch, kv, fetch_ticks=d.fetch_ticks)
+            core = Learner(name, self.acceptors, codec.decode_client_batch, kv, fetch_ticks=d.fetch_ticks,
+                           proposer_ids=self.proposer_ids)
         core.bugs = self.bugs
         return core
 

@@ -106,7 +106,8 @@ class World:
             core = Acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max)
         else:
             core = Learner(name, self.acceptor_names, codec.decode_client_batch,
-                           KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks)
+                           KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks,
+                           proposer_ids=self.proposer_ids)
         core.bugs = self.bugs
         for record in self.disks[name].records(self.bugs):
             core.apply(record)
