@@ -193,8 +193,10 @@ class ActorShell:
         self._commit(out)
         if self.links is not None and self.links.reload():
             self.logger.warning("fault_rules_loaded", rules={d: str(r) for d, r in self.links.rules.items()})
-        if self.bugs and self.wal is not None:
-            self.wal.sync()  # reply_before_fsync: durability catches up one tick late
+        if self.wal is not None and (self.bugs or (self.role == "learner" and self.turns % 10 == 0)):
+            # Learners (and the planted bug reply_before_fsync) write without waiting for the
+            # disk; their records become durable here, a few ticks later.
+            self.wal.sync()
 
     def _on_frames(self, batch: list[list[bytes]]) -> None:
         out = Output()
@@ -264,7 +266,7 @@ class ActorShell:
         self.turns += 1
         self._client_sent = False
         self._encoder = codec.FrameEncoder(self.name)  # per turn: a message is packed once
-        commit(out, self._persist, self._send, self.bugs)
+        commit(out, self._persist, self._send, self.bugs, durable=self.role != "learner")
         if self._client_sent:
             self.transport.after_sends()
         if out.events:
@@ -375,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; this is a fallback
         runner = asyncio.run
     shell = ActorShell(config, args.name, console=not args.no_console)
+    profile_dir = os.environ.get("PAXOS_PROFILE")  # diagnostics: cProfile stats at shutdown
+    profiler = None
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         return runner(shell.run())
     except Fatal as exc:
@@ -385,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         logs.flush()
         print(f"{args.name}: {exc}", file=sys.stderr, flush=True)
         return EXIT_CORRUPT
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(profile_dir, f"{args.name}.prof"))
 
 
 if __name__ == "__main__":

@@ -32,9 +32,13 @@ def commit(
     persist: Callable[[list[Record], bool], None],
     send: Callable[[str, list[Message]], None],
     bugs: frozenset[str],
+    durable: bool = True,
 ) -> None:
     """`persist(records, durable)` must return only once the records are durable when `durable`
-    is true; `send(dest, messages)` hands one frame to the network."""
+    is true; `send(dest, messages)` hands one frame to the network. Learners commit with
+    `durable=False`: their records only speed up a restart (every chosen value is durable on a
+    majority of acceptors, and a learner that loses decisions learns and applies them again, to
+    the same state), so their replies need not wait for an fsync."""
     if "reply_before_fsync" in bugs:
         for dest, msgs in by_destination(out.send).items():
             send(dest, msgs)
@@ -42,7 +46,7 @@ def commit(
             persist(out.persist, False)  # made durable later, by a timer
         return
     if out.persist:
-        persist(out.persist, True)
+        persist(out.persist, durable)
     if out.send:
         for dest, msgs in by_destination(out.send).items():
             send(dest, msgs)

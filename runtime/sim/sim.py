@@ -106,6 +106,7 @@ class SimActor:
     announced: Ballot = ZERO  # highest ballot this acceptor ever told anyone it promised
     shadow: Any = None  # the actor as its durable bytes alone would rebuild it
     shadow_offset: int = 0
+    ticks: int = 0
 
 
 @dataclass
@@ -337,8 +338,11 @@ class Simulation:
             out = Output()
             actor.core.tick(out)
             self._commit(name, out)
-            if "reply_before_fsync" in self.bugs:
-                actor.disk.synced = len(actor.disk.data)  # the deferred fsync, one tick late
+            actor.ticks += 1
+            if "reply_before_fsync" in self.bugs or (actor.role == "learner" and actor.ticks % 10 == 0):
+                # The deferred fsync, as in runtime/actor.py: the planted bug's one tick late,
+                # a learner's (which writes without waiting for the disk) every ten ticks.
+                actor.disk.synced = len(actor.disk.data)
         elif kind == "client":
             self._client_act(self.client_by_name[data])
         elif kind == "crash":
@@ -400,7 +404,7 @@ class Simulation:
 
         if point is not None and (out.persist or out.send):
             try:
-                commit(out, persist, send, self.bugs)
+                commit(out, persist, send, self.bugs, durable=actor.role != "learner")
             except _Crashed:
                 self._note(f"crash {name} at {point}")
                 self._crash(name, power=point == "after_write_before_fsync")
@@ -408,7 +412,7 @@ class Simulation:
             self._note(f"crash point {point} passed without firing at {name}")
             actor.crash_point = None
             return
-        commit(out, persist, send, self.bugs)
+        commit(out, persist, send, self.bugs, durable=actor.role != "learner")
 
     def _check_send(self, name: str, dest: str, msgs: list[Message]) -> None:
         """I4 (durability): a Promise or Accepted never leaves before the records that justify it
