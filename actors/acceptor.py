@@ -63,7 +63,7 @@ class Acceptor(Core):
         """The only place state changes; used live and on replay."""
         if type(record) is AcceptRecord:
             b = record.ballot
-            if b > self.promised:
+            if b is not self.promised and b > self.promised:  # the same object, mostly: skip comparing
                 self.promised = b
             accepted = self.accepted
             for slot, value in record.entries:

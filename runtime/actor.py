@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import gc
 import os
 import random
 import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -42,7 +44,7 @@ from actors.proposer import Proposer
 from runtime import codec, logs
 from runtime.commit import commit
 from runtime.config import ClusterConfig, ConfigError, load
-from runtime.wal import Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked
+from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, gc_paused
 
 EXIT_OK = 0
 EXIT_CORRUPT = 65
@@ -119,33 +121,38 @@ class ActorShell:
                         f"({marker} exists); restore the file, or delete the marker to rejoin "
                         f"as a new acceptor (unsafe if a majority lost their files)")
         t0 = time.perf_counter()
-        try:
-            self.wal, recovery = Wal.open(path, self.role, self.name, self.config.cluster.fsync, self.bugs)
-        except WalLocked as exc:
-            raise Fatal(EXIT_LOCKED, str(exc)) from None
-        except (WalCorrupt, WalFormatError) as exc:
-            self.logger.critical("wal_corrupt", path=str(path), error=str(exc),
-                                 offset=getattr(exc, "offset", None))
-            raise Fatal(EXIT_CORRUPT, str(exc)) from None
-        if recovery.truncated_at is not None:
-            self.logger.warning("wal_tail_truncated", path=str(path), offset=recovery.truncated_at,
-                                bytes_cut=recovery.truncated_bytes, backup=str(recovery.backup))
-        apply: Callable[[Any], None] = self.core.apply
-        try:
-            for record in recovery.records:
-                apply(record)
-        except (InvariantViolation, TypeError) as exc:
-            self.logger.critical("wal_corrupt", path=str(path), error=str(exc))
-            raise Fatal(EXIT_CORRUPT, f"{path}: records contradict each other: {exc}") from None
+        with gc_paused():
+            recovery = self._replay(path)
+        # What replay built lives as long as the process: keep the collector from rescanning it.
+        gc.freeze()
         if self.role == "acceptor":
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
         if self.config.testing.enabled:
             self._publish_synced()
         elapsed = time.perf_counter() - t0
-        self.logger.info("recovered", records=len(recovery.records), frames=recovery.frames,
+        self.logger.info("recovered", records=recovery.count, frames=recovery.frames,
                          wal_bytes=recovery.bytes, created=recovery.created,
                          seconds=round(elapsed, 4), **_summary(self.core.status()))
+
+    def _replay(self, path: Path) -> Recovery:
+        """Open the wal and apply every record through the live path's `apply`."""
+        try:
+            self.wal, recovery = Wal.open(path, self.role, self.name, self.config.cluster.fsync, self.bugs,
+                                          apply=self.core.apply)
+        except WalLocked as exc:
+            raise Fatal(EXIT_LOCKED, str(exc)) from None
+        except (WalCorrupt, WalFormatError) as exc:
+            self.logger.critical("wal_corrupt", path=str(path), error=str(exc),
+                                 offset=getattr(exc, "offset", None))
+            raise Fatal(EXIT_CORRUPT, str(exc)) from None
+        except (InvariantViolation, TypeError) as exc:
+            self.logger.critical("wal_corrupt", path=str(path), error=str(exc))
+            raise Fatal(EXIT_CORRUPT, f"{path}: records contradict each other: {exc}") from None
+        if recovery.truncated_at is not None:
+            self.logger.warning("wal_tail_truncated", path=str(path), offset=recovery.truncated_at,
+                                bytes_cut=recovery.truncated_bytes, backup=str(recovery.backup))
+        return recovery
 
     # --- the loop --------------------------------------------------------------------------
 

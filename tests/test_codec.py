@@ -116,3 +116,23 @@ def test_random_bytes_never_escape_as_anything_but_decode_error(data) -> None:
 def test_records_with_bad_tags_are_rejected() -> None:
     with pytest.raises(DecodeError):
         codec.decode_records(msgpack.packb([[9, 1]]))
+
+
+def test_shared_ballots_never_admit_a_bool_or_float() -> None:
+    """Decoded ballots are shared from a cache; 1.0 and True hash like 1, so the cache must not
+    let them through once Ballot(1, 1) is in it."""
+    good = codec.encode_frame("p1", [Accept(Ballot(1, 1), 0, ((1, Value(COMMANDS, Ballot(1, 1), (b"x",))),))])
+    assert codec.decode_frame(good)[1][0].ballot is codec.decode_frame(good)[1][0].ballot  # cached
+    for r, n in ((True, 1), (1.0, 1), (1, True), (1, 1.0)):
+        for raw in ([3, r, n, 0, []], [3, 1, 1, 0, [[1, COMMANDS, r, n, [b"x"]]]]):
+            with pytest.raises(DecodeError):
+                codec.decode_record(msgpack.unpackb(msgpack.packb(raw), use_list=False))
+
+
+def test_fast_built_values_and_records_equal_constructed_ones() -> None:
+    """The decoder fills frozen dataclasses' slots directly; what it builds must be the same."""
+    record = AcceptRecord(Ballot(2, 1), 7, ((8, V), (9, Value(NOOP, Ballot(2, 1))), (10, Value(START, B))))
+    back = codec.decode_records(codec.encode_records([record]))[0]
+    assert back == record and hash(back) == hash(record) and repr(back) == repr(record)
+    with pytest.raises(AttributeError):
+        back.chosen_through = 0  # type: ignore[misc]

@@ -117,3 +117,26 @@ def test_write_failure_is_fatal(tmp_path: Path) -> None:
     wal.fd = os.open(os.devnull, os.O_RDONLY)  # writes now fail with EBADF
     with pytest.raises(WalFatal):
         wal.append([RoundRecord(1)])
+
+
+def test_open_can_apply_records_frame_by_frame_without_keeping_them(tmp_path: Path) -> None:
+    path = tmp_path / "a1.wal"
+    write(path, promises(4))
+    seen: list = []
+    wal, rec = Wal.open(path, "acceptor", "a1", apply=seen.append)
+    assert seen == [r for batch in promises(4) for r in batch] and rec.records == [] and rec.count == 4
+    wal.close()
+
+
+def test_an_apply_failure_closes_the_file_and_propagates(tmp_path: Path) -> None:
+    path = tmp_path / "a1.wal"
+    write(path, promises(2))
+
+    def refuse(record: object) -> None:
+        raise TypeError("cannot apply")
+
+    with pytest.raises(TypeError):
+        Wal.open(path, "acceptor", "a1", apply=refuse)
+    wal, rec = Wal.open(path, "acceptor", "a1")  # the lock was released: the file was closed
+    assert rec.count == 2
+    wal.close()
