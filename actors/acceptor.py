@@ -92,35 +92,36 @@ class Acceptor(Core):
             return False
         return True
 
-    def _on_prepare(self, sender: str, m: Prepare, out: Output) -> None:
-        b = m.ballot
-        if not self._owner_ok(sender, b, out):
-            return
+    def _raise_promise(self, sender: str, b: Ballot, out: Output) -> bool:
+        """The promise rule that Prepare and Recover share: above the promise, promise `b`
+        (durably, before any answer); below it, Nack; equal, a retransmission that gets the same
+        answer again (ballots are never reused). False when refused."""
         if b > self.promised:
             record = PromiseRecord(b)
             self.apply(record)
             if "promise_in_memory" not in self.bugs:
                 out.persist.append(record)
-            out.event("promised", ballot=str(b), peer=sender, from_slot=m.from_slot)
         elif b < self.promised:
             out.send.append((sender, Nack(b, self.promised)))
+            return False
+        return True
+
+    def _on_prepare(self, sender: str, m: Prepare, out: Output) -> None:
+        b = m.ballot
+        if not self._owner_ok(sender, b, out):
+            return
+        before = self.promised
+        if not self._raise_promise(sender, b, out):
             out.event("prepare_refused", ballot=str(b), promised=str(self.promised), peer=sender)
             return
-        # b == promised: ballots are never reused, so this is a retransmission; answer again.
+        if b > before:
+            out.event("promised", ballot=str(b), peer=sender, from_slot=m.from_slot)
         out.send.append((sender, self._promise(b, m.from_slot)))
 
     def _on_recover(self, sender: str, m: Recover, out: Output) -> None:
         # A Prepare for [from_slot, to_slot] that ignores the watermark: the same promise rules.
         b = m.ballot
-        if not self._owner_ok(sender, b, out):
-            return
-        if b > self.promised:
-            record = PromiseRecord(b)
-            self.apply(record)
-            if "promise_in_memory" not in self.bugs:
-                out.persist.append(record)
-        elif b < self.promised:
-            out.send.append((sender, Nack(b, self.promised)))
+        if not self._owner_ok(sender, b, out) or not self._raise_promise(sender, b, out):
             return
         report = self._promise(b, m.from_slot, m.from_slot, m.to_slot)
         out.send.append((sender, Recovered(b, m.nonce, m.from_slot, min(report.reported_through, m.to_slot),

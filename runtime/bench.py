@@ -240,16 +240,16 @@ def peer_available() -> bool:
 
 
 async def recovery_times(cluster: LocalCluster, kills: int, acceptor_kills: int = 3,
-                         acceptor: str = "a2") -> tuple[list[float], list[float]]:
+                         acceptor: str = "a2") -> tuple[list[float], list[tuple[float, dict[str, Any]]]]:
     """Under a light write load (4 writers): kill -9 the leading proposer `kills` times, timing
     each to the next acknowledged write; then kill -9 `acceptor` `acceptor_kills` times, timing
     each to its `voting` log event (it answered an Accept again, after the supervisor's restart
-    delay, process start and replay)."""
+    delay, process start and replay of its whole file)."""
     from runtime.client import Client
     from runtime.testing.workload import Ledger, writers
 
     leader_times: list[float] = []
-    acceptor_times: list[float] = []
+    acceptor_times: list[tuple[float, dict[str, Any]]] = []  # and its `recovered` log event
     async with Client(cluster.config_path, timeout_s=20.0) as kv:
         ledger = Ledger()
         stop = asyncio.Event()
@@ -271,14 +271,13 @@ async def recovery_times(cluster: LocalCluster, kills: int, acceptor_kills: int 
             wall = time.time()
             os.kill(pid, signal.SIGKILL)
 
-            def voting(wall: float = wall) -> float | None:
-                for e in cluster.log_events(acceptor):
-                    if e["ts"] > wall and e["event"] == "voting":
-                        return float(e["ts"]) - wall
-                return None
+            def voting(wall: float = wall) -> tuple[float, dict[str, Any]] | None:
+                events = [e for e in cluster.log_events(acceptor) if e["ts"] > wall]
+                recovered = next((e for e in events if e["event"] == "recovered"), {})
+                return next(((float(e["ts"]) - wall, recovered) for e in events if e["event"] == "voting"), None)
 
-            acceptor_times.append(float(await asyncio.to_thread(cluster.wait_for, f"{acceptor} voting", voting,
-                                                                timeout_s=30)))
+            back, recovered = await asyncio.to_thread(cluster.wait_for, f"{acceptor} voting", voting, timeout_s=60)
+            acceptor_times.append((back, recovered))
         stop.set()
         await load
     return leader_times, acceptor_times
@@ -409,10 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         replay = {n: replay_speed(n) for n in (100_000, 1_000_000)}
         print(f"leader kill -9 to next acknowledged write, {len(kill_times)} kills: median "
               f"{statistics.median(kill_times) * 1000:.0f} ms, worst {max(kill_times) * 1000:.0f} ms")
-        print(f"killed acceptor back and voting: {', '.join(f'{b * 1000:.0f} ms' for b in back)}")
+        replays = ", ".join(f"{e.get('wal_bytes', 0) / 1e6:.0f} MB in {e.get('seconds')} s" for _, e in back)
+        print(f"killed acceptor back and voting: {', '.join(f'{b * 1000:.0f} ms' for b, _ in back)} "
+              f"(each replayed its whole file: {replays})")
         print("acceptor replay: " + ", ".join(f"{n:,} records {v:,.0f} records/s" for n, v in replay.items()))
         line.update(kill_median_ms=statistics.median(kill_times) * 1000, kill_worst_ms=max(kill_times) * 1000,
-                    acceptor_back_ms=statistics.median(back) * 1000, replay_100k_per_s=replay[100_000],
+                    acceptor_back_ms=statistics.median(b for b, _ in back) * 1000, replay_100k_per_s=replay[100_000],
                     replay_1m_per_s=replay[1_000_000])
     print("bench " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
     return 0

@@ -264,19 +264,21 @@ def _value_fields(v: Any) -> tuple[Any, ...]:
     return v
 
 
+def _slot_range(first: Any, last: Any, what: str) -> tuple[int, int]:
+    first, last = _int(first, "from_slot"), _int(last, "to_slot")
+    if first < 1 or last < first:
+        raise DecodeError("range", f"{what} range [{first}, {last}] is empty or starts below 1")
+    return first, last
+
+
 def _dec_fetch(m: tuple[Any, ...]) -> Message:
     _arity(m, 3, "fetch")
-    first, last = _int(m[1], "from_slot"), _int(m[2], "to_slot")
-    if first < 1 or last < first:
-        raise DecodeError("range", f"fetch range [{first}, {last}] is empty or starts below 1")
-    return Fetch(first, last)
+    return Fetch(*_slot_range(m[1], m[2], "fetch"))
 
 
 def _dec_recover(m: tuple[Any, ...]) -> Message:
     _arity(m, 6, "recover")
-    first, last = _int(m[3], "from_slot"), _int(m[4], "to_slot")
-    if first < 1 or last < first:
-        raise DecodeError("range", f"recover range [{first}, {last}] is empty or starts below 1")
+    first, last = _slot_range(m[3], m[4], "recover")
     return Recover(_ballot(m[1], m[2], "ballot"), first, last, _int(m[5], "nonce"))
 
 
@@ -288,10 +290,7 @@ def _dec_recovered(m: tuple[Any, ...]) -> Message:
 
 def _dec_repair(m: tuple[Any, ...]) -> Message:
     _arity(m, 3, "repair")
-    first, last = _int(m[1], "from_slot"), _int(m[2], "to_slot")
-    if first < 1 or last < first:
-        raise DecodeError("range", f"repair range [{first}, {last}] is empty or starts below 1")
-    return Repair(first, last)
+    return Repair(*_slot_range(m[1], m[2], "repair"))
 
 
 def _dec_fetched(m: tuple[Any, ...]) -> Message:
