@@ -195,34 +195,36 @@ def _dec_prepare(m: tuple[Any, ...]) -> Message:
     return Prepare(_ballot(m[1], m[2], "ballot"), _int(m[3], "from_slot"))
 
 
+def _accept_entry(e: Any) -> tuple[int, Value]:
+    if type(e) is not tuple or len(e) != 5:
+        raise DecodeError("schema", "an accept entry is [slot, kind, epoch_round, epoch_node, batches]")
+    slot, kind, er, en, batches = e
+    if type(slot) is not int or not 0 <= slot <= INT_MAX:
+        _int(slot, "slot")  # raises, with the reason
+    if kind == COMMANDS and type(kind) is int and type(batches) is tuple and type(er) is int and type(en) is int:
+        # The common case, checked as _value checks it, without the call.
+        for b in batches:
+            if type(b) is not bytes:
+                raise DecodeError("schema", "value batches must hold binary strings")
+        epoch = _ballots.get((er, en))
+        if epoch is None:
+            epoch = _ballot(er, en, "epoch")
+        v = _new(Value)
+        _set_kind(v, kind)
+        _set_epoch(v, epoch)
+        _set_batches(v, batches)
+        return slot, v
+    return slot, _value(kind, er, en, batches)
+
+
 def _accept_entries(raw: Any) -> tuple[tuple[int, Value], ...]:
     """[[slot, kind, epoch_round, epoch_node, batches], ...]: an Accept's and an AcceptRecord's
-    entries. The hottest decoding path (every Accept, every replayed record), so it is inlined."""
+    entries. The hottest decoding path (every Accept, every replayed record)."""
     if type(raw) is not tuple:
         _seq(raw, "entries")  # raises, with the reason
-    entries = []
-    for e in raw:
-        if type(e) is not tuple or len(e) != 5:
-            raise DecodeError("schema", "an accept entry is [slot, kind, epoch_round, epoch_node, batches]")
-        slot, kind, er, en, batches = e
-        if type(slot) is not int or not 0 <= slot <= INT_MAX:
-            _int(slot, "slot")  # raises, with the reason
-        if kind == COMMANDS and type(kind) is int and type(batches) is tuple and type(er) is int and type(en) is int:
-            # The common case, checked as _value checks it, without the call.
-            for b in batches:
-                if type(b) is not bytes:
-                    raise DecodeError("schema", "value batches must hold binary strings")
-            epoch = _ballots.get((er, en))
-            if epoch is None:
-                epoch = _ballot(er, en, "epoch")
-            v = _new(Value)
-            _set_kind(v, kind)
-            _set_epoch(v, epoch)
-            _set_batches(v, batches)
-            entries.append((slot, v))
-        else:
-            entries.append((slot, _value(kind, er, en, batches)))
-    return tuple(entries)
+    if len(raw) == 1:  # the usual record: one slot
+        return (_accept_entry(raw[0]),)
+    return tuple([_accept_entry(e) for e in raw])
 
 
 def _dec_accept(m: tuple[Any, ...]) -> Message:
