@@ -405,13 +405,16 @@ def main(argv: list[str] | None = None) -> int:
             "fsyncs_per_op": best.fsyncs_per_op, "peer_ops_per_s": peer_best.ops_per_s if peer_best else 0.0,
             "ratio": best.ops_per_s / peer_best.ops_per_s if peer_best else 0.0}
     if not args.quick:
-        replay = {n: replay_speed(n) for n in (100_000, 1_000_000)}
+        # Three tries each (the best, and the range: this is where machine noise shows most).
+        tries = {n: sorted(replay_speed(n) for _ in range(3)) for n in (100_000, 1_000_000)}
+        replay = {n: t[-1] for n, t in tries.items()}
         print(f"leader kill -9 to next acknowledged write, {len(kill_times)} kills: median "
               f"{statistics.median(kill_times) * 1000:.0f} ms, worst {max(kill_times) * 1000:.0f} ms")
         replays = ", ".join(f"{e.get('wal_bytes', 0) / 1e6:.0f} MB in {e.get('seconds')} s" for _, e in back)
         print(f"killed acceptor back and voting: {', '.join(f'{b * 1000:.0f} ms' for b, _ in back)} "
               f"(each replayed its whole file: {replays})")
-        print("acceptor replay: " + ", ".join(f"{n:,} records {v:,.0f} records/s" for n, v in replay.items()))
+        print("acceptor replay, best of 3: " + ", ".join(
+            f"{n:,} records {t[-1]:,.0f} records/s (min-max {t[0]:,.0f} / {t[-1]:,.0f})" for n, t in tries.items()))
         line.update(kill_median_ms=statistics.median(kill_times) * 1000, kill_worst_ms=max(kill_times) * 1000,
                     acceptor_back_ms=statistics.median(b for b, _ in back) * 1000, replay_100k_per_s=replay[100_000],
                     replay_1m_per_s=replay[1_000_000])
