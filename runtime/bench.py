@@ -335,14 +335,35 @@ def show(results: list[Result]) -> None:
     Console(width=max(Console().width, 150)).print(table)
 
 
+def positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such config file: {text}")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "cluster.toml")
-    parser.add_argument("--duration-s", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours and the peer")
-    parser.add_argument("--clients", type=int, default=2, help="client processes for saturation")
-    parser.add_argument("--tasks", type=int, default=2048, help="concurrent operations per client process")
-    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--config", type=existing_file, default=ROOT / "cluster.toml")
+    parser.add_argument("--duration-s", type=positive(float), default=5.0)
+    parser.add_argument("--rounds", type=positive(int), default=2, help="alternating rounds of ours and the peer")
+    parser.add_argument("--clients", type=positive(int), default=2, help="client processes for saturation")
+    parser.add_argument("--tasks", type=positive(int), default=2048, help="concurrent operations per client process")
+    parser.add_argument("--kills", type=positive(int), default=20)
     parser.add_argument("--quick", action="store_true", help="saturation, latency and the peer only")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -357,6 +378,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(uvloop.run(worker(args.worker, args.tasks, args.duration_s, args.value_size, args.mix,
                                            args.start_at, args.seed))), flush=True)
         return 0
+    try:
+        return run_bench(args)
+    except RuntimeError as exc:  # a cluster or the peer did not start: say why, without a traceback
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import uvloop
+
     d = args.duration_s
     peer = peer_available() and not args.no_peer
     if not peer and not args.no_peer:
