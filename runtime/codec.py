@@ -470,7 +470,9 @@ def decode_record(raw: Any) -> Record:
         record = _new(AcceptRecord)
         _set_rballot(record, ballot)
         _set_rchosen(record, chosen_through)
-        _set_rentries(record, _accept_entries(entries))
+        # The usual record holds one slot: skip a call on the replay path.
+        one = type(entries) is tuple and len(entries) == 1
+        _set_rentries(record, (_accept_entry(entries[0]),) if one else _accept_entries(entries))
         return record
     if tag == 4 and len(raw) == 6:
         return DecidedRecord(_int(raw[1], "slot"), _value(*raw[2:6]))
