@@ -202,7 +202,8 @@ def _accept_entry(e: Any) -> tuple[int, Value]:
     if type(slot) is not int or not 0 <= slot <= INT_MAX:
         _int(slot, "slot")  # raises, with the reason
     if kind == COMMANDS and type(kind) is int and type(batches) is tuple and type(er) is int and type(en) is int:
-        # The common case, checked as _value checks it, without the call.
+        # The common case, checked and built exactly as _value does, inlined on purpose: the
+        # call costs 3% of replay at 1M records (measured), which is the margin to the target.
         for b in batches:
             if type(b) is not bytes:
                 raise DecodeError("schema", "value batches must hold binary strings")
