@@ -328,11 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--tear", action="store_true", help="also leave garbage after the cut (a torn write)")
     p.set_defaults(func=cmd_powerloss)
-    sub.add_parser("bench", help="the benchmark against PySyncObj (see runtime/bench.py)", add_help=False)
-    p = sub.add_parser("nemesis", help="a Jepsen-style run on a fresh throw-away cluster (see runtime/nemesis.py)",
-                       add_help=False)
-    p.add_argument("args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=None)
+    # Dispatched by main() before parsing when they come first (they take their own options);
+    # here only so that help lists them and a misplaced one gets a clear error.
+    for name, text in (("bench", "the benchmark against PySyncObj (see runtime/bench.py)"),
+                       ("nemesis", "a Jepsen-style run on a fresh throw-away cluster (see runtime/nemesis.py)")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.set_defaults(func=lambda config, args, name=name: _fail(
+            f"'{name}' takes its own options and must come first: paxos {name} [--help]", 2))
     p = sub.add_parser("logs", parents=[common], help="all actors' logs, merged in time order")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true")

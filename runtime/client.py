@@ -66,6 +66,9 @@ class Client:
         self._timer: asyncio.TimerHandle | None = None
         self._learners_ready: set[str] = set()
         self._reply_by = ""  # the learner we ask to answer: the last one that did
+        # Spread clients over learners: each prefers one by its id.
+        learners = [lr.name for lr in self.config.learners]
+        self._preferred_learner = learners[int(self.client_id, 16) % len(learners)]
         self._ready: asyncio.Event | None = None
         self._last_reply = 0.0
         self._last_rotate = 0.0
@@ -308,9 +311,7 @@ class Client:
                     self._on_redirect(name, m)
                 elif kind is Hello:
                     self._learners_ready.add(name)
-                    # Spread clients over learners: each prefers one by its id.
-                    learners = [lr.name for lr in self.config.learners]
-                    if not self._reply_by or name == learners[int(self.client_id, 16) % len(learners)]:
+                    if not self._reply_by or name == self._preferred_learner:
                         self._reply_by = name
                     if self._ready is not None:
                         self._ready.set()

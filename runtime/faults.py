@@ -11,17 +11,26 @@ restarts. A rule applies to frames an actor sends to one destination:
 `cut` drops everything (one way; cut both directions for a full partition), `drop` and `dup`
 are probabilities, `delay_ms` is the mean of an exponential delay (independent per frame, so
 frames also reorder). "*" is the default for destinations without a rule of their own.
+
+Power-loss tests also need each actor's durable wal length: in test mode an actor keeps it in
+`<data_dir>/run/<name>.synced`, 8 bytes little-endian, rewritten after every fsync through a
+shared map (`write_synced`), so it survives a kill -9 in the page cache; the supervisor's
+`powerloss` reads it (`read_synced`) and cuts the wal back to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import mmap
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.config import ClusterConfig
 
 RULE_KEYS = {"cut", "drop", "dup", "delay_ms"}
 
@@ -64,16 +73,13 @@ def write_rules(path: Path, raw: dict[str, Any]) -> None:
 class FaultyLinks:
     """Sits in front of a Transport's `send_peer` for one actor."""
 
-    def __init__(self, name: str, path: Path, send: Any, seed: int | None = None) -> None:
+    def __init__(self, name: str, path: Path, send: Any) -> None:
         self.name = name
         self.path = path
         self._send = send
         self.rules: dict[str, LinkRule] = {}
-        self.rng = random.Random(seed)
+        self.rng = random.Random()
         self._mtime = -1.0
-        self.dropped = 0
-        self.duplicated = 0
-        self.delayed = 0
 
     def reload(self) -> bool:
         """Re-read the rules if the file changed; returns True if they changed."""
@@ -98,14 +104,42 @@ class FaultyLinks:
             return
         rng = self.rng
         if rule.cut or (rule.drop and rng.random() < rule.drop):
-            self.dropped += 1
             return
         copies = 2 if rule.dup and rng.random() < rule.dup else 1
-        self.duplicated += copies - 1
         for _ in range(copies):
             if rule.delay_ms:
-                self.delayed += 1
                 asyncio.get_running_loop().call_later(rng.expovariate(1000.0 / rule.delay_ms), self._send,
                                                       dest, frame)
             else:
                 self._send(dest, frame)
+
+
+# --- the durable wal length, for power-loss tests ---------------------------------------------
+
+SYNCED_BYTES = 8
+_synced_maps: dict[Path, mmap.mmap] = {}  # path -> its shared map, open for the process's life
+
+
+def synced_path(config: ClusterConfig, name: str) -> Path:
+    return config.run_dir / f"{name}.synced"
+
+
+def write_synced(path: Path, offset: int) -> None:
+    """Publish `offset` as the durable wal length. The first call for a path creates the file
+    (keeping what it held) and maps it; every call is then one store to the shared map, no
+    system call, and what it stored survives a kill -9 of the writer."""
+    synced_map = _synced_maps.get(path)
+    if synced_map is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, SYNCED_BYTES)
+            synced_map = _synced_maps[path] = mmap.mmap(fd, SYNCED_BYTES)
+        finally:
+            os.close(fd)
+    synced_map[:SYNCED_BYTES] = offset.to_bytes(SYNCED_BYTES, "little")
+
+
+def read_synced(path: Path) -> int:
+    """The durable wal length an actor published; raises FileNotFoundError if it published none."""
+    return int.from_bytes(path.read_bytes()[:SYNCED_BYTES], "little")

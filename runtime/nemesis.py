@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.client import Client, CommandFailed, OutcomeUnknown
+from runtime.config import ClusterConfig, load
 from runtime.testing.local import LocalCluster
 
 FAULTS = ("kill", "pause", "partition", "chaos", "power")
@@ -63,12 +64,10 @@ class Recorder:
     def __init__(self, path: Path, t0: float) -> None:
         self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - open for the whole run
         self.t0 = t0
-        self.events = 0
 
     def record(self, process: int, kind: str, f: str, key: str, value: Any) -> None:
         self.file.write(json.dumps({"process": process, "type": kind, "f": f, "key": key, "value": value,
                                     "time": round(time.monotonic() - self.t0, 6)}) + "\n")
-        self.events += 1
 
     def close(self) -> None:
         self.file.close()
@@ -76,8 +75,7 @@ class Recorder:
 
 class NemesisRun:
     def __init__(self, root: Path, faults: list[str], duration_s: float, history: Path, seed: int,
-                 workers: int = 12, op_timeout_s: float = 3.0, bugs: str = "",
-                 whole_cluster_share: float = 0.3) -> None:
+                 workers: int = 12, op_timeout_s: float = 3.0, whole_cluster_share: float = 0.3) -> None:
         self.root = root
         self.faults = faults
         self.duration_s = duration_s
@@ -85,40 +83,38 @@ class NemesisRun:
         self.rng = random.Random(seed)
         self.workers = workers
         self.op_timeout_s = op_timeout_s
-        self.bugs = bugs
         self.whole_cluster_share = whole_cluster_share
         self.cluster = LocalCluster(root, extra="[testing]\nenabled = true")
+        self.config = load(self.cluster.config_path)
+        # In config order, which is the order fault targets are drawn from (seeded runs repeat).
+        self.names = list(self.config.actors)
+        self.proposers = [p.name for p in self.config.proposers]
+        self.acceptors = [a.name for a in self.config.acceptors]
+        self.learners = [lr.name for lr in self.config.learners]
         self.stats = Stats()
         self.keys_used: set[str] = set()
         self.append_keys_used: set[str] = set()
         self.next_process = workers
         self.paused: set[str] = set()
-        self.log: list[str] = []
 
     # --- control ---------------------------------------------------------------------------
 
     def control(self, message: dict[str, Any]) -> dict[str, Any]:
-        from runtime.config import load
         from runtime.control import request
 
-        return request(load(self.cluster.config_path), message, timeout_s=30.0)
+        return request(self.config, message, timeout_s=30.0)
 
     async def act(self, message: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.to_thread(self.control, message)
 
-    async def status(self) -> dict[str, Any]:
-        return await self.act({"cmd": "status"})
-
     async def leader(self) -> str | None:
         try:
-            return (await self.status()).get("leader")
+            return (await self.act({"cmd": "status"})).get("leader")
         except Exception:  # a busy supervisor: no leader known right now
             return None
 
     def note(self, text: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {text}"
-        self.log.append(line)
-        print(line, file=sys.stderr, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
     # --- the workload ----------------------------------------------------------------------
 
@@ -145,35 +141,32 @@ class NemesisRun:
                     f, value = "cas", [last_seen.get(key), f"v{process}.{n}"]
             recorder.record(process, "invoke", f, key, value)
             self.stats.ops += 1
+            completed = value  # what the completion records: the invoke's value, or what a get read
             try:
                 if f == "get":
-                    result = await client.get(key)
-                    last_seen[key] = result
-                    recorder.record(process, "ok", f, key, result)
+                    completed = last_seen[key] = await client.get(key)
+                    kind = "ok"
                 elif f == "put":
                     await client.put(key, value)
                     last_seen[key] = value
-                    recorder.record(process, "ok", f, key, value)
+                    kind = "ok"
                 elif f == "append":
                     await client.append(key, value)
-                    recorder.record(process, "ok", f, key, value)
+                    kind = "ok"
+                elif await client.cas(key, value[0], value[1]):
+                    last_seen[key] = value[1]
+                    kind = "ok"
                 else:
-                    swapped = await client.cas(key, value[0], value[1])
-                    recorder.record(process, "ok" if swapped else "fail", f, key, value)
-                    if swapped:
-                        last_seen[key] = value[1]
-                    else:
-                        self.stats.fail += 1
-                        self.stats.ok -= 1
-                self.stats.ok += 1
+                    kind = "fail"  # a cas that did not swap
             except OutcomeUnknown:
-                recorder.record(process, "info", f, key, value)
-                self.stats.info += 1
+                kind = "info"
+            except CommandFailed:
+                kind = "fail"
+            recorder.record(process, kind, f, key, completed)
+            setattr(self.stats, kind, getattr(self.stats, kind) + 1)  # stats.ok, .info or .fail
+            if kind == "info":
                 process = self.next_process  # a timed-out process is retired (Jepsen)
                 self.next_process += 1
-            except CommandFailed:
-                recorder.record(process, "fail", f, key, value)
-                self.stats.fail += 1
             await asyncio.sleep(self.rng.uniform(0.002, 0.02))
 
     # --- the nemesis -----------------------------------------------------------------------
@@ -194,13 +187,10 @@ class NemesisRun:
             await asyncio.sleep(self.rng.uniform(0.5, 1.5))
 
     async def inject(self, fault: str, hold_s: float) -> None:
-        names = list(self.cluster.ports)
-        acceptors = [n for n in names if n.startswith("a")]
-        learners = [n for n in names if n.startswith("l")]
-        proposers = [n for n in names if n.startswith("p")]
-        leader = await self.leader() or self.rng.choice(proposers)
+        names, acceptors = self.names, self.acceptors
+        leader = await self.leader() or self.rng.choice(self.proposers)
         if fault == "kill":
-            victim = self.rng.choice([leader, self.rng.choice(acceptors), self.rng.choice(learners)])
+            victim = self.rng.choice([leader, self.rng.choice(acceptors), self.rng.choice(self.learners)])
             self.note(f"kill -9 {victim}")
             await self.act({"cmd": "kill", "name": victim, "signal": "KILL", "restart": True})
             await asyncio.sleep(hold_s)
@@ -292,20 +282,21 @@ class NemesisRun:
         return {"final": final, "final_failures": final_failures, "elapsed_s": time.monotonic() - t0}
 
 
-def learner_appends(wal: Path, acceptors: list[str]) -> list[tuple[str, str]]:
-    """The appends a learner applied, in order, rebuilt from its wal through a real Learner core
-    (so the epoch rule and de-duplication are the same as in the process)."""
-    from actors.kv import KVStore
+def learner_appends(config: ClusterConfig, name: str) -> list[tuple[str, str]]:
+    """The appends learner `name` applied, in order, rebuilt from its wal through the core its
+    process runs (so the epoch rule, de-duplication and limits are the same)."""
     from actors.learner import Learner
     from actors.messages import COMMANDS
     from runtime import codec
+    from runtime.actor import build_core
     from runtime.wal import read_records
 
-    kv = KVStore(1 << 20, 1 << 30)
+    learner = build_core(config, name, random.Random())
+    assert isinstance(learner, Learner), f"{name} is not a learner"
+    kv = learner.kv
     kv.applied_log = []
-    learner = Learner("check", acceptors, codec.decode_client_batch, kv)
     commands: dict[tuple[str, int], list[Any]] = {}
-    for record in read_records(wal):
+    for record in read_records(config.wal_path(name)):
         value = record.value  # type: ignore[attr-defined]
         if value.kind == COMMANDS:
             for blob in value.batches:
@@ -344,7 +335,7 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
     import uvloop
 
     root = Path(tempfile.mkdtemp(prefix="paxos-nemesis-"))
-    nr = NemesisRun(root, faults, duration_s, history, seed, workers=workers, bugs=bugs,
+    nr = NemesisRun(root, faults, duration_s, history, seed, workers=workers,
                     whole_cluster_share=whole_cluster_share)
     if bugs:
         os.environ["PAXOS_PLANTED_BUGS"] = bugs
@@ -356,8 +347,7 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
     finally:
         nr.cluster.down()
         os.environ.pop("PAXOS_PLANTED_BUGS", None)
-    acceptors = [n for n in nr.cluster.ports if n.startswith("a")]
-    learner_logs = {n: learner_appends(nr.cluster.wal(n), acceptors) for n in nr.cluster.ports if n.startswith("l")}
+    learner_logs = {n: learner_appends(nr.config, n) for n in nr.learners}
     violations, problems = check(history, outcome["final"], learner_logs)
     violations += outcome["final_failures"]
     if outcome["final_failures"]:

@@ -290,14 +290,11 @@ class Supervisor:
         garbage, and start them again."""
         import random
 
+        from runtime.faults import read_synced, synced_path
+
         victims = [self.children[n] for n in names if self.children[n].state in ("running", "paused")]
         for child in victims:
-            child.hold = True
-            try:
-                if child.proc is not None:
-                    os.kill(child.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self._kill(child, signal.SIGKILL, restart=False)
         await asyncio.gather(*(c.exited.wait() for c in victims))
         cut: dict[str, int] = {}
         rng = random.Random()
@@ -305,7 +302,7 @@ class Supervisor:
             name = child.spec.name
             wal = self.config.wal_path(name)
             try:
-                synced = int.from_bytes((self.config.run_dir / f"{name}.synced").read_bytes()[:8], "little")
+                synced = read_synced(synced_path(self.config, name))
                 size = wal.stat().st_size
             except (FileNotFoundError, ValueError):
                 continue

@@ -4,6 +4,7 @@ and a property test on histories produced by executing random operations on the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -376,11 +377,7 @@ def test_executed_histories_are_valid_and_a_corrupted_read_is_not(
     reads = [o for o in ops if o.f == "get" and o.status == "ok"]
     if reads:
         target = reads[pick % len(reads)]
-        corrupted = [
-            Operation(**{**{f: getattr(o, f) for f in o.__dataclass_fields__}, "result": "never-written"})
-            if o is target else o
-            for o in ops
-        ]
+        corrupted = [dataclasses.replace(o, result="never-written") if o is target else o for o in ops]
         assert check_key(corrupted, budget_s=5.0).valid is False
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from runtime.check.history import Operation
+from runtime.check.history import Operation, by_key
 
 
 @dataclass(slots=True)
@@ -73,9 +73,7 @@ def check(
         invoked[element] = op
 
     element_of = {op.index: element for element, op in invoked.items()}
-    per_key: dict[str, list[Operation]] = {}
-    for op in appends:
-        per_key.setdefault(op.key, []).append(op)
+    per_key = by_key(appends)
     keys = list(dict.fromkeys([*per_key, *final]))
     report.keys = len(keys)
     for key in keys:

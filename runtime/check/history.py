@@ -57,8 +57,6 @@ class Operation:
     invoke_time: float
     complete_time: float
     index: int
-    invoke_line: int = 0
-    complete_line: int | None = None
 
     def describe(self) -> str:
         """A short human-readable form for reports, e.g. `#7 p3 get -> 'x' ok [1.200, 1.450]`."""
@@ -114,8 +112,8 @@ def parse(lines: Iterable[str | dict[str, Any]]) -> list[Operation]:
         invoke, invoke_line, index = pending.pop(process)
         done.append(_pair(invoke, invoke_line, index, event, line_no))
     # Invokes never completed: the history was cut short, so their outcome is unknown.
-    for invoke, invoke_line, index in pending.values():
-        done.append(_operation(invoke, invoke_line, index, "info", None, math.inf, None))
+    for invoke, _, index in pending.values():
+        done.append(_operation(invoke, index, "info", None, math.inf))
     done.sort(key=lambda op: op.index)
     return done
 
@@ -187,18 +185,10 @@ def _pair(invoke: dict[str, Any], invoke_line: int, index: int, event: dict[str,
     status = event["type"]
     result = event.get("value") if invoke["f"] == "get" and status == "ok" else None
     complete_time = math.inf if status == "info" else float(event["time"])
-    return _operation(invoke, invoke_line, index, status, result, complete_time, line)
+    return _operation(invoke, index, status, result, complete_time)
 
 
-def _operation(
-    invoke: dict[str, Any],
-    invoke_line: int,
-    index: int,
-    status: str,
-    result: str | None,
-    complete_time: float,
-    complete_line: int | None,
-) -> Operation:
+def _operation(invoke: dict[str, Any], index: int, status: str, result: str | None, complete_time: float) -> Operation:
     value = invoke.get("value")
     if invoke["f"] == "cas":
         value = (value[0], value[1])
@@ -212,6 +202,4 @@ def _operation(
         invoke_time=float(invoke["time"]),
         complete_time=complete_time,
         index=index,
-        invoke_line=invoke_line,
-        complete_line=complete_line,
     )
