@@ -12,7 +12,7 @@ from typing import Any
 
 from actors.ballot import ZERO, Ballot
 from actors.bugs import NONE
-from actors.core import Core
+from actors.core import Core, owner_ok
 from actors.invariants import check
 from actors.messages import (
     Accept,
@@ -28,7 +28,7 @@ from actors.messages import (
     Value,
     Vote,
 )
-from actors.output import DEBUG, WARNING, Output
+from actors.output import DEBUG, Output
 from actors.records import AcceptRecord, PromiseRecord, Record
 
 VOTE_OVERHEAD_BYTES = 32
@@ -84,14 +84,6 @@ class Acceptor(Core):
     def tick(self, out: Output) -> None:
         """Acceptors are passive: nothing happens on a tick."""
 
-    def _owner_ok(self, sender: str, ballot: Ballot, out: Output) -> bool:
-        # A proposer only ever uses ballots with its own id; anything else is a bug or a forgery.
-        if self.proposer_ids.get(sender) != ballot.node:
-            out.event("message_rejected", WARNING, peer=sender, ballot=str(ballot),
-                      reason="ballot_not_owned_by_sender")
-            return False
-        return True
-
     def _raise_promise(self, sender: str, b: Ballot, out: Output) -> bool:
         """The promise rule that Prepare and Recover share: above the promise, promise `b`
         (durably, before any answer); below it, Nack; equal, a retransmission that gets the same
@@ -108,7 +100,7 @@ class Acceptor(Core):
 
     def _on_prepare(self, sender: str, m: Prepare, out: Output) -> None:
         b = m.ballot
-        if not self._owner_ok(sender, b, out):
+        if not owner_ok(self.proposer_ids, sender, b, out):
             return
         before = self.promised
         if not self._raise_promise(sender, b, out):
@@ -121,19 +113,22 @@ class Acceptor(Core):
     def _on_recover(self, sender: str, m: Recover, out: Output) -> None:
         # A Prepare for [from_slot, to_slot] that ignores the watermark: the same promise rules.
         b = m.ballot
-        if not self._owner_ok(sender, b, out) or not self._raise_promise(sender, b, out):
+        if not owner_ok(self.proposer_ids, sender, b, out) or not self._raise_promise(sender, b, out):
             return
-        report = self._promise(b, m.from_slot, m.from_slot, m.to_slot)
-        out.send.append((sender, Recovered(b, m.nonce, m.from_slot, min(report.reported_through, m.to_slot),
-                                           report.votes)))
+        votes, reported_through = self._votes(m.from_slot, min(m.to_slot, self.highest_slot))
+        out.send.append((sender, Recovered(b, m.nonce, m.from_slot, reported_through, votes)))
         out.event("recover_answered", DEBUG, ballot=str(b), peer=sender, from_slot=m.from_slot, to_slot=m.to_slot)
 
-    def _promise(self, b: Ballot, from_slot: int, start: int | None = None, last: int | None = None) -> Promise:
-        """Votes for every slot from `start` (default: above the watermark, which a Prepare
-        need not cover) to `last` (default: the highest slot), within the reply budget."""
-        if start is None:
-            start = max(from_slot, self.chosen_through + 1)
-        top = self.highest_slot if last is None else min(last, self.highest_slot)
+    def _promise(self, b: Ballot, from_slot: int) -> Promise:
+        """Votes from above the watermark (a Prepare need not cover chosen slots) to the highest
+        slot, within the reply budget."""
+        start = max(from_slot, self.chosen_through + 1)
+        votes, reported_through = self._votes(start, self.highest_slot)
+        return Promise(b, from_slot, self.chosen_through, self.highest_slot, reported_through, votes)
+
+    def _votes(self, start: int, top: int) -> tuple[tuple[Vote, ...], int]:
+        """This acceptor's votes for slots `start..top` that fit the reply budget, and the slot
+        they report through (the asker continues from the next one)."""
         votes: list[Vote] = []
         budget = self.reply_bytes_max
         reported = top
@@ -144,17 +139,15 @@ class Acceptor(Core):
                 continue
             cost = got[1].size_bytes() + VOTE_OVERHEAD_BYTES
             if votes and cost > budget:
-                # Stop at a slot boundary; the proposer asks again from `reported + 1`.
-                reported = slot - 1
+                reported = slot - 1  # stop at a slot boundary
                 break
             budget -= cost
             votes.append(Vote(slot, got[0], got[1]))
-        return Promise(b, from_slot, self.chosen_through, self.highest_slot,
-                       max(reported, start - 1), tuple(votes))
+        return tuple(votes), max(reported, start - 1)
 
     def _on_accept(self, sender: str, m: Accept, out: Output) -> None:
         b = m.ballot
-        if not self._owner_ok(sender, b, out):
+        if not owner_ok(self.proposer_ids, sender, b, out):
             return
         if b < self.promised and "accept_below_promise" not in self.bugs:
             out.send.append((sender, Nack(b, self.promised)))
@@ -199,20 +192,8 @@ class Acceptor(Core):
             self.chosen_through = m.chosen_through
 
     def _on_fetch(self, sender: str, m: Fetch, out: Output) -> None:
-        votes: list[Vote] = []
-        budget = self.reply_bytes_max
-        last = min(m.to_slot, self.highest_slot, m.from_slot + self.fetch_slots_max - 1)
-        accepted = self.accepted
-        for slot in range(m.from_slot, last + 1):
-            got = accepted.get(slot)
-            if got is None:
-                continue
-            cost = got[1].size_bytes() + VOTE_OVERHEAD_BYTES
-            if votes and cost > budget:
-                break
-            budget -= cost
-            votes.append(Vote(slot, got[0], got[1]))
-        out.send.append((sender, Fetched(self.chosen_through, tuple(votes))))
+        votes, _ = self._votes(m.from_slot, min(m.to_slot, self.highest_slot, m.from_slot + self.fetch_slots_max - 1))
+        out.send.append((sender, Fetched(self.chosen_through, votes)))
         out.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
 
     HANDLERS = {Prepare: _on_prepare, Recover: _on_recover, Accept: _on_accept, Heartbeat: _on_heartbeat,

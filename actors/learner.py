@@ -23,6 +23,7 @@ from typing import Any
 
 from actors.ballot import ZERO, Ballot
 from actors.bugs import NONE
+from actors.core import owner_ok
 from actors.invariants import check
 from actors.kv import BadBatch, KVStore, parse_batch
 from actors.messages import (
@@ -43,6 +44,11 @@ from actors.records import DecidedRecord, Record
 
 
 class Learner:
+    # Learner records only make a restart fast: every value a learner applies is durable on a
+    # majority of acceptors, and one that loses decisions learns and applies them again, to the
+    # same state. So its replies need not wait for an fsync (runtime/commit.py).
+    replies_wait_for_disk = False
+
     def __init__(
         self,
         name: str,
@@ -141,8 +147,7 @@ class Learner:
             self._deliver(out)
         elif kind is Accept:
             # The leader's proposal: values for (slot, ballot); the votes come from acceptors.
-            if self.proposer_ids.get(sender) != message.ballot.node:
-                out.event("message_rejected", WARNING, peer=sender, reason="ballot_not_owned_by_sender")
+            if not owner_ok(self.proposer_ids, sender, message.ballot, out):
                 return
             ballot = message.ballot
             for slot, value in message.entries:

@@ -108,6 +108,11 @@ class ActorShell:
         self._send_peer: Callable[[str, bytes], None] = lambda dest, frame: None
         self._client_sent = False
         self._encoder = codec.FrameEncoder(name)
+        # Records written without waiting for the disk become durable on a timer: a learner's
+        # every ten ticks; with a planted bug (reply_before_fsync), one tick late.
+        self._replies_wait_for_disk = self.core.replies_wait_for_disk
+        self._sync_every_ticks = 1 if self.bugs else 0 if self._replies_wait_for_disk else 10
+        self.ticks = 0
         self._tick_s = config.cluster.tick_ms / 1000.0
 
     # --- recovery --------------------------------------------------------------------------
@@ -200,9 +205,8 @@ class ActorShell:
         self._commit(out)
         if self.links is not None and self.links.reload():
             self.logger.warning("fault_rules_loaded", rules={d: str(r) for d, r in self.links.rules.items()})
-        if self.wal is not None and (self.bugs or (self.role == "learner" and self.turns % 10 == 0)):
-            # Learners (and the planted bug reply_before_fsync) write without waiting for the
-            # disk; their records become durable here, a few ticks later.
+        self.ticks += 1
+        if self._sync_every_ticks and self.ticks % self._sync_every_ticks == 0 and self.wal is not None:
             self.wal.sync()
 
     def _on_frames(self, batch: list[list[bytes]]) -> None:
@@ -272,8 +276,8 @@ class ActorShell:
         on disk (runtime/commit.py)."""
         self.turns += 1
         self._client_sent = False
-        self._encoder = codec.FrameEncoder(self.name)  # per turn: a message is packed once
-        commit(out, self._persist, self._send, self.bugs, durable=self.role != "learner")
+        self._encoder.reset()  # per turn: a message is packed once
+        commit(out, self._persist, self._send, self.bugs, durable=self._replies_wait_for_disk)
         if self._client_sent:
             self.transport.after_sends()
         if out.events:
@@ -288,22 +292,18 @@ class ActorShell:
                             reason=reason, detail=detail[:200])
 
     def _publish_synced(self) -> None:
-        """Test mode: keep the durable wal length in a shared 8-byte file, updated after every
-        fsync and before anything is sent, so a power-loss test can cut the file back to it
-        after a kill -9 (the page cache keeps what a killed process wrote to a shared map)."""
-        import mmap
+        """Test mode: keep the durable wal length in a shared 8-byte file (runtime/faults.py),
+        updated after every fsync and before anything is sent, so a power-loss test can cut the
+        file back to it after a kill -9 (the page cache keeps what a killed process wrote to a
+        shared map)."""
+        from runtime.faults import synced_path, write_synced
 
-        path = self.config.run_dir / f"{self.name}.synced"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        os.ftruncate(fd, 8)
-        self._synced_map = mmap.mmap(fd, 8)
-        os.close(fd)
+        path = synced_path(self.config, self.name)
         wal = self.wal
         assert wal is not None
 
         def publish(offset: int) -> None:
-            self._synced_map[:8] = offset.to_bytes(8, "little")
+            write_synced(path, offset)
 
         wal.on_synced = publish
         publish(wal.synced_offset)

@@ -423,6 +423,10 @@ class FrameEncoder:
             parts.append(hit[1])
         return b"".join(parts)
 
+    def reset(self) -> None:
+        """Start a new turn: forget the packed messages (the cache holds them alive)."""
+        self._cache.clear()
+
 
 def decode_frame(data: bytes, messages_max: int = 100_000) -> tuple[str, list[Message]]:
     """The sender's claimed name and its messages; raises DecodeError for anything else."""

@@ -35,10 +35,8 @@ def commit(
     durable: bool = True,
 ) -> None:
     """`persist(records, durable)` must return only once the records are durable when `durable`
-    is true; `send(dest, messages)` hands one frame to the network. Learners commit with
-    `durable=False`: their records only speed up a restart (every chosen value is durable on a
-    majority of acceptors, and a learner that loses decisions learns and applies them again, to
-    the same state), so their replies need not wait for an fsync."""
+    is true; `send(dest, messages)` hands one frame to the network. A core whose
+    `replies_wait_for_disk` is false (the learner) commits with `durable=False`."""
     if "reply_before_fsync" in bugs:
         for dest, msgs in by_destination(out.send).items():
             send(dest, msgs)

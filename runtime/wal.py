@@ -212,11 +212,12 @@ class Wal:
                         for record in records:
                             apply(record)
                     offset += HEADER_BYTES + len(payload)
-            if fsync and not recovery.created:
+            if fsync and not recovery.created and recovery.truncated_at is None:
                 # What we are about to replay may be bytes a crashed process wrote but never
                 # synced: still only in the page cache. Make them durable before anything is
                 # sent on their strength (a power failure would otherwise take back a promise
-                # that the restarted acceptor repeated). Found by the simulator.
+                # that the restarted acceptor repeated). Found by the simulator. (A cut tail
+                # was fsynced above, with everything before it.)
                 os.fsync(fd)
             recovery.frames = max(len(payloads) - 1, 0)
             recovery.bytes = valid_bytes
