@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 
 from actors import bugs as planted
 from runtime.sim.sim import SimConfig, SimResult, Simulation
@@ -48,17 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     events = 0
     work = [(s, bugs, not args.no_faults, lin) for s in seeds]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            results = pool.map(run_one, work, chunksize=4)
-            for r in results:
-                events += r.events
-                if not r.ok:
-                    failures += 1
-                    print(f"FAIL seed={r.seed} {r.rule}: {r.detail[:300]}\n  reproduce: {r.repro(bugs)}", flush=True)
-    else:
-        for w in work:
-            r = run_one(w)
+    with ExitStack() as stack:
+        if args.jobs > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(args.jobs))
+            results: Iterable[SimResult] = pool.map(run_one, work, chunksize=4)
+        else:
+            results = map(run_one, work)
+        for r in results:
             events += r.events
             if not r.ok:
                 failures += 1

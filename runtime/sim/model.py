@@ -38,6 +38,7 @@ from actors.output import Output
 from actors.proposer import InFlight, Proposer, ProposerParams
 from actors.records import Record
 from runtime import codec
+from runtime.commit import by_destination
 
 
 @dataclass(frozen=True)
@@ -292,14 +293,14 @@ class ModelChecker:
     def _commit(self, s: State, name: str, out: Output) -> None:
         if out.persist:
             s.disks[name] = (*s.disks[name], *out.persist)
-        frames: dict[str, list[Message]] = {}
+        sends: list[tuple[str, Message]] = []
         for dst, msg in out.send:
             if dst not in s.cores or isinstance(msg, Heartbeat):
                 continue  # a client, or liveness only
             if isinstance(msg, (Accept, Accepted)) and not (msg.entries if isinstance(msg, Accept) else msg.slots):
                 continue  # a heartbeat to acceptors, or its answer
-            frames.setdefault(dst, []).append(msg)
-        for dst, msgs in frames.items():
+            sends.append((dst, msg))
+        for dst, msgs in by_destination(sends).items():
             frame = tuple(msgs)
             fid = self.frame_ids.get(frame)
             if fid is None:
@@ -341,12 +342,10 @@ class ModelChecker:
                 if prior != value:
                     return f"agreement: slot {slot} chose {prior.describe()} and {value.describe()}"
         for name in self.learners:
-            lr = s.cores[name]
             for record in s.disks[name]:
                 want = chosen.get(record.slot)  # type: ignore[attr-defined]
                 if want != record.value:  # type: ignore[attr-defined]
                     return f"agreement: {name} delivered slot {record.slot} which was not chosen as such"  # type: ignore[attr-defined]
-            del lr
         return None
 
     def run(self, time_budget_s: float | None = None, depth_first: bool = False) -> ModelResult:

@@ -176,7 +176,6 @@ class Scenario:
         self.world: World | None = None
         self.lines: list[str] = []
         self.held: list[Envelope] = []
-        self.replies: dict[str, dict[int, str]] = {}
 
     @property
     def w(self) -> World:
@@ -211,20 +210,12 @@ class Scenario:
             raise ScenarioError(f"unknown command {op!r}")
         handler(args)
 
-    def _world_hooks(self) -> None:
-        w = self.w
-        w.on_commit = self._on_commit
-
     def _on_commit(self, name: str, out: Output) -> None:
         for level, event, fields in out.events:
             if level == DEBUG or event in ("accepted",):
                 continue
             shown = " ".join(f"{k}={v}" for k, v in fields.items())
             self.out(f"    {name}: {event} {shown}".rstrip())
-        for dest, m in out.send:
-            if dest not in self.w.cores and isinstance(m, Reply):
-                for seq, ok, result in m.results:
-                    self.replies.setdefault(dest, {}).setdefault(seq, f"{'ok' if ok else 'err'}:{result}")
 
     def _show(self, verb: str, envelopes: list[Envelope]) -> None:
         for e in envelopes:
@@ -251,7 +242,7 @@ class Scenario:
                                        acceptors=int(sizes.get("acceptors", 3)),
                                        learners=int(sizes.get("learners", 1))), seed=int(sizes.get("seed", 0)),
                            bugs=self.bugs)
-        self._world_hooks()
+        self.world.on_commit = self._on_commit
 
     def do_record(self, args: list[str]) -> None:
         name, kind, rest = args[0], args[1], args[2:]
@@ -383,7 +374,9 @@ class Scenario:
         self.out("  ok")
 
     def do_expect_replies(self, args: list[str]) -> None:
-        got = self.replies.get(args[0], {})
+        got: dict[int, str] = {}
+        for seq, ok, result in self.w.replies(args[0]):
+            got.setdefault(seq, f"{'ok' if ok else 'err'}:{result}")  # the first answer counts
         for item in args[1:]:
             seq, _, want = item.partition("=")
             have = got.get(int(seq), "none")

@@ -46,7 +46,7 @@ from actors.records import Record
 from runtime import codec
 from runtime.commit import commit
 from runtime.sim.world import Disk
-from runtime.wal import MAGIC, WalCorrupt
+from runtime.wal import WalCorrupt
 
 US = 1_000_000  # virtual time unit: microseconds
 CRASH_POINTS = ("before_persist", "after_write_before_fsync", "after_fsync_before_send", "mid_send")
@@ -114,7 +114,6 @@ class ClientOp:
     seq: int
     process: int
     command: list[Any]
-    invoked_us: int
     due_us: int = 0
     tries: int = 0
 
@@ -122,7 +121,6 @@ class ClientOp:
 @dataclass
 class SimClient:
     name: str
-    index: int
     target: int = 0
     next_seq: int = 1
     issued: int = 0
@@ -169,7 +167,7 @@ class Simulation:
         self.majority = c.acceptors // 2 + 1
         self.drawn = self._draw()
         self.actors = {n: SimActor(n, self._role(n)) for n in self.names}
-        self.clients = [SimClient(f"c{i}", i, target=self.rng.randrange(len(self.proposers)),
+        self.clients = [SimClient(f"c{i}", target=self.rng.randrange(len(self.proposers)),
                                   free=list(range(i * 4, i * 4 + 4))) for i in range(c.clients)]
         self.client_by_name = {cl.name: cl for cl in self.clients}
         self.now = 0
@@ -257,7 +255,7 @@ class Simulation:
             records = actor.disk.records(self.bugs)
         except WalCorrupt as exc:
             raise Violation("recovery", f"{name}: {exc}") from None
-        actor.disk.synced = len(actor.disk.data)  # recovery fsyncs what it replays (runtime/wal.py)
+        actor.disk.sync()  # recovery fsyncs what it replays (runtime/wal.py)
         for record in records:
             core.apply(record)
         if isinstance(core, Learner):
@@ -315,7 +313,7 @@ class Simulation:
 
     def _handle(self, kind: str, data: Any) -> None:
         if kind == "deliver":
-            src, dst, frame, incarnation = data
+            src, dst, frame = data
             actor = self.actors.get(dst)
             if actor is not None:
                 if actor.core is None:
@@ -337,12 +335,13 @@ class Simulation:
             self._schedule(self._tick_period(name), "tick", data)
             out = Output()
             actor.core.tick(out)
+            deferred = not actor.core.replies_wait_for_disk  # read before a commit can crash it
             self._commit(name, out)
             actor.ticks += 1
-            if "reply_before_fsync" in self.bugs or (actor.role == "learner" and actor.ticks % 10 == 0):
+            if "reply_before_fsync" in self.bugs or (deferred and actor.ticks % 10 == 0):
                 # The deferred fsync, as in runtime/actor.py: the planted bug's one tick late,
                 # a learner's (which writes without waiting for the disk) every ten ticks.
-                actor.disk.synced = len(actor.disk.data)
+                actor.disk.sync()
         elif kind == "client":
             self._client_act(self.client_by_name[data])
         elif kind == "crash":
@@ -382,6 +381,7 @@ class Simulation:
         point = actor.crash_point
         sent = [0]
         cut_at = self.rng.randrange(1, 4) if point == "mid_send" else 0
+        encoder = codec.FrameEncoder(name)  # per turn: a message sent to many is packed once
 
         def persist(records: list[Record], durable: bool) -> None:
             if point == "before_persist":
@@ -389,30 +389,29 @@ class Simulation:
             if actor.role == "learner":
                 for record in records:
                     self._check_delivery(name, record.slot, record.value)  # type: ignore[attr-defined]
-            actor.disk.data += _frame_records(records)
+            actor.disk.append(records, sync=False)
             if point == "after_write_before_fsync":
                 raise _Crashed
             if durable:
-                actor.disk.synced = len(actor.disk.data)
+                actor.disk.sync()
 
         def send(dest: str, msgs: list[Message]) -> None:
             if point == "after_fsync_before_send" or (point == "mid_send" and sent[0] >= cut_at):
                 raise _Crashed
             sent[0] += 1
             self._check_send(name, dest, msgs)
-            self._network_send(name, dest, codec.encode_frame(name, msgs))
+            self._network_send(name, dest, encoder.encode(msgs))
 
-        if point is not None and (out.persist or out.send):
-            try:
-                commit(out, persist, send, self.bugs, durable=actor.role != "learner")
-            except _Crashed:
-                self._note(f"crash {name} at {point}")
-                self._crash(name, power=point == "after_write_before_fsync")
-                return
+        armed = point is not None and bool(out.persist or out.send)
+        try:
+            commit(out, persist, send, self.bugs, durable=actor.core.replies_wait_for_disk)
+        except _Crashed:  # raised only by an armed crash point
+            self._note(f"crash {name} at {point}")
+            self._crash(name, power=point == "after_write_before_fsync")
+            return
+        if armed:
             self._note(f"crash point {point} passed without firing at {name}")
             actor.crash_point = None
-            return
-        commit(out, persist, send, self.bugs, durable=actor.role != "learner")
 
     def _check_send(self, name: str, dest: str, msgs: list[Message]) -> None:
         """I4 (durability): a Promise or Accepted never leaves before the records that justify it
@@ -549,7 +548,7 @@ class Simulation:
                 copies = 2
         for _ in range(copies):
             delay = 50 + int(r.expovariate(1.0 / self.drawn.delay_mean_us)) if self.lossy else 50 + r.randrange(200)
-            self._schedule(delay, "deliver", (src, dst, frame, 0))
+            self._schedule(delay, "deliver", (src, dst, frame))
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -584,7 +583,7 @@ class Simulation:
                 expected = r.choice([None, f"c{r.randrange(len(self.clients))}.{r.randrange(1, max(2, seq))}"])
                 new = f"{cl.name}.{seq}"
                 command, value = [seq, "cas", key, expected, new], [expected, new]
-        cl.ops[seq] = ClientOp(seq, process, command, self.now, due_us=self.now)
+        cl.ops[seq] = ClientOp(seq, process, command, due_us=self.now)
         self.history.append({"process": process, "type": "invoke", "f": f, "key": key, "value": value,
                              "time": self.now / US})
 
@@ -713,12 +712,6 @@ class Simulation:
                                                               for r in bad)[:600])
 
 
-def _frame_records(records: list[Record]) -> bytes:
-    from runtime.wal import frame
-
-    return frame(codec.encode_records(records))
-
-
 def _durable(actor: SimActor) -> Any:
     """The actor as its durable records alone would rebuild it (I4's reference), kept up to date
     incrementally: synced bytes never shrink, and they always end at a frame boundary."""
@@ -729,11 +722,9 @@ def _durable(actor: SimActor) -> Any:
             actor.shadow = Proposer(actor.name, 1, {actor.name: 1}, ["x"], [], ProposerParams(), random.Random(0))
     synced = actor.disk.synced
     if synced > actor.shadow_offset:
-        chunk = Disk(bytearray(actor.disk.data[actor.shadow_offset:synced]), synced - actor.shadow_offset)
+        chunk = Disk(actor.disk.data[actor.shadow_offset:synced], synced - actor.shadow_offset)
         for record in chunk.records():
             actor.shadow.apply(record)
         actor.shadow_offset = synced
     return actor.shadow
 
-
-assert MAGIC  # the frames above are the real wal frames

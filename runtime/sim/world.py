@@ -44,8 +44,13 @@ class Disk:
     data: bytearray = field(default_factory=bytearray)
     synced: int = 0
 
-    def append(self, records: list[Record]) -> None:
+    def append(self, records: list[Record], sync: bool = True) -> None:
+        """Write one frame and, if `sync`, make it durable (as `Wal.append`)."""
         self.data += frame(codec.encode_records(records))
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
         self.synced = len(self.data)
 
     def records(self, bugs: frozenset[str] = frozenset()) -> list[Record]:
