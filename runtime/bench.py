@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,14 @@ class Result:
     p999_ms: float
     fsyncs_per_op: float | None = None
     cpu_s_per_1k: float | None = None
-    ops: int = 0
     note: str = ""
-    rounds: list[float] = field(default_factory=list)
+
+
+def best_of(rounds: list[Result], note: str) -> Result:
+    """The best round, noted with the range of all of them (the machine's noise)."""
+    ranked = sorted(rounds, key=lambda r: r.ops_per_s)
+    ranked[-1].note = note + "min-max " + " / ".join(f"{r.ops_per_s:,.0f}" for r in ranked)
+    return ranked[-1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -77,9 +82,10 @@ def proc_cpu_s(pids: list[int]) -> float:
 # --- our cluster ----------------------------------------------------------------------------
 
 
-def config_text(base: Path, acceptors: int, fsync: bool) -> str:
-    """The base config with its own endpoints and data_dir replaced: free ports, and as many
-    acceptors as asked; every other setting is kept but fsync (as asked) and the restart budget."""
+def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int]) -> str:
+    """The base config with its own endpoints and data_dir replaced: `ports` (p1, p2, a1..aN,
+    l1, l2), and as many acceptors as asked; every other setting is kept but fsync (as asked)
+    and the restart budget."""
     text = base.read_text()
     keep: list[str] = []
     skipping = False
@@ -96,8 +102,6 @@ def config_text(base: Path, acceptors: int, fsync: bool) -> str:
     # The kill figures kill each proposer ten times in a minute or two, which the default restart
     # budget rightly calls a crash loop.
     body = re.sub(r'(?m)^restart_max\s*=.*$', "restart_max = 1000", body)
-    names = ["p1", "p2", *[f"a{i}" for i in range(1, acceptors + 1)], "l1", "l2"]
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
     actors = ["", "[[proposers]]", 'name = "p1"', "id = 1", f'endpoint = "tcp://127.0.0.1:{ports["p1"]}"', "",
               "[[proposers]]", 'name = "p2"', "id = 2", f'endpoint = "tcp://127.0.0.1:{ports["p2"]}"', ""]
     for i in range(1, acceptors + 1):
@@ -110,8 +114,8 @@ def config_text(base: Path, acceptors: int, fsync: bool) -> str:
 class Ours:
     def __init__(self, base: Path, acceptors: int = 3, fsync: bool = True) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="paxos-bench-"))
-        self.cluster = LocalCluster(self.root)
-        self.cluster.config_path.write_text(config_text(base, acceptors, fsync))
+        self.cluster = LocalCluster(self.root, acceptors=acceptors)  # picks the free ports
+        self.cluster.config_path.write_text(config_text(base, acceptors, fsync, self.cluster.ports))
         self.acceptors = acceptors
 
     def __enter__(self) -> Ours:
@@ -124,15 +128,15 @@ class Ours:
         self.cluster.down()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def pids(self) -> list[int]:
-        return [a["pid"] for a in self.cluster.status()["actors"] if a["pid"]]
-
-    def fsyncs(self) -> int:
-        return sum(a["info"].get("fsyncs", 0) for a in self.cluster.status()["actors"] if a["role"] == "acceptor")
+    def sample(self) -> tuple[list[int], int]:
+        """The actors' pids, and the acceptors' fsyncs so far (one `paxos status`)."""
+        actors = self.cluster.status()["actors"]
+        return ([a["pid"] for a in actors if a["pid"]],
+                sum(a["info"].get("fsyncs", 0) for a in actors if a["role"] == "acceptor"))
 
     def run(self, name: str, procs: int, tasks: int, duration_s: float, value_size: int, mix: str) -> Result:
-        pids = self.pids()
-        fsyncs0, cpu0 = self.fsyncs(), proc_cpu_s(pids)
+        pids, fsyncs0 = self.sample()
+        cpu0 = proc_cpu_s(pids)
         start_at = time.time() + 1.0  # every client process starts its clock together
         workers = [subprocess.Popen(
             [sys.executable, "-m", "runtime.bench", "--worker", str(self.cluster.config_path), "--tasks", str(tasks),
@@ -141,11 +145,11 @@ class Ours:
             for i in range(procs)]
         outs = [json.loads(w.communicate(timeout=duration_s + 120)[0].strip().splitlines()[-1]) for w in workers]
         cpu = proc_cpu_s(pids) - cpu0
-        fsyncs = self.fsyncs() - fsyncs0
+        fsyncs = self.sample()[1] - fsyncs0
         ops = sum(o["ops"] for o in outs)
         lat = [x for o in outs for x in o["lat"]]
         return Result(name, ops / duration_s, percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 0.999),
-                      fsyncs / max(ops, 1) / self.acceptors, cpu / max(ops, 1) * 1000, ops)
+                      fsyncs / max(ops, 1) / self.acceptors, cpu / max(ops, 1) * 1000)
 
 
 async def worker(config: str, tasks: int, duration_s: float, value_size: int, mix: str, start_at: float,
@@ -224,7 +228,7 @@ def peer_run(name: str, mode: str, duration_s: float, value_size: int, batch: bo
     lat = out["latencies"]
     # The leader's CPU is in its own report; the followers' is what /proc saw while it ran.
     return Result(name, out["acked"] / out["seconds"], percentile(lat, 0.5), percentile(lat, 0.99),
-                  percentile(lat, 0.999), None, max(cpu, out["cpu_s"]) / max(out["acked"], 1) * 1000, out["acked"],
+                  percentile(lat, 0.999), None, max(cpu, out["cpu_s"]) / max(out["acked"], 1) * 1000,
                   note="no fsync")
 
 
@@ -408,15 +412,11 @@ def run_bench(args: argparse.Namespace) -> int:
             kib = ours.run("saturation, 1 KiB", args.clients, args.tasks, d, 1024, "w")
             big = ours.run("saturation, 64 KiB", args.clients, 16, d, 64 * 1024, "w")
             kill_times, back = uvloop.run(recovery_times(ours.cluster, args.kills))
-    best = max(sat_ours, key=lambda r: r.ops_per_s)
-    best.rounds = [r.ops_per_s for r in sat_ours]
-    best.note = "min-max " + " / ".join(f"{x:,.0f}" for x in sorted(best.rounds))
+    best = best_of(sat_ours, "")
     results += [best, seq]
     peer_best = None
     if peer:
-        peer_best = max(sat_peer, key=lambda r: r.ops_per_s)
-        peer_best.note = "no fsync; min-max " + " / ".join(f"{r.ops_per_s:,.0f}" for r in sorted(
-            sat_peer, key=lambda r: r.ops_per_s))
+        peer_best = best_of(sat_peer, "no fsync; ")
         results.append(peer_best)
         results.append(peer_run("PySyncObj sequential (default)", "sequential", d, 16))
         results.append(peer_run("PySyncObj sequential, batching off", "sequential", d, 16, batch=False))

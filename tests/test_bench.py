@@ -9,6 +9,7 @@ import pytest
 
 from runtime import bench
 from runtime.config import load
+from runtime.testing.local import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,9 @@ def test_bad_arguments_exit_2_with_the_reason(argv: list[str], capsys: pytest.Ca
 
 @pytest.mark.parametrize("acceptors,fsync", [(3, True), (7, False)])
 def test_derived_config_is_valid_and_changes_only_what_it_must(tmp_path: Path, acceptors: int, fsync: bool) -> None:
-    text = bench.config_text(ROOT / "cluster.toml", acceptors, fsync)
+    names = ["p1", "p2", *[f"a{i}" for i in range(1, acceptors + 1)], "l1", "l2"]
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    text = bench.config_text(ROOT / "cluster.toml", acceptors, fsync, ports)
     path = tmp_path / "cluster.toml"
     path.write_text(text)
     config = load(path)
