@@ -3,7 +3,8 @@
 It owns the promised ballot and, per slot, the highest-ballot value it accepted. Every change
 goes through a record (`PromiseRecord`, `AcceptRecord`) that the shell makes durable before it
 sends any reply the record justifies; replay after a crash goes through the same `apply`.
-It never sends anything itself and never reads a clock.
+It never sends anything itself and never reads a clock. The two rules a planted bug may break
+are methods of their own: `record_promise` (a promise is durable) and `may_accept`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
-from actors.bugs import NONE
 from actors.core import Core, owner_ok
 from actors.invariants import check
 from actors.messages import (
@@ -19,16 +19,16 @@ from actors.messages import (
     Accepted,
     Fetch,
     Fetched,
-    Heartbeat,
     Nack,
     Prepare,
     Promise,
     Recover,
     Recovered,
+    Tick,
     Value,
     Vote,
 )
-from actors.output import DEBUG, Output
+from actors.ready import DEBUG, Ready
 from actors.records import AcceptRecord, PromiseRecord, Record
 
 VOTE_OVERHEAD_BYTES = 32
@@ -55,7 +55,7 @@ class Acceptor(Core):
         self.highest_slot = 0
         self.chosen_through = 0  # the leaders' watermark, as far as this acceptor heard
         self.accepts_answered = 0  # since this process started (not durable; for observers)
-        self.bugs = NONE
+        self.accepted_ballot_max: Ballot = ZERO  # the highest ballot of any accepted value
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -65,6 +65,8 @@ class Acceptor(Core):
             b = record.ballot
             if b is not self.promised and b > self.promised:  # the same object, mostly: skip comparing
                 self.promised = b
+            if record.entries and b > self.accepted_ballot_max:
+                self.accepted_ballot_max = b
             accepted = self.accepted
             for slot, value in record.entries:
                 accepted[slot] = (b, value)
@@ -79,45 +81,54 @@ class Acceptor(Core):
         else:
             raise TypeError(f"acceptor cannot apply {type(record).__name__}")
 
+    # --- the rules ---------------------------------------------------------------------------
+
+    def record_promise(self, b: Ballot, ready: Ready) -> None:
+        """Promise `b`: a record that the shell makes durable before any answer leaves."""
+        record = PromiseRecord(b)
+        self.apply(record)
+        ready.persist.append(record)
+
+    def may_accept(self, b: Ballot) -> bool:
+        """P2b: accept at or above the promise, never below it."""
+        return b >= self.promised
+
     # --- messages --------------------------------------------------------------------------
 
-    def tick(self, out: Output) -> None:
+    def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
         """Acceptors are passive: nothing happens on a tick."""
 
-    def _raise_promise(self, sender: str, b: Ballot, out: Output) -> bool:
+    def _raise_promise(self, sender: str, b: Ballot, ready: Ready) -> bool:
         """The promise rule that Prepare and Recover share: above the promise, promise `b`
         (durably, before any answer); below it, Nack; equal, a retransmission that gets the same
         answer again (ballots are never reused). False when refused."""
         if b > self.promised:
-            record = PromiseRecord(b)
-            self.apply(record)
-            if "promise_in_memory" not in self.bugs:
-                out.persist.append(record)
+            self.record_promise(b, ready)
         elif b < self.promised:
-            out.send.append((sender, Nack(b, self.promised)))
+            ready.send.append((sender, Nack(b, self.promised)))
             return False
         return True
 
-    def _on_prepare(self, sender: str, m: Prepare, out: Output) -> None:
+    def _on_prepare(self, sender: str, m: Prepare, ready: Ready) -> None:
         b = m.ballot
-        if not owner_ok(self.proposer_ids, sender, b, out):
+        if not owner_ok(self.proposer_ids, sender, b, ready):
             return
         before = self.promised
-        if not self._raise_promise(sender, b, out):
-            out.event("prepare_refused", ballot=str(b), promised=str(self.promised), peer=sender)
+        if not self._raise_promise(sender, b, ready):
+            ready.event("prepare_refused", ballot=str(b), promised=str(self.promised), peer=sender)
             return
         if b > before:
-            out.event("promised", ballot=str(b), peer=sender, from_slot=m.from_slot)
-        out.send.append((sender, self._promise(b, m.from_slot)))
+            ready.event("promised", ballot=str(b), peer=sender, from_slot=m.from_slot)
+        ready.send.append((sender, self._promise(b, m.from_slot)))
 
-    def _on_recover(self, sender: str, m: Recover, out: Output) -> None:
+    def _on_recover(self, sender: str, m: Recover, ready: Ready) -> None:
         # A Prepare for [from_slot, to_slot] that ignores the watermark: the same promise rules.
         b = m.ballot
-        if not owner_ok(self.proposer_ids, sender, b, out) or not self._raise_promise(sender, b, out):
+        if not owner_ok(self.proposer_ids, sender, b, ready) or not self._raise_promise(sender, b, ready):
             return
         votes, reported_through = self._votes(m.from_slot, min(m.to_slot, self.highest_slot))
-        out.send.append((sender, Recovered(b, m.nonce, m.from_slot, reported_through, votes)))
-        out.event("recover_answered", DEBUG, ballot=str(b), peer=sender, from_slot=m.from_slot, to_slot=m.to_slot)
+        ready.send.append((sender, Recovered(b, m.nonce, m.from_slot, reported_through, votes)))
+        ready.event("recover_answered", DEBUG, ballot=str(b), peer=sender, from_slot=m.from_slot, to_slot=m.to_slot)
 
     def _promise(self, b: Ballot, from_slot: int) -> Promise:
         """Votes from above the watermark (a Prepare need not cover chosen slots) to the highest
@@ -145,14 +156,14 @@ class Acceptor(Core):
             votes.append(Vote(slot, got[0], got[1]))
         return tuple(votes), max(reported, start - 1)
 
-    def _on_accept(self, sender: str, m: Accept, out: Output) -> None:
+    def _on_accept(self, sender: str, m: Accept, ready: Ready) -> None:
         b = m.ballot
-        if not owner_ok(self.proposer_ids, sender, b, out):
+        if not owner_ok(self.proposer_ids, sender, b, ready):
             return
-        if b < self.promised and "accept_below_promise" not in self.bugs:
-            out.send.append((sender, Nack(b, self.promised)))
-            out.event("accept_refused", DEBUG, ballot=str(b), promised=str(self.promised),
-                      peer=sender)
+        if not self.may_accept(b):
+            ready.send.append((sender, Nack(b, self.promised)))
+            ready.event("accept_refused", DEBUG, ballot=str(b), promised=str(self.promised),
+                        peer=sender)
             return
         accepted = self.accepted
         new: list[tuple[int, Value]] = []
@@ -168,36 +179,34 @@ class Acceptor(Core):
         if new or b > self.promised:
             record = AcceptRecord(b, m.chosen_through, tuple(new))
             self.apply(record)
-            out.persist.append(record)
+            ready.persist.append(record)
         elif m.chosen_through > self.chosen_through:
             self.chosen_through = m.chosen_through
         slots = tuple(slot for slot, _ in m.entries)
-        accepted = Accepted(b, slots, ())
-        out.send.append((sender, accepted))
+        answer = Accepted(b, slots, ())
+        ready.send.append((sender, answer))
         if not self.accepts_answered:
-            out.event("voting", ballot=str(b), peer=sender, first_slot=slots[0] if slots else None,
-                      promised=str(self.promised), highest_slot=self.highest_slot)
+            ready.event("voting", ballot=str(b), peer=sender, first_slot=slots[0] if slots else None,
+                        promised=str(self.promised), highest_slot=self.highest_slot)
         self.accepts_answered += 1
         if slots:
             # Votes only: the learners have the values from the leader's Accept (and fetch
             # them from acceptors when that copy is lost).
             for learner in self.learners:
-                out.send.append((learner, accepted))
-            out.event("accepted", DEBUG, ballot=str(b), first_slot=slots[0], count=len(slots),
-                      new=len(new), peer=sender)
+                ready.send.append((learner, answer))
+            ready.event("accepted", DEBUG, ballot=str(b), first_slot=slots[0], count=len(slots),
+                        new=len(new), peer=sender)
 
-    def _on_heartbeat(self, sender: str, m: Heartbeat, out: Output) -> None:
-        # The watermark is an optimisation (smaller Promises), so memory is enough here.
-        if m.chosen_through > self.chosen_through:
-            self.chosen_through = m.chosen_through
-
-    def _on_fetch(self, sender: str, m: Fetch, out: Output) -> None:
+    def _on_fetch(self, sender: str, m: Fetch, ready: Ready) -> None:
         votes, _ = self._votes(m.from_slot, min(m.to_slot, self.highest_slot, m.from_slot + self.fetch_slots_max - 1))
-        out.send.append((sender, Fetched(self.chosen_through, votes)))
-        out.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
+        ready.send.append((sender, Fetched(self.chosen_through, votes)))
+        ready.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
 
-    HANDLERS = {Prepare: _on_prepare, Recover: _on_recover, Accept: _on_accept, Heartbeat: _on_heartbeat,
-                Fetch: _on_fetch}
+    HANDLERS = {Prepare: _on_prepare, Recover: _on_recover, Accept: _on_accept, Fetch: _on_fetch, Tick: _on_tick}
+
+    def invariants(self) -> None:
+        check(self.accepted_ballot_max <= self.promised, "an accepted ballot is also promised",
+              accepted=str(self.accepted_ballot_max), promised=str(self.promised))
 
     # --- observation -----------------------------------------------------------------------
 

@@ -1,4 +1,11 @@
-"""What every core shares: one entry point for messages that dispatches by message type."""
+"""What every core shares: one entry point, `step`, for messages and ticks alike; a `Ready` out;
+dispatch by message type; and an `invariants()` check that the shell runs after every step.
+
+A core never sends, writes or logs by itself: it appends to the `Ready` it is given, and its
+shell (`runtime.turn.Turn`) commits that in the one safe order. Each protocol rule that a
+planted bug might break is a method of its own (`may_accept`, `record_promise`, `counts_vote`,
+...), so the harness can break exactly one rule by overriding exactly one method.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +13,58 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from actors.ballot import Ballot
-from actors.messages import Message
-from actors.output import WARNING, Output
+from actors.messages import TICK, Message
+from actors.ready import WARNING, Ready
+from actors.records import Record
+
+Handler = Callable[[Any, str, Any, Ready], None]
 
 
-def owner_ok(proposer_ids: dict[str, int], sender: str, ballot: Ballot, out: Output) -> bool:
+def owner_ok(proposer_ids: dict[str, int], sender: str, ballot: Ballot, ready: Ready) -> bool:
     """A proposer only ever uses ballots with its own id; anything else is a bug or a forgery."""
     if proposer_ids.get(sender) != ballot.node:
-        out.event("message_rejected", WARNING, peer=sender, ballot=str(ballot), reason="ballot_not_owned_by_sender")
+        ready.event("message_rejected", WARNING, peer=sender, ballot=str(ballot), reason="ballot_not_owned_by_sender")
         return False
     return True
 
 
 class Core:
-    """Subclasses map message types to handler functions in `HANDLERS` (at class level, so a
-    core holds no bound methods and can be copied field by field) and name their `role`."""
+    """Subclasses map message types (`Tick` included) to handler functions in `HANDLERS` (at class
+    level, so a core holds no bound methods and can be copied field by field) and name their
+    `role`."""
 
-    role = "core"
-    # Whether what a step persists must be durable before its messages leave (runtime/commit.py).
+    role: ClassVar[str] = "core"
+    # Whether what a step persists must be durable before its messages leave (see Ready.commit).
     replies_wait_for_disk: ClassVar[bool] = True
-    HANDLERS: ClassVar[dict[type[Message], Callable[[Any, str, Any, Output], None]]] = {}
+    HANDLERS: ClassVar[dict[type[Message], Handler]] = {}
 
-    def step(self, sender: str, message: Message, out: Output) -> None:
+    def step(self, sender: str, message: Message, ready: Ready | None = None) -> Ready:
+        """The one entry: `message` from `sender` (a peer, a client, or the shell with `TICK`).
+        Appends to `ready` (one per turn, for group commit) or to a new one, and returns it."""
+        if ready is None:
+            ready = Ready()
         handler = self.HANDLERS.get(type(message))
         if handler is None:
-            out.event("message_ignored", WARNING, peer=sender, type=message.TYPE, reason=f"not_for_{self.role}")
-            return
-        handler(self, sender, message, out)
+            ready.event("message_ignored", WARNING, peer=sender, type=message.TYPE, reason=f"not_for_{self.role}")
+        else:
+            handler(self, sender, message, ready)
+        return ready
+
+    def tick(self, ready: Ready | None = None) -> Ready:
+        """`step` with the shell's tick."""
+        return self.step("", TICK, ready)
+
+    def end_turn(self, ready: Ready) -> None:
+        """Called once per turn, after its steps and before the commit (the proposer batches the
+        turn's client commands into slots here)."""
+
+    def apply(self, record: Record) -> Any:
+        """The only place durable state changes; used live and on replay."""
+        raise NotImplementedError
+
+    def invariants(self) -> None:
+        """Raise `InvariantViolation` if the core's state contradicts itself (our bug, never the
+        peer's). Cheap: the shell runs it after every step."""
+
+    def status(self) -> dict[str, Any]:
+        raise NotImplementedError

@@ -14,16 +14,19 @@ the leader that first proposed it, and every new leader writes StartWorking(epoc
 own commands. A command entry whose epoch is below the highest StartWorking epoch applied so
 far is skipped: it was proposed by a leader that had already been superseded, and a client may
 have read the log without it.
+
+The two rules a planted bug may break are methods of their own: `counts_vote` (a quorum is a
+set of acceptors) and `quorum` (a majority).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
-from actors.bugs import NONE
-from actors.core import owner_ok
+from actors.core import Core, owner_ok
 from actors.invariants import check
 from actors.kv import BadBatch, KVStore, parse_batch
 from actors.messages import (
@@ -34,19 +37,39 @@ from actors.messages import (
     Fetch,
     Fetched,
     Heartbeat,
-    Message,
     Repair,
     Reply,
+    Tick,
     Value,
 )
-from actors.output import DEBUG, INFO, WARNING, Output
+from actors.ready import DEBUG, INFO, WARNING, Ready
 from actors.records import DecidedRecord, Record
 
 
-class Learner:
+@dataclass(slots=True)
+class Tally:
+    """The votes for one (slot, ballot), and its value once someone brought it."""
+
+    voters: list[str] = field(default_factory=list)
+    value: Value | None = None
+
+
+@dataclass(slots=True)
+class Applied:
+    """What applying one decided slot tells the world; replay ignores it, the live path sends
+    and logs it."""
+
+    replies: list[tuple[str, Reply]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # why a batch was skipped, per bad batch
+    ghost: bool = False  # a command of a superseded epoch, skipped (seed 001)
+    epoch_started: bool = False
+
+
+class Learner(Core):
+    role = "learner"
     # Learner records only make a restart fast: every value a learner applies is durable on a
     # majority of acceptors, and one that loses decisions learns and applies them again, to the
-    # same state. So its replies need not wait for an fsync (runtime/commit.py).
+    # same state. So its replies need not wait for an fsync (see Ready.commit).
     replies_wait_for_disk = False
 
     def __init__(
@@ -59,6 +82,7 @@ class Learner:
         fetch_slots_max: int = 4096,
         window_slots_max: int = 1_000_000,
         proposer_ids: dict[str, int] | None = None,
+        debug_events: bool = False,
     ) -> None:
         self.name = name
         self.acceptors = list(acceptors)
@@ -69,10 +93,10 @@ class Learner:
         self.fetch_ticks = fetch_ticks
         self.fetch_slots_max = fetch_slots_max
         self.window_slots_max = window_slots_max
+        self.debug_events = debug_events  # one event per delivered slot
         self.delivered = 0
         self.epoch: Ballot = ZERO
-        # slot -> ballot -> [acceptor names, value]
-        self.tally: dict[int, dict[Ballot, list[Any]]] = {}
+        self.tally: dict[int, dict[Ballot, Tally]] = {}
         self.chosen: dict[int, Value] = {}  # chosen, above `delivered`, not yet deliverable
         self.known_chosen_through = 0
         self.stall_ticks = 0
@@ -80,136 +104,148 @@ class Learner:
         self.repair_after_fetches = 3
         self.leader: str | None = None  # the sender of the latest heartbeat
         self.skipped_entries = 0
-        self.verbose = False  # emit one debug event per delivered slot
-        self.bugs = NONE
 
     # --- durable state ---------------------------------------------------------------------
 
-    def apply(self, record: Record, out: Output | None = None) -> None:
-        """Deliver one decided slot. Live, `out` collects replies to clients; on replay it is
-        None and the same code rebuilds the state silently."""
+    def apply(self, record: Record) -> Applied:
+        """Deliver one decided slot to the state machine; the same on replay and live."""
         if type(record) is not DecidedRecord:
             raise TypeError(f"learner cannot apply {type(record).__name__}")
         check(record.slot == self.delivered + 1, "learners deliver gap-free, in slot order",
               slot=record.slot, delivered=self.delivered)
         self.delivered = record.slot
         value = record.value
+        applied = Applied()
         if value.kind == COMMANDS:
             if value.epoch < self.epoch:
                 self.skipped_entries += 1
-                if out is not None:
-                    out.event("ghost_skipped", INFO, slot=record.slot, epoch=str(value.epoch),
-                              current_epoch=str(self.epoch))
-                return
+                applied.ghost = True
+                return applied
             for blob in value.batches:
                 try:
                     batch = parse_batch(self.decode(blob))
                 except (BadBatch, ValueError) as exc:
-                    if out is not None:
-                        out.event("batch_rejected", WARNING, slot=record.slot, reason=str(exc))
+                    applied.rejected.append(str(exc))
                     continue
                 replies = self.kv.apply_batch(batch)
                 # Every learner applies every batch; one answers it, the one the client named
                 # (a retry names none, so that any learner still up answers it).
-                if out is not None and replies and (not batch.reply_by or batch.reply_by == self.name):
-                    out.send.append((batch.client_id, Reply(tuple(replies))))
+                if replies and (not batch.reply_by or batch.reply_by == self.name):
+                    applied.replies.append((batch.client_id, Reply(tuple(replies))))
         elif value.kind == START and value.epoch > self.epoch:
             # Highest, not last: a stale StartWorking re-proposed later in slot order must not
             # lower the epoch and let an older leader's commands back in.
             self.epoch = value.epoch
-            if out is not None:
-                out.event("epoch_started", slot=record.slot, epoch=str(value.epoch))
+            applied.epoch_started = True
+        return applied
+
+    # --- the rules ---------------------------------------------------------------------------
+
+    def counts_vote(self, voters: list[str], sender: str) -> bool:
+        """A duplicated Accepted counts once: the quorum is a set of acceptors."""
+        return sender not in voters
+
+    def quorum(self) -> int:
+        """Votes under one ballot that make a slot chosen: a majority of acceptors."""
+        return self.majority
 
     # --- messages --------------------------------------------------------------------------
 
-    def step(self, sender: str, message: Message, out: Output) -> None:
-        kind = type(message)
-        if kind is Accepted:
-            if sender not in self.acceptors:
-                out.event("message_rejected", WARNING, peer=sender, reason="not_an_acceptor")
-                return
-            ballot = message.ballot
-            values = message.values
-            if values:
-                for slot, value in zip(message.slots, values, strict=True):
-                    self._vote(sender, slot, ballot, value, out)
-            else:
-                for slot in message.slots:
-                    self._vote(sender, slot, ballot, None, out)
-            self._deliver(out)
-        elif kind is Fetched:
-            if sender not in self.acceptors:
-                out.event("message_rejected", WARNING, peer=sender, reason="not_an_acceptor")
-                return
-            self._note_chosen_through(message.chosen_through)
-            for vote in message.votes:
-                self._vote(sender, vote.slot, vote.ballot, vote.value, out)
-            self._deliver(out)
-        elif kind is Accept:
-            # The leader's proposal: values for (slot, ballot); the votes come from acceptors.
-            if not owner_ok(self.proposer_ids, sender, message.ballot, out):
-                return
-            ballot = message.ballot
-            for slot, value in message.entries:
-                self._vote(None, slot, ballot, value, out)
-            self._deliver(out)
-        elif kind is Heartbeat:
-            self.leader = sender
-            self._note_chosen_through(message.chosen_through)
+    def _acceptor(self, sender: str, ready: Ready) -> bool:
+        if sender in self.acceptors:
+            return True
+        ready.event("message_rejected", WARNING, peer=sender, reason="not_an_acceptor")
+        return False
+
+    def _on_accepted(self, sender: str, m: Accepted, ready: Ready) -> None:
+        if not self._acceptor(sender, ready):
+            return
+        ballot = m.ballot
+        if m.values:
+            for slot, value in zip(m.slots, m.values, strict=True):
+                self._vote(sender, slot, ballot, value, ready)
         else:
-            out.event("message_ignored", WARNING, peer=sender, type=message.TYPE,
-                      reason="not_for_learner")
+            for slot in m.slots:
+                self._vote(sender, slot, ballot, None, ready)
+        self._deliver(ready)
+
+    def _on_fetched(self, sender: str, m: Fetched, ready: Ready) -> None:
+        if not self._acceptor(sender, ready):
+            return
+        self._note_chosen_through(m.chosen_through)
+        for vote in m.votes:
+            self._vote(sender, vote.slot, vote.ballot, vote.value, ready)
+        self._deliver(ready)
+
+    def _on_accept(self, sender: str, m: Accept, ready: Ready) -> None:
+        # The leader's proposal: values for (slot, ballot); the votes come from acceptors.
+        if not owner_ok(self.proposer_ids, sender, m.ballot, ready):
+            return
+        for slot, value in m.entries:
+            self._vote(None, slot, m.ballot, value, ready)
+        self._deliver(ready)
+
+    def _on_heartbeat(self, sender: str, m: Heartbeat, ready: Ready) -> None:
+        self.leader = sender
+        self._note_chosen_through(m.chosen_through)
 
     def _note_chosen_through(self, slot: int) -> None:
         if slot > self.known_chosen_through:
             self.known_chosen_through = slot
 
-    def _vote(self, sender: str | None, slot: int, ballot: Ballot, value: Value | None, out: Output) -> None:
+    def _vote(self, sender: str | None, slot: int, ballot: Ballot, value: Value | None, ready: Ready) -> None:
         """One acceptor's vote (`sender`), with or without the value, or the proposal itself
         (`sender` None: a value and no vote)."""
         if slot <= self.delivered or slot in self.chosen:
             return
         if slot > self.delivered + self.window_slots_max:
-            out.event("vote_ignored", WARNING, peer=sender, slot=slot, reason="beyond_window")
+            ready.event("vote_ignored", WARNING, peer=sender, slot=slot, reason="beyond_window")
             return
         by_ballot = self.tally.get(slot)
         if by_ballot is None:
             by_ballot = self.tally[slot] = {}
         entry = by_ballot.get(ballot)
         if entry is None:
-            entry = by_ballot[ballot] = [[], value]
+            entry = by_ballot[ballot] = Tally(value=value)
         elif value is not None:
-            known = entry[1]
+            known = entry.value
             if known is None:
-                entry[1] = value
+                entry.value = value
             else:
                 check(known == value, "one value per slot and ballot", slot=slot,
                       ballot=str(ballot), first=known.describe(), second=value.describe())
-        voters = entry[0]
-        # A duplicated Accepted counts once: the quorum is a set of acceptors. (It may still
-        # bring the value, so the check below runs either way.)
-        if sender is not None and (sender not in voters or "count_duplicate_accepted" in self.bugs):
-            voters.append(sender)
-        if entry[1] is not None and len(voters) >= (1 if "ack_before_chosen" in self.bugs else self.majority):
-            self.chosen[slot] = entry[1]
+        # (A duplicated vote may still bring the value, so the check below runs either way.)
+        if sender is not None and self.counts_vote(entry.voters, sender):
+            entry.voters.append(sender)
+        if entry.value is not None and len(entry.voters) >= self.quorum():
+            self.chosen[slot] = entry.value
             del self.tally[slot]
 
-    def _deliver(self, out: Output) -> None:
+    def _deliver(self, ready: Ready) -> None:
         chosen = self.chosen
         start = self.delivered
         while self.delivered + 1 in chosen:
             slot = self.delivered + 1
             record = DecidedRecord(slot, chosen.pop(slot))
-            out.persist.append(record)
-            self.apply(record, out)
-            if self.verbose:
-                out.event("slot_delivered", DEBUG, slot=slot, value=record.value.describe())
+            ready.persist.append(record)
+            applied = self.apply(record)
+            ready.deliver.append((slot, record.value))
+            ready.send.extend(applied.replies)
+            if applied.ghost:
+                ready.event("ghost_skipped", INFO, slot=slot, epoch=str(record.value.epoch),
+                            current_epoch=str(self.epoch))
+            elif applied.epoch_started:
+                ready.event("epoch_started", slot=slot, epoch=str(record.value.epoch))
+            for reason in applied.rejected:
+                ready.event("batch_rejected", WARNING, slot=slot, reason=reason)
+            if self.debug_events:
+                ready.event("slot_delivered", DEBUG, slot=slot, value=record.value.describe())
         if self.delivered != start:
             self.stall_ticks = 0
             self.fetch_rounds = 0
             self._note_chosen_through(self.delivered)
 
-    def tick(self, out: Output) -> None:
+    def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
         target = max(self.known_chosen_through, max(self.chosen, default=0))
         if target <= self.delivered:
             self.stall_ticks = 0
@@ -222,16 +258,23 @@ class Learner:
         last = min(target, self.delivered + self.fetch_slots_max)
         fetch = Fetch(first, last)
         for acceptor in self.acceptors:
-            out.send.append((acceptor, fetch))
-        out.event("gap_fetch", DEBUG, from_slot=first, to_slot=last)
+            ready.send.append((acceptor, fetch))
+        ready.event("gap_fetch", DEBUG, from_slot=first, to_slot=last)
         self.fetch_rounds += 1
         if self.fetch_rounds >= self.repair_after_fetches and self.leader is not None:
             # The acceptors answered but no ballot has a majority: ask for re-confirmation.
             self.fetch_rounds = 0
-            out.send.append((self.leader, Repair(first, last)))
-            out.event("repair_requested", from_slot=first, to_slot=last, leader=self.leader)
+            ready.send.append((self.leader, Repair(first, last)))
+            ready.event("repair_requested", from_slot=first, to_slot=last, leader=self.leader)
+
+    HANDLERS = {Accepted: _on_accepted, Fetched: _on_fetched, Accept: _on_accept, Heartbeat: _on_heartbeat,
+                Tick: _on_tick}
 
     # --- observation -----------------------------------------------------------------------
+
+    def invariants(self) -> None:
+        check(self.delivered + 1 not in self.chosen, "a learner delivers every slot it can",
+              delivered=self.delivered)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -50,7 +50,8 @@ class Vote:
 
 
 class Message:
-    """Marker base; `TYPE` is the wire tag (see runtime/codec.py)."""
+    """Marker base. `TYPE` names the message in logs and transcripts; on the wire a message is
+    tagged by a number (runtime/codec.py)."""
 
     __slots__ = ()
     TYPE: ClassVar[str] = ""
@@ -222,6 +223,20 @@ class Hello(Message):
     TYPE: ClassVar[str] = "hello"
 
 
+# --- the shell ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tick(Message):
+    """One tick of the core's clock, from its own shell. It has no wire tag, so no peer can send
+    one: the codec cannot decode it."""
+
+    TYPE: ClassVar[str] = "tick"
+
+
+TICK = Tick()
+
+
 # --- operators -----------------------------------------------------------------------------
 
 
@@ -236,10 +251,3 @@ class StatusReply(Message):
 
     TYPE: ClassVar[str] = "status_reply"
     info: tuple[tuple[str, Any], ...]
-
-
-PEER_MESSAGES: tuple[type[Message], ...] = (
-    Prepare, Recover, Accept, Heartbeat, Promise, Recovered, Nack, Accepted, Fetch, Fetched, Repair,
-)
-CLIENT_MESSAGES: tuple[type[Message], ...] = (Submit, Redirect, Reply, Hello)
-ADMIN_MESSAGES: tuple[type[Message], ...] = (StatusQuery, StatusReply)

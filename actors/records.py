@@ -4,7 +4,6 @@ returns it to be persisted; recovery replays the same records through the same `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from actors.ballot import Ballot
 from actors.messages import Value
@@ -12,7 +11,6 @@ from actors.messages import Value
 
 class Record:
     __slots__ = ()
-    TYPE: ClassVar[str] = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +18,6 @@ class RoundRecord(Record):
     """Proposer: the highest round it may have used. Persisted before the Prepare that uses it,
     so a restarted proposer never reuses a ballot (seeds 000, 001)."""
 
-    TYPE: ClassVar[str] = "round"
     round: int
 
 
@@ -28,7 +25,6 @@ class RoundRecord(Record):
 class PromiseRecord(Record):
     """Acceptor: promised not to accept below `ballot` (P1b)."""
 
-    TYPE: ClassVar[str] = "promise"
     ballot: Ballot
 
 
@@ -37,7 +33,6 @@ class AcceptRecord(Record):
     """Acceptor: accepted `entries` under `ballot` (P2b); also a promise of `ballot`.
     `chosen_through` keeps the leader's watermark so Promises after a restart stay small."""
 
-    TYPE: ClassVar[str] = "accept"
     ballot: Ballot
     chosen_through: int
     entries: tuple[tuple[int, Value], ...]
@@ -47,9 +42,5 @@ class AcceptRecord(Record):
 class DecidedRecord(Record):
     """Learner: `slot` decided `value`, written in slot order; replay rebuilds the state."""
 
-    TYPE: ClassVar[str] = "decided"
     slot: int
     value: Value
-
-
-RECORD_TYPES: tuple[type[Record], ...] = (RoundRecord, PromiseRecord, AcceptRecord, DecidedRecord)

@@ -1,13 +1,18 @@
 """One actor as one OS process: `python -m runtime.actor --config cluster.toml --name a1`.
 
-The shell around a pure core: it replays the actor's wal through the core, then feeds it
-frames and ticks, and applies each turn's output in the only safe order: persist (one frame,
-one fsync), then send, then log. It runs the same in the foreground (for systemd or a person)
-and under the supervisor.
+The shell around a pure core: it replays the actor's wal through the core, then hands frames and
+ticks to the turn driver (`runtime.turn.Turn`), which commits each turn in the only safe order:
+persist (one frame, one fsync), then send, then log. It runs the same in the foreground (for
+systemd or a person) and under the supervisor.
+
+Crash-only: any exception while handling input or a tick ends the process at once, with the
+error and its context in the log and a distinct exit code; memory that ran ahead of the disk
+dies with it, and the supervisor's restart rebuilds the actor from its file alone.
 
 Exit codes: 0 stopped on request; 65 the wal is corrupt or not ours (fail-stop: do not
-restart); 70 an invariant broke (our bug: fail-stop); 73 the wal is locked by another process;
-74 a write or fsync failed; 78 bad configuration or arguments.
+restart); 70 an invariant broke (our bug: fail-stop); 71 crashed on an unexpected error
+(restarted by policy); 73 the wal is locked by another process; 74 a write or fsync failed;
+78 bad configuration or arguments.
 """
 
 from __future__ import annotations
@@ -21,40 +26,32 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from actors import bugs as planted
-from actors.acceptor import Acceptor
+from actors.core import Core
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
-from actors.learner import Learner
-from actors.messages import (
-    Hello,
-    Message,
-    StatusQuery,
-    StatusReply,
-    Submit,
-)
-from actors.output import Output
-from actors.proposer import Proposer
+from actors.messages import Message
+from actors.ready import Event
+from actors.records import Record
 from runtime import codec, logs
-from runtime.commit import commit
 from runtime.config import ClusterConfig, ConfigError, load
+from runtime.transport import Transport
+from runtime.turn import PRODUCT, Kinds
 from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, gc_paused
 
 EXIT_OK = 0
 EXIT_CORRUPT = 65
 EXIT_INVARIANT = 70
+EXIT_CRASHED = 71
 EXIT_LOCKED = 73
 EXIT_IO = 74
 EXIT_CONFIG = 78
-FATAL_EXIT_CODES = (EXIT_CORRUPT, EXIT_INVARIANT, EXIT_LOCKED, EXIT_CONFIG)
-
-Core = Acceptor | Proposer | Learner
 
 
 class Fatal(Exception):
@@ -63,56 +60,62 @@ class Fatal(Exception):
         self.code = code
 
 
-def build_core(config: ClusterConfig, name: str, rng: random.Random) -> Core:
+def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kinds = PRODUCT,
+               debug_events: bool = False) -> Core:
     spec = config.actor(name)
     acceptors = [a.name for a in config.acceptors]
     learners = [lr.name for lr in config.learners]
     if spec.role == "acceptor":
-        return Acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
-                        config.protocol.fetch_slots_max)
+        return kinds.acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
+                              config.protocol.fetch_slots_max)
     if spec.role == "proposer":
-        return Proposer(name, spec.id, config.proposer_ids, acceptors, learners,
-                        config.proposer_params(), rng)
-    kv = KVStore(config.limits.key_bytes_max, config.limits.value_bytes_max,
-                 config.limits.sessions_max)
-    return Learner(name, acceptors, codec.decode_client_batch, kv,
-                   fetch_ticks=config.protocol.fetch_ticks,
-                   fetch_slots_max=config.protocol.fetch_slots_max, proposer_ids=config.proposer_ids)
+        return kinds.proposer(name, spec.id, config.proposer_ids, acceptors, learners,
+                              config.proposer_params(), rng, debug_events=debug_events)
+    kv = KVStore(config.limits.key_bytes_max, config.limits.value_bytes_max, config.limits.sessions_max)
+    return kinds.learner(name, acceptors, codec.decode_client_batch, kv,
+                         fetch_ticks=config.protocol.fetch_ticks, fetch_slots_max=config.protocol.fetch_slots_max,
+                         proposer_ids=config.proposer_ids, debug_events=debug_events)
+
+
+class Hooks:
+    """Seams for a test-mode process. The product runs with this base, which changes nothing;
+    the harness's test actor (runtime/harness/actor.py) passes a subclass in."""
+
+    kinds: Kinds = PRODUCT
+
+    def started(self, shell: ActorShell) -> None:
+        """After recovery, with the transport up and before the first turn."""
+
+    def send_peer(self, send: Callable[[str, bytes], None]) -> Callable[[str, bytes], None]:
+        """The function that sends a frame to a peer (a fault layer may wrap it)."""
+        return send
+
+    def tick(self, shell: ActorShell) -> None:
+        """After every tick's turn."""
 
 
 class ActorShell:
-    def __init__(self, config: ClusterConfig, name: str, console: bool) -> None:
+    def __init__(self, config: ClusterConfig, name: str, console: bool, hooks: Hooks | None = None) -> None:
         self.config = config
         self.spec = config.actor(name)
         self.name = name
         self.role = self.spec.role
-        self.logger = logs.configure(name, self.role, config.log_path(name), console,
-                                     config.cluster.log_level)
+        self.hooks = hooks or Hooks()
+        self.logger = logs.configure(name, self.role, config.log_path(name), console, config.cluster.log_level)
         self.debug = logs.is_debug(self.logger)
         self.peers = {s.name: s.endpoint for s in config.actors.values() if s.name != name}
-        self.core: Core = build_core(config, name, random.Random(int.from_bytes(os.urandom(8), "big")))
-        self.core.verbose = self.debug
-        # Tests only: planted bugs (actors/bugs.py), named in the environment.
-        self.bugs = planted.parse(os.environ.get("PAXOS_PLANTED_BUGS"))
-        self.core.bugs = self.bugs
-        if self.bugs:
-            self.logger.warning("planted_bugs_enabled", bugs=sorted(self.bugs))
-        self.links: Any = None  # test mode: runtime.faults.FaultyLinks
+        kinds = self.hooks.kinds
+        self.core = build_core(config, name, random.Random(int.from_bytes(os.urandom(8), "big")), kinds,
+                               debug_events=self.debug)
+        self.turn = kinds.turn(self.core, self, self.peers, config.limits.message_bytes_max, debug=self.debug)
         self.wal: Wal | None = None
-        self.transport: Any = None
+        self.transport: Transport | None = None
         self.started = time.monotonic()
-        self.frames_rejected = 0
         self.turns = 0
         self._stop = asyncio.Event()
-        self._flush = getattr(self.core, "flush", None)
         self._send_peer: Callable[[str, bytes], None] = lambda dest, frame: None
         self._client_sent = False
         self._encoder = codec.FrameEncoder(name)
-        # Records written without waiting for the disk become durable on a timer: a learner's
-        # every ten ticks; with a planted bug (reply_before_fsync), one tick late.
-        self._replies_wait_for_disk = self.core.replies_wait_for_disk
-        self._sync_every_ticks = 1 if self.bugs else 0 if self._replies_wait_for_disk else 10
-        self.ticks = 0
         self._tick_s = config.cluster.tick_ms / 1000.0
 
     # --- recovery --------------------------------------------------------------------------
@@ -133,8 +136,6 @@ class ActorShell:
         if self.role == "acceptor":
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
-        if self.config.testing.enabled:
-            self._publish_synced()
         elapsed = time.perf_counter() - t0
         self.logger.info("recovered", records=recovery.count, frames=recovery.frames,
                          wal_bytes=recovery.bytes, created=recovery.created,
@@ -143,8 +144,8 @@ class ActorShell:
     def _replay(self, path: Path) -> Recovery:
         """Open the wal and apply every record through the live path's `apply`."""
         try:
-            self.wal, recovery = Wal.open(path, self.role, self.name, self.config.cluster.fsync, self.bugs,
-                                          apply=self.core.apply)
+            self.wal, recovery = Wal.open(path, self.role, self.name, self.config.cluster.fsync,
+                                          self.hooks.kinds.scanner, apply=self.core.apply)
         except WalLocked as exc:
             raise Fatal(EXIT_LOCKED, str(exc)) from None
         except (WalCorrupt, WalFormatError) as exc:
@@ -165,23 +166,17 @@ class ActorShell:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        # Crash-only, even for an error outside our callbacks (in the transport, say).
+        loop.set_exception_handler(self._loop_error)
         self.recover()
-        ctx = zmq.Context.instance()
-        from runtime.transport import Transport
-
-        self.transport = Transport(ctx, self.name, self.spec.endpoint, self.peers, self._on_frames,
-                                   self.config.limits.message_bytes_max)
+        self.transport = Transport(zmq.Context.instance(), self.name, self.spec.endpoint, self.peers,
+                                   self._on_frames, self.config.limits.message_bytes_max)
         try:
             self.transport.start()
         except zmq.ZMQError as exc:
             raise Fatal(EXIT_CONFIG, f"cannot bind {self.spec.endpoint}: {exc}") from None
-        self._send_peer = self.transport.send_peer
-        if self.config.testing.enabled:
-            from runtime.faults import FaultyLinks
-
-            self.links = FaultyLinks(self.name, self.config.run_dir / "faults.json", self.transport.send_peer)
-            self.links.reload()
-            self._send_peer = self.links.send_peer
+        self._send_peer = self.hooks.send_peer(self.transport.send_peer)
+        self.hooks.started(self)
         self.logger.info("actor_started", endpoint=self.spec.endpoint, pid=os.getpid(),
                          tick_ms=self.config.cluster.tick_ms, fsync=self.config.cluster.fsync)
         loop.call_later(self._tick_s, self._tick)
@@ -199,150 +194,85 @@ class ActorShell:
     def _tick(self) -> None:
         if self._stop.is_set():
             return
-        asyncio.get_running_loop().call_later(self._tick_s, self._tick)
-        out = Output()
-        self.core.tick(out)
-        self._commit(out)
-        if self.links is not None and self.links.reload():
-            self.logger.warning("fault_rules_loaded", rules={d: str(r) for d, r in self.links.rules.items()})
-        self.ticks += 1
-        if self._sync_every_ticks and self.ticks % self._sync_every_ticks == 0 and self.wal is not None:
-            self.wal.sync()
+        try:
+            asyncio.get_running_loop().call_later(self._tick_s, self._tick)
+            self.turn.tick()
+            self._after_turn()
+            self.hooks.tick(self)
+        except Exception as exc:
+            self.crash(exc, "tick")
 
     def _on_frames(self, batch: list[list[bytes]]) -> None:
-        out = Output()
-        step = self.core.step
-        debug = self.debug
-        limit = self.config.limits.message_bytes_max
-        for parts in batch:
-            if len(parts) != 2:
-                self._reject(b"?", "framing", f"{len(parts)} frame parts, expected 2")
-                continue
-            identity, frame = parts
-            if len(frame) > limit:
-                self._reject(identity, "oversized", f"{len(frame)} bytes > {limit}")
-                continue
-            try:
-                sender, messages = codec.decode_frame(frame)
-            except codec.DecodeError as exc:
-                self._reject(identity, exc.reason, exc.detail)
-                continue
-            if sender.encode() != identity:
-                self._reject(identity, "sender_mismatch", f"frame claims to be from {sender!r}")
-                continue
-            known = sender in self.peers
-            for message in messages:
-                kind = type(message)
-                if debug:
-                    self.logger.debug("message_received", peer=sender, type=kind.TYPE,
-                                      **_fields(message))
-                if kind is StatusQuery:
-                    self._answer_status(identity)
-                elif kind is Hello:
-                    self.transport.send_client(identity, codec.encode_frame(self.name, [Hello()]))
-                elif known or (kind is Submit and self.role == "proposer"):
-                    try:
-                        step(sender, message, out)
-                    except InvariantViolation as exc:
-                        self._die(exc)
-                else:
-                    self._reject(identity, "unknown_sender", f"{kind.TYPE} from {sender!r}, "
-                                 f"which is not in {self.config.path.name}")
-        if self._flush is not None:
-            self._flush(out)
-        self._commit(out)
-
-    def _persist(self, records: list[Any], durable: bool) -> None:
         try:
-            self.wal.append(records, sync=durable)  # type: ignore[union-attr]
-        except WalFatal as exc:
-            self.logger.critical("wal_write_failed", error=str(exc))
-            logs.flush()
-            os._exit(EXIT_IO)
+            self.turn.frames(batch)
+            self._after_turn()
+        except Exception as exc:
+            self.crash(exc, "frames", frames=len(batch))
 
-    def _send(self, dest: str, msgs: list[Message]) -> None:
-        frame = self._encoder.encode(msgs)
+    def _after_turn(self) -> None:
+        self.turns += 1
+        self._encoder.reset()  # per turn: a message sent to many is packed once
+        if self._client_sent:
+            self._client_sent = False
+            assert self.transport is not None
+            self.transport.after_sends()
+        logs.flush()
+
+    # --- what the turn driver needs (runtime.turn.Shell) ---------------------------------
+
+    def persist(self, records: list[Record], durable: bool) -> None:
+        assert self.wal is not None
+        self.wal.append(records, sync=durable)
+
+    def send(self, dest: str, messages: list[Message]) -> None:
+        frame = self._encoder.encode(messages)
         if dest in self.peers:
             self._send_peer(dest, frame)
         else:
+            assert self.transport is not None
             self.transport.send_client(dest.encode(), frame)
             self._client_sent = True
-        if self.debug:
-            for m in msgs:
-                self.logger.debug("message_sent", peer=dest, type=m.TYPE, **_fields(m))
 
-    def _commit(self, out: Output) -> None:
-        """Persist, then send, then log: nothing leaves before the records that justify it are
-        on disk (runtime/commit.py)."""
-        self.turns += 1
-        self._client_sent = False
-        self._encoder.reset()  # per turn: a message is packed once
-        commit(out, self._persist, self._send, self.bugs, durable=self._replies_wait_for_disk)
-        if self._client_sent:
-            self.transport.after_sends()
-        if out.events:
-            log = self.logger
-            for level, event, fields in out.events:
-                getattr(log, level)(event, **fields)
-        logs.flush()
+    def sync(self) -> None:
+        if self.wal is not None:
+            self.wal.sync()
 
-    def _reject(self, identity: bytes, reason: str, detail: str) -> None:
-        self.frames_rejected += 1
-        self.logger.warning("frame_rejected", peer=identity.decode("utf-8", "replace")[:64],
-                            reason=reason, detail=detail[:200])
+    def log(self, events: list[Event]) -> None:
+        log = self.logger
+        for level, event, fields in events:
+            getattr(log, level)(event, **fields)
 
-    def _publish_synced(self) -> None:
-        """Test mode: keep the durable wal length in a shared 8-byte file (runtime/faults.py),
-        updated after every fsync and before anything is sent, so a power-loss test can cut the
-        file back to it after a kill -9 (the page cache keeps what a killed process wrote to a
-        shared map)."""
-        from runtime.faults import synced_path, write_synced
+    def status(self) -> dict[str, Any]:
+        wal, transport = self.wal, self.transport
+        return {"name": self.name, "pid": os.getpid(), "uptime_s": round(time.monotonic() - self.started, 3),
+                "wal_bytes": wal.offset if wal else 0, "wal_synced_bytes": wal.synced_offset if wal else 0,
+                "fsyncs": wal.fsyncs if wal else 0, "frames_dropped": transport.dropped if transport else 0}
 
-        path = synced_path(self.config, self.name)
-        wal = self.wal
-        assert wal is not None
+    # --- crash-only ------------------------------------------------------------------------
 
-        def publish(offset: int) -> None:
-            write_synced(path, offset)
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        self.crash(exc if isinstance(exc, BaseException) else RuntimeError(str(context.get("message"))),
+                   "event_loop")
 
-        wal.on_synced = publish
-        publish(wal.synced_offset)
-
-    def _answer_status(self, identity: bytes) -> None:
-        info = dict(self.core.status())
-        info.update(name=self.name, pid=os.getpid(), uptime_s=round(time.monotonic() - self.started, 3),
-                    wal_bytes=self.wal.offset if self.wal else 0,
-                    wal_synced_bytes=self.wal.synced_offset if self.wal else 0,
-                    fsyncs=self.wal.fsyncs if self.wal else 0,
-                    frames_rejected=self.frames_rejected, frames_dropped=self.transport.dropped)
-        reply = StatusReply(tuple((k, v) for k, v in info.items()))
-        self.transport.send_client(identity, codec.encode_frame(self.name, [reply]))
-        self.transport.after_sends()
-
-    def _die(self, exc: InvariantViolation) -> None:
-        self.logger.critical("invariant_violated", rule=exc.rule, **{k: str(v) for k, v in exc.state.items()})
-        logs.flush()
-        print(f"{self.name}: invariant violated: {exc}", file=sys.stderr, flush=True)
-        os._exit(EXIT_INVARIANT)
-
-
-def _fields(message: Message) -> dict[str, Any]:
-    """A short, log-friendly view of a message (no payloads)."""
-    out: dict[str, Any] = {}
-    for name in getattr(message, "__slots__", ()):
-        value = getattr(message, name)
-        if name in ("entries",):
-            out["slots"] = f"{value[0][0]}..{value[-1][0]}" if value else ""
-            out["count"] = len(value)
-        elif name in ("votes",):
-            out["votes"] = len(value)
-        elif name == "slots":
-            out["slots"] = f"{value[0]}..{value[-1]}" if value else ""
-        elif name in ("values", "batch", "info", "results"):
-            out[name] = len(value)
+    def crash(self, exc: BaseException, where: str, **context: Any) -> None:
+        """End the process now. Nothing of this turn has left unless its records were durable
+        first (the driver commits in that order), and whatever ran ahead in memory dies here."""
+        if isinstance(exc, InvariantViolation):
+            self.logger.critical("invariant_violated", rule=exc.rule, where=where,
+                                 **{k: str(v) for k, v in exc.state.items()})
+            code, text = EXIT_INVARIANT, f"invariant violated: {exc}"
+        elif isinstance(exc, WalFatal):
+            self.logger.critical("wal_write_failed", error=str(exc), where=where)
+            code, text = EXIT_IO, str(exc)
         else:
-            out[name] = str(value) if not isinstance(value, (int, str, bool)) else value
-    return out
+            self.logger.critical("actor_crashed", error=f"{type(exc).__name__}: {exc}", where=where,
+                                 state=self.core.status().get("state"), **context,
+                                 traceback="".join(traceback.format_exception(exc))[-4000:])
+            code, text = EXIT_CRASHED, f"crashed in {where}: {type(exc).__name__}: {exc}"
+        logs.flush()
+        print(f"{self.name}: {text}", file=sys.stderr, flush=True)
+        os._exit(code)
 
 
 def _summary(status: dict[str, Any]) -> dict[str, Any]:
@@ -364,7 +294,7 @@ def _set_parent_death_signal() -> None:
         os._exit(EXIT_OK)  # the supervisor is already gone
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.actor",
                                      description="Run one actor of a Paxos cluster in the foreground.")
     parser.add_argument("--config", default="cluster.toml", help="cluster config (default: ./cluster.toml)")
@@ -380,11 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         import uvloop
-        runner = uvloop.run
+        runner: Callable[[Any], int] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; this is a fallback
         runner = asyncio.run
-    shell = ActorShell(config, args.name, console=not args.no_console)
-    profile_dir = os.environ.get("PAXOS_PROFILE")  # diagnostics: cProfile stats at shutdown
+    shell = ActorShell(config, args.name, console=not args.no_console, hooks=hooks)
+    profile_dir = os.environ.get("PAXOS_PROFILE", "")  # diagnostics: cProfile stats at shutdown
     profiler = None
     if profile_dir:
         import cProfile

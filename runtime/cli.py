@@ -20,6 +20,12 @@ from runtime.config import ClusterConfig, ConfigError, load
 from runtime.control import ControlError, NotRunning, pid_alive, read_state, request
 
 EXIT_USAGE = 64
+HARNESS_COMMANDS = {
+    "bench": ("runtime.harness.bench", "the benchmark against PySyncObj (see runtime/harness/bench.py)"),
+    "nemesis": ("runtime.harness.nemesis", "a Jepsen-style run on a fresh throw-away cluster"),
+    "faults": ("runtime.harness.faults", "test mode: set link faults (JSON rules, see runtime/harness/faults.py)"),
+    "powerloss": ("runtime.harness.faults", "test mode: kill -9 actors and cut their files back to the last fsync"),
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -216,20 +222,6 @@ def cmd_restart(config: ClusterConfig, args: argparse.Namespace) -> int:
     return _control(config, {"cmd": "restart", "name": args.name})
 
 
-def cmd_faults(config: ClusterConfig, args: argparse.Namespace) -> int:
-    try:
-        rules = {} if args.clear else json.loads(args.rules or "{}")
-    except json.JSONDecodeError as exc:
-        return _fail(f"fault rules are not valid JSON: {exc}", EXIT_USAGE)
-    return _control(config, {"cmd": "faults", "rules": rules})
-
-
-def cmd_powerloss(config: ClusterConfig, args: argparse.Namespace) -> int:
-    for name in args.names:
-        config.actor(name)
-    return _control(config, {"cmd": "powerloss", "names": args.names, "tear": args.tear})
-
-
 def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
     from runtime.logview import show
 
@@ -318,20 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("name")
         p.set_defaults(func=func)
-    p = sub.add_parser("faults", parents=[common],
-                       help="test mode: set link faults (JSON rules, see runtime/faults.py)")
-    p.add_argument("rules", nargs="?", help="JSON: actor -> destination (or *) -> {cut, drop, dup, delay_ms}")
-    p.add_argument("--clear", action="store_true", help="remove every fault")
-    p.set_defaults(func=cmd_faults)
-    p = sub.add_parser("powerloss", parents=[common],
-                       help="test mode: kill -9 actors (default all) and cut their files back to the last fsync")
-    p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("--tear", action="store_true", help="also leave garbage after the cut (a torn write)")
-    p.set_defaults(func=cmd_powerloss)
-    # Dispatched by main() before parsing when they come first (they take their own options);
-    # here only so that help lists them and a misplaced one gets a clear error.
-    for name, text in (("bench", "the benchmark against PySyncObj (see runtime/bench.py)"),
-                       ("nemesis", "a Jepsen-style run on a fresh throw-away cluster (see runtime/nemesis.py)")):
+    # The harness's commands (runtime/harness/): handed over before parsing when they come
+    # first, since they take their own options; here only so that help lists them and a
+    # misplaced one gets a clear error.
+    for name, (_, text) in HARNESS_COMMANDS.items():
         p = sub.add_parser(name, help=text, add_help=False)
         p.set_defaults(func=lambda config, args, name=name: _fail(
             f"'{name}' takes its own options and must come first: paxos {name} [--help]", 2))
@@ -341,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="raw JSON lines")
     p.set_defaults(func=cmd_logs)
 
-    def client(name: str, fields: list[str], text: str) -> argparse.ArgumentParser:
+    def client(name: str, fields: list[str], text: str) -> Parser:
         p = sub.add_parser(name, parents=[common], help=text)
         for f in fields:
             p.add_argument(f)
@@ -360,14 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["nemesis"]:
-        from runtime import nemesis
-
-        return nemesis.main(argv[1:])  # its own cluster, its own options
-    if argv[:1] == ["bench"]:
-        from runtime import bench
-
-        return bench.main(argv[1:])
+    lead = argv[:2] if argv[:1] == ["--config"] else []  # `paxos --config X faults ...` too
+    if len(argv) > len(lead) and argv[len(lead)] in HARNESS_COMMANDS:
+        # The product never imports the harness: the command runs as its own program.
+        command = argv[len(lead)]
+        module, _ = HARNESS_COMMANDS[command]
+        rest = [*(argv[len(lead):] if module.endswith(".faults") else argv[len(lead) + 1:]), *lead]
+        os.execv(sys.executable, [sys.executable, "-m", module, *rest])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

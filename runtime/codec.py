@@ -448,15 +448,14 @@ def decode_frame(data: bytes, messages_max: int = 100_000) -> tuple[str, list[Me
 
 
 def encode_record(record: Record) -> list[Any]:
-    kind = type(record)
-    if kind is AcceptRecord:
+    if type(record) is AcceptRecord:
         return [3, record.ballot.round, record.ballot.node, record.chosen_through,
                 [[s, v.kind, v.epoch.round, v.epoch.node, v.batches] for s, v in record.entries]]
-    if kind is DecidedRecord:
+    if type(record) is DecidedRecord:
         return [4, record.slot, *_enc_value(record.value)]
-    if kind is PromiseRecord:
+    if type(record) is PromiseRecord:
         return [2, record.ballot.round, record.ballot.node]
-    if kind is RoundRecord:
+    if type(record) is RoundRecord:
         return [1, record.round]
     raise TypeError(f"not a record: {record!r}")
 

@@ -34,16 +34,19 @@ class ClusterSection:
     tick_ms: int = 10
 
 
+_P = ProposerParams()  # the protocol defaults live there, once
+
+
 @dataclass(frozen=True)
 class ProtocolSection:
-    heartbeat_ticks: int = 5
-    election_ticks: int = 30
-    backoff_max: int = 8
-    retry_ticks: int = 20
-    window_slots: int = 64
-    batch_bytes_max: int = 1024 * 1024
-    batch_count_max: int = 1024
-    queue_batches_max: int = 8192
+    heartbeat_ticks: int = _P.heartbeat_ticks
+    election_ticks: int = _P.election_ticks
+    backoff_max: int = _P.backoff_max
+    retry_ticks: int = _P.retry_ticks
+    window_slots: int = _P.window_slots
+    batch_bytes_max: int = _P.batch_bytes_max
+    batch_count_max: int = _P.batch_count_max
+    queue_batches_max: int = _P.queue_batches_max
     fetch_ticks: int = 10
     fetch_slots_max: int = 4096
 
@@ -74,10 +77,16 @@ class ClientSection:
 
 @dataclass(frozen=True)
 class TestingSection:
-    """Off in real use. `enabled` lets the supervisor inject link faults (run/faults.json) and
-    makes every actor publish its durable wal length (run/<name>.synced) for power-loss tests."""
+    """Off in real use. `enabled` makes the supervisor run every actor as the harness's test-mode
+    process (runtime/harness/actor.py: link faults from run/faults.json, the durable wal length
+    published in run/<name>.synced for power-loss tests, planted bugs, injected crashes). The
+    product names that module here and never imports it."""
 
     enabled: bool = False
+
+    @property
+    def actor_module(self) -> str:
+        return "runtime.harness.actor" if self.enabled else "runtime.actor"
 
 
 @dataclass(frozen=True)
@@ -160,12 +169,13 @@ def _check_fields(section: str, raw: Any, cls: type) -> Any:
         raise ConfigError(f"{section}: must be a table")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
+    value: Any
     for key, value in raw.items():
         f = fields.get(key)
         if f is None:
             raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(fields)})")
-        want = f.type if isinstance(f.type, type) else {"int": int, "float": float,
-                                                         "bool": bool, "str": str}[f.type]
+        want: Any = f.type if isinstance(f.type, type) else {"int": int, "float": float,
+                                                              "bool": bool, "str": str}[f.type]
         if want is float and type(value) is int:
             value = float(value)
         if type(value) is not want:
@@ -206,7 +216,7 @@ def _actors(raw: dict[str, Any], table: str, role: str) -> tuple[ActorSpec, ...]
             if m["host"] != "localhost":
                 raise ConfigError(f"{where}.endpoint: host must be an IP address or localhost, "
                                   f"got {m['host']!r}") from None
-        node_id = 0
+        node_id: Any = 0
         if role == "proposer":
             node_id = item.get("id")
             if type(node_id) is not int or not 1 <= node_id <= 1_000_000:

@@ -60,7 +60,7 @@ def request(config: ClusterConfig, message: dict[str, Any], timeout_s: float = 1
     state = read_state(config)
     if state is None:
         raise NotRunning(f"the cluster of {config.path} is not running (no supervisor)")
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +27,7 @@ class _Sink:
         self.file = file
         self.console = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()) if console else None
 
-    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> Any:
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
         if self.file is not None:
             self.file.write(json.dumps(event, default=str, separators=(",", ":")) + "\n")
         if self.console is not None:
@@ -38,7 +39,7 @@ class _Sink:
         raise structlog.DropEvent
 
 
-def _add_ts(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_ts(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event["ts"] = round(time.time(), 6)
     return event
 

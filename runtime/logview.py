@@ -119,9 +119,9 @@ def show(log_dir: Path, names: list[str] | None, as_json: bool, follow: bool,
             complete = chunk.rfind("\n") + 1
             offsets[path] = start + len(chunk[:complete].encode("utf-8"))
             for line in chunk[:complete].splitlines():
-                event = _parse(line)
-                if event is not None:
-                    fresh.append((event["ts"], event, line))
+                parsed = _parse(line)
+                if parsed is not None:
+                    fresh.append((parsed["ts"], parsed, line))
         fresh.sort(key=lambda t: t[0])
         for ts, event, line in fresh:
             if ts >= since:

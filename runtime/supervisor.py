@@ -1,5 +1,6 @@
 """The supervisor: spawns every actor of a cluster as its own process, restarts the ones that
 die by their policy, stops them all on `down`, and takes commands on a local control socket.
+Its children, their states and their restart policy are data (`runtime/supervision.py`).
 
 `python -m runtime.supervisor --config cluster.toml` runs it in the foreground; `paxos up`
 runs it in-process or detached. It holds `<data_dir>/run/supervisor.lock` while it runs, so
@@ -21,25 +22,50 @@ from typing import Any
 
 import msgpack
 import zmq
+import zmq.asyncio
 
 from actors.messages import StatusQuery, StatusReply
 from runtime import codec, logs
-from runtime.config import ActorSpec, ClusterConfig, ConfigError, load
+from runtime.config import ClusterConfig, ConfigError, load
 from runtime.control import state_file
-from runtime.supervision import Fail, Restart, RestartPolicy, Stop, describe_exit
+from runtime.supervision import (
+    ChildRecord,
+    ChildSpec,
+    ChildState,
+    Fail,
+    Restart,
+    RestartPolicy,
+    Stop,
+    describe_exit,
+    start_order,
+)
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
            "CONT": signal.SIGCONT, "INT": signal.SIGINT}
+STDERR_BANNER = "--- "  # the line the supervisor writes into a child's stderr file at each start
+
+RUNNING, PAUSED, RESTARTING, STOPPED, FAILED = (ChildState.RUNNING, ChildState.PAUSED, ChildState.RESTARTING,
+                                                ChildState.STOPPED, ChildState.FAILED)
+
+
+def child_specs(config: ClusterConfig) -> list[ChildSpec]:
+    """One spec per actor, in start order. A test-mode cluster runs the harness's actor module,
+    which is the product's process with test hooks passed in (runtime/harness/actor.py)."""
+    module = config.testing.actor_module
+    sup = config.supervisor
+    return start_order([
+        ChildSpec(id=name, role=spec.role, restart=sup.restart, shutdown_s=sup.stop_grace_s,
+                  argv=(sys.executable, "-m", module, "--config", str(config.path), "--name", name, "--no-console"))
+        for name, spec in config.actors.items()
+    ])
 
 
 @dataclass
 class Child:
-    spec: ActorSpec
-    policy: RestartPolicy
+    record: ChildRecord
+    endpoint: str
     proc: asyncio.subprocess.Process | None = None
-    state: str = "stopped"  # running | paused | restarting | stopped | failed
     hold: bool = False  # the next exit was asked for: do not restart
-    reason: str = ""
     last_exit: int | None = None
     started_at: float = 0.0
     restart_task: asyncio.Task[None] | None = None
@@ -47,8 +73,16 @@ class Child:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
+    def spec(self) -> ChildSpec:
+        return self.record.spec
+
+    @property
+    def state(self) -> ChildState:
+        return self.record.state
+
+    @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.state in ("running", "paused") else None
+        return self.proc.pid if self.proc is not None and self.state in (RUNNING, PAUSED) else None
 
 
 class Supervisor:
@@ -58,15 +92,15 @@ class Supervisor:
                                      console, "info")
         sup = config.supervisor
         self.children: dict[str, Child] = {
-            name: Child(spec, RestartPolicy(sup.restart, sup.restart_max, sup.restart_window_s,
-                                            sup.restart_delay_s))
-            for name, spec in config.actors.items()
+            spec.id: Child(ChildRecord(spec, RestartPolicy(spec.restart, sup.restart_max, sup.restart_window_s,
+                                                           sup.restart_delay_s)),
+                           config.actor(spec.id).endpoint)
+            for spec in child_specs(config)
         }
         self.stopping = asyncio.Event()
         self.stopped = asyncio.Event()
         self._lock_fd = -1
-        self._ctx = zmq.Context.instance()
-        self._control: zmq.Socket | None = None
+        self._ctx = zmq.asyncio.Context()
         self._queries = 0
         self._down_requested = False
         self._down_replied = asyncio.Event()
@@ -91,17 +125,17 @@ class Supervisor:
         control = self._ctx.socket(zmq.ROUTER)
         control.setsockopt(zmq.LINGER, 0)
         port = control.bind_to_random_port("tcp://127.0.0.1")
-        self._control = control
         endpoint = f"tcp://127.0.0.1:{port}"
         tmp = state_file(self.config).with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "control": endpoint,
                                    "config": str(self.config.path), "started": time.time()}))
         os.replace(tmp, state_file(self.config))
         self.logger.info("supervisor_started", pid=os.getpid(), control=endpoint,
-                         data_dir=str(self.config.data_dir), actors=len(self.children))
-        for child in self.children.values():
+                         data_dir=str(self.config.data_dir), actors=len(self.children),
+                         start_order=list(self.children))
+        for child in self.children.values():  # acceptors, learners, proposers
             await self._spawn(child)
-        serve = asyncio.create_task(self._serve_control())
+        serve = asyncio.create_task(self._serve_control(control))
         await self.stopping.wait()
         await self._stop_all()
         if self._down_requested:
@@ -118,23 +152,25 @@ class Supervisor:
         return 0
 
     async def _spawn(self, child: Child) -> None:
-        name = child.spec.name
+        name = child.spec.id
         err_path = self.config.data_dir / "logs" / f"{name}.stderr"
         env = dict(os.environ, PAXOS_SUPERVISOR_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
-        with open(err_path, "ab") as err:
-            err.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
-            err.flush()
-            child.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "runtime.actor", "--config", str(self.config.path),
-                "--name", name, "--no-console",
-                stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err, env=env,
-                # Its own session: a Ctrl-C in the terminal reaches only the supervisor, which
-                # then stops the actors in order (they die with it anyway: PR_SET_PDEATHSIG).
-                start_new_session=True,
-            )
-        child.state = "running"
+        try:
+            with open(err_path, "ab") as err:
+                err.write(f"{STDERR_BANNER}{time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
+                err.flush()
+                child.proc = await asyncio.create_subprocess_exec(
+                    *child.spec.argv, stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err, env=env,
+                    # Its own session: a Ctrl-C in the terminal reaches only the supervisor, which
+                    # then stops the actors in order (they die with it anyway: PR_SET_PDEATHSIG).
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            child.record.to(FAILED, f"could not start: {exc.strerror or exc}")
+            self.logger.error("child_failed", child=name, reason=child.record.reason)
+            return
+        child.record.to(RUNNING)
         child.hold = False
-        child.reason = ""
         child.started_at = time.time()
         child.exited = asyncio.Event()
         child.waiter = asyncio.create_task(self._watch(child, child.proc))
@@ -147,63 +183,66 @@ class Supervisor:
             return
         child.last_exit = code
         child.exited.set()
-        decision = child.policy.on_exit(time.monotonic(), code, child.hold or self.stopping.is_set())
+        decision = child.record.policy.on_exit(time.monotonic(), code, child.hold or self.stopping.is_set())
         how = describe_exit(code)
+        name = child.spec.id
         if isinstance(decision, Restart):
-            child.state = "restarting"
-            child.reason = how
-            self.logger.warning("child_exited", child=child.spec.name, pid=proc.pid, exit=how,
-                                action="restart", delay_s=decision.delay_s)
+            child.record.to(RESTARTING, how)
+            self.logger.warning("child_exited", child=name, pid=proc.pid, exit=how, action="restart",
+                                delay_s=decision.delay_s)
             child.restart_task = asyncio.create_task(self._restart_later(child, decision.delay_s))
         elif isinstance(decision, Fail):
-            child.state = "failed"
-            child.reason = f"{decision.reason}; last stderr: {self._stderr_tail(child)}"
-            self.logger.error("child_failed", child=child.spec.name, pid=proc.pid, exit=how,
-                              reason=child.reason)
+            child.record.to(FAILED, f"{decision.reason}; last stderr: {self._stderr_tail(child)}")
+            self.logger.error("child_failed", child=name, pid=proc.pid, exit=how, reason=child.record.reason)
         elif isinstance(decision, Stop):
-            child.state = "stopped"
-            child.reason = decision.reason
-            self.logger.info("child_exited", child=child.spec.name, pid=proc.pid, exit=how,
-                             action="none", reason=decision.reason)
+            child.record.to(STOPPED, decision.reason)
+            self.logger.info("child_exited", child=name, pid=proc.pid, exit=how, action="none",
+                             reason=decision.reason)
         logs.flush()
 
     def _stderr_tail(self, child: Child) -> str:
-        path = self.config.data_dir / "logs" / f"{child.spec.name}.stderr"
+        """The last line the child itself printed in its latest run (not our start banner)."""
+        path = self.config.data_dir / "logs" / f"{child.spec.id}.stderr"
         try:
-            lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+            lines = path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return ""
-        return lines[-1][:300] if lines else ""
+        for line in reversed(lines):
+            if line.startswith(STDERR_BANNER):
+                return "(nothing)"
+            if line.strip():
+                return line[:300]
+        return "(nothing)"
 
     async def _restart_later(self, child: Child, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
-        if child.state == "restarting" and not self.stopping.is_set():
+        if child.state is RESTARTING and not self.stopping.is_set():
             await self._spawn(child)
-            self.logger.info("child_restarted", child=child.spec.name, pid=child.proc.pid if child.proc else None,
-                             restarts=child.policy.total_restarts)
+            self.logger.info("child_restarted", child=child.spec.id, pid=child.proc.pid if child.proc else None,
+                             restarts=child.record.policy.total_restarts)
             logs.flush()
 
     async def _terminate(self, child: Child) -> None:
         """SIGTERM, then SIGKILL after the grace period; returns when the process is gone."""
         if child.restart_task is not None:
             child.restart_task.cancel()
-        if child.state == "restarting":
-            child.state = "stopped"
+        if child.state is RESTARTING:
+            child.record.to(STOPPED, "stopped on request")
         proc = child.proc
-        if proc is None or proc.returncode is not None:
+        if proc is None or proc.returncode is not None or child.state not in (RUNNING, PAUSED):
             return
         child.hold = True
         try:
-            if child.state == "paused":
+            if child.state is PAUSED:
                 proc.send_signal(signal.SIGCONT)
             proc.terminate()
         except ProcessLookupError:
             return
         try:
-            await asyncio.wait_for(child.exited.wait(), self.config.supervisor.stop_grace_s)
+            await asyncio.wait_for(child.exited.wait(), child.spec.shutdown_s)
         except TimeoutError:
-            self.logger.warning("child_kill_after_grace", child=child.spec.name, pid=proc.pid,
-                                grace_s=self.config.supervisor.stop_grace_s)
+            self.logger.warning("child_kill_after_grace", child=child.spec.id, pid=proc.pid,
+                                grace_s=child.spec.shutdown_s)
             try:
                 proc.kill()
             except ProcessLookupError:
@@ -211,19 +250,17 @@ class Supervisor:
             await child.exited.wait()
 
     async def _stop_all(self) -> None:
-        self.logger.info("stopping_all", actors=len(self.children))
-        await asyncio.gather(*(self._terminate(c) for c in self.children.values()))
+        """In reverse start order, one at a time: proposers first, so no leader is left writing
+        to acceptors that are already gone; acceptors last."""
+        self.logger.info("stopping_all", actors=len(self.children), stop_order=list(reversed(self.children)))
+        for child in reversed(list(self.children.values())):
+            await self._terminate(child)
 
     # --- control ---------------------------------------------------------------------------
 
-    async def _serve_control(self) -> None:
-        control = self._control
-        assert control is not None
-        while not self.stopping.is_set():
-            if not control.poll(0):
-                await asyncio.sleep(0.01)
-                continue
-            identity, raw = control.recv_multipart()
+    async def _serve_control(self, control: zmq.asyncio.Socket) -> None:
+        while True:  # until cancelled at shutdown, or after answering `down`
+            identity, raw = await control.recv_multipart()
             try:
                 request = msgpack.unpackb(raw, raw=False)
                 if not isinstance(request, dict):
@@ -231,7 +268,7 @@ class Supervisor:
                 reply = await self._handle(request)
             except Exception as exc:
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            control.send_multipart([identity, msgpack.packb(reply, default=str)])
+            await control.send_multipart([identity, msgpack.packb(reply, default=str)])
             if self._down_requested:
                 self._down_replied.set()
                 return
@@ -245,114 +282,82 @@ class Supervisor:
             self.stopping.set()
             await self._stop_all()
             return {"ok": True}
-        if cmd in ("faults", "powerloss") and not self.config.testing.enabled:
-            return {"ok": False, "error": f"{cmd} needs `[testing] enabled = true` in {self.config.path.name}"}
-        if cmd == "faults":
-            from runtime.faults import write_rules
-
-            rules = req.get("rules") or {}
-            write_rules(self.config.run_dir / "faults.json", rules)
-            self.logger.warning("fault_rules_set", rules=rules)
-            return {"ok": True}
-        if cmd == "powerloss":
-            names = req.get("names") or list(self.children)
-            unknown = [n for n in names if n not in self.children]
-            if unknown:
-                return {"ok": False, "error": f"no actor named {', '.join(map(repr, unknown))}"}
-            return {"ok": True, "cut": await self._power_loss(names, bool(req.get("tear")))}
+        if cmd not in ("kill", "start", "restart"):
+            return {"ok": False, "error": f"unknown command {cmd!r}"}
+        if cmd == "kill" and isinstance(req.get("names"), list):
+            return await self._kill_many(req)
         name = req.get("name")
         child = self.children.get(name) if isinstance(name, str) else None
-        if cmd in ("kill", "start", "restart") and child is None:
+        if child is None:
             return {"ok": False, "error": f"no actor named {name!r} (known: {', '.join(self.children)})"}
-        assert child is not None or cmd not in ("kill", "start", "restart")
         if cmd == "kill":
             sig = SIGNALS.get(str(req.get("signal", "KILL")).upper())
             if sig is None:
                 return {"ok": False, "error": f"unknown signal {req.get('signal')!r} "
                                               f"(use one of {', '.join(SIGNALS)})"}
-            return self._kill(child, sig, bool(req.get("restart", True)))
+            reply = self._kill(child, sig, bool(req.get("restart", True)))
+            if reply["ok"] and req.get("wait") and sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+                await child.exited.wait()  # the caller wants it gone (a power-loss test)
+            return reply
         if cmd == "start":
-            if child.state in ("running", "paused", "restarting"):
-                return {"ok": False, "error": f"{name} is already {child.state}"}
-            child.policy.reset()
+            if child.state in (RUNNING, PAUSED, RESTARTING):
+                return {"ok": False, "error": f"{name} is already {child.state.value}"}
+            child.record.policy.reset()
             await self._spawn(child)
-            return {"ok": True, "pid": child.proc.pid if child.proc else None}
-        if cmd == "restart":
-            await self._terminate(child)
-            child.policy.reset()
-            await self._spawn(child)
-            return {"ok": True, "pid": child.proc.pid if child.proc else None}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+            return {"ok": child.state is RUNNING, "pid": child.pid, "error": child.record.reason}
+        await self._terminate(child)  # restart
+        child.record.policy.reset()
+        await self._spawn(child)
+        return {"ok": child.state is RUNNING, "pid": child.pid, "error": child.record.reason}
 
-    async def _power_loss(self, names: list[str], tear: bool) -> dict[str, int]:
-        """Test mode: kill -9 these actors at once, cut each wal back to the durable length the
-        actor published (what a power failure would leave), optionally tear the tail with
-        garbage, and start them again."""
-        import random
-
-        from runtime.faults import read_synced, synced_path
-
-        victims = [self.children[n] for n in names if self.children[n].state in ("running", "paused")]
-        for child in victims:
-            self._kill(child, signal.SIGKILL, restart=False)
-        await asyncio.gather(*(c.exited.wait() for c in victims))
-        cut: dict[str, int] = {}
-        rng = random.Random()
-        for child in victims:
-            name = child.spec.name
-            wal = self.config.wal_path(name)
-            try:
-                synced = read_synced(synced_path(self.config, name))
-                size = wal.stat().st_size
-            except (FileNotFoundError, ValueError):
-                continue
-            if synced < size or tear:
-                with open(wal, "r+b") as f:
-                    f.truncate(synced)
-                    if tear:  # a write that was under way: some of its bytes made it, garbled
-                        f.seek(synced)
-                        f.write(rng.randbytes(rng.randint(1, 64)))
-                    os.fsync(f.fileno())
-            cut[name] = size - synced
-            self.logger.warning("power_lost", child=name, wal_bytes=size, durable_bytes=synced, cut_bytes=size - synced,
-                                torn=tear)
-        for child in victims:
-            await self._spawn(child)
-        logs.flush()
-        return cut
+    async def _kill_many(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`kill` with `names`: signal them all at once (a power failure hits every machine in
+        the same instant), then, with `wait`, answer once all are gone."""
+        names = req["names"]
+        unknown = [n for n in names if n not in self.children]
+        sig = SIGNALS.get(str(req.get("signal", "KILL")).upper())
+        if unknown or sig is None:
+            return {"ok": False, "error": f"no actor named {', '.join(map(repr, unknown))}" if unknown
+                    else f"unknown signal {req.get('signal')!r} (use one of {', '.join(SIGNALS)})"}
+        replies = {n: self._kill(self.children[n], sig, bool(req.get("restart", True))) for n in names}
+        killed = [self.children[n] for n, r in replies.items() if r["ok"]]
+        if req.get("wait") and sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            await asyncio.gather(*(c.exited.wait() for c in killed))
+        return {"ok": True, "killed": [c.spec.id for c in killed],
+                "errors": {n: r["error"] for n, r in replies.items() if not r["ok"]}}
 
     def _kill(self, child: Child, sig: signal.Signals, restart: bool) -> dict[str, Any]:
         proc = child.proc
-        if proc is None or child.state not in ("running", "paused"):
-            return {"ok": False, "error": f"{child.spec.name} is not running ({child.state})"}
+        name = child.spec.id
+        if proc is None or child.state not in (RUNNING, PAUSED):
+            return {"ok": False, "error": f"{name} is not running ({child.state.value})"}
         if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT) and not restart:
             child.hold = True
         try:
             os.kill(proc.pid, sig)
         except ProcessLookupError:
-            return {"ok": False, "error": f"{child.spec.name} (pid {proc.pid}) is already gone"}
-        if sig == signal.SIGSTOP:
-            child.state = "paused"
-        elif sig == signal.SIGCONT and child.state == "paused":
-            child.state = "running"
-        self.logger.info("child_signalled", child=child.spec.name, pid=proc.pid, signal=sig.name,
-                         restart=restart)
+            return {"ok": False, "error": f"{name} (pid {proc.pid}) is already gone"}
+        if sig == signal.SIGSTOP and child.state is RUNNING:
+            child.record.to(PAUSED, "SIGSTOP")
+        elif sig == signal.SIGCONT and child.state is PAUSED:
+            child.record.to(RUNNING)
+        self.logger.info("child_signalled", child=name, pid=proc.pid, signal=sig.name, restart=restart)
         logs.flush()
         return {"ok": True, "pid": proc.pid, "signal": sig.name}
 
     async def status(self) -> dict[str, Any]:
-        infos = await self._query_actors([c for c in self.children.values() if c.state == "running"])
+        infos = await self._query_actors([c for c in self.children.values() if c.state is RUNNING])
         actors = []
         leader = None
         leader_ballot = (-1, -1)
-        for name, child in self.children.items():
+        for name in self.config.actors:  # config order, as people wrote it
+            child = self.children[name]
             info = infos.get(name, {})
-            entry: dict[str, Any] = {
-                "name": name, "role": child.spec.role, "pid": child.pid, "state": child.state,
-                "restarts": child.policy.total_restarts, "reason": child.reason,
-                "endpoint": child.spec.endpoint, "info": info,
-            }
-            actors.append(entry)
+            actors.append({
+                "name": name, "role": child.spec.role, "pid": child.pid, "state": child.state.value,
+                "restarts": child.record.policy.total_restarts, "reason": child.record.reason,
+                "endpoint": child.endpoint, "info": info,
+            })
             if child.spec.role == "proposer" and info.get("state") == "leader" and info.get("serving"):
                 r, n = (int(x) for x in str(info.get("ballot", "0.0")).split("."))
                 if (r, n) > leader_ballot:
@@ -363,38 +368,36 @@ class Supervisor:
         self._queries += 1
         identity = f"supervisor-{os.getpid()}-{self._queries}"
         frame = codec.encode_frame(identity, [StatusQuery()])
-        sockets = {}
-        for child in children:
+
+        async def ask(child: Child) -> tuple[str, dict[str, Any] | None]:
             s = self._ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.ROUTING_ID, identity.encode())
-            s.connect(child.spec.endpoint)
-            sockets[child.spec.name] = s
-        results: dict[str, dict[str, Any]] = {}
-        try:
-            for s in sockets.values():
-                try:
-                    s.send(frame)
-                except zmq.ZMQError:
-                    pass
-            deadline = time.monotonic() + timeout_s
-            pending = dict(sockets)
-            while pending and time.monotonic() < deadline:
-                for name, s in list(pending.items()):
-                    if s.poll(0):
-                        try:
-                            _, messages = codec.decode_frame(s.recv())
-                        except codec.DecodeError:
-                            continue
-                        for m in messages:
-                            if isinstance(m, StatusReply):
-                                results[name] = dict(m.info)
-                                pending.pop(name, None)
-                if pending:
-                    await asyncio.sleep(0.005)
-        finally:
-            for s in sockets.values():
+            s.connect(child.endpoint)
+            try:
+                await s.send(frame)
+                while True:
+                    try:
+                        _, messages = codec.decode_frame(await s.recv())
+                    except codec.DecodeError:
+                        continue
+                    for m in messages:
+                        if isinstance(m, StatusReply):
+                            return child.spec.id, dict(m.info)
+            finally:
                 s.close(0)
+
+        results: dict[str, dict[str, Any]] = {}
+        tasks = [asyncio.create_task(ask(c)) for c in children]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if task.exception() is None:
+                    name, info = task.result()
+                    if info is not None:
+                        results[name] = info
         return results
 
 

@@ -90,7 +90,8 @@ class Transport:
             return
         batch: list[list[bytes]] = []
         recv = router.recv_multipart
-        events = router.getsockopt
+        # pyzmq types every option's value as int | bytes; EVENTS is an int.
+        events: Callable[[int], int] = router.getsockopt  # type: ignore[assignment]
         # Ask before each receive rather than catch zmq.Again: an exception per turn is costly.
         while len(batch) < DRAIN_FRAMES_MAX and events(_EVENTS) & _POLLIN:
             batch.append(recv(_NOBLOCK))
@@ -121,14 +122,14 @@ class Transport:
     def after_sends(self) -> None:
         """Sending on the ROUTER can consume the edge of its fd; look again."""
         router = self.router
-        if router is not None and not self._closed and router.getsockopt(_EVENTS) & _POLLIN:
+        if router is not None and not self._closed and int(router.getsockopt(_EVENTS)) & _POLLIN:
             self._schedule_drain()
 
     def close(self) -> None:
         self._closed = True
         if self.router is not None and self._loop is not None:
             try:
-                self._loop.remove_reader(self.router.getsockopt(zmq.FD))
+                self._loop.remove_reader(int(self.router.getsockopt(zmq.FD)))
             except Exception:
                 pass
             self.router.close(0)

@@ -123,23 +123,39 @@ def _valid_frame_after(data: bytes, view: memoryview, pos: int, size: int) -> in
     return None
 
 
-def scan(path: Path, data: bytes, bugs: frozenset[str] = frozenset()) -> tuple[list[bytes], int, str]:
-    """Payloads of the valid prefix, the length of that prefix, and why it ended ("" at a clean
-    end). Raises WalCorrupt if valid frames follow a bad one."""
-    view = memoryview(data)
-    size = len(data)
-    payloads: list[bytes] = []
-    pos = 0
-    while pos < size:
-        length, reason = _frame_at(view, pos, size)
-        if length < 0:
-            later = _valid_frame_after(data, view, pos + 1, size)
-            if later is not None and "truncate_on_corruption" not in bugs:
-                raise WalCorrupt(path, pos, f"{reason}, with valid records after it at offset {later}")
-            return payloads, pos, reason
-        payloads.append(data[pos + HEADER_BYTES:pos + HEADER_BYTES + length])
-        pos += HEADER_BYTES + length
-    return payloads, pos, ""
+class Scanner:
+    """Reads the valid prefix of a wal's bytes. Its one rule, `corrupt`, is a method so that the
+    harness can plant a bug in it and see the tests catch it."""
+
+    def scan(self, path: Path, data: bytes) -> tuple[list[bytes], int, str]:
+        """Payloads of the valid prefix, the length of that prefix, and why it ended ("" at a
+        clean end). A bad frame with a valid one after it is corruption (`corrupt`)."""
+        view = memoryview(data)
+        size = len(data)
+        payloads: list[bytes] = []
+        pos = 0
+        while pos < size:
+            length, reason = _frame_at(view, pos, size)
+            if length < 0:
+                later = _valid_frame_after(data, view, pos + 1, size)
+                if later is not None:
+                    self.corrupt(path, pos, reason, later)
+                return payloads, pos, reason
+            payloads.append(data[pos + HEADER_BYTES:pos + HEADER_BYTES + length])
+            pos += HEADER_BYTES + length
+        return payloads, pos, ""
+
+    def corrupt(self, path: Path, offset: int, reason: str, later: int) -> None:
+        """Only the last write can be torn (each is synced before anything depends on it), so a
+        bad frame followed by a valid one is corruption in the middle: stop, change nothing."""
+        raise WalCorrupt(path, offset, f"{reason}, with valid records after it at offset {later}")
+
+
+SCANNER = Scanner()
+
+
+def scan(path: Path, data: bytes) -> tuple[list[bytes], int, str]:
+    return SCANNER.scan(path, data)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -160,12 +176,11 @@ class Wal:
         self.synced_offset = offset  # bytes known durable (for power-loss tests)
         self.fsync_enabled = fsync
         self.fsyncs = 0
-        self.frames_written = 0
         self.on_synced: Callable[[int], None] | None = None  # test mode: publish the durable length
 
     @classmethod
-    def open(cls, path: Path, role: str, name: str, fsync: bool = True, bugs: frozenset[str] = frozenset(),
-             apply: Callable[[Record], None] | None = None) -> tuple[Wal, Recovery]:
+    def open(cls, path: Path, role: str, name: str, fsync: bool = True, scanner: Scanner = SCANNER,
+             apply: Callable[[Record], object] | None = None) -> tuple[Wal, Recovery]:
         """Open (or create) the wal and read back its records: into `Recovery.records`, or, with
         `apply`, through `apply` one frame at a time without keeping them (less memory, and
         faster at a million records). An exception from `apply` closes the file and propagates."""
@@ -179,7 +194,7 @@ class Wal:
             except BlockingIOError:
                 raise WalLocked(f"{path}: in use by another process (is {name} already running?)") from None
             data = _read_all(fd)
-            payloads, valid_bytes, _ = scan(path, data, bugs)
+            payloads, valid_bytes, _ = scanner.scan(path, data)
             if valid_bytes == 0 and data and data.strip(b"\0") and not data.startswith(
                     MAGIC[:min(len(data), len(MAGIC))]):
                 raise WalFormatError(f"{path}: not a paxos wal (no frame magic at offset 0)")
@@ -234,7 +249,6 @@ class Wal:
         except OSError as exc:
             raise WalFatal(f"{self.path}: write failed: {exc.strerror or exc}; stopping") from exc
         self.offset += len(data)
-        self.frames_written += 1
         if sync:
             self.sync()
 

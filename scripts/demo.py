@@ -26,9 +26,9 @@ import uvloop
 from rich.console import Console
 
 from runtime.client import Client
+from runtime.harness.local import LocalCluster
+from runtime.harness.workload import Ledger, verify, writers
 from runtime.logview import Formatter
-from runtime.testing.local import LocalCluster
-from runtime.testing.workload import Ledger, verify, writers
 
 console = Console(highlight=False)
 

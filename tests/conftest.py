@@ -1,6 +1,30 @@
+"""Test tiers, by where a test lives (pytest -m fast|slow|integration; plain `pytest` runs all):
+
+- fast: the cores' rules, scenario scripts, codec, wal, config, supervision, checkers, layering;
+  seconds in all, for the edit-test loop;
+- slow: the deterministic simulator's thousand seeds and planted-bug sweeps, and exhaustive model
+  checking; minutes;
+- integration: real processes on loopback (tests/integration/), the Jepsen-style runs among them.
+"""
+
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+SLOW = {"test_simulation.py", "test_model_check.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        if "integration" in path.parts:
+            item.add_marker(pytest.mark.integration)
+        elif path.name in SLOW:
+            item.add_marker(pytest.mark.slow)
+        else:
+            item.add_marker(pytest.mark.fast)

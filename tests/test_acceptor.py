@@ -6,7 +6,7 @@ from actors.acceptor import Acceptor
 from actors.ballot import Ballot
 from actors.invariants import InvariantViolation
 from actors.messages import COMMANDS, NOOP, Accept, Accepted, Fetch, Fetched, Heartbeat, Nack, Prepare, Promise, Value
-from actors.output import Output
+from actors.ready import Ready
 from actors.records import AcceptRecord, PromiseRecord
 
 IDS = {"p1": 1, "p2": 2}
@@ -23,9 +23,9 @@ def cmd(text: str, epoch: Ballot = B11) -> Value:
     return Value(COMMANDS, epoch, (text.encode(),))
 
 
-def step(a: Acceptor, sender: str, message) -> Output:
-    out = Output()
-    a.step(sender, message, out)
+def step(a: Acceptor, sender: str, message) -> Ready:
+    out = a.step(sender, message)
+    a.invariants()
     return out
 
 
@@ -165,7 +165,12 @@ def test_fetch_returns_what_was_accepted_in_range() -> None:
     assert [(v.slot, v.ballot) for v in fetched.votes] == [(1, Ballot(1, 1)), (3, Ballot(1, 1))]
 
 
-def test_heartbeat_moves_the_watermark_in_memory_only() -> None:
+def test_the_leaders_probe_moves_the_watermark_in_memory_only() -> None:
     a = acceptor()
-    out = step(a, "p1", Heartbeat(Ballot(1, 1), 7))
+    step(a, "p1", Prepare(Ballot(1, 1), 1))
+    out = step(a, "p1", Accept(Ballot(1, 1), 7, ()))  # the leader's heartbeat to acceptors
+    assert out.persist == [] and a.chosen_through == 7
+    # A Heartbeat proper is for proposers and learners: an acceptor ignores it, and says so.
+    out = step(a, "p1", Heartbeat(Ballot(1, 1), 9))
     assert out.persist == [] and out.send == [] and a.chosen_through == 7
+    assert [(e, f["reason"]) for _, e, f in out.events] == [("message_ignored", "not_for_acceptor")]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import bench
 from runtime.config import load
-from runtime.testing.local import free_ports
+from runtime.harness import bench
+from runtime.harness.local import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 

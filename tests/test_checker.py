@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.check import appendlog
-from runtime.check.__main__ import main
-from runtime.check.history import HistoryError, Operation, by_key, load, parse
-from runtime.check.linearizability import check, check_key
+from runtime.harness.check import appendlog
+from runtime.harness.check.__main__ import main
+from runtime.harness.check.history import HistoryError, Operation, by_key, load, parse
+from runtime.harness.check.linearizability import check, check_key
 
 # --- building histories -------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from actors.invariants import InvariantViolation
 from actors.kv import KVStore
 from actors.learner import Learner
 from actors.messages import COMMANDS, NOOP, START, Accepted, Fetch, Fetched, Heartbeat, Reply, Value, Vote
-from actors.output import Output
+from actors.ready import Ready
 from actors.records import DecidedRecord
 from runtime import codec
 
@@ -23,9 +23,9 @@ def put(client: str, seq: int, key: str, value: str, epoch: Ballot = B1) -> Valu
     return Value(COMMANDS, epoch, (codec.encode_client_batch(client, 0, [[seq, "put", key, value]]),))
 
 
-def accepted(lr: Learner, acceptor: str, ballot: Ballot, slot: int, value: Value) -> Output:
-    out = Output()
-    lr.step(acceptor, Accepted(ballot, (slot,), (value,)), out)
+def accepted(lr: Learner, acceptor: str, ballot: Ballot, slot: int, value: Value) -> Ready:
+    out = lr.step(acceptor, Accepted(ballot, (slot,), (value,)))
+    lr.invariants()
     return out
 
 
@@ -73,24 +73,20 @@ def test_delivery_is_in_slot_order_and_a_gap_is_fetched() -> None:
     assert lr.delivered == 0 and 2 in lr.chosen
     fetches = []
     for _ in range(3):
-        out = Output()
-        lr.tick(out)
+        out = lr.tick()
         fetches += [(d, m) for d, m in out.send if isinstance(m, Fetch)]
     assert sorted(d for d, _ in fetches) == ["a1", "a2", "a3"] and fetches[0][1] == Fetch(1, 2)
     for a in ("a1", "a3"):
-        out = Output()
-        lr.step(a, Fetched(0, (Vote(1, B1, put("c", 1, "k", "one")),)), out)
+        out = lr.step(a, Fetched(0, (Vote(1, B1, put("c", 1, "k", "one")),)))
     assert lr.delivered == 2 and lr.kv.data == {"k": "two"}
 
 
 def test_a_heartbeat_watermark_beyond_what_was_delivered_triggers_a_fetch() -> None:
     lr = learner()
-    out = Output()
-    lr.step("p1", Heartbeat(B1, 5), out)
+    out = lr.step("p1", Heartbeat(B1, 5))
     sent = []
     for _ in range(3):
-        out = Output()
-        lr.tick(out)
+        out = lr.tick()
         sent += [m for _, m in out.send]
     assert Fetch(1, 5) in sent
 
@@ -122,7 +118,7 @@ def test_replaying_decided_records_rebuilds_the_same_state_without_replies() -> 
     assert replayed.kv.data == live.kv.data and replayed.delivered == 3
     assert replayed.kv.digest() == live.kv.digest()
     # A retry after the restart still gets the first result, not a second application.
-    out = Output()
+    out = Ready()
     for a in ("a1", "a2"):
         replayed.step(a, Accepted(B2, (4,), (put("c", 2, "j", "changed"),)), out)
     assert replayed.kv.data["j"] == "w"

@@ -3,11 +3,12 @@
 The complete run is the CI bound (2 proposers with one election each, 3 acceptors, client
 commands, every interleaving of every frame, loss as non-delivery): about 160,000 states in
 under a minute here. Larger bounds (duplication, restarts, more elections) are
-`python -m runtime.sim.model --campaigns 2,1 --duplicates 1 --restarts 1`."""
+`python -m runtime.harness.sim.model --campaigns 2,1 --duplicates 1 --restarts 1`."""
 
 import pytest
 
-from runtime.sim.model import Bounds, ModelChecker
+from runtime.harness import bugs as planted
+from runtime.harness.sim.model import Bounds, ModelChecker
 
 
 def test_every_reachable_state_of_the_base_bound_keeps_agreement() -> None:
@@ -25,7 +26,7 @@ def test_every_reachable_state_of_the_base_bound_keeps_agreement() -> None:
     ("ack_before_chosen", Bounds(campaigns=(1, 1), duplicates=0, restarts=0, learners=1)),
 ])
 def test_planted_bugs_are_found_with_a_counterexample(bug: str, bounds: Bounds) -> None:
-    result = ModelChecker(bounds, frozenset([bug])).run(time_budget_s=120)
+    result = ModelChecker(bounds, planted.kinds(bug)).run(time_budget_s=120)
     assert not result.ok, f"{bug} was not found in {result.states} states"
     assert result.violation.startswith(("agreement", "core invariant"))
     assert result.trail and "campaigns" in result.trail[0]

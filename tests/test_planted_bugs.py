@@ -1,4 +1,4 @@
-"""Testing the tests (Paxos Made Live, section 6.3): every planted bug of actors/bugs.py is
+"""Testing the tests (Paxos Made Live, section 6.3): every planted bug of runtime/harness/bugs.py is
 caught by at least one tier, and this table says which. The checks themselves live with their
 tier: test_simulation.py (simulation), test_model_check.py (model checking),
 tests/integration/test_nemesis.py (real processes); the scenario tier is checked here (its clean
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.bugs import BUGS
-from runtime.sim.scenario import run_file
+from runtime.harness import bugs as planted
+from runtime.harness.bugs import BUGS
+from runtime.harness.sim.scenario import run_file
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.scn"))
 
@@ -40,7 +41,7 @@ def test_scenarios_catch(bug: str) -> None:
     failed = []
     for path in SCENARIOS:
         try:
-            if run_file(path, frozenset([bug])) != path.with_suffix(".golden").read_text():
+            if run_file(path, planted.kinds(bug)) != path.with_suffix(".golden").read_text():
                 failed.append(f"{path.stem} (transcript)")
         except Exception as exc:  # an invariant stop counts too
             failed.append(f"{path.stem}: {type(exc).__name__}")

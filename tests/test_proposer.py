@@ -19,8 +19,8 @@ from actors.messages import (
     Value,
     Vote,
 )
-from actors.output import Output
 from actors.proposer import CANDIDATE, FOLLOWER, LEADER, Proposer, ProposerParams
+from actors.ready import Ready
 from actors.records import RoundRecord
 
 ACCEPTORS = ["a1", "a2", "a3"]
@@ -33,20 +33,33 @@ def proposer(name: str = "p1", seed: int = 1, params: ProposerParams = PARAMS) -
     return Proposer(name, int(name[1:]), {"p1": 1, "p2": 2}, ACCEPTORS, ["l1"], params, random.Random(seed))
 
 
-def step(p: Proposer, sender: str, m) -> Output:
-    out = Output()
-    p.step(sender, m, out)
-    p.flush(out)
+def step(p: Proposer, sender: str, m) -> Ready:
+    """One turn: the step, the end-of-turn batching, and the invariants the shell checks."""
+    out = p.step(sender, m)
+    p.end_turn(out)
+    p.invariants()
     return out
 
 
-def tick_until_election(p: Proposer) -> Output:
+def tick(p: Proposer) -> Ready:
+    out = p.tick()
+    p.end_turn(out)
+    p.invariants()
+    return out
+
+
+def tick_until_election(p: Proposer) -> Ready:
     for _ in range(1000):
-        out = Output()
-        p.tick(out)
-        if p.role == CANDIDATE:
+        out = tick(p)
+        if p.state is CANDIDATE:
             return out
     raise AssertionError("no election")
+
+
+def inflight(p: Proposer) -> dict:
+    own = p.lead or p.cand
+    assert own is not None
+    return own.inflight
 
 
 def promise(b: Ballot, from_slot: int = 1, votes=(), highest: int = 0, chosen_through: int = 0,
@@ -54,15 +67,15 @@ def promise(b: Ballot, from_slot: int = 1, votes=(), highest: int = 0, chosen_th
     return Promise(b, from_slot, chosen_through, highest, highest if reported is None else reported, tuple(votes))
 
 
-def lead(p: Proposer, votes_by_acceptor=None) -> Output:
+def lead(p: Proposer, votes_by_acceptor=None) -> Ready:
     tick_until_election(p)
     b = p.ballot
     votes_by_acceptor = votes_by_acceptor or {}
-    last = Output()
+    last = Ready()
     for a in ACCEPTORS[:2]:
         votes = votes_by_acceptor.get(a, ())
-        last = step(p, a, promise(b, p.p1_from, votes, max([v.slot for v in votes], default=0)))
-    assert p.role == LEADER
+        last = step(p, a, promise(b, p.cand.p1_from, votes, max([v.slot for v in votes], default=0)))
+    assert p.state is LEADER
     return last
 
 
@@ -89,7 +102,7 @@ def test_nack_makes_it_step_down_and_jump_past_the_reported_ballot() -> None:
     p = proposer()
     tick_until_election(p)
     step(p, "a1", Nack(Ballot(1, 1), Ballot(7, 2)))
-    assert p.role == FOLLOWER and p.backoff == 2
+    assert p.state is FOLLOWER and p.backoff == 2
     assert p.leader == "p2"
     tick_until_election(p)
     assert p.ballot == Ballot(8, 1)
@@ -102,7 +115,7 @@ def test_majority_of_promises_makes_a_leader_that_writes_start_working() -> None
     # To every acceptor, and to the learner, which takes the values from it.
     assert sorted(d for d, m in out.send if isinstance(m, Accept) and m.entries) == [*ACCEPTORS, "l1"]
     assert accepts[0].entries == ((1, Value(START, Ballot(1, 1))),)
-    assert p.sw_slot == 1 and p.next_slot == 2
+    assert p.lead.sw_slot == 1 and p.lead.next_slot == 2
 
 
 def test_takeover_reproposes_highest_ballot_value_and_fills_holes_with_noops() -> None:
@@ -118,7 +131,7 @@ def test_takeover_reproposes_highest_ballot_value_and_fills_holes_with_noops() -
     assert slots[2] == Value(NOOP, p.ballot)  # a hole becomes a no-op
     assert slots[3] == cmd("x", old)
     assert slots[4] == Value(START, p.ballot)  # StartWorking after every recovered slot
-    assert p.next_slot == 5
+    assert p.lead.next_slot == 5
 
 
 def test_phase1_continues_from_where_incomplete_promises_stopped() -> None:
@@ -127,22 +140,22 @@ def test_phase1_continues_from_where_incomplete_promises_stopped() -> None:
     b = p.ballot
     step(p, "a1", promise(b, 1, [Vote(1, Ballot(1, 1), cmd("x", Ballot(1, 1)))], highest=3, reported=1))
     out = step(p, "a2", promise(b, 1, [], highest=0))
-    assert p.role == CANDIDATE and p.p1_from == 2
+    assert p.state is CANDIDATE and p.cand.p1_from == 2
     assert any(isinstance(m, Prepare) and m.from_slot == 2 for _, m in out.send)
-    assert 1 in p.inflight  # what was covered is already being re-proposed
+    assert 1 in inflight(p)  # what was covered is already being re-proposed
     step(p, "a1", promise(b, 2, [Vote(3, Ballot(1, 1), cmd("z", Ballot(1, 1)))], highest=3))
     step(p, "a3", promise(b, 2, [], highest=0))
-    assert p.role == LEADER and p.sw_slot == 4
-    assert p.inflight[2].value.kind == NOOP and p.inflight[3].value.batches == (b"z",)
+    assert p.state is LEADER and p.lead.sw_slot == 4
+    assert inflight(p)[2].value.kind == NOOP and inflight(p)[3].value.batches == (b"z",)
 
 
 def test_commands_of_one_turn_share_a_slot_and_an_accept() -> None:
     p = proposer()
     lead(p)
-    out = Output()
+    out = Ready()
     for i in range(3):
         p.step(f"c{i}", Submit(f"b{i}".encode()), out)
-    p.flush(out)
+    p.end_turn(out)
     accepts = [m for d, m in out.send if isinstance(m, Accept)]
     assert len(accepts) == 4  # one per acceptor, and the learner's copy
     assert accepts[0].entries[0][1].batches == (b"b0", b"b1", b"b2")
@@ -151,12 +164,12 @@ def test_commands_of_one_turn_share_a_slot_and_an_accept() -> None:
 def test_batch_limits_split_slots_and_the_window_bounds_slots_in_flight() -> None:
     p = proposer()
     lead(p)  # slot 1 (StartWorking) is in flight
-    out = Output()
+    out = Ready()
     for i in range(5):
         p.step("c", Submit(bytes([i]) * 40), out)  # two fit in 100 bytes
-    p.flush(out)
-    assert len(p.inflight) == 4  # window_slots
-    sizes = [len(e.value.batches) for s, e in sorted(p.inflight.items()) if s > 1]
+    p.end_turn(out)
+    assert len(inflight(p)) == 4  # window_slots
+    sizes = [len(e.value.batches) for s, e in sorted(inflight(p).items()) if s > 1]
     assert sizes == [2, 2, 1]
     assert len(p.queue) == 0
 
@@ -164,12 +177,12 @@ def test_batch_limits_split_slots_and_the_window_bounds_slots_in_flight() -> Non
 def test_full_queue_answers_busy_instead_of_dropping() -> None:
     p = proposer()
     lead(p)
-    for slot in list(p.inflight):
-        p.inflight[slot].acks.clear()
-    out = Output()
+    for slot in list(inflight(p)):
+        inflight(p)[slot].acks.clear()
+    out = Ready()
     for _ in range(20):
         p.step("c", Submit(b"x" * 90), out)
-    p.flush(out)
+    p.end_turn(out)
     busy = [m for d, m in out.send if isinstance(m, Redirect) and m.reason == "busy"]
     # The queue fills within the turn; the flush then moves 3 of them into the window.
     assert len(busy) == 20 - PARAMS.queue_batches_max
@@ -187,18 +200,18 @@ def test_majority_accepted_advances_the_watermark_and_starts_serving() -> None:
     p = proposer()
     lead(p)
     step(p, "a1", Accepted(p.ballot, (1,), ()))
-    assert not p.serving
+    assert not p.lead.serving
     step(p, "a1", Accepted(p.ballot, (1,), ()))  # a duplicate counts once
-    assert not p.serving
+    assert not p.lead.serving
     step(p, "a3", Accepted(p.ballot, (1,), ()))
-    assert p.serving and p.chosen_through == 1
+    assert p.lead.serving and p.chosen_through == 1
 
 
 def test_stale_accepted_is_ignored() -> None:
     p = proposer()
     lead(p)
     step(p, "a1", Accepted(Ballot(0, 2), (1,), ()))
-    assert p.inflight[1].acks == set()
+    assert inflight(p)[1].acks == set()
 
 
 def test_unanswered_accepts_are_resent_only_to_acceptors_that_did_not_answer() -> None:
@@ -207,8 +220,7 @@ def test_unanswered_accepts_are_resent_only_to_acceptors_that_did_not_answer() -
     step(p, "a1", Accepted(p.ballot, (1,), ()))
     sent = []
     for _ in range(PARAMS.retry_ticks):
-        out = Output()
-        p.tick(out)
+        out = tick(p)
         sent += [d for d, m in out.send if isinstance(m, Accept) and m.entries]
     assert sorted(sent) == ["a2", "a3"]
 
@@ -216,10 +228,9 @@ def test_unanswered_accepts_are_resent_only_to_acceptors_that_did_not_answer() -
 def test_heartbeats_keep_a_follower_from_electing() -> None:
     p = proposer("p2")
     for _ in range(200):
-        out = Output()
-        p.tick(out)
+        tick(p)
         step(p, "p1", Heartbeat(Ballot(1, 1), 0))
-    assert p.role == FOLLOWER and p.elections == 0
+    assert p.state is FOLLOWER and p.elections == 0
 
 
 def test_election_timeouts_are_randomized_and_back_off() -> None:
@@ -235,23 +246,22 @@ def test_a_leader_cut_off_from_the_acceptors_steps_down() -> None:
     p = proposer()
     lead(p)
     for _ in range(3 * PARAMS.election_ticks):
-        out = Output()
-        p.tick(out)
-        if p.role != LEADER:
+        out = tick(p)
+        if p.state is not LEADER:
             break
-    assert p.role == FOLLOWER
+    assert p.state is FOLLOWER
     assert any(e == "stepped_down" and f["reason"] == "quorum_lost" for _, e, f in out.events)
 
 
 def test_a_leader_that_hears_a_higher_leader_steps_down_and_redirects_queued_clients() -> None:
     p = proposer()
     lead(p)
-    for slot in p.inflight:
-        p.inflight[slot].acks.clear()
-    out = Output()
-    p.inflight.update({s: p.inflight[1] for s in range(2, 5)})  # fill the window
+    for slot in inflight(p):
+        inflight(p)[slot].acks.clear()
+    out = Ready()
+    inflight(p).update({s: inflight(p)[1] for s in range(2, 5)})  # fill the window
     p.step("c1", Submit(b"x"), out)
     assert len(p.queue) == 1
     out = step(p, "p2", Heartbeat(Ballot(9, 2), 0))
-    assert p.role == FOLLOWER and p.leader == "p2"
+    assert p.state is FOLLOWER and p.leader == "p2"
     assert ("c1", Redirect("p2", "stepped_down")) in out.send

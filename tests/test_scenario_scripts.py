@@ -1,12 +1,14 @@
 """Every scenario script runs, its expectations hold, and its transcript matches the reviewed
-golden file. After a deliberate change: `python -m runtime.sim.scenario tests/scenarios/*.scn
+golden file. After a deliberate change: `python -m runtime.harness.sim.scenario tests/scenarios/*.scn
 --update`, then review the diff of the .golden files."""
 
 from pathlib import Path
 
 import pytest
 
-from runtime.sim.scenario import run_file
+from actors.messages import COMMANDS, START
+from runtime.harness.sim.scenario import run_file
+from runtime.harness.sim.world import World
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.scn"))
 
@@ -25,4 +27,20 @@ def test_scenario_matches_its_golden_transcript(path: Path) -> None:
     transcript = run_file(path)
     assert transcript == golden.read_text(), (
         f"{path.name}: the transcript changed; if that is intended, regenerate with "
-        f"`python -m runtime.sim.scenario {path} --update` and review the diff")
+        f"`python -m runtime.harness.sim.scenario {path} --update` and review the diff")
+
+
+def test_the_world_replays_disks_through_the_real_framing() -> None:
+    w = World()
+    w.elect("p1")
+    w.submit("p1", "c", [[1, "put", "k", "v"]])
+    w.deliver()
+    before = dict(w.acceptor("a1").accepted)
+    assert {v.kind for _, v in before.values()} == {START, COMMANDS}  # StartWorking and the put
+    w.crash("a1")
+    assert w.restart("a1").accepted == before
+    # What a learner wrote without waiting for the disk is lost with it; what was synced is not.
+    learner_disk = w.disks["l1"]
+    assert learner_disk.synced < len(learner_disk.data)
+    w.tick(["l1"], n=10)  # the driver's deferred sync (runtime/turn.py)
+    assert learner_disk.synced == len(learner_disk.data)

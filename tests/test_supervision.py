@@ -1,6 +1,19 @@
 """The restart policy, as data (Erlang/OTP style)."""
 
-from runtime.supervision import Fail, Restart, RestartPolicy, Stop
+import pytest
+
+from runtime.supervision import (
+    BadTransition,
+    ChildRecord,
+    ChildSpec,
+    ChildState,
+    Fail,
+    Restart,
+    RestartPolicy,
+    Stop,
+    describe_exit,
+    start_order,
+)
 
 
 def test_permanent_children_restart_with_growing_delays_until_the_budget_is_spent() -> None:
@@ -31,9 +44,38 @@ def test_transient_and_temporary() -> None:
     assert isinstance(RestartPolicy("temporary").on_exit(0, -9, False), Stop)
 
 
-def test_reset_starts_the_budget_afresh() -> None:
+def test_reset_starts_the_budget_and_the_count_afresh() -> None:
     policy = RestartPolicy("permanent", restart_max=1)
     policy.on_exit(0, 1, False)
     assert isinstance(policy.on_exit(1, 1, False), Fail)
+    assert policy.total_restarts == 1
     policy.reset()
+    assert policy.total_restarts == 0
     assert isinstance(policy.on_exit(2, 1, False), Restart)
+
+
+def test_children_start_acceptors_first_and_proposers_last() -> None:
+    specs = [ChildSpec(n, role, ()) for n, role in
+             [("p1", "proposer"), ("a1", "acceptor"), ("l1", "learner"), ("a2", "acceptor"), ("p2", "proposer")]]
+    assert [s.id for s in start_order(specs)] == ["a1", "a2", "l1", "p1", "p2"]
+
+
+def test_a_child_moves_only_along_the_transitions_of_its_state_machine() -> None:
+    child = ChildRecord(ChildSpec("a1", "acceptor", ()), RestartPolicy())
+    child.to(ChildState.RUNNING)
+    child.to(ChildState.PAUSED, "SIGSTOP")
+    child.to(ChildState.RESTARTING, "killed by SIGKILL")
+    assert (child.state, child.reason) == (ChildState.RESTARTING, "killed by SIGKILL")
+    with pytest.raises(BadTransition):
+        child.to(ChildState.PAUSED)  # a process that is not there cannot be paused
+    child.to(ChildState.RUNNING)
+    child.to(ChildState.STOPPED, "stopped on request")
+    with pytest.raises(BadTransition):
+        child.to(ChildState.RESTARTING)  # a stopped child is restarted only by an operator
+    assert child.state is ChildState.STOPPED
+
+
+def test_exit_codes_are_said_in_words() -> None:
+    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(71).startswith("exit code 71 (crashed on an unexpected error")
+    assert describe_exit(0) == "exit code 0"

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.testing.local import LocalCluster
+from runtime.harness.local import LocalCluster
 
 
 @pytest.fixture

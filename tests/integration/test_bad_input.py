@@ -13,7 +13,7 @@ import zmq
 from actors.ballot import Ballot
 from actors.messages import Prepare
 from runtime import codec
-from runtime.testing.local import LocalCluster
+from runtime.harness.local import LocalCluster
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runtime.testing.local import LocalCluster
+from runtime.harness.local import LocalCluster
 
 
 def test_client_commands_print_results_and_exit_by_outcome(running: LocalCluster) -> None:
@@ -65,9 +65,21 @@ def test_a_crash_loop_stops_with_a_clear_error(running: LocalCluster) -> None:
         c.wait_for("a3 exit noticed", lambda p=a["pid"]: c.actor("a3")["pid"] != p)
     a3 = c.wait_for("a3 failed", lambda: (a := c.actor("a3"))["state"] == "failed" and a)
     assert "restart budget exhausted" in a3["reason"]
+    # kill -9 leaves no last words: the reason says so, not the supervisor's own start banner.
+    assert a3["reason"].endswith("last stderr: (nothing)") and a3["restarts"] == 5
     assert c.paxos("put", "still", "fine").returncode == 0
-    assert c.paxos("start", "a3").returncode == 0  # an operator can bring it back
-    c.wait_for("a3 running again", lambda: c.actor("a3")["state"] == "running")
+    assert c.paxos("start", "a3").returncode == 0  # an operator can bring it back ...
+    a3 = c.wait_for("a3 running again", lambda: (a := c.actor("a3"))["state"] == "running" and a)
+    assert a3["restarts"] == 0 and a3["reason"] == ""  # ... with a fresh budget, and the count shows it
+
+
+def test_children_start_in_dependency_order_and_stop_in_reverse(running: LocalCluster) -> None:
+    c = running
+    started = [e["child"] for e in c.log_events("supervisor") if e["event"] == "child_started"]
+    assert started == ["a1", "a2", "a3", "l1", "l2", "p1", "p2"]  # acceptors, learners, proposers
+    assert c.paxos("down").returncode == 0
+    stopped = [e["child"] for e in c.log_events("supervisor") if e["event"] == "child_exited"]
+    assert stopped == list(reversed(started))
 
 
 def test_unknown_outcome_exits_2_and_a_stopped_cluster_exits_1(running: LocalCluster) -> None:

@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime.nemesis import run
+from runtime.harness.nemesis import run
 
 
 def test_a_short_mix_of_every_fault_keeps_the_history_linearizable(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "runtime.nemesis", "--duration", "40", "--seed", "7",
+    proc = subprocess.run([sys.executable, "-m", "runtime.harness.nemesis", "--duration", "40", "--seed", "7",
                            "--faults", "kill,pause,partition,chaos,power", "--history", str(history)],
                           capture_output=True, text=True, timeout=300)
     last = proc.stdout.strip().splitlines()[-1]

@@ -15,8 +15,8 @@ from actors.ballot import Ballot
 from actors.messages import Nack, Prepare, Promise
 from runtime import codec
 from runtime.client import Client
-from runtime.testing.local import LocalCluster
-from runtime.testing.workload import Ledger, verify, writers
+from runtime.harness.local import LocalCluster
+from runtime.harness.workload import Ledger, verify, writers
 
 
 def run(coro):
@@ -185,9 +185,49 @@ def test_many_clients_with_many_concurrent_operations(running: LocalCluster) -> 
 
 
 def test_unused_port_helper_returns_distinct_ports() -> None:
-    from runtime.testing.local import free_ports
+    from runtime.harness.local import free_ports
 
     ports = free_ports(5)
     assert len(set(ports)) == 5
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports[0]))
+
+
+def test_an_unexpected_error_ends_the_actor_which_rebuilds_from_its_file_alone(tmp_path) -> None:
+    """Crash-only: an exception while handling input, with the acceptor's memory ahead of its file,
+    ends the process with exit 71 and the error in its log; the supervisor restarts it, and it
+    rebuilds from its file and votes again. Nothing acknowledged is lost."""
+    c = LocalCluster(tmp_path, extra="[testing]\nenabled = true")  # the test-mode actor injects it
+    try:
+        assert c.up().returncode == 0
+        ledger = Ledger()
+        pid = c.actor("a1")["pid"]
+
+        async def scenario() -> None:
+            async with Client(c.config_path, timeout_s=10) as kv:
+                stop = asyncio.Event()
+                load = asyncio.create_task(writers(kv, ledger, stop))
+                await ledger.progress_after(time.monotonic())
+                # Its next turn with records to persist raises after the steps, before the commit.
+                os.kill(pid, signal.SIGUSR1)
+                await asyncio.to_thread(c.wait_for, "a1 restarted", lambda: (a := c.actor("a1"))["state"] == "running"
+                                        and a["pid"] not in (None, pid) and a["info"].get("accepts_answered"))
+                await ledger.progress_after(time.monotonic())
+                stop.set()
+                await load
+                await verify(kv, ledger)
+
+        run(scenario())
+        events = c.log_events("a1")
+        crash = next(e for e in events if e["event"] == "actor_crashed")
+        assert crash["where"] == "frames" and crash["error"].startswith("InjectedCrash: injected after the steps")
+        assert "Traceback" in crash["traceback"]
+        after = [e for e in events if e["ts"] > crash["ts"]]
+        recovered = next(e for e in after if e["event"] == "recovered")
+        assert recovered["records"] > 0 and not recovered["created"]  # from its file, not afresh
+        assert any(e["event"] == "voting" for e in after)
+        exits = [e for e in c.log_events("supervisor") if e["event"] == "child_exited" and e.get("child") == "a1"]
+        assert exits and exits[0]["exit"].startswith("exit code 71") and exits[0]["action"] == "restart"
+        assert c.actor("a1")["restarts"] == 1
+    finally:
+        c.down()

@@ -189,7 +189,7 @@ def _pair(invoke: dict[str, Any], invoke_line: int, index: int, event: dict[str,
 
 
 def _operation(invoke: dict[str, Any], index: int, status: str, result: str | None, complete_time: float) -> Operation:
-    value = invoke.get("value")
+    value: Any = invoke.get("value")
     if invoke["f"] == "cas":
         value = (value[0], value[1])
     return Operation(

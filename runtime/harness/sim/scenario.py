@@ -7,7 +7,7 @@ actors, and state expectations. Running it produces a transcript (every command,
 delivered or dropped, every info-level event, every expectation checked); tests compare it with
 a golden file reviewed in the repository (`tests/scenarios/*.golden`).
 
-    python -m runtime.sim.scenario tests/scenarios/ghost.scn [--update]
+    python -m runtime.harness.sim.scenario tests/scenarios/ghost_reappearance.scn [--update]
 
 Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,y to=x,y`):
 
@@ -65,10 +65,11 @@ from actors.messages import (
     Submit,
     Value,
 )
-from actors.output import DEBUG, Output
+from actors.ready import DEBUG, Event
 from actors.records import AcceptRecord, PromiseRecord, RoundRecord
 from runtime import codec
-from runtime.sim.world import Envelope, World, WorldConfig
+from runtime.harness.sim.world import Envelope, World, WorldConfig
+from runtime.turn import PRODUCT, Kinds
 from runtime.wal import WalCorrupt
 
 
@@ -171,8 +172,8 @@ def make_filter(args: list[str]) -> Callable[[Envelope], bool]:
 
 
 class Scenario:
-    def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
-        self.bugs = bugs
+    def __init__(self, kinds: Kinds = PRODUCT) -> None:
+        self.kinds = kinds
         self.world: World | None = None
         self.lines: list[str] = []
         self.held: list[Envelope] = []
@@ -210,8 +211,8 @@ class Scenario:
             raise ScenarioError(f"unknown command {op!r}")
         handler(args)
 
-    def _on_commit(self, name: str, out: Output) -> None:
-        for level, event, fields in out.events:
+    def _on_events(self, name: str, events: list[Event]) -> None:
+        for level, event, fields in events:
             if level == DEBUG or event in ("accepted",):
                 continue
             shown = " ".join(f"{k}={v}" for k, v in fields.items())
@@ -241,8 +242,8 @@ class Scenario:
         self.world = World(WorldConfig(proposers=int(sizes.get("proposers", 2)),
                                        acceptors=int(sizes.get("acceptors", 3)),
                                        learners=int(sizes.get("learners", 1))), seed=int(sizes.get("seed", 0)),
-                           bugs=self.bugs)
-        self.world.on_commit = self._on_commit
+                           kinds=self.kinds)
+        self.world.on_events = self._on_events
 
     def do_record(self, args: list[str]) -> None:
         name, kind, rest = args[0], args[1], args[2:]
@@ -259,9 +260,7 @@ class Scenario:
         self.w.restart(name)
 
     def do_timeout(self, args: list[str]) -> None:
-        out = Output()
-        self.w.proposer(args[0]).campaign(out)
-        self.w.commit(args[0], out)
+        self.w.perform(args[0], self.w.proposer(args[0]).campaign)
 
     def do_tick(self, args: list[str]) -> None:
         names = [a for a in args if "=" not in a] or None
@@ -378,8 +377,8 @@ class Scenario:
         for seq, ok, result in self.w.replies(args[0]):
             got.setdefault(seq, f"{'ok' if ok else 'err'}:{result}")  # the first answer counts
         for item in args[1:]:
-            seq, _, want = item.partition("=")
-            have = got.get(int(seq), "none")
+            seq_text, _, want = item.partition("=")
+            have = got.get(int(seq_text), "none")
             if have != want:
                 raise ScenarioError(f"expected {args[0]}/{seq} to be answered {want}, got {have}")
         self.out("  ok")
@@ -390,12 +389,12 @@ def _brief(status: dict[str, Any]) -> str:
     return " ".join(f"{k}={status[k]}" for k in keep if k in status)
 
 
-def run_file(path: Path, bugs: frozenset[str] = frozenset()) -> str:
-    return Scenario(bugs).run(path.read_text(), str(path))
+def run_file(path: Path, kinds: Kinds = PRODUCT) -> str:
+    return Scenario(kinds).run(path.read_text(), str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.sim.scenario")
+    parser = argparse.ArgumentParser(prog="python -m runtime.harness.sim.scenario")
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--update", action="store_true", help="write the transcripts as the new golden files")
     args = parser.parse_args(argv)

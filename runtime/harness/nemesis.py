@@ -1,24 +1,24 @@
 """Jepsen-style runs on real processes: a fresh local cluster, concurrent clients that record
 every operation, a nemesis that breaks things through the supervisor, and checkers.
 
-    python -m runtime.nemesis --duration 60 --faults kill,pause,partition,chaos,power --history h.jsonl
+    python -m runtime.harness.nemesis --duration 60 --faults kill,pause,partition,chaos,power --history h.jsonl
 
 Faults (each lasts about 1-3 s, then heals; the nemesis acts every few seconds):
   kill       kill -9 the leader, one acceptor (a minority) or a learner; the supervisor restarts it
   pause      SIGSTOP the leader or an acceptor for longer than the election timeout, then SIGCONT
   partition  isolate the leader, split the cluster in two, cut the leader's links one way, or
-             isolate one acceptor (the test-mode fault layer of runtime/faults.py)
+             isolate one acceptor (the test-mode fault layer of runtime/harness/faults.py)
   chaos      every link drops, duplicates, delays and reorders frames
   power      kill -9 one acceptor, or the whole cluster at once, and cut their files back to the
-             last fsync, with a torn tail (the supervisor's test-mode `powerloss`)
+             last fsync, with a torn tail (`runtime.harness.faults.power_loss`)
 
 The history is JSON lines, one event per line:
   {"process": int, "type": "invoke"|"ok"|"fail"|"info", "f": "get"|"put"|"cas"|"append",
    "key": str, "value": ..., "time": float_seconds}
 A timeout is `info`, never `fail`; the process that timed out is retired and a new one takes
 its place (as in Jepsen). After the run everything heals and every key is read once more; those
-reads must succeed. Then: linearizability per key (runtime/check/linearizability.py; unknown
-counts as a violation), and the append checks (runtime/check/appendlog.py) on the final values
+reads must succeed. Then: linearizability per key (runtime/harness/check/linearizability.py; unknown
+counts as a violation), and the append checks (runtime/harness/check/appendlog.py) on the final values
 and on every learner's log read back from its wal. The last line is
 `ops=N ok=.. info=.. fail=.. faults=.. violations=V`.
 """
@@ -40,7 +40,9 @@ from typing import Any
 
 from runtime.client import Client, CommandFailed, OutcomeUnknown
 from runtime.config import ClusterConfig, load
-from runtime.testing.local import LocalCluster
+from runtime.control import request
+from runtime.harness.faults import power_loss, set_rules
+from runtime.harness.local import LocalCluster
 
 FAULTS = ("kill", "pause", "partition", "chaos", "power")
 REGISTER_KEYS = 4
@@ -100,8 +102,6 @@ class NemesisRun:
     # --- control ---------------------------------------------------------------------------
 
     def control(self, message: dict[str, Any]) -> dict[str, Any]:
-        from runtime.control import request
-
         return request(self.config, message, timeout_s=30.0)
 
     async def act(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +126,7 @@ class NemesisRun:
             n += 1
             gen = self.stats.ops // (OPS_PER_KEY * REGISTER_KEYS)
             r = self.rng.random()
+            value: Any
             if r < 0.3:
                 key = f"a{gen}.{self.rng.randrange(APPEND_KEYS)}"
                 f, value = ("append", f"e{process}.{n};") if self.rng.random() < 0.85 else ("get", None)
@@ -141,7 +142,7 @@ class NemesisRun:
                     f, value = "cas", [last_seen.get(key), f"v{process}.{n}"]
             recorder.record(process, "invoke", f, key, value)
             self.stats.ops += 1
-            completed = value  # what the completion records: the invoke's value, or what a get read
+            completed: Any = value  # what the completion records: the invoke's value, or what a get read
             try:
                 if f == "get":
                     completed = last_seen[key] = await client.get(key)
@@ -211,23 +212,23 @@ class NemesisRun:
             else:
                 rules = {leader: {a: {"cut": True} for a in acceptors}}
             self.note(f"partition {shape} for {hold_s:.1f}s")
-            await self.act({"cmd": "faults", "rules": rules})
+            await asyncio.to_thread(set_rules, self.config, rules)
             await asyncio.sleep(hold_s)
         elif fault == "chaos":
             link = {"drop": self.rng.choice([0.02, 0.1]), "dup": self.rng.choice([0.02, 0.1]),
                     "delay_ms": self.rng.choice([2, 10, 30])}
             self.note(f"link chaos {link} for {hold_s:.1f}s")
-            await self.act({"cmd": "faults", "rules": {n: {"*": link} for n in names}})
+            await asyncio.to_thread(set_rules, self.config, {n: {"*": link} for n in names})
             await asyncio.sleep(hold_s)
         elif fault == "power":
             victims = names if self.rng.random() < self.whole_cluster_share else [self.rng.choice(acceptors)]
             self.note(f"power loss of {'the whole cluster' if len(victims) > 1 else victims[0]}")
-            reply = await self.act({"cmd": "powerloss", "names": victims, "tear": True})
-            self.note(f"  cut bytes: {reply.get('cut')}")
+            cut = await asyncio.to_thread(power_loss, self.config, victims, True, self.rng)
+            self.note(f"  cut bytes: {cut}")
             await asyncio.sleep(hold_s)
 
     async def heal(self) -> None:
-        await self.act({"cmd": "faults", "rules": {}})
+        await asyncio.to_thread(set_rules, self.config, {})
         for name in list(self.paused):
             await self.act({"cmd": "kill", "name": name, "signal": "CONT", "restart": True})
             self.paused.discard(name)
@@ -317,8 +318,8 @@ def learner_appends(config: ClusterConfig, name: str) -> list[tuple[str, str]]:
 
 def check(history: Path, final: dict[str, str | None], learner_logs: dict[str, list[tuple[str, str]]],
           budget_s_per_key: float = 10.0) -> tuple[int, list[str]]:
-    from runtime.check import appendlog, linearizability
-    from runtime.check.history import load
+    from runtime.harness.check import appendlog, linearizability
+    from runtime.harness.check.history import load
 
     ops = load(history)
     report = linearizability.check(ops, budget_s_per_key=budget_s_per_key)
@@ -365,7 +366,7 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.nemesis", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m runtime.harness.nemesis", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load and faults per run")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, from {', '.join(FAULTS)}")
     parser.add_argument("--history", type=Path, default=Path("history.jsonl"))

@@ -1,4 +1,4 @@
-"""Command line: `python -m runtime.check HISTORY.jsonl [--budget-s S]` checks a recorded history
+"""Command line: `python -m runtime.harness.check HISTORY.jsonl [--budget-s S]` checks a recorded history
 for linearizability, one line per key and a summary line last.
 
 Exit status: 0 every key valid, 1 a violation found (even if other keys are unknown),
@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.check.history import HistoryError, load
-from runtime.check.linearizability import check
+from runtime.harness.check.history import HistoryError, load
+from runtime.harness.check.linearizability import check
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m runtime.harness.check", description=__doc__.splitlines()[0])
     parser.add_argument("history", help="JSON-lines history file")
     parser.add_argument("--budget-s", type=float, default=10.0, help="search time budget per key, seconds")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""`python -m runtime.sim --seeds A:B [--jobs N]`: run a range of seeds; the last line is
+"""`python -m runtime.harness.sim --seeds A:B [--jobs N]`: run a range of seeds; the last line is
 `seeds=N failures=F events=E`. `--seed N` runs one seed and prints its details."""
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 
-from actors import bugs as planted
-from runtime.sim.sim import SimConfig, SimResult, Simulation
+from runtime.harness import bugs as planted
+from runtime.harness.sim.sim import SimConfig, SimResult, Simulation
 
 
 def run_one(args: tuple[int, frozenset[str], bool, bool]) -> SimResult:
     seed, bugs, faults, lin = args
-    result = Simulation(seed, SimConfig(faults=faults), bugs, check_linearizability=lin).run()
+    result = Simulation(seed, SimConfig(faults=faults), planted.kinds(bugs), check_linearizability=lin).run()
     result.history = []  # keep what crosses process boundaries small
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m runtime.harness.sim", description=__doc__)
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--seeds", help="a range A:B (B excluded)")
     group.add_argument("--seed", type=int, help="one seed, with details")

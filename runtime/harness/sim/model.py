@@ -14,7 +14,7 @@ In every state it checks agreement: no two different values are ever chosen for 
 value is chosen when a majority of acceptors has voted for it under one ballot, at any time in
 the history, not just now), and what the learner delivered is what was chosen.
 
-    python -m runtime.sim.model [--campaigns 2,1] [--duplicates 1] [--restarts 1] [--dfs] [--bugs ...]
+    python -m runtime.harness.sim.model [--campaigns 2,1] [--duplicates 1] [--restarts 1] [--dfs] [--bugs ...]
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from actors.acceptor import Acceptor
 from actors.ballot import Ballot
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore, Session
-from actors.learner import Learner
+from actors.learner import Tally
 from actors.messages import Accept, Accepted, Heartbeat, Message, Promise, Submit, Value
-from actors.output import Output
-from actors.proposer import InFlight, Proposer, ProposerParams
+from actors.proposer import Candidacy, InFlight, Leadership, Proposer, ProposerParams, Reconfirmation
+from actors.ready import Event, Ready
 from actors.records import Record
 from runtime import codec
-from runtime.commit import by_destination
+from runtime.turn import PRODUCT, Kinds
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,12 @@ PARAMS = ProposerParams(window_slots=4, message_bytes_max=1 << 20)
 class _NoJitter(random.Random):
     """Timeouts play no part here (elections are explicit actions), so no randomness either."""
 
-    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+    def randrange(self, *args: Any, **kwargs: Any) -> int:
         return 0
+
+
+def _inflight(inflight: dict[int, InFlight]) -> dict[int, InFlight]:
+    return {s: InFlight(e.value, set(e.acks), e.sent_tick) for s, e in inflight.items()}
 
 
 def clone_core(core: Any) -> Any:
@@ -113,13 +117,20 @@ def clone_core(core: Any) -> Any:
     if isinstance(core, Acceptor):
         new.accepted = dict(core.accepted)
     elif isinstance(core, Proposer):
-        new.promises = dict(core.promises)
-        new.inflight = {s: InFlight(e.value, set(e.acks), e.sent_tick) for s, e in core.inflight.items()}
+        cand, lead = core.cand, core.lead
+        if cand is not None:
+            new.cand = Candidacy(cand.p1_from, cand.p1_ticks, dict(cand.promises), _inflight(cand.inflight),
+                                 cand.first_own_slot)
+        if lead is not None:
+            rc = lead.reconfirming
+            new.lead = Leadership(lead.sw_slot, lead.next_slot, lead.led_since, dict(lead.heard),
+                                  _inflight(lead.inflight), lead.first_own_slot, lead.last_heartbeat_tick,
+                                  lead.serving, rc and Reconfirmation(rc.from_slot, rc.to_slot, rc.nonce, rc.ticks,
+                                                                      dict(rc.answers)))
         new.chosen_above = set(core.chosen_above)
-        new.heard = dict(core.heard)
         new.queue = deque(core.queue)
     else:
-        new.tally = {s: {b: [list(e[0]), e[1]] for b, e in t.items()} for s, t in core.tally.items()}
+        new.tally = {s: {b: Tally(list(e.voters), e.value) for b, e in t.items()} for s, t in core.tally.items()}
         new.chosen = dict(core.chosen)
         kv = copy.copy(core.kv)
         kv.data = dict(core.kv.data)
@@ -135,12 +146,13 @@ def clone_state(s: State) -> State:
 
 
 class ModelChecker:
-    def __init__(self, bounds: Bounds | None = None, bugs: frozenset[str] = frozenset()) -> None:
+    def __init__(self, bounds: Bounds | None = None, kinds: Kinds = PRODUCT) -> None:
         self.b = bounds or Bounds()
-        self.bugs = bugs
+        self.kinds = kinds
         self.proposers = [f"p{i}" for i in range(1, self.b.proposers + 1)]
         self.acceptors = [f"a{i}" for i in range(1, self.b.acceptors + 1)]
         self.learners = [f"l{i}" for i in range(1, self.b.learners + 1)]
+        self.names = [*self.proposers, *self.acceptors, *self.learners]
         self.ids = {n: i for i, n in enumerate(self.proposers, start=1)}
         self.majority = self.b.acceptors // 2 + 1
         self.bit = {a: 1 << i for i, a in enumerate(self.acceptors)}
@@ -153,13 +165,13 @@ class ModelChecker:
     # --- building --------------------------------------------------------------------------
 
     def build(self, name: str, records: tuple[Record, ...] = ()) -> Any:
+        k = self.kinds
         if name in self.ids:
-            core: Any = Proposer(name, self.ids[name], self.ids, self.acceptors, self.learners, PARAMS, _NoJitter())
+            core: Any = k.proposer(name, self.ids[name], self.ids, self.acceptors, self.learners, PARAMS, _NoJitter())
         elif name in self.acceptors:
-            core = Acceptor(name, self.ids, self.learners, 1 << 20)
+            core = k.acceptor(name, self.ids, self.learners, 1 << 20)
         else:
-            core = Learner(name, self.acceptors, codec.decode_client_batch, KVStore(64, 64), proposer_ids=self.ids)
-        core.bugs = self.bugs
+            core = k.learner(name, self.acceptors, codec.decode_client_batch, KVStore(64, 64), proposer_ids=self.ids)
         for r in records:
             core.apply(r)
         return core
@@ -194,9 +206,11 @@ class ModelChecker:
             t: tuple[Any, ...] = (core.promised, core.chosen_through,
                                   tuple(sorted((slot, b, v(x)) for slot, (b, x) in core.accepted.items())))
         elif isinstance(core, Proposer):
-            t = (core.role, core.ballot, core.round, core.known_ballot, core.p1_from, core.chosen_through,
-                 core.next_slot, core.sw_slot, core.serving, tuple(core.queue),
-                 tuple(sorted((k, v(e.value)) for k, e in core.inflight.items())))
+            cand, lead = core.cand, core.lead
+            own = lead or cand
+            t = (core.state, core.ballot, core.round, core.known_ballot, cand.p1_from if cand else 0,
+                 core.chosen_through, (lead.next_slot, lead.sw_slot, lead.serving) if lead else (),
+                 tuple(core.queue), tuple(sorted((k, v(e.value)) for k, e in own.inflight.items())) if own else ())
         else:
             t = (core.delivered, core.epoch, tuple(sorted((k, v(x)) for k, x in core.chosen.items())))
         return Frozen((*t, len(s.disks[name]), tuple(v(r) for r in s.disks[name])))
@@ -214,12 +228,15 @@ class ModelChecker:
         for p in self.proposers:
             core = s.cores[p]
             parts.append(s.fps[p])
-            parts.append(frozenset((r(a), v(m)) for a, m in core.promises.items()))
-            parts.append(tuple(sorted((k, frozenset(r(x) for x in e.acks)) for k, e in core.inflight.items())))
+            cand = core.cand
+            own = core.lead or cand
+            parts.append(frozenset((r(a), v(m)) for a, m in cand.promises.items()) if cand else frozenset())
+            parts.append(tuple(sorted((k, frozenset(r(x) for x in e.acks)) for k, e in own.inflight.items()))
+                         if own else ())
         for name in self.learners:
             core = s.cores[name]
             parts.append(s.fps[name])
-            parts.append(tuple(sorted((slot, tuple(sorted((b, frozenset(r(x) for x in e[0]), v(e[1]))
+            parts.append(tuple(sorted((slot, tuple(sorted((b, frozenset(r(x) for x in e.voters), v(e.value))
                                                           for b, e in t.items())))
                                       for slot, t in core.tally.items())))
         net = frozenset(((r(a, a), r(b, b), f), n) for (a, b, f), n in s.net.items())
@@ -255,13 +272,17 @@ class ModelChecker:
         if kind == "campaign":
             p = act[1]
             s.campaigns[p] += 1
-            out = Output()
             core = self.own(s, p)
-            core.campaign(out)
-            if self.b.commands:
-                blob = codec.encode_client_batch(f"c{p}", 0, [[s.campaigns[p], "put", "k", f"{p}.{s.campaigns[p]}"]])
-                core.step(f"c{p}", Submit(blob), out)
-            self._commit(s, p, out)
+            n = s.campaigns[p]
+            blob = codec.encode_client_batch(f"c{p}", 0, [[n, "put", "k", f"{p}.{n}"]]) if self.b.commands else b""
+
+            def campaign(ready: Ready) -> None:
+                core.campaign(ready)
+                if blob:
+                    core.step(f"c{p}", Submit(blob), ready)
+
+            self._turn(s, p).perform(campaign)
+            self._committed(s, p)
             label = f"{p} campaigns"
         elif kind in ("deliver", "duplicate"):
             key = act[1]
@@ -274,13 +295,9 @@ class ModelChecker:
                 s.duplicates += 1
             msgs = self.frames[frame]
             label = f"{kind} {src}->{dst} " + ", ".join(f"{m.TYPE} {getattr(m, 'ballot', '')}" for m in msgs)
-            out = Output()
-            core = self.own(s, dst)
-            for m in msgs:
-                core.step(src, m, out)
-            if isinstance(core, Proposer):
-                core.flush(out)
-            self._commit(s, dst, out)
+            self.own(s, dst)
+            self._turn(s, dst).receive(src, list(msgs))
+            self._committed(s, dst)
         else:
             name = act[1]
             s.restarts += 1
@@ -290,24 +307,12 @@ class ModelChecker:
         s.trail = (*s.trail, label)
         return s
 
-    def _commit(self, s: State, name: str, out: Output) -> None:
-        if out.persist:
-            s.disks[name] = (*s.disks[name], *out.persist)
-        sends: list[tuple[str, Message]] = []
-        for dst, msg in out.send:
-            if dst not in s.cores or isinstance(msg, Heartbeat):
-                continue  # a client, or liveness only
-            if isinstance(msg, (Accept, Accepted)) and not (msg.entries if isinstance(msg, Accept) else msg.slots):
-                continue  # a heartbeat to acceptors, or its answer
-            sends.append((dst, msg))
-        for dst, msgs in by_destination(sends).items():
-            frame = tuple(msgs)
-            fid = self.frame_ids.get(frame)
-            if fid is None:
-                fid = self.frame_ids[frame] = len(self.frames)
-                self.frames.append(frame)
-            key = (name, dst, fid)
-            s.net[key] = s.net.get(key, 0) + 1
+    def _turn(self, s: State, name: str) -> Any:
+        """The real turn driver, for one turn of `name` in state `s`."""
+        return self.kinds.turn(s.cores[name], _ModelShell(self, s, name), self.names)
+
+    def _committed(self, s: State, name: str) -> None:
+        """After a turn of `name`: its fingerprint, dead frames, and the ghost record of votes."""
         s.fps[name] = self.core_fp(s, name)
         core = s.cores[name]
         if isinstance(core, Proposer) and core.ballot.round:
@@ -383,10 +388,47 @@ class _Broken(Exception):
     pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    from actors import bugs as planted
+class _ModelShell:
+    """Where a turn's effects go in the model: records onto the state's disk, frames into its
+    network (heartbeats left out: they only serve liveness), events nowhere."""
 
-    parser = argparse.ArgumentParser(prog="python -m runtime.sim.model", description=__doc__.split("\n\n")[0])
+    def __init__(self, checker: ModelChecker, s: State, name: str) -> None:
+        self.checker = checker
+        self.s = s
+        self.name = name
+
+    def persist(self, records: list[Record], durable: bool) -> None:
+        self.s.disks[self.name] = (*self.s.disks[self.name], *records)
+
+    def send(self, dest: str, messages: list[Message]) -> None:
+        if dest not in self.s.cores:
+            return  # a client
+        frame = tuple(m for m in messages if not isinstance(m, Heartbeat) and not (
+            isinstance(m, Accept) and not m.entries) and not (isinstance(m, Accepted) and not m.slots))
+        if not frame:
+            return
+        c = self.checker
+        fid = c.frame_ids.get(frame)
+        if fid is None:
+            fid = c.frame_ids[frame] = len(c.frames)
+            c.frames.append(frame)
+        key = (self.name, dest, fid)
+        self.s.net[key] = self.s.net.get(key, 0) + 1
+
+    def sync(self) -> None:
+        pass
+
+    def log(self, events: list[Event]) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from runtime.harness import bugs as planted
+
+    parser = argparse.ArgumentParser(prog="python -m runtime.harness.sim.model", description=__doc__.split("\n\n")[0])
     parser.add_argument("--proposers", type=int, default=2)
     parser.add_argument("--acceptors", type=int, default=3)
     parser.add_argument("--learners", type=int, default=0)
@@ -406,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--campaigns needs one number, or one per proposer")
     bounds = Bounds(args.proposers, args.acceptors, args.learners, campaigns, args.duplicates, args.restarts,
                     not args.no_commands, args.states_max)
-    result = ModelChecker(bounds, planted.parse(args.bugs)).run(args.budget_s, args.dfs)
+    result = ModelChecker(bounds, planted.kinds(args.bugs)).run(args.budget_s, args.dfs)
     if not result.ok:
         print(f"violation: {result.violation}")
         print("trail:\n  " + "\n  ".join(result.trail))

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from runtime.check.history import Operation, by_key
+from runtime.harness.check.history import Operation, by_key
 
 
 @dataclass(slots=True)
@@ -135,11 +135,12 @@ def _check_key(
         elif op.status == "fail" and seen:
             out.append(f"(d) failed {op.describe()} appears in the final value of key {key!r}")
     for element in counts:
-        op = invoked.get(element)
-        if op is None:
+        appended = invoked.get(element)
+        if appended is None:
             out.append(f"(d) element {element!r} in the final value of key {key!r} was never appended")
-        elif op.key != key:
-            out.append(f"(d) element {element!r} in the final value of key {key!r} was appended to key {op.key!r}")
+        elif appended.key != key:
+            out.append(f"(d) element {element!r} in the final value of key {key!r} was appended to key "
+                       f"{appended.key!r}")
 
     # (e) Walk the final value from the end, keeping the append with the earliest completion
     # seen so far (i.e. placed later): if it completed before the current element's append was

@@ -1,10 +1,11 @@
 """Deterministic simulation of a whole cluster in one thread, on virtual time, from one seed.
 
-The same `actors/` cores, the same codec (every frame is encoded and decoded), the same commit
-order (`runtime/commit.py`) and the same wal framing and recovery scan as real processes. Every
-choice (delays, losses, duplicates, partitions, crashes, crash points, clock rates, client
-operations, protocol timings) is drawn from one `random.Random(seed)`, so a seed and a commit
-give the same run bit for bit (`trace_hash`).
+The same `actors/` cores behind the same turn driver as real processes (`runtime.turn.Turn`:
+every frame is encoded, decoded and admitted; invariants after every step; the commit order and
+the sync policy), the same wal framing and recovery scan, and clients that run the real client's
+core (`actors/client.py`). Every choice (delays, losses, duplicates, partitions, crashes, crash
+points, clock rates, client operations, protocol timings) is drawn from one
+`random.Random(seed)`, so a seed and a commit give the same run bit for bit (`trace_hash`).
 
 A run has a safety phase with faults, then heals everything (partitions lifted, losses off,
 every actor restarted) and runs a liveness phase in which every outstanding client command must
@@ -18,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors.acceptor import Acceptor
 from actors.ballot import ZERO, Ballot
+from actors.client import ClientCore, ClientParams, ClientReady
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
 from actors.learner import Learner
@@ -35,17 +38,15 @@ from actors.messages import (
     Prepare,
     Promise,
     Recovered,
-    Redirect,
-    Reply,
     Submit,
     Value,
 )
-from actors.output import Output
 from actors.proposer import LEADER, Proposer, ProposerParams
-from actors.records import Record
+from actors.ready import Event
+from actors.records import DecidedRecord, Record
 from runtime import codec
-from runtime.commit import commit
-from runtime.sim.world import Disk
+from runtime.harness.sim.world import Disk
+from runtime.turn import PRODUCT, Kinds, Turn
 from runtime.wal import WalCorrupt
 
 US = 1_000_000  # virtual time unit: microseconds
@@ -63,6 +64,53 @@ class Violation(Exception):
 
 class _Crashed(Exception):
     """Raised inside a commit to stop it at a crash point."""
+
+
+class _SimShell:
+    """One actor's shell in the simulation: its disk, its network, and an armed crash point that
+    may stop a commit between any two of its effects."""
+
+    def __init__(self, sim: Simulation, name: str) -> None:
+        self.sim = sim
+        self.name = name
+        self.actor = sim.actors[name]
+        self.encoder = codec.FrameEncoder(name)  # per turn: a message sent to many is packed once
+        self.point: str | None = None
+        self.cut_at = 0
+        self.sent = 0
+        self.touched = False
+
+    def begin(self, point: str | None, cut_at: int) -> None:
+        self.point, self.cut_at, self.sent, self.touched = point, cut_at, 0, False
+        self.encoder.reset()
+
+    def persist(self, records: list[Record], durable: bool) -> None:
+        self.touched = True
+        if self.point == "before_persist":
+            raise _Crashed
+        disk = self.actor.disk
+        disk.append(records, sync=False)
+        if self.point == "after_write_before_fsync":
+            raise _Crashed
+        if durable:
+            disk.sync()
+
+    def send(self, dest: str, messages: list[Message]) -> None:
+        self.touched = True
+        if self.point == "after_fsync_before_send" or (self.point == "mid_send" and self.sent >= self.cut_at):
+            raise _Crashed
+        self.sent += 1
+        self.sim._check_send(self.name, dest, messages)
+        self.sim._network_send(self.name, dest, self.encoder.encode(messages))
+
+    def sync(self) -> None:
+        self.actor.disk.sync()
+
+    def log(self, events: list[Event]) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {}
 
 
 @dataclass
@@ -92,6 +140,7 @@ class Drawn:
     clock_rate: dict[str, float]
     cpu_us: dict[str, int]
     fetch_ticks: int
+    client_retry_s: float
 
 
 @dataclass
@@ -100,34 +149,33 @@ class SimActor:
     role: str
     disk: Disk = field(default_factory=Disk)
     core: Any = None
+    turn: Turn | None = None
+    shell: _SimShell | None = None
     incarnation: int = 0
     busy_until: int = 0
     crash_point: str | None = None
     announced: Ballot = ZERO  # highest ballot this acceptor ever told anyone it promised
     shadow: Any = None  # the actor as its durable bytes alone would rebuild it
     shadow_offset: int = 0
-    ticks: int = 0
 
 
 @dataclass
-class ClientOp:
-    seq: int
+class SimOp:
+    """One operation of the history: which process invoked what."""
+
     process: int
+    f: str
+    key: str
     command: list[Any]
-    due_us: int = 0
-    tries: int = 0
 
 
 @dataclass
 class SimClient:
     name: str
-    target: int = 0
-    next_seq: int = 1
+    core: ClientCore
     issued: int = 0
-    ops: dict[int, ClientOp] = field(default_factory=dict)
+    ops: dict[int, SimOp] = field(default_factory=dict)  # by seq: invoked, not yet answered
     free: list[int] = field(default_factory=list)  # idle process ids
-    hold_until: int = 0
-    last_reply_us: int = 0
 
 
 @dataclass
@@ -145,17 +193,17 @@ class SimResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     last_events: list[str] = field(default_factory=list)
 
-    def repro(self, bugs: frozenset[str] = frozenset()) -> str:
+    def repro(self, bugs: frozenset[str] | set[str] = frozenset()) -> str:
         extra = f" --bugs {','.join(sorted(bugs))}" if bugs else ""
-        return f"python -m runtime.sim --seed {self.seed}{extra}"
+        return f"python -m runtime.harness.sim --seed {self.seed}{extra}"
 
 
 class Simulation:
-    def __init__(self, seed: int, config: SimConfig | None = None, bugs: frozenset[str] = frozenset(),
+    def __init__(self, seed: int, config: SimConfig | None = None, kinds: Kinds = PRODUCT,
                  check_linearizability: bool = True) -> None:
         self.seed = seed
         self.config = config or SimConfig()
-        self.bugs = bugs
+        self.kinds = kinds
         self.check_linearizability = check_linearizability
         self.rng = random.Random(seed)
         c = self.config
@@ -167,8 +215,16 @@ class Simulation:
         self.majority = c.acceptors // 2 + 1
         self.drawn = self._draw()
         self.actors = {n: SimActor(n, self._role(n)) for n in self.names}
-        self.clients = [SimClient(f"c{i}", target=self.rng.randrange(len(self.proposers)),
+        d = self.drawn
+        # The real client's core; its deadline is past the end of the run: an answer that never
+        # comes is a liveness failure here, not an outcome to shrug at.
+        client_params = ClientParams(timeout_s=(c.safety_ms + c.liveness_ms) / 1000 + 60, retry_s=d.client_retry_s,
+                                     batch_bytes_max=d.params.batch_bytes_max)
+        self.clients = [SimClient(f"c{i}", ClientCore(f"c{i}", self.proposers, self.learners,
+                                                      codec.encode_client_batch, client_params),
                                   free=list(range(i * 4, i * 4 + 4))) for i in range(c.clients)]
+        for cl in self.clients:
+            cl.core.target = self.rng.randrange(len(self.proposers))
         self.client_by_name = {cl.name: cl for cl in self.clients}
         self.now = 0
         self.heap: list[tuple[int, int, str, Any]] = []
@@ -193,6 +249,7 @@ class Simulation:
             self._start(name)
         for cl in self.clients:
             self._schedule(self.rng.randrange(5_000, 50_000), "client", cl.name)
+            self._schedule(self._client_timer_us(), "client_timer", cl.name)
         if c.faults:
             self._schedule(self.rng.randrange(100_000, 500_000), "crash", None)
             self._schedule(self.rng.randrange(100_000, 800_000), "partition", None)
@@ -230,29 +287,30 @@ class Simulation:
             clock_rate={n: r.uniform(0.8, 1.25) for n in self.names} if faults else {n: 1.0 for n in self.names},
             cpu_us={n: r.choice([20, 50, 200, 2000]) if faults else 20 for n in self.names},
             fetch_ticks=r.randint(3, 20),
+            client_retry_s=r.choice([0.05, 0.1, 0.3]),
         )
 
     def _build(self, name: str) -> Any:
         d = self.drawn
+        k = self.kinds
         role = self._role(name)
         if role == "proposer":
-            core: Any = Proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptors, self.learners,
-                                 d.params, random.Random(self.rng.getrandbits(64)))
+            core: Any = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptors, self.learners,
+                                   d.params, random.Random(self.rng.getrandbits(64)))
         elif role == "acceptor":
-            core = Acceptor(name, self.proposer_ids, self.learners, d.params.message_bytes_max)
+            core = k.acceptor(name, self.proposer_ids, self.learners, d.params.message_bytes_max)
         else:
             kv = KVStore(64, 4096)
             self.applied[name] = kv.applied_log = []  # rebuilt by the replay below
-            core = Learner(name, self.acceptors, codec.decode_client_batch, kv, fetch_ticks=d.fetch_ticks,
-                           proposer_ids=self.proposer_ids)
-        core.bugs = self.bugs
+            core = k.learner(name, self.acceptors, codec.decode_client_batch, kv, fetch_ticks=d.fetch_ticks,
+                             proposer_ids=self.proposer_ids)
         return core
 
     def _start(self, name: str) -> None:
         actor = self.actors[name]
         core = self._build(name)
         try:
-            records = actor.disk.records(self.bugs)
+            records = actor.disk.records(self.kinds.scanner)
         except WalCorrupt as exc:
             raise Violation("recovery", f"{name}: {exc}") from None
         actor.disk.sync()  # recovery fsyncs what it replays (runtime/wal.py)
@@ -260,11 +318,16 @@ class Simulation:
             core.apply(record)
         if isinstance(core, Learner):
             # A learner's replay must reproduce what the cluster decided.
-            self._check_learner_prefix(name, records)
+            for record in records:
+                assert isinstance(record, DecidedRecord)
+                self._check_delivery(name, record.slot, record.value)
         if isinstance(core, Acceptor) and core.promised < actor.announced:
             raise Violation("promise_durable", f"{name} restarted with promise {core.promised} below the "
                                                f"{actor.announced} it had announced")
         actor.core = core
+        actor.shell = _SimShell(self, name)
+        deliver = (lambda decisions: self._delivered(name, decisions)) if actor.role == "learner" else None
+        actor.turn = self.kinds.turn(core, actor.shell, [n for n in self.names if n != name], deliver=deliver)
         actor.incarnation += 1
         actor.busy_until = self.now
         actor.crash_point = None
@@ -324,7 +387,7 @@ class Simulation:
                     return
                 actor.busy_until = self.now + self.drawn.cpu_us[dst]
                 self._note(f"deliver {src}->{dst} {hashlib.sha1(frame).hexdigest()[:8]}")
-                self._step(dst, frame)
+                self._step(dst, src, frame)
             else:
                 self._client_receive(dst, frame)
         elif kind == "tick":
@@ -333,17 +396,16 @@ class Simulation:
             if actor.core is None or actor.incarnation != incarnation:
                 return
             self._schedule(self._tick_period(name), "tick", data)
-            out = Output()
-            actor.core.tick(out)
-            deferred = not actor.core.replies_wait_for_disk  # read before a commit can crash it
-            self._commit(name, out)
-            actor.ticks += 1
-            if "reply_before_fsync" in self.bugs or (deferred and actor.ticks % 10 == 0):
-                # The deferred fsync, as in runtime/actor.py: the planted bug's one tick late,
-                # a learner's (which writes without waiting for the disk) every ten ticks.
-                actor.disk.sync()
+            turn = actor.turn
+            assert turn is not None
+            self._turn(name, turn.tick)
         elif kind == "client":
             self._client_act(self.client_by_name[data])
+        elif kind == "client_timer":
+            cl = self.client_by_name[data]
+            self._schedule(self._client_timer_us(), "client_timer", cl.name)
+            self._client_apply(cl, cl.core.timer(self.now / US))
+            self._client_flush(cl)
         elif kind == "crash":
             self._crash_random()
         elif kind == "restart":
@@ -361,57 +423,36 @@ class Simulation:
         elif kind == "heal":
             self._heal()
 
-    def _step(self, name: str, frame: bytes) -> None:
+    def _step(self, name: str, src: str, frame: bytes) -> None:
         actor = self.actors[name]
-        sender, messages = codec.decode_frame(frame)
-        out = Output()
+        turn = actor.turn
+        assert turn is not None
+        self._turn(name, lambda: turn.frames([[src.encode(), frame]]))
         core = actor.core
-        for m in messages:
-            core.step(sender, m, out)
-        if isinstance(core, Proposer):
-            core.flush(out)
         if isinstance(core, Acceptor) and core.promised < actor.announced:
             raise Violation("promise_monotonic", f"{name} promised {core.promised} after announcing {actor.announced}")
-        self._commit(name, out)
 
-    # --- committing a turn: persist, then send (the shared order) --------------------------
+    # --- one turn: the driver commits through _SimShell, which may crash it at a point ------
 
-    def _commit(self, name: str, out: Output) -> None:
+    def _turn(self, name: str, drive: Callable[[], None]) -> None:
         actor = self.actors[name]
+        shell = actor.shell
+        assert shell is not None
         point = actor.crash_point
-        sent = [0]
-        cut_at = self.rng.randrange(1, 4) if point == "mid_send" else 0
-        encoder = codec.FrameEncoder(name)  # per turn: a message sent to many is packed once
-
-        def persist(records: list[Record], durable: bool) -> None:
-            if point == "before_persist":
-                raise _Crashed
-            if actor.role == "learner":
-                for record in records:
-                    self._check_delivery(name, record.slot, record.value)  # type: ignore[attr-defined]
-            actor.disk.append(records, sync=False)
-            if point == "after_write_before_fsync":
-                raise _Crashed
-            if durable:
-                actor.disk.sync()
-
-        def send(dest: str, msgs: list[Message]) -> None:
-            if point == "after_fsync_before_send" or (point == "mid_send" and sent[0] >= cut_at):
-                raise _Crashed
-            sent[0] += 1
-            self._check_send(name, dest, msgs)
-            self._network_send(name, dest, encoder.encode(msgs))
-
-        armed = point is not None and bool(out.persist or out.send)
+        shell.begin(point, self.rng.randrange(1, 4) if point == "mid_send" else 0)
         try:
-            commit(out, persist, send, self.bugs, durable=actor.core.replies_wait_for_disk)
+            drive()
         except _Crashed:  # raised only by an armed crash point
             self._note(f"crash {name} at {point}")
             self._crash(name, power=point == "after_write_before_fsync")
             return
-        if armed:
+        if point is not None and shell.touched:
             self._note(f"crash point {point} passed without firing at {name}")
             actor.crash_point = None
+
+    def _delivered(self, name: str, decisions: list[tuple[int, Value]]) -> None:
+        for slot, value in decisions:
+            self._check_delivery(name, slot, value)
 
     def _check_send(self, name: str, dest: str, msgs: list[Message]) -> None:
         """I4 (durability): a Promise or Accepted never leaves before the records that justify it
@@ -420,28 +461,30 @@ class Simulation:
         if actor.role == "proposer":
             for m in msgs:
                 if isinstance(m, Prepare):
-                    durable = _durable(actor)
-                    if m.ballot.round > durable.round:
+                    shadow = _durable(actor)
+                    if m.ballot.round > shadow.round:
                         raise Violation("durability", f"{name} sent Prepare {m.ballot} with durable round "
-                                                      f"{durable.round}")
+                                                      f"{shadow.round}")
             return
         if actor.role != "acceptor":
             return
         durable: Any = None
         for m in msgs:
-            kind = type(m)
-            if kind is Promise or kind is Accepted or kind is Nack or kind is Recovered:
-                ballot = m.promised if kind is Nack else m.ballot
-                if ballot > actor.announced:
-                    actor.announced = ballot
-            if kind is Promise or kind is Recovered:
+            if isinstance(m, Nack):
+                if m.promised > actor.announced:
+                    actor.announced = m.promised
+            elif isinstance(m, (Promise, Recovered)):
+                if m.ballot > actor.announced:
+                    actor.announced = m.ballot
                 durable = durable or _durable(actor)
                 if durable.promised < m.ballot:
                     raise Violation("durability", f"{name} sent Promise {m.ballot} while its durable promise is "
                                                   f"{durable.promised}")
                 for v in m.votes:
                     self._vote(name, v.slot, v.ballot, v.value)
-            elif kind is Accepted:
+            elif isinstance(m, Accepted):
+                if m.ballot > actor.announced:
+                    actor.announced = m.ballot
                 durable = durable or _durable(actor)
                 values = m.values or tuple(actor.core.accepted[s][1] for s in m.slots)
                 for slot, value in zip(m.slots, values, strict=True):
@@ -450,7 +493,7 @@ class Simulation:
                         raise Violation("durability", f"{name} sent Accepted {m.ballot} for slot {slot} without a "
                                                       f"durable accept (durable: {got and got[0]})")
                     self._vote(name, slot, m.ballot, value)
-            elif kind is Fetched:
+            elif isinstance(m, Fetched):
                 for v in m.votes:
                     self._vote(name, v.slot, v.ballot, v.value)
 
@@ -513,7 +556,7 @@ class Simulation:
                             and a in self.names and b in self.names}
         elif shape in ("isolate", "leader"):
             leaders = [p for p in self.proposers if self.actors[p].core is not None
-                       and self.actors[p].core.role == LEADER]
+                       and self.actors[p].core.state is LEADER]
             victim = leaders[0] if shape == "leader" and leaders else r.choice(self.names)
             self.blocked = {(victim, b) for b in everyone if b != victim}
             self.blocked |= {(a, victim) for a in everyone if a != victim}
@@ -552,6 +595,9 @@ class Simulation:
 
     # --- clients ---------------------------------------------------------------------------
 
+    def _client_timer_us(self) -> int:
+        return int(min(self.drawn.client_retry_s / 3, 0.05) * US)
+
     def _client_act(self, cl: SimClient) -> None:
         r = self.rng
         if not self.healed and cl.issued < self.config.ops_per_client:
@@ -563,78 +609,71 @@ class Simulation:
     def _invoke(self, cl: SimClient) -> None:
         r = self.rng
         process = cl.free.pop(0)
-        seq = cl.next_seq
-        cl.next_seq += 1
+        seq = cl.core.next_seq
         cl.issued += 1
         f = r.choice(["get", "put", "cas", "append"])
         if f == "append":
             key = f"a{r.randrange(2)}"
             element = f"{cl.name}.{seq};"
-            command: list[Any] = [seq, "append", key, element]
+            command: list[Any] = ["append", key, element]
             value: Any = element
         else:
             key = f"r{r.randrange(3)}"
             if f == "get":
-                command, value = [seq, "get", key], None
+                command, value = ["get", key], None
             elif f == "put":
                 v = f"{cl.name}.{seq}"
-                command, value = [seq, "put", key, v], v
+                command, value = ["put", key, v], v
             else:
                 expected = r.choice([None, f"c{r.randrange(len(self.clients))}.{r.randrange(1, max(2, seq))}"])
                 new = f"{cl.name}.{seq}"
-                command, value = [seq, "cas", key, expected, new], [expected, new]
-        cl.ops[seq] = ClientOp(seq, process, command, due_us=self.now)
+                command, value = ["cas", key, expected, new], [expected, new]
+        op = cl.core.submit(command, self.now / US)
+        cl.ops[op.seq] = SimOp(process, f, key, op.command)
         self.history.append({"process": process, "type": "invoke", "f": f, "key": key, "value": value,
                              "time": self.now / US})
 
     def _client_flush(self, cl: SimClient) -> None:
-        if self.now < cl.hold_until or not cl.ops:
-            return
-        due = [op for op in cl.ops.values() if op.due_us <= self.now]
-        if not due:
-            return
-        retry_us = 200_000
-        if any(op.tries for op in due) and self.now - cl.last_reply_us > retry_us:
-            cl.target = (cl.target + 1) % len(self.proposers)  # nothing comes back: try another
-        acked_below = min(cl.ops)
-        for op in due:
-            op.tries += 1
-            op.due_us = self.now + min(retry_us << min(op.tries - 1, 3), 2_000_000)
-        blob = codec.encode_client_batch(cl.name, acked_below, [op.command for op in due])
-        self.sent_blobs.add(blob)
-        self._network_send(cl.name, self.proposers[cl.target], codec.encode_frame(cl.name, [Submit(blob)]))
+        if cl.core.wants_flush(self.now / US):
+            self._client_apply(cl, cl.core.flush(self.now / US))
+
+    def _client_apply(self, cl: SimClient, ready: ClientReady) -> None:
+        """What the client shell does with its core's output (as runtime/client.py does)."""
+        for dest, messages, ops in ready.send:
+            actor = self.actors[dest]
+            if actor.core is None:
+                # The process is gone, so is its connection: the send fails at once, as a
+                # ZeroMQ socket with IMMEDIATE does, and the core moves on.
+                if ops:
+                    cl.core.unsent(ops, self.now / US)
+                continue
+            for m in messages:
+                if isinstance(m, Submit):
+                    self.sent_blobs.add(m.batch)
+            self._network_send(cl.name, dest, codec.encode_frame(cl.name, messages))
+        for op, ok, result in ready.results:
+            sim_op = cl.ops.pop(op.seq, None)
+            if sim_op is not None:
+                cl.free.append(sim_op.process)
+                self._complete(cl, op.seq, sim_op, ok, result)
+        if ready.expired:
+            raise Violation("liveness", f"{cl.name}: no answer before the deadline for seq "
+                                        f"{[op.seq for op in ready.expired][:5]}")
 
     def _client_receive(self, name: str, frame: bytes) -> None:
         cl = self.client_by_name.get(name)
         if cl is None:
             return
         sender, messages = codec.decode_frame(frame)
+        ready = ClientReady()
         for m in messages:
-            if isinstance(m, Reply):
-                cl.last_reply_us = self.now
-                for seq, ok, result in m.results:
-                    op = cl.ops.pop(seq, None)
-                    if op is None:
-                        continue
-                    cl.free.append(op.process)
-                    self._complete(cl, op, ok, result)
-            elif isinstance(m, Redirect) and sender == self.proposers[cl.target]:
-                cl.last_reply_us = self.now  # a sign of life: no need to rotate on our own
-                if m.reason == "busy":
-                    cl.hold_until = self.now + 5_000
-                    continue
-                if m.leader in self.proposers and m.leader != sender:
-                    cl.target = self.proposers.index(m.leader)
-                else:
-                    cl.target = (cl.target + 1) % len(self.proposers)
-                    cl.hold_until = self.now + 20_000
-                for op in cl.ops.values():
-                    op.due_us = min(op.due_us, cl.hold_until)
+            cl.core.receive(sender, m, self.now / US, ready)
+        self._client_apply(cl, ready)
+        self._client_flush(cl)
 
-    def _complete(self, cl: SimClient, op: ClientOp, ok: bool, result: Any) -> None:
-        f = op.command[1]
-        key = op.command[2]
-        self.acked[(cl.name, op.seq)] = result
+    def _complete(self, cl: SimClient, seq: int, op: SimOp, ok: bool, result: Any) -> None:
+        f = op.f
+        self.acked[(cl.name, seq)] = result
         if f == "cas":
             kind = "ok" if ok and result is True else "fail"
             value: Any = [op.command[3], op.command[4]]
@@ -642,14 +681,10 @@ class Simulation:
             kind, value = ("ok", result) if ok else ("fail", None)
         else:
             kind, value = ("ok" if ok else "fail"), op.command[3]
-        self.history.append({"process": op.process, "type": kind, "f": f, "key": key, "value": value,
+        self.history.append({"process": op.process, "type": kind, "f": f, "key": op.key, "value": value,
                              "time": self.now / US})
 
     # --- invariants at the learners and at the end -----------------------------------------
-
-    def _check_learner_prefix(self, name: str, records: list[Record]) -> None:
-        for record in records:
-            self._check_delivery(name, record.slot, record.value)  # type: ignore[attr-defined]
 
     def _check_delivery(self, name: str, slot: int, value: Value) -> None:
         """I1/I7: what a learner delivers is what was chosen, the same on every learner; I2:
@@ -683,7 +718,8 @@ class Simulation:
     def _liveness_report(self) -> str:
         waiting = sum(len(cl.ops) for cl in self.clients)
         learners = {n: (a.core.delivered if a.core else None) for n, a in self.actors.items() if a.role == "learner"}
-        leaders = [n for n in self.proposers if self.actors[n].core is not None and self.actors[n].core.serving]
+        leaders = [n for n in self.proposers
+                   if self.actors[n].core is not None and self.actors[n].core.status()["serving"]]
         return (f"not converged {self.config.liveness_ms} ms after healing: {waiting} client commands unanswered, "
                 f"learners delivered {learners}, highest chosen slot {max(self.chosen, default=0)}, "
                 f"serving leaders {leaders}")
@@ -702,8 +738,8 @@ class Simulation:
             if missing:
                 raise Violation("exactly_once", f"{name} never applied acknowledged commands {missing[:3]}")
         if self.check_linearizability:
-            from runtime.check.history import parse
-            from runtime.check.linearizability import check
+            from runtime.harness.check.history import parse
+            from runtime.harness.check.linearizability import check
 
             report = check(parse(self.history), budget_s_per_key=5.0)
             if not report.valid:

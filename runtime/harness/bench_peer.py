@@ -2,7 +2,7 @@
 with a replicated dict, driven through its own client path: commands submitted to a node and
 acknowledged by callback. Note: PySyncObj does not fsync before acknowledging.
 
-    python -m runtime.bench_peer --self 127.0.0.1:P1 --partners 127.0.0.1:P2,127.0.0.1:P3 \\
+    python -m runtime.harness.bench_peer --self 127.0.0.1:P1 --partners 127.0.0.1:P2,127.0.0.1:P3 \\
         --mode saturate|sequential --duration-s 5 --value-size 16 [--outstanding 2000] [--no-batch]
 
 Every node runs until killed; the node that is the leader once the cluster is ready drives the
@@ -25,7 +25,7 @@ def cpu_seconds() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.bench_peer")
+    parser = argparse.ArgumentParser(prog="python -m runtime.harness.bench_peer")
     parser.add_argument("--self", dest="me", required=True)
     parser.add_argument("--partners", required=True)
     parser.add_argument("--mode", choices=["saturate", "sequential", "mixed"], default="saturate")

@@ -1,10 +1,10 @@
-"""Link faults for tests on real processes (this kernel has no `tc netem`, so loss, duplication,
-delay and reordering come from our own transport).
+"""Link faults and power losses for tests on real processes (this kernel has no `tc netem`, so
+loss, duplication, delay and reordering come from our own transport).
 
-Rules live in `<data_dir>/run/faults.json`, written by the supervisor (`paxos faults`), and are
-read by every actor whose config has `[testing] enabled = true`; an actor checks the file's
-mtime every few ticks, and a restarted actor reads it at start, so a partition holds across
-restarts. A rule applies to frames an actor sends to one destination:
+Rules live in `<data_dir>/run/faults.json`, written by `set_rules` (`paxos faults`), and are read
+by every test-mode actor (`[testing] enabled = true`, runtime/harness/actor.py); an actor checks
+the file's mtime every tick, and a restarted actor reads it at start, so a partition holds
+across restarts. A rule applies to frames an actor sends to one destination:
 
     {"a1": {"p1": {"cut": true}, "*": {"drop": 0.1, "dup": 0.1, "delay_ms": 50}}}
 
@@ -14,23 +14,28 @@ frames also reorder). "*" is the default for destinations without a rule of thei
 
 Power-loss tests also need each actor's durable wal length: in test mode an actor keeps it in
 `<data_dir>/run/<name>.synced`, 8 bytes little-endian, rewritten after every fsync through a
-shared map (`write_synced`), so it survives a kill -9 in the page cache; the supervisor's
-`powerloss` reads it (`read_synced`) and cuts the wal back to it.
+shared map (`write_synced`), so it survives a kill -9 in the page cache; `power_loss`
+(`paxos powerloss`) reads it (`read_synced`) and cuts the wal back to it.
+
+    python -m runtime.harness.faults faults RULES|--clear --config cluster.toml
+    python -m runtime.harness.faults powerloss [NAME ...] [--tear] --config cluster.toml
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import mmap
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from runtime.config import ClusterConfig
+from runtime.config import ClusterConfig, ConfigError, load
+from runtime.control import ControlError, request
 
 RULE_KEYS = {"cut", "drop", "dup", "delay_ms"}
 
@@ -65,9 +70,17 @@ def parse_rules(raw: Any) -> dict[str, dict[str, LinkRule]]:
 
 def write_rules(path: Path, raw: dict[str, Any]) -> None:
     parse_rules(raw)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(raw))
     os.replace(tmp, path)
+
+
+def set_rules(config: ClusterConfig, raw: dict[str, Any]) -> None:
+    """The link faults every test-mode actor of `config` applies from its next tick on."""
+    if not config.testing.enabled:
+        raise ValueError(f"link faults need `[testing] enabled = true` in {config.path.name}")
+    write_rules(config.run_dir / "faults.json", raw)
 
 
 class FaultyLinks:
@@ -143,3 +156,74 @@ def write_synced(path: Path, offset: int) -> None:
 def read_synced(path: Path) -> int:
     """The durable wal length an actor published; raises FileNotFoundError if it published none."""
     return int.from_bytes(path.read_bytes()[:SYNCED_BYTES], "little")
+
+
+def power_loss(config: ClusterConfig, names: list[str], tear: bool, rng: random.Random | None = None) -> dict[str, int]:
+    """kill -9 these actors at once (through the supervisor, with no restart), cut each wal back
+    to the durable length it published (what a power failure would leave), optionally tear the
+    tail with garbage (a write that was under way), and start them again. Returns the bytes cut
+    per actor."""
+    if not config.testing.enabled:
+        raise ValueError(f"powerloss needs `[testing] enabled = true` in {config.path.name}")
+    rng = rng or random.Random()
+    # All at once, as a power failure would: one request, the supervisor signals them together.
+    reply = request(config, {"cmd": "kill", "names": names, "signal": "KILL", "restart": False, "wait": True})
+    if not reply.get("ok"):
+        raise ValueError(f"powerloss: {reply.get('error')}")
+    victims: list[str] = reply["killed"]
+    cut: dict[str, int] = {}
+    for name in victims:
+        wal = config.wal_path(name)
+        try:
+            synced = read_synced(synced_path(config, name))
+            size = wal.stat().st_size
+        except (FileNotFoundError, ValueError):
+            continue
+        if synced < size or tear:
+            with open(wal, "r+b") as f:
+                f.truncate(synced)
+                if tear:  # a write that was under way: some of its bytes made it, garbled
+                    f.seek(synced)
+                    f.write(rng.randbytes(rng.randint(1, 64)))
+                os.fsync(f.fileno())
+        cut[name] = size - synced
+    for name in victims:
+        request(config, {"cmd": "start", "name": name})
+    return cut
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="paxos", description="Test-mode faults on a running cluster.")
+    parser.add_argument("--config", default="cluster.toml")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("faults", help="set link faults (JSON rules)")
+    p.add_argument("rules", nargs="?", help="JSON: actor -> destination (or *) -> {cut, drop, dup, delay_ms}")
+    p.add_argument("--clear", action="store_true", help="remove every fault")
+    p.add_argument("--config", default=argparse.SUPPRESS)
+    p = sub.add_parser("powerloss", help="kill -9 actors (default all) and cut their files back to the last fsync")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--tear", action="store_true", help="also leave garbage after the cut (a torn write)")
+    p.add_argument("--config", default=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config)
+        if args.command == "faults":
+            rules = {} if args.clear else json.loads(args.rules or "{}")
+            set_rules(config, rules)
+            print("faults: ok")
+        else:
+            for name in args.names:
+                config.actor(name)
+            cut = power_loss(config, args.names or list(config.actors), args.tear)
+            print(f"powerloss: ok {cut}")
+    except json.JSONDecodeError as exc:
+        print(f"paxos: fault rules are not valid JSON: {exc}", file=sys.stderr)
+        return 64
+    except (ConfigError, ControlError, ValueError) as exc:
+        print(f"paxos: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,10 +1,12 @@
-"""A world of real cores connected by a hand-driven network, for scenarios and simulation.
+"""A world of real cores connected by a hand-driven network, for scenarios and tests.
 
-Everything a core sends goes through the real codec (encode, then decode) into `queue`, where
-a test or the simulator decides what is delivered, dropped, duplicated or delayed. Everything a
-core persists is appended, through the real wal framing, to an in-memory "disk" per actor;
-`crash` throws the core away (optionally losing or tearing the unsynced tail) and `restart`
-rebuilds it by running the real recovery scan and replaying the records through `apply`.
+Every actor runs through the same turn driver as a real process (`runtime.turn.Turn`:
+admission, invariants, end-of-turn flush, commit order, sync policy). Everything a core sends
+goes through the real codec (encode, then decode) into `queue`, where a test or a script decides
+what is delivered, dropped, duplicated or delayed. Everything a core persists is appended,
+through the real wal framing, to an in-memory "disk" per actor; `crash` throws the core away
+(losing the unsynced tail) and `restart` rebuilds it by running the real recovery scan and
+replaying the records through `apply`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from actors.acceptor import Acceptor
 from actors.kv import KVStore
 from actors.learner import Learner
 from actors.messages import Message, Reply, Submit
-from actors.output import Output
 from actors.proposer import Proposer, ProposerParams
+from actors.ready import Event, Ready
 from actors.records import Record
 from runtime import codec
-from runtime.wal import frame, scan
+from runtime.turn import PRODUCT, Kinds, Turn
+from runtime.wal import SCANNER, Scanner, frame
 
 Core = Acceptor | Proposer | Learner
 
@@ -53,8 +56,8 @@ class Disk:
     def sync(self) -> None:
         self.synced = len(self.data)
 
-    def records(self, bugs: frozenset[str] = frozenset()) -> list[Record]:
-        payloads, valid, _ = scan(Path("<sim>"), bytes(self.data), bugs)
+    def records(self, scanner: Scanner = SCANNER) -> list[Record]:
+        payloads, valid, _ = scanner.scan(Path("<sim>"), bytes(self.data))
         del self.data[valid:]  # the real recovery cuts a torn tail the same way
         self.synced = min(self.synced, len(self.data))
         out: list[Record] = []
@@ -77,10 +80,45 @@ class WorldConfig:
     fetch_ticks: int = 10
 
 
+class _ActorShell:
+    """What the turn driver of one actor of the world writes to, sends to and logs to."""
+
+    def __init__(self, world: World, name: str) -> None:
+        self.world = world
+        self.name = name
+
+    def persist(self, records: list[Record], durable: bool) -> None:
+        self.world.disks[self.name].append(records, sync=durable)
+
+    def send(self, dest: str, messages: list[Message]) -> None:
+        w = self.world
+        # Through the real codec both ways: what arrives is what the wire can carry.
+        _, decoded = codec.decode_frame(codec.encode_frame(self.name, messages))
+        for message in decoded:
+            w._ids += 1
+            if dest in w.cores:
+                w.queue.append(Envelope(self.name, dest, message, w._ids, w.now))
+            else:
+                w.client_inbox.setdefault(dest, []).append(message)
+
+    def sync(self) -> None:
+        self.world.disks[self.name].sync()
+
+    def log(self, events: list[Event]) -> None:
+        w = self.world
+        for level, event, fields in events:
+            w.events.append((self.name, level, event, fields))
+        if w.on_events is not None:
+            w.on_events(self.name, events)
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+
 class World:
-    def __init__(self, config: WorldConfig | None = None, seed: int = 0, bugs: frozenset[str] = frozenset()) -> None:
+    def __init__(self, config: WorldConfig | None = None, seed: int = 0, kinds: Kinds = PRODUCT) -> None:
         self.config = config or WorldConfig()
-        self.bugs = bugs
+        self.kinds = kinds
         c = self.config
         self.rng = random.Random(seed)
         self.proposer_names = [f"p{i}" for i in range(1, c.proposers + 1)]
@@ -90,32 +128,35 @@ class World:
         self.names = [*self.proposer_names, *self.acceptor_names, *self.learner_names]
         self.disks: dict[str, Disk] = {n: Disk() for n in self.names}
         self.cores: dict[str, Core] = {}
+        self.turns: dict[str, Turn] = {}
         self.down: set[str] = set()
         self.queue: list[Envelope] = []
         self.client_inbox: dict[str, list[Message]] = {}
         self.events: list[tuple[str, str, str, dict[str, Any]]] = []  # (actor, level, event, fields)
         self.now = 0
         self._ids = 0
-        self.on_commit: Callable[[str, Output], None] | None = None
+        self.on_events: Callable[[str, list[Event]], None] | None = None
         for name in self.names:
-            self.cores[name] = self._build(name)
+            self._build(name)
 
     # --- actors ----------------------------------------------------------------------------
 
     def _build(self, name: str) -> Core:
         c = self.config
+        k = self.kinds
         if name in self.proposer_ids:
-            core: Core = Proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptor_names,
-                                  self.learner_names, c.params, random.Random(self.rng.getrandbits(64)))
+            core: Core = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptor_names,
+                                    self.learner_names, c.params, random.Random(self.rng.getrandbits(64)))
         elif name in self.acceptor_names:
-            core = Acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max)
+            core = k.acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max)
         else:
-            core = Learner(name, self.acceptor_names, codec.decode_client_batch,
-                           KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks,
-                           proposer_ids=self.proposer_ids)
-        core.bugs = self.bugs
-        for record in self.disks[name].records(self.bugs):
+            core = k.learner(name, self.acceptor_names, codec.decode_client_batch,
+                             KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks,
+                             proposer_ids=self.proposer_ids)
+        for record in self.disks[name].records(k.scanner):
             core.apply(record)
+        self.cores[name] = core
+        self.turns[name] = k.turn(core, _ActorShell(self, name), [n for n in self.names if n != name])
         return core
 
     def proposer(self, name: str) -> Proposer:
@@ -142,49 +183,25 @@ class World:
 
     def restart(self, name: str) -> Core:
         self.down.discard(name)
-        self.cores[name] = self._build(name)
-        return self.cores[name]
+        return self._build(name)
 
     # --- driving ---------------------------------------------------------------------------
 
-    def commit(self, name: str, out: Output) -> None:
-        """What the shell does with a turn's output: persist (synced), then send."""
-        if out.persist:
-            self.disks[name].append(out.persist)
-        for dst, message in out.send:
-            # Through the real codec both ways: what arrives is what the wire can carry.
-            wire = codec.encode_frame(name, [message])
-            _, (decoded,) = codec.decode_frame(wire)
-            self._ids += 1
-            if dst in self.cores:
-                self.queue.append(Envelope(name, dst, decoded, self._ids, self.now))
-            else:
-                self.client_inbox.setdefault(dst, []).append(decoded)
-        for level, event, fields in out.events:
-            self.events.append((name, level, event, fields))
-        if self.on_commit is not None:
-            self.on_commit(name, out)
+    def perform(self, name: str, action: Callable[[Ready], Any]) -> None:
+        """An action on a core as a turn of its own (`world.perform("p1", p1.campaign)`)."""
+        if name not in self.down:
+            self.turns[name].perform(action)
 
-    def step(self, name: str, sender: str, message: Message) -> Output:
-        out = Output()
-        if name in self.down:
-            return out
-        core = self.cores[name]
-        core.step(sender, message, out)
-        if isinstance(core, Proposer):
-            core.flush(out)
-        self.commit(name, out)
-        return out
+    def step(self, name: str, sender: str, message: Message) -> None:
+        if name not in self.down:
+            self.turns[name].receive(sender, [message])
 
     def tick(self, names: Iterable[str] | None = None, n: int = 1) -> None:
         for _ in range(n):
             self.now += 1
             for name in list(names or self.names):
-                if name in self.down:
-                    continue
-                out = Output()
-                self.cores[name].tick(out)
-                self.commit(name, out)
+                if name not in self.down:
+                    self.turns[name].tick()
 
     def submit(self, proposer: str, client_id: str, commands: list[list[Any]], acked_below: int = 0) -> None:
         blob = codec.encode_client_batch(client_id, acked_below, commands)
@@ -219,7 +236,7 @@ class World:
         """Tick only `proposer` until it starts an election, then deliver everything."""
         p = self.proposer(proposer)
         for _ in range(max_ticks):
-            if p.role != "follower":
+            if p.state.value != "follower":
                 break
             self.tick([proposer])
         self.deliver()

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from runtime.check.history import Operation, by_key
+from runtime.harness.check.history import Operation, by_key
 
 # Model step kinds, precomputed per operation so the hot loop does no string comparisons.
 _GET, _PUT, _APPEND, _CAS, _CAS_FAIL = range(5)
@@ -291,7 +291,7 @@ def _search(live: list[Operation], deadline: float) -> tuple[bool | None, int, s
             elif kind == _PUT:
                 new = a
             elif kind == _APPEND:
-                new = (state or "") + a  # type: ignore[operator]
+                new = (state or "") + a
             elif kind == _CAS:
                 new = b if state == a else _NO
             else:
@@ -307,7 +307,8 @@ def _search(live: list[Operation], deadline: float) -> tuple[bool | None, int, s
                     lost = state
                 elif lo < n_chain:
                     lost = needs[chain[lo]]
-                    stranded = lost is None or not lost.startswith(new)  # type: ignore[union-attr]
+                    # Both are strings here (append chains); the hot loop types its states loosely.
+                    stranded = lost is None or not lost.startswith(new)  # type: ignore[attr-defined]
                 else:
                     stranded = False  # every read is placed: nothing left to strand
                 if stranded:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.testing.local import LocalCluster, free_ports
+from runtime.harness.local import LocalCluster, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,8 +139,8 @@ class Ours:
         cpu0 = proc_cpu_s(pids)
         start_at = time.time() + 1.0  # every client process starts its clock together
         workers = [subprocess.Popen(
-            [sys.executable, "-m", "runtime.bench", "--worker", str(self.cluster.config_path), "--tasks", str(tasks),
-             "--duration-s", str(duration_s), "--value-size", str(value_size), "--mix", mix,
+            [sys.executable, "-m", "runtime.harness.bench", "--worker", str(self.cluster.config_path),
+             "--tasks", str(tasks), "--duration-s", str(duration_s), "--value-size", str(value_size), "--mix", mix,
              "--start-at", str(start_at), "--seed", str(i)], stdout=subprocess.PIPE, text=True)
             for i in range(procs)]
         outs = [json.loads(w.communicate(timeout=duration_s + 120)[0].strip().splitlines()[-1]) for w in workers]
@@ -201,8 +201,9 @@ def peer_run(name: str, mode: str, duration_s: float, value_size: int, batch: bo
     try:
         for i, me in enumerate(addrs):
             partners = ",".join(a for j, a in enumerate(addrs) if j != i)
-            cmd = [sys.executable, "-m", "runtime.bench_peer", "--self", me, "--partners", partners, "--mode", mode,
-                   "--duration-s", str(duration_s), "--value-size", str(value_size), "--out", str(result_file)]
+            cmd = [sys.executable, "-m", "runtime.harness.bench_peer", "--self", me, "--partners", partners,
+                   "--mode", mode, "--duration-s", str(duration_s), "--value-size", str(value_size),
+                   "--out", str(result_file)]
             if not batch:
                 cmd.append("--no-batch")
             # PySyncObj prints warnings of its own on followers; keep them out of the table.
@@ -250,7 +251,7 @@ async def recovery_times(cluster: LocalCluster, kills: int, acceptor_kills: int 
     each to its `voting` log event (it answered an Accept again, after the supervisor's restart
     delay, process start and replay of its whole file)."""
     from runtime.client import Client
-    from runtime.testing.workload import Ledger, writers
+    from runtime.harness.workload import Ledger, writers
 
     leader_times: list[float] = []
     acceptor_times: list[tuple[float, dict[str, Any]]] = []  # and its `recovered` log event
@@ -267,8 +268,11 @@ async def recovery_times(cluster: LocalCluster, kills: int, acceptor_kills: int 
             t = time.monotonic()
             leader_times.append(await ledger.progress_after(t))
             # Wait until the killed proposer is back (a follower now) before the next kill.
-            await asyncio.to_thread(cluster.wait_for, f"{leader} back", lambda ld=leader, p=pid: (
-                (a := cluster.actor(ld))["state"] == "running" and a["pid"] != p and a["info"].get("state")))
+            def restarted(ld: str = leader, p: int = pid) -> bool:
+                a = cluster.actor(ld)
+                return bool(a["state"] == "running" and a["pid"] != p and a["info"].get("state"))
+
+            await asyncio.to_thread(cluster.wait_for, f"{leader} back", restarted)
             await asyncio.sleep(0.3)
         for _ in range(acceptor_kills):
             pid = (await asyncio.to_thread(cluster.actor, acceptor))["pid"]
@@ -292,7 +296,7 @@ def replay_speed(records: int, per_frame: int = 100) -> float:
     from actors.acceptor import Acceptor
     from actors.ballot import Ballot
     from actors.messages import COMMANDS, Value
-    from actors.records import AcceptRecord
+    from actors.records import AcceptRecord, Record
     from runtime import codec
     from runtime.wal import Wal, gc_paused
 
@@ -304,7 +308,7 @@ def replay_speed(records: int, per_frame: int = 100) -> float:
         blob = codec.encode_client_batch("c0123456789abcde", 1, [[1, "put", "k", "v" * 16]])
         slot = 0
         for _ in range(records // per_frame):
-            batch = []
+            batch: list[Record] = []
             for _ in range(per_frame):
                 slot += 1
                 batch.append(AcceptRecord(b, max(0, slot - 64), ((slot, Value(COMMANDS, b, (blob,))),)))

@@ -1,0 +1,141 @@
+"""Planted bugs, for testing the tests (Paxos Made Live, section 6.3: "we left some protocol bugs
+... in the system, and verified that our test system detected these bugs").
+
+None of them is in the product: each is a subclass here that overrides one named rule method
+of a product class (`Acceptor.may_accept`, `Turn.commit`, `Scanner.corrupt`, ...). `kinds(names)`
+builds the classes a shell uses with the named bugs mixed in; the simulator, the scenario world
+and the model checker take those, and a test-mode process takes them from the environment
+(`PAXOS_PLANTED_BUGS=name,...`, read by runtime/harness/actor.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actors.acceptor import Acceptor
+from actors.ballot import Ballot
+from actors.learner import Learner
+from actors.messages import Vote
+from actors.proposer import FOLLOWER, Proposer
+from actors.ready import Ready, by_destination
+from actors.records import PromiseRecord, Record
+from runtime.turn import PRODUCT, Kinds, Turn
+from runtime.wal import Scanner
+
+# --- one subclass per broken rule -------------------------------------------------------------
+
+
+class ReplyBeforeFsync(Turn):
+    """Sends replies before the records that justify them are durable (fsync one tick later)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.durable = False
+        self.sync_every_ticks = 1
+
+    def commit(self, ready: Ready) -> None:
+        for dest, msgs in by_destination(ready.send).items():
+            self.shell.send(dest, msgs)
+        ready.send = []
+        super().commit(ready)  # then the records, written without waiting for the disk
+
+
+class AcceptBelowPromise(Acceptor):
+    """The acceptor accepts a ballot below its promise."""
+
+    def may_accept(self, b: Ballot) -> bool:
+        return True
+
+
+class PromiseInMemory(Acceptor):
+    """The acceptor keeps its promise only in memory (no record)."""
+
+    def record_promise(self, b: Ballot, ready: Ready) -> None:
+        self.apply(PromiseRecord(b))
+
+
+class IgnorePromisedValues(Proposer):
+    """A new leader takes the first value reported for a slot, not the highest-ballot one."""
+
+    def prefers(self, vote: Vote, seen: Vote) -> bool:
+        return False
+
+
+class ReuseBallotAfterRestart(Proposer):
+    """The proposer forgets its rounds on restart (replay, before its first election) and
+    reuses ballots."""
+
+    def apply(self, record: Record) -> None:
+        if self.state is FOLLOWER and not self.ticks and not self.elections:
+            return
+        super().apply(record)
+
+
+class CountDuplicateAccepted(Learner):
+    """The learner counts a duplicated Accepted twice toward the quorum."""
+
+    def counts_vote(self, voters: list[str], sender: str) -> bool:
+        return True
+
+
+class AckBeforeChosen(Learner):
+    """The learner applies (and answers the client) on the first Accepted, before a quorum."""
+
+    def quorum(self) -> int:
+        return 1
+
+
+class TruncateOnCorruption(Scanner):
+    """Recovery cuts the file at corruption in the middle instead of stopping."""
+
+    def corrupt(self, path: Path, offset: int, reason: str, later: int) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Bug:
+    doc: str
+    cls: type
+
+
+BUGS: dict[str, Bug] = {
+    "reply_before_fsync": Bug(ReplyBeforeFsync.__doc__ or "", ReplyBeforeFsync),
+    "accept_below_promise": Bug(AcceptBelowPromise.__doc__ or "", AcceptBelowPromise),
+    "promise_in_memory": Bug(PromiseInMemory.__doc__ or "", PromiseInMemory),
+    "ignore_promised_values": Bug(IgnorePromisedValues.__doc__ or "", IgnorePromisedValues),
+    "count_duplicate_accepted": Bug(CountDuplicateAccepted.__doc__ or "", CountDuplicateAccepted),
+    "reuse_ballot_after_restart": Bug(ReuseBallotAfterRestart.__doc__ or "", ReuseBallotAfterRestart),
+    "ack_before_chosen": Bug(AckBeforeChosen.__doc__ or "", AckBeforeChosen),
+    "truncate_on_corruption": Bug(TruncateOnCorruption.__doc__ or "", TruncateOnCorruption),
+}
+
+
+def parse(text: str | None) -> frozenset[str]:
+    """`a,b` -> {"a", "b"}; unknown names are an error (a typo must not test nothing)."""
+    names = frozenset(n.strip() for n in (text or "").split(",") if n.strip())
+    unknown = names - set(BUGS)
+    if unknown:
+        raise ValueError(f"unknown planted bug(s) {', '.join(sorted(unknown))}; known: {', '.join(BUGS)}")
+    return names
+
+
+def _mix(base: type, names: frozenset[str]) -> type:
+    """`base` with every named bug that subclasses it mixed in (in a stable order)."""
+    mixins = [BUGS[n].cls for n in sorted(names) if issubclass(BUGS[n].cls, base)]
+    if not mixins:
+        return base
+    if len(mixins) == 1:
+        return mixins[0]
+    return type("+".join(m.__name__ for m in mixins), tuple(mixins), {})
+
+
+def kinds(names: frozenset[str] | str | None = None) -> Kinds:
+    """The classes to build actors from, with the named bugs planted."""
+    bugs = parse(names) if names is None or isinstance(names, str) else names
+    if not bugs:
+        return PRODUCT
+    scanner = _mix(Scanner, bugs)
+    return Kinds(acceptor=_mix(Acceptor, bugs), proposer=_mix(Proposer, bugs), learner=_mix(Learner, bugs),
+                 turn=_mix(Turn, bugs), scanner=scanner())

@@ -1,0 +1,198 @@
+"""The one turn driver that every shell uses: the actor process, the simulator, the scenario world
+and the model checker. What the simulator checks is therefore what the processes run.
+
+A turn is what one event-loop iteration hands an actor: a batch of frames, or a tick. The driver
+owns everything between the bytes and the core, and between the core and the world:
+
+- admission: a frame is decoded whole before any of it reaches the core (malformed, oversized,
+  wrong version or unknown type: rejected with a reason); the sender it names must be the
+  identity it came from; a message from a name that is not in the config is rejected, except a
+  client's `Submit` to a proposer and the `Hello` and `StatusQuery` that anyone may send, which
+  the driver answers itself;
+- the steps, with the core's `invariants()` checked after each one;
+- the end-of-turn flush (`Core.end_turn`: the proposer turns the turn's commands into slots);
+- the commit in `Ready.commit`'s order (persist, then send, then deliver, then log), and the
+  sync policy: a core whose replies wait for the disk persists durably; one whose replies do
+  not (the learner) writes without waiting and syncs every `SYNC_EVERY_TICKS` ticks.
+
+It does no I/O itself: a `Shell` writes, sends and logs. Exceptions leave through it unchanged;
+the process shell turns any of them into a crash (crash-only), the simulator into a violation
+or a crash point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from actors.acceptor import Acceptor
+from actors.core import Core
+from actors.learner import Learner
+from actors.messages import TICK, Hello, Message, StatusQuery, StatusReply, Submit, Value
+from actors.proposer import Proposer
+from actors.ready import DEBUG, WARNING, Event, Ready
+from actors.records import Record
+from runtime import codec
+from runtime.wal import SCANNER, Scanner
+
+SYNC_EVERY_TICKS = 10
+
+
+class Shell(Protocol):
+    """What a turn needs from the world around it."""
+
+    def persist(self, records: list[Record], durable: bool) -> None:
+        """Write the records as one frame; return only once they are on disk when `durable`."""
+
+    def send(self, dest: str, messages: list[Message]) -> None:
+        """Hand one frame to the network (a peer by name, or a client by its id)."""
+
+    def sync(self) -> None:
+        """Make everything written so far durable (the deferred fsync)."""
+
+    def log(self, events: list[Event]) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        """The shell's own fields for a StatusReply (pid, file sizes, ...)."""
+
+
+class Turn:
+    """Drives one core for one shell. `peers` are the configured actor names the core may hear
+    from; anything else is a client."""
+
+    def __init__(self, core: Core, shell: Shell, peers: Iterable[str], message_bytes_max: int = 1 << 30,
+                 debug: bool = False,
+                 deliver: Callable[[list[tuple[int, Value]]], None] | None = None) -> None:
+        self.core = core
+        self.shell = shell
+        self.peers = frozenset(peers)
+        self.message_bytes_max = message_bytes_max
+        self.debug = debug
+        self.deliver = deliver  # observers of decisions (the simulator's checks)
+        self.durable = core.replies_wait_for_disk
+        self.sync_every_ticks = 0 if self.durable else SYNC_EVERY_TICKS
+        self.takes_submit = core.role == "proposer"
+        self.ticks = 0
+        self.frames_rejected = 0
+
+    # --- input -----------------------------------------------------------------------------
+
+    def frames(self, batch: Iterable[Sequence[bytes]]) -> None:
+        """One turn of frames, each `[identity, frame]` as a ROUTER socket delivers them: admit
+        and step them all, then commit once (group commit)."""
+        ready = Ready()
+        limit = self.message_bytes_max
+        for parts in batch:
+            if len(parts) != 2:
+                self._reject(ready, b"?", "framing", f"{len(parts)} frame parts, expected 2")
+                continue
+            identity, frame = parts
+            if len(frame) > limit:
+                self._reject(ready, identity, "oversized", f"{len(frame)} bytes > {limit}")
+                continue
+            try:
+                sender, messages = codec.decode_frame(frame)
+            except codec.DecodeError as exc:
+                self._reject(ready, identity, exc.reason, exc.detail)
+                continue
+            if sender.encode() != identity:
+                self._reject(ready, identity, "sender_mismatch", f"frame claims to be from {sender!r}")
+                continue
+            self._admit(sender, messages, ready)
+        self._end(ready)
+
+    def receive(self, sender: str, messages: list[Message]) -> None:
+        """One turn of messages already decoded (the scenario world, the model checker)."""
+        ready = Ready()
+        self._admit(sender, messages, ready)
+        self._end(ready)
+
+    def tick(self) -> None:
+        ready = self.core.step("", TICK, Ready())
+        self.core.invariants()
+        self._end(ready)
+        self.ticks += 1
+        if self.sync_every_ticks and self.ticks % self.sync_every_ticks == 0:
+            self.shell.sync()
+
+    def perform(self, action: Callable[[Ready], Any]) -> None:
+        """An operator's or a script's action on the core as a turn of its own (a campaign)."""
+        ready = Ready()
+        action(ready)
+        self.core.invariants()
+        self._end(ready)
+
+    def _admit(self, sender: str, messages: list[Message], ready: Ready) -> None:
+        core = self.core
+        step = core.step
+        known = sender in self.peers
+        for message in messages:
+            kind = type(message)
+            if self.debug:
+                ready.event("message_received", DEBUG, peer=sender, type=kind.TYPE, **fields(message))
+            if kind is StatusQuery:
+                info = {**core.status(), **self.shell.status(), "frames_rejected": self.frames_rejected}
+                ready.send.append((sender, StatusReply(tuple(info.items()))))
+            elif kind is Hello:
+                ready.send.append((sender, Hello()))
+            elif known or (kind is Submit and self.takes_submit):
+                step(sender, message, ready)
+                core.invariants()
+            else:
+                self._reject(ready, sender.encode(), "unknown_sender", f"{kind.TYPE} from {sender!r}, "
+                             f"which is not an actor of this cluster")
+
+    def _reject(self, ready: Ready, identity: bytes, reason: str, detail: str) -> None:
+        self.frames_rejected += 1
+        ready.event("frame_rejected", WARNING, peer=identity.decode("utf-8", "replace")[:64], reason=reason,
+                    detail=detail[:200])
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _end(self, ready: Ready) -> None:
+        self.core.end_turn(ready)
+        self.commit(ready)
+
+    def commit(self, ready: Ready) -> None:
+        """The turn's effects, in the one safe order (`Ready.commit`)."""
+        shell = self.shell
+        send = shell.send
+        if self.debug and ready.send:
+            ready.events.extend((DEBUG, "message_sent", {"peer": dest, "type": m.TYPE, **fields(m)})
+                                for dest, m in ready.send)
+        ready.commit(shell.persist, send, self.durable, self.deliver, shell.log)
+
+
+@dataclass(frozen=True)
+class Kinds:
+    """The classes a shell builds an actor from. The product uses these defaults; the harness
+    passes subclasses that break one named rule each (runtime/harness/bugs.py)."""
+
+    acceptor: type[Acceptor] = Acceptor
+    proposer: type[Proposer] = Proposer
+    learner: type[Learner] = Learner
+    turn: type[Turn] = Turn
+    scanner: Scanner = SCANNER
+
+
+PRODUCT = Kinds()
+
+
+def fields(message: Message) -> dict[str, Any]:
+    """A short, log-friendly view of a message (no payloads)."""
+    out: dict[str, Any] = {}
+    for name in getattr(message, "__slots__", ()):
+        value = getattr(message, name)
+        if name == "entries":
+            out["slots"] = f"{value[0][0]}..{value[-1][0]}" if value else ""
+            out["count"] = len(value)
+        elif name == "votes":
+            out["votes"] = len(value)
+        elif name == "slots":
+            out["slots"] = f"{value[0]}..{value[-1]}" if value else ""
+        elif name in ("values", "batch", "info", "results"):
+            out[name] = len(value)
+        else:
+            out[name] = value if isinstance(value, (int, str, bool)) else str(value)
+    return out
