@@ -37,3 +37,8 @@ def test_derived_config_is_valid_and_changes_only_what_it_must(tmp_path: Path, a
     assert raw["protocol"] == base["protocol"] and raw["limits"] == base["limits"]
     endpoints = [a["endpoint"] for role in ("proposers", "acceptors", "learners") for a in raw[role]]
     assert len(set(endpoints)) == len(endpoints) and all(e.startswith("tcp://127.0.0.1:") for e in endpoints)
+
+
+def test_by_default_it_measures_the_repositorys_own_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.ROOT / "cluster.toml" == ROOT / "cluster.toml"
+    load(bench.ROOT / "cluster.toml")  # and it is a valid config

@@ -37,7 +37,7 @@ from typing import Any
 
 from runtime.harness.local import LocalCluster, free_ports
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: runtime/harness/bench.py
 
 
 @dataclass
