@@ -27,7 +27,7 @@ from typing import Any
 
 from actors.ballot import ZERO, Ballot
 from actors.core import Core, owner_ok
-from actors.invariants import check
+from actors.invariants import InvariantViolation, check
 from actors.kv import BadBatch, KVStore, parse_batch
 from actors.messages import (
     COMMANDS,
@@ -273,8 +273,8 @@ class Learner(Core):
     # --- observation -----------------------------------------------------------------------
 
     def invariants(self) -> None:
-        check(self.delivered + 1 not in self.chosen, "a learner delivers every slot it can",
-              delivered=self.delivered)
+        if self.delivered + 1 in self.chosen:
+            raise InvariantViolation("a learner delivers every slot it can", delivered=self.delivered)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -25,7 +25,7 @@ from typing import Any
 
 from actors.ballot import ZERO, Ballot
 from actors.core import Core
-from actors.invariants import check
+from actors.invariants import InvariantViolation
 from actors.messages import (
     COMMANDS,
     NOOP,
@@ -590,18 +590,20 @@ class Proposer(Core):
     # --- observation -----------------------------------------------------------------------
 
     def invariants(self) -> None:
+        # Runs after every step, so the checks are cheap and the state is built only to report.
         state, cand, lead = self.state, self.cand, self.lead
-        check((cand is not None) == (state is CANDIDATE) and (lead is not None) == (state is LEADER),
-              "a proposer holds the data of its state and of no other", state=state.value,
-              candidacy=cand is not None, leadership=lead is not None)
-        check(self.round >= self.ballot.round and self.known_ballot >= self.ballot,
-              "a ballot in use was recorded first and is the highest known", round=self.round,
-              ballot=str(self.ballot), known=str(self.known_ballot))
-        check(self.chosen_through + 1 not in self.chosen_above, "the watermark covers every chosen prefix",
-              chosen_through=self.chosen_through)
-        if lead is not None:
-            check(lead.sw_slot < lead.next_slot, "new slots come after StartWorking", sw_slot=lead.sw_slot,
-                  next_slot=lead.next_slot)
+        if (cand is not None) != (state is CANDIDATE) or (lead is not None) != (state is LEADER):
+            raise InvariantViolation("a proposer holds the data of its state and of no other", state=state.value,
+                                     candidacy=cand is not None, leadership=lead is not None)
+        ballot, known = self.ballot, self.known_ballot
+        if self.round < ballot.round or (known is not ballot and known < ballot):
+            raise InvariantViolation("a ballot in use was recorded first and is the highest known",
+                                     round=self.round, ballot=str(ballot), known=str(known))
+        if self.chosen_through + 1 in self.chosen_above:
+            raise InvariantViolation("the watermark covers every chosen prefix", chosen_through=self.chosen_through)
+        if lead is not None and lead.sw_slot >= lead.next_slot:
+            raise InvariantViolation("new slots come after StartWorking", sw_slot=lead.sw_slot,
+                                     next_slot=lead.next_slot)
 
     def status(self) -> dict[str, Any]:
         lead = self.lead
