@@ -15,6 +15,7 @@ Its hooks:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -82,7 +83,7 @@ class TestHooks(Hooks):
 
         wal.on_synced = publish
         publish(wal.synced_offset)
-        signal.signal(signal.SIGUSR1, lambda signum, frame: _armed.__setitem__(0, True))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _armed.__setitem__, 0, True)
 
     def tick(self, shell: ActorShell) -> None:
         if self.links is not None and self.links.reload():
