@@ -3,12 +3,33 @@
 It owns the promised ballot and, per slot, the highest-ballot value it accepted. Every change
 goes through a record (`PromiseRecord`, `AcceptRecord`) that the shell makes durable before it
 sends any reply the record justifies; replay after a crash goes through the same `apply`.
-It never sends anything itself and never reads a clock. The two rules a planted bug may break
-are methods of their own: `record_promise` (a promise is durable) and `may_accept`.
+It never sends anything itself and never reads a clock. The rules a planted bug may break
+are methods of their own: `record_promise` (a promise is durable), `may_accept` and
+`compaction_point`.
+
+Compaction: a learner offers each snapshot it takes; the acceptor fetches it (once the leaders'
+watermark says its slot is chosen), and only when the file is durable here does it record the
+`SnapshotRecord` and forget every value at or below that slot, in memory and, by a rewrite, on
+disk. So every chosen value stays on a majority of acceptors as a value or inside a durable
+snapshot, and the chosen watermark it reports never falls below what it compacted: no leader
+re-proposes or no-ops a compacted slot.
+
+Rebuild (after losing its file; Paxos Made Live, section 5.1, adapted to Multi-Paxos): the
+acceptor comes back without a vote. It asks the other acceptors what they promised, until more
+than half of the acceptors but itself answered, and promises the highest of those, P: every
+ballot it ever voted under had a majority's promise, so none is above P. It then waits, giving
+no vote, for an Accept under a ballot above P: only a leader that finished Phase 1 without it,
+after it lost its file, can send one, and that Phase 1 saw every value its forgotten votes helped
+choose (any majority meets the acceptors that answered it). If the leader it hears is at or
+below P, it promises a ballot of nobody's just above P and refuses that leader with it, so a new
+election comes. Once rejoined it votes again, and everything up to that leader's watermark (its
+floor) it treats as compacted: it vouches for nothing there, and a leader re-reads such slots
+from the acceptors that can (proposer.py, re-confirmation).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
@@ -21,17 +42,30 @@ from actors.messages import (
     Fetched,
     Nack,
     Prepare,
+    Probe,
+    Probed,
     Promise,
     Recover,
     Recovered,
+    SnapshotInstalled,
+    SnapshotOffer,
     Tick,
     Value,
     Vote,
 )
-from actors.ready import DEBUG, Ready
-from actors.records import AcceptRecord, PromiseRecord, Record
+from actors.ready import DEBUG, INFO, Compact, FetchSnapshot, Ready
+from actors.records import AcceptRecord, PromiseRecord, RebuildRecord, Record, SnapshotRecord
 
 VOTE_OVERHEAD_BYTES = 32
+
+
+@dataclass(slots=True)
+class Rebuild:
+    """A rebuilding acceptor's progress: the answers to its Probe, then the promise it took."""
+
+    answers: dict[str, Probed] = field(default_factory=dict)
+    floor_ballot: Ballot | None = None  # the highest promise of those answers, once enough came
+    ticks: int = 0
 
 
 class Acceptor(Core):
@@ -44,8 +78,12 @@ class Acceptor(Core):
         learners: list[str],
         reply_bytes_max: int,
         fetch_slots_max: int = 4096,
+        acceptors: list[str] | None = None,
+        probe_ticks: int = 10,
     ) -> None:
         self.name = name
+        self.others = [a for a in (acceptors or []) if a != name]
+        self.probe_ticks = probe_ticks
         self.proposer_ids = dict(proposer_ids)
         self.learners = list(learners)
         self.reply_bytes_max = reply_bytes_max
@@ -56,6 +94,11 @@ class Acceptor(Core):
         self.chosen_through = 0  # the leaders' watermark, as far as this acceptor heard
         self.accepts_answered = 0  # since this process started (not durable; for observers)
         self.accepted_ballot_max: Ballot = ZERO  # the highest ballot of any accepted value
+        self.compacted_through = 0  # no values are held at or below this slot
+        self.snapshot: SnapshotRecord | None = None  # the durable snapshot it keeps and serves
+        self.offer: tuple[str, SnapshotOffer] | None = None  # waiting for the watermark to pass it
+        self.fetching = 0  # the slot of a snapshot being fetched
+        self.rebuild: Rebuild | None = None  # set while it must not vote
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -78,8 +121,49 @@ class Acceptor(Core):
             check(record.ballot >= self.promised, "promised ballot never goes backwards",
                   promised=self.promised, record=record.ballot)
             self.promised = record.ballot
+        elif type(record) is SnapshotRecord:
+            self.snapshot = record
+            self._forget_through(record.slot)
+        elif type(record) is RebuildRecord:
+            if record.done:
+                self.rebuild = None
+                self._forget_through(record.floor)
+            else:
+                self.rebuild = Rebuild()
         else:
             raise TypeError(f"acceptor cannot apply {type(record).__name__}")
+
+    def _forget_through(self, slot: int) -> None:
+        if slot <= self.compacted_through:
+            return
+        self.compacted_through = slot
+        self.chosen_through = max(self.chosen_through, slot)
+        self.highest_slot = max(self.highest_slot, slot)
+        accepted = self.accepted
+        for s in [s for s in accepted if s <= slot]:
+            del accepted[s]
+
+    def checkpoint(self) -> list[Record]:
+        """Records that rebuild exactly this acceptor's durable state: what a compacted file
+        holds (runtime/wal.py rewrites the file to them)."""
+        out: list[Record] = []
+        if self.rebuild is not None:
+            out.append(RebuildRecord(False))
+        if self.snapshot is not None:
+            out.append(self.snapshot)
+        if self.compacted_through > (self.snapshot.slot if self.snapshot is not None else 0):
+            out.append(RebuildRecord(True, self.compacted_through))
+        if self.promised != ZERO:
+            out.append(PromiseRecord(self.promised))
+        by_ballot: dict[Ballot, list[tuple[int, Value]]] = {}
+        for slot in sorted(self.accepted):
+            b, value = self.accepted[slot]
+            by_ballot.setdefault(b, []).append((slot, value))
+        for b in sorted(by_ballot):
+            out.append(AcceptRecord(b, self.chosen_through, tuple(by_ballot[b])))
+        if not by_ballot and self.chosen_through > self.compacted_through:
+            out.append(AcceptRecord(self.promised, self.chosen_through, ()))
+        return out
 
     # --- the rules ---------------------------------------------------------------------------
 
@@ -93,10 +177,21 @@ class Acceptor(Core):
         """P2b: accept at or above the promise, never below it."""
         return b >= self.promised
 
+    def compaction_point(self, snapshot: SnapshotRecord) -> int:
+        """Forget values only as far as the durable snapshot holds their effect."""
+        return snapshot.slot
+
     # --- messages --------------------------------------------------------------------------
 
     def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
-        """Acceptors are passive: nothing happens on a tick."""
+        """Acceptors are passive; only a rebuilding one asks the others, now and then."""
+        rb = self.rebuild
+        if rb is not None and rb.floor_ballot is None:
+            if rb.ticks % self.probe_ticks == 0:
+                for other in self.others:
+                    if other not in rb.answers:
+                        ready.send.append((other, Probe()))
+            rb.ticks += 1
 
     def _raise_promise(self, sender: str, b: Ballot, ready: Ready) -> bool:
         """The promise rule that Prepare and Recover share: above the promise, promise `b`
@@ -113,6 +208,10 @@ class Acceptor(Core):
         b = m.ballot
         if not owner_ok(self.proposer_ids, sender, b, ready):
             return
+        if self.rebuild is not None:
+            if b <= self.promised:
+                ready.send.append((sender, Nack(b, self.promised)))  # a refusal vouches for nothing
+            return
         before = self.promised
         if not self._raise_promise(sender, b, ready):
             ready.event("prepare_refused", ballot=str(b), promised=str(self.promised), peer=sender)
@@ -124,15 +223,18 @@ class Acceptor(Core):
     def _on_recover(self, sender: str, m: Recover, ready: Ready) -> None:
         # A Prepare for [from_slot, to_slot] that ignores the watermark: the same promise rules.
         b = m.ballot
-        if not owner_ok(self.proposer_ids, sender, b, ready) or not self._raise_promise(sender, b, ready):
+        if (not owner_ok(self.proposer_ids, sender, b, ready) or self._silent(sender, m, ready)
+                or not self._raise_promise(sender, b, ready)):
             return
-        votes, reported_through = self._votes(m.from_slot, min(m.to_slot, self.highest_slot))
-        ready.send.append((sender, Recovered(b, m.nonce, m.from_slot, reported_through, votes)))
+        snap = self.snapshot.slot if self.snapshot is not None else 0
+        votes, reported_through = self._votes(max(m.from_slot, snap + 1), min(m.to_slot, self.highest_slot))
+        ready.send.append((sender, Recovered(b, m.nonce, m.from_slot, max(reported_through, snap), votes,
+                                             self.compacted_through, snap)))
         ready.event("recover_answered", DEBUG, ballot=str(b), peer=sender, from_slot=m.from_slot, to_slot=m.to_slot)
 
     def _promise(self, b: Ballot, from_slot: int) -> Promise:
         """Votes from above the watermark (a Prepare need not cover chosen slots) to the highest
-        slot, within the reply budget."""
+        slot, within the reply budget. The watermark is never below what was compacted."""
         start = max(from_slot, self.chosen_through + 1)
         votes, reported_through = self._votes(start, self.highest_slot)
         return Promise(b, from_slot, self.chosen_through, self.highest_slot, reported_through, votes)
@@ -160,6 +262,10 @@ class Acceptor(Core):
         b = m.ballot
         if not owner_ok(self.proposer_ids, sender, b, ready):
             return
+        if self.rebuild is not None and not self._rebuilt_by(sender, b, m.chosen_through, ready):
+            if m.chosen_through > self.chosen_through:
+                self.chosen_through = m.chosen_through  # a fact from the leader; no vote involved
+            return
         if not self.may_accept(b):
             ready.send.append((sender, Nack(b, self.promised)))
             ready.event("accept_refused", DEBUG, ballot=str(b), promised=str(self.promised),
@@ -167,7 +273,10 @@ class Acceptor(Core):
             return
         accepted = self.accepted
         new: list[tuple[int, Value]] = []
+        covered = self.snapshot.slot if self.snapshot is not None else 0
         for slot, value in m.entries:
+            if slot <= covered:
+                continue  # chosen, and inside the snapshot: acknowledged, nothing to keep
             prev = accepted.get(slot)
             if prev is not None and prev[0] == b:
                 # A retransmission: acknowledge again without a new record. A different value
@@ -182,6 +291,8 @@ class Acceptor(Core):
             ready.persist.append(record)
         elif m.chosen_through > self.chosen_through:
             self.chosen_through = m.chosen_through
+        if self.offer is not None and self.offer[1].slot <= self.chosen_through:
+            self._fetch_offer(ready)
         slots = tuple(slot for slot, _ in m.entries)
         answer = Accepted(b, slots, ())
         ready.send.append((sender, answer))
@@ -198,11 +309,115 @@ class Acceptor(Core):
                         new=len(new), peer=sender)
 
     def _on_fetch(self, sender: str, m: Fetch, ready: Ready) -> None:
-        votes, _ = self._votes(m.from_slot, min(m.to_slot, self.highest_slot, m.from_slot + self.fetch_slots_max - 1))
-        ready.send.append((sender, Fetched(self.chosen_through, votes)))
+        if self._silent(sender, m, ready):
+            return
+        # Values it holds below its rebuild floor were accepted since, under a newer ballot than
+        # any it forgot: they are as good as any. Only what its snapshot covers is not held.
+        first = max(m.from_slot, (self.snapshot.slot if self.snapshot is not None else 0) + 1)
+        votes, _ = self._votes(first, min(m.to_slot, self.highest_slot, first + self.fetch_slots_max - 1))
+        snap = self.snapshot
+        ready.send.append((sender, Fetched(self.chosen_through, votes, self.compacted_through,
+                                           snap.slot if snap else 0, snap.size_bytes if snap else 0,
+                                           snap.crc if snap else 0)))
         ready.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
 
-    HANDLERS = {Prepare: _on_prepare, Recover: _on_recover, Accept: _on_accept, Fetch: _on_fetch, Tick: _on_tick}
+    # --- probes and rebuilding -------------------------------------------------------------
+
+    def _silent(self, sender: str, m: Prepare | Recover | Fetch | Probe, ready: Ready) -> bool:
+        """A rebuilding acceptor answers nothing that would count as a vote or vouch for a value."""
+        if self.rebuild is None:
+            return False
+        ready.event("ignored_while_rebuilding", DEBUG, peer=sender, type=m.TYPE)
+        return True
+
+    def _on_probe(self, sender: str, m: Probe, ready: Ready) -> None:
+        if not self._silent(sender, m, ready):
+            ready.send.append((sender, Probed(self.promised, self.highest_slot, self.chosen_through)))
+
+    def _on_probed(self, sender: str, m: Probed, ready: Ready) -> None:
+        rb = self.rebuild
+        if rb is None or rb.floor_ballot is not None or sender not in self.others:
+            return
+        rb.answers[sender] = m
+        # Enough others that every majority of all acceptors meets them outside this one.
+        need = len(self.others) + 1 - (len(self.others) + 1) // 2
+        if len(rb.answers) < need:
+            return
+        top = max(a.promised for a in rb.answers.values())
+        if top > self.promised:
+            self.record_promise(top, ready)
+        rb.floor_ballot = self.promised
+        ready.event("rebuild_promised", promised=str(self.promised), answers=len(rb.answers))
+        if rb.floor_ballot == ZERO:
+            # Nobody ever promised anything: no Accept was ever sent, so it forgot no vote.
+            self._rejoin(max(a.highest_slot for a in rb.answers.values()), ready, "no promise anywhere")
+
+    def _rebuilt_by(self, sender: str, b: Ballot, chosen_through: int, ready: Ready) -> bool:
+        """An Accept under a ballot above the promise taken while rebuilding comes from a leader
+        that finished Phase 1 without us: from now on we may vote."""
+        rb = self.rebuild
+        assert rb is not None
+        if rb.floor_ballot is None:
+            return False
+        if b <= rb.floor_ballot:
+            # A leader that may count votes we forgot: make way for one that cannot.
+            above = Ballot(rb.floor_ballot.round + 1, 0)
+            if self.promised < above:
+                self.record_promise(above, ready)
+            ready.send.append((sender, Nack(b, self.promised)))
+            return False
+        self._rejoin(chosen_through, ready, f"an Accept under {b}")
+        return True
+
+    def _rejoin(self, reach: int, ready: Ready, why: str) -> None:
+        floor = max(reach, self.chosen_through, self.compacted_through)
+        record = RebuildRecord(True, floor)
+        self.apply(record)
+        ready.persist.append(record)
+        ready.event("rebuild_done", INFO, floor=floor, promised=str(self.promised), by=why)
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def _on_snapshot_offer(self, sender: str, m: SnapshotOffer, ready: Ready) -> None:
+        have = self.snapshot.slot if self.snapshot is not None else 0
+        if sender not in self.learners or m.slot <= have or self.fetching:
+            return
+        self.offer = (sender, m)
+        if m.slot <= self.chosen_through:
+            self._fetch_offer(ready)
+
+    def _fetch_offer(self, ready: Ready) -> None:
+        assert self.offer is not None
+        source, m = self.offer
+        self.offer = None
+        if self.fetching:
+            return
+        self.fetching = m.slot
+        ready.actions.append(FetchSnapshot(source, m.slot, m.size_bytes, m.crc))
+
+    def _on_snapshot_installed(self, sender: str, m: SnapshotInstalled, ready: Ready) -> None:
+        self.fetching = 0
+        if not m.ok or (self.snapshot is not None and m.slot <= self.snapshot.slot):
+            return
+        self.compact(SnapshotRecord(m.slot, m.size_bytes, m.crc), ready)
+
+    def compact(self, record: SnapshotRecord, ready: Ready) -> None:
+        """The snapshot is durable here: record it, forget what it covers, rewrite the file."""
+        held = len(self.accepted)
+        self.apply(record)
+        ready.persist.append(record)
+        through = self.compaction_point(record)
+        if through > record.slot:
+            rebuilt = RebuildRecord(True, through)  # (only a planted bug goes past the snapshot)
+            self.apply(rebuilt)
+            ready.persist.append(rebuilt)
+        ready.actions.append(Compact(record.slot, tuple(self.checkpoint())))
+        ready.event("log_compacted", slot=record.slot, bytes=record.size_bytes,
+                    values_dropped=held - len(self.accepted), values_kept=len(self.accepted))
+
+    HANDLERS = {Prepare: _on_prepare, Recover: _on_recover, Accept: _on_accept, Fetch: _on_fetch, Tick: _on_tick,
+                Probe: _on_probe, Probed: _on_probed, SnapshotOffer: _on_snapshot_offer,
+                SnapshotInstalled: _on_snapshot_installed}
 
     def invariants(self) -> None:
         # Runs after every step: the common case (the same ballot object) costs one `is`.
@@ -215,7 +430,10 @@ class Acceptor(Core):
     def status(self) -> dict[str, Any]:
         return {
             "role": "acceptor",
-            "state": "voting",
+            "state": "rebuilding" if self.rebuild is not None else "voting",
+            "snapshot_slot": self.snapshot.slot if self.snapshot is not None else 0,
+            "compacted_through": self.compacted_through,
+            "records_in_memory": len(self.accepted),
             "promised": str(self.promised),
             "highest_slot": self.highest_slot,
             "chosen_through": self.chosen_through,

@@ -62,6 +62,10 @@ class Core:
         """The only place durable state changes; used live and on replay."""
         raise NotImplementedError
 
+    def snapshot_state(self) -> Any:
+        """What a snapshot of this core holds (the learner's state machine); plain containers."""
+        raise NotImplementedError(f"a {self.role} takes no snapshots")
+
     def invariants(self) -> None:
         """Raise `InvariantViolation` if the core's state contradicts itself (our bug, never the
         peer's). Cheap: the shell runs it after every step."""

@@ -25,6 +25,10 @@ class BadBatch(ValueError):
     """A client batch that is not of the agreed shape; it is skipped as a whole."""
 
 
+class BadSnapshot(ValueError):
+    """A snapshot whose content is not of the agreed shape; it is not installed."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClientBatch:
     client_id: str
@@ -182,6 +186,38 @@ class KVStore:
         # delete
         data.pop(key, None)
         return _OK_NONE
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def snapshot_state(self) -> list[Any]:
+        """Everything that applying the log built: the keys, the exactly-once sessions (in
+        eviction order), and the count of applied commands. Plain containers, for the codec;
+        they reference the live state (a shell that writes them later forks or copies)."""
+        sessions = [[client, s.acked_below, [x for seq, (ok, res) in s.results.items() for x in (seq, ok, res)]]
+                    for client, s in self.sessions.items()]
+        return [self.applied_commands, self.data, sessions]
+
+    def restore(self, state: Any) -> None:
+        """The inverse of `snapshot_state`; raises BadSnapshot, changing nothing, if `state` is
+        not of that shape."""
+        if type(state) not in (list, tuple) or len(state) != 3:
+            raise BadSnapshot("a key-value snapshot is [applied_commands, data, sessions]")
+        applied, data, raw_sessions = state
+        if type(applied) is not int or not isinstance(data, dict) or type(raw_sessions) not in (list, tuple):
+            raise BadSnapshot("a key-value snapshot is [int, map, list]")
+        if not all(type(k) is str and type(v) is str for k, v in data.items()):
+            raise BadSnapshot("keys and values are strings")
+        sessions: OrderedDict[str, Session] = OrderedDict()
+        for entry in raw_sessions:
+            if type(entry) not in (list, tuple) or len(entry) != 3 or type(entry[0]) is not str \
+                    or type(entry[1]) is not int or type(entry[2]) not in (list, tuple) or len(entry[2]) % 3:
+                raise BadSnapshot("a session is [client_id, acked_below, [seq, ok, result, ...]]")
+            flat = entry[2]
+            results = {flat[i]: (flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)}
+            sessions[entry[0]] = Session(entry[1], results)
+        self.applied_commands = applied
+        self.data = dict(data)
+        self.sessions = sessions
 
     def digest(self) -> str:
         """A hash of the key-value data, equal on learners that applied the same log."""

@@ -15,6 +15,13 @@ own commands. A command entry whose epoch is below the highest StartWorking epoc
 far is skipped: it was proposed by a leader that had already been superseded, and a client may
 have read the log without it.
 
+Snapshots (seed 001's "confirmed prefix that replay need not re-run"): after every
+`snapshot_every_slots` delivered slots or `snapshot_every_bytes` of delivered values, the learner
+asks its shell for a snapshot of the state machine; once it is durable it records it, compacts
+its file to what came after, and offers it to the acceptors, which keep it and compact theirs.
+A learner that needs a slot some acceptor no longer holds (it was wiped, or was down while the
+others moved on) fetches that acceptor's snapshot, restores it and learns the tail as usual.
+
 The two rules a planted bug may break are methods of their own: `counts_vote` (a quorum is a
 set of acceptors) and `quorum` (a majority).
 """
@@ -28,7 +35,7 @@ from typing import Any
 from actors.ballot import ZERO, Ballot
 from actors.core import Core, owner_ok
 from actors.invariants import InvariantViolation, check
-from actors.kv import BadBatch, KVStore, parse_batch
+from actors.kv import BadBatch, BadSnapshot, KVStore, parse_batch
 from actors.messages import (
     COMMANDS,
     START,
@@ -39,11 +46,14 @@ from actors.messages import (
     Heartbeat,
     Repair,
     Reply,
+    SnapshotInstalled,
+    SnapshotOffer,
+    SnapshotTaken,
     Tick,
     Value,
 )
-from actors.ready import DEBUG, INFO, WARNING, Ready
-from actors.records import DecidedRecord, Record
+from actors.ready import DEBUG, INFO, WARNING, Compact, FetchSnapshot, Ready, TakeSnapshot
+from actors.records import DecidedRecord, Record, SnapshotRecord
 
 
 @dataclass(slots=True)
@@ -83,6 +93,8 @@ class Learner(Core):
         window_slots_max: int = 1_000_000,
         proposer_ids: dict[str, int] | None = None,
         debug_events: bool = False,
+        snapshot_every_slots: int = 0,
+        snapshot_every_bytes: int = 0,
     ) -> None:
         self.name = name
         self.acceptors = list(acceptors)
@@ -104,17 +116,29 @@ class Learner(Core):
         self.repair_after_fetches = 3
         self.leader: str | None = None  # the sender of the latest heartbeat
         self.skipped_entries = 0
+        # Snapshots (0: off). `snapshot` is the latest durable one: taken here, or installed.
+        self.snapshot_every_slots = snapshot_every_slots
+        self.snapshot_every_bytes = snapshot_every_bytes
+        self.snapshot: SnapshotRecord | None = None
+        self.snapshot_taking = 0  # the slot of a snapshot the shell is writing
+        self.snapshot_fetching = 0  # the slot of a snapshot being fetched from an acceptor
+        self.bytes_since_snapshot = 0
+        self.restores = 0  # snapshots this incarnation started from or installed (for observers)
+        self.ticks = 0
+        self.offer_ticks = 10 * fetch_ticks
 
     # --- durable state ---------------------------------------------------------------------
 
     def apply(self, record: Record) -> Applied:
-        """Deliver one decided slot to the state machine; the same on replay and live."""
+        """Deliver one decided slot to the state machine; the same on replay and live. (A
+        `SnapshotRecord` on replay is `restore`d by the shell, which has the file.)"""
         if type(record) is not DecidedRecord:
             raise TypeError(f"learner cannot apply {type(record).__name__}")
         check(record.slot == self.delivered + 1, "learners deliver gap-free, in slot order",
               slot=record.slot, delivered=self.delivered)
         self.delivered = record.slot
         value = record.value
+        self.bytes_since_snapshot += value.size_bytes()
         applied = Applied()
         if value.kind == COMMANDS:
             if value.epoch < self.epoch:
@@ -138,6 +162,28 @@ class Learner(Core):
             self.epoch = value.epoch
             applied.epoch_started = True
         return applied
+
+    def snapshot_state(self) -> list[Any]:
+        """What a snapshot holds: the delivered slot, the epoch rule's epoch, and the state
+        machine. It references live state: the shell writes it at once (or from a fork)."""
+        return [self.delivered, self.epoch.round, self.epoch.node, self.skipped_entries, self.kv.snapshot_state()]
+
+    def restore(self, record: SnapshotRecord, state: Any) -> None:
+        """Become the learner that delivered through `record.slot`, from a snapshot's state.
+        Raises BadSnapshot (and changes nothing) if the state is not a learner's of that slot."""
+        if type(state) not in (list, tuple) or len(state) != 5 or state[0] != record.slot \
+                or not all(type(x) is int for x in state[:4]):
+            raise BadSnapshot(f"not a learner snapshot of slot {record.slot}")
+        self.kv.restore(state[4])
+        self.delivered = record.slot
+        self.epoch = Ballot(state[1], state[2])
+        self.skipped_entries = state[3]
+        self.snapshot = record
+        self.bytes_since_snapshot = 0
+        self.restores += 1
+        self.known_chosen_through = max(self.known_chosen_through, record.slot)
+        self.chosen = {s: v for s, v in self.chosen.items() if s > record.slot}
+        self.tally = {s: t for s, t in self.tally.items() if s > record.slot}
 
     # --- the rules ---------------------------------------------------------------------------
 
@@ -175,6 +221,44 @@ class Learner(Core):
         self._note_chosen_through(m.chosen_through)
         for vote in m.votes:
             self._vote(sender, vote.slot, vote.ballot, vote.value, ready)
+        self._deliver(ready)
+        if (m.compacted_through > self.delivered and m.snapshot_slot > self.delivered
+                and not self.snapshot_fetching and m.snapshot_bytes):
+            # The slot we need is folded into that acceptor's snapshot: take the snapshot.
+            self.snapshot_fetching = m.snapshot_slot
+            ready.actions.append(FetchSnapshot(sender, m.snapshot_slot, m.snapshot_bytes, m.snapshot_crc))
+            ready.event("catching_up_by_snapshot", peer=sender, slot=m.snapshot_slot, delivered=self.delivered,
+                        bytes=m.snapshot_bytes)
+
+    def _on_snapshot_taken(self, sender: str, m: SnapshotTaken, ready: Ready) -> None:
+        self.snapshot_taking = 0
+        if not m.size_bytes or (self.snapshot is not None and m.slot <= self.snapshot.slot):
+            return  # it failed (the shell logged why), or a newer one is already in place
+        record = SnapshotRecord(m.slot, m.size_bytes, m.crc)
+        self.snapshot = record
+        ready.persist.append(record)
+        ready.actions.append(Compact(m.slot, (record,), keep_decided_above=m.slot))
+        ready.event("snapshot_taken", slot=m.slot, bytes=m.size_bytes)
+        offer = SnapshotOffer(m.slot, m.size_bytes, m.crc)
+        for acceptor in self.acceptors:
+            ready.send.append((acceptor, offer))
+
+    def _on_snapshot_installed(self, sender: str, m: SnapshotInstalled, ready: Ready) -> None:
+        self.snapshot_fetching = 0
+        if not m.ok or m.slot <= self.delivered:
+            return
+        record = SnapshotRecord(m.slot, m.size_bytes, m.crc)
+        before = self.delivered
+        try:
+            self.restore(record, m.state)
+        except BadSnapshot as exc:
+            ready.event("snapshot_rejected", WARNING, slot=m.slot, reason=str(exc))
+            return
+        ready.persist.append(record)
+        ready.actions.append(Compact(m.slot, (record,), keep_decided_above=m.slot))
+        ready.event("snapshot_installed", slot=m.slot, bytes=m.size_bytes, keys=len(self.kv.data),
+                    delivered_before=before)
+        self.stall_ticks = self.fetch_rounds = 0
         self._deliver(ready)
 
     def _on_accept(self, sender: str, m: Accept, ready: Ready) -> None:
@@ -246,6 +330,12 @@ class Learner(Core):
             self._note_chosen_through(self.delivered)
 
     def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
+        self.ticks += 1
+        if self.snapshot is not None and self.ticks % self.offer_ticks == 0:
+            # Offer it again now and then: an acceptor that was down, busy or behind takes it now.
+            offer = SnapshotOffer(self.snapshot.slot, self.snapshot.size_bytes, self.snapshot.crc)
+            for acceptor in self.acceptors:
+                ready.send.append((acceptor, offer))
         target = max(self.known_chosen_through, max(self.chosen, default=0))
         if target <= self.delivered:
             self.stall_ticks = 0
@@ -261,14 +351,25 @@ class Learner(Core):
             ready.send.append((acceptor, fetch))
         ready.event("gap_fetch", DEBUG, from_slot=first, to_slot=last)
         self.fetch_rounds += 1
-        if self.fetch_rounds >= self.repair_after_fetches and self.leader is not None:
+        if self.fetch_rounds >= self.repair_after_fetches and self.leader is not None and not self.snapshot_fetching:
             # The acceptors answered but no ballot has a majority: ask for re-confirmation.
             self.fetch_rounds = 0
             ready.send.append((self.leader, Repair(first, last)))
             ready.event("repair_requested", from_slot=first, to_slot=last, leader=self.leader)
 
+    def end_turn(self, ready: Ready) -> None:
+        """After a turn's deliveries: time for a snapshot?"""
+        if self.snapshot_taking or not (self.snapshot_every_slots or self.snapshot_every_bytes):
+            return
+        since = self.delivered - (self.snapshot.slot if self.snapshot is not None else 0)
+        if since > 0 and ((self.snapshot_every_slots and since >= self.snapshot_every_slots)
+                          or (self.snapshot_every_bytes and self.bytes_since_snapshot >= self.snapshot_every_bytes)):
+            self.snapshot_taking = self.delivered
+            self.bytes_since_snapshot = 0
+            ready.actions.append(TakeSnapshot(self.delivered))
+
     HANDLERS = {Accepted: _on_accepted, Fetched: _on_fetched, Accept: _on_accept, Heartbeat: _on_heartbeat,
-                Tick: _on_tick}
+                Tick: _on_tick, SnapshotTaken: _on_snapshot_taken, SnapshotInstalled: _on_snapshot_installed}
 
     # --- observation -----------------------------------------------------------------------
 
@@ -279,8 +380,10 @@ class Learner(Core):
     def status(self) -> dict[str, Any]:
         return {
             "role": "learner",
-            "state": "learning",
+            "state": "catching_up" if self.snapshot_fetching else "learning",
             "delivered": self.delivered,
+            "snapshot_slot": self.snapshot.slot if self.snapshot is not None else 0,
+            "records_in_memory": len(self.tally) + len(self.chosen),
             "epoch": str(self.epoch),
             "known_chosen_through": self.known_chosen_through,
             "keys": len(self.kv.data),

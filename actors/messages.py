@@ -125,7 +125,9 @@ class Promise(Message):
 @dataclass(frozen=True, slots=True)
 class Recovered(Message):
     """The answer to Recover: every accepted (slot, ballot, value) in [from_slot,
-    reported_through], which is `to_slot` unless the answer had to stop early to fit."""
+    reported_through], which is `to_slot` unless the answer had to stop early to fit. Slots at
+    or below `compacted_through` are chosen and no longer held as values (compaction, or a
+    rebuild): the leader must never re-propose them."""
 
     TYPE: ClassVar[str] = "recovered"
     ballot: Ballot
@@ -133,6 +135,8 @@ class Recovered(Message):
     from_slot: int
     reported_through: int
     votes: tuple[Vote, ...]
+    compacted_through: int = 0
+    snapshot_slot: int = 0  # of the durable snapshot it keeps (<= compacted_through)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +174,70 @@ class Fetch(Message):
 
 @dataclass(frozen=True, slots=True)
 class Fetched(Message):
+    """What an acceptor holds of the slots asked for. Slots at or below `compacted_through` it
+    holds no values for; `snapshot_slot` is the durable snapshot it can serve instead (a learner
+    that needs those slots fetches it)."""
+
     TYPE: ClassVar[str] = "fetched"
     chosen_through: int
     votes: tuple[Vote, ...]
+    compacted_through: int = 0
+    snapshot_slot: int = 0
+    snapshot_bytes: int = 0
+    snapshot_crc: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Probe(Message):
+    """A rebuilding acceptor or proposer asks an acceptor what it has promised (no state
+    changes)."""
+
+    TYPE: ClassVar[str] = "probe"
+
+
+@dataclass(frozen=True, slots=True)
+class Probed(Message):
+    TYPE: ClassVar[str] = "probed"
+    promised: Ballot
+    highest_slot: int
+    chosen_through: int
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotOffer(Message):
+    """A learner took a durable snapshot through `slot`: acceptors fetch it, keep it, and
+    compact their logs up to it."""
+
+    TYPE: ClassVar[str] = "snapshot_offer"
+    slot: int
+    size_bytes: int
+    crc: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFetch(Message):
+    """Ask for bytes [offset, offset + length) of the snapshot through `slot`."""
+
+    TYPE: ClassVar[str] = "snapshot_fetch"
+    slot: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk(Message):
+    """Bytes of a snapshot file; `size_bytes` and `crc` are the whole file's. An empty `data`
+    with `size_bytes` 0 says the sender does not have that snapshot (any more)."""
+
+    TYPE: ClassVar[str] = "snapshot_chunk"
+    slot: int
+    offset: int
+    size_bytes: int
+    crc: int
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +300,29 @@ class Tick(Message):
 
 
 TICK = Tick()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotTaken(Message):
+    """From the shell: the snapshot through `slot` that the core asked for is durable."""
+
+    TYPE: ClassVar[str] = "snapshot_taken"
+    slot: int
+    size_bytes: int
+    crc: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInstalled(Message):
+    """From the shell: a snapshot fetched from a peer is durable here, checksum verified;
+    `state` is its content for a learner, which restores it (an acceptor only keeps the file)."""
+
+    TYPE: ClassVar[str] = "snapshot_installed"
+    slot: int
+    size_bytes: int
+    crc: int
+    state: Any = None
+    ok: bool = True  # false: the transfer failed or was abandoned; nothing changed
 
 
 # --- operators -----------------------------------------------------------------------------

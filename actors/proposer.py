@@ -11,7 +11,10 @@ Each state's data lives in an object made on the transition into it (`Candidacy`
 and dropped on the way out, so nothing of one term leaks into the next.
 
 The round is persisted (`RoundRecord`) before the Prepare that uses it, so a restarted proposer
-never reuses a ballot. Safety never depends on timing; only progress does.
+never reuses a ballot. One that lost its file (a `RebuildRecord` begins the new one) first asks
+the acceptors what they promised, and takes a ballot above the highest a majority reports: every
+ballot it ever sent an Accept under was promised by a majority, and any two majorities meet.
+Safety never depends on timing; only progress does.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from actors.messages import (
     Heartbeat,
     Nack,
     Prepare,
+    Probe,
+    Probed,
     Promise,
     Recover,
     Recovered,
@@ -46,7 +51,7 @@ from actors.messages import (
     Vote,
 )
 from actors.ready import DEBUG, INFO, WARNING, Ready
-from actors.records import Record, RoundRecord
+from actors.records import RebuildRecord, Record, RoundRecord
 
 ACCEPT_ENTRY_OVERHEAD_BYTES = 24
 
@@ -92,7 +97,6 @@ class Candidacy:
     promises: dict[str, Promise] = field(default_factory=dict)
     # Slots re-proposed while Phase 1 continues in chunks (Promises too large for one message).
     inflight: dict[int, InFlight] = field(default_factory=dict)
-    first_own_slot: int = 0  # the first slot proposed under this ballot
 
 
 @dataclass(slots=True)
@@ -115,7 +119,6 @@ class Leadership:
     led_since: int
     heard: dict[str, int]  # acceptor -> the tick it last answered (check-quorum)
     inflight: dict[int, InFlight]
-    first_own_slot: int
     last_heartbeat_tick: int = 0
     serving: bool = False
     reconfirming: Reconfirmation | None = None
@@ -179,10 +182,14 @@ class Proposer(Core):
         self.queue: deque[tuple[str, bytes]] = deque()
         self.elections = 0
         self.nonce = 0  # of the latest Recover: an answer to anything else never counts
+        self.probed: dict[str, Probed] | None = None  # while it must learn the ballots it forgot
 
     # --- durable state ---------------------------------------------------------------------
 
     def apply(self, record: Record) -> None:
+        if type(record) is RebuildRecord:
+            self.probed = None if record.done else {}
+            return
         if type(record) is not RoundRecord:
             raise TypeError(f"proposer cannot apply {type(record).__name__}")
         if record.round > self.round:
@@ -217,6 +224,12 @@ class Proposer(Core):
     def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
         self.ticks += 1
         p = self.params
+        if self.probed is not None:
+            if self.ticks % p.retry_ticks == 1:
+                for acceptor in self.acceptors:
+                    if acceptor not in self.probed:
+                        ready.send.append((acceptor, Probe()))
+            return
         if self.state is FOLLOWER:
             self.quiet_ticks += 1
             if self.quiet_ticks >= self.timeout_ticks:
@@ -256,7 +269,22 @@ class Proposer(Core):
     def campaign(self, ready: Ready) -> None:
         """Start an election now, as if the election timer fired (scenarios, model checking and
         operators use this; the timer path is the tick)."""
-        self._start_election(ready, reason="campaign")
+        if self.probed is None:
+            self._start_election(ready, reason="campaign")
+
+    def _on_probed(self, sender: str, m: Probed, ready: Ready) -> None:
+        if self.probed is None or sender not in self.acceptors:
+            return
+        self.probed[sender] = m
+        if len(self.probed) < self.majority:
+            return
+        top = max(a.promised for a in self.probed.values())
+        self.known_ballot = max(self.known_ballot, top)
+        round_ = max(self.round, top.round)
+        for record in (RoundRecord(round_), RebuildRecord(True)):
+            self.apply(record)
+            ready.persist.append(record)
+        ready.event("rebuild_done", known_ballot=str(self.known_ballot), round=round_)
 
     def end_turn(self, ready: Ready) -> None:
         """Turn queued client batches into slots, as many as the window allows. The shell calls
@@ -334,8 +362,6 @@ class Proposer(Core):
         self._advance_chosen(watermark)
         entries: list[tuple[int, Value]] = []
         reproposed = noops = 0
-        if not cand.first_own_slot:
-            cand.first_own_slot = start
         for slot in range(start, through + 1):
             vote = best.get(slot)
             if vote is not None:
@@ -361,8 +387,7 @@ class Proposer(Core):
         entries.append((sw_slot, Value(START, self.ballot)))
         # The acceptors that just promised count as heard: check-quorum starts from them.
         lead = Leadership(sw_slot=sw_slot, next_slot=sw_slot + 1, led_since=self.ticks,
-                          heard={a: self.ticks for a in cand.promises}, inflight=cand.inflight,
-                          first_own_slot=cand.first_own_slot)
+                          heard={a: self.ticks for a in cand.promises}, inflight=cand.inflight)
         self.state = LEADER
         self.cand = None
         self.lead = lead
@@ -384,9 +409,9 @@ class Proposer(Core):
         if lead is None or not lead.serving or lead.reconfirming is not None:
             return
         first = m.from_slot
-        # Only slots chosen before this leader's election: those it proposed itself under its
-        # ballot are held by a majority under that ballot and can be fetched.
-        last = min(m.to_slot, self.chosen_through, lead.first_own_slot - 1, first + self.params.window_slots - 1)
+        # Its own slots too: an acceptor that lost its file may have taken one of the copies that
+        # made one chosen. Re-reading them from acceptors that can vouch gives the same value.
+        last = min(m.to_slot, self.chosen_through, first + self.params.window_slots - 1)
         if last < first:
             return
         self.nonce += 1
@@ -408,15 +433,27 @@ class Proposer(Core):
         answers = [rc.answers[a] for a in self.acceptors if a in rc.answers]
         # An answer that had to stop early covers only up to its reported_through.
         through = min([rc.to_slot] + [a.reported_through for a in answers])
-        best = self.highest_votes((a.votes for a in answers), rc.from_slot, through)
+        # Slots inside some acceptor's snapshot are chosen, and a learner gets them from that
+        # snapshot: never re-propose them.
+        first = max(rc.from_slot, max(a.snapshot_slot for a in answers) + 1)
+        # An acceptor that lost its file vouches for nothing up to its floor (compacted_through
+        # above its snapshot): a slot needs a majority of answers from acceptors that can.
+        floors = sorted(a.compacted_through for a in answers)
+        vouched_from = floors[self.majority - 1] + 1
+        if first < vouched_from:
+            if len(answers) < len(self.acceptors):
+                return  # wait for the others
+            ready.event("repair_unvouched", WARNING, from_slot=first, to_slot=min(through, vouched_from - 1))
+            first = vouched_from
+        best = self.highest_votes((a.votes for a in answers), first, through)
         entries: list[tuple[int, Value]] = []
-        for slot in range(rc.from_slot, through + 1):
+        for slot in range(first, through + 1):
             if slot in lead.inflight:
                 continue
             vote = best.get(slot)
             # No value in a majority means nothing was chosen there (quorums intersect): no-op.
             entries.append((slot, vote.value if vote is not None else Value(NOOP, self.ballot)))
-        ready.event("repair_reproposed", from_slot=rc.from_slot, to_slot=through, slots=len(entries),
+        ready.event("repair_reproposed", from_slot=first, to_slot=through, slots=len(entries),
                     noops=sum(1 for _, v in entries if v.kind == NOOP))
         lead.reconfirming = None
         self._propose_recovered(lead.inflight, entries, ready)
@@ -585,7 +622,8 @@ class Proposer(Core):
         self.queue.append((sender, m.batch))
 
     HANDLERS = {Promise: _on_promise, Accepted: _on_accepted, Nack: _on_nack, Heartbeat: _on_heartbeat,
-                Submit: _on_submit, Repair: _on_repair, Recovered: _on_recovered, Tick: _on_tick}
+                Submit: _on_submit, Repair: _on_repair, Recovered: _on_recovered, Tick: _on_tick,
+                Probed: _on_probed}
 
     # --- observation -----------------------------------------------------------------------
 
@@ -610,7 +648,7 @@ class Proposer(Core):
         own = lead or self.cand
         return {
             "role": "proposer",
-            "state": self.state.value,
+            "state": "rebuilding" if self.probed is not None else self.state.value,
             "serving": lead is not None and lead.serving,
             "ballot": str(self.ballot),
             "known_ballot": str(self.known_ballot),

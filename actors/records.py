@@ -44,3 +44,27 @@ class DecidedRecord(Record):
 
     slot: int
     value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord(Record):
+    """A durable snapshot of the state machine through `slot` (a file of `size_bytes` bytes with
+    checksum `crc`). For a learner, replay starts from that snapshot; for an acceptor, it is
+    what lets it forget every value at or below `slot` (compaction): those slots are chosen, and
+    their effect is in a file it keeps and can serve."""
+
+    slot: int
+    size_bytes: int
+    crc: int
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildRecord(Record):
+    """An actor that lost its file (wiped, or a dead disk) after it had voted or proposed.
+    `done=False` is written first, before anything else in the new file: until a `done=True`
+    record follows, the actor must not vote (acceptor) or propose (proposer), even across
+    restarts. `floor` is the slot through which a rebuilt acceptor holds nothing it can vouch
+    for (see Acceptor's rebuild rule)."""
+
+    done: bool
+    floor: int = 0

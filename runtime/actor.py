@@ -9,6 +9,12 @@ Crash-only: any exception while handling input or a tick ends the process at onc
 error and its context in the log and a distinct exit code; memory that ran ahead of the disk
 dies with it, and the supervisor's restart rebuilds the actor from its file alone.
 
+Snapshots are written by a forked child (copy-on-write, as Redis's BGSAVE does), so the actor
+keeps serving while the state is encoded and written; the child reports the file's size and
+checksum through a pipe, and the next tick hands the core `SnapshotTaken`. An acceptor or
+proposer whose file is gone although it ran before (its marker says so) starts a new file with
+a `RebuildRecord` and rebuilds (actors/acceptor.py, actors/proposer.py) instead of refusing.
+
 Exit codes: 0 stopped on request; 65 the wal is corrupt or not ours (fail-stop: do not
 restart); 70 an invariant broke (our bug: fail-stop); 71 crashed on an unexpected error
 (restarted by policy); 73 the wal is locked by another process; 74 a write or fsync failed;
@@ -36,13 +42,14 @@ import zmq
 from actors.core import Core
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
-from actors.messages import Message
-from actors.ready import Event
-from actors.records import Record
+from actors.messages import Message, SnapshotTaken
+from actors.ready import Action, Compact, Event, TakeSnapshot
+from actors.records import RebuildRecord, Record
 from runtime import codec, logs
 from runtime.config import ClusterConfig, ConfigError, load
+from runtime.storage import DISK, SnapshotCorrupt
 from runtime.transport import Transport
-from runtime.turn import PRODUCT, Kinds
+from runtime.turn import PRODUCT, Kinds, keeps, replayer
 from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, gc_paused
 
 EXIT_OK = 0
@@ -67,14 +74,17 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
     learners = [lr.name for lr in config.learners]
     if spec.role == "acceptor":
         return kinds.acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
-                              config.protocol.fetch_slots_max)
+                              config.protocol.fetch_slots_max, acceptors=acceptors)
     if spec.role == "proposer":
         return kinds.proposer(name, spec.id, config.proposer_ids, acceptors, learners,
                               config.proposer_params(), rng, debug_events=debug_events)
     kv = KVStore(config.limits.key_bytes_max, config.limits.value_bytes_max, config.limits.sessions_max)
+    snap = config.snapshot
     return kinds.learner(name, acceptors, codec.decode_client_batch, kv,
                          fetch_ticks=config.protocol.fetch_ticks, fetch_slots_max=config.protocol.fetch_slots_max,
-                         proposer_ids=config.proposer_ids, debug_events=debug_events)
+                         proposer_ids=config.proposer_ids, debug_events=debug_events,
+                         snapshot_every_slots=snap.every_slots if snap.enabled else 0,
+                         snapshot_every_bytes=snap.every_bytes if snap.enabled else 0)
 
 
 class Hooks:
@@ -107,7 +117,11 @@ class ActorShell:
         kinds = self.hooks.kinds
         self.core = build_core(config, name, random.Random(int.from_bytes(os.urandom(8), "big")), kinds,
                                debug_events=self.debug)
-        self.turn = kinds.turn(self.core, self, self.peers, config.limits.message_bytes_max, debug=self.debug)
+        self.snapshots = kinds.snapshot_dir(DISK, config.snapshot_dir(name)) if self.role != "proposer" else None
+        self.turn = kinds.turn(self.core, self, self.peers, config.limits.message_bytes_max, debug=self.debug,
+                               snapshots=self.snapshots, chunk_bytes=config.snapshot.chunk_bytes,
+                               tick_ms=config.cluster.tick_ms)
+        self._snapshotting: tuple[int, int, int, float] | None = None  # (child pid, pipe fd, slot, started)
         self.wal: Wal | None = None
         self.transport: Transport | None = None
         self.started = time.monotonic()
@@ -122,18 +136,21 @@ class ActorShell:
 
     def recover(self) -> None:
         path = self.config.wal_path(self.name)
-        marker = self.config.data_dir / "state" / f"{self.name}.voted"
-        if self.role == "acceptor" and marker.exists() and not path.exists():
-            # It promised and accepted before: a fresh file would forget those promises.
-            raise Fatal(EXIT_CORRUPT, f"{path}: missing, but {self.name} has voted before "
-                        f"({marker} exists); restore the file, or delete the marker to rejoin "
-                        f"as a new acceptor (unsafe if a majority lost their files)")
+        marker = self.config.marker_path(self.name)
+        # It promised, accepted or proposed before and its file is gone: a fresh file would forget
+        # those promises and ballots, so it comes back rebuilding.
+        rebuild = self.role != "learner" and marker.exists() and not path.exists()
         t0 = time.perf_counter()
         with gc_paused():
             recovery = self._replay(path)
         # What replay built lives as long as the process: keep the collector from rescanning it.
         gc.freeze()
-        if self.role == "acceptor":
+        if rebuild:
+            record = RebuildRecord(False)
+            self.core.apply(record)
+            self.persist([record], True)
+            self.logger.warning("rebuilding", reason="wal missing after it had run", marker=str(marker))
+        if self.role != "learner":
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
         elapsed = time.perf_counter() - t0
@@ -145,7 +162,7 @@ class ActorShell:
         """Open the wal and apply every record through the live path's `apply`."""
         try:
             self.wal, recovery = Wal.open(path, self.role, self.name, self.config.cluster.fsync,
-                                          self.hooks.kinds.scanner, apply=self.core.apply)
+                                          self.hooks.kinds.scanner, apply=replayer(self.core, self.snapshots))
         except WalLocked as exc:
             raise Fatal(EXIT_LOCKED, str(exc)) from None
         except (WalCorrupt, WalFormatError) as exc:
@@ -155,6 +172,10 @@ class ActorShell:
         except (InvariantViolation, TypeError) as exc:
             self.logger.critical("wal_corrupt", path=str(path), error=str(exc))
             raise Fatal(EXIT_CORRUPT, f"{path}: records contradict each other: {exc}") from None
+        except SnapshotCorrupt as exc:
+            self.logger.critical("snapshot_corrupt", path=str(path), error=str(exc))
+            raise Fatal(EXIT_CORRUPT, f"{path} names a snapshot that cannot be read back: {exc}; "
+                                      f"`paxos wipe {self.name}` lets it learn everything again") from None
         if recovery.truncated_at is not None:
             self.logger.warning("wal_tail_truncated", path=str(path), offset=recovery.truncated_at,
                                 bytes_cut=recovery.truncated_bytes, backup=str(recovery.backup))
@@ -198,6 +219,8 @@ class ActorShell:
             asyncio.get_running_loop().call_later(self._tick_s, self._tick)
             self.turn.tick()
             self._after_turn()
+            if self._snapshotting is not None:
+                self._snapshot_done()
             self.hooks.tick(self)
         except Exception as exc:
             self.crash(exc, "tick")
@@ -237,6 +260,60 @@ class ActorShell:
         if self.wal is not None:
             self.wal.sync()
 
+    def act(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, TakeSnapshot):
+                self._take_snapshot(action.slot)
+            elif isinstance(action, Compact):
+                assert self.wal is not None
+                t0 = time.perf_counter()
+                before = self.wal.rewrite(list(action.prefix), keeps(action))
+                if self.snapshots is not None:
+                    self.snapshots.prune(action.slot)
+                self.logger.info("wal_compacted", slot=action.slot, bytes_before=before, bytes_after=self.wal.offset,
+                                 seconds=round(time.perf_counter() - t0, 4))
+
+    # --- snapshots in a forked child -------------------------------------------------------
+
+    def _take_snapshot(self, slot: int) -> None:
+        """Fork: the child sees the state as it is now (copy-on-write) and writes it; we go on."""
+        assert self.snapshots is not None and self.wal is not None
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: write the file, report, leave without running any cleanup
+            code = 1
+            try:
+                os.close(r)
+                for fd in (self.wal.fd, self.wal.lock_fd):
+                    os.close(fd)  # never hold the parent's lock if it dies first
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the actor
+                info = self.snapshots.write(self.role, self.name, slot, self.core.snapshot_state())
+                os.write(w, f"{info.slot} {info.size_bytes} {info.crc}\n".encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        self._snapshotting = (pid, r, slot, time.perf_counter())
+
+    def _snapshot_done(self) -> None:
+        assert self._snapshotting is not None
+        pid, r, slot, started = self._snapshotting
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if not done:
+            return
+        self._snapshotting = None
+        report = os.read(r, 128).decode().split()
+        os.close(r)
+        if os.waitstatus_to_exitcode(status) != 0 or len(report) != 3:
+            self.logger.error("snapshot_failed", slot=slot, exit=os.waitstatus_to_exitcode(status))
+            self.turn.internal(SnapshotTaken(slot, 0, 0))
+        else:
+            self.logger.info("snapshot_written", slot=slot, bytes=int(report[1]),
+                             seconds=round(time.perf_counter() - started, 4))
+            self.turn.internal(SnapshotTaken(int(report[0]), int(report[1]), int(report[2])))
+        self._after_turn()
+
     def log(self, events: list[Event]) -> None:
         log = self.logger
         for level, event, fields in events:
@@ -244,8 +321,12 @@ class ActorShell:
 
     def status(self) -> dict[str, Any]:
         wal, transport = self.wal, self.transport
+        snapshot_bytes = 0
+        if self.snapshots is not None:
+            snapshot_bytes = sum(DISK.size(self.snapshots.path / f) or 0 for f in DISK.listdir(self.snapshots.path))
         return {"name": self.name, "pid": os.getpid(), "uptime_s": round(time.monotonic() - self.started, 3),
                 "wal_bytes": wal.offset if wal else 0, "wal_synced_bytes": wal.synced_offset if wal else 0,
+                "snapshot_bytes": snapshot_bytes, "file_bytes": (wal.offset if wal else 0) + snapshot_bytes,
                 "fsyncs": wal.fsyncs if wal else 0, "frames_dropped": transport.dropped if transport else 0}
 
     # --- crash-only ------------------------------------------------------------------------

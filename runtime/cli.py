@@ -222,6 +222,20 @@ def cmd_restart(config: ClusterConfig, args: argparse.Namespace) -> int:
     return _control(config, {"cmd": "restart", "name": args.name})
 
 
+def cmd_wipe(config: ClusterConfig, args: argparse.Namespace) -> int:
+    config.actor(args.name)
+    try:
+        reply = request(config, {"cmd": "wipe", "name": args.name}, timeout_s=config.supervisor.stop_grace_s + 10)
+    except ControlError as exc:
+        return _fail(str(exc))
+    if not reply.get("ok"):
+        return _fail(reply.get("error", "failed"))
+    print(f"wipe {args.name}: stopped, {len(reply.get('removed', []))} files deleted, started again "
+          f"(pid {reply.get('pid')}); it catches up by snapshot" +
+          ("" if config.actor(args.name).role == "learner" else " and rebuilds before it votes or proposes"))
+    return 0
+
+
 def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
     from runtime.logview import show
 
@@ -306,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-restart", action="store_true", help="do not let the supervisor restart it")
     p.set_defaults(func=cmd_kill)
     for name, func, text in (("start", cmd_start, "start a stopped actor"),
-                             ("restart", cmd_restart, "stop and start one actor")):
+                             ("restart", cmd_restart, "stop and start one actor"),
+                             ("wipe", cmd_wipe, "stop one actor, delete its files, start it: it catches up")):
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("name")
         p.set_defaults(func=func)

@@ -33,21 +33,34 @@ from actors.messages import (
     Message,
     Nack,
     Prepare,
+    Probe,
+    Probed,
     Promise,
     Recover,
     Recovered,
     Redirect,
     Repair,
     Reply,
+    SnapshotChunk,
+    SnapshotFetch,
+    SnapshotOffer,
     StatusQuery,
     StatusReply,
     Submit,
     Value,
     Vote,
 )
-from actors.records import AcceptRecord, DecidedRecord, PromiseRecord, Record, RoundRecord
+from actors.records import (
+    AcceptRecord,
+    DecidedRecord,
+    PromiseRecord,
+    RebuildRecord,
+    Record,
+    RoundRecord,
+    SnapshotRecord,
+)
 
-VERSION = 1
+VERSION = 2  # 2: compaction fields in Fetched and Recovered; probes and snapshot messages
 INT_MAX = 2**63 - 1
 
 
@@ -286,9 +299,10 @@ def _dec_recover(m: tuple[Any, ...]) -> Message:
 
 
 def _dec_recovered(m: tuple[Any, ...]) -> Message:
-    _arity(m, 7, "recovered")
+    _arity(m, 9, "recovered")
     return Recovered(_ballot(m[1], m[2], "ballot"), _int(m[3], "nonce"), _int(m[4], "from_slot"),
-                     _int(m[5], "reported_through"), _votes(m[6]))
+                     _int(m[5], "reported_through"), _votes(m[6]), _int(m[7], "compacted_through"),
+                     _int(m[8], "snapshot_slot"))
 
 
 def _dec_repair(m: tuple[Any, ...]) -> Message:
@@ -297,8 +311,37 @@ def _dec_repair(m: tuple[Any, ...]) -> Message:
 
 
 def _dec_fetched(m: tuple[Any, ...]) -> Message:
-    _arity(m, 3, "fetched")
-    return Fetched(_int(m[1], "chosen_through"), _votes(m[2]))
+    _arity(m, 7, "fetched")
+    return Fetched(_int(m[1], "chosen_through"), _votes(m[2]), _int(m[3], "compacted_through"),
+                   _int(m[4], "snapshot_slot"), _int(m[5], "snapshot_bytes"), _crc(m[6]))
+
+
+def _crc(x: Any) -> int:
+    if type(x) is not int or not 0 <= x < 1 << 32:
+        raise DecodeError("schema", f"a crc32 is an integer in [0, 2^32), got {x!r:.40}")
+    return x
+
+
+def _dec_probed(m: tuple[Any, ...]) -> Message:
+    _arity(m, 5, "probed")
+    return Probed(_ballot(m[1], m[2], "promised"), _int(m[3], "highest_slot"), _int(m[4], "chosen_through"))
+
+
+def _dec_snapshot_offer(m: tuple[Any, ...]) -> Message:
+    _arity(m, 4, "snapshot_offer")
+    return SnapshotOffer(_int(m[1], "slot"), _int(m[2], "size_bytes"), _crc(m[3]))
+
+
+def _dec_snapshot_fetch(m: tuple[Any, ...]) -> Message:
+    _arity(m, 4, "snapshot_fetch")
+    return SnapshotFetch(_int(m[1], "slot"), _int(m[2], "offset"), _int(m[3], "length"))
+
+
+def _dec_snapshot_chunk(m: tuple[Any, ...]) -> Message:
+    _arity(m, 6, "snapshot_chunk")
+    if type(m[5]) is not bytes:
+        raise DecodeError("schema", "snapshot chunk data must be a binary string")
+    return SnapshotChunk(_int(m[1], "slot"), _int(m[2], "offset"), _int(m[3], "size_bytes"), _crc(m[4]), m[5])
 
 
 def _dec_submit(m: tuple[Any, ...]) -> Message:
@@ -358,11 +401,17 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     Accepted: (6, lambda m: [6, m.ballot.round, m.ballot.node, m.slots,
                              [_enc_value(v) for v in m.values]], _dec_accepted),
     Fetch: (7, lambda m: [7, m.from_slot, m.to_slot], _dec_fetch),
-    Fetched: (8, lambda m: [8, m.chosen_through, _enc_votes(m.votes)], _dec_fetched),
+    Fetched: (8, lambda m: [8, m.chosen_through, _enc_votes(m.votes), m.compacted_through, m.snapshot_slot,
+                            m.snapshot_bytes, m.snapshot_crc], _dec_fetched),
     Recover: (9, lambda m: [9, m.ballot.round, m.ballot.node, m.from_slot, m.to_slot, m.nonce], _dec_recover),
     Recovered: (11, lambda m: [11, m.ballot.round, m.ballot.node, m.nonce, m.from_slot, m.reported_through,
-                               _enc_votes(m.votes)], _dec_recovered),
+                               _enc_votes(m.votes), m.compacted_through, m.snapshot_slot], _dec_recovered),
     Repair: (10, lambda m: [10, m.from_slot, m.to_slot], _dec_repair),
+    Probe: (12, lambda m: [12], _dec_empty(Probe)),
+    Probed: (13, lambda m: [13, m.promised.round, m.promised.node, m.highest_slot, m.chosen_through], _dec_probed),
+    SnapshotOffer: (14, lambda m: [14, m.slot, m.size_bytes, m.crc], _dec_snapshot_offer),
+    SnapshotFetch: (15, lambda m: [15, m.slot, m.offset, m.length], _dec_snapshot_fetch),
+    SnapshotChunk: (16, lambda m: [16, m.slot, m.offset, m.size_bytes, m.crc, m.data], _dec_snapshot_chunk),
     Submit: (20, lambda m: [20, m.batch], _dec_submit),
     Redirect: (21, lambda m: [21, m.leader, m.reason], _dec_redirect),
     Reply: (22, lambda m: [22, [list(r) for r in m.results]], _dec_reply),
@@ -457,6 +506,10 @@ def encode_record(record: Record) -> list[Any]:
         return [2, record.ballot.round, record.ballot.node]
     if type(record) is RoundRecord:
         return [1, record.round]
+    if type(record) is SnapshotRecord:
+        return [5, record.slot, record.size_bytes, record.crc]
+    if type(record) is RebuildRecord:
+        return [6, record.done, record.floor]
     raise TypeError(f"not a record: {record!r}")
 
 
@@ -484,6 +537,12 @@ def decode_record(raw: Any) -> Record:
         return PromiseRecord(_ballot(raw[1], raw[2], "ballot"))
     if tag == 1 and len(raw) == 2:
         return RoundRecord(_int(raw[1], "round"))
+    if tag == 5 and len(raw) == 4:
+        return SnapshotRecord(_int(raw[1], "slot"), _int(raw[2], "size_bytes"), _crc(raw[3]))
+    if tag == 6 and len(raw) == 3:
+        if type(raw[1]) is not bool:
+            raise DecodeError("schema", "a rebuild record's `done` is a bool")
+        return RebuildRecord(raw[1], _int(raw[2], "floor"))
     raise DecodeError("schema", f"unknown record tag {tag} or wrong arity {len(raw)}")
 
 

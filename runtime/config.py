@@ -60,6 +60,18 @@ class LimitsSection:
 
 
 @dataclass(frozen=True)
+class SnapshotSection:
+    """Learners snapshot the state machine after `every_slots` decided slots or `every_bytes` of
+    decided values, whichever comes first; acceptors keep the snapshot and compact their files to
+    it. Transfers move `chunk_bytes` per message."""
+
+    enabled: bool = True
+    every_slots: int = 100_000
+    every_bytes: int = 16 * 1024 * 1024
+    chunk_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
 class SupervisorSection:
     restart: str = "permanent"
     restart_max: int = 5
@@ -111,6 +123,7 @@ class ClusterConfig:
     cluster: ClusterSection
     protocol: ProtocolSection
     limits: LimitsSection
+    snapshot: SnapshotSection
     supervisor: SupervisorSection
     client: ClientSection
     testing: TestingSection
@@ -155,6 +168,14 @@ class ClusterConfig:
 
     def wal_path(self, name: str) -> Path:
         return self.data_dir / "wal" / f"{name}.wal"
+
+    def snapshot_dir(self, name: str) -> Path:
+        return self.data_dir / "snap" / name
+
+    def marker_path(self, name: str) -> Path:
+        """Exists once an acceptor or proposer has run: it may have voted or proposed, so if its
+        wal goes missing it comes back rebuilding, never as a fresh actor."""
+        return self.data_dir / "state" / f"{name}.voted"
 
     def log_path(self, name: str) -> Path:
         return self.data_dir / "logs" / f"{name}.jsonl"
@@ -229,6 +250,7 @@ SECTIONS = {
     "cluster": ClusterSection,
     "protocol": ProtocolSection,
     "limits": LimitsSection,
+    "snapshot": SnapshotSection,
     "supervisor": SupervisorSection,
     "client": ClientSection,
     "testing": TestingSection,
@@ -282,8 +304,12 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
                           f"least 128 KiB, got {lim.message_bytes_max}")
     if proto.heartbeat_ticks * 2 > proto.election_ticks:
         raise ConfigError("protocol.election_ticks: must be at least twice heartbeat_ticks")
+    snap: SnapshotSection = sections["snapshot"]
+    if snap.chunk_bytes > lim.message_bytes_max - 64 * 1024:
+        raise ConfigError(f"snapshot.chunk_bytes: must leave 64 KiB of limits.message_bytes_max for framing, "
+                          f"got {snap.chunk_bytes}")
     return ClusterConfig(
-        path=path, cluster=cl, protocol=proto, limits=lim, supervisor=sup,
+        path=path, cluster=cl, protocol=proto, limits=lim, snapshot=snap, supervisor=sup,
         client=sections["client"], testing=sections["testing"], proposers=proposers, acceptors=acceptors,
         learners=learners,
         actors=actors,

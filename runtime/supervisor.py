@@ -282,7 +282,7 @@ class Supervisor:
             self.stopping.set()
             await self._stop_all()
             return {"ok": True}
-        if cmd not in ("kill", "start", "restart"):
+        if cmd not in ("kill", "start", "restart", "wipe"):
             return {"ok": False, "error": f"unknown command {cmd!r}"}
         if cmd == "kill" and isinstance(req.get("names"), list):
             return await self._kill_many(req)
@@ -305,10 +305,30 @@ class Supervisor:
             child.record.policy.reset()
             await self._spawn(child)
             return {"ok": child.state is RUNNING, "pid": child.pid, "error": child.record.reason}
-        await self._terminate(child)  # restart
+        await self._terminate(child)  # restart, or wipe
+        removed = self._wipe_files(child.spec.id) if cmd == "wipe" else []
         child.record.policy.reset()
         await self._spawn(child)
-        return {"ok": child.state is RUNNING, "pid": child.pid, "error": child.record.reason}
+        return {"ok": child.state is RUNNING, "pid": child.pid, "error": child.record.reason,
+                **({"removed": removed} if cmd == "wipe" else {})}
+
+    def _wipe_files(self, name: str) -> list[str]:
+        """`paxos wipe`: the actor's wal and snapshots go; its marker stays, so an acceptor or a
+        proposer comes back rebuilding (it may have voted or proposed), never as a fresh one."""
+        removed = []
+        wal = self.config.wal_path(name)
+        doomed = [p for p in wal.parent.glob(f"{wal.name}*") if not p.name.endswith(".lock")]
+        snap = self.config.snapshot_dir(name)
+        doomed += sorted(snap.glob("*")) if snap.exists() else []
+        for path in doomed:
+            try:
+                path.unlink()
+                removed.append(str(path))
+            except FileNotFoundError:
+                pass
+        self.logger.warning("child_wiped", child=name, files=len(removed))
+        logs.flush()
+        return removed
 
     async def _kill_many(self, req: dict[str, Any]) -> dict[str, Any]:
         """`kill` with `names`: signal them all at once (a power failure hits every machine in

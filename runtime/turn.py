@@ -11,9 +11,12 @@ owns everything between the bytes and the core, and between the core and the wor
   the driver answers itself;
 - the steps, with the core's `invariants()` checked after each one;
 - the end-of-turn flush (`Core.end_turn`: the proposer turns the turn's commands into slots);
-- the commit in `Ready.commit`'s order (persist, then send, then deliver, then log), and the
-  sync policy: a core whose replies wait for the disk persists durably; one whose replies do
-  not (the learner) writes without waiting and syncs every `SYNC_EVERY_TICKS` ticks.
+- snapshot transfer (runtime/transfer.py): it serves chunks of the core's durable snapshot,
+  runs the core's `FetchSnapshot` actions, and hands the core `SnapshotInstalled` when a fetched
+  snapshot is checked and durable;
+- the commit in `Ready.commit`'s order (persist, then act, then send, then deliver, then log),
+  and the sync policy: a core whose replies wait for the disk persists durably; one whose
+  replies do not (the learner) writes without waiting and syncs every `SYNC_EVERY_TICKS` ticks.
 
 It does no I/O itself: a `Shell` writes, sends and logs. Exceptions leave through it unchanged;
 the process shell turns any of them into a crash (crash-only), the simulator into a violation
@@ -29,11 +32,24 @@ from typing import Any, Protocol
 from actors.acceptor import Acceptor
 from actors.core import Core
 from actors.learner import Learner
-from actors.messages import TICK, Hello, Message, StatusQuery, StatusReply, Submit, Value
+from actors.messages import (
+    TICK,
+    Hello,
+    Message,
+    SnapshotChunk,
+    SnapshotFetch,
+    SnapshotInstalled,
+    StatusQuery,
+    StatusReply,
+    Submit,
+    Value,
+)
 from actors.proposer import Proposer
-from actors.ready import DEBUG, WARNING, Event, Ready
-from actors.records import Record
+from actors.ready import DEBUG, WARNING, Action, Compact, Event, FetchSnapshot, Ready
+from actors.records import DecidedRecord, Record, SnapshotRecord
 from runtime import codec
+from runtime.storage import SnapshotCorrupt, SnapshotDir
+from runtime.transfer import Transfers
 from runtime.wal import SCANNER, Scanner
 
 SYNC_EVERY_TICKS = 10
@@ -53,8 +69,42 @@ class Shell(Protocol):
 
     def log(self, events: list[Event]) -> None: ...
 
+    def act(self, actions: list[Action]) -> None:
+        """Take a snapshot (in the background), compact the file."""
+
     def status(self) -> dict[str, Any]:
         """The shell's own fields for a StatusReply (pid, file sizes, ...)."""
+
+
+def keeps(action: Compact) -> Callable[[Record], bool]:
+    """Which records of the old file a compaction keeps: a learner's decisions after the slot."""
+    above = action.keep_decided_above
+    if above is None:
+        return lambda record: False
+    return lambda record: type(record) is DecidedRecord and record.slot > above
+
+
+def replayer(core: Core, snapshots: SnapshotDir | None) -> Callable[[Record], object]:
+    """What recovery applies each record of a file with: `core.apply`, except that a learner's
+    `SnapshotRecord` restores the snapshot file it names (SnapshotCorrupt if that file is
+    missing or damaged: the record says it was durable)."""
+    if not isinstance(core, Learner):
+        return core.apply
+
+    def apply(record: Record) -> object:
+        if type(record) is SnapshotRecord:
+            if record.slot <= core.delivered:
+                # The decisions before it in the file already brought us there (a crash before
+                # the compaction that follows a snapshot): keep the state, note the snapshot.
+                core.snapshot = record
+                return None
+            if snapshots is None:
+                raise SnapshotCorrupt(f"snapshot of slot {record.slot}: this shell keeps no snapshots")
+            core.restore(record, snapshots.load(record.slot))
+            return None
+        return core.apply(record)
+
+    return apply
 
 
 class Turn:
@@ -63,8 +113,12 @@ class Turn:
 
     def __init__(self, core: Core, shell: Shell, peers: Iterable[str], message_bytes_max: int = 1 << 30,
                  debug: bool = False,
-                 deliver: Callable[[list[tuple[int, Value]]], None] | None = None) -> None:
+                 deliver: Callable[[list[tuple[int, Value]]], None] | None = None,
+                 snapshots: SnapshotDir | None = None, chunk_bytes: int = 1 << 20, tick_ms: float = 10.0) -> None:
         self.core = core
+        self.snapshots = snapshots
+        self.transfers = Transfers(snapshots, min(chunk_bytes, message_bytes_max - 1024), tick_ms) \
+            if snapshots is not None else None
         self.shell = shell
         self.peers = frozenset(peers)
         self.message_bytes_max = message_bytes_max
@@ -111,10 +165,20 @@ class Turn:
     def tick(self) -> None:
         ready = self.core.step("", TICK, Ready())
         self.core.invariants()
+        if self.transfers is not None:
+            done = self.transfers.tick(ready)
+            if done is not None:
+                self._installed(done, ready)
         self._end(ready)
         self.ticks += 1
         if self.sync_every_ticks and self.ticks % self.sync_every_ticks == 0:
             self.shell.sync()
+
+    def internal(self, message: Message) -> None:
+        """A message from the shell itself (SnapshotTaken) as a turn of its own."""
+        ready = self.core.step("", message, Ready())
+        self.core.invariants()
+        self._end(ready)
 
     def perform(self, action: Callable[[Ready], Any]) -> None:
         """An operator's or a script's action on the core as a turn of its own (a campaign)."""
@@ -136,6 +200,14 @@ class Turn:
                 ready.send.append((sender, StatusReply(tuple(info.items()))))
             elif kind is Hello:
                 ready.send.append((sender, Hello()))
+            elif known and self.transfers is not None and isinstance(message, SnapshotFetch):
+                snap = getattr(core, "snapshot", None)
+                self.transfers.serve(sender, message, (snap.slot, snap.size_bytes, snap.crc) if snap else None,
+                                     ready)
+            elif known and self.transfers is not None and isinstance(message, SnapshotChunk):
+                done = self.transfers.on_chunk(sender, message, ready)
+                if done is not None:
+                    self._installed(done, ready)
             elif known or (kind is Submit and self.takes_submit):
                 step(sender, message, ready)
                 core.invariants()
@@ -150,8 +222,28 @@ class Turn:
 
     # --- output ----------------------------------------------------------------------------
 
+    def _installed(self, m: SnapshotInstalled, ready: Ready) -> None:
+        """Hand a finished transfer to the core; a learner gets the snapshot's content too."""
+        if m.ok and isinstance(self.core, Learner) and self.snapshots is not None:
+            try:
+                m = SnapshotInstalled(m.slot, m.size_bytes, m.crc, self.snapshots.load(m.slot))
+            except SnapshotCorrupt as exc:
+                ready.event("snapshot_rejected", WARNING, slot=m.slot, reason=str(exc))
+                m = SnapshotInstalled(m.slot, 0, 0, ok=False)
+        self.core.step("", m, ready)
+        self.core.invariants()
+
     def _end(self, ready: Ready) -> None:
         self.core.end_turn(ready)
+        if ready.actions:
+            fetches = [a for a in ready.actions if isinstance(a, FetchSnapshot)]
+            if fetches:
+                ready.actions = [a for a in ready.actions if not isinstance(a, FetchSnapshot)]
+                for action in fetches:
+                    done = self.transfers.start(action, ready) if self.transfers is not None else \
+                        SnapshotInstalled(action.slot, 0, 0, ok=False)
+                    if done is not None:
+                        self._installed(done, ready)
         self.commit(ready)
 
     def commit(self, ready: Ready) -> None:
@@ -161,7 +253,7 @@ class Turn:
         if self.debug and ready.send:
             ready.events.extend((DEBUG, "message_sent", {"peer": dest, "type": m.TYPE, **fields(m)})
                                 for dest, m in ready.send)
-        ready.commit(shell.persist, send, self.durable, self.deliver, shell.log)
+        ready.commit(shell.persist, send, self.durable, self.deliver, shell.log, shell.act)
 
 
 @dataclass(frozen=True)
@@ -174,6 +266,7 @@ class Kinds:
     learner: type[Learner] = Learner
     turn: type[Turn] = Turn
     scanner: Scanner = SCANNER
+    snapshot_dir: type[SnapshotDir] = SnapshotDir
 
 
 PRODUCT = Kinds()

@@ -14,6 +14,10 @@ Recovery reads the frames in order:
 - a wrong header stops with `WalFormatError`.
 An fsync failure is final (`WalFatal`): the caller must end the process, never retry (after a
 failed fsync the kernel may have dropped the dirty pages, so a retry can falsely succeed).
+
+Compaction replaces the file whole (`Wal.rewrite`, through runtime/storage.py: a temporary
+file, fsync, rename, directory fsync): a crash leaves the old file or the new one. The lock is a
+separate `<name>.lock` file, so it survives the rename.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 
 from actors.records import Record
 from runtime.codec import DecodeError, decode_records, encode_records, pack, unpack
+from runtime.storage import DISK, Crash, no_crash, replace_file
 
 MAGIC = b"\xf0PXW"
 HEADER = struct.Struct(">4sII")
@@ -166,11 +171,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def compacted(path: Path, data: bytes, prefix: list[Record], keep: Callable[[Record], bool]) -> bytes:
+    """The bytes of a wal that holds `data`'s header, then `prefix`, then the records of `data`
+    that `keep` accepts, in their order."""
+    payloads, _, _ = scan(path, data)
+    if not payloads:
+        raise WalFormatError(f"{path}: no header to keep")
+    kept = [r for payload in payloads[1:] for r in decode_records(payload) if keep(r)]
+    out = [frame(payloads[0])]
+    for records in (prefix, kept):
+        if records:
+            out.append(frame(encode_records(records)))
+    return b"".join(out)
+
+
 class Wal:
     """One actor's append-only file. Not thread-safe; one writer (guarded by flock)."""
 
-    def __init__(self, path: Path, fd: int, offset: int, fsync: bool) -> None:
+    def __init__(self, path: Path, fd: int, offset: int, fsync: bool, lock_fd: int = -1) -> None:
         self.path = path
+        self.lock_fd = lock_fd
         self.fd = fd
         self.offset = offset  # bytes written
         self.synced_offset = offset  # bytes known durable (for power-loss tests)
@@ -187,12 +207,15 @@ class Wal:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         recovery = Recovery()
+        lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise WalLocked(f"{path}: in use by another process (is {name} already running?)") from None
+        DISK.unlink(path.with_name(path.name + ".tmp"))  # an interrupted rewrite: the file itself is whole
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise WalLocked(f"{path}: in use by another process (is {name} already running?)") from None
             data = _read_all(fd)
             payloads, valid_bytes, _ = scanner.scan(path, data)
             if valid_bytes == 0 and data and data.strip(b"\0") and not data.startswith(
@@ -238,8 +261,9 @@ class Wal:
             recovery.bytes = valid_bytes
         except BaseException:
             os.close(fd)
+            os.close(lock_fd)
             raise
-        return cls(path, fd, valid_bytes, fsync), recovery
+        return cls(path, fd, valid_bytes, fsync, lock_fd), recovery
 
     def append(self, records: list[Record], sync: bool = True) -> None:
         """Write one frame and, if `sync` (and fsync is on), make it durable before returning."""
@@ -267,10 +291,27 @@ class Wal:
         if self.on_synced is not None:
             self.on_synced(self.synced_offset)
 
+    def rewrite(self, prefix: list[Record], keep: Callable[[Record], bool], crash: Crash = no_crash) -> int:
+        """Replace the file by its header, `prefix` and the records `keep` accepts, atomically
+        and durably; returns the bytes it held before."""
+        before = self.offset
+        data = compacted(self.path, _read_all(self.fd), prefix, keep)
+        replace_file(DISK, self.path, data, crash)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        os.close(self.fd)
+        self.fd = fd
+        self.offset = self.synced_offset = len(data)
+        if self.on_synced is not None:
+            self.on_synced(self.synced_offset)
+        return before
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
 
 
 def _read_all(fd: int) -> bytes:

@@ -19,16 +19,24 @@ from actors.messages import (
     Hello,
     Nack,
     Prepare,
+    Probe,
+    Probed,
     Promise,
+    Recover,
+    Recovered,
     Redirect,
+    Repair,
     Reply,
+    SnapshotChunk,
+    SnapshotFetch,
+    SnapshotOffer,
     StatusQuery,
     StatusReply,
     Submit,
     Value,
     Vote,
 )
-from actors.records import AcceptRecord, DecidedRecord, PromiseRecord, RoundRecord
+from actors.records import AcceptRecord, DecidedRecord, PromiseRecord, RebuildRecord, RoundRecord, SnapshotRecord
 from runtime import codec
 from runtime.codec import DecodeError
 
@@ -41,6 +49,9 @@ EXAMPLES = [
     Fetched(3, (Vote(1, B, V),)), Submit(b"\x00blob"), Redirect("p1", "busy"),
     Reply(((1, True, None), (2, False, "bad"), (3, True, True), (4, True, "v"))), Hello(), StatusQuery(),
     StatusReply((("role", "proposer"), ("delivered", 3), ("serving", True), ("x", None), ("f", 1.5))),
+    Fetched(3, (), 7, 6, 1024, 0xFFFFFFFF), Recover(B, 2, 9, 4), Recovered(B, 4, 2, 9, (Vote(3, B, V),), 2),
+    Repair(1, 5), Probe(), Probed(B, 12, 10), SnapshotOffer(40, 123456, 99), SnapshotFetch(40, 1 << 20, 1 << 20),
+    SnapshotChunk(40, 0, 123456, 99, b"\x00" * 100), SnapshotChunk(40, 0, 0, 0, b""),
 ]
 
 
@@ -51,7 +62,8 @@ def test_every_message_round_trips(message) -> None:
 
 
 def test_records_round_trip() -> None:
-    records = [RoundRecord(3), PromiseRecord(B), AcceptRecord(B, 2, ((1, V),)), DecidedRecord(4, V)]
+    records = [RoundRecord(3), PromiseRecord(B), AcceptRecord(B, 2, ((1, V),)), DecidedRecord(4, V),
+               SnapshotRecord(40, 123456, 0xFFFFFFFF), RebuildRecord(False), RebuildRecord(True, 17)]
     assert codec.decode_records(codec.encode_records(records)) == records
 
 
@@ -63,7 +75,7 @@ def test_accept_round_trips_for_any_entries(entries, round_, chosen) -> None:
     assert codec.decode_frame(codec.encode_frame("p1", [m]))[1] == [m]
 
 
-def raw_frame(*messages, version=1, sender="p1") -> bytes:
+def raw_frame(*messages, version=codec.VERSION, sender="p1") -> bytes:
     return msgpack.packb([version, sender, list(messages)])
 
 
@@ -75,9 +87,12 @@ BAD = {
     "deep nesting": (b"\x91" * 5000 + b"\x00", "decode"),
     "not an array": (msgpack.packb({"a": 1}), "schema"),
     "map with int keys": (msgpack.packb({1: 2}), "decode"),
-    "ext type": (msgpack.packb([1, "p1", [msgpack.ExtType(5, b"x")]]), "schema"),
-    "timestamp ext": (msgpack.packb([1, "p1", [[1, msgpack.Timestamp(1, 0), 1, 1]]]), "schema"),
-    "wrong version": (raw_frame([1, 1, 1, 1], version=2), "version"),
+    "ext type": (msgpack.packb([codec.VERSION, "p1", [msgpack.ExtType(5, b"x")]]), "schema"),
+    "timestamp ext": (msgpack.packb([codec.VERSION, "p1", [[1, msgpack.Timestamp(1, 0), 1, 1]]]), "schema"),
+    "wrong version": (raw_frame([1, 1, 1, 1], version=codec.VERSION + 1), "version"),
+    "older version": (raw_frame([1, 1, 1, 1], version=1), "version"),
+    "crc over 32 bits": (raw_frame([14, 5, 100, 1 << 32]), "schema"),
+    "chunk data not bytes": (raw_frame([16, 5, 0, 100, 7, "text"]), "schema"),
     "unknown type": (raw_frame([99]), "unknown_type"),
     "missing field": (raw_frame([1, 1, 1]), "schema"),
     "extra field": (raw_frame([1, 1, 1, 1, 5]), "schema"),

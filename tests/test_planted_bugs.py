@@ -26,6 +26,8 @@ MATRIX: dict[str, set[str]] = {
     "reuse_ballot_after_restart": {"simulation", "scenarios"},
     "ack_before_chosen": {"simulation", "scenarios", "model checking"},
     "truncate_on_corruption": {"scenarios"},
+    "compact_past_snapshot": {"simulation", "scenarios", "model checking"},
+    "trim_before_snapshot_durable": {"simulation"},
 }
 
 

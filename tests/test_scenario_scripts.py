@@ -17,7 +17,8 @@ def test_there_is_a_scenario_for_every_design_scenario_and_corner_case() -> None
     names = {p.stem for p in SCENARIOS}
     assert {"seed002_lost_messages", "seed002_pick_a_value", "dueling_proposers", "ghost_reappearance",
             "minority_slot_recovery", "seed000_ballot_numbers", "stale_leader_resumes",
-            "hole_during_leader_change", "duplicate_accepted_after_restart", "late_learner"} <= names
+            "hole_during_leader_change", "duplicate_accepted_after_restart", "late_learner",
+            "snapshot_compaction", "learner_wiped", "acceptor_rebuild", "acceptor_far_behind"} <= names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)

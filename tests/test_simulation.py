@@ -70,6 +70,8 @@ def test_a_run_without_faults_answers_every_client_command() -> None:
     ("accept_below_promise", range(0, 200)),
     ("reuse_ballot_after_restart", range(0, 400)),
     ("ignore_promised_values", range(0, 1000)),
+    ("compact_past_snapshot", range(0, 40)),
+    ("trim_before_snapshot_durable", range(0, 40)),
 ])
 def test_planted_bugs_are_caught(bug: str, seeds: range) -> None:
     results = run_seeds(seeds, frozenset([bug]), lin=False)

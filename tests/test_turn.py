@@ -49,6 +49,9 @@ class Recorder:
     def log(self, events) -> None:
         self.calls.append(("log", tuple(e for _, e, _ in events)))
 
+    def act(self, actions) -> None:
+        self.calls.append(("act", tuple(actions)))
+
     def status(self) -> dict:
         return {"pid": 42}
 

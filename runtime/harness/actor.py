@@ -79,7 +79,7 @@ class TestHooks(Hooks):
         assert wal is not None
 
         def publish(offset: int) -> None:
-            write_synced(path, offset)
+            write_synced(path, offset, os.fstat(wal.fd).st_ino)
 
         wal.on_synced = publish
         publish(wal.synced_offset)

@@ -10,6 +10,7 @@ and the model checker take those, and a test-mode process takes them from the en
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from actors.learner import Learner
 from actors.messages import Vote
 from actors.proposer import FOLLOWER, Proposer
 from actors.ready import Ready, by_destination
-from actors.records import PromiseRecord, Record
+from actors.records import PromiseRecord, Record, SnapshotRecord
+from runtime.storage import SnapshotDir, SnapshotFile, encode_snapshot
 from runtime.turn import PRODUCT, Kinds, Turn
 from runtime.wal import Scanner
 
@@ -87,6 +89,36 @@ class AckBeforeChosen(Learner):
         return 1
 
 
+class CompactPastSnapshot(Acceptor):
+    """The acceptor compacts past what its durable snapshot holds (everything it has accepted)."""
+
+    def compaction_point(self, snapshot: SnapshotRecord) -> int:
+        return max(snapshot.slot, self.highest_slot)
+
+
+class TrimBeforeSnapshotDurable(SnapshotDir):
+    """Snapshots are made final (renamed in, the file compacted to them) before they are on disk:
+    the fsync before the rename is skipped."""
+
+    def write(self, role: str, name: str, slot: int, state: Any) -> SnapshotFile:
+        data = encode_snapshot(role, name, slot, state)
+        tmp = self.file(slot).with_name(self.file(slot).name + ".tmp")
+        self.storage.write(tmp, data)
+        self.storage.rename(tmp, self.file(slot))
+        self.storage.fsync_dir(self.path)
+        return SnapshotFile(slot, len(data), zlib.crc32(data))
+
+    def finish(self, slot: int, size_bytes: int, crc: int) -> bool:
+        part = self.part(slot, crc)
+        data = self.storage.read(part) if self.storage.size(part) is not None else b""
+        if len(data) != size_bytes or zlib.crc32(data) != crc:
+            self.storage.unlink(part)
+            return False
+        self.storage.rename(part, self.file(slot))
+        self.storage.fsync_dir(self.path)
+        return True
+
+
 class TruncateOnCorruption(Scanner):
     """Recovery cuts the file at corruption in the middle instead of stopping."""
 
@@ -109,6 +141,8 @@ BUGS: dict[str, Bug] = {
     "reuse_ballot_after_restart": Bug(ReuseBallotAfterRestart.__doc__ or "", ReuseBallotAfterRestart),
     "ack_before_chosen": Bug(AckBeforeChosen.__doc__ or "", AckBeforeChosen),
     "truncate_on_corruption": Bug(TruncateOnCorruption.__doc__ or "", TruncateOnCorruption),
+    "compact_past_snapshot": Bug(CompactPastSnapshot.__doc__ or "", CompactPastSnapshot),
+    "trim_before_snapshot_durable": Bug(TrimBeforeSnapshotDurable.__doc__ or "", TrimBeforeSnapshotDurable),
 }
 
 
@@ -138,4 +172,4 @@ def kinds(names: frozenset[str] | str | None = None) -> Kinds:
         return PRODUCT
     scanner = _mix(Scanner, bugs)
     return Kinds(acceptor=_mix(Acceptor, bugs), proposer=_mix(Proposer, bugs), learner=_mix(Learner, bugs),
-                 turn=_mix(Turn, bugs), scanner=scanner())
+                 turn=_mix(Turn, bugs), scanner=scanner(), snapshot_dir=_mix(SnapshotDir, bugs))

@@ -13,9 +13,11 @@ are probabilities, `delay_ms` is the mean of an exponential delay (independent p
 frames also reorder). "*" is the default for destinations without a rule of their own.
 
 Power-loss tests also need each actor's durable wal length: in test mode an actor keeps it in
-`<data_dir>/run/<name>.synced`, 8 bytes little-endian, rewritten after every fsync through a
-shared map (`write_synced`), so it survives a kill -9 in the page cache; `power_loss`
-(`paxos powerloss`) reads it (`read_synced`) and cuts the wal back to it.
+`<data_dir>/run/<name>.synced` (the length and the file's inode, 8 bytes little-endian each),
+rewritten after every fsync through a shared map (`write_synced`), so it survives a kill -9 in
+the page cache; `power_loss` (`paxos powerloss`) reads it (`read_synced`) and cuts the wal back
+to it. A wal whose inode differs was replaced whole by a compaction after that (fsynced before
+the rename): nothing of it is cut.
 
     python -m runtime.harness.faults faults RULES|--clear --config cluster.toml
     python -m runtime.harness.faults powerloss [NAME ...] [--tear] --config cluster.toml
@@ -129,7 +131,7 @@ class FaultyLinks:
 
 # --- the durable wal length, for power-loss tests ---------------------------------------------
 
-SYNCED_BYTES = 8
+SYNCED_BYTES = 16
 _synced_maps: dict[Path, mmap.mmap] = {}  # path -> its shared map, open for the process's life
 
 
@@ -137,10 +139,10 @@ def synced_path(config: ClusterConfig, name: str) -> Path:
     return config.run_dir / f"{name}.synced"
 
 
-def write_synced(path: Path, offset: int) -> None:
-    """Publish `offset` as the durable wal length. The first call for a path creates the file
-    (keeping what it held) and maps it; every call is then one store to the shared map, no
-    system call, and what it stored survives a kill -9 of the writer."""
+def write_synced(path: Path, offset: int, inode: int) -> None:
+    """Publish `offset` as the durable length of the wal with `inode`. The first call for a path
+    creates the file (keeping what it held) and maps it; every call is then one store to the
+    shared map, no system call, and what it stored survives a kill -9 of the writer."""
     synced_map = _synced_maps.get(path)
     if synced_map is None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,12 +152,14 @@ def write_synced(path: Path, offset: int) -> None:
             synced_map = _synced_maps[path] = mmap.mmap(fd, SYNCED_BYTES)
         finally:
             os.close(fd)
-    synced_map[:SYNCED_BYTES] = offset.to_bytes(SYNCED_BYTES, "little")
+    synced_map[:SYNCED_BYTES] = offset.to_bytes(8, "little") + inode.to_bytes(8, "little")
 
 
-def read_synced(path: Path) -> int:
-    """The durable wal length an actor published; raises FileNotFoundError if it published none."""
-    return int.from_bytes(path.read_bytes()[:SYNCED_BYTES], "little")
+def read_synced(path: Path) -> tuple[int, int]:
+    """The durable wal length an actor published and that wal's inode; raises FileNotFoundError
+    if it published none."""
+    data = path.read_bytes()[:SYNCED_BYTES]
+    return int.from_bytes(data[:8], "little"), int.from_bytes(data[8:16], "little")
 
 
 def power_loss(config: ClusterConfig, names: list[str], tear: bool, rng: random.Random | None = None) -> dict[str, int]:
@@ -175,10 +179,13 @@ def power_loss(config: ClusterConfig, names: list[str], tear: bool, rng: random.
     for name in victims:
         wal = config.wal_path(name)
         try:
-            synced = read_synced(synced_path(config, name))
-            size = wal.stat().st_size
+            synced, inode = read_synced(synced_path(config, name))
+            stat = wal.stat()
         except (FileNotFoundError, ValueError):
             continue
+        size = stat.st_size
+        if stat.st_ino != inode:
+            synced = size  # replaced whole by a compaction, fsynced before the rename
         if synced < size or tear:
             with open(wal, "r+b") as f:
                 f.truncate(synced)

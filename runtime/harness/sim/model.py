@@ -3,8 +3,9 @@
 Breadth-first search over every reachable state of a small cluster (by default 2 proposers,
 3 acceptors, no learner), where the actions are: a proposer's election timer fires (with a fresh
 client command queued, up to `campaigns` times each), deliver any frame in flight, deliver it
-but keep a copy (duplication, up to `duplicates` times), and restart an acceptor or a proposer
-from its durable records (up to `restarts` times). A frame that is never delivered is a lost
+but keep a copy (duplication, up to `duplicates` times), restart an acceptor or a proposer
+from its durable records (up to `restarts` times), and an acceptor installs a snapshot of the
+chosen prefix and compacts (up to `compactions` times). A frame that is never delivered is a lost
 one, so loss needs no action of its own. What one turn sends to one destination travels as
 one frame, as in the real shell; heartbeats are left out (they only serve liveness). States are deduplicated by a
 fingerprint of everything that matters (cores, messages in flight, durable records, budgets,
@@ -35,8 +36,8 @@ from actors.kv import KVStore, Session
 from actors.learner import Tally
 from actors.messages import Accept, Accepted, Heartbeat, Message, Promise, Submit, Value
 from actors.proposer import Candidacy, InFlight, Leadership, Proposer, ProposerParams, Reconfirmation
-from actors.ready import Event, Ready
-from actors.records import Record
+from actors.ready import Action, Event, Ready
+from actors.records import DecidedRecord, Record, SnapshotRecord
 from runtime import codec
 from runtime.turn import PRODUCT, Kinds
 
@@ -51,6 +52,7 @@ class Bounds:
     restarts: int = 1  # acceptor or proposer restarts, in total
     commands: bool = True  # each election also queues a client command (else only StartWorking)
     states_max: int = 2_000_000
+    compactions: int = 0  # an acceptor installs a snapshot of the chosen prefix and compacts
 
 
 class Frozen:
@@ -80,6 +82,7 @@ class State:
     campaigns: dict[str, int]
     duplicates: int = 0
     restarts: int = 0
+    compactions: int = 0
     # Every vote ever cast (the ghost history): (slot, ballot) -> (bitmask of acceptors, value).
     votes: dict[tuple[int, Ballot], tuple[int, Value]] = field(default_factory=dict)
     trail: tuple[str, ...] = ()  # the actions that led here (for the counterexample)
@@ -119,12 +122,11 @@ def clone_core(core: Any) -> Any:
     elif isinstance(core, Proposer):
         cand, lead = core.cand, core.lead
         if cand is not None:
-            new.cand = Candidacy(cand.p1_from, cand.p1_ticks, dict(cand.promises), _inflight(cand.inflight),
-                                 cand.first_own_slot)
+            new.cand = Candidacy(cand.p1_from, cand.p1_ticks, dict(cand.promises), _inflight(cand.inflight))
         if lead is not None:
             rc = lead.reconfirming
             new.lead = Leadership(lead.sw_slot, lead.next_slot, lead.led_since, dict(lead.heard),
-                                  _inflight(lead.inflight), lead.first_own_slot, lead.last_heartbeat_tick,
+                                  _inflight(lead.inflight), lead.last_heartbeat_tick,
                                   lead.serving, rc and Reconfirmation(rc.from_slot, rc.to_slot, rc.nonce, rc.ticks,
                                                                       dict(rc.answers)))
         new.chosen_above = set(core.chosen_above)
@@ -142,7 +144,7 @@ def clone_core(core: Any) -> Any:
 def clone_state(s: State) -> State:
     """Copy on write: cores are shared until one is stepped (see `ModelChecker.own`)."""
     return State(dict(s.cores), dict(s.fps), dict(s.net), dict(s.disks), dict(s.campaigns), s.duplicates,
-                 s.restarts, dict(s.votes), s.trail)
+                 s.restarts, s.compactions, dict(s.votes), s.trail)
 
 
 class ModelChecker:
@@ -203,7 +205,8 @@ class ModelChecker:
         core = s.cores[name]
         v = self._id
         if isinstance(core, Acceptor):
-            t: tuple[Any, ...] = (core.promised, core.chosen_through,
+            t: tuple[Any, ...] = (core.promised, core.chosen_through, core.compacted_through,
+                                  core.snapshot.slot if core.snapshot is not None else 0,
                                   tuple(sorted((slot, b, v(x)) for slot, (b, x) in core.accepted.items())))
         elif isinstance(core, Proposer):
             cand, lead = core.cand, core.lead
@@ -243,7 +246,7 @@ class ModelChecker:
         bit = self.bit
         masks = [sum(bit[rename[a]] for a in self.acceptors if m & bit[a]) for m in range(1 << len(self.acceptors))]
         votes = frozenset((k, masks[voters], v(value)) for k, (voters, value) in s.votes.items())
-        return (tuple(parts), net, tuple(s.campaigns.values()), s.duplicates, s.restarts, votes)
+        return (tuple(parts), net, tuple(s.campaigns.values()), s.duplicates, s.restarts, s.compactions, votes)
 
     def own(self, s: State, name: str) -> Any:
         """The core of `name` in `s`, copied first: states share cores until one changes."""
@@ -264,7 +267,21 @@ class ModelChecker:
         if s.restarts < self.b.restarts:
             for name in [*self.acceptors, *self.proposers]:
                 acts.append(("restart", name))
+        if s.compactions < self.b.compactions:
+            prefix = self.chosen_prefix(s)
+            for a in self.acceptors:
+                snap = s.cores[a].snapshot
+                if prefix > (snap.slot if snap is not None else 0):
+                    acts.append(("compact", a, prefix))
         return acts
+
+    def chosen_prefix(self, s: State) -> int:
+        """The highest slot through which every slot is chosen: what a learner could snapshot."""
+        chosen = {slot for (slot, _), (voters, _) in s.votes.items() if voters.bit_count() >= self.majority}
+        k = 0
+        while k + 1 in chosen:
+            k += 1
+        return k
 
     def apply(self, s: State, act: tuple[Any, ...]) -> State:
         s = clone_state(s)
@@ -298,6 +315,14 @@ class ModelChecker:
             self.own(s, dst)
             self._turn(s, dst).receive(src, list(msgs))
             self._committed(s, dst)
+        elif kind == "compact":
+            _, name, slot = act
+            s.compactions += 1
+            core = self.own(s, name)
+            # The snapshot file itself is abstracted: it is durable once installed.
+            self._turn(s, name).perform(lambda ready: core.compact(SnapshotRecord(slot, 1, 0), ready))
+            self._committed(s, name)
+            label = f"{name} compacts through {slot}"
         else:
             name = act[1]
             s.restarts += 1
@@ -348,9 +373,20 @@ class ModelChecker:
                     return f"agreement: slot {slot} chose {prior.describe()} and {value.describe()}"
         for name in self.learners:
             for record in s.disks[name]:
-                want = chosen.get(record.slot)  # type: ignore[attr-defined]
-                if want != record.value:  # type: ignore[attr-defined]
-                    return f"agreement: {name} delivered slot {record.slot} which was not chosen as such"  # type: ignore[attr-defined]
+                if isinstance(record, DecidedRecord) and chosen.get(record.slot) != record.value:
+                    return f"agreement: {name} delivered slot {record.slot} which was not chosen as such"
+        if s.compactions:
+            # Durability across compaction: a majority holds each chosen value, as the value or
+            # inside its snapshot.
+            for slot, value in chosen.items():
+                holders = 0
+                for a in self.acceptors:
+                    core = s.cores[a]
+                    snap = core.snapshot.slot if core.snapshot is not None else 0
+                    got = core.accepted.get(slot)
+                    holders += slot <= snap or (got is not None and got[1] == value)
+                if holders < self.majority:
+                    return f"durability: chosen slot {slot} is held by {holders} acceptors"
         return None
 
     def run(self, time_budget_s: float | None = None, depth_first: bool = False) -> ModelResult:
@@ -421,6 +457,9 @@ class _ModelShell:
     def log(self, events: list[Event]) -> None:
         pass
 
+    def act(self, actions: list[Action]) -> None:
+        pass  # the model keeps records, not files: compaction is an action of its own there
+
     def status(self) -> dict[str, Any]:
         return {}
 
@@ -435,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--campaigns", default="1,1", help="elections per proposer, e.g. 2,1")
     parser.add_argument("--duplicates", type=int, default=1)
     parser.add_argument("--restarts", type=int, default=1)
+    parser.add_argument("--compactions", type=int, default=0, help="snapshot installs (compaction) in a path")
     parser.add_argument("--no-commands", action="store_true", help="elections queue no client command")
     parser.add_argument("--states-max", type=int, default=2_000_000)
     parser.add_argument("--budget-s", type=float, default=None)
@@ -447,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(campaigns) != args.proposers:
         parser.error("--campaigns needs one number, or one per proposer")
     bounds = Bounds(args.proposers, args.acceptors, args.learners, campaigns, args.duplicates, args.restarts,
-                    not args.no_commands, args.states_max)
+                    not args.no_commands, args.states_max, args.compactions)
     result = ModelChecker(bounds, planted.kinds(args.bugs)).run(args.budget_s, args.dfs)
     if not result.ok:
         print(f"violation: {result.violation}")

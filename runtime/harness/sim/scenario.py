@@ -11,7 +11,8 @@ a golden file reviewed in the repository (`tests/scenarios/*.golden`).
 
 Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,y to=x,y`):
 
-    cluster proposers=N acceptors=N learners=N      first line
+    cluster proposers=N acceptors=N learners=N [snapshot_every=K] [chunk_bytes=B]
+                                                    first line; learners snapshot every K slots
     record ACTOR promise BALLOT                     crafted durable state, then the actor restarts
     record ACTOR accept BALLOT SLOT VALUE [ct=N]    VALUE: noop@B | start@B | cmd@B CLIENT/SEQ OP ARGS...;
                                                     ct: the chosen watermark the leader had sent
@@ -24,6 +25,7 @@ Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,
     drop [FILTER] | dup [FILTER]                    lose or duplicate queued messages
     hold [FILTER] | release [FILTER]                keep messages back (a delay), put them back in the queue
     crash ACTOR | restart ACTOR                     lose the process; rebuild it from its file
+    wipe ACTOR                                      `paxos wipe`: it stops and loses every file (then restart it)
     corrupt ACTOR                                   flip a byte in the middle of its file
     run [n=K]                                       tick everything and deliver everything, K times
     expect ACTOR FIELD=VALUE ...                    compare with the actor's status()
@@ -56,12 +58,17 @@ from actors.messages import (
     Message,
     Nack,
     Prepare,
+    Probe,
+    Probed,
     Promise,
     Recover,
     Recovered,
     Redirect,
     Repair,
     Reply,
+    SnapshotChunk,
+    SnapshotFetch,
+    SnapshotOffer,
     Submit,
     Value,
 )
@@ -121,7 +128,18 @@ def describe(m: Message) -> str:
     if isinstance(m, Repair):
         return f"repair {m.from_slot}..{m.to_slot}"
     if isinstance(m, Fetched):
-        return "fetched " + ", ".join(f"{v.slot}:{v.ballot}" for v in m.votes)
+        extra = f" compacted_through={m.compacted_through} snapshot={m.snapshot_slot}" if m.compacted_through else ""
+        return "fetched " + ", ".join(f"{v.slot}:{v.ballot}" for v in m.votes) + extra
+    if isinstance(m, Probe):
+        return "probe"
+    if isinstance(m, Probed):
+        return f"probed promised={m.promised} highest={m.highest_slot} chosen_through={m.chosen_through}"
+    if isinstance(m, SnapshotOffer):
+        return f"snapshot-offer slot={m.slot} bytes={m.size_bytes}"
+    if isinstance(m, SnapshotFetch):
+        return f"snapshot-fetch slot={m.slot} offset={m.offset} length={m.length}"
+    if isinstance(m, SnapshotChunk):
+        return f"snapshot-chunk slot={m.slot} offset={m.offset} bytes={len(m.data)} of {m.size_bytes}"
     if isinstance(m, Submit):
         client, _, commands = codec.decode_client_batch(m.batch)
         return "submit " + "; ".join(f"{client}/{c[0]} {' '.join(str(x) for x in c[1:])}" for c in commands)
@@ -241,8 +259,10 @@ class Scenario:
         sizes = dict(a.split("=") for a in args)
         self.world = World(WorldConfig(proposers=int(sizes.get("proposers", 2)),
                                        acceptors=int(sizes.get("acceptors", 3)),
-                                       learners=int(sizes.get("learners", 1))), seed=int(sizes.get("seed", 0)),
-                           kinds=self.kinds)
+                                       learners=int(sizes.get("learners", 1)),
+                                       snapshot_every_slots=int(sizes.get("snapshot_every", 0)),
+                                       snapshot_chunk_bytes=int(sizes.get("chunk_bytes", 1 << 20))),
+                           seed=int(sizes.get("seed", 0)), kinds=self.kinds)
         self.world.on_events = self._on_events
 
     def do_record(self, args: list[str]) -> None:
@@ -310,6 +330,11 @@ class Scenario:
         except WalCorrupt as exc:
             raise ScenarioError(f"restart failed: {exc}") from None
         self.out(f"    {args[0]}: recovered {_brief(core.status())}")
+
+    def do_wipe(self, args: list[str]) -> None:
+        self.w.wipe(args[0])
+        self.held = [e for e in self.held if e.dst != args[0]]
+        self.out(f"    {args[0]}: every file gone")
 
     def do_corrupt(self, args: list[str]) -> None:
         disk = self.w.disks[args[0]]
@@ -385,8 +410,9 @@ class Scenario:
 
 
 def _brief(status: dict[str, Any]) -> str:
-    keep = ("state", "promised", "highest_slot", "round", "delivered", "epoch")
-    return " ".join(f"{k}={status[k]}" for k in keep if k in status)
+    keep = ("state", "promised", "highest_slot", "round", "delivered", "epoch", "snapshot_slot", "compacted_through")
+    return " ".join(f"{k}={status[k]}" for k in keep if k in status
+                    and not (k in ("snapshot_slot", "compacted_through") and not status[k]))
 
 
 def run_file(path: Path, kinds: Kinds = PRODUCT) -> str:

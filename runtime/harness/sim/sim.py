@@ -42,15 +42,20 @@ from actors.messages import (
     Value,
 )
 from actors.proposer import LEADER, Proposer, ProposerParams
-from actors.ready import Event
-from actors.records import DecidedRecord, Record
+from actors.ready import Action, Compact, Event
+from actors.records import DecidedRecord, RebuildRecord, Record
 from runtime import codec
-from runtime.harness.sim.world import Disk
-from runtime.turn import PRODUCT, Kinds, Turn
-from runtime.wal import WalCorrupt
+from runtime.harness.sim.world import Files
+from runtime.storage import CRASH_POINTS as STORAGE_CRASH_POINTS
+from runtime.storage import SnapshotCorrupt
+from runtime.turn import PRODUCT, Kinds, Turn, replayer
+from runtime.wal import WalCorrupt, scan
 
 US = 1_000_000  # virtual time unit: microseconds
-CRASH_POINTS = ("before_persist", "after_write_before_fsync", "after_fsync_before_send", "mid_send")
+# A commit's crash points, and those inside replacing a file whole (a snapshot being written or
+# installed, the wal being compacted: runtime/storage.CRASH_POINTS, prefixed).
+CRASH_POINTS = ("before_persist", "after_write_before_fsync", "after_fsync_before_send", "mid_send",
+                *(f"replace:{p}" for p in STORAGE_CRASH_POINTS))
 
 
 class Violation(Exception):
@@ -106,6 +111,20 @@ class _SimShell:
     def sync(self) -> None:
         self.actor.disk.sync()
 
+    def act(self, actions: list[Action]) -> None:
+        self.touched = True
+        sim, actor = self.sim, self.actor
+        incarnation = actor.incarnation
+        actor.files.act(self.name, actor.core, actions, lambda m: sim._schedule(
+            sim.rng.randrange(1_000, 30_000), "internal", (self.name, incarnation, m)))
+        if any(isinstance(a, Compact) for a in actions):
+            sim._check_held(f"{self.name} compacted")
+
+    def crash(self, point: str) -> None:
+        """runtime.storage's hook: stop at the armed point inside a file replacement."""
+        if self.point == f"replace:{point}":
+            raise _Crashed
+
     def log(self, events: list[Event]) -> None:
         pass
 
@@ -125,6 +144,7 @@ class SimConfig:
     liveness_ms: int = 20000
     ops_per_client: int = 40
     faults: bool = True
+    wipes: bool = True  # a crash may also wipe an actor's files (at most one acceptor a run)
 
 
 @dataclass
@@ -141,13 +161,16 @@ class Drawn:
     cpu_us: dict[str, int]
     fetch_ticks: int
     client_retry_s: float
+    snapshot_every_slots: int
+    chunk_bytes: int
+    wipe_share: float  # of crashes that also wipe the actor's files
 
 
 @dataclass
 class SimActor:
     name: str
     role: str
-    disk: Disk = field(default_factory=Disk)
+    files: Files = field(default_factory=Files)
     core: Any = None
     turn: Turn | None = None
     shell: _SimShell | None = None
@@ -157,6 +180,14 @@ class SimActor:
     announced: Ballot = ZERO  # highest ballot this acceptor ever told anyone it promised
     shadow: Any = None  # the actor as its durable bytes alone would rebuild it
     shadow_offset: int = 0
+    shadow_file: Any = None  # the wal file the shadow was built from (compaction replaces it)
+    marker: bool = False  # it has voted or proposed (runtime/actor.py's marker file)
+    wiped: int = 0
+    installed: bool = False  # a learner that restored a snapshot fetched from an acceptor
+
+    @property
+    def disk(self) -> Any:
+        return self.files.disk
 
 
 @dataclass
@@ -214,7 +245,7 @@ class Simulation:
         self.proposer_ids = {n: i for i, n in enumerate(self.proposers, start=1)}
         self.majority = c.acceptors // 2 + 1
         self.drawn = self._draw()
-        self.actors = {n: SimActor(n, self._role(n)) for n in self.names}
+        self.actors = {n: SimActor(n, self._role(n), Files(snapshot_dir=kinds.snapshot_dir)) for n in self.names}
         d = self.drawn
         # The real client's core; its deadline is past the end of the run: an answer that never
         # comes is a liveness failure here, not an outcome to shrug at.
@@ -288,6 +319,9 @@ class Simulation:
             cpu_us={n: r.choice([20, 50, 200, 2000]) if faults else 20 for n in self.names},
             fetch_ticks=r.randint(3, 20),
             client_retry_s=r.choice([0.05, 0.1, 0.3]),
+            snapshot_every_slots=r.choice([0, 3, 10, 40]),
+            chunk_bytes=r.choice([64, 512, 4096]),
+            wipe_share=r.choice([0.0, 0.1, 0.3]) if faults and self.config.wipes else 0.0,
         )
 
     def _build(self, name: str) -> Any:
@@ -298,36 +332,49 @@ class Simulation:
             core: Any = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptors, self.learners,
                                    d.params, random.Random(self.rng.getrandbits(64)))
         elif role == "acceptor":
-            core = k.acceptor(name, self.proposer_ids, self.learners, d.params.message_bytes_max)
+            core = k.acceptor(name, self.proposer_ids, self.learners, d.params.message_bytes_max,
+                              acceptors=self.acceptors)
         else:
             kv = KVStore(64, 4096)
             self.applied[name] = kv.applied_log = []  # rebuilt by the replay below
             core = k.learner(name, self.acceptors, codec.decode_client_batch, kv, fetch_ticks=d.fetch_ticks,
-                             proposer_ids=self.proposer_ids)
+                             proposer_ids=self.proposer_ids, snapshot_every_slots=d.snapshot_every_slots)
         return core
 
     def _start(self, name: str) -> None:
         actor = self.actors[name]
         core = self._build(name)
         try:
+            existed = actor.files.fs.size(actor.disk.path) is not None
             records = actor.disk.records(self.kinds.scanner)
-        except WalCorrupt as exc:
+            if not existed and actor.marker and actor.role != "learner":
+                # As runtime/actor.py does: it voted (or proposed) before and its file is gone.
+                records = [RebuildRecord(False)]
+                actor.disk.append(records)
+            actor.disk.sync()  # recovery fsyncs what it replays (runtime/wal.py)
+            apply = replayer(core, actor.files.snapshots)
+            for record in records:
+                apply(record)
+        except (WalCorrupt, SnapshotCorrupt) as exc:
             raise Violation("recovery", f"{name}: {exc}") from None
-        actor.disk.sync()  # recovery fsyncs what it replays (runtime/wal.py)
-        for record in records:
-            core.apply(record)
+        actor.marker = True
+        if isinstance(core, Learner) and core.restores:
+            actor.installed = True
         if isinstance(core, Learner):
             # A learner's replay must reproduce what the cluster decided.
             for record in records:
-                assert isinstance(record, DecidedRecord)
-                self._check_delivery(name, record.slot, record.value)
+                if isinstance(record, DecidedRecord):
+                    self._check_delivery(name, record.slot, record.value)
         if isinstance(core, Acceptor) and core.promised < actor.announced:
             raise Violation("promise_durable", f"{name} restarted with promise {core.promised} below the "
                                                f"{actor.announced} it had announced")
         actor.core = core
         actor.shell = _SimShell(self, name)
         deliver = (lambda decisions: self._delivered(name, decisions)) if actor.role == "learner" else None
-        actor.turn = self.kinds.turn(core, actor.shell, [n for n in self.names if n != name], deliver=deliver)
+        actor.files.crash = actor.shell.crash
+        actor.turn = self.kinds.turn(core, actor.shell, [n for n in self.names if n != name], deliver=deliver,
+                                     snapshots=actor.files.snapshots if actor.role != "proposer" else None,
+                                     chunk_bytes=self.drawn.chunk_bytes, tick_ms=self.drawn.tick_ms)
         actor.incarnation += 1
         actor.busy_until = self.now
         actor.crash_point = None
@@ -399,6 +446,13 @@ class Simulation:
             turn = actor.turn
             assert turn is not None
             self._turn(name, turn.tick)
+        elif kind == "internal":
+            name, incarnation, message = data
+            actor = self.actors[name]
+            if actor.core is not None and actor.incarnation == incarnation:
+                turn = actor.turn
+                assert turn is not None
+                self._turn(name, lambda: turn.internal(message))
         elif kind == "client":
             self._client_act(self.client_by_name[data])
         elif kind == "client_timer":
@@ -449,10 +503,32 @@ class Simulation:
         if point is not None and shell.touched:
             self._note(f"crash point {point} passed without firing at {name}")
             actor.crash_point = None
+        if actor.role == "learner" and actor.core is not None and actor.core.restores:
+            actor.installed = True
 
     def _delivered(self, name: str, decisions: list[tuple[int, Value]]) -> None:
         for slot, value in decisions:
             self._check_delivery(name, slot, value)
+
+    def _check_held(self, why: str) -> None:
+        """Durability across compaction: every chosen slot is held by a majority of acceptors,
+        each as the chosen value or inside a durable snapshot, by what their disks would give
+        back after a power loss. (Not with a wiped acceptor in the run: a lost disk is exactly
+        what takes one of those copies away.)"""
+        if any(self.actors[a].wiped for a in self.acceptors):
+            return
+        held: dict[str, tuple[int, dict[int, Value]]] = {}
+        for a in self.acceptors:
+            actor = self.actors[a]
+            shadow = _durable(actor)
+            snap = shadow.snapshot
+            covered = snap.slot if snap is not None and _snapshot_durable(actor, snap.slot) else 0
+            held[a] = (covered, {s: v for s, (_, v) in shadow.accepted.items()})
+        for slot, value in self.chosen.items():
+            holders = sum(1 for covered, values in held.values() if slot <= covered or values.get(slot) == value)
+            if holders < self.majority:
+                raise Violation("durability", f"{why}: chosen slot {slot} is held by {holders} acceptors, "
+                                              f"as a value or in a durable snapshot")
 
     def _check_send(self, name: str, dest: str, msgs: list[Message]) -> None:
         """I4 (durability): a Promise or Accepted never leaves before the records that justify it
@@ -486,8 +562,20 @@ class Simulation:
                 if m.ballot > actor.announced:
                     actor.announced = m.ballot
                 durable = durable or _durable(actor)
-                values = m.values or tuple(actor.core.accepted[s][1] for s in m.slots)
-                for slot, value in zip(m.slots, values, strict=True):
+                core = actor.core
+                durable_snap = durable.snapshot.slot if durable.snapshot is not None else 0
+                for slot in m.slots:
+                    if slot <= (core.snapshot.slot if core.snapshot is not None else 0) and durable_snap < slot:
+                        raise Violation("durability", f"{name} acknowledged slot {slot} from its snapshot before "
+                                                      f"that was durable")
+                covered = core.snapshot.slot if core.snapshot is not None else 0
+                for slot in m.slots:
+                    if slot <= covered and slot in self.chosen:
+                        # Acknowledged from inside the snapshot: a vote for what was chosen there.
+                        self._vote(name, slot, m.ballot, self.chosen[slot])
+                kept = [s for s in m.slots if s > covered]
+                values = m.values or tuple(core.accepted[s][1] for s in kept)
+                for slot, value in zip(kept if not m.values else m.slots, values, strict=True):
                     got = durable.accepted.get(slot)
                     if got is None or got[0] < m.ballot:
                         raise Violation("durability", f"{name} sent Accepted {m.ballot} for slot {slot} without a "
@@ -512,19 +600,22 @@ class Simulation:
                 raise Violation("agreement", f"slot {slot}: {chosen.describe()} was chosen, then "
                                              f"{value.describe()} under ballot {ballot}")
 
-    def _crash(self, name: str, power: bool) -> None:
+    def _crash(self, name: str, power: bool, wipe: bool = False) -> None:
         actor = self.actors[name]
         actor.core = None
         actor.crash_point = None
         self.crashes += 1
-        disk = actor.disk
-        unsynced = len(disk.data) - disk.synced
-        if power and unsynced:
-            # Power loss: what was not synced survives only in part, maybe torn.
-            keep = self.rng.randrange(0, unsynced + 1)
-            del disk.data[disk.synced + keep:]
-            if self.rng.random() < 0.5:
-                disk.data += bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(1, 16)))
+        if wipe:
+            # `paxos wipe`, or a dead disk: every file is gone; the marker stays.
+            actor.files.fs.wipe()
+            actor.wiped += 1
+            actor.shadow = None
+            actor.announced = ZERO  # what it told others is covered by its rebuild, not its disk
+            self._note(f"wipe {name}")
+        elif power:
+            # Power loss: what was not synced survives only in part, maybe torn; names the
+            # directory did not sync are gone.
+            actor.files.fs.power_loss(self.rng)
         # A process crash leaves written bytes in the page cache, still unsynced: recovery will
         # sync them. A power loss loses them, or part of them, torn.
         downtime = self.rng.choice([5_000, 50_000, 300_000, 1_000_000])
@@ -539,10 +630,19 @@ class Simulation:
             if self.rng.random() < 0.5:
                 actor.crash_point = self.rng.choice(CRASH_POINTS)
                 self._note(f"arm {name} {actor.crash_point}")
+            elif self.rng.random() < self.drawn.wipe_share and self._may_wipe(name):
+                self._crash(name, power=False, wipe=True)
             else:
                 self._note(f"crash {name}")
                 self._crash(name, power=self.rng.random() < self.drawn.power_crash)
         self._schedule(self.rng.randrange(1, 2 * self.drawn.crash_every_ms) * 1000, "crash", None)
+
+    def _may_wipe(self, name: str) -> bool:
+        """At most one acceptor loses its disk in a run (two would be more failures than three
+        acceptors survive); learners and proposers may lose theirs any number of times."""
+        if self.actors[name].role != "acceptor":
+            return True
+        return not any(self.actors[a].wiped for a in self.acceptors)
 
     def _partition_random(self) -> None:
         if self.healed:
@@ -725,7 +825,10 @@ class Simulation:
                 f"serving leaders {leaders}")
 
     def _final_checks(self) -> None:
-        """I6: every acknowledged command was applied exactly once, on every learner."""
+        """I6: every acknowledged command was applied exactly once, on every learner (one that
+        restored a snapshot applied the commands before it inside that snapshot's learner; its
+        state then has to match, which convergence checked); compaction kept every chosen slot."""
+        self._check_held("at the end")
         for name in self.learners:
             applied = self.applied[name]
             counts: dict[tuple[str, int], int] = {}
@@ -735,7 +838,7 @@ class Simulation:
             if twice:
                 raise Violation("exactly_once", f"{name} applied {twice[:3]} more than once")
             missing = [k for k in self.acked if k not in counts]
-            if missing:
+            if missing and not self.actors[name].installed:
                 raise Violation("exactly_once", f"{name} never applied acknowledged commands {missing[:3]}")
         if self.check_linearizability:
             from runtime.harness.check.history import parse
@@ -750,17 +853,31 @@ class Simulation:
 
 def _durable(actor: SimActor) -> Any:
     """The actor as its durable records alone would rebuild it (I4's reference), kept up to date
-    incrementally: synced bytes never shrink, and they always end at a frame boundary."""
-    if actor.shadow is None:
+    incrementally: synced bytes never shrink, and they always end at a frame boundary; when the
+    file is replaced (compaction), the shadow starts again from the new one."""
+    disk = actor.disk
+    if actor.shadow is None or actor.shadow_file is not disk.file:
+        actor.shadow_file = disk.file
+        actor.shadow_offset = 0
         if actor.role == "acceptor":
             actor.shadow = Acceptor(actor.name, {}, [], 1)
         else:
             actor.shadow = Proposer(actor.name, 1, {actor.name: 1}, ["x"], [], ProposerParams(), random.Random(0))
-    synced = actor.disk.synced
+    synced = disk.synced
     if synced > actor.shadow_offset:
-        chunk = Disk(actor.disk.data[actor.shadow_offset:synced], synced - actor.shadow_offset)
-        for record in chunk.records():
-            actor.shadow.apply(record)
+        payloads, _, _ = scan(disk.path, bytes(disk.data[actor.shadow_offset:synced]))
+        if actor.shadow_offset == 0:
+            payloads = payloads[1:]  # the header
+        for payload in payloads:
+            for record in codec.decode_records(payload):
+                actor.shadow.apply(record)
         actor.shadow_offset = synced
     return actor.shadow
 
+
+def _snapshot_durable(actor: SimActor, slot: int) -> bool:
+    """Would that snapshot file survive a power loss whole?"""
+    fs = actor.files.fs
+    key = str(actor.files.snapshots.file(slot))
+    f = fs.durable.get(key)
+    return f is not None and f is fs.files.get(key) and f.synced == len(f.data) > 0

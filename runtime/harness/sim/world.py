@@ -20,13 +20,15 @@ from typing import Any
 from actors.acceptor import Acceptor
 from actors.kv import KVStore
 from actors.learner import Learner
-from actors.messages import Message, Reply, Submit
+from actors.messages import Message, Reply, SnapshotTaken, Submit
 from actors.proposer import Proposer, ProposerParams
-from actors.ready import Event, Ready
-from actors.records import Record
+from actors.ready import Action, Compact, Event, Ready, TakeSnapshot
+from actors.records import RebuildRecord, Record
 from runtime import codec
-from runtime.turn import PRODUCT, Kinds, Turn
-from runtime.wal import SCANNER, Scanner, frame
+from runtime.harness.sim.simfs import SimFile, SimFS
+from runtime.storage import Crash, SnapshotDir, no_crash, replace_file
+from runtime.turn import PRODUCT, Kinds, Turn, keeps, replayer
+from runtime.wal import SCANNER, Scanner, compacted, frame
 
 Core = Acceptor | Proposer | Learner
 
@@ -40,30 +42,77 @@ class Envelope:
     deliver_at: int = 0  # virtual time (ticks) when it may be delivered
 
 
-@dataclass
-class Disk:
-    """An actor's wal as bytes; `synced` is how much of it survives a power loss."""
+WAL = Path("wal")
+SNAPSHOTS = Path("snap")
 
-    data: bytearray = field(default_factory=bytearray)
-    synced: int = 0
+
+class Disk:
+    """An actor's wal, as a file on its SimFS (a header frame, then frames of records, as the
+    real one); `synced` is how much of it survives a power loss."""
+
+    def __init__(self, fs: SimFS | None = None, path: Path = WAL) -> None:
+        self.fs = fs or SimFS()
+        self.path = path
+
+    @property
+    def file(self) -> SimFile:
+        """The file; created with its header (durably, name included) if it is not there, as
+        Wal.open creates a missing one."""
+        if self.fs.size(self.path) is None:
+            created = self.fs.file(self.path)
+            created.data += frame(codec.pack(["paxos-wal", 1, "sim", "sim"]))
+            created.synced = len(created.data)
+            return created
+        return self.fs.file(self.path)
+
+    @property
+    def data(self) -> bytearray:
+        return self.file.data
+
+    @property
+    def synced(self) -> int:
+        return self.file.synced
 
     def append(self, records: list[Record], sync: bool = True) -> None:
         """Write one frame and, if `sync`, make it durable (as `Wal.append`)."""
-        self.data += frame(codec.encode_records(records))
+        self.data.extend(frame(codec.encode_records(records)))
         if sync:
             self.sync()
 
     def sync(self) -> None:
-        self.synced = len(self.data)
+        self.fs.fsync(self.path)
 
     def records(self, scanner: Scanner = SCANNER) -> list[Record]:
-        payloads, valid, _ = scanner.scan(Path("<sim>"), bytes(self.data))
-        del self.data[valid:]  # the real recovery cuts a torn tail the same way
-        self.synced = min(self.synced, len(self.data))
-        out: list[Record] = []
-        for payload in payloads:
-            out.extend(codec.decode_records(payload))
-        return out
+        """Recovery: the records of the valid prefix; a torn tail is cut, as the real one does."""
+        payloads, valid, _ = scanner.scan(self.path, bytes(self.data))
+        del self.data[valid:]
+        self.file.synced = min(self.file.synced, len(self.data))
+        return [r for payload in payloads[1:] for r in codec.decode_records(payload)]
+
+    def rewrite(self, prefix: list[Record], keep: Callable[[Record], bool], crash: Crash = no_crash) -> None:
+        """Compaction, through the product's procedure (runtime/storage.replace_file)."""
+        replace_file(self.fs, self.path, compacted(self.path, bytes(self.data), prefix, keep), crash)
+
+
+class Files:
+    """One simulated actor's files: its wal and its snapshots, on one SimFS. `act` does with a
+    turn's actions what the process shell does (runtime/actor.py), without the fork: the
+    snapshot is written in the turn, and `taken` hands the core its SnapshotTaken later."""
+
+    def __init__(self, crash: Crash = no_crash, snapshot_dir: type[SnapshotDir] = SnapshotDir) -> None:
+        self.fs = SimFS()
+        self.disk = Disk(self.fs)
+        self.crash = crash
+        self.snapshots = snapshot_dir(self.fs, SNAPSHOTS, lambda point: self.crash(point))
+
+    def act(self, name: str, core: Any, actions: list[Action], taken: Callable[[SnapshotTaken], None]) -> None:
+        for action in actions:
+            if isinstance(action, TakeSnapshot):
+                info = self.snapshots.write(core.role, name, action.slot, core.snapshot_state())
+                taken(SnapshotTaken(info.slot, info.size_bytes, info.crc))
+            elif isinstance(action, Compact):
+                self.disk.rewrite(list(action.prefix), keeps(action), self.crash)
+                self.snapshots.prune(action.slot)
 
 
 @dataclass
@@ -78,6 +127,8 @@ class WorldConfig:
     key_bytes_max: int = 256
     value_bytes_max: int = 4096
     fetch_ticks: int = 10
+    snapshot_every_slots: int = 0  # learners' snapshot trigger (0: off)
+    snapshot_chunk_bytes: int = 1 << 20
 
 
 class _ActorShell:
@@ -104,6 +155,11 @@ class _ActorShell:
     def sync(self) -> None:
         self.world.disks[self.name].sync()
 
+    def act(self, actions: list[Action]) -> None:
+        w = self.world
+        w.files[self.name].act(self.name, w.cores[self.name], actions,
+                               lambda m: w.internal.append((self.name, m)))
+
     def log(self, events: list[Event]) -> None:
         w = self.world
         for level, event, fields in events:
@@ -126,7 +182,8 @@ class World:
         self.learner_names = [f"l{i}" for i in range(1, c.learners + 1)]
         self.proposer_ids = {n: i for i, n in enumerate(self.proposer_names, start=1)}
         self.names = [*self.proposer_names, *self.acceptor_names, *self.learner_names]
-        self.disks: dict[str, Disk] = {n: Disk() for n in self.names}
+        self.files: dict[str, Files] = {n: Files(snapshot_dir=kinds.snapshot_dir) for n in self.names}
+        self.internal: list[tuple[str, Message]] = []  # shell-to-core messages, handed over at the next tick
         self.cores: dict[str, Core] = {}
         self.turns: dict[str, Turn] = {}
         self.down: set[str] = set()
@@ -148,16 +205,25 @@ class World:
             core: Core = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptor_names,
                                     self.learner_names, c.params, random.Random(self.rng.getrandbits(64)))
         elif name in self.acceptor_names:
-            core = k.acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max)
+            core = k.acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max,
+                              acceptors=self.acceptor_names)
         else:
             core = k.learner(name, self.acceptor_names, codec.decode_client_batch,
                              KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks,
-                             proposer_ids=self.proposer_ids)
-        for record in self.disks[name].records(k.scanner):
-            core.apply(record)
+                             proposer_ids=self.proposer_ids, snapshot_every_slots=c.snapshot_every_slots)
+        files = self.files[name]
+        apply = replayer(core, files.snapshots)
+        for record in files.disk.records(k.scanner):
+            apply(record)
         self.cores[name] = core
-        self.turns[name] = k.turn(core, _ActorShell(self, name), [n for n in self.names if n != name])
+        self.turns[name] = k.turn(core, _ActorShell(self, name), [n for n in self.names if n != name],
+                                  snapshots=files.snapshots if name not in self.proposer_ids else None,
+                                  chunk_bytes=c.snapshot_chunk_bytes)
         return core
+
+    @property
+    def disks(self) -> dict[str, Disk]:
+        return {n: f.disk for n, f in self.files.items()}
 
     def proposer(self, name: str) -> Proposer:
         core = self.cores[name]
@@ -177,9 +243,19 @@ class World:
     def crash(self, name: str, lose_unsynced: bool = True) -> None:
         """The process dies: its memory is gone, its disk stays (minus what was not synced)."""
         if lose_unsynced:
-            del self.disks[name].data[self.disks[name].synced:]
+            self.files[name].fs.power_loss(self.rng, tear=False)
         self.down.add(name)
         self.queue = [e for e in self.queue if e.dst != name]
+        self.internal = [x for x in self.internal if x[0] != name]
+
+    def wipe(self, name: str) -> None:
+        """`paxos wipe`: the actor stops and loses every file (a marker of having voted stays:
+        it comes back rebuilding, not as a fresh acceptor)."""
+        self.crash(name, lose_unsynced=False)
+        self.files[name].fs.wipe()
+        role = "acceptor" if name in self.acceptor_names else "proposer" if name in self.proposer_ids else None
+        if role is not None:
+            self.files[name].disk.append([RebuildRecord(False)])
 
     def restart(self, name: str) -> Core:
         self.down.discard(name)
@@ -200,8 +276,12 @@ class World:
         for _ in range(n):
             self.now += 1
             for name in list(names or self.names):
-                if name not in self.down:
-                    self.turns[name].tick()
+                if name in self.down:
+                    continue
+                for who, m in [x for x in self.internal if x[0] == name]:
+                    self.internal.remove((who, m))
+                    self.turns[name].internal(m)
+                self.turns[name].tick()
 
     def submit(self, proposer: str, client_id: str, commands: list[list[Any]], acked_below: int = 0) -> None:
         blob = codec.encode_client_batch(client_id, acked_below, commands)

@@ -1,0 +1,237 @@
+"""Files that are replaced whole: snapshots, and the wal when it is compacted. One set of
+procedures, run against a `Storage` (the real file system here, an in-memory one with power-loss
+semantics in the simulator), so the order of writes, fsyncs and renames the simulator crashes
+through is the order the processes use.
+
+Every replacement goes: write a temporary file, fsync it, rename it over the target, fsync the
+directory. A crash at any point leaves the old file or the new one, complete, never neither;
+the named crash points (`CRASH_POINTS`) sit before each step.
+
+A snapshot file is `MAGIC | header length u32 | header | body`, where the header is a msgpack
+map-free array `[format, version, role, name, slot, body bytes, body crc32]` and the body is the
+msgpack of the state. The whole file's size and crc32 travel with the snapshot (records,
+offers, chunks), so a receiver checks what it got before it keeps it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from runtime.codec import DecodeError, pack, unpack
+
+SNAP_MAGIC = b"\xf0PXS"
+SNAP_FORMAT = "paxos-snapshot"
+SNAP_VERSION = 1
+_LEN = struct.Struct(">I")
+CRASH_POINTS = ("before_write", "after_write_before_fsync", "after_fsync_before_rename",
+                "after_rename_before_dirsync")
+
+Crash = Callable[[str], None]
+
+
+def no_crash(point: str) -> None:
+    """The product's crash hook: none. The simulator passes one that raises at an armed point."""
+
+
+class SnapshotCorrupt(ValueError):
+    pass
+
+
+class Storage(Protocol):
+    """The file operations the procedures below need, on one directory tree."""
+
+    def write(self, path: Path, data: bytes) -> None: ...
+    def append(self, path: Path, data: bytes) -> None: ...
+    def fsync(self, path: Path) -> None: ...
+    def fsync_dir(self, path: Path) -> None: ...
+    def rename(self, src: Path, dst: Path) -> None: ...
+    def unlink(self, path: Path) -> None: ...
+    def read(self, path: Path, offset: int = 0, length: int = -1) -> bytes: ...
+    def size(self, path: Path) -> int | None: ...
+    def listdir(self, path: Path) -> list[str]: ...
+
+
+class DiskStorage:
+    """The real file system."""
+
+    def write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+    def append(self, path: Path, data: bytes) -> None:
+        with open(path, "ab") as f:
+            f.write(data)
+
+    def fsync(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def fsync_dir(self, path: Path) -> None:
+        self.fsync(path)
+
+    def rename(self, src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+
+    def unlink(self, path: Path) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def read(self, path: Path, offset: int = 0, length: int = -1) -> bytes:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def size(self, path: Path) -> int | None:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def listdir(self, path: Path) -> list[str]:
+        try:
+            return sorted(os.listdir(path))
+        except FileNotFoundError:
+            return []
+
+
+DISK = DiskStorage()
+
+
+def replace_file(storage: Storage, path: Path, data: bytes, crash: Crash = no_crash) -> None:
+    """Make `path` hold `data`, atomically and durably."""
+    tmp = path.with_name(path.name + ".tmp")
+    crash("before_write")
+    storage.write(tmp, data)
+    crash("after_write_before_fsync")
+    storage.fsync(tmp)
+    crash("after_fsync_before_rename")
+    storage.rename(tmp, path)
+    crash("after_rename_before_dirsync")
+    storage.fsync_dir(path.parent)
+
+
+# --- snapshot files ---------------------------------------------------------------------------
+
+
+def encode_snapshot(role: str, name: str, slot: int, state: Any) -> bytes:
+    body = pack(state)
+    header = pack([SNAP_FORMAT, SNAP_VERSION, role, name, slot, len(body), zlib.crc32(body)])
+    return SNAP_MAGIC + _LEN.pack(len(header)) + header + body
+
+
+def decode_snapshot(data: bytes, slot: int) -> Any:
+    """The state in a snapshot file's bytes; raises SnapshotCorrupt with the reason."""
+    if data[:4] != SNAP_MAGIC or len(data) < 8:
+        raise SnapshotCorrupt("not a snapshot file (no magic)")
+    (n,) = _LEN.unpack_from(data, 4)
+    try:
+        header = unpack(data[8:8 + n], "snapshot header")
+    except DecodeError as exc:
+        raise SnapshotCorrupt(f"bad header ({exc})") from None
+    if type(header) is not tuple or len(header) != 7 or header[0] != SNAP_FORMAT:
+        raise SnapshotCorrupt("bad header")
+    if header[1] != SNAP_VERSION:
+        raise SnapshotCorrupt(f"snapshot format version {header[1]!r} is not supported")
+    if header[4] != slot:
+        raise SnapshotCorrupt(f"holds slot {header[4]!r}, not {slot}")
+    body = data[8 + n:]
+    if len(body) != header[5] or zlib.crc32(body) != header[6]:
+        raise SnapshotCorrupt("body checksum mismatch")
+    try:
+        return unpack(body, "snapshot body")
+    except DecodeError as exc:
+        raise SnapshotCorrupt(f"bad body ({exc})") from None
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    slot: int
+    size_bytes: int
+    crc: int
+
+
+class SnapshotDir:
+    """One actor's snapshot files: `<slot>.snap` when complete, `<slot>-<crc>.part` while being
+    received (kept across restarts, so a transfer resumes where it stopped)."""
+
+    def __init__(self, storage: Storage, path: Path, crash: Crash = no_crash) -> None:
+        self.storage = storage
+        self.path = path
+        self.crash = crash
+
+    def file(self, slot: int) -> Path:
+        return self.path / f"{slot:020d}.snap"
+
+    def part(self, slot: int, crc: int) -> Path:
+        return self.path / f"{slot:020d}-{crc:08x}.part"
+
+    def write(self, role: str, name: str, slot: int, state: Any) -> SnapshotFile:
+        """Write a snapshot of `state` through `slot`, durably; returns its size and crc."""
+        data = encode_snapshot(role, name, slot, state)
+        replace_file(self.storage, self.file(slot), data, self.crash)
+        return SnapshotFile(slot, len(data), zlib.crc32(data))
+
+    def load(self, slot: int) -> Any:
+        data = self.storage.read(self.file(slot)) if self.storage.size(self.file(slot)) is not None else None
+        if data is None:
+            raise SnapshotCorrupt(f"{self.file(slot)}: missing")
+        return decode_snapshot(data, slot)
+
+    def read(self, slot: int, offset: int, length: int) -> bytes | None:
+        if self.storage.size(self.file(slot)) is None:
+            return None
+        return self.storage.read(self.file(slot), offset, length)
+
+    # receiving
+
+    def received(self, slot: int, crc: int) -> int:
+        """How much of that snapshot an earlier, interrupted transfer already has."""
+        return self.storage.size(self.part(slot, crc)) or 0
+
+    def receive(self, slot: int, crc: int, offset: int, data: bytes) -> bool:
+        """Append the next contiguous chunk (the receiver orders them); False if the partial file
+        is not where the transfer left it (pruned by a newer snapshot, lost to a power cut)."""
+        part = self.part(slot, crc)
+        if offset == 0:
+            self.storage.write(part, data)
+        elif self.storage.size(part) != offset:
+            return False
+        else:
+            self.storage.append(part, data)
+        return True
+
+    def finish(self, slot: int, size_bytes: int, crc: int) -> bool:
+        """Check the received file whole; if it is right, make it the durable snapshot."""
+        part = self.part(slot, crc)
+        data = self.storage.read(part) if self.storage.size(part) is not None else b""
+        if len(data) != size_bytes or zlib.crc32(data) != crc:
+            self.storage.unlink(part)
+            return False
+        self.crash("after_write_before_fsync")
+        self.storage.fsync(part)
+        self.crash("after_fsync_before_rename")
+        self.storage.rename(part, self.file(slot))
+        self.crash("after_rename_before_dirsync")
+        self.storage.fsync_dir(self.path)
+        return True
+
+    def prune(self, keep_slot: int) -> None:
+        """Delete complete snapshots older than `keep_slot` and abandoned partial ones."""
+        for entry in self.storage.listdir(self.path):
+            stem = entry.split(".")[0].split("-")[0]
+            if not stem.isdigit():
+                continue
+            if int(stem) < keep_slot or (entry.endswith((".part", ".tmp")) and int(stem) <= keep_slot):
+                self.storage.unlink(self.path / entry)
