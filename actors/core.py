@@ -62,6 +62,11 @@ class Core:
         """The only place durable state changes; used live and on replay."""
         raise NotImplementedError
 
+    def checkpoint(self) -> list[Record]:
+        """Records that rebuild this core's durable state exactly (what a compacted file holds).
+        Called by the shell to run a `Compact` action, after the turn's records are persisted."""
+        raise NotImplementedError(f"a {self.role} does not compact")
+
     def snapshot_state(self) -> Any:
         """What a snapshot of this core holds (the learner's state machine); plain containers."""
         raise NotImplementedError(f"a {self.role} takes no snapshots")

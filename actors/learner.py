@@ -121,6 +121,9 @@ class Learner(Core):
         self.snapshot_every_bytes = snapshot_every_bytes
         self.snapshot: SnapshotRecord | None = None
         self.snapshot_taking = 0  # the slot of a snapshot the shell is writing
+        # Decisions since a snapshot began (taken or installed), until the file is compacted to it:
+        # what the compacted file keeps after the snapshot record.
+        self.tail: list[DecidedRecord] | None = None
         self.snapshot_fetching = 0  # the slot of a snapshot being fetched from an acceptor
         self.bytes_since_snapshot = 0
         self.restores = 0  # snapshots this incarnation started from or installed (for observers)
@@ -237,7 +240,7 @@ class Learner(Core):
         record = SnapshotRecord(m.slot, m.size_bytes, m.crc)
         self.snapshot = record
         ready.persist.append(record)
-        ready.actions.append(Compact(m.slot, (record,), keep_decided_above=m.slot))
+        ready.actions.append(Compact(m.slot))
         ready.event("snapshot_taken", slot=m.slot, bytes=m.size_bytes)
         offer = SnapshotOffer(m.slot, m.size_bytes, m.crc)
         for acceptor in self.acceptors:
@@ -255,7 +258,9 @@ class Learner(Core):
             ready.event("snapshot_rejected", WARNING, slot=m.slot, reason=str(exc))
             return
         ready.persist.append(record)
-        ready.actions.append(Compact(m.slot, (record,), keep_decided_above=m.slot))
+        if self.tail is None:
+            self.tail = []
+        ready.actions.append(Compact(m.slot))
         ready.event("snapshot_installed", slot=m.slot, bytes=m.size_bytes, keys=len(self.kv.data),
                     delivered_before=before)
         self.stall_ticks = self.fetch_rounds = 0
@@ -312,6 +317,8 @@ class Learner(Core):
             slot = self.delivered + 1
             record = DecidedRecord(slot, chosen.pop(slot))
             ready.persist.append(record)
+            if self.tail is not None:
+                self.tail.append(record)
             applied = self.apply(record)
             ready.deliver.append((slot, record.value))
             ready.send.extend(applied.replies)
@@ -362,11 +369,26 @@ class Learner(Core):
         if self.snapshot_taking or not (self.snapshot_every_slots or self.snapshot_every_bytes):
             return
         since = self.delivered - (self.snapshot.slot if self.snapshot is not None else 0)
+        # Never more often than the snapshot's own size in log: a big state is not rewritten
+        # whole for every few megabytes of new log.
+        every_bytes = max(self.snapshot_every_bytes, self.snapshot.size_bytes if self.snapshot is not None else 0)
         if since > 0 and ((self.snapshot_every_slots and since >= self.snapshot_every_slots)
-                          or (self.snapshot_every_bytes and self.bytes_since_snapshot >= self.snapshot_every_bytes)):
+                          or (self.snapshot_every_bytes and self.bytes_since_snapshot >= every_bytes)):
             self.snapshot_taking = self.delivered
             self.bytes_since_snapshot = 0
+            if self.tail is None:
+                self.tail = []
             ready.actions.append(TakeSnapshot(self.delivered))
+
+    def checkpoint(self) -> list[Record]:
+        """The snapshot record and the decisions after it."""
+        assert self.snapshot is not None
+        slot = self.snapshot.slot
+        tail = [r for r in self.tail or () if r.slot > slot]
+        # Keep collecting while a snapshot of our own is still being written: its compaction
+        # needs the decisions after it too.
+        self.tail = tail if self.snapshot_taking else None
+        return [self.snapshot, *tail]
 
     HANDLERS = {Accepted: _on_accepted, Fetched: _on_fetched, Accept: _on_accept, Heartbeat: _on_heartbeat,
                 Tick: _on_tick, SnapshotTaken: _on_snapshot_taken, SnapshotInstalled: _on_snapshot_installed}

@@ -37,12 +37,10 @@ class TakeSnapshot:
 class Compact:
     """Rewrite the file so that it no longer holds what the durable snapshot through `slot`
     covers (atomically: the old file or the new one survives a crash, never neither). The new
-    file holds `prefix`, then the learner records of slots above `keep_decided_above` (None:
-    none) that the old one held."""
+    file holds the header and the core's `checkpoint()`, taken when the action runs: after the
+    turn's records are persisted, so it includes them (the old file need not be read again)."""
 
     slot: int
-    prefix: tuple[Record, ...]
-    keep_decided_above: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ from runtime import codec, logs
 from runtime.config import ClusterConfig, ConfigError, load
 from runtime.storage import DISK, SnapshotCorrupt
 from runtime.transport import Transport
-from runtime.turn import PRODUCT, Kinds, keeps, replayer
+from runtime.turn import PRODUCT, Kinds, replayer
 from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, gc_paused
 
 EXIT_OK = 0
@@ -267,7 +267,7 @@ class ActorShell:
             elif isinstance(action, Compact):
                 assert self.wal is not None
                 t0 = time.perf_counter()
-                before = self.wal.rewrite(list(action.prefix), keeps(action))
+                before = self.wal.rewrite(self.core.checkpoint())
                 if self.snapshots is not None:
                     self.snapshots.prune(action.slot)
                 self.logger.info("wal_compacted", slot=action.slot, bytes_before=before, bytes_after=self.wal.offset,

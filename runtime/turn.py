@@ -45,8 +45,8 @@ from actors.messages import (
     Value,
 )
 from actors.proposer import Proposer
-from actors.ready import DEBUG, WARNING, Action, Compact, Event, FetchSnapshot, Ready
-from actors.records import DecidedRecord, Record, SnapshotRecord
+from actors.ready import DEBUG, WARNING, Action, Event, FetchSnapshot, Ready
+from actors.records import Record, SnapshotRecord
 from runtime import codec
 from runtime.storage import SnapshotCorrupt, SnapshotDir
 from runtime.transfer import Transfers
@@ -74,14 +74,6 @@ class Shell(Protocol):
 
     def status(self) -> dict[str, Any]:
         """The shell's own fields for a StatusReply (pid, file sizes, ...)."""
-
-
-def keeps(action: Compact) -> Callable[[Record], bool]:
-    """Which records of the old file a compaction keeps: a learner's decisions after the slot."""
-    above = action.keep_decided_above
-    if above is None:
-        return lambda record: False
-    return lambda record: type(record) is DecidedRecord and record.slot > above
 
 
 def replayer(core: Core, snapshots: SnapshotDir | None) -> Callable[[Record], object]:

@@ -171,18 +171,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def compacted(path: Path, data: bytes, prefix: list[Record], keep: Callable[[Record], bool]) -> bytes:
-    """The bytes of a wal that holds `data`'s header, then `prefix`, then the records of `data`
-    that `keep` accepts, in their order."""
-    payloads, _, _ = scan(path, data)
-    if not payloads:
-        raise WalFormatError(f"{path}: no header to keep")
-    kept = [r for payload in payloads[1:] for r in decode_records(payload) if keep(r)]
-    out = [frame(payloads[0])]
-    for records in (prefix, kept):
-        if records:
-            out.append(frame(encode_records(records)))
-    return b"".join(out)
+def compacted(path: Path, data: bytes, records: list[Record]) -> bytes:
+    """The bytes of a wal that holds `data`'s header, then `records`."""
+    length, reason = _frame_at(memoryview(data), 0, len(data))
+    if length < 0:
+        raise WalFormatError(f"{path}: no header to keep ({reason})")
+    header = data[:HEADER_BYTES + length]
+    return header + frame(encode_records(records)) if records else header
 
 
 class Wal:
@@ -291,11 +286,11 @@ class Wal:
         if self.on_synced is not None:
             self.on_synced(self.synced_offset)
 
-    def rewrite(self, prefix: list[Record], keep: Callable[[Record], bool], crash: Crash = no_crash) -> int:
-        """Replace the file by its header, `prefix` and the records `keep` accepts, atomically
-        and durably; returns the bytes it held before."""
+    def rewrite(self, records: list[Record], crash: Crash = no_crash) -> int:
+        """Replace the file by its header and `records`, atomically and durably; returns the
+        bytes it held before."""
         before = self.offset
-        data = compacted(self.path, _read_all(self.fd), prefix, keep)
+        data = compacted(self.path, os.pread(self.fd, HEADER_BYTES + 256, 0), records)
         replace_file(DISK, self.path, data, crash)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
         os.close(self.fd)

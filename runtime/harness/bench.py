@@ -82,10 +82,10 @@ def proc_cpu_s(pids: list[int]) -> float:
 # --- our cluster ----------------------------------------------------------------------------
 
 
-def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int]) -> str:
+def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], snapshots: bool = True) -> str:
     """The base config with its own endpoints and data_dir replaced: `ports` (p1, p2, a1..aN,
-    l1, l2), and as many acceptors as asked; every other setting is kept but fsync (as asked)
-    and the restart budget."""
+    l1, l2), and as many acceptors as asked; every other setting is kept but fsync (as asked),
+    snapshots (off only when asked) and the restart budget."""
     text = base.read_text()
     keep: list[str] = []
     skipping = False
@@ -102,6 +102,8 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int]) 
     # The kill figures kill each proposer ten times in a minute or two, which the default restart
     # budget rightly calls a crash loop.
     body = re.sub(r'(?m)^restart_max\s*=.*$', "restart_max = 1000", body)
+    if not snapshots:
+        body = re.sub(r'(?m)^enabled\s*=\s*true(.*)$', r"enabled = false\1", body)
     actors = ["", "[[proposers]]", 'name = "p1"', "id = 1", f'endpoint = "tcp://127.0.0.1:{ports["p1"]}"', "",
               "[[proposers]]", 'name = "p2"', "id = 2", f'endpoint = "tcp://127.0.0.1:{ports["p2"]}"', ""]
     for i in range(1, acceptors + 1):
@@ -112,10 +114,10 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int]) 
 
 
 class Ours:
-    def __init__(self, base: Path, acceptors: int = 3, fsync: bool = True) -> None:
+    def __init__(self, base: Path, acceptors: int = 3, fsync: bool = True, snapshots: bool = True) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="paxos-bench-"))
         self.cluster = LocalCluster(self.root, acceptors=acceptors)  # picks the free ports
-        self.cluster.config_path.write_text(config_text(base, acceptors, fsync, self.cluster.ports))
+        self.cluster.config_path.write_text(config_text(base, acceptors, fsync, self.cluster.ports, snapshots))
         self.acceptors = acceptors
 
     def __enter__(self) -> Ours:
@@ -160,6 +162,7 @@ async def worker(config: str, tasks: int, duration_s: float, value_size: int, mi
     value = "v" * value_size
     lat: list[float] = []
     ops = 0
+    fill_per_task = 1_000_000 // (2 * tasks)  # two client processes fill a million keys
     async with Client(config, timeout_s=30.0) as kv:
         await kv.put(f"warm{seed}", "x")
         await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -170,9 +173,11 @@ async def worker(config: str, tasks: int, duration_s: float, value_size: int, mi
             n = 0
             while True:
                 n += 1
-                key = f"k{seed}.{t}.{n % 64}"
+                # "o": overwrite 1,000 keys shared by every client; "fill": a million distinct keys
+                key = f"k{rng.randrange(1000)}" if mix == "o" else f"f{seed}.{t}.{n}" if mix == "fill" \
+                    else f"k{seed}.{t}.{n % 64}"
                 t0 = time.perf_counter()
-                if t0 >= end:
+                if t0 >= end or (mix == "fill" and n > fill_per_task):
                     return
                 if mix == "rw" and rng.random() < 0.5:
                     await kv.get(key)
@@ -373,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=positive(int), default=2048, help="concurrent operations per client process")
     parser.add_argument("--kills", type=positive(int), default=20)
     parser.add_argument("--quick", action="store_true", help="saturation, latency and the peer only")
+    parser.add_argument("--long-commands", type=positive(int), default=10_000_000,
+                        help="commands of the long run (1,000 keys overwritten); it is left out with --quick")
+    parser.add_argument("--no-long", action="store_true", help="leave out the long run and the catch-up")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--value-size", type=int, default=16, help=argparse.SUPPRESS)
@@ -453,9 +461,111 @@ def run_bench(args: argparse.Namespace) -> int:
         line.update(kill_median_ms=statistics.median(kill_times) * 1000, kill_worst_ms=max(kill_times) * 1000,
                     acceptor_back_ms=statistics.median(b for b, _ in back) * 1000, replay_100k_per_s=replay[100_000],
                     replay_1m_per_s=replay[1_000_000])
+    if not args.quick and not args.no_long:
+        lr = long_run(args.config, args.long_commands, args.clients, args.tasks)
+        cu = catch_up(args.config, args.tasks)
+        for done, usage in lr["samples"]:
+            worst_file = max(usage.items(), key=lambda kv: kv[1][0])
+            worst_rss = max(usage.items(), key=lambda kv: kv[1][1])
+            print(f"long run at {done:,} commands: largest files {worst_file[0]} {worst_file[1][0] / 1e6:.1f} MB, "
+                  f"largest RSS {worst_rss[0]} {worst_rss[1][1] / 1e6:.0f} MB")
+        print("long run: acceptor kill -9 to voting " + ", ".join(f"{ms:.0f} ms at {n:,}" for n, ms in lr["backs"]))
+        print(f"long run: saturated {lr['on_ops_per_s']:,.0f} ops/s with snapshots, {lr['off_ops_per_s']:,.0f} without")
+        print(f"catch-up: a wiped learner fetched {cu['bytes'] / 1e6:.0f} MB ({cu['keys']:,.0f} keys) in "
+              f"{cu['transfer_s']:.2f} s ({cu['mb_per_s']:.0f} MB/s), serving {cu['wipe_to_serving_s']:.1f} s after "
+              f"the wipe")
+        end_usage = lr["samples"][-1][1]
+        print("bench-long " + " ".join(f"{k}={v:.4g}" for k, v in {
+            "commands": float(lr["samples"][-1][0]),
+            "files_mb_max": max(f for f, _ in end_usage.values()) / 1e6,
+            "rss_mb_max": max(m for _, m in end_usage.values()) / 1e6,
+            "acceptor_back_ms_first": lr["backs"][0][1], "acceptor_back_ms_last": lr["backs"][-1][1],
+            "snapshots_on_ops_per_s": lr["on_ops_per_s"], "snapshots_off_ops_per_s": lr["off_ops_per_s"],
+            "catch_up_mb_per_s": cu["mb_per_s"], "catch_up_mb": cu["bytes"] / 1e6}.items()))
     print("bench " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- the long run: cost follows the state, not the history ------------------------------------
+
+
+def actor_usage(ours: Ours) -> dict[str, tuple[int, int]]:
+    """Per actor: (bytes of its files, resident memory in bytes)."""
+    out = {}
+    for a in ours.cluster.status()["actors"]:
+        rss = 0
+        try:
+            for line in Path(f"/proc/{a['pid']}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+        except (FileNotFoundError, TypeError):
+            pass
+        out[a["name"]] = (int(a["info"].get("file_bytes") or a["info"].get("wal_bytes") or 0), rss)
+    return out
+
+
+def acceptor_back_ms(cluster: LocalCluster, name: str) -> float:
+    """kill -9 to its first answered Accept (`voting`), restart delay and replay included."""
+    pid = cluster.actor(name)["pid"]
+    wall = time.time()
+    os.kill(pid, signal.SIGKILL)
+
+    def voting() -> float | None:
+        return next((float(e["ts"]) - wall for e in cluster.log_events(name)
+                     if e["ts"] > wall and e["event"] == "voting"), None)
+
+    return float(cluster.wait_for(f"{name} voting", voting, timeout_s=60)) * 1000
+
+
+def long_run(config: Path, commands: int, clients: int, tasks: int, segment_s: float = 5.0) -> dict[str, Any]:
+    """1,000 keys overwritten at saturation for `commands` acknowledged commands. Files and memory
+    per actor at 1M, 5M and the end; an acceptor's kill -9 to voting at 1M and at the end; the
+    throughput of the last segments, against the same load with snapshots off (in this run)."""
+    marks = [m for m in (1_000_000, 5_000_000) if m < commands] + [commands]
+    samples: list[tuple[int, dict[str, tuple[int, int]]]] = []
+    backs: list[tuple[int, float]] = []
+    rates: list[float] = []
+    done = 0
+    with Ours(config) as ours:
+        print(f"# long run: {commands:,} commands on 1,000 keys, data in {ours.root}", file=sys.stderr)
+        while marks:
+            r = ours.run("long", clients, tasks, segment_s, 16, "o")
+            done += int(r.ops_per_s * segment_s)
+            rates.append(r.ops_per_s)
+            if done >= marks[0]:
+                time.sleep(1.0)  # let the last snapshot and compaction of the segment land
+                samples.append((done, actor_usage(ours)))
+                if not backs or len(marks) == 1:  # at the first mark and at the end
+                    backs.append((done, acceptor_back_ms(ours.cluster, "a3")))
+                print(f"# {done:,} commands: " + ", ".join(f"{n} {f / 1e6:.1f} MB {m / 1e6:.0f} MB RSS"
+                                                          for n, (f, m) in samples[-1][1].items()), file=sys.stderr)
+                marks.pop(0)
+    steady = statistics.mean(rates[-3:])
+    with Ours(config, snapshots=False) as off:
+        off_rates = [off.run("long, snapshots off", clients, tasks, segment_s, 16, "o").ops_per_s for _ in range(3)]
+    return {"samples": samples, "backs": backs, "on_ops_per_s": steady, "off_ops_per_s": statistics.mean(off_rates)}
+
+
+def catch_up(config: Path, tasks: int) -> dict[str, float]:
+    """A learner wiped under a state of a million keys (~100 B each) catches up by snapshot."""
+    with Ours(config) as ours:
+        c = ours.cluster
+        ours.run("fill", 2, tasks, 120.0, 100, "fill")
+        c.wait_for("a snapshot of the filled state", lambda: c.actor("a3")["info"].get("snapshot_slot", 0) > 0,
+                   timeout_s=120)
+        target = c.actor("l1")["info"]["delivered"]
+        wall = time.time()
+        c.paxos("wipe", "l2", check=True)
+        c.wait_for("l2 caught up", lambda: c.actor("l2")["info"].get("delivered", 0) >= target, timeout_s=180)
+        serving = time.time() - wall
+        assert c.paxos("put", "after", "catch-up").returncode == 0
+        events = [e for e in c.log_events("l2") if e["ts"] > wall]
+        start = next(e for e in events if e["event"] == "snapshot_fetch_started")
+        done = next(e for e in events if e["event"] == "snapshot_installed")
+        seconds = float(done["ts"]) - float(start["ts"])
+        return {"bytes": float(done["bytes"]), "keys": float(done["keys"]), "transfer_s": seconds,
+                "mb_per_s": done["bytes"] / 1e6 / seconds, "wipe_to_serving_s": serving}

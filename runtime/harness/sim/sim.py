@@ -182,6 +182,7 @@ class SimActor:
     shadow_offset: int = 0
     shadow_file: Any = None  # the wal file the shadow was built from (compaction replaces it)
     marker: bool = False  # it has voted or proposed (runtime/actor.py's marker file)
+    inbox: list[tuple[str, bytes]] = field(default_factory=list)  # arrived while it was busy
     wiped: int = 0
     installed: bool = False  # a learner that restored a snapshot fetched from an acceptor
 
@@ -429,14 +430,26 @@ class Simulation:
                 if actor.core is None:
                     return  # it is down: the frame is lost
                 if actor.busy_until > self.now:
-                    # A slow actor handles its messages in order, one after another.
-                    self._schedule(actor.busy_until - self.now, "deliver", data)
+                    # A busy actor finds what arrived meanwhile all at once, in order, and
+                    # handles it as one turn (as an event loop drains its socket).
+                    if not actor.inbox:
+                        self._schedule(actor.busy_until - self.now, "drain", (dst, actor.incarnation))
+                    actor.inbox.append((src, frame))
                     return
                 actor.busy_until = self.now + self.drawn.cpu_us[dst]
                 self._note(f"deliver {src}->{dst} {hashlib.sha1(frame).hexdigest()[:8]}")
-                self._step(dst, src, frame)
+                self._step(dst, [(src, frame)])
             else:
                 self._client_receive(dst, frame)
+        elif kind == "drain":
+            name, incarnation = data
+            actor = self.actors[name]
+            batch, actor.inbox = actor.inbox, []
+            if actor.core is None or actor.incarnation != incarnation or not batch:
+                return
+            actor.busy_until = self.now + self.drawn.cpu_us[name] * len(batch)
+            self._note(f"drain {name} {len(batch)} frames")
+            self._step(name, batch)
         elif kind == "tick":
             name, incarnation = data
             actor = self.actors[name]
@@ -477,11 +490,11 @@ class Simulation:
         elif kind == "heal":
             self._heal()
 
-    def _step(self, name: str, src: str, frame: bytes) -> None:
+    def _step(self, name: str, frames: list[tuple[str, bytes]]) -> None:
         actor = self.actors[name]
         turn = actor.turn
         assert turn is not None
-        self._turn(name, lambda: turn.frames([[src.encode(), frame]]))
+        self._turn(name, lambda: turn.frames([[src.encode(), frame] for src, frame in frames]))
         core = actor.core
         if isinstance(core, Acceptor) and core.promised < actor.announced:
             raise Violation("promise_monotonic", f"{name} promised {core.promised} after announcing {actor.announced}")
@@ -604,6 +617,7 @@ class Simulation:
         actor = self.actors[name]
         actor.core = None
         actor.crash_point = None
+        actor.inbox = []  # what it had not read yet dies with it
         self.crashes += 1
         if wipe:
             # `paxos wipe`, or a dead disk: every file is gone; the marker stays.

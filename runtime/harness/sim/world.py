@@ -27,7 +27,7 @@ from actors.records import RebuildRecord, Record
 from runtime import codec
 from runtime.harness.sim.simfs import SimFile, SimFS
 from runtime.storage import Crash, SnapshotDir, no_crash, replace_file
-from runtime.turn import PRODUCT, Kinds, Turn, keeps, replayer
+from runtime.turn import PRODUCT, Kinds, Turn, replayer
 from runtime.wal import SCANNER, Scanner, compacted, frame
 
 Core = Acceptor | Proposer | Learner
@@ -89,9 +89,9 @@ class Disk:
         self.file.synced = min(self.file.synced, len(self.data))
         return [r for payload in payloads[1:] for r in codec.decode_records(payload)]
 
-    def rewrite(self, prefix: list[Record], keep: Callable[[Record], bool], crash: Crash = no_crash) -> None:
+    def rewrite(self, records: list[Record], crash: Crash = no_crash) -> None:
         """Compaction, through the product's procedure (runtime/storage.replace_file)."""
-        replace_file(self.fs, self.path, compacted(self.path, bytes(self.data), prefix, keep), crash)
+        replace_file(self.fs, self.path, compacted(self.path, bytes(self.data), records), crash)
 
 
 class Files:
@@ -111,7 +111,7 @@ class Files:
                 info = self.snapshots.write(core.role, name, action.slot, core.snapshot_state())
                 taken(SnapshotTaken(info.slot, info.size_bytes, info.crc))
             elif isinstance(action, Compact):
-                self.disk.rewrite(list(action.prefix), keeps(action), self.crash)
+                self.disk.rewrite(core.checkpoint(), self.crash)
                 self.snapshots.prune(action.slot)
 
 
