@@ -656,6 +656,7 @@ class Proposer(Core):
             "chosen_through": self.chosen_through,
             "next_slot": lead.next_slot if lead is not None else 0,
             "inflight": len(own.inflight) if own is not None else 0,
+            "records_in_memory": len(own.inflight) if own is not None else 0,
             "queued": len(self.queue),
             "round": self.round,
             "elections": self.elections,

@@ -179,9 +179,13 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
             if info.get("state") == "leader":
                 detail += " serving" if info.get("serving") else " recovering"
         elif a["role"] == "acceptor" and info:
-            detail = f"promised={info.get('promised')} highest_slot={info.get('highest_slot')}"
+            detail = (f"{info.get('state')} promised={info.get('promised')} highest_slot={info.get('highest_slot')} "
+                      f"snapshot={info.get('snapshot_slot')}")
         elif a["role"] == "learner" and info:
-            detail = f"delivered={info.get('delivered')} keys={info.get('keys')} digest={info.get('digest')}"
+            detail = (f"{info.get('state')} delivered={info.get('delivered')} snapshot={info.get('snapshot_slot')} "
+                      f"keys={info.get('keys')} digest={info.get('digest')}")
+        if info and info.get("file_bytes") is not None:
+            detail += f" files={info['file_bytes'] / 1e6:.1f}MB in_memory={info.get('records_in_memory', 0)}"
         else:
             detail = a.get("reason") or ""
         style = {"running": "green", "paused": "yellow", "failed": "bold red",

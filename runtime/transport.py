@@ -73,7 +73,7 @@ class Transport:
         s.setsockopt(zmq.IMMEDIATE, 1)  # queue only to live connections: no stale backlog
         s.setsockopt(zmq.SNDHWM, self.hwm)
         s.setsockopt(zmq.RECONNECT_IVL, 20)
-        s.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        s.setsockopt(zmq.RECONNECT_IVL_MAX, 100)  # a restarted peer is back within a tenth of a second
         s.setsockopt(zmq.ROUTING_ID, self.name.encode())
         s.connect(endpoint)
         return s

@@ -11,6 +11,9 @@ Faults (each lasts about 1-3 s, then heals; the nemesis acts every few seconds):
   chaos      every link drops, duplicates, delays and reorders frames
   power      kill -9 one acceptor, or the whole cluster at once, and cut their files back to the
              last fsync, with a torn tail (`runtime.harness.faults.power_loss`)
+  wipe       `paxos wipe` a learner or a proposer (it catches up by snapshot, or rebuilds), or
+             once a run an acceptor (it rebuilds before it votes again: two lost acceptor disks
+             would be more than three acceptors survive)
 
 The history is JSON lines, one event per line:
   {"process": int, "type": "invoke"|"ok"|"fail"|"info", "f": "get"|"put"|"cas"|"append",
@@ -44,7 +47,7 @@ from runtime.control import request
 from runtime.harness.faults import power_loss, set_rules
 from runtime.harness.local import LocalCluster
 
-FAULTS = ("kill", "pause", "partition", "chaos", "power")
+FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe")
 REGISTER_KEYS = 4
 APPEND_KEYS = 2
 OPS_PER_KEY = 250  # then the workload moves to fresh keys: short per-key histories check fast
@@ -86,7 +89,9 @@ class NemesisRun:
         self.workers = workers
         self.op_timeout_s = op_timeout_s
         self.whole_cluster_share = whole_cluster_share
-        self.cluster = LocalCluster(root, extra="[testing]\nenabled = true")
+        # Snapshots every few hundred slots, so that a run compacts often and wiped learners catch
+        # up by snapshot.
+        self.cluster = LocalCluster(root, extra="[testing]\nenabled = true\n\n[snapshot]\nevery_slots = 300")
         self.config = load(self.cluster.config_path)
         # In config order, which is the order fault targets are drawn from (seeded runs repeat).
         self.names = list(self.config.actors)
@@ -98,6 +103,7 @@ class NemesisRun:
         self.append_keys_used: set[str] = set()
         self.next_process = workers
         self.paused: set[str] = set()
+        self.acceptor_wiped = False
 
     # --- control ---------------------------------------------------------------------------
 
@@ -220,6 +226,13 @@ class NemesisRun:
             self.note(f"link chaos {link} for {hold_s:.1f}s")
             await asyncio.to_thread(set_rules, self.config, {n: {"*": link} for n in names})
             await asyncio.sleep(hold_s)
+        elif fault == "wipe":
+            pool = [*self.learners, *self.proposers] + ([] if self.acceptor_wiped else list(acceptors))
+            victim = self.rng.choice(pool)
+            self.acceptor_wiped = self.acceptor_wiped or victim in acceptors
+            self.note(f"wipe {victim}")
+            await self.act({"cmd": "wipe", "name": victim})
+            await asyncio.sleep(hold_s)
         elif fault == "power":
             victims = names if self.rng.random() < self.whole_cluster_share else [self.rng.choice(acceptors)]
             self.note(f"power loss of {'the whole cluster' if len(victims) > 1 else victims[0]}")
@@ -283,37 +296,48 @@ class NemesisRun:
         return {"final": final, "final_failures": final_failures, "elapsed_s": time.monotonic() - t0}
 
 
-def learner_appends(config: ClusterConfig, name: str) -> list[tuple[str, str]]:
-    """The appends learner `name` applied, in order, rebuilt from its wal through the core its
-    process runs (so the epoch rule, de-duplication and limits are the same)."""
+def learner_appends(config: ClusterConfig, name: str) -> tuple[int, list[tuple[int, str, str]]]:
+    """The appends learner `name` applied, in order, each with its slot, rebuilt from its wal (and
+    the snapshot it starts from) through the core its process runs (so the epoch rule,
+    de-duplication and limits are the same); and the slot of that snapshot (0: none)."""
     from actors.learner import Learner
     from actors.messages import COMMANDS
+    from actors.records import DecidedRecord, SnapshotRecord
     from runtime import codec
     from runtime.actor import build_core
+    from runtime.storage import DISK, SnapshotDir
+    from runtime.turn import replayer
     from runtime.wal import read_records
 
     learner = build_core(config, name, random.Random())
     assert isinstance(learner, Learner), f"{name} is not a learner"
+    apply = replayer(learner, SnapshotDir(DISK, config.snapshot_dir(name)))
     kv = learner.kv
     kv.applied_log = []
-    commands: dict[tuple[str, int], list[Any]] = {}
+    first = 0
+    out: list[tuple[int, str, str]] = []
     for record in read_records(config.wal_path(name)):
-        value = record.value  # type: ignore[attr-defined]
-        if value.kind == COMMANDS:
-            for blob in value.batches:
+        if type(record) is SnapshotRecord:
+            apply(record)
+            first = max(first, learner.delivered)
+            continue
+        assert isinstance(record, DecidedRecord)
+        commands: dict[tuple[str, int], list[Any]] = {}
+        if record.value.kind == COMMANDS:
+            for blob in record.value.batches:
                 try:
                     client, _, batch = codec.decode_client_batch(blob)
                 except Exception:  # the learner skips such a batch too
                     continue
                 for command in batch:
                     commands[(client, command[0])] = list(command)
+        applied = len(kv.applied_log)
         learner.apply(record)
-    out = []
-    for client, seq in kv.applied_log:
-        command = commands.get((client, seq))
-        if command and command[1] == "append":
-            out.append((command[2], command[3]))
-    return out
+        for client, seq in kv.applied_log[applied:]:
+            command = commands.get((client, seq))
+            if command and command[1] == "append":
+                out.append((record.slot, command[2], command[3]))
+    return first, out
 
 
 def check(history: Path, final: dict[str, str | None], learner_logs: dict[str, list[tuple[str, str]]],
@@ -348,7 +372,10 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
     finally:
         nr.cluster.down()
         os.environ.pop("PAXOS_PLANTED_BUGS", None)
-    learner_logs = {n: learner_appends(nr.config, n) for n in nr.learners}
+    rebuilt = {n: learner_appends(nr.config, n) for n in nr.learners}
+    # Each learner's file starts at its latest snapshot: compare them from the latest of those.
+    start = max(first for first, _ in rebuilt.values())
+    learner_logs = {n: [(k, e) for slot, k, e in log if slot > start] for n, (_, log) in rebuilt.items()}
     violations, problems = check(history, outcome["final"], learner_logs)
     violations += outcome["final_failures"]
     if outcome["final_failures"]:

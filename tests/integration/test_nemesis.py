@@ -15,7 +15,7 @@ from runtime.harness.nemesis import run
 def test_a_short_mix_of_every_fault_keeps_the_history_linearizable(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
     proc = subprocess.run([sys.executable, "-m", "runtime.harness.nemesis", "--duration", "40", "--seed", "7",
-                           "--faults", "kill,pause,partition,chaos,power", "--history", str(history)],
+                           "--faults", "kill,pause,partition,chaos,power,wipe", "--history", str(history)],
                           capture_output=True, text=True, timeout=300)
     last = proc.stdout.strip().splitlines()[-1]
     m = re.fullmatch(r"ops=(\d+) ok=(\d+) info=(\d+) fail=(\d+) faults=(\d+) violations=(\d+)", last)
