@@ -56,10 +56,10 @@ def test_bad_frames_are_logged_with_a_reason_and_change_nothing(debug_cluster: L
 
     cases = {
         "decode": ("mallory", b"\xc1\xc1"),
-        "oversized": ("mallory", codec.pack([1, "mallory", [[20, b"x" * 3_000_000]]])),
-        "unknown_type": ("p2", msgpack.packb([1, "p2", [[99, 1]]])),
+        "oversized": ("mallory", codec.pack([codec.VERSION, "mallory", [[20, b"x" * 3_000_000]]])),
+        "unknown_type": ("p2", msgpack.packb([codec.VERSION, "p2", [[99, 1]]])),
         "version": ("p2", msgpack.packb([7, "p2", [[1, 9, 2, 1]]])),
-        "schema": ("p2", msgpack.packb([1, "p2", [[1, True, 2, 1]]])),
+        "schema": ("p2", msgpack.packb([codec.VERSION, "p2", [[1, True, 2, 1]]])),
         "unknown_sender": ("mallory", codec.encode_frame("mallory", [Prepare(Ballot(99, 1), 1)])),
         "sender_mismatch": ("mallory", codec.encode_frame("p1", [Prepare(Ballot(99, 1), 1)])),
     }
