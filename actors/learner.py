@@ -75,6 +75,9 @@ class Applied:
     epoch_started: bool = False
 
 
+DIGEST_KEYS_MAX = 100_000
+
+
 class Learner(Core):
     role = "learner"
     # Learner records only make a restart fast: every value a learner applies is durable on a
@@ -410,5 +413,6 @@ class Learner(Core):
             "known_chosen_through": self.known_chosen_through,
             "keys": len(self.kv.data),
             "skipped_entries": self.skipped_entries,
-            "digest": self.kv.digest(),
+            # Hashing every key costs seconds at millions of them: status queries must stay quick.
+            "digest": self.kv.digest() if len(self.kv.data) <= DIGEST_KEYS_MAX else None,
         }
