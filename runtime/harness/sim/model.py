@@ -97,6 +97,7 @@ class ModelResult:
     violation: str = ""
     trail: tuple[str, ...] = ()
     complete: bool = True
+    compacted_states: int = 0  # explored states in which an acceptor has compacted: the bound was reached
 
 
 PARAMS = ProposerParams(window_slots=4, message_bytes_max=1 << 20)
@@ -398,9 +399,11 @@ class ModelChecker:
         queue = deque([start])
         transitions = 0
         take = queue.pop if depth_first else queue.popleft
+        compacted = 0
         while queue:
             if len(seen) > self.b.states_max or (time_budget_s and time.perf_counter() - t0 > time_budget_s):
-                return ModelResult(True, len(seen), transitions, time.perf_counter() - t0, complete=False)
+                return ModelResult(True, len(seen), transitions, time.perf_counter() - t0, complete=False,
+                                   compacted_states=compacted)
             state = take()
             for act in self.actions(state):
                 transitions += 1
@@ -417,7 +420,8 @@ class ModelChecker:
                 if fp not in seen:
                     seen.add(fp)
                     queue.append(nxt)
-        return ModelResult(True, len(seen), transitions, time.perf_counter() - t0)
+                    compacted += nxt.compactions > 0
+        return ModelResult(True, len(seen), transitions, time.perf_counter() - t0, compacted_states=compacted)
 
 
 class _Broken(Exception):
