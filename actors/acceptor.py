@@ -52,9 +52,12 @@ from actors.messages import (
     Tick,
     Value,
     Vote,
+    chunked,
 )
 from actors.ready import DEBUG, INFO, Compact, FetchSnapshot, Ready
 from actors.records import AcceptRecord, PromiseRecord, RebuildRecord, Record, SnapshotRecord
+
+CHECKPOINT_RECORD_BYTES = 1 << 20
 
 VOTE_OVERHEAD_BYTES = 32
 
@@ -160,7 +163,10 @@ class Acceptor(Core):
             b, value = self.accepted[slot]
             by_ballot.setdefault(b, []).append((slot, value))
         for b in sorted(by_ballot):
-            out.append(AcceptRecord(b, self.chosen_through, tuple(by_ballot[b])))
+            # Records of about a megabyte: the shell encodes them a piece at a time, next to a
+            # serving event loop (runtime/actor.py compacts on a worker thread).
+            out.extend(AcceptRecord(b, self.chosen_through, entries)
+                       for entries in chunked(by_ballot[b], CHECKPOINT_RECORD_BYTES))
         if not by_ballot and self.chosen_through > self.compacted_through:
             out.append(AcceptRecord(self.promised, self.chosen_through, ()))
         return out

@@ -8,6 +8,7 @@ protocol path is one byte copy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,6 +39,24 @@ class Value:
         if self.kind == COMMANDS:
             return f"{name}@{self.epoch}x{len(self.batches)}"
         return f"{name}@{self.epoch}"
+
+
+ACCEPT_ENTRY_OVERHEAD_BYTES = 24  # what an (slot, value) entry costs on the wire besides its batches
+
+
+def chunked(entries: Iterable[tuple[int, Value]], budget_bytes: int) -> Iterator[tuple[tuple[int, Value], ...]]:
+    """Slot entries cut into Accept-sized chunks, in order (a chunk holds one entry at least)."""
+    chunk: list[tuple[int, Value]] = []
+    size = 0
+    for slot, value in entries:
+        cost = value.size_bytes() + ACCEPT_ENTRY_OVERHEAD_BYTES
+        if chunk and size + cost > budget_bytes:
+            yield tuple(chunk)
+            chunk, size = [], 0
+        chunk.append((slot, value))
+        size += cost
+    if chunk:
+        yield tuple(chunk)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +49,10 @@ from actors.messages import (
     Tick,
     Value,
     Vote,
+    chunked,
 )
 from actors.ready import DEBUG, INFO, WARNING, Ready
 from actors.records import RebuildRecord, Record, RoundRecord
-
-ACCEPT_ENTRY_OVERHEAD_BYTES = 24
 
 
 class State(enum.Enum):
@@ -122,21 +121,6 @@ class Leadership:
     last_heartbeat_tick: int = 0
     serving: bool = False
     reconfirming: Reconfirmation | None = None
-
-
-def chunked(entries: Iterable[tuple[int, Value]], budget_bytes: int) -> Iterator[tuple[tuple[int, Value], ...]]:
-    """Slot entries cut into Accept-sized chunks, in order (a chunk holds one entry at least)."""
-    chunk: list[tuple[int, Value]] = []
-    size = 0
-    for slot, value in entries:
-        cost = value.size_bytes() + ACCEPT_ENTRY_OVERHEAD_BYTES
-        if chunk and size + cost > budget_bytes:
-            yield tuple(chunk)
-            chunk, size = [], 0
-        chunk.append((slot, value))
-        size += cost
-    if chunk:
-        yield tuple(chunk)
 
 
 class Proposer(Core):

@@ -11,7 +11,9 @@ dies with it, and the supervisor's restart rebuilds the actor from its file alon
 
 Snapshots are written by a forked child (copy-on-write, as Redis's BGSAVE does), so the actor
 keeps serving while the state is encoded and written; the child reports the file's size and
-checksum through a pipe, and the next tick hands the core `SnapshotTaken`. An acceptor or
+checksum through a pipe, and the next tick hands the core `SnapshotTaken`. Compaction writes the
+new wal on a worker thread while appends go on to the old one (as Redis rewrites its AOF), and
+renames it on a tick. An acceptor or
 proposer whose file is gone although it ran before (its marker says so) starts a new file with
 a `RebuildRecord` and rebuilds (actors/acceptor.py, actors/proposer.py) instead of refusing.
 
@@ -34,6 +36,8 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +51,10 @@ from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
 from runtime import codec, logs
 from runtime.config import ClusterConfig, ConfigError, load
-from runtime.storage import DISK, SnapshotCorrupt
+from runtime.storage import DISK, Rewrite, SnapshotCorrupt
 from runtime.transport import Transport
 from runtime.turn import PRODUCT, Kinds, replayer
-from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, gc_paused
+from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, compacted, gc_paused
 
 EXIT_OK = 0
 EXIT_CORRUPT = 65
@@ -85,6 +89,16 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
                          proposer_ids=config.proposer_ids, debug_events=debug_events,
                          snapshot_every_slots=snap.every_slots if snap.enabled else 0,
                          snapshot_every_bytes=snap.every_bytes if snap.enabled else 0)
+
+
+@dataclass
+class Compacting:
+    """A compaction under way: the rewrite, and the worker's current step of it."""
+
+    slot: int
+    rewrite: Rewrite
+    started: float  # time.perf_counter()
+    step: Future[None]
 
 
 class Hooks:
@@ -122,6 +136,9 @@ class ActorShell:
                                snapshots=self.snapshots, chunk_bytes=config.snapshot.chunk_bytes,
                                tick_ms=config.cluster.tick_ms)
         self._snapshotting: tuple[int, int, int, float] | None = None  # (child pid, pipe fd, slot, started)
+        self._compacting: Compacting | None = None
+        self._compact_next: int | None = None  # a compaction asked for while one was under way
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-rewrite")
         self.wal: Wal | None = None
         self.transport: Transport | None = None
         self.started = time.monotonic()
@@ -207,6 +224,7 @@ class ActorShell:
             self.logger.info("actor_stopping", turns=self.turns, frames_in=self.transport.frames_in,
                              frames_out=self.transport.frames_out, dropped=self.transport.dropped)
             self.transport.close()
+            self._worker.shutdown(wait=True, cancel_futures=True)  # a rewrite's temporary file: Wal.open drops it
             if self.wal is not None:
                 self.wal.close()
             logs.flush()
@@ -221,6 +239,8 @@ class ActorShell:
             self._after_turn()
             if self._snapshotting is not None:
                 self._snapshot_done()
+            if self._compacting is not None and self._compacting.step.done():
+                self._compaction_step()
             self.hooks.tick(self)
         except Exception as exc:
             self.crash(exc, "tick")
@@ -265,13 +285,50 @@ class ActorShell:
             if isinstance(action, TakeSnapshot):
                 self._take_snapshot(action.slot)
             elif isinstance(action, Compact):
-                assert self.wal is not None
-                t0 = time.perf_counter()
-                before = self.wal.rewrite(self.core.checkpoint())
-                if self.snapshots is not None:
-                    self.snapshots.prune(action.slot)
-                self.logger.info("wal_compacted", slot=action.slot, bytes_before=before, bytes_after=self.wal.offset,
-                                 seconds=round(time.perf_counter() - t0, 4))
+                self._compact(action.slot)
+
+    # --- compaction on a worker thread -----------------------------------------------------
+
+    def _compact(self, slot: int) -> None:
+        """Replace the wal by the core's checkpoint, taken now (after this turn's records). The
+        new file is written and fsynced on a worker thread while the actor keeps serving and
+        appending (runtime.storage.Rewrite): a large file takes seconds to write, and every
+        acceptor compacts at about the same moment. One at a time; one asked for meanwhile runs
+        next, from the checkpoint of then."""
+        assert self.wal is not None
+        if self._compacting is not None:
+            self._compact_next = slot
+            return
+        records = self.core.checkpoint()
+        rewrite, header = self.wal.begin_rewrite()
+        path = self.wal.path
+        self._compacting = Compacting(slot, rewrite, time.perf_counter(), self._worker.submit(
+            lambda: rewrite.write(compacted(path, header, records))))
+
+    def _compaction_step(self) -> None:
+        """On a tick, once the worker's step is done: the next round of what was appended
+        meanwhile, or the rename (here, between turns: no append runs meanwhile)."""
+        job, wal = self._compacting, self.wal
+        assert job is not None and wal is not None
+        failed = job.step.exception()
+        if failed is not None:  # the old file is whole: keep serving from it, try again next time
+            self._compacting = None
+            wal.abandon_rewrite()
+            self.logger.error("wal_compaction_failed", slot=job.slot, reason=str(failed))
+            return
+        chunk = job.rewrite.next_chunk()
+        if chunk is not None:
+            job.step = self._worker.submit(job.rewrite.copy, chunk)
+            return
+        self._compacting = None
+        before = wal.end_rewrite()
+        if self.snapshots is not None:
+            self.snapshots.prune(job.slot)  # the old file, which named older snapshots, is gone
+        self.logger.info("wal_compacted", slot=job.slot, bytes_before=before, bytes_after=wal.offset,
+                         rounds=job.rewrite.rounds, seconds=round(time.perf_counter() - job.started, 4))
+        if self._compact_next is not None:
+            slot, self._compact_next = self._compact_next, None
+            self._compact(slot)
 
     # --- snapshots in a forked child -------------------------------------------------------
 

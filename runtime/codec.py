@@ -14,7 +14,7 @@ before any of its messages reaches a core.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgpack
@@ -548,6 +548,25 @@ def decode_record(raw: Any) -> Record:
 
 def encode_records(records: list[Record]) -> bytes:
     return pack([encode_record(r) for r in records])
+
+
+def encode_record_runs(records: Iterable[Record], run_bytes: int) -> Iterator[bytes]:
+    """`encode_records` of consecutive runs of `records`, each of about `run_bytes` (a record
+    at least), byte for byte what `encode_records` gives for that run. Built a record at a
+    time with a packer of its own, so a worker thread can run it without holding the
+    interpreter for long (compaction)."""
+    packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+    items: list[bytes] = []
+    size = 0
+    for record in records:
+        item = packer.pack(encode_record(record))
+        items.append(item)
+        size += len(item)
+        if size >= run_bytes:
+            yield packer.pack_array_header(len(items)) + b"".join(items)
+            items, size = [], 0
+    if items:
+        yield packer.pack_array_header(len(items)) + b"".join(items)
 
 
 def decode_records(data: bytes) -> list[Record]:

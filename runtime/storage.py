@@ -5,7 +5,8 @@ through is the order the processes use.
 
 Every replacement goes: write a temporary file, fsync it, rename it over the target, fsync the
 directory. A crash at any point leaves the old file or the new one, complete, never neither;
-the named crash points (`CRASH_POINTS`) sit before each step.
+the named crash points (`CRASH_POINTS`) sit before each step. A wal being compacted is replaced
+the same way, by a `Rewrite` that lets appends go on while the slow part runs.
 
 A snapshot file is `MAGIC | header length u32 | header | body`, where the header is a msgpack
 map-free array `[format, version, role, name, slot, body bytes, body crc32]` and the body is the
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,7 +48,7 @@ class Storage(Protocol):
     """The file operations the procedures below need, on one directory tree."""
 
     def write(self, path: Path, data: bytes) -> None: ...
-    def append(self, path: Path, data: bytes) -> None: ...
+    def append(self, path: Path, data: bytes | bytearray) -> None: ...
     def fsync(self, path: Path) -> None: ...
     def fsync_dir(self, path: Path) -> None: ...
     def rename(self, src: Path, dst: Path) -> None: ...
@@ -65,7 +66,7 @@ class DiskStorage:
         with open(path, "wb") as f:
             f.write(data)
 
-    def append(self, path: Path, data: bytes) -> None:
+    def append(self, path: Path, data: bytes | bytearray) -> None:
         with open(path, "ab") as f:
             f.write(data)
 
@@ -111,15 +112,71 @@ DISK = DiskStorage()
 
 def replace_file(storage: Storage, path: Path, data: bytes, crash: Crash = no_crash) -> None:
     """Make `path` hold `data`, atomically and durably."""
-    tmp = path.with_name(path.name + ".tmp")
-    crash("before_write")
-    storage.write(tmp, data)
-    crash("after_write_before_fsync")
-    storage.fsync(tmp)
-    crash("after_fsync_before_rename")
-    storage.rename(tmp, path)
-    crash("after_rename_before_dirsync")
-    storage.fsync_dir(path.parent)
+    rewrite = Rewrite(storage, path, crash)
+    rewrite.write((data,))
+    rewrite.finish()
+
+
+class Rewrite:
+    """Replacing a file that is still being appended to, without holding up the appends (the way
+    Redis rewrites its append-only file): `write` puts the new content in a temporary file and
+    fsyncs it, which may take seconds and may run on a worker thread, while the owner goes on
+    appending to the old file and adds each appended frame to `tail`; `next_chunk` and `copy`
+    move what arrived meanwhile over, in rounds, on the worker; `finish`, on the owner's thread
+    with no append in between, copies the last small rest and renames. Before the rename the old
+    file is whole; after it, the new one holds everything the old one did (compacted)."""
+
+    TAIL_BYTES_FINISH = 1 << 20  # a rest this small is copied by `finish` itself
+    ROUNDS_MAX = 8  # then `finish` copies whatever is left: appends outpace the disk
+
+    def __init__(self, storage: Storage, path: Path, crash: Crash = no_crash,
+                 tail_bytes_finish: int = TAIL_BYTES_FINISH) -> None:
+        self.storage = storage
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.crash = crash
+        self.tail_bytes_finish = tail_bytes_finish
+        self.tail = bytearray()  # appended to the old file since the rewrite began, not yet copied
+        self.rounds = 0
+        self.size = 0  # bytes of the new file so far
+
+    def write(self, pieces: Iterable[bytes]) -> None:
+        """The new content, made and written a piece at a time, then fsynced."""
+        self.crash("before_write")
+        self.storage.write(self.tmp, b"")
+        for piece in pieces:
+            self.storage.append(self.tmp, piece)
+            self.size += len(piece)
+        self.crash("after_write_before_fsync")
+        self.storage.fsync(self.tmp)
+
+    def next_chunk(self) -> bytearray | None:
+        """What the worker should copy next, or None: `finish` now."""
+        if len(self.tail) <= self.tail_bytes_finish or self.rounds >= self.ROUNDS_MAX:
+            return None
+        self.rounds += 1
+        chunk, self.tail = self.tail, bytearray()  # no copy: appends go on into the new one
+        return chunk
+
+    def copy(self, chunk: bytes | bytearray) -> None:
+        self.storage.append(self.tmp, chunk)
+        self.storage.fsync(self.tmp)
+        self.size += len(chunk)
+
+    def finish(self) -> int:
+        """Copy the rest, rename, fsync the directory; returns the new file's size."""
+        if self.tail:
+            chunk, self.tail = self.tail, bytearray()
+            self.copy(chunk)
+        self.crash("after_fsync_before_rename")
+        self.storage.rename(self.tmp, self.path)
+        self.crash("after_rename_before_dirsync")
+        self.storage.fsync_dir(self.path.parent)
+        return self.size
+
+    def abandon(self) -> None:
+        """The rewrite failed (a full disk, say): the old file is whole; drop the temporary one."""
+        self.storage.unlink(self.tmp)
 
 
 # --- snapshot files ---------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.records import Record
-from runtime.codec import DecodeError, decode_records, encode_records, pack, unpack
-from runtime.storage import DISK, Crash, no_crash, replace_file
+from runtime.codec import DecodeError, decode_records, encode_record_runs, encode_records, pack, unpack
+from runtime.storage import DISK, Crash, Rewrite, no_crash
 
 MAGIC = b"\xf0PXW"
 HEADER = struct.Struct(">4sII")
@@ -171,13 +171,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def compacted(path: Path, data: bytes, records: list[Record]) -> bytes:
-    """The bytes of a wal that holds `data`'s header, then `records`."""
-    length, reason = _frame_at(memoryview(data), 0, len(data))
+COMPACTED_FRAME_BYTES = 1 << 20
+
+
+def compacted(path: Path, head: bytes, records: list[Record]) -> Iterator[bytes]:
+    """The pieces of a wal that holds the header frame at the start of `head`, then `records` in
+    frames of about `COMPACTED_FRAME_BYTES`, made one at a time (a worker thread that makes
+    them never holds the interpreter for long)."""
+    length, reason = _frame_at(memoryview(head), 0, len(head))
     if length < 0:
         raise WalFormatError(f"{path}: no header to keep ({reason})")
-    header = data[:HEADER_BYTES + length]
-    return header + frame(encode_records(records)) if records else header
+    yield head[:HEADER_BYTES + length]
+    for payload in encode_record_runs(records, COMPACTED_FRAME_BYTES):
+        yield frame(payload)
 
 
 class Wal:
@@ -192,6 +198,7 @@ class Wal:
         self.fsync_enabled = fsync
         self.fsyncs = 0
         self.on_synced: Callable[[int], None] | None = None  # test mode: publish the durable length
+        self.rewriting: Rewrite | None = None  # a compaction under way: appends go to its tail too
 
     @classmethod
     def open(cls, path: Path, role: str, name: str, fsync: bool = True, scanner: Scanner = SCANNER,
@@ -268,6 +275,8 @@ class Wal:
         except OSError as exc:
             raise WalFatal(f"{self.path}: write failed: {exc.strerror or exc}; stopping") from exc
         self.offset += len(data)
+        if self.rewriting is not None:
+            self.rewriting.tail += data
         if sync:
             self.sync()
 
@@ -287,18 +296,46 @@ class Wal:
             self.on_synced(self.synced_offset)
 
     def rewrite(self, records: list[Record], crash: Crash = no_crash) -> int:
-        """Replace the file by its header and `records`, atomically and durably; returns the
+        """Replace the file by its header and `records`, atomically and durably, now; returns the
         bytes it held before."""
+        rewrite, header = self.begin_rewrite(crash)
+        rewrite.write(compacted(self.path, header, records))
+        return self.end_rewrite()
+
+    def begin_rewrite(self, crash: Crash = no_crash) -> tuple[Rewrite, bytes]:
+        """Start replacing the file (compaction; `runtime.storage.Rewrite`): from now on every
+        append also goes to the rewrite's tail. Returns it and the file's first bytes, for
+        `compacted`; the caller runs `Rewrite.write` (on a worker, if it likes), then
+        `end_rewrite` or `abandon_rewrite` here."""
+        assert self.rewriting is None, "one rewrite at a time"
+        self.rewriting = Rewrite(DISK, self.path, crash)
+        return self.rewriting, os.pread(self.fd, HEADER_BYTES + 256, 0)
+
+    def end_rewrite(self) -> int:
+        """Finish the rewrite (no append may run meanwhile); returns the bytes the old file held."""
+        rewrite = self.rewriting
+        assert rewrite is not None
         before = self.offset
-        data = compacted(self.path, os.pread(self.fd, HEADER_BYTES + 256, 0), records)
-        replace_file(DISK, self.path, data, crash)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            size = rewrite.finish()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        except OSError as exc:
+            raise WalFatal(f"{self.path}: compaction failed: {exc.strerror or exc}; stopping") from exc
+        finally:
+            self.rewriting = None
         os.close(self.fd)
         self.fd = fd
-        self.offset = self.synced_offset = len(data)
+        self.offset = self.synced_offset = size
         if self.on_synced is not None:
             self.on_synced(self.synced_offset)
         return before
+
+    def abandon_rewrite(self) -> None:
+        """The slow part failed: keep the old file, which is whole, and drop the new one."""
+        rewrite = self.rewriting
+        assert rewrite is not None
+        self.rewriting = None
+        rewrite.abandon()
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -1,14 +1,18 @@
 """The append-only file: group-committed frames, torn tails cut after a backup, mid-file
-corruption refused with the file and offset, foreign files refused."""
+corruption refused with the file and offset, foreign files refused; compaction's rewrite, with
+appends going on meanwhile, crashes at each of its points and a failed write."""
 
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from actors.ballot import Ballot
 from actors.records import PromiseRecord, RoundRecord
-from runtime.wal import Wal, WalCorrupt, WalFormatError, WalLocked, read_records
+from runtime.storage import CRASH_POINTS
+from runtime.wal import Wal, WalCorrupt, WalFormatError, WalLocked, compacted, read_records
 
 
 def write(path: Path, batches: list[list]) -> None:
@@ -140,3 +144,82 @@ def test_an_apply_failure_closes_the_file_and_propagates(tmp_path: Path) -> None
     wal, rec = Wal.open(path, "acceptor", "a1")  # the lock was released: the file was closed
     assert rec.count == 2
     wal.close()
+
+
+# --- compaction: a rewrite that lets appends go on ---------------------------------------------
+
+
+def test_a_rewrite_keeps_every_frame_appended_while_it_ran(tmp_path: Path) -> None:
+    path = tmp_path / "a1.wal"
+    write(path, promises(50))
+    wal, _ = Wal.open(path, "acceptor", "a1")
+    checkpoint = [PromiseRecord(Ballot(50, 1))]
+    rewrite, header = wal.begin_rewrite()
+    rewrite.tail_bytes_finish = 0  # every append made meanwhile goes over in a round of its own
+    with ThreadPoolExecutor(1) as worker:
+        step = worker.submit(rewrite.write, compacted(path, header, checkpoint))
+        later = [PromiseRecord(Ballot(i, 1)) for i in range(51, 56)]
+        wal.append([later[0]])  # while the new file is being written
+        step.result()
+        rounds = 0
+        for record in later[1:]:
+            wal.append([record])
+            chunk = rewrite.next_chunk()
+            assert chunk is not None
+            worker.submit(rewrite.copy, chunk).result()
+            rounds += 1
+        wal.append([RoundRecord(7)])  # left for end_rewrite itself
+    before = wal.end_rewrite()
+    assert rounds == 4 and before > wal.offset == path.stat().st_size == wal.synced_offset
+    wal.append([RoundRecord(8)])  # and the file goes on after the switch
+    wal.close()
+    assert read_records(path) == [*checkpoint, *later, RoundRecord(7), RoundRecord(8)]
+    assert not path.with_name(path.name + ".tmp").exists()
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_crash_anywhere_in_a_rewrite_leaves_the_old_file_or_the_whole_new_one(tmp_path: Path,
+                                                                               point: str) -> None:
+    path = tmp_path / "a1.wal"
+    write(path, promises(20))
+    old = read_records(path)
+
+    def crash(at: str) -> None:
+        if at == point:
+            raise RuntimeError(f"crashed at {at}")
+
+    wal, _ = Wal.open(path, "acceptor", "a1")
+    rewrite, header = wal.begin_rewrite(crash)
+    with pytest.raises(RuntimeError, match=point):
+        rewrite.write(compacted(path, header, [PromiseRecord(Ballot(20, 1))]))
+        wal.append([RoundRecord(3)])
+        wal.end_rewrite()
+    wal.close()
+    reopened, rec = Wal.open(path, "acceptor", "a1")  # drops a leftover temporary file
+    reopened.close()
+    if point == "after_rename_before_dirsync":  # the new file, with what was appended meanwhile
+        assert rec.records == [PromiseRecord(Ballot(20, 1)), RoundRecord(3)]
+    elif point == "after_fsync_before_rename":  # the old file, with the append too
+        assert rec.records == [*old, RoundRecord(3)]
+    else:  # the new file was never whole: the old one, as it was
+        assert rec.records == old
+    assert not path.with_name(path.name + ".tmp").exists()
+
+
+def test_a_failed_rewrite_keeps_the_old_file_and_drops_the_new_one(tmp_path: Path) -> None:
+    path = tmp_path / "a1.wal"
+    write(path, promises(5))
+    wal, _ = Wal.open(path, "acceptor", "a1")
+    rewrite, header = wal.begin_rewrite()
+
+    def pieces() -> Iterator[bytes]:
+        yield from compacted(path, header, [PromiseRecord(Ballot(5, 1))])
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        rewrite.write(pieces())
+    wal.abandon_rewrite()
+    wal.append([RoundRecord(9)])
+    wal.close()
+    assert read_records(path) == [*(r for batch in promises(5) for r in batch), RoundRecord(9)]
+    assert not path.with_name(path.name + ".tmp").exists()

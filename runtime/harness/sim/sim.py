@@ -21,6 +21,7 @@ import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from actors.acceptor import Acceptor
@@ -246,7 +247,11 @@ class Simulation:
         self.proposer_ids = {n: i for i, n in enumerate(self.proposers, start=1)}
         self.majority = c.acceptors // 2 + 1
         self.drawn = self._draw()
-        self.actors = {n: SimActor(n, self._role(n), Files(snapshot_dir=kinds.snapshot_dir)) for n in self.names}
+        # A compaction's later rounds are due a few milliseconds on (a worker writes the file); a
+        # small tail threshold makes the rounds that copy what was appended meanwhile happen.
+        self.actors = {n: SimActor(n, self._role(n), Files(snapshot_dir=kinds.snapshot_dir, tail_bytes_finish=256,
+                                                           later=partial(self._rewrite_later, n)))
+                       for n in self.names}
         d = self.drawn
         # The real client's core; its deadline is past the end of the run: an answer that never
         # comes is a liveness failure here, not an outcome to shrug at.
@@ -344,6 +349,7 @@ class Simulation:
 
     def _start(self, name: str) -> None:
         actor = self.actors[name]
+        actor.files.restarted()
         core = self._build(name)
         try:
             existed = actor.files.fs.size(actor.disk.path) is not None
@@ -380,6 +386,9 @@ class Simulation:
         actor.busy_until = self.now
         actor.crash_point = None
         self._schedule(self._tick_period(name), "tick", (name, actor.incarnation))
+
+    def _rewrite_later(self, name: str) -> None:
+        self._schedule(self.rng.randrange(1_000, 40_000), "rewrite", (name, self.actors[name].incarnation))
 
     def _tick_period(self, name: str) -> int:
         return int(self.drawn.tick_ms * 1000 * self.drawn.clock_rate[name])
@@ -466,6 +475,15 @@ class Simulation:
                 turn = actor.turn
                 assert turn is not None
                 self._turn(name, lambda: turn.internal(message))
+        elif kind == "rewrite":  # a compaction's next round, as the process's worker and tick run it
+            name, incarnation = data
+            actor = self.actors[name]
+            if actor.core is None or actor.incarnation != incarnation or actor.files.compacting is None:
+                return
+            files, core = actor.files, actor.core
+            self._turn(name, lambda: files.rewrite_step(core))
+            if actor.core is not None:
+                self._check_held(f"{name} finished a rewrite step")
         elif kind == "client":
             self._client_act(self.client_by_name[data])
         elif kind == "client_timer":

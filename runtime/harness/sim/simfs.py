@@ -41,7 +41,7 @@ class SimFS:
     def write(self, path: Path, data: bytes) -> None:
         self.files[self._key(path)] = SimFile(bytearray(data), 0)
 
-    def append(self, path: Path, data: bytes) -> None:
+    def append(self, path: Path, data: bytes | bytearray) -> None:
         self.files[self._key(path)].data += data
 
     def fsync(self, path: Path) -> None:

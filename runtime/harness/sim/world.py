@@ -26,7 +26,7 @@ from actors.ready import Action, Compact, Event, Ready, TakeSnapshot
 from actors.records import RebuildRecord, Record
 from runtime import codec
 from runtime.harness.sim.simfs import SimFile, SimFS
-from runtime.storage import Crash, SnapshotDir, no_crash, replace_file
+from runtime.storage import Crash, Rewrite, SnapshotDir, no_crash
 from runtime.turn import PRODUCT, Kinds, Turn, replayer
 from runtime.wal import SCANNER, Scanner, compacted, frame
 
@@ -53,6 +53,7 @@ class Disk:
     def __init__(self, fs: SimFS | None = None, path: Path = WAL) -> None:
         self.fs = fs or SimFS()
         self.path = path
+        self.rewriting: Rewrite | None = None  # a compaction under way (as Wal.rewriting)
 
     @property
     def file(self) -> SimFile:
@@ -75,7 +76,10 @@ class Disk:
 
     def append(self, records: list[Record], sync: bool = True) -> None:
         """Write one frame and, if `sync`, make it durable (as `Wal.append`)."""
-        self.data.extend(frame(codec.encode_records(records)))
+        data = frame(codec.encode_records(records))
+        self.data.extend(data)
+        if self.rewriting is not None:
+            self.rewriting.tail += data
         if sync:
             self.sync()
 
@@ -89,21 +93,38 @@ class Disk:
         self.file.synced = min(self.file.synced, len(self.data))
         return [r for payload in payloads[1:] for r in codec.decode_records(payload)]
 
-    def rewrite(self, records: list[Record], crash: Crash = no_crash) -> None:
-        """Compaction, through the product's procedure (runtime/storage.replace_file)."""
-        replace_file(self.fs, self.path, compacted(self.path, bytes(self.data), records), crash)
+    def begin_rewrite(self, records: list[Record], crash: Crash = no_crash,
+                      tail_bytes_finish: int = Rewrite.TAIL_BYTES_FINISH) -> Rewrite:
+        """Compaction, through the product's procedure (runtime/storage.Rewrite, as `Wal`): the
+        new file is written now; `end_rewrite` renames it, maybe after more appends."""
+        self.rewriting = Rewrite(self.fs, self.path, crash, tail_bytes_finish)
+        self.rewriting.write(compacted(self.path, bytes(self.data), records))
+        return self.rewriting
+
+    def end_rewrite(self) -> None:
+        rewrite, self.rewriting = self.rewriting, None
+        assert rewrite is not None
+        rewrite.finish()
 
 
 class Files:
     """One simulated actor's files: its wal and its snapshots, on one SimFS. `act` does with a
     turn's actions what the process shell does (runtime/actor.py), without the fork: the
-    snapshot is written in the turn, and `taken` hands the core its SnapshotTaken later."""
+    snapshot is written in the turn, and `taken` hands the core its SnapshotTaken later. A
+    compaction writes the new file in the turn; with `later` (the simulator's), the rounds that
+    copy what was appended meanwhile and the rename come in later events (`rewrite_step`), as
+    the process's worker thread and ticks do them; without it (scenarios), all at once."""
 
-    def __init__(self, crash: Crash = no_crash, snapshot_dir: type[SnapshotDir] = SnapshotDir) -> None:
+    def __init__(self, crash: Crash = no_crash, snapshot_dir: type[SnapshotDir] = SnapshotDir,
+                 later: Callable[[], None] | None = None, tail_bytes_finish: int = Rewrite.TAIL_BYTES_FINISH) -> None:
         self.fs = SimFS()
         self.disk = Disk(self.fs)
         self.crash = crash
         self.snapshots = snapshot_dir(self.fs, SNAPSHOTS, lambda point: self.crash(point))
+        self.later = later
+        self.tail_bytes_finish = tail_bytes_finish
+        self.compacting: int | None = None  # the slot of the compaction under way
+        self.compact_next: int | None = None
 
     def act(self, name: str, core: Any, actions: list[Action], taken: Callable[[SnapshotTaken], None]) -> None:
         for action in actions:
@@ -111,8 +132,41 @@ class Files:
                 info = self.snapshots.write(core.role, name, action.slot, core.snapshot_state())
                 taken(SnapshotTaken(info.slot, info.size_bytes, info.crc))
             elif isinstance(action, Compact):
-                self.disk.rewrite(core.checkpoint(), self.crash)
-                self.snapshots.prune(action.slot)
+                self.compact(core, action.slot)
+
+    def compact(self, core: Any, slot: int) -> None:
+        if self.compacting is not None:
+            self.compact_next = slot
+            return
+        self.disk.begin_rewrite(core.checkpoint(), self.crash, self.tail_bytes_finish)
+        self.compacting = slot
+        if self.later is None:
+            while self.compacting is not None:
+                self.rewrite_step(core)
+        else:
+            self.later()
+
+    def rewrite_step(self, core: Any) -> None:
+        """One round of the compaction under way: copy what was appended meanwhile, or rename."""
+        rewrite = self.disk.rewriting
+        assert rewrite is not None and self.compacting is not None
+        chunk = rewrite.next_chunk()
+        if chunk is not None:
+            rewrite.copy(chunk)
+            if self.later is not None:
+                self.later()
+            return
+        self.disk.end_rewrite()
+        self.snapshots.prune(self.compacting)
+        self.compacting = None
+        if self.compact_next is not None:  # only with `later`: without, each one ends in its turn
+            slot, self.compact_next = self.compact_next, None
+            self.compact(core, slot)
+
+    def restarted(self) -> None:
+        """A crash ends a compaction under way: the old file is whole; the new one is dropped."""
+        self.disk.rewriting = None
+        self.compacting = self.compact_next = None
 
 
 @dataclass
