@@ -1,6 +1,10 @@
 """The supervisor's control socket: a ZeroMQ ROUTER on 127.0.0.1 whose port the supervisor
 writes to `<data_dir>/run/supervisor.json`. Requests and replies are msgpack maps:
-`{"cmd": "status"}` -> `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+`{"cmd": "status", "token": T}` -> `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+
+The state file is mode 0600 in a 0700 directory and holds a random token that every request
+must carry: only the user who started the cluster (or root) can read it, so only they can
+command the supervisor, although its port on 127.0.0.1 is open to every local user.
 """
 
 from __future__ import annotations
@@ -29,12 +33,30 @@ def state_file(config: ClusterConfig) -> Path:
     return config.run_dir / "supervisor.json"
 
 
+def write_state(config: ClusterConfig, state: dict[str, Any]) -> None:
+    """Write the state file atomically, readable by its owner only."""
+    path = state_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(state).encode())
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 def read_state(config: ClusterConfig) -> dict[str, Any] | None:
     """The running supervisor's pid and endpoint, or None if it is not running."""
     try:
         state = json.loads(state_file(config).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+    except PermissionError:
+        raise ControlError(f"{state_file(config)}: not readable by this user; only the user who "
+                           f"started the cluster may command it") from None
     pid = state.get("pid")
     if not isinstance(pid, int) or not pid_alive(pid):
         return None
@@ -65,7 +87,7 @@ def request(config: ClusterConfig, message: dict[str, Any], timeout_s: float = 1
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(state["control"])
-        sock.send(msgpack.packb(message))
+        sock.send(msgpack.packb({**message, "token": state.get("token", "")}))
         deadline = time.monotonic() + timeout_s
         while True:
             left = deadline - time.monotonic()

@@ -6,6 +6,13 @@ frame says who sent it and replies to clients go back by routing id. Sends never
 queue or an unconnected peer drops the frame (Paxos survives loss; retransmission is the
 cores' job) and counts it. The ZeroMQ file descriptor is edge-triggered, so every readiness is
 drained until EAGAIN, and the socket is re-checked after sends.
+
+With a `Keyring` (the default; runtime/keys.py) the ROUTER is a CurveZMQ server and every DEALER
+a CurveZMQ client of its peer's key. `Zap` answers libzmq's authentication requests: a key that
+is not ours fails the handshake, so its connection never delivers a frame. libzmq does not show
+the handler the routing id a connection claims, so that is checked on every frame instead,
+against the frame's `User-Id` (the key it came with): a frame whose claim its key does not
+allow never reaches the turn.
 """
 
 from __future__ import annotations
@@ -14,12 +21,86 @@ import asyncio
 from collections.abc import Callable
 
 import zmq
+from zmq.utils import z85
+
+from runtime.keys import Keyring, may_claim, secure_client, secure_server
 
 DRAIN_FRAMES_MAX = 256  # frames handled per turn before yielding to timers
 # Plain ints: pyzmq's enum constants cost a Python call each time they are used.
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+CLAIMS_CACHED_MAX = 10_000
+
+Refused = Callable[[bytes, str, str], None]  # (who, reason, detail)
+
+
+class Zap:
+    """The ZAP handler (ZeroMQ RFC 27) of one process: libzmq asks it about every CURVE
+    handshake on that context's server sockets; it lets in the keys the keyring knows, each
+    with its User-Id, and refuses the rest. It runs on the event loop: handshakes are rare."""
+
+    def __init__(self, ctx: zmq.Context, keyring: Keyring, on_refused: Refused) -> None:
+        self.ctx = ctx
+        self.keyring = keyring
+        self.on_refused = on_refused
+        self.sock: zmq.Socket | None = None
+        self.refused = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Bind before any server socket binds: a handshake that finds no handler is refused
+        (ZAP_ENFORCE_DOMAIN), so nothing gets in before this runs."""
+        self._loop = asyncio.get_running_loop()
+        sock = self.ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(ZAP_ENDPOINT)
+        self.sock = sock
+        self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        while int(sock.getsockopt(_EVENTS)) & _POLLIN:
+            reply = self.answer(sock.recv_multipart(_NOBLOCK))
+            if reply:
+                sock.send_multipart(reply)
+
+    def answer(self, request: list[bytes]) -> list[bytes]:
+        try:
+            cut = request.index(b"")
+        except ValueError:
+            return []
+        envelope, body = request[:cut + 1], request[cut + 1:]
+        if len(body) < 6:
+            return [*envelope, b"1.0", b"", b"400", b"malformed ZAP request", b"", b""]
+        version, request_id, _domain, address, _identity, mechanism = body[:6]
+        credentials = body[6:]
+        if version != b"1.0":
+            return [*envelope, b"1.0", request_id, b"400", b"unknown ZAP version", b"", b""]
+        user = None
+        if mechanism == b"CURVE" and credentials and len(credentials[0]) == 32:
+            user = self.keyring.user_id(z85.encode(credentials[0]))
+        if user is None:
+            self.refused += 1
+            self.on_refused(address, "unknown_key", f"{mechanism.decode('ascii', 'replace')} handshake "
+                                                    f"from {address.decode('ascii', 'replace')} with a key "
+                                                    f"that is not this cluster's")
+            return [*envelope, b"1.0", request_id, b"400", b"unknown key", b"", b""]
+        return [*envelope, b"1.0", request_id, b"200", b"OK", user.encode(), b""]
+
+    def close(self) -> None:
+        if self.sock is not None:
+            if self._loop is not None:
+                try:
+                    self._loop.remove_reader(int(self.sock.getsockopt(zmq.FD)))
+                except Exception:
+                    pass
+            self.sock.close(0)
+            self.sock = None
 
 
 class Transport:
@@ -32,6 +113,8 @@ class Transport:
         on_frames: Callable[[list[list[bytes]]], None],
         frame_bytes_max: int,
         hwm: int = 10_000,
+        keyring: Keyring | None = None,
+        on_refused: Refused | None = None,
     ) -> None:
         self.ctx = ctx
         self.name = name
@@ -40,6 +123,11 @@ class Transport:
         self.on_frames = on_frames
         self.frame_bytes_max = frame_bytes_max
         self.hwm = hwm
+        self.keyring = keyring
+        self.on_refused: Refused = on_refused or (lambda who, reason, detail: None)
+        self.zap = Zap(ctx, keyring, self.on_refused) if keyring is not None else None
+        self._claims: dict[tuple[str, bytes], bool] = {}
+        self.refused = 0
         self.router: zmq.Socket | None = None
         self.dealers: dict[str, zmq.Socket] = {}
         self.dropped = 0
@@ -51,6 +139,8 @@ class Transport:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.zap is not None:
+            self.zap.start()
         router = self.ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes its name back
@@ -60,15 +150,19 @@ class Transport:
         # Frames over twice the limit are refused by libzmq itself (the peer is disconnected);
         # anything between the limit and that is refused, with a log line, by the shell.
         router.setsockopt(zmq.MAXMSGSIZE, 2 * self.frame_bytes_max)
+        if self.keyring is not None:
+            secure_server(router, self.keyring.own)
         router.bind(self.bind_endpoint)
         self.router = router
         for peer, endpoint in self.peer_endpoints.items():
-            self.dealers[peer] = self._dealer(endpoint)
+            self.dealers[peer] = self._dealer(peer, endpoint)
         self._loop.add_reader(router.getsockopt(zmq.FD), self._readable)
         self._schedule_drain()
 
-    def _dealer(self, endpoint: str) -> zmq.Socket:
+    def _dealer(self, peer: str, endpoint: str) -> zmq.Socket:
         s = self.ctx.socket(zmq.DEALER)
+        if self.keyring is not None:
+            secure_client(s, self.keyring.own, self.keyring.actors[peer])
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.IMMEDIATE, 1)  # queue only to live connections: no stale backlog
         s.setsockopt(zmq.SNDHWM, self.hwm)
@@ -92,12 +186,35 @@ class Transport:
         recv = router.recv_multipart
         # pyzmq types every option's value as int | bytes; EVENTS is an int.
         events: Callable[[int], int] = router.getsockopt  # type: ignore[assignment]
+        received = 0
         # Ask before each receive rather than catch zmq.Again: an exception per turn is costly.
-        while len(batch) < DRAIN_FRAMES_MAX and events(_EVENTS) & _POLLIN:
-            batch.append(recv(_NOBLOCK))
-        if batch:
-            self.frames_in += len(batch)
-            self.on_frames(batch)
+        if self.keyring is None:
+            while len(batch) < DRAIN_FRAMES_MAX and events(_EVENTS) & _POLLIN:
+                batch.append(recv(_NOBLOCK))
+            received = len(batch)
+        else:
+            claims = self._claims
+            while received < DRAIN_FRAMES_MAX and events(_EVENTS) & _POLLIN:
+                parts = recv(_NOBLOCK, copy=False)
+                received += 1
+                identity = parts[0].bytes
+                user = str(parts[-1].get("User-Id"))
+                allowed = claims.get((user, identity))
+                if allowed is None:
+                    if len(claims) >= CLAIMS_CACHED_MAX:
+                        claims.clear()
+                    allowed = claims[(user, identity)] = may_claim(user, identity)
+                if allowed:
+                    batch.append([p.bytes for p in parts])
+                else:
+                    self.refused += 1
+                    self.on_refused(identity, "claim_not_allowed",
+                                    f"a connection with the key of {user!r} claimed to be "
+                                    f"{identity.decode('utf-8', 'replace')[:64]!r}")
+        if received:
+            self.frames_in += received
+            if batch:
+                self.on_frames(batch)
             # More may be waiting (budget hit, or frames that arrived while we handled these).
             self._schedule_drain()
 
@@ -137,3 +254,5 @@ class Transport:
         for s in self.dealers.values():
             s.close(0)
         self.dealers.clear()
+        if self.zap is not None:
+            self.zap.close()

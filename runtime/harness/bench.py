@@ -9,11 +9,13 @@ the public client API, and prints per workload: acknowledged ops/s, latency p50/
 fsyncs per acknowledged op per acceptor, and CPU seconds per 1,000 ops (all cluster processes).
 The peer, PySyncObj, runs as three node processes in the same run, alternating with ours so
 that machine noise hits both; it does not fsync before acknowledging, while we do (a line with
-our fsync off is printed too). Then: kill -9 of the leading proposer to the next acknowledged
+our fsync off is printed too), and so does the same cluster without CurveZMQ (the insecure
+mode), alternating with ours, which gives what authentication and encryption cost. Then: kill -9 of the leading proposer to the next acknowledged
 write (median and worst of --kills), a killed acceptor back and voting, and the replay speed of
 an acceptor file at 100k and 1M records. The last line is machine-readable:
 
     bench ops_per_s=... p50_ms=... p99_ms=... fsyncs_per_op=... peer_ops_per_s=... ratio=...
+          insecure_ops_per_s=... auth_cost=...
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def proc_cpu_s(pids: list[int]) -> float:
 # --- our cluster ----------------------------------------------------------------------------
 
 
-def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], snapshots: bool = True) -> str:
+def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], snapshots: bool = True,
+                curve: bool = True) -> str:
     """The base config with its own endpoints and data_dir replaced: `ports` (p1, p2, a1..aN,
     l1, l2), and as many acceptors as asked; every other setting is kept but fsync (as asked),
     snapshots (off only when asked) and the restart budget."""
@@ -104,6 +107,10 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], 
     body = re.sub(r'(?m)^restart_max\s*=.*$', "restart_max = 1000", body)
     if not snapshots:
         body = re.sub(r'(?m)^enabled\s*=\s*true(.*)$', r"enabled = false\1", body)
+    if not curve:  # what authentication costs: the same cluster in the explicit insecure mode
+        body, n = re.subn(r'(?m)^curve\s*=.*$', "curve = false", body)
+        if not n:
+            body += "\n[security]\ncurve = false\n"
     actors = ["", "[[proposers]]", 'name = "p1"', "id = 1", f'endpoint = "tcp://127.0.0.1:{ports["p1"]}"', "",
               "[[proposers]]", 'name = "p2"', "id = 2", f'endpoint = "tcp://127.0.0.1:{ports["p2"]}"', ""]
     for i in range(1, acceptors + 1):
@@ -114,10 +121,12 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], 
 
 
 class Ours:
-    def __init__(self, base: Path, acceptors: int = 3, fsync: bool = True, snapshots: bool = True) -> None:
+    def __init__(self, base: Path, acceptors: int = 3, fsync: bool = True, snapshots: bool = True,
+                 curve: bool = True) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="paxos-bench-"))
         self.cluster = LocalCluster(self.root, acceptors=acceptors)  # picks the free ports
-        self.cluster.config_path.write_text(config_text(base, acceptors, fsync, self.cluster.ports, snapshots))
+        self.cluster.config_path.write_text(config_text(base, acceptors, fsync, self.cluster.ports, snapshots,
+                                                        curve))
         self.acceptors = acceptors
 
     def __enter__(self) -> Ours:
@@ -414,11 +423,15 @@ def run_bench(args: argparse.Namespace) -> int:
     results: list[Result] = []
     sat_ours: list[Result] = []
     sat_peer: list[Result] = []
-    with Ours(args.config) as ours:
+    sat_insecure: list[Result] = []
+    with Ours(args.config) as ours, Ours(args.config, curve=False) as insecure:
         print(f"# our cluster: {args.config} on free ports, data in {ours.root}", file=sys.stderr)
         for rnd in range(args.rounds):
             print(f"# round {rnd + 1}: saturation", file=sys.stderr)
             sat_ours.append(ours.run("saturation, 16 B, 3 acceptors", args.clients, args.tasks, d, 16, "w"))
+            # Rounds alternate, so that drift in the machine falls on both sides of the ratio.
+            sat_insecure.append(insecure.run("saturation, 16 B, no CurveZMQ (insecure mode)", args.clients,
+                                             args.tasks, d, 16, "w"))
             if peer:
                 sat_peer.append(peer_run("PySyncObj saturation, 16 B", "saturate", d, 16))
         seq = ours.run("sequential, 1 client, 16 B", 1, 1, d, 16, "w")
@@ -428,7 +441,8 @@ def run_bench(args: argparse.Namespace) -> int:
             big = ours.run("saturation, 64 KiB", args.clients, 16, d, 64 * 1024, "w")
             kill_times, back = uvloop.run(recovery_times(ours.cluster, args.kills))
     best = best_of(sat_ours, "")
-    results += [best, seq]
+    best_insecure = best_of(sat_insecure, "")
+    results += [best, best_insecure, seq]
     peer_best = None
     if peer:
         peer_best = best_of(sat_peer, "no fsync; ")
@@ -449,7 +463,9 @@ def run_bench(args: argparse.Namespace) -> int:
     show(results)
     line = {"ops_per_s": best.ops_per_s, "p50_ms": seq.p50_ms, "p99_ms": seq.p99_ms,
             "fsyncs_per_op": best.fsyncs_per_op, "peer_ops_per_s": peer_best.ops_per_s if peer_best else 0.0,
-            "ratio": best.ops_per_s / peer_best.ops_per_s if peer_best else 0.0}
+            "ratio": best.ops_per_s / peer_best.ops_per_s if peer_best else 0.0,
+            "insecure_ops_per_s": best_insecure.ops_per_s,
+            "auth_cost": 1 - best.ops_per_s / best_insecure.ops_per_s if best_insecure.ops_per_s else 0.0}
     if not args.quick:
         # Three tries each (the best, and the range: this is where machine noise shows most).
         tries = {n: sorted(replay_speed(n) for _ in range(3)) for n in (100_000, 1_000_000)}

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime.config import render
+import zmq
+
+from runtime import keys
+from runtime.config import ClusterConfig, load, render
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -43,6 +46,33 @@ class LocalCluster:
                                            learners=learners, extra=extra))
         self.data_dir = self.root / "data"
         self.seen_pids: set[int] = set()
+
+    @property
+    def config(self) -> ClusterConfig:
+        return load(self.config_path)
+
+    def dealer(self, to: str, identity: str, key: str | None = None) -> zmq.Socket:
+        """A DEALER to actor `to` that claims `identity`, with the key of actor `key` (an actor
+        name), the default client key (`key="client"`), or none (`key=""`): how tests speak to
+        an actor as a peer, as a client or as a stranger. The caller closes it."""
+        sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, identity.encode())
+        config = self.config
+        if key and config.security.curve:
+            pair = keys.client_pair(config) if key == "client" else keys.actor_pair(config, key)
+            keys.secure_client(sock, pair, keys.server_public(config, to))
+        elif key == "" and config.security.curve:
+            # A stranger: a key pair of its own that the cluster has never seen.
+            public, secret = zmq.curve_keypair()
+            keys.secure_client(sock, keys.KeyPair(public, secret), keys.server_public(config, to))
+        sock.connect(f"tcp://127.0.0.1:{self.ports[to]}")
+        return sock
+
+    def session_id(self, suffix: str) -> str:
+        """A client session id the default client key may use."""
+        config = self.config
+        return f"{keys.client_pair(config).fingerprint}.{suffix}" if config.security.curve else f"{'0' * 12}.{suffix}"
 
     # --- the paxos command -----------------------------------------------------------------
 

@@ -41,26 +41,26 @@ def test_bad_frames_are_logged_with_a_reason_and_change_nothing(debug_cluster: L
     assert c.paxos("kill", follower, "--no-restart").returncode == 0
     c.wait_for(f"{follower} stopped", lambda: c.actor(follower)["state"] == "stopped")
     before_pid, before_wal = c.actor("a1")["pid"], digest(c.wal("a1"))
-    ctx = zmq.Context.instance()
     sockets: dict[str, zmq.Socket] = {}
 
+    # "mallory" is a client: the default client key, under a session id of its own.
+    mallory = c.session_id("mallory")
+
     def send(identity: str, frame: bytes) -> None:
-        identity = follower if identity == "p2" else identity
+        identity = follower if identity == "p2" else mallory
         frame = frame.replace(b"\xa2p2", b"\xa2" + follower.encode())
         if identity not in sockets:
-            s = sockets[identity] = ctx.socket(zmq.DEALER)
+            s = sockets[identity] = c.dealer("a1", identity, key=follower if identity == follower else "client")
             s.setsockopt(zmq.LINGER, 1000)
-            s.setsockopt(zmq.ROUTING_ID, identity.encode())
-            s.connect(f"tcp://127.0.0.1:{c.ports['a1']}")
         sockets[identity].send(frame)
 
     cases = {
         "decode": ("mallory", b"\xc1\xc1"),
-        "oversized": ("mallory", codec.pack([codec.VERSION, "mallory", [[20, b"x" * 3_000_000]]])),
+        "oversized": ("mallory", codec.pack([codec.VERSION, mallory, [[20, b"x" * 3_000_000]]])),
         "unknown_type": ("p2", msgpack.packb([codec.VERSION, "p2", [[99, 1]]])),
         "version": ("p2", msgpack.packb([7, "p2", [[1, 9, 2, 1]]])),
         "schema": ("p2", msgpack.packb([codec.VERSION, "p2", [[1, True, 2, 1]]])),
-        "unknown_sender": ("mallory", codec.encode_frame("mallory", [Prepare(Ballot(99, 1), 1)])),
+        "unknown_sender": ("mallory", codec.encode_frame(mallory, [Prepare(Ballot(99, 1), 1)])),
         "sender_mismatch": ("mallory", codec.encode_frame("p1", [Prepare(Ballot(99, 1), 1)])),
     }
     t0 = time.time()
