@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
-from actors.core import Core, owner_ok
+from actors.bounds import DEFAULT_BOUNDS, WireBounds, round_beyond, slot_beyond
+from actors.core import Core, owner_ok, reject
 from actors.invariants import InvariantViolation, check
 from actors.messages import (
     Accept,
@@ -83,8 +84,10 @@ class Acceptor(Core):
         fetch_slots_max: int = 4096,
         acceptors: list[str] | None = None,
         probe_ticks: int = 10,
+        bounds: WireBounds = DEFAULT_BOUNDS,
     ) -> None:
         self.name = name
+        self.bounds = bounds
         self.others = [a for a in (acceptors or []) if a != name]
         self.probe_ticks = probe_ticks
         self.proposer_ids = dict(proposer_ids)
@@ -118,8 +121,12 @@ class Acceptor(Core):
                 accepted[slot] = (b, value)
                 if slot > self.highest_slot:
                     self.highest_slot = slot
-            if record.chosen_through > self.chosen_through:
-                self.chosen_through = record.chosen_through
+            # Never above the highest slot it ever accepted: a watermark it cannot justify would
+            # be reported in every Promise and Fetched after it (the live path already records it
+            # clamped; this also heals a file written before the clamp).
+            through = min(record.chosen_through, self.highest_slot)
+            if through > self.chosen_through:
+                self.chosen_through = through
         elif type(record) is PromiseRecord:
             check(record.ballot >= self.promised, "promised ballot never goes backwards",
                   promised=self.promised, record=record.ballot)
@@ -187,6 +194,48 @@ class Acceptor(Core):
         """Forget values only as far as the durable snapshot holds their effect."""
         return snapshot.slot
 
+    # --- bounds on what the wire says (actors/bounds.py) -------------------------------------
+
+    def known_slot(self) -> int:
+        """The highest slot this acceptor can vouch exists: what it accepted or compacted, and,
+        while rebuilding, what the acceptors that answered its probe hold."""
+        known = max(self.highest_slot, self.chosen_through, self.compacted_through)
+        rb = self.rebuild
+        if rb is not None and rb.answers:
+            known = max(known, max(max(a.highest_slot, a.chosen_through) for a in rb.answers.values()))
+        return known
+
+    def _round_ok(self, sender: str, m: Prepare | Accept | Recover, ready: Ready) -> bool:
+        """A ballot no further above our promise than a legit proposer's rounds ever grow (one
+        per election above the highest it heard of): a forged round near the ceiling would end
+        every election for good."""
+        why = round_beyond(m.ballot, self.promised.round, self.bounds)
+        if why is None:
+            return True
+        reject(ready, sender, m, why, ballot=str(m.ballot), promised=str(self.promised))
+        return False
+
+    def _accept_ok(self, sender: str, m: Accept, ready: Ready) -> bool:
+        """Slots within the horizon of what we know and of the leader's own watermark: an Accept
+        for a far-future slot would raise `highest_slot` durably, and the next leader would fill
+        every slot below it with no-ops."""
+        known = self.known_slot()
+        bounds = self.bounds
+        ahead = bounds.slots_ahead_max
+        leader = m.chosen_through + ahead
+        for slot, _ in m.entries:
+            why = slot_beyond(slot, known, bounds) or ("slot_beyond_leader_window" if slot > leader else None)
+            if why:
+                reject(ready, sender, m, why, slot=slot, known_slot=known, chosen_through=m.chosen_through)
+                return False
+        return True
+
+    def _justified(self, chosen_through: int) -> int:
+        """The leader's watermark as far as we can justify it: never above the highest slot we
+        accepted before this message. Lower is conservative: a Promise then reports more votes,
+        a snapshot waits longer to be fetched."""
+        return min(chosen_through, max(self.highest_slot, self.chosen_through))
+
     # --- messages --------------------------------------------------------------------------
 
     def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
@@ -212,7 +261,7 @@ class Acceptor(Core):
 
     def _on_prepare(self, sender: str, m: Prepare, ready: Ready) -> None:
         b = m.ballot
-        if not owner_ok(self.proposer_ids, sender, b, ready):
+        if not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready):
             return
         if self.rebuild is not None:
             if b <= self.promised:
@@ -229,8 +278,8 @@ class Acceptor(Core):
     def _on_recover(self, sender: str, m: Recover, ready: Ready) -> None:
         # A Prepare for [from_slot, to_slot] that ignores the watermark: the same promise rules.
         b = m.ballot
-        if (not owner_ok(self.proposer_ids, sender, b, ready) or self._silent(sender, m, ready)
-                or not self._raise_promise(sender, b, ready)):
+        if (not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready)
+                or self._silent(sender, m, ready) or not self._raise_promise(sender, b, ready)):
             return
         snap = self.snapshot.slot if self.snapshot is not None else 0
         votes, reported_through = self._votes(max(m.from_slot, snap + 1), min(m.to_slot, self.highest_slot))
@@ -252,7 +301,13 @@ class Acceptor(Core):
         budget = self.reply_bytes_max
         reported = top
         accepted = self.accepted
-        for slot in range(start, top + 1):
+        # Never a loop over a range whose length comes from the wire (a Recover's to_slot, a
+        # highest slot a forgery raised): over what is stored, when that is shorter.
+        if top - start < 2 * len(accepted) + 64:
+            slots: Any = range(start, top + 1)
+        else:
+            slots = sorted(s for s in accepted if start <= s <= top)
+        for slot in slots:
             got = accepted.get(slot)
             if got is None:
                 continue
@@ -266,12 +321,20 @@ class Acceptor(Core):
 
     def _on_accept(self, sender: str, m: Accept, ready: Ready) -> None:
         b = m.ballot
-        if not owner_ok(self.proposer_ids, sender, b, ready):
+        if (not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready)
+                or not self._accept_ok(sender, m, ready)):
             return
-        if self.rebuild is not None and not self._rebuilt_by(sender, b, m.chosen_through, ready):
-            if m.chosen_through > self.chosen_through:
-                self.chosen_through = m.chosen_through  # a fact from the leader; no vote involved
-            return
+        if self.rebuild is not None:
+            # The leader's watermark becomes our rebuild floor: safe only high (we vouch for
+            # nothing below it), but reported as our watermark, so within what we can vouch exists.
+            why = slot_beyond(m.chosen_through, self.known_slot(), self.bounds)
+            if why:
+                reject(ready, sender, m, why, chosen_through=m.chosen_through, known_slot=self.known_slot())
+                return
+            if not self._rebuilt_by(sender, b, m.chosen_through, ready):
+                if m.chosen_through > self.chosen_through:
+                    self.chosen_through = m.chosen_through  # a fact from the leader; no vote involved
+                return
         if not self.may_accept(b):
             ready.send.append((sender, Nack(b, self.promised)))
             ready.event("accept_refused", DEBUG, ballot=str(b), promised=str(self.promised),
@@ -286,17 +349,21 @@ class Acceptor(Core):
             prev = accepted.get(slot)
             if prev is not None and prev[0] == b:
                 # A retransmission: acknowledge again without a new record. A different value
-                # under the same ballot would mean a proposer bug: stop rather than choose two.
-                check(prev[1] == value, "one value per slot and ballot", slot=slot,
-                      ballot=str(b), kept=prev[1].describe(), offered=value.describe())
+                # under the same ballot is a forgery (or a proposer bug): keep the first, take
+                # nothing of this message and acknowledge none of it, so two are never chosen.
+                if prev[1] != value:
+                    reject(ready, sender, m, "conflicting_value", slot=slot, ballot=str(b),
+                           kept=prev[1].describe(), offered=value.describe())
+                    return
                 continue
             new.append((slot, value))
+        through = self._justified(m.chosen_through)
         if new or b > self.promised:
-            record = AcceptRecord(b, m.chosen_through, tuple(new))
+            record = AcceptRecord(b, through, tuple(new))
             self.apply(record)
             ready.persist.append(record)
-        elif m.chosen_through > self.chosen_through:
-            self.chosen_through = m.chosen_through
+        elif through > self.chosen_through:
+            self.chosen_through = through
         if self.offer is not None and self.offer[1].slot <= self.chosen_through:
             self._fetch_offer(ready)
         slots = tuple(slot for slot, _ in m.entries)

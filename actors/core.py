@@ -20,10 +20,19 @@ from actors.records import Record
 Handler = Callable[[Any, str, Any, Ready], None]
 
 
-def owner_ok(proposer_ids: dict[str, int], sender: str, ballot: Ballot, ready: Ready) -> bool:
+def reject(ready: Ready, sender: str, message: Message, reason: str, **detail: Any) -> None:
+    """The peer sent something out of bounds or inconsistent: its fault, never an invariant of
+    ours. The caller changes no state and writes no record for that message; this only says why,
+    as a `message_rejected` warning (the turn driver rate-limits those per reason and peer)."""
+    ready.event("message_rejected", WARNING, peer=sender, type=message.TYPE, reason=reason, **detail)
+
+
+def owner_ok(proposer_ids: dict[str, int], sender: str, ballot: Ballot, ready: Ready,
+             message: Message | None = None) -> bool:
     """A proposer only ever uses ballots with its own id; anything else is a bug or a forgery."""
     if proposer_ids.get(sender) != ballot.node:
-        ready.event("message_rejected", WARNING, peer=sender, ballot=str(ballot), reason="ballot_not_owned_by_sender")
+        ready.event("message_rejected", WARNING, peer=sender, type=message.TYPE if message is not None else "",
+                    ballot=str(ballot), reason="ballot_not_owned_by_sender")
         return False
     return True
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
-from actors.core import Core, owner_ok
+from actors.core import Core, owner_ok, reject
 from actors.invariants import InvariantViolation, check
 from actors.kv import BadBatch, BadSnapshot, KVStore, parse_batch
 from actors.messages import (
@@ -44,6 +44,7 @@ from actors.messages import (
     Fetch,
     Fetched,
     Heartbeat,
+    Message,
     Repair,
     Reply,
     SnapshotInstalled,
@@ -58,10 +59,14 @@ from actors.records import DecidedRecord, Record, SnapshotRecord
 
 @dataclass(slots=True)
 class Tally:
-    """The votes for one (slot, ballot), and its value once someone brought it."""
+    """The votes for one (slot, ballot), and its value once someone brought it. `contested`:
+    two different values were offered under this one ballot (a forgery: a proposer never does
+    that), so which one a vote without a value stands for is unknown; from then on only votes
+    that carry their value count, per value (a gap fetch brings those from the acceptors)."""
 
     voters: list[str] = field(default_factory=list)
     value: Value | None = None
+    contested: dict[Value, list[str]] | None = None
 
 
 @dataclass(slots=True)
@@ -203,14 +208,27 @@ class Learner(Core):
 
     # --- messages --------------------------------------------------------------------------
 
-    def _acceptor(self, sender: str, ready: Ready) -> bool:
+    def _acceptor(self, sender: str, ready: Ready, m: Message | None = None) -> bool:
         if sender in self.acceptors:
             return True
-        ready.event("message_rejected", WARNING, peer=sender, reason="not_an_acceptor")
+        ready.event("message_rejected", WARNING, peer=sender, type=m.TYPE if m is not None else "",
+                    reason="not_an_acceptor")
         return False
 
+    def _proposers_ballot(self, sender: str, m: Message, ballots: list[Ballot], ready: Ready) -> bool:
+        """A vote counts only under a ballot some configured proposer owns: a vote under anyone
+        else's is a forgery (when the learner knows the proposers)."""
+        ids = self.proposer_ids
+        if ids:
+            nodes = set(ids.values())
+            for b in ballots:
+                if b.node not in nodes:
+                    reject(ready, sender, m, "ballot_of_no_proposer", ballot=str(b))
+                    return False
+        return True
+
     def _on_accepted(self, sender: str, m: Accepted, ready: Ready) -> None:
-        if not self._acceptor(sender, ready):
+        if not self._acceptor(sender, ready, m) or not self._proposers_ballot(sender, m, [m.ballot], ready):
             return
         ballot = m.ballot
         if m.values:
@@ -222,7 +240,8 @@ class Learner(Core):
         self._deliver(ready)
 
     def _on_fetched(self, sender: str, m: Fetched, ready: Ready) -> None:
-        if not self._acceptor(sender, ready):
+        if not self._acceptor(sender, ready, m) or not self._proposers_ballot(
+                sender, m, [v.ballot for v in m.votes], ready):
             return
         self._note_chosen_through(m.chosen_through)
         for vote in m.votes:
@@ -271,17 +290,23 @@ class Learner(Core):
 
     def _on_accept(self, sender: str, m: Accept, ready: Ready) -> None:
         # The leader's proposal: values for (slot, ballot); the votes come from acceptors.
-        if not owner_ok(self.proposer_ids, sender, m.ballot, ready):
+        if not owner_ok(self.proposer_ids, sender, m.ballot, ready, m):
             return
         for slot, value in m.entries:
             self._vote(None, slot, m.ballot, value, ready)
         self._deliver(ready)
 
     def _on_heartbeat(self, sender: str, m: Heartbeat, ready: Ready) -> None:
+        # Only a proposer with its own ballot is a leader we send Repair to.
+        if self.proposer_ids and not owner_ok(self.proposer_ids, sender, m.ballot, ready, m):
+            return
         self.leader = sender
         self._note_chosen_through(m.chosen_through)
 
     def _note_chosen_through(self, slot: int) -> None:
+        """What the leaders say is chosen: what gap fetches aim at. Only within the window we
+        take votes in (it is the wire's word: a far one would only make us fetch in vain)."""
+        slot = min(slot, self.delivered + self.window_slots_max)
         if slot > self.known_chosen_through:
             self.known_chosen_through = slot
 
@@ -299,13 +324,30 @@ class Learner(Core):
         entry = by_ballot.get(ballot)
         if entry is None:
             entry = by_ballot[ballot] = Tally(value=value)
-        elif value is not None:
+        elif value is not None and entry.contested is None:
             known = entry.value
             if known is None:
                 entry.value = value
-            else:
-                check(known == value, "one value per slot and ballot", slot=slot,
-                      ballot=str(ballot), first=known.describe(), second=value.describe())
+            elif known != value:
+                # Two values under one ballot: someone forged one (a proposer never proposes two).
+                # Which one the votes so far stood for is unknown: drop them all, and from now on
+                # count only votes that carry their value.
+                ready.event("message_rejected", WARNING, peer=sender or "", reason="conflicting_value", slot=slot,
+                            ballot=str(ballot), first=known.describe(), second=value.describe())
+                entry.contested = {}
+                entry.value = None
+                entry.voters = []
+        contested = entry.contested
+        if contested is not None:
+            if sender is None or value is None:
+                return
+            voters = contested.setdefault(value, [])
+            if self.counts_vote(voters, sender):
+                voters.append(sender)
+            if len(voters) >= self.quorum():
+                self.chosen[slot] = value
+                del self.tally[slot]
+            return
         # (A duplicated vote may still bring the value, so the check below runs either way.)
         if sender is not None and self.counts_vote(entry.voters, sender):
             entry.voters.append(sender)

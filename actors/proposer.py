@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
-from actors.core import Core
+from actors.bounds import WireBounds, round_beyond
+from actors.core import Core, reject
 from actors.invariants import InvariantViolation
 from actors.messages import (
     COMMANDS,
@@ -78,6 +79,10 @@ class ProposerParams:
     batch_count_max: int = 1024  # client batches in one slot
     message_bytes_max: int = 8 * 1024 * 1024 - 64 * 1024  # budget for one Accept message
     queue_batches_max: int = 8192  # pending client batches before Submit gets "busy"
+    # Bounds on what peers say (actors/bounds.py): a round at most this far above the highest
+    # known, a slot or watermark at most this far above what we can vouch for.
+    ballot_round_step_max: int = 1_000_000
+    slots_ahead_max: int = 1_000_000
 
 
 @dataclass(slots=True)
@@ -147,6 +152,7 @@ class Proposer(Core):
         self.learners = list(learners)
         self.majority = len(self.acceptors) // 2 + 1
         self.params = params
+        self.bounds = WireBounds(params.ballot_round_step_max, params.slots_ahead_max)
         self.rng = rng
         self.debug_events = debug_events  # one event per slot proposed and chosen
 
@@ -202,6 +208,19 @@ class Proposer(Core):
                     if seen is None or self.prefers(vote, seen):
                         best[vote.slot] = vote
         return best
+
+    def known_round(self) -> int:
+        """The highest round we know of: recorded by us, or seen anywhere."""
+        return max(self.round, self.known_ballot.round)
+
+    def _round_ok(self, sender: str, m: Heartbeat | Nack, b: Ballot, ready: Ready) -> bool:
+        """A ballot we would take as known no further above the highest we know than rounds grow:
+        our next round is one above it, and a forged one near the ceiling would end elections."""
+        why = round_beyond(b, self.known_round(), self.bounds)
+        if why is None:
+            return True
+        reject(ready, sender, m, why, ballot=str(b), known=str(self.known_ballot), round=self.round)
+        return False
 
     # --- ticks -----------------------------------------------------------------------------
 
@@ -340,8 +359,15 @@ class Proposer(Core):
         watermark = max([self.chosen_through] + [p.chosen_through for p in promises])
         highest = max(p.highest_slot for p in promises)
         incomplete = [p.reported_through for p in promises if p.reported_through < p.highest_slot]
-        through = min(incomplete) if incomplete else highest
         start = max(watermark + 1, cand.p1_from)
+        # Never more than the horizon of slots in one round of Phase 1: every slot up to `through`
+        # gets a value (no-ops included), and `highest` is only what an acceptor says. Beyond it,
+        # Phase 1 goes on from the next slot, as for Promises too large for one message.
+        horizon = start - 1 + self.bounds.slots_ahead_max
+        if highest > horizon and not incomplete:
+            incomplete = [horizon]
+            ready.event("phase1_capped", WARNING, from_slot=start, highest_slot=highest, through=horizon)
+        through = min(incomplete) if incomplete else highest
         best = self.highest_votes((p.votes for p in promises), start, through)
         self._advance_chosen(watermark)
         entries: list[tuple[int, Value]] = []
@@ -540,7 +566,12 @@ class Proposer(Core):
     # --- being overtaken -------------------------------------------------------------------
 
     def _on_nack(self, sender: str, m: Nack, ready: Ready) -> None:
+        if sender not in self.acceptors:
+            reject(ready, sender, m, "not_an_acceptor")
+            return
         if m.promised > self.known_ballot:
+            if not self._round_ok(sender, m, m.promised, ready):
+                return
             self.known_ballot = m.promised
         if self.state is FOLLOWER or m.ballot != self.ballot or m.promised <= self.ballot:
             return
@@ -552,10 +583,15 @@ class Proposer(Core):
 
     def _on_heartbeat(self, sender: str, m: Heartbeat, ready: Ready) -> None:
         if self.names_by_id.get(m.ballot.node) != sender:
-            ready.event("message_rejected", WARNING, peer=sender, reason="ballot_not_owned_by_sender")
+            reject(ready, sender, m, "ballot_not_owned_by_sender", ballot=str(m.ballot))
+            return
+        if m.ballot > self.known_ballot and not self._round_ok(sender, m, m.ballot, ready):
             return
         if m.chosen_through > self.chosen_through:
-            self._advance_chosen(m.chosen_through)
+            # The leader's word, within a horizon: a restarted follower climbs to a far watermark
+            # in a few heartbeats, and no one message moves it further (a lower one is safe: Phase 1
+            # then asks from lower, and the acceptors report from their own watermarks).
+            self._advance_chosen(min(m.chosen_through, self.chosen_through + self.bounds.slots_ahead_max))
         if m.ballot < self.known_ballot:
             return  # a deposed leader that has not noticed yet
         self.known_ballot = m.ballot

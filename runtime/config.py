@@ -57,6 +57,10 @@ class LimitsSection:
     key_bytes_max: int = 1024
     value_bytes_max: int = 256 * 1024
     sessions_max: int = 100_000
+    # Bounds on what peers say (actors/bounds.py): a ballot round at most this far above the
+    # highest the receiver knows; a slot or watermark at most this far above what it can vouch for.
+    ballot_round_step_max: int = _P.ballot_round_step_max
+    slots_ahead_max: int = _P.slots_ahead_max
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,8 @@ class ClusterConfig:
             batch_count_max=p.batch_count_max,
             message_bytes_max=self.reply_bytes_max,
             queue_batches_max=p.queue_batches_max,
+            ballot_round_step_max=self.limits.ballot_round_step_max,
+            slots_ahead_max=self.limits.slots_ahead_max,
         )
 
     @property
@@ -302,6 +308,9 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
     if lim.message_bytes_max < proto.batch_bytes_max + 128 * 1024:
         raise ConfigError(f"limits.message_bytes_max: must exceed protocol.batch_bytes_max by at "
                           f"least 128 KiB, got {lim.message_bytes_max}")
+    if lim.slots_ahead_max < proto.window_slots:
+        raise ConfigError(f"limits.slots_ahead_max: must be at least protocol.window_slots ({proto.window_slots}), "
+                          f"got {lim.slots_ahead_max}")
     if proto.heartbeat_ticks * 2 > proto.election_ticks:
         raise ConfigError("protocol.election_ticks: must be at least twice heartbeat_ticks")
     snap: SnapshotSection = sections["snapshot"]

@@ -120,11 +120,15 @@ def test_duplicate_accept_is_acknowledged_again_without_a_record() -> None:
     assert ("p1", Accepted(Ballot(1, 1), (1,), ())) in out.send
 
 
-def test_a_different_value_for_the_same_slot_and_ballot_stops_the_acceptor() -> None:
+def test_a_different_value_for_the_same_slot_and_ballot_is_rejected_and_the_first_kept() -> None:
+    # A forgery (a proposer never proposes two values under one ballot): the peer's fault, not an
+    # invariant of ours. Nothing of the message is taken or acknowledged, so two are never chosen.
     a = acceptor()
     step(a, "p1", Accept(Ballot(1, 1), 0, ((1, cmd("x")),)))
-    with pytest.raises(InvariantViolation):
-        step(a, "p1", Accept(Ballot(1, 1), 0, ((1, cmd("other")),)))
+    out = step(a, "p1", Accept(Ballot(1, 1), 0, ((2, cmd("y")), (1, cmd("other")))))
+    assert out.persist == [] and out.send == []
+    assert [(e, f["reason"]) for _, e, f in out.events] == [("message_rejected", "conflicting_value")]
+    assert a.accepted[1][1] == cmd("x") and 2 not in a.accepted
 
 
 def test_empty_accept_is_a_heartbeat_that_raises_the_promise_once() -> None:
@@ -168,8 +172,11 @@ def test_fetch_returns_what_was_accepted_in_range() -> None:
 def test_the_leaders_probe_moves_the_watermark_in_memory_only() -> None:
     a = acceptor()
     step(a, "p1", Prepare(Ballot(1, 1), 1))
+    step(a, "p1", Accept(Ballot(1, 1), 0, tuple((s, cmd(str(s))) for s in range(1, 8))))
     out = step(a, "p1", Accept(Ballot(1, 1), 7, ()))  # the leader's heartbeat to acceptors
     assert out.persist == [] and a.chosen_through == 7
+    # Never above the highest slot it accepted: a watermark it could not justify.
+    assert step(a, "p1", Accept(Ballot(1, 1), 9, ())).persist == [] and a.chosen_through == 7
     # A Heartbeat proper is for proposers and learners: an acceptor ignores it, and says so.
     out = step(a, "p1", Heartbeat(Ballot(1, 1), 9))
     assert out.persist == [] and out.send == [] and a.chosen_through == 7
