@@ -8,7 +8,12 @@ owns everything between the bytes and the core, and between the core and the wor
   wrong version or unknown type: rejected with a reason); the sender it names must be the
   identity it came from; a message from a name that is not in the config is rejected, except a
   client's `Submit` to a proposer and the `Hello` and `StatusQuery` that anyone may send, which
-  the driver answers itself;
+  the driver answers itself; every number in a message must be within the absolute ceilings of
+  `actors.bounds.shape` (the bounds that need the core's state, the core checks itself);
+- rate-limited rejections: every rejection (the driver's `frame_rejected`, the core's
+  `message_rejected` and the like) is counted per reason and peer, and logged at once only the
+  first time in an interval of `REJECT_LOG_TICKS` ticks; the rest are summed up in one
+  `frames_rejected` warning at the end of the interval, so a flood cannot fill the disk;
 - the steps, with the core's `invariants()` checked after each one;
 - the end-of-turn flush (`Core.end_turn`: the proposer turns the turn's commands into slots);
 - snapshot transfer (runtime/transfer.py): it serves chunks of the core's durable snapshot,
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from actors.acceptor import Acceptor
+from actors.bounds import shape
 from actors.core import Core
 from actors.learner import Learner
 from actors.messages import (
@@ -53,6 +59,12 @@ from runtime.transfer import Transfers
 from runtime.wal import SCANNER, Scanner
 
 SYNC_EVERY_TICKS = 10
+# Rejections: at most one warning per (event, reason, peer) every REJECT_LOG_TICKS ticks (a second
+# at 10 ms), the rest summed up; at most REJECT_KEYS_MAX distinct keys an interval (an attacker
+# may invent a new identity per frame), the rest counted under the peer "*".
+REJECT_LOG_TICKS = 100
+REJECT_KEYS_MAX = 64
+REJECTIONS = frozenset(("frame_rejected", "message_rejected", "vote_ignored", "submit_rejected"))
 
 
 class Shell(Protocol):
@@ -120,7 +132,10 @@ class Turn:
         self.sync_every_ticks = 0 if self.durable else SYNC_EVERY_TICKS
         self.takes_submit = core.role == "proposer"
         self.ticks = 0
-        self.frames_rejected = 0
+        self.frames_rejected = 0  # by the driver (admission), since this process started
+        self.messages_rejected = 0  # by the core, since this process started
+        # This interval's rejections: (event, reason, peer) -> how many were not logged.
+        self._rejects: dict[tuple[str, str, str], int] = {}
 
     # --- input -----------------------------------------------------------------------------
 
@@ -157,6 +172,8 @@ class Turn:
     def tick(self) -> None:
         ready = self.core.step("", TICK, Ready())
         self.core.invariants()
+        if self._rejects and (self.ticks + 1) % REJECT_LOG_TICKS == 0:
+            self._summarize(ready)
         if self.transfers is not None:
             done = self.transfers.tick(ready)
             if done is not None:
@@ -187,8 +204,13 @@ class Turn:
             kind = type(message)
             if self.debug:
                 ready.event("message_received", DEBUG, peer=sender, type=kind.TYPE, **fields(message))
+            why = shape(message)
+            if why is not None:
+                self._reject(ready, sender.encode(), why, f"{kind.TYPE}: a number out of bounds")
+                continue
             if kind is StatusQuery:
-                info = {**core.status(), **self.shell.status(), "frames_rejected": self.frames_rejected}
+                info = {**core.status(), **self.shell.status(), "frames_rejected": self.frames_rejected,
+                        "messages_rejected": self.messages_rejected}
                 ready.send.append((sender, StatusReply(tuple(info.items()))))
             elif kind is Hello:
                 ready.send.append((sender, Hello()))
@@ -211,6 +233,40 @@ class Turn:
         self.frames_rejected += 1
         ready.event("frame_rejected", WARNING, peer=identity.decode("utf-8", "replace")[:64], reason=reason,
                     detail=detail[:200])
+
+    def _limit(self, events: list[Event]) -> list[Event]:
+        """The turn's events with rejections rate-limited: the first of each (event, reason,
+        peer) in an interval is kept, the others only counted (`_summarize` logs the counts)."""
+        out: list[Event] = []
+        rejects = self._rejects
+        for e in events:
+            name = e[1]
+            if name not in REJECTIONS:
+                out.append(e)
+                continue
+            if name != "frame_rejected":
+                self.messages_rejected += 1
+            f = e[2]
+            key = (name, str(f.get("reason", "")), str(f.get("peer", ""))[:64])
+            if key not in rejects:
+                if len(rejects) >= REJECT_KEYS_MAX:
+                    key = (name, key[1], "*")
+                    rejects[key] = rejects.get(key, 0) + 1
+                    continue
+                rejects[key] = 0
+                out.append(e)
+            else:
+                rejects[key] += 1
+        return out
+
+    def _summarize(self, ready: Ready) -> None:
+        """The end of an interval: one warning with what was not logged, then a fresh start (the
+        next rejection of each kind is logged at once again)."""
+        suppressed = {f"{event}:{reason}:{peer}": n for (event, reason, peer), n in self._rejects.items() if n}
+        self._rejects = {}
+        if suppressed:
+            ready.event("frames_rejected", WARNING, ticks=REJECT_LOG_TICKS, total=sum(suppressed.values()),
+                        counts=suppressed)
 
     # --- output ----------------------------------------------------------------------------
 
@@ -240,6 +296,8 @@ class Turn:
 
     def commit(self, ready: Ready) -> None:
         """The turn's effects, in the one safe order (`Ready.commit`)."""
+        if ready.events:
+            ready.events = self._limit(ready.events)
         shell = self.shell
         send = shell.send
         if self.debug and ready.send:
