@@ -19,8 +19,14 @@ a `RebuildRecord` and rebuilds (actors/acceptor.py, actors/proposer.py) instead 
 
 Exit codes: 0 stopped on request; 65 the wal is corrupt or not ours (fail-stop: do not
 restart); 70 an invariant broke (our bug: fail-stop); 71 crashed on an unexpected error
-(restarted by policy); 73 the wal is locked by another process; 74 a write or fsync failed;
-78 bad configuration or arguments.
+(restarted by policy); 73 the wal is locked by another process; 74 a write or fsync failed; 75 the disk
+(or quota) holding one of its files is full (ENOSPC/EDQUOT, wherever it struck: the wal, a
+snapshot, its marker): the last stderr line then reads `NAME: no space left on device: PATH: ...`,
+and the supervisor fails it until space is freed instead of restarting it in a loop; 78 bad
+configuration or arguments.
+
+A full disk never makes the process hang or lie: its own log lines are dropped when they cannot
+be written (runtime/logs.py), and every reply still waits for its record to be durable.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import errno
 import gc
 import os
 import random
@@ -62,7 +69,27 @@ EXIT_INVARIANT = 70
 EXIT_CRASHED = 71
 EXIT_LOCKED = 73
 EXIT_IO = 74
+EXIT_NOSPACE = 75
 EXIT_CONFIG = 78
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def no_space(exc: BaseException) -> OSError | WalFatal | None:
+    """The full-disk error behind `exc` (itself or a cause), if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, WalFatal) and seen.no_space:
+            return seen
+        if isinstance(seen, OSError) and seen.errno in NO_SPACE_ERRNOS:
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def no_space_text(name: str, exc: OSError | WalFatal) -> str:
+    """The stderr line a full disk ends the process with (the supervisor reads the path in it)."""
+    path = exc.path if isinstance(exc, WalFatal) else exc.filename
+    return f"{name}: no space left on device: {path or '?'}: {exc}"
 
 
 class Fatal(Exception):
@@ -168,8 +195,13 @@ class ActorShell:
             self.persist([record], True)
             self.logger.warning("rebuilding", reason="wal missing after it had run", marker=str(marker))
         if self.role != "learner":
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError as exc:
+                if exc.errno in NO_SPACE_ERRNOS:
+                    raise Fatal(EXIT_NOSPACE, no_space_text(self.name, exc)) from None
+                raise
         elapsed = time.perf_counter() - t0
         self.logger.info("recovered", records=recovery.count, frames=recovery.frames,
                          wal_bytes=recovery.bytes, created=recovery.created,
@@ -182,6 +214,12 @@ class ActorShell:
                                           self.hooks.kinds.scanner, apply=replayer(self.core, self.snapshots))
         except WalLocked as exc:
             raise Fatal(EXIT_LOCKED, str(exc)) from None
+        except WalFatal as exc:  # recovery could not cut a torn tail or write a header
+            self.logger.critical("wal_write_failed", path=str(path), error=str(exc), where="recovery",
+                                 no_space=exc.no_space)
+            if exc.no_space:
+                raise Fatal(EXIT_NOSPACE, no_space_text(self.name, exc)) from None
+            raise Fatal(EXIT_IO, str(exc)) from None
         except (WalCorrupt, WalFormatError) as exc:
             self.logger.critical("wal_corrupt", path=str(path), error=str(exc),
                                  offset=getattr(exc, "offset", None))
@@ -195,7 +233,8 @@ class ActorShell:
                                       f"`paxos wipe {self.name}` lets it learn everything again") from None
         if recovery.truncated_at is not None:
             self.logger.warning("wal_tail_truncated", path=str(path), offset=recovery.truncated_at,
-                                bytes_cut=recovery.truncated_bytes, backup=str(recovery.backup))
+                                bytes_cut=recovery.truncated_bytes, torn=str(recovery.torn or ""),
+                                **({"torn_not_kept": recovery.torn_error} if recovery.torn_error else {}))
         return recovery
 
     # --- the loop --------------------------------------------------------------------------
@@ -400,6 +439,10 @@ class ActorShell:
             self.logger.critical("invariant_violated", rule=exc.rule, where=where,
                                  **{k: str(v) for k, v in exc.state.items()})
             code, text = EXIT_INVARIANT, f"invariant violated: {exc}"
+        elif (full := no_space(exc)) is not None:
+            path = full.path if isinstance(full, WalFatal) else full.filename
+            self.logger.critical("disk_full", path=str(path or ""), error=str(full), where=where)
+            code, text = EXIT_NOSPACE, no_space_text(self.name, full)
         elif isinstance(exc, WalFatal):
             self.logger.critical("wal_write_failed", error=str(exc), where=where)
             code, text = EXIT_IO, str(exc)
@@ -409,8 +452,16 @@ class ActorShell:
                                  traceback="".join(traceback.format_exception(exc))[-4000:])
             code, text = EXIT_CRASHED, f"crashed in {where}: {type(exc).__name__}: {exc}"
         logs.flush()
-        print(f"{self.name}: {text}", file=sys.stderr, flush=True)
+        say(text if code == EXIT_NOSPACE else f"{self.name}: {text}")
         os._exit(code)
+
+
+def say(text: str) -> None:
+    """The last word on stderr; a full disk under the stderr file must not stop the exit."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _summary(status: dict[str, Any]) -> dict[str, Any]:
@@ -463,12 +514,22 @@ def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> int:
         return runner(shell.run())
     except Fatal as exc:
         logs.flush()
-        print(f"{args.name}: {exc}", file=sys.stderr, flush=True)
+        say(str(exc) if exc.code == EXIT_NOSPACE else f"{args.name}: {exc}")
         return exc.code
+    except WalFatal as exc:  # a write in recovery (a rebuild's first record, say)
+        logs.flush()
+        say(no_space_text(args.name, exc) if exc.no_space else f"{args.name}: {exc}")
+        return EXIT_NOSPACE if exc.no_space else EXIT_IO
     except WalError as exc:
         logs.flush()
-        print(f"{args.name}: {exc}", file=sys.stderr, flush=True)
+        say(f"{args.name}: {exc}")
         return EXIT_CORRUPT
+    except OSError as exc:  # before the loop ran (the log file, say): a full disk is said as such
+        if exc.errno not in NO_SPACE_ERRNOS:
+            raise
+        logs.flush()
+        say(no_space_text(args.name, exc))
+        return EXIT_NOSPACE
     finally:
         if profiler is not None:
             profiler.disable()

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,15 +60,16 @@ class Storage(Protocol):
 
 
 class DiskStorage:
-    """The real file system."""
+    """The real file system. A failed write names its file (`OSError.filename`), so that a full
+    disk is reported with the path it struck."""
 
     def write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
+        with _named(path), open(path, "wb") as f:
             f.write(data)
 
     def append(self, path: Path, data: bytes | bytearray) -> None:
-        with open(path, "ab") as f:
+        with _named(path), open(path, "ab") as f:
             f.write(data)
 
     def fsync(self, path: Path) -> None:
@@ -110,11 +112,26 @@ class DiskStorage:
 DISK = DiskStorage()
 
 
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
 def replace_file(storage: Storage, path: Path, data: bytes, crash: Crash = no_crash) -> None:
-    """Make `path` hold `data`, atomically and durably."""
+    """Make `path` hold `data`, atomically and durably. A failed write (a full disk) leaves the
+    old file and removes the partial temporary one, which would otherwise hold on to the space."""
     rewrite = Rewrite(storage, path, crash)
-    rewrite.write((data,))
-    rewrite.finish()
+    try:
+        rewrite.write((data,))
+        rewrite.finish()
+    except OSError:
+        rewrite.abandon()
+        raise
 
 
 class Rewrite:

@@ -7,13 +7,26 @@ persists is one frame, written with one `write` and made durable with one `fdata
 commit).
 
 Recovery reads the frames in order:
-- a bad frame with no valid frame after it is a torn tail (a crash in the middle of the last
-  write): the file is copied to `<name>.wal.broken-N`, cut at the bad frame and synced;
+- a bad frame with no valid frame after it is a torn tail (a crash, or a full disk, in the
+  middle of the last write): the torn bytes alone are kept aside in `<name>.wal.torn-N` (written
+  and synced first), then the file is cut in place at the bad frame (`ftruncate`) and synced.
+  Recovery never needs free space in proportion to the file. If even the torn bytes cannot be
+  kept because the disk is full, the cut goes ahead anyway and `Recovery.torn_error` says why:
+  a torn write is by definition one that never completed, so nothing in it was acknowledged
+  (every reply waits for its frame to be written whole and synced), and cutting it loses
+  nothing anyone was told is durable;
 - a bad frame followed by a valid one is corruption in the middle of the file: recovery stops
-  with `WalCorrupt`, naming the file and the offset, and changes nothing;
+  with `WalCorrupt`, naming the file and the offset, and changes nothing (never a silent
+  truncation);
 - a wrong header stops with `WalFormatError`.
-An fsync failure is final (`WalFatal`): the caller must end the process, never retry (after a
-failed fsync the kernel may have dropped the dirty pages, so a retry can falsely succeed).
+A failed write or fsync, in recovery or later, is final (`WalFatal`, with the `errno`, so that
+the caller can tell a full disk from a failing one): the caller must end the process, never
+retry (after a failed fsync the kernel may have dropped the dirty pages, so a retry can falsely
+succeed).
+
+A wal path that is a symbolic link (an actor's file placed on a disk of its own) is resolved
+once at open: the lock, the torn bytes and a compaction's temporary file live beside the real
+file, on its disk, and the rename of a compaction stays on that file system.
 
 Compaction replaces the file whole (`Wal.rewrite`, through runtime/storage.py: a temporary
 file, fsync, rename, directory fsync): a crash leaves the old file or the new one. The lock is a
@@ -22,10 +35,10 @@ separate `<name>.lock` file, so it survives the rename.
 
 from __future__ import annotations
 
+import errno as errnos
 import fcntl
 import gc
 import os
-import shutil
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -76,8 +89,28 @@ class WalFormatError(WalError):
     pass
 
 
+NO_SPACE_ERRNOS = frozenset({errnos.ENOSPC, errnos.EDQUOT})
+
+
 class WalFatal(WalError):
-    """A write or fsync failed: the process must stop now."""
+    """A write or fsync failed: the process must stop now. `errno` is the failed call's (None
+    if unknown); `path` the file it was about."""
+
+    def __init__(self, message: str, path: Path | None = None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
+
+    @property
+    def no_space(self) -> bool:
+        """The disk (or the quota) is full: freeing space mends it, a restart alone does not."""
+        return self.errno in NO_SPACE_ERRNOS
+
+    @classmethod
+    def of(cls, path: Path, what: str, exc: OSError, then: str = "stopping") -> WalFatal:
+        fatal = cls(f"{path}: {what} failed: {exc.strerror or exc}; {then}", path, exc.errno)
+        fatal.__cause__ = exc
+        return fatal
 
 
 class WalLocked(WalError):
@@ -91,9 +124,10 @@ class Recovery:
     frames: int = 0
     bytes: int = 0
     created: bool = False
-    truncated_at: int | None = None
+    truncated_at: int | None = None  # where a torn tail was cut
     truncated_bytes: int = 0
-    backup: Path | None = None
+    torn: Path | None = None  # the torn bytes, kept aside before the cut
+    torn_error: str = ""  # why they could not be kept (a full disk): the cut went ahead
 
 
 def frame(payload: bytes) -> bytes:
@@ -207,6 +241,8 @@ class Wal:
         `apply`, through `apply` one frame at a time without keeping them (less memory, and
         faster at a million records). An exception from `apply` closes the file and propagates."""
         path = Path(path)
+        if path.is_symlink():
+            path = path.resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         recovery = Recovery()
         lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -226,15 +262,21 @@ class Wal:
             if valid_bytes < len(data):
                 recovery.truncated_at = valid_bytes
                 recovery.truncated_bytes = len(data) - valid_bytes
-                recovery.backup = _backup(path)
-                os.ftruncate(fd, valid_bytes)
-                os.fsync(fd)
+                recovery.torn, recovery.torn_error = _keep_torn(path, data, valid_bytes)
+                try:  # in place: a cut needs no free space
+                    os.ftruncate(fd, valid_bytes)
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise WalFatal.of(path, f"cutting the torn tail at offset {valid_bytes}", exc) from exc
             if not payloads:
                 # New (or torn while being created: nothing in it was ever acknowledged).
                 header = frame(pack([FORMAT, FORMAT_VERSION, role, name]))
-                _write_all(fd, header)
-                os.fsync(fd)
-                _fsync_dir(path.parent)
+                try:
+                    _write_all(fd, header)
+                    os.fsync(fd)
+                    _fsync_dir(path.parent)
+                except OSError as exc:
+                    raise WalFatal.of(path, "writing the header", exc) from exc
                 recovery.created = True
                 valid_bytes = len(header)
             else:
@@ -258,7 +300,10 @@ class Wal:
                 # sent on their strength (a power failure would otherwise take back a promise
                 # that the restarted acceptor repeated). Found by the simulator. (A cut tail
                 # was fsynced above, with everything before it.)
-                os.fsync(fd)
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise WalFatal.of(path, "fsync before replay", exc) from exc
             recovery.frames = max(len(payloads) - 1, 0)
             recovery.bytes = valid_bytes
         except BaseException:
@@ -273,7 +318,7 @@ class Wal:
         try:
             _write_all(self.fd, data)
         except OSError as exc:
-            raise WalFatal(f"{self.path}: write failed: {exc.strerror or exc}; stopping") from exc
+            raise WalFatal.of(self.path, "write", exc) from exc
         self.offset += len(data)
         if self.rewriting is not None:
             self.rewriting.tail += data
@@ -288,8 +333,7 @@ class Wal:
             try:
                 os.fdatasync(self.fd)
             except OSError as exc:
-                raise WalFatal(f"{self.path}: fsync failed: {exc.strerror or exc}; "
-                               f"stopping without retrying") from exc
+                raise WalFatal.of(self.path, "fsync", exc, "stopping without retrying") from exc
             self.fsyncs += 1
         self.synced_offset = self.offset
         if self.on_synced is not None:
@@ -320,7 +364,7 @@ class Wal:
             size = rewrite.finish()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
         except OSError as exc:
-            raise WalFatal(f"{self.path}: compaction failed: {exc.strerror or exc}; stopping") from exc
+            raise WalFatal.of(self.path, "compaction", exc) from exc
         finally:
             self.rewriting = None
         os.close(self.fd)
@@ -359,25 +403,39 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
         view = view[n:]
 
 
-def _backup(path: Path) -> Path:
+def _keep_torn(path: Path, data: bytes, valid_bytes: int) -> tuple[Path | None, str]:
+    """Keep the torn bytes (`data[valid_bytes:]`, at most about one write) in the first free
+    `<name>.wal.torn-N`, durably, before the cut; returns it, or (None, why) when the disk is too
+    full for even that (the partial file is removed). Any other failure is fatal: the cut waits."""
     n = 1
-    while True:
-        target = path.with_name(f"{path.name}.broken-{n}")
-        if not target.exists():
-            break
+    while path.with_name(f"{path.name}.torn-{n}").exists():
         n += 1
-    shutil.copyfile(path, target)
-    with open(target, "rb") as f:
-        os.fsync(f.fileno())
-    _fsync_dir(path.parent)
-    return target
+    target = path.with_name(f"{path.name}.torn-{n}")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, memoryview(data)[valid_bytes:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.errno not in NO_SPACE_ERRNOS:
+            raise WalFatal.of(path, f"keeping the torn tail in {target.name}", exc) from exc
+        try:
+            os.unlink(target)
+        except OSError:
+            pass
+        return None, (f"{len(data) - valid_bytes} torn bytes at offset {valid_bytes} could not be kept in "
+                      f"{target.name} ({exc.strerror}); cut anyway: a torn write was never acknowledged")
+    return target, ""
 
 
 def _check_header(path: Path, payload: bytes, role: str, name: str) -> None:

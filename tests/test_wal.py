@@ -1,7 +1,10 @@
-"""The append-only file: group-committed frames, torn tails cut after a backup, mid-file
-corruption refused with the file and offset, foreign files refused; compaction's rewrite, with
-appends going on meanwhile, crashes at each of its points and a failed write."""
+"""The append-only file: group-committed frames, torn tails cut in place with only the torn bytes
+kept aside (and cut even when the disk is too full to keep them), mid-file corruption refused
+with the file and offset, foreign files refused, failed writes fatal with their errno, a wal
+symlinked onto a disk of its own; compaction's rewrite, with appends going on meanwhile,
+crashes at each of its points and a failed write."""
 
+import errno
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +15,7 @@ import pytest
 from actors.ballot import Ballot
 from actors.records import PromiseRecord, RoundRecord
 from runtime.storage import CRASH_POINTS
-from runtime.wal import Wal, WalCorrupt, WalFormatError, WalLocked, compacted, read_records
+from runtime.wal import Wal, WalCorrupt, WalFatal, WalFormatError, WalLocked, compacted, read_records
 
 
 def write(path: Path, batches: list[list]) -> None:
@@ -36,22 +39,72 @@ def test_records_survive_reopen(tmp_path: Path) -> None:
     wal.close()
 
 
-@pytest.mark.parametrize("cut", [1, 5, 11, 16])
-def test_a_torn_last_frame_is_cut_after_a_backup(tmp_path: Path, cut: int) -> None:
-    path = tmp_path / "a1.wal"
+def torn_file(path: Path, cut: int = 7) -> tuple[bytes, bytes]:
+    """A wal of three frames and the first `cut` bytes of a fourth; returns (whole, torn bytes)."""
     write(path, promises(3))
     whole = path.read_bytes()
-    good = len(whole)
     write(path, [[PromiseRecord(Ballot(9, 1))]])
-    assert path.stat().st_size - good > cut  # the last frame really is torn
-    torn = path.read_bytes()[:good + cut]
-    path.write_bytes(torn)
+    assert path.stat().st_size - len(whole) > cut  # the last frame really is torn
+    torn = path.read_bytes()[len(whole):len(whole) + cut]
+    path.write_bytes(whole + torn)
+    return whole, torn
+
+
+@pytest.mark.parametrize("cut", [1, 5, 11, 16])
+def test_a_torn_last_frame_is_cut_in_place_keeping_only_the_torn_bytes(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "a1.wal"
+    whole, torn = torn_file(path, cut)
+    inode = path.stat().st_ino
     wal, rec = Wal.open(path, "acceptor", "a1")
     assert rec.records == [r for batch in promises(3) for r in batch]
-    assert rec.truncated_at == good and rec.truncated_bytes == cut
-    assert rec.backup is not None and rec.backup.read_bytes() == torn
-    assert path.read_bytes() == whole
+    assert rec.truncated_at == len(whole) and rec.truncated_bytes == cut
+    assert rec.torn == tmp_path / "a1.wal.torn-1" and rec.torn.read_bytes() == torn and not rec.torn_error
+    assert path.read_bytes() == whole and path.stat().st_ino == inode  # cut, not copied
     wal.close()
+    # A second torn tail later goes beside the first, which stays.
+    wal, _ = Wal.open(path, "acceptor", "a1")
+    wal.append([PromiseRecord(Ballot(7, 1))])
+    wal.close()
+    path.write_bytes(path.read_bytes()[:-3])
+    wal, rec = Wal.open(path, "acceptor", "a1")
+    assert rec.torn == tmp_path / "a1.wal.torn-2" and (tmp_path / "a1.wal.torn-1").read_bytes() == torn
+    wal.close()
+
+
+def fail_opening(monkeypatch: pytest.MonkeyPatch, part: str, code: int) -> None:
+    """`os.open` of a path with `part` in its name fails with `code` (a full disk, say)."""
+    real = os.open
+
+    def fake_open(path: str | os.PathLike[str], flags: int, mode: int = 0o777, **kw: object) -> int:
+        if part in os.fspath(path):
+            raise OSError(code, os.strerror(code), os.fspath(path))
+        return real(path, flags, mode)
+
+    monkeypatch.setattr("runtime.wal.os.open", fake_open)
+
+
+def test_a_torn_tail_is_cut_even_when_the_disk_is_too_full_to_keep_the_torn_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a1.wal"
+    whole, _ = torn_file(path)
+    fail_opening(monkeypatch, ".torn-", errno.ENOSPC)
+    wal, rec = Wal.open(path, "acceptor", "a1")
+    wal.close()
+    assert rec.torn is None and "could not be kept" in rec.torn_error and "No space left" in rec.torn_error
+    assert rec.truncated_at == len(whole) and path.read_bytes() == whole
+    assert not list(tmp_path.glob("*.torn-*"))
+    assert rec.records == [r for batch in promises(3) for r in batch]
+
+
+def test_a_torn_tail_stays_when_keeping_its_bytes_fails_for_another_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a1.wal"
+    whole, torn = torn_file(path)
+    fail_opening(monkeypatch, ".torn-", errno.EIO)
+    with pytest.raises(WalFatal) as info:
+        Wal.open(path, "acceptor", "a1")
+    assert info.value.errno == errno.EIO and not info.value.no_space
+    assert path.read_bytes() == whole + torn  # a failing disk: nothing is cut
 
 
 def test_a_zeroed_tail_is_a_torn_tail(tmp_path: Path) -> None:
@@ -75,7 +128,20 @@ def test_corruption_in_the_middle_stops_with_file_and_offset_and_changes_nothing
         Wal.open(path, "acceptor", "a1")
     assert str(path) in str(info.value) and info.value.offset <= offset
     assert path.read_bytes() == bytes(data)
-    assert not list(tmp_path.glob("*.broken-*"))
+    assert not list(tmp_path.glob("*.torn-*"))
+
+
+def test_corruption_in_the_middle_is_refused_however_full_the_disk(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a1.wal"
+    write(path, promises(5))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    fail_opening(monkeypatch, ".torn-", errno.ENOSPC)
+    with pytest.raises(WalCorrupt):
+        Wal.open(path, "acceptor", "a1")
+    assert path.read_bytes() == bytes(data)  # never a silent truncation
 
 
 def test_a_file_of_another_actor_or_format_is_refused(tmp_path: Path) -> None:
@@ -121,6 +187,44 @@ def test_write_failure_is_fatal(tmp_path: Path) -> None:
     wal.fd = os.open(os.devnull, os.O_RDONLY)  # writes now fail with EBADF
     with pytest.raises(WalFatal):
         wal.append([RoundRecord(1)])
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_write_on_a_full_disk_is_fatal_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     code: int) -> None:
+    wal, _ = Wal.open(tmp_path / "p1.wal", "proposer", "p1")
+
+    real = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        if fd != wal.fd:
+            return real(fd, data)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("runtime.wal.os.write", full)
+    with pytest.raises(WalFatal) as info:
+        wal.append([RoundRecord(1)])
+    assert info.value.no_space and info.value.errno == code and info.value.path == tmp_path / "p1.wal"
+    assert os.strerror(code) in str(info.value)
+    wal.close()
+
+
+def test_a_symlinked_wal_keeps_its_lock_and_torn_bytes_on_its_own_disk(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    link = tmp_path / "wal" / "a1.wal"
+    link.parent.mkdir()
+    link.symlink_to(disk / "a1.wal")
+    write(link, promises(2))
+    real = disk / "a1.wal"
+    assert real.exists() and (disk / "a1.wal.lock").exists() and not (tmp_path / "wal" / "a1.wal.lock").exists()
+    real.write_bytes(real.read_bytes() + b"\xf0PXW\x00")
+    wal, rec = Wal.open(link, "acceptor", "a1")
+    assert rec.torn == disk / "a1.wal.torn-1" and len(rec.records) == 2
+    wal.append([RoundRecord(1)])
+    wal.rewrite([RoundRecord(2)])  # the compacted file replaces the real one, on its disk
+    wal.close()
+    assert link.is_symlink() and read_records(link) == [RoundRecord(2)]
 
 
 def test_open_can_apply_records_frame_by_frame_without_keeping_them(tmp_path: Path) -> None:
