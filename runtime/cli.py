@@ -159,7 +159,7 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
         out = {
             "running": running,
             "leader": status.get("leader"),
-            "actors": [{k: a.get(k) for k in ("name", "role", "pid", "state", "restarts", "reason")}
+            "actors": [{k: a.get(k) for k in ("name", "role", "pid", "state", "restarts", "reason", "disk_full")}
                        | {"info": a.get("info", {})} for a in status["actors"]],
             "delivered": {a["name"]: a.get("info", {}).get("delivered") for a in status["actors"]
                           if a["role"] == "learner"},
@@ -194,6 +194,12 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
                       str(a["restarts"]), detail)
     console = Console()
     console.print(table)
+    for a in status["actors"]:  # a full disk in full, whatever the terminal's width
+        if a.get("disk_full"):
+            d = a["disk_full"]
+            console.print(f"[bold red]disk full[/] for {a['name']}: {d['path']} (file system {d['mount']}: "
+                          f"{d['free_bytes']} of {d['total_bytes']} bytes free); free space there, then "
+                          f"`paxos start {a['name']}`", soft_wrap=True, markup=True, highlight=False)
     console.print(f"leader: {status.get('leader') or 'none'}")
     return 0 if running else 3
 

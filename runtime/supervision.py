@@ -11,7 +11,10 @@ with SIGTERM and then SIGKILL after its `shutdown_s`. Where we differ from OTP, 
 - giving up marks the child `failed` and leaves it for an operator (`paxos start`), instead of
   ending the supervisor: the cluster keeps serving with the children it has;
 - exit codes that a restart cannot mend (a corrupt file, a broken invariant) fail the child at
-  once, whatever the policy.
+  once, whatever the policy;
+- so does a full disk (exit 75, `NO_SPACE_EXIT`): a restart would only fail again, and a loop of
+  them would fill the logs of the very disk that is full. The child waits, failed, with the
+  path of the full disk in its reason, until an operator frees space and starts it.
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ FATAL_EXIT_REASONS = {
     73: "its wal is locked by another process",
     78: "bad configuration",
 }
+# A file system (or quota) holding the child's files is full: fail until space is freed.
+NO_SPACE_EXIT = 75
+NO_SPACE = "no space left on device"
 # Exit codes a restart is meant to mend, said in words.
 EXIT_REASONS = {
     71: "crashed on an unexpected error (see its log: actor_crashed)",
     74: "a write or fsync failed",
+    NO_SPACE_EXIT: NO_SPACE,
 }
 START_ORDER = ("acceptor", "learner", "proposer")
 
@@ -107,6 +114,8 @@ class RestartPolicy:
             return Stop("stopped on request")
         if exit_code in FATAL_EXIT_REASONS:
             return Fail(f"exit code {exit_code}: {FATAL_EXIT_REASONS[exit_code]}")
+        if exit_code == NO_SPACE_EXIT:
+            return Fail(f"{NO_SPACE} (exit code {exit_code}); free space, then start it again")
         if self.mode == "temporary":
             return Stop(f"exited ({describe_exit(exit_code)}); policy is temporary")
         if self.mode == "transient" and exit_code == 0:

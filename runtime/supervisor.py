@@ -5,6 +5,13 @@ Its children, their states and their restart policy are data (`runtime/supervisi
 `python -m runtime.supervisor --config cluster.toml` runs it in the foreground; `paxos up`
 runs it in-process or detached. It holds `<data_dir>/run/supervisor.lock` while it runs, so
 two supervisors never manage one data directory.
+
+A full disk does not stop it: its log drops what it cannot write (runtime/logs.py), a child's
+stderr file that cannot be opened or written goes to /dev/null for that run, and a child that
+exits for a full disk (exit 75) is failed, not restarted in a loop, with the path and free space
+of that disk in its reason and in `status` (`disk_full`, runtime/diskspace.py) until an
+operator frees space and starts it. A write it cannot do at startup (its lock or state file)
+stops it with that reason.
 """
 
 from __future__ import annotations
@@ -28,7 +35,10 @@ from actors.messages import StatusQuery, StatusReply
 from runtime import codec, logs
 from runtime.config import ClusterConfig, ConfigError, load
 from runtime.control import state_file
+from runtime.diskspace import DiskFull, full_disk
 from runtime.supervision import (
+    NO_SPACE,
+    NO_SPACE_EXIT,
     ChildRecord,
     ChildSpec,
     ChildState,
@@ -71,6 +81,8 @@ class Child:
     restart_task: asyncio.Task[None] | None = None
     waiter: asyncio.Task[None] | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    disk_full: DiskFull | None = None  # failed for a full disk: which one
+    banner: bool = False  # this run's stderr starts with our banner (its tail is this run's)
 
     @property
     def spec(self) -> ChildSpec:
@@ -155,20 +167,22 @@ class Supervisor:
         name = child.spec.id
         err_path = self.config.data_dir / "logs" / f"{name}.stderr"
         env = dict(os.environ, PAXOS_SUPERVISOR_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
+        err = self._open_stderr(child, err_path)
         try:
-            with open(err_path, "ab") as err:
-                err.write(f"{STDERR_BANNER}{time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
-                err.flush()
-                child.proc = await asyncio.create_subprocess_exec(
-                    *child.spec.argv, stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err, env=env,
-                    # Its own session: a Ctrl-C in the terminal reaches only the supervisor, which
-                    # then stops the actors in order (they die with it anyway: PR_SET_PDEATHSIG).
-                    start_new_session=True,
-                )
+            child.proc = await asyncio.create_subprocess_exec(
+                *child.spec.argv, stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err, env=env,
+                # Its own session: a Ctrl-C in the terminal reaches only the supervisor, which
+                # then stops the actors in order (they die with it anyway: PR_SET_PDEATHSIG).
+                start_new_session=True,
+            )
         except OSError as exc:
             child.record.to(FAILED, f"could not start: {exc.strerror or exc}")
             self.logger.error("child_failed", child=name, reason=child.record.reason)
             return
+        finally:
+            if err >= 0:
+                os.close(err)
+        child.disk_full = None
         child.record.to(RUNNING)
         child.hold = False
         child.started_at = time.time()
@@ -177,16 +191,49 @@ class Supervisor:
         self.logger.info("child_started", child=name, pid=child.proc.pid, role=child.spec.role)
         logs.flush()
 
+    def _open_stderr(self, child: Child, path: os.PathLike[str]) -> int:
+        """The child's stderr file, opened for appending, with our banner written; on a full disk
+        the banner may be missing (its tail is then not trusted) or, if the file cannot be
+        opened at all, the child writes to /dev/null this run (its exit code still speaks)."""
+        child.banner = False
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            self.logger.warning("child_stderr_lost", child=child.spec.id, path=str(path), error=exc.strerror)
+            return asyncio.subprocess.DEVNULL
+        banner = f"{STDERR_BANNER}{time.strftime('%Y-%m-%d %H:%M:%S')} starting {child.spec.id}\n".encode()
+        try:
+            child.banner = os.write(fd, banner) == len(banner)
+        except OSError as exc:
+            self.logger.warning("child_stderr_banner_lost", child=child.spec.id, path=str(path), error=exc.strerror)
+        return fd
+
     async def _watch(self, child: Child, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
         if child.proc is not proc:
             return
         child.last_exit = code
         child.exited.set()
+        try:
+            self._decide(child, proc, code)
+        except Exception as exc:  # never leave a child in a state nothing will move it out of
+            self.logger.error("supervisor_error", child=child.spec.id, error=f"{type(exc).__name__}: {exc}")
+            if child.state is not FAILED:
+                child.record.to(FAILED, f"exited ({describe_exit(code)}); the supervisor failed to decide: {exc}")
+        logs.flush()
+
+    def _decide(self, child: Child, proc: asyncio.subprocess.Process, code: int) -> None:
         decision = child.record.policy.on_exit(time.monotonic(), code, child.hold or self.stopping.is_set())
         how = describe_exit(code)
         name = child.spec.id
-        if isinstance(decision, Restart):
+        if isinstance(decision, Fail) and code == NO_SPACE_EXIT:
+            tail = self._stderr_tail(child) if child.banner else ""
+            child.disk_full = full_disk(self.config, name, tail)
+            where = child.disk_full.describe() if child.disk_full else "(its disks could not be examined)"
+            child.record.to(FAILED, f"{NO_SPACE}: {where}; free space there, then `paxos start {name}`")
+            self.logger.error("child_failed", child=name, pid=proc.pid, exit=how, reason=child.record.reason,
+                              disk_full=child.disk_full.as_dict() if child.disk_full else None)
+        elif isinstance(decision, Restart):
             child.record.to(RESTARTING, how)
             self.logger.warning("child_exited", child=name, pid=proc.pid, exit=how, action="restart",
                                 delay_s=decision.delay_s)
@@ -198,14 +245,13 @@ class Supervisor:
             child.record.to(STOPPED, decision.reason)
             self.logger.info("child_exited", child=name, pid=proc.pid, exit=how, action="none",
                              reason=decision.reason)
-        logs.flush()
 
     def _stderr_tail(self, child: Child) -> str:
         """The last line the child itself printed in its latest run (not our start banner)."""
         path = self.config.data_dir / "logs" / f"{child.spec.id}.stderr"
         try:
             lines = path.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
+        except OSError:
             return ""
         for line in reversed(lines):
             if line.startswith(STDERR_BANNER):
@@ -377,6 +423,7 @@ class Supervisor:
                 "name": name, "role": child.spec.role, "pid": child.pid, "state": child.state.value,
                 "restarts": child.record.policy.total_restarts, "reason": child.record.reason,
                 "endpoint": child.endpoint, "info": info,
+                "disk_full": child.disk_full.as_dict() if child.disk_full and child.state is FAILED else None,
             })
             if child.spec.role == "proposer" and info.get("state") == "leader" and info.get("serving"):
                 r, n = (int(x) for x in str(info.get("ballot", "0.0")).split("."))
@@ -442,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_foreground(config, console=args.console)
     except RuntimeError as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # its lock or state file at startup (a full disk, say)
+        print(f"supervisor: cannot start: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 

@@ -38,6 +38,16 @@ def test_requested_stops_and_fatal_exits_are_not_restarted() -> None:
     assert isinstance(fail, Fail) and "corrupt" in fail.reason
 
 
+def test_a_full_disk_fails_the_child_at_once_whatever_the_policy() -> None:
+    for mode in ("permanent", "transient"):
+        policy = RestartPolicy(mode, restart_max=5)
+        fail = policy.on_exit(0, 75, requested=False)
+        assert isinstance(fail, Fail) and "no space left on device" in fail.reason
+        assert policy.total_restarts == 0  # no restart loop against a full disk
+    assert describe_exit(75) == "exit code 75 (no space left on device)"
+    assert isinstance(RestartPolicy("permanent").on_exit(0, 75, requested=True), Stop)
+
+
 def test_transient_and_temporary() -> None:
     assert isinstance(RestartPolicy("transient").on_exit(0, 0, False), Stop)
     assert isinstance(RestartPolicy("transient").on_exit(0, 1, False), Restart)
