@@ -14,6 +14,13 @@ Faults (each lasts about 1-3 s, then heals; the nemesis acts every few seconds):
   wipe       `paxos wipe` a learner or a proposer (it catches up by snapshot, or rebuilds), or
              once a run an acceptor (it rebuilds before it votes again: two lost acceptor disks
              would be more than three acceptors survive)
+  disk-full  one acceptor (drawn once a run) keeps its wal and snapshots on a small disk of its
+             own (a tmpfs of `DISK_BYTES`, runtime/harness/disk.py); the fault fills that disk
+             under load, waits for the acceptor to fail with "no space left on device" (the
+             supervisor must not restart it in a loop), frees the space and `start`s it again.
+             Mounting needs root or CAP_SYS_ADMIN: without it the fault is skipped, with the
+             reason on stderr. The disk is unmounted at the end of the run, whatever happened
+             (and that acceptor is never the one `wipe` picks)
 
 The history is JSON lines, one event per line:
   {"process": int, "type": "invoke"|"ok"|"fail"|"info", "f": "get"|"put"|"cas"|"append",
@@ -44,10 +51,12 @@ from typing import Any
 from runtime.client import Client, CommandFailed, OutcomeUnknown
 from runtime.config import ClusterConfig, load
 from runtime.control import request
+from runtime.harness.disk import MountUnavailable, SmallDisk
 from runtime.harness.faults import power_loss, set_rules
 from runtime.harness.local import LocalCluster
 
-FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe")
+FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full")
+DISK_BYTES = 16 << 20
 REGISTER_KEYS = 4
 APPEND_KEYS = 2
 OPS_PER_KEY = 250  # then the workload moves to fresh keys: short per-key histories check fast
@@ -104,6 +113,35 @@ class NemesisRun:
         self.next_process = workers
         self.paused: set[str] = set()
         self.acceptor_wiped = False
+        self.disk: SmallDisk | None = None  # the disk-full fault's, with its acceptor
+        self.disk_owner = ""
+        self.disk_filled = False
+
+    def mount_disk(self) -> None:
+        """For the disk-full fault: a small disk for one acceptor, before the cluster starts;
+        without the right to mount, the fault is dropped with the reason."""
+        if "disk-full" not in self.faults:
+            return
+        owner = self.rng.choice(self.acceptors)
+        disk = SmallDisk(self.root / f"disk-{owner}", DISK_BYTES)
+        try:
+            disk.mount()
+        except MountUnavailable as exc:
+            self.note(f"disk-full fault skipped: {exc}")
+            self.faults = [f for f in self.faults if f != "disk-full"]
+            return
+        self.disk, self.disk_owner = disk, owner
+        disk.place(self.config, owner)
+        self.note(f"disk-full: {owner}'s wal and snapshots on a {DISK_BYTES >> 20} MB tmpfs at {disk.path}")
+
+    def unmount_disk(self) -> None:
+        """After the cluster is down: copy the acceptor's files back, unmount."""
+        if self.disk is not None:
+            try:
+                self.disk.restore()
+            finally:
+                self.disk.close()
+                self.disk = None
 
     # --- control ---------------------------------------------------------------------------
 
@@ -227,7 +265,8 @@ class NemesisRun:
             await asyncio.to_thread(set_rules, self.config, {n: {"*": link} for n in names})
             await asyncio.sleep(hold_s)
         elif fault == "wipe":
-            pool = [*self.learners, *self.proposers] + ([] if self.acceptor_wiped else list(acceptors))
+            pool = [*self.learners, *self.proposers] + ([] if self.acceptor_wiped else
+                                                        [a for a in acceptors if a != self.disk_owner])
             victim = self.rng.choice(pool)
             self.acceptor_wiped = self.acceptor_wiped or victim in acceptors
             self.note(f"wipe {victim}")
@@ -239,8 +278,57 @@ class NemesisRun:
             cut = await asyncio.to_thread(power_loss, self.config, victims, True, self.rng)
             self.note(f"  cut bytes: {cut}")
             await asyncio.sleep(hold_s)
+        elif fault == "disk-full":
+            await self.fill_disk(hold_s)
+
+    async def child(self, name: str) -> dict[str, Any]:
+        status = await self.act({"cmd": "status"})
+        return next(a for a in status["actors"] if a["name"] == name)
+
+    async def fill_disk(self, hold_s: float, timeout_s: float = 20.0) -> None:
+        """Fill the acceptor's disk; it must fail for it (not restart in a loop) within
+        `timeout_s` while the load goes on; hold; then `heal` frees the space and starts it."""
+        disk, name = self.disk, self.disk_owner
+        assert disk is not None
+        filled = await asyncio.to_thread(disk.fill)
+        self.disk_filled = True
+        self.note(f"disk-full: filled {name}'s disk ({filled} bytes)")
+        deadline = time.monotonic() + timeout_s
+        while (a := await self.child(name))["state"] != "failed":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not fail within {timeout_s:g}s of its disk filling up "
+                                   f"(state {a['state']}, restarts {a['restarts']})")
+            await asyncio.sleep(0.1)
+        if "no space left on device" not in a["reason"] or not a.get("disk_full"):
+            raise RuntimeError(f"{name} failed without saying that its disk is full: {a['reason']!r}")
+        self.note(f"disk-full: {name} failed: {a['reason']}")
+        await asyncio.sleep(hold_s)
+        if (await self.child(name))["state"] != "failed":
+            raise RuntimeError(f"{name} left the failed state while its disk was still full")
+
+    async def free_disk(self, timeout_s: float = 20.0) -> None:
+        """Free the space and start the acceptor; it must be running again within `timeout_s`."""
+        disk, name = self.disk, self.disk_owner
+        assert disk is not None
+        await asyncio.to_thread(disk.free)
+        self.disk_filled = False
+        if (await self.child(name))["state"] == "failed":
+            reply = await self.act({"cmd": "start", "name": name})
+            if not reply.get("ok"):
+                raise RuntimeError(f"start {name} after freeing its disk: {reply.get('error')}")
+        deadline = time.monotonic() + timeout_s
+        while (await self.child(name))["state"] != "running":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not come back within {timeout_s:g}s of its disk being freed")
+            await asyncio.sleep(0.1)
+        self.note(f"disk-full: freed; {name} running again")
 
     async def heal(self) -> None:
+        if self.disk_filled:
+            try:
+                await self.free_disk()
+            except Exception as exc:  # reported; the run goes on with the acceptors it has
+                self.note(f"disk-full: could not bring {self.disk_owner} back: {exc}")
         await asyncio.to_thread(set_rules, self.config, {})
         for name in list(self.paused):
             await self.act({"cmd": "kill", "name": name, "signal": "CONT", "restart": True})
@@ -365,13 +453,17 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
     if bugs:
         os.environ["PAXOS_PLANTED_BUGS"] = bugs
     try:
+        nr.mount_disk()
         up = nr.cluster.up()
         if up.returncode != 0:
             raise RuntimeError(f"the cluster did not start: {up.stderr.strip()}")
         outcome = uvloop.run(nr.run())
     finally:
-        nr.cluster.down()
-        os.environ.pop("PAXOS_PLANTED_BUGS", None)
+        try:
+            nr.cluster.down()
+        finally:
+            nr.unmount_disk()  # the mount this run made goes, whatever happened
+            os.environ.pop("PAXOS_PLANTED_BUGS", None)
     rebuilt = {n: learner_appends(nr.config, n) for n in nr.learners}
     # Each learner's file starts at its latest snapshot: compare them from the latest of those.
     start = max(first for first, _ in rebuilt.values())
@@ -382,6 +474,7 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
         problems.append(f"{outcome['final_failures']} final reads failed after healing")
     s = nr.stats
     summary = {
+        "skipped": [f for f in faults if f not in nr.faults],
         "ops": s.ops, "ok": s.ok, "info": s.info, "fail": s.fail, "faults": sum(s.faults.values()),
         "violations": violations, "fault_kinds": s.faults, "fault_active_share": s.fault_active_s / duration_s,
         "ok_per_s": s.ok / duration_s, "problems": [p if len(p) < 400 else p[:400] + " ..." for p in problems[:20]],
@@ -419,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         total_violations += summary["violations"]
         for p in summary["problems"]:
             print(f"VIOLATION {p}")
+        if summary["skipped"]:
+            print(f"# skipped faults (see stderr for why): {', '.join(summary['skipped'])}")
         if summary["violations"]:
             print(f"# kept the cluster's files in {summary['data']}; history in {history}")
         print(f"# seed={seed + runs - 1} fault kinds {summary['fault_kinds']}, faults active "
