@@ -116,6 +116,7 @@ class Supervisor:
         self._queries = 0
         self._down_requested = False
         self._down_replied = asyncio.Event()
+        self._stop_all_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -297,7 +298,13 @@ class Supervisor:
 
     async def _stop_all(self) -> None:
         """In reverse start order, one at a time: proposers first, so no leader is left writing
-        to acceptors that are already gone; acceptors last."""
+        to acceptors that are already gone; acceptors last. `down` and `run` (woken by `down`
+        setting `stopping`) both call it: the first call stops them, the other waits for it."""
+        if self._stop_all_task is None:
+            self._stop_all_task = asyncio.create_task(self._stop_in_order())
+        await asyncio.shield(self._stop_all_task)
+
+    async def _stop_in_order(self) -> None:
         self.logger.info("stopping_all", actors=len(self.children), stop_order=list(reversed(self.children)))
         for child in reversed(list(self.children.values())):
             await self._terminate(child)
