@@ -7,11 +7,16 @@ from the learners. A retry reuses the command's `(client_id, seq)`, so the state
 it once whatever the number of retries. When the deadline passes without a result it raises
 `OutcomeUnknown` (a `TimeoutError`): the command may or may not have taken effect. It never
 reports an unknown outcome as a failure; `CommandFailed` means the state machine refused it.
+A key or value it cannot send (over the limits, not valid UTF-8 text) raises `InvalidCommand`
+(a `ValueError`) at once, before it is batched with anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import resource
 import secrets
 import time
 from pathlib import Path
@@ -33,7 +38,95 @@ class CommandFailed(Exception):
 
 
 class ClusterUnavailable(ConnectionError):
-    """No learner answered, so no result could ever reach this client; nothing was sent."""
+    """No learner answered, so no result could ever reach this client; nothing was sent. Also
+    raised when this process cannot open the client's sockets (out of file descriptors)."""
+
+
+class NoLearnerAnswered(ClusterUnavailable):
+    """`connect` waited its time and no learner answered: the cluster is down or unreachable."""
+
+
+class InvalidCommand(ValueError):
+    """A key or value the cluster cannot take: not a string, an empty key, over the limits, or
+    not valid UTF-8 text (a lone surrogate, or a byte that `surrogateescape` smuggled in from
+    `sys.argv` or a file name). Raised before anything is batched or sent, so the operations
+    batched with it are unaffected."""
+
+
+def _utf8_size(what: str, text: str) -> int:
+    """The encoded size of `text`, or `InvalidCommand` naming the first character that has no
+    UTF-8 form."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        # 0xDC80-0xDCFF is how surrogateescape carries a byte that was not UTF-8.
+        detail = (f"byte 0x{code - 0xDC00:02x} (not UTF-8)" if 0xDC80 <= code <= 0xDCFF
+                  else f"lone surrogate U+{code:04X}")
+        raise InvalidCommand(f"{what} is not valid UTF-8 text: {detail} at character {exc.start}; "
+                             f"keys and values are Unicode text") from None
+
+
+# Every Client of a process shares one ZeroMQ context (one I/O thread serves them all). It is
+# its own rather than zmq.Context.instance(): libzmq fixes a context's socket limit (1023 by
+# default) when its first socket opens, so it is raised here before that.
+_context: zmq.Context[zmq.Socket[bytes]] | None = None
+_context_pid = 0
+_nofile_raised = False
+CONTEXT_SOCKETS_MAX = 65_535
+FDS_PER_SOCKET = 2  # a ZeroMQ socket holds its mailbox's eventfd and, once connected, one TCP connection
+
+
+def shared_context() -> zmq.Context[zmq.Socket[bytes]]:
+    global _context, _context_pid
+    if _context is None or _context.closed or _context_pid != os.getpid():
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        ctx.set(zmq.MAX_SOCKETS, min(CONTEXT_SOCKETS_MAX, ctx.get(zmq.SOCKET_LIMIT)))
+        _context, _context_pid = ctx, os.getpid()
+    return _context
+
+
+def _open_fds() -> int | None:
+    """How many files this process has open; None if it cannot tell (not Linux, or no
+    descriptor left even to look)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def ensure_fds(sockets: int) -> None:
+    """Once, when the sockets about to open would not fit under the soft RLIMIT_NOFILE, raise it
+    toward the hard limit (as far as the kernel lets an unprivileged process)."""
+    global _nofile_raised
+    if _nofile_raised:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_now = _open_fds()
+    if soft == resource.RLIM_INFINITY or (open_now is not None and open_now + sockets * FDS_PER_SOCKET + 64 <= soft):
+        return
+    _nofile_raised = True
+    # An unlimited hard limit is still capped by the kernel's nr_open: try a large finite one.
+    for limit in [hard] if hard != resource.RLIM_INFINITY else [1 << 20, 1 << 16]:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+            return
+        except (ValueError, OSError):
+            continue
+
+
+def _fd_report() -> str:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def show(n: int) -> str:
+        return "unlimited" if n == resource.RLIM_INFINITY else str(n)
+
+    ctx = shared_context()
+    open_now = _open_fds()
+    return (f"{'no descriptor left' if open_now is None else f'{open_now} files open'}, "
+            f"RLIMIT_NOFILE soft {show(soft)} hard {show(hard)}, "
+            f"at most {ctx.get(zmq.MAX_SOCKETS)} ZeroMQ sockets per context; each Client holds about "
+            f"{FDS_PER_SOCKET} descriptors per proposer and learner")
 
 
 class Client:
@@ -49,7 +142,7 @@ class Client:
         self.core = ClientCore(self.client_id, [p.name for p in self.config.proposers],
                                [lr.name for lr in self.config.learners], codec.encode_client_batch, params)
         self.stats = self.core.stats
-        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._flush_scheduled = False
@@ -67,7 +160,19 @@ class Client:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    async def connect(self) -> None:
+    async def connect(self, timeout_s: float | None = None) -> None:
+        """Open a socket per proposer and learner and wait until a learner answers (within
+        `timeout_s`, by default the client's timeout), else `ClusterUnavailable`."""
+        ensure_fds(len(self.config.proposers) + len(self.config.learners))
+        try:
+            await self._connect(self.timeout_s if timeout_s is None else timeout_s)
+        except zmq.ZMQError as exc:
+            await self.close()
+            detail = f" ({_fd_report()})" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
+            raise ClusterUnavailable(f"cannot open the client's sockets for {self.config.path}: "
+                                     f"{exc}{detail}") from None
+
+    async def _connect(self, timeout_s: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
         for spec in (*self.config.proposers, *self.config.learners):
@@ -83,11 +188,11 @@ class Client:
             self._loop.add_reader(int(s.getsockopt(zmq.FD)), self._drain, spec.name)
         self._timer = self._loop.call_later(0.0, self._on_timer)
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout=self.timeout_s)
+            await asyncio.wait_for(self._ready.wait(), timeout=timeout_s)
         except TimeoutError:
             await self.close()
-            raise ClusterUnavailable(
-                f"no learner of {self.config.path} answered within {self.timeout_s:g}s "
+            raise NoLearnerAnswered(
+                f"no learner of {self.config.path} answered within {timeout_s:g}s "
                 f"({', '.join(lr.name for lr in self.config.learners)}); is the cluster up?") from None
 
     async def close(self) -> None:
@@ -121,8 +226,8 @@ class Client:
 
     async def cas(self, key: str, old: str | None, new: str) -> bool:
         if old is not None:
-            self._check_value(old)
-        self._check_value(new)
+            self._check_value(old, "old value")
+        self._check_value(new, "new value")
         return bool(await self._call(["cas", self._check_key(key), old, new]))
 
     async def append(self, key: str, value: str) -> str:
@@ -133,18 +238,27 @@ class Client:
     async def delete(self, key: str) -> None:
         await self._call(["delete", self._check_key(key)])
 
+    def check(self, key: str, *values: str | None) -> None:
+        """`InvalidCommand` unless the cluster can take this key and these values (None: the
+        absent value of a `cas`): what every operation checks before it is batched, and what the
+        CLI checks before it connects."""
+        self._check_key(key)
+        for value in values:
+            if value is not None:
+                self._check_value(value)
+
     def _check_key(self, key: str) -> str:
         if not isinstance(key, str) or not key:
-            raise ValueError("key must be a non-empty string")
-        if len(key.encode("utf-8", "surrogatepass")) > self.config.limits.key_bytes_max:
-            raise ValueError(f"key larger than {self.config.limits.key_bytes_max} bytes")
+            raise InvalidCommand("key must be a non-empty string")
+        if _utf8_size("key", key) > self.config.limits.key_bytes_max:
+            raise InvalidCommand(f"key larger than {self.config.limits.key_bytes_max} bytes")
         return key
 
-    def _check_value(self, value: str) -> None:
+    def _check_value(self, value: str, what: str = "value") -> None:
         if not isinstance(value, str):
-            raise ValueError("value must be a string")
-        if len(value.encode("utf-8", "surrogatepass")) > self.config.limits.value_bytes_max:
-            raise ValueError(f"value larger than {self.config.limits.value_bytes_max} bytes")
+            raise InvalidCommand(f"{what} must be a string")
+        if _utf8_size(what, value) > self.config.limits.value_bytes_max:
+            raise InvalidCommand(f"{what} larger than {self.config.limits.value_bytes_max} bytes")
 
     async def _call(self, command: list[Any]) -> Any:
         if self._closed or self._loop is None:
