@@ -1,25 +1,34 @@
 """The `paxos` command: run a local cluster, break it, watch it, and use it.
 
 Every command takes `--config PATH` (default `./cluster.toml`). Client commands exit 0 on
-success, 1 on a definite failure (the command was refused or never sent) and 2 when the
-outcome is unknown (it may or may not have been applied). Usage errors exit 64.
+success, 1 on a definite failure (the command was refused or never sent), 2 when the
+outcome is unknown (it may or may not have been applied) and 4 when `get` finds no such key.
+`status` exits 3 when the cluster is not running. Usage errors exit 64.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from runtime.config import ClusterConfig, ConfigError, load
 from runtime.control import ControlError, NotRunning, pid_alive, read_state, request
 
+EXIT_FAILED = 1
+EXIT_UNKNOWN = 2
+EXIT_NOT_RUNNING = 3
+EXIT_NOT_FOUND = 4
 EXIT_USAGE = 64
+SECONDS_MAX = 86_400.0  # a day: longer is a typo, and too large for the event loop's timers
+PROBE_S = 1.0  # no supervisor: how long a learner has to answer before we say the cluster is down
+UP_SETTLE_S = 3.0  # `up --detach`: once a leader serves, how long actors still starting may take
 HARNESS_COMMANDS = {
     "bench": ("runtime.harness.bench", "the benchmark against PySyncObj (see runtime/harness/bench.py)"),
     "nemesis": ("runtime.harness.nemesis", "a Jepsen-style run on a fresh throw-away cluster"),
@@ -34,9 +43,41 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+class UsageError(Exception):
+    """A command line argparse accepted that still makes no sense (an unknown actor, a value
+    given twice): exit 64, like argparse's own errors."""
+
+
 def _fail(message: str, code: int = 1) -> int:
     print(f"paxos: {message}", file=sys.stderr)
     return code
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds, at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    if value > SECONDS_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {SECONDS_MAX:g} seconds, not {text!r}")
+    return value
+
+
+def resolve_actor(config: ClusterConfig, name: str, leader_ok: bool = False) -> str:
+    """The actor NAME names. With `leader_ok`, `leader` (unless an actor has that name) is the
+    proposer leading now, as `paxos status` shows it."""
+    if name in config.actors:
+        return name
+    if leader_ok and name == "leader":
+        status = request(config, {"cmd": "status"}, timeout_s=5.0)
+        if not status.get("leader"):
+            raise ControlError("no leader is serving right now (see `paxos status`)")
+        return str(status["leader"])
+    known = ", ".join(config.actors) + (", or leader" if leader_ok else "")
+    raise UsageError(f"no actor named {name!r} in {config.path} (known: {known})")
 
 
 # --- cluster commands -----------------------------------------------------------------------
@@ -61,6 +102,7 @@ def _up_detached(config: ClusterConfig, wait_s: float) -> int:
         )
     deadline = time.monotonic() + wait_s
     last: dict[str, Any] = {}
+    settle_by: float | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = _tail(logs_dir / "supervisor.stderr")
@@ -72,13 +114,27 @@ def _up_detached(config: ClusterConfig, wait_s: float) -> int:
             continue
         except ControlError:
             continue
-        if last.get("leader"):
-            print(f"cluster up: {len(last['actors'])} actors, leader {last['leader']}, "
-                  f"supervisor pid {proc.pid}, data in {config.data_dir}")
-            return 0
-        failed = [a for a in last.get("actors", []) if a["state"] == "failed"]
-        if failed:
-            return _fail("actors failed to start: " + "; ".join(f"{a['name']}: {a['reason']}" for a in failed))
+        actors: list[dict[str, Any]] = last.get("actors", [])
+        failed = [a for a in actors if a["state"] == "failed"]
+        why = _cannot_serve(config, {a["name"] for a in failed})
+        if why:
+            return _fail(f"the cluster cannot serve: {why}; failed to start: {_describe(failed)}. The "
+                         f"supervisor (pid {proc.pid}) keeps the rest running: see `paxos status`, "
+                         f"`paxos logs`; `paxos down` stops it")
+        if last.get("leader") and any(a["role"] == "learner" and a["state"] == "running" for a in actors):
+            # It serves. Give actors still starting (or failing to) a moment to say which.
+            settle_by = settle_by or time.monotonic() + UP_SETTLE_S
+            starting = [a for a in actors if a["state"] == "restarting" or (a["state"] == "running"
+                                                                            and not a.get("info"))]
+            if not starting or time.monotonic() >= min(settle_by, deadline - 0.2):
+                print(f"cluster up: {len(actors)} actors, leader {last['leader']}, "
+                      f"supervisor pid {proc.pid}, data in {config.data_dir}")
+                degraded = [a for a in actors if a["state"] != "running" or not a.get("info")]
+                if degraded:
+                    print(f"paxos: warning: the cluster serves, degraded: {_describe(degraded)}. "
+                          f"See `paxos status` and `paxos logs NAME`; `paxos start NAME` once mended",
+                          file=sys.stderr)
+                return 0
         time.sleep(0.1)
     states = ", ".join(f"{a['name']}={a['state']}" for a in last.get("actors", []))
     return _fail(f"no leader was serving within {wait_s:g}s ({states or 'supervisor not answering'}); "
@@ -114,6 +170,29 @@ def _up_foreground(config: ClusterConfig, args: argparse.Namespace) -> int:
         done.set()
         viewer.join(timeout=2)
     return code
+
+
+def _cannot_serve(config: ClusterConfig, failed: set[str]) -> str:
+    """Why the cluster cannot serve with these actors failed (they stay down until `paxos
+    start`), or "" if it still can."""
+    acceptors = [a.name for a in config.acceptors]
+    left = len([a for a in acceptors if a not in failed])
+    if left <= len(acceptors) // 2:
+        return f"{left} of {len(acceptors)} acceptors left, and a majority is {len(acceptors) // 2 + 1}"
+    if all(p.name in failed for p in config.proposers):
+        return "no proposer left to lead"
+    if all(lr.name in failed for lr in config.learners):
+        return "no learner left to answer clients"
+    return ""
+
+
+def _describe(actors: list[dict[str, Any]]) -> str:
+    def one(a: dict[str, Any]) -> str:
+        if a["state"] == "running":
+            return f"{a['name']} (running, not answering yet)"
+        return f"{a['name']} ({a['state']}" + (f": {a['reason']})" if a.get("reason") else ")")
+
+    return "; ".join(one(a) for a in actors)
 
 
 def _tail(path: Path) -> str:
@@ -217,23 +296,21 @@ def _control(config: ClusterConfig, message: dict[str, Any]) -> int:
 
 
 def cmd_kill(config: ClusterConfig, args: argparse.Namespace) -> int:
-    config.actor(args.name)
-    return _control(config, {"cmd": "kill", "name": args.name, "signal": args.signal,
+    name = resolve_actor(config, args.name, leader_ok=True)
+    return _control(config, {"cmd": "kill", "name": name, "signal": args.signal,
                              "restart": not args.no_restart})
 
 
 def cmd_start(config: ClusterConfig, args: argparse.Namespace) -> int:
-    config.actor(args.name)
-    return _control(config, {"cmd": "start", "name": args.name})
+    return _control(config, {"cmd": "start", "name": resolve_actor(config, args.name)})
 
 
 def cmd_restart(config: ClusterConfig, args: argparse.Namespace) -> int:
-    config.actor(args.name)
-    return _control(config, {"cmd": "restart", "name": args.name})
+    return _control(config, {"cmd": "restart", "name": resolve_actor(config, args.name, leader_ok=True)})
 
 
 def cmd_wipe(config: ClusterConfig, args: argparse.Namespace) -> int:
-    config.actor(args.name)
+    resolve_actor(config, args.name)
     try:
         reply = request(config, {"cmd": "wipe", "name": args.name}, timeout_s=config.supervisor.stop_grace_s + 10)
     except ControlError as exc:
@@ -252,7 +329,7 @@ def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
     log_dir = config.data_dir / "logs"
     for name in args.names:
         if name != "supervisor":
-            config.actor(name)
+            resolve_actor(config, name)
     if not log_dir.exists():
         return _fail(f"no logs yet in {log_dir}")
     try:
@@ -267,37 +344,113 @@ def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
 # --- client commands ------------------------------------------------------------------------
 
 
-def cmd_client(config: ClusterConfig, args: argparse.Namespace) -> int:
-    from runtime.client import Client, ClusterUnavailable, CommandFailed, OutcomeUnknown
+class ValueSourceError(ValueError):
+    """A value to read from stdin or a file that cannot be read, is too large or is not text."""
 
-    async def run() -> Any:
-        async with Client(config, timeout_s=args.timeout_s) as kv:
+
+def read_value(config: ClusterConfig, source: str, what: str, stdin: IO[bytes] | None = None) -> str:
+    """The value in file `source` (`-`: stdin), verbatim (a trailing newline included), as UTF-8
+    text; at most `limits.value_bytes_max` bytes are read."""
+    limit = config.limits.value_bytes_max
+    where = "stdin" if source == "-" else source
+    try:
+        if source == "-":
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            if stream.isatty():
+                print(f"paxos: reading the {what} from stdin; end it with Ctrl-D", file=sys.stderr)
+            data = stream.read(limit + 1)
+        else:
+            with open(source, "rb") as f:
+                data = f.read(limit + 1)
+    except OSError as exc:
+        raise ValueSourceError(f"cannot read the {what} from {where}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ValueSourceError(f"{what} from {where} larger than {limit} bytes (limits.value_bytes_max)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueSourceError(f"{what} from {where} is not valid UTF-8 text: byte 0x{data[exc.start]:02x} "
+                               f"at offset {exc.start}; values are Unicode text") from None
+
+
+def _one_value(config: ClusterConfig, given: str | None, file: str | None, what: str) -> str:
+    if given is not None and file is not None:
+        raise UsageError(f"give the {what} as an argument or with --file, not both")
+    if given is None and file is None:
+        raise UsageError(f"the {what} is missing: give it as an argument, as - to read it from stdin, "
+                         f"or with --file PATH")
+    if file is not None:
+        return read_value(config, file, what)
+    assert given is not None
+    return read_value(config, "-", what) if given == "-" else given
+
+
+def client_values(config: ClusterConfig, args: argparse.Namespace) -> list[str | None]:
+    """The values a client command's arguments give, read from stdin (`-`) or `--file` where
+    asked: [VALUE] for put and append, [OLD, NEW] for cas (OLD None with --absent)."""
+    if args.op in ("put", "append"):
+        return [_one_value(config, args.value, args.file, "value")]
+    if args.op != "cas":
+        return []
+    old_from_stdin = args.old == "-" and not args.absent
+    if old_from_stdin and (args.new == "-" or args.file == "-"):
+        raise UsageError("only one of the old and the new value can be read from stdin (use --file PATH)")
+    new = _one_value(config, args.new, args.file, "new value")
+    old = None if args.absent else read_value(config, "-", "old value") if old_from_stdin else args.old
+    return [old, new]
+
+
+def cmd_client(config: ClusterConfig, args: argparse.Namespace) -> int:
+    from runtime.client import Client, ClusterUnavailable, CommandFailed, NoLearnerAnswered, OutcomeUnknown
+
+    try:
+        values = client_values(config, args)  # a UsageError goes up: exit 64
+    except ValueSourceError as exc:
+        return _fail(f"{args.op} failed: {exc}", EXIT_FAILED)
+
+    async def run(kv: Client) -> Any:
+        # No supervisor: the cluster is most likely down. Say so at once unless a learner
+        # (actors run by hand or by systemd) answers quickly.
+        supervised = read_state(config) is not None
+        probe = None if supervised else min(PROBE_S, kv.timeout_s)
+        try:
+            await kv.connect(probe)
+        except NoLearnerAnswered:
+            if supervised:
+                raise
+            raise ClusterUnavailable(f"the cluster of {config.path} is not running: no supervisor "
+                                     f"(`paxos up` starts it) and no learner answered within {probe:g}s") from None
+        try:
             if args.op == "put":
-                return await kv.put(args.key, args.value)
+                return await kv.put(args.key, str(values[0]))
             if args.op == "get":
                 return await kv.get(args.key)
             if args.op == "cas":
-                return await kv.cas(args.key, None if args.absent else args.old, args.new)
+                return await kv.cas(args.key, values[0], str(values[1]))
             if args.op == "append":
-                return await kv.append(args.key, args.value)
+                return await kv.append(args.key, str(values[0]))
             return await kv.delete(args.key)
+        finally:
+            await kv.close()
 
     import uvloop
 
     try:
-        result = uvloop.run(run())
+        kv = Client(config, timeout_s=args.timeout_s)
+        kv.check(args.key, *values)  # before connecting: a bad key or value fails at once
+        result = uvloop.run(run(kv))
     except OutcomeUnknown as exc:
-        return _fail(f"outcome unknown: {exc}", 2)
+        return _fail(f"outcome unknown: {exc}", EXIT_UNKNOWN)
     except (CommandFailed, ValueError, ClusterUnavailable) as exc:
-        return _fail(f"{args.op} failed: {exc}", 1)
+        return _fail(f"{args.op} failed: {exc}", EXIT_FAILED)
     if args.op == "get":
         if result is None:
             print("(not found)", file=sys.stderr)
-        else:
-            print(result)
+            return EXIT_NOT_FOUND
+        print(result)
     elif args.op == "cas":
         print("true" if result else "false")
-        return 0 if result else 1
+        return 0 if result else EXIT_FAILED
     elif args.op == "append":
         print(result)
     else:
@@ -308,32 +461,101 @@ def cmd_client(config: ClusterConfig, args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------------
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples keep their line breaks."""
+
+
+EXIT_CODES = """exit codes:
+  0  done (`get`: the value is on stdout)
+  1  a definite failure: refused by the state machine, a cas that did not swap, a bad key
+     or value, or nothing sent because the cluster is not running
+  2  outcome unknown: the deadline passed; the command may or may not have been applied
+  3  `status`: the cluster is not running
+  4  `get`: no such key
+  64 a usage error (unknown command, option or actor, a bad number)"""
+
+
+def version() -> str:
+    """The installed package's version, else the one in pyproject.toml next to this code."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("paxos-cluster")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        try:
+            pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS,
-                        help="cluster config (default: ./cluster.toml)")
-    parser = Parser(prog="paxos", description="Run, break and watch a local Multi-Paxos cluster.",
-                    parents=[common])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    common.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
+                        help="the cluster's config (default: ./cluster.toml)")
+    parser = Parser(prog="paxos", description="Run, break and watch a local Multi-Paxos cluster, and use its "
+                    "key-value store.", parents=[common], formatter_class=HelpFormatter,
+                    epilog="examples:\n  paxos up --detach\n  paxos put greeting hello\n  paxos get greeting\n"
+                    "  paxos kill leader\n  paxos status\n  paxos down\n\n"
+                    "`paxos COMMAND --help` describes each command.\n\n" + EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
-    p = sub.add_parser("up", parents=[common], help="start the supervisor and all actors")
+    def command(name: str, text: str, description: str, examples: str = "", **kw: Any) -> Parser:
+        epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples.splitlines()) if examples else None
+        p: Parser = sub.add_parser(name, parents=[common], help=text, description=description, epilog=epilog,
+                                   formatter_class=HelpFormatter, **kw)
+        return p
+
+    p = command("up", "start the supervisor and all actors",
+                "Start the supervisor, which spawns every actor of the config (acceptors, then learners,\n"
+                "then proposers) and restarts those that die, by policy. In the foreground it shows the\n"
+                "merged logs and Ctrl-C stops everything. With --detach it runs in the background and\n"
+                "returns once a leader serves: exit 0, with a warning naming any actor that failed to\n"
+                "start (the cluster serves, degraded); exit 1 if it cannot serve (no majority of\n"
+                "acceptors, no proposer or no learner left) or no leader served within --wait-s.",
+                "paxos up\npaxos up --detach\npaxos up --detach --wait-s 60 --config other.toml")
     p.add_argument("--detach", action="store_true", help="run in the background; return once a leader serves")
-    p.add_argument("--wait-s", type=float, default=30.0, help="with --detach: how long to wait for a leader")
+    p.add_argument("--wait-s", type=seconds, default=30.0, metavar="S",
+                   help="with --detach: how long to wait for a leader, in seconds (default: %(default)g)")
     p.set_defaults(func=cmd_up)
-    sub.add_parser("down", parents=[common], help="stop everything (files stay)").set_defaults(func=cmd_down)
-    p = sub.add_parser("status", parents=[common], help="each actor's state and the leader")
-    p.add_argument("--json", action="store_true")
+    command("down", "stop everything (files stay)",
+            "Stop every actor, proposers first and acceptors last (SIGTERM, then SIGKILL after\n"
+            "[supervisor] stop_grace_s), then the supervisor. The files stay: `paxos up` resumes.",
+            "paxos down").set_defaults(func=cmd_down)
+    p = command("status", "each actor's state and the leader",
+                "Each actor's name, role, pid, state (running, paused, restarting, stopped, failed),\n"
+                "restarts and details, and the leader. Exit 0 when the cluster is running, 3 when not.",
+                "paxos status\npaxos status --json | jq .leader")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object: {"running", "leader", "actors": [...], "delivered"}')
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("kill", parents=[common], help="signal one actor (default KILL)")
-    p.add_argument("name")
-    p.add_argument("--signal", default="KILL", type=str.upper, choices=["KILL", "TERM", "STOP", "CONT"])
+    p = command("kill", "signal one actor (default KILL)",
+                "Send a signal to one actor. The supervisor restarts an actor that dies, by policy,\n"
+                "unless --no-restart.",
+                "paxos kill leader              # kill -9 the proposer leading now\n"
+                "paxos kill a2 --signal STOP    # freeze an acceptor ...\n"
+                "paxos kill a2 --signal CONT    # ... and let it go on\n"
+                "paxos kill l1 --no-restart     # stop a learner until `paxos start l1`")
+    p.add_argument("name", metavar="NAME", help="an actor of the config (p1, a2, l1, ...), or `leader`")
+    p.add_argument("--signal", default="KILL", type=str.upper, choices=["KILL", "TERM", "STOP", "CONT"],
+                   help="KILL (kill -9), TERM, STOP (freeze) or CONT (resume) (default: %(default)s)")
     p.add_argument("--no-restart", action="store_true", help="do not let the supervisor restart it")
     p.set_defaults(func=cmd_kill)
-    for name, func, text in (("start", cmd_start, "start a stopped actor"),
-                             ("restart", cmd_restart, "stop and start one actor"),
-                             ("wipe", cmd_wipe, "stop one actor, delete its files, start it: it catches up")):
-        p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("name")
+    for name, func, text, description, example in (
+            ("start", cmd_start, "start a stopped or failed actor",
+             "Start an actor that is stopped or failed; its restart budget starts afresh.", "paxos start l1"),
+            ("restart", cmd_restart, "stop and start one actor",
+             "Stop one actor (SIGTERM) and start it again; its restart budget starts afresh.",
+             "paxos restart a3\npaxos restart leader"),
+            ("wipe", cmd_wipe, "stop one actor, delete its files, start it: it catches up",
+             "Stop one actor, delete its wal and snapshots (never its voted marker) and start it:\n"
+             "a learner catches up by snapshot, an acceptor or a proposer rebuilds first.", "paxos wipe l2")):
+        p = command(name, text, description, example)
+        p.add_argument("name", metavar="NAME", help="an actor of the config" + (", or `leader`" if name == "restart"
+                                                                               else ""))
         p.set_defaults(func=func)
     # The harness's commands (runtime/harness/): handed over before parsing when they come
     # first, since they take their own options; here only so that help lists them and a
@@ -341,27 +563,56 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, text) in HARNESS_COMMANDS.items():
         p = sub.add_parser(name, help=text, add_help=False)
         p.set_defaults(func=lambda config, args, name=name: _fail(
-            f"'{name}' takes its own options and must come first: paxos {name} [--help]", 2))
-    p = sub.add_parser("logs", parents=[common], help="all actors' logs, merged in time order")
-    p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("-f", "--follow", action="store_true")
+            f"'{name}' takes its own options and must come first: paxos {name} [--help]", EXIT_USAGE))
+    p = command("logs", "all actors' logs, merged in time order",
+                "Every actor's structured log (and the supervisor's), merged in time order, one color\n"
+                "per actor; with NAMEs only those.",
+                "paxos logs -f\npaxos logs a2 --json\npaxos logs supervisor")
+    p.add_argument("names", nargs="*", metavar="NAME", help="actors to show, or supervisor (default: all)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep showing new lines until Ctrl-C")
     p.add_argument("--json", action="store_true", help="raw JSON lines")
     p.set_defaults(func=cmd_logs)
 
-    def client(name: str, fields: list[str], text: str) -> Parser:
-        p = sub.add_parser(name, parents=[common], help=text)
-        for f in fields:
-            p.add_argument(f)
-        p.add_argument("--timeout-s", type=float, default=None, help="give up after this long (outcome unknown)")
+    values_from = ("VALUE may be - to read it from stdin, or omitted with --file PATH: either is read\n"
+                   "verbatim (a trailing newline included), as UTF-8 text, and is how to pass values\n"
+                   "larger than the ~128 KiB one command-line argument can hold.")
+
+    def client(name: str, text: str, description: str, examples: str) -> Parser:
+        p = command(name, text, f"{description}\n\n{EXIT_CODES}", examples)
+        p.add_argument("key", metavar="KEY", help="a non-empty UTF-8 string")
+        p.add_argument("--timeout-s", type=seconds, default=None, metavar="S",
+                       help="give up after this many seconds: the outcome is then unknown, exit 2 "
+                            "(default: [client] timeout_s of the config, 10)")
         p.set_defaults(func=cmd_client, op=name)
         return p
 
-    client("put", ["key", "value"], "set a key")
-    client("get", ["key"], "read a key (through the log: linearizable)")
-    p = client("cas", ["key", "old", "new"], "set key to NEW if it holds OLD; exit 1 if it did not")
+    def value_args(p: Parser, name: str = "value", what: str = "value") -> None:
+        p.add_argument(name, metavar=name.upper(), nargs="?",
+                       help=f"the {what}: UTF-8 text, or - to read it from stdin")
+        p.add_argument("--file", metavar="PATH", help=f"read the {what} from this file (- for stdin)")
+
+    p = client("put", "set a key", f"Set KEY to VALUE.\n{values_from}",
+               "paxos put greeting hello\npaxos put config --file settings.json\n"
+               "generate-report | paxos put report -")
+    value_args(p)
+    client("get", "read a key (through the log: linearizable)",
+           "Print KEY's value. The read goes through the log, so it is linearizable. A key\n"
+           "that does not exist prints (not found) on stderr and exits 4.",
+           "paxos get greeting\npaxos get report > report.txt")
+    p = client("cas", "set key to NEW if it holds OLD; exit 1 if it did not",
+               "Compare and swap: set KEY to NEW if it holds OLD (with --absent: if it does not\n"
+               "exist); print true, or false and exit 1. OLD or NEW may be - to read it from\n"
+               "stdin (one of them), and NEW may be omitted with --file PATH.",
+               "paxos cas greeting hello bye\npaxos cas lock - me --absent\n"
+               "paxos cas config old-value --file new-settings.json")
+    p.add_argument("old", metavar="OLD", help="the value KEY must hold (ignored with --absent)")
+    value_args(p, "new", "new value")
     p.add_argument("--absent", action="store_true", help="expect the key to be absent (OLD is ignored)")
-    client("append", ["key", "value"], "append to a key's value (absent counts as empty)")
-    client("delete", ["key"], "remove a key")
+    p = client("append", "append to a key's value (absent counts as empty)",
+               f"Append VALUE to KEY's value (a missing key counts as empty) and print the result.\n"
+               f"{values_from}", "paxos append log a\ntail -c 1000 app.log | paxos append log -")
+    value_args(p)
+    client("delete", "remove a key", "Remove KEY (a missing key is fine: exit 0).", "paxos delete greeting")
     return parser
 
 
@@ -381,6 +632,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(config, args))
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
+    except UsageError as exc:
+        return _fail(f"{exc} (see `paxos {args.command} --help`)", EXIT_USAGE)
+    except ControlError as exc:
+        return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
 
