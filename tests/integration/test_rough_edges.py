@@ -4,6 +4,7 @@ clients in one process."""
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from runtime.client import Client, InvalidCommand
 from runtime.harness.local import LocalCluster
 
 
@@ -80,6 +82,20 @@ def test_values_from_stdin_and_files_and_bytes_that_are_not_utf8(running: LocalC
     assert b"not valid UTF-8 text: byte 0xff" in bad.stderr and b"Traceback" not in bad.stderr
     missing = paxos(c, "get", "bin")
     assert (missing.returncode, missing.stderr.strip()) == (4, b"(not found)")
+
+
+def test_a_value_that_is_not_utf8_fails_alone_and_at_once(running: LocalCluster) -> None:
+    async def batch() -> list[object]:
+        async with Client(running.config_path, timeout_s=10) as kv:
+            # One event-loop turn: these would travel in one Submit.
+            return await asyncio.gather(kv.put("a", "1"), kv.put("b", "\ud800"), kv.append("a", "2"),
+                                        return_exceptions=True)
+
+    started = time.monotonic()
+    ok, bad, appended = asyncio.run(batch())
+    assert time.monotonic() - started < 5
+    assert ok is None and appended == "12"
+    assert isinstance(bad, InvalidCommand) and "lone surrogate U+D800" in str(bad)
 
 
 def test_kill_leader_kills_the_proposer_that_leads(running: LocalCluster) -> None:
