@@ -104,6 +104,65 @@ def test_a_full_disk_fails_one_acceptor_with_the_path_and_freeing_it_brings_it_b
         c.down()
 
 
+def test_a_full_disk_under_the_whole_cluster_and_its_supervisor_is_survived(tmp_path: Path) -> None:
+    """Everything on one small disk (logs, stderr files, the supervisor's state, every wal): when
+    it fills up, the actors that write fail with the reason, the supervisor keeps answering, and
+    once space is freed `paxos start` brings every failed one back, losing nothing acknowledged."""
+    try:
+        disk = SmallDisk(tmp_path / "disk", 48 << 20).mount()
+    except MountUnavailable as exc:
+        pytest.skip(f"the full-disk test needs a small disk of its own: {exc}")
+    try:
+        c = LocalCluster(disk.path / "cluster")
+        ledger = Ledger()
+        seen: dict[str, Any] = {}
+        try:
+            assert c.up().returncode == 0
+            acceptors = ["a1", "a2", "a3"]
+
+            def failed() -> list[dict[str, Any]]:
+                return [a for a in c.status()["actors"] if a["state"] == "failed"]
+
+            async def scenario() -> None:
+                async with Client(c.config_path, timeout_s=10) as kv:
+                    stop = asyncio.Event()
+                    load_task = asyncio.create_task(writers(kv, ledger, stop))
+                    await ledger.progress_after(time.monotonic())
+                    seen["filled"] = await asyncio.to_thread(disk.fill)
+                    # A majority of acceptors fails: the cluster stops accepting writes.
+                    seen["failed"] = await asyncio.to_thread(
+                        c.wait_for, "a majority of acceptors failed for the full disk",
+                        lambda: len([a for a in failed() if a["name"] in acceptors]) >= 2 and failed(),
+                        30.0, 0.2)
+                    seen["supervisor"] = c.supervisor_pid()
+                    await asyncio.to_thread(disk.free)
+                    for a in await asyncio.to_thread(failed):  # acceptors first: status is in config order
+                        result = await asyncio.to_thread(c.paxos, "start", a["name"])
+                        assert result.returncode == 0, result.stderr
+                    await asyncio.to_thread(c.wait_for, "every actor running and a leader serving",
+                                            lambda: (st := c.status())["leader"] and all(
+                                                a["state"] == "running" for a in st["actors"]), 30.0, 0.2)
+                    await ledger.progress_after(time.monotonic())
+                    stop.set()
+                    await load_task
+                    await verify(kv, ledger)
+
+            run(scenario())
+            for a in seen["failed"]:
+                assert "no space left on device" in a["reason"], a
+                assert a["disk_full"] and a["disk_full"]["mount"] == str(disk.path), a
+                assert a["restarts"] == 0, a
+            assert seen["supervisor"] and c.supervisor_pid() == seen["supervisor"]  # the same supervisor
+            assert len(ledger.puts) > 20
+            dropped = [e for e in c.log_events("supervisor") if e["event"] == "log_lines_dropped"]
+            print(f"\nfilled {seen['filled']} bytes; failed: {[a['name'] for a in seen['failed']]}; "
+                  f"supervisor log lines dropped while full: {sum(e['lines'] for e in dropped)}")
+        finally:
+            c.down()
+    finally:
+        disk.close()
+
+
 def test_the_nemesis_disk_full_fault_fills_and_frees_an_acceptors_disk(tmp_path: Path) -> None:
     """The Jepsen-style run with only this fault (it mounts its own disk, or skips saying why)."""
     history = tmp_path / "history.jsonl"
