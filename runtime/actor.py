@@ -56,7 +56,7 @@ from actors.kv import KVStore
 from actors.messages import Message, SnapshotTaken
 from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
-from runtime import codec, logs
+from runtime import codec, keys, logs
 from runtime.config import ClusterConfig, ConfigError, load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
 from runtime.transport import Transport
@@ -246,8 +246,10 @@ class ActorShell:
         # Crash-only, even for an error outside our callbacks (in the transport, say).
         loop.set_exception_handler(self._loop_error)
         self.recover()
+        keyring = self._keyring()
         self.transport = Transport(zmq.Context.instance(), self.name, self.spec.endpoint, self.peers,
-                                   self._on_frames, self.config.limits.message_bytes_max)
+                                   self._on_frames, self.config.limits.message_bytes_max,
+                                   keyring=keyring, on_refused=self._on_refused)
         try:
             self.transport.start()
         except zmq.ZMQError as exc:
@@ -268,6 +270,26 @@ class ActorShell:
                 self.wal.close()
             logs.flush()
         return EXIT_OK
+
+    def _keyring(self) -> keys.Keyring | None:
+        """This actor's keys, or None in the explicit insecure mode (warned about every start)."""
+        if not self.config.security.curve:
+            self.logger.warning("insecure_transport", reason="security.curve = false in "
+                                f"{self.config.path}: anyone who can reach {self.spec.endpoint} may "
+                                "speak as any actor or client")
+            return None
+        try:
+            return keys.Keyring.load(self.config, self.name)
+        except keys.KeyFileError as exc:
+            raise Fatal(EXIT_CONFIG, f"{exc}; `paxos keys` creates missing keys") from None
+
+    def _on_refused(self, who: bytes, reason: str, detail: str) -> None:
+        """A handshake or frame the transport refused: logged through the turn (rate-limited)."""
+        try:
+            self.turn.refused(who, reason, detail)
+            logs.flush()
+        except Exception as exc:
+            self.crash(exc, "refused")
 
     def _tick(self) -> None:
         if self._stop.is_set():

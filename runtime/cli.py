@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from runtime import keys
 from runtime.config import ClusterConfig, ConfigError, load
 from runtime.control import ControlError, NotRunning, pid_alive, read_state, request
 
@@ -323,6 +324,31 @@ def cmd_wipe(config: ClusterConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(config: ClusterConfig, args: argparse.Namespace) -> int:
+    """Create missing keys, add a client key, or rotate one; list what there is."""
+    try:
+        if args.rotate:
+            path = keys.rotate(config, args.rotate)
+            print(f"rotated {args.rotate}: {path}")
+            if not args.rotate.startswith("clients/"):
+                print("peers read public keys at start: restart the cluster (paxos down; paxos up)")
+        elif args.client:
+            print(f"created client key {keys.create_client(config, args.client)}")
+        created = keys.ensure(config)
+    except keys.KeyFileError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write keys under {keys.keys_dir(config)}: {exc}")
+    if created:
+        print(f"created {', '.join(created)}")
+    root = keys.keys_dir(config)
+    for path in sorted([*root.glob("*.key"), *root.glob("clients/*.key")]):
+        print(f"{path.relative_to(root).with_suffix('')!s:<24} {keys.load_public(path).decode()}")
+    if not config.security.curve:
+        print("warning: security.curve = false: the cluster does not use these keys", file=sys.stderr)
+    return 0
+
+
 def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
     from runtime.logview import show
 
@@ -564,6 +590,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, add_help=False)
         p.set_defaults(func=lambda config, args, name=name: _fail(
             f"'{name}' takes its own options and must come first: paxos {name} [--help]", EXIT_USAGE))
+    p = command("keys", "create missing CurveZMQ keys, add a client key, rotate one",
+                "Every connection is CurveZMQ: each actor and each client proves a key kept under\n"
+                "<data_dir>/keys (0700; secret files 0600). `paxos up` creates the missing ones; this\n"
+                "does too, lists every key with its public half, adds a client key to hand to one\n"
+                "program (Client(cfg, key_file=...)), or replaces one. Actors read their peers' public\n"
+                "keys at start: after rotating an actor's key, restart the cluster.",
+                "paxos keys\npaxos keys --client reporting\n"
+                "paxos down; paxos keys --rotate a2; paxos up\npaxos keys --rotate clients/reporting")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--client", metavar="NAME", help="create the client key clients/NAME (to hand out)")
+    group.add_argument("--rotate", metavar="NAME", help="replace the key of an actor, or of clients/NAME")
+    p.set_defaults(func=cmd_keys)
     p = command("logs", "all actors' logs, merged in time order",
                 "Every actor's structured log (and the supervisor's), merged in time order, one color\n"
                 "per actor; with NAMEs only those.",

@@ -17,7 +17,6 @@ import asyncio
 import errno
 import os
 import resource
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import zmq
 
 from actors.client import ClientCore, ClientParams, ClientReady, TooManyOutstanding
-from runtime import codec
+from runtime import codec, keys
 from runtime.config import ClusterConfig, load
 
 
@@ -131,11 +130,22 @@ def _fd_report() -> str:
 
 class Client:
     def __init__(self, config: str | Path | ClusterConfig = "cluster.toml", timeout_s: float | None = None,
-                 client_id: str | None = None, retry_s: float | None = None) -> None:
+                 client_id: str | None = None, retry_s: float | None = None,
+                 key_file: str | Path | None = None) -> None:
         self.config = config if isinstance(config, ClusterConfig) else load(config)
         c = self.config.client
         self.timeout_s = timeout_s if timeout_s is not None else c.timeout_s
-        self.client_id = client_id or secrets.token_hex(8)
+        # The client's own key (the cluster's default client key unless `key_file` names
+        # another); its session id is bound to that key, so no other client can act for it.
+        self.key: keys.KeyPair | None = None
+        if self.config.security.curve:
+            try:
+                self.key = keys.client_pair(self.config, key_file)
+            except keys.KeyFileError as exc:
+                raise ClusterUnavailable(f"{exc}") from None
+        if client_id is not None:
+            keys.check_session_id(client_id, self.key)
+        self.client_id = client_id or keys.new_session_id(self.key)
         params = ClientParams(timeout_s=self.timeout_s, retry_s=retry_s if retry_s is not None else c.retry_s,
                               batch_bytes_max=self.config.protocol.batch_bytes_max,
                               outstanding_max=c.outstanding_max)
@@ -172,6 +182,12 @@ class Client:
             raise ClusterUnavailable(f"cannot open the client's sockets for {self.config.path}: "
                                      f"{exc}{detail}") from None
 
+    def _server_key(self, name: str) -> bytes:
+        try:
+            return keys.server_public(self.config, name)
+        except keys.KeyFileError as exc:
+            raise ClusterUnavailable(str(exc)) from None
+
     async def _connect(self, timeout_s: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
@@ -180,6 +196,8 @@ class Client:
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.IMMEDIATE, 1)
             s.setsockopt(zmq.ROUTING_ID, self.client_id.encode())
+            if self.key is not None:
+                keys.secure_client(s, self.key, self._server_key(spec.name))
             s.setsockopt(zmq.RECONNECT_IVL, 20)
             s.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
             s.setsockopt(zmq.SNDHWM, 100_000)

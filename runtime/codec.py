@@ -585,6 +585,16 @@ def encode_client_batch(client_id: str, acked_below: int, commands: list[list[An
     return pack([client_id, acked_below, commands])
 
 
+def batch_is_from(blob: bytes, client_id: str) -> bool:
+    """Whether a client batch (as `encode_client_batch` packs it) names `client_id` as its
+    session, read from its first bytes: an array header, then the id as a short string."""
+    sid = client_id.encode()
+    n = len(sid)
+    if not 0 < n <= 31 or len(blob) < n + 2 or blob[0] not in (0x93, 0x94):
+        return False
+    return blob[1] == 0xA0 | n and blob[2:2 + n] == sid
+
+
 def decode_client_batch(blob: bytes) -> Any:
     """Only msgpack-level decoding; the shape is checked by `actors.kv.parse_batch`, the same
     on every learner."""

@@ -92,6 +92,15 @@ class ClientSection:
 
 
 @dataclass(frozen=True)
+class SecuritySection:
+    """`curve = true` (the default): every connection is CurveZMQ-encrypted and must prove one of
+    the keys under `<data_dir>/keys` (runtime/keys.py). `false` is an explicit insecure mode for
+    experiments: anyone who reaches a port may speak as any actor; every start warns about it."""
+
+    curve: bool = True
+
+
+@dataclass(frozen=True)
 class TestingSection:
     """Off in real use. `enabled` makes the supervisor run every actor as the harness's test-mode
     process (runtime/harness/actor.py: link faults from run/faults.json, the durable wal length
@@ -135,6 +144,7 @@ class ClusterConfig:
     acceptors: tuple[ActorSpec, ...]
     learners: tuple[ActorSpec, ...]
     actors: dict[str, ActorSpec] = field(repr=False)
+    security: SecuritySection = SecuritySection()
 
     @property
     def data_dir(self) -> Path:
@@ -260,6 +270,7 @@ SECTIONS = {
     "supervisor": SupervisorSection,
     "client": ClientSection,
     "testing": TestingSection,
+    "security": SecuritySection,
 }
 ACTOR_TABLES = {"proposers": "proposer", "acceptors": "acceptor", "learners": "learner"}
 
@@ -321,7 +332,7 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
         path=path, cluster=cl, protocol=proto, limits=lim, snapshot=snap, supervisor=sup,
         client=sections["client"], testing=sections["testing"], proposers=proposers, acceptors=acceptors,
         learners=learners,
-        actors=actors,
+        actors=actors, security=sections["security"],
     )
 
 

@@ -143,7 +143,9 @@ def load_pair(path: Path) -> KeyPair:
         raise KeyFileError(f"{path}: a secret key must not be readable by others (chmod 600 {path})")
     try:
         public, secret = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the key file: {exc.strerror}") from None
+    except ValueError as exc:
         raise KeyFileError(f"{path}: not a key file: {exc}") from None
     if public is None or secret is None:
         raise KeyFileError(f"{path}: holds no secret key")
@@ -153,7 +155,11 @@ def load_pair(path: Path) -> KeyPair:
 def load_public(path: Path) -> bytes:
     try:
         public, _ = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: key file not found (run `paxos keys`)") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the key file: {exc.strerror}") from None
+    except ValueError as exc:
         raise KeyFileError(f"{path}: not a key file: {exc}") from None
     if public is None:
         raise KeyFileError(f"{path}: holds no public key")

@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
-import json
+import hmac
 import os
+import secrets
 import signal
 import sys
 import time
@@ -32,9 +33,9 @@ import zmq
 import zmq.asyncio
 
 from actors.messages import StatusQuery, StatusReply
-from runtime import codec, logs
+from runtime import codec, keys, logs
 from runtime.config import ClusterConfig, ConfigError, load
-from runtime.control import state_file
+from runtime.control import state_file, write_state
 from runtime.diskspace import DiskFull, full_disk
 from runtime.supervision import (
     NO_SPACE,
@@ -117,6 +118,7 @@ class Supervisor:
         self._down_requested = False
         self._down_replied = asyncio.Event()
         self._stop_all_task: asyncio.Task[None] | None = None
+        self._token = secrets.token_hex(16)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -135,14 +137,14 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        self._keys()
         control = self._ctx.socket(zmq.ROUTER)
         control.setsockopt(zmq.LINGER, 0)
         port = control.bind_to_random_port("tcp://127.0.0.1")
         endpoint = f"tcp://127.0.0.1:{port}"
-        tmp = state_file(self.config).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "control": endpoint,
-                                   "config": str(self.config.path), "started": time.time()}))
-        os.replace(tmp, state_file(self.config))
+        # Only who can read this 0600 file (the user who started the cluster) may command it.
+        write_state(self.config, {"pid": os.getpid(), "control": endpoint, "token": self._token,
+                                  "config": str(self.config.path), "started": time.time()})
         self.logger.info("supervisor_started", pid=os.getpid(), control=endpoint,
                          data_dir=str(self.config.data_dir), actors=len(self.children),
                          start_order=list(self.children))
@@ -163,6 +165,24 @@ class Supervisor:
         self.stopped.set()
         control.close(0)
         return 0
+
+    def _keys(self) -> None:
+        """Every actor's and the default client's key, created if missing (`paxos up` on a fresh
+        data_dir makes them all), or the insecure mode's warning."""
+        self._client_key: keys.KeyPair | None = None
+        self._server_keys: dict[str, bytes] = {}
+        if not self.config.security.curve:
+            self.logger.warning("insecure_transport", reason=f"security.curve = false in {self.config.path}: "
+                                "anyone who can reach an actor's port may speak as any actor or client")
+            return
+        try:
+            created = keys.ensure(self.config)
+            self._client_key = keys.client_pair(self.config)
+            self._server_keys = {name: keys.server_public(self.config, name) for name in self.config.actors}
+        except (keys.KeyFileError, OSError) as exc:
+            raise RuntimeError(f"cannot set up the cluster's keys: {exc}") from None
+        if created:
+            self.logger.info("keys_created", keys=created, dir=str(keys.keys_dir(self.config)))
 
     async def _spawn(self, child: Child) -> None:
         name = child.spec.id
@@ -328,6 +348,12 @@ class Supervisor:
 
     async def _handle(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")
+        token = req.get("token")
+        if not isinstance(token, str) or not hmac.compare_digest(token, self._token):
+            self.logger.warning("control_refused", cmd=str(cmd)[:32],
+                                reason="no valid token (it is in run/supervisor.json, mode 0600)")
+            logs.flush()
+            return {"ok": False, "error": "not authorized: the token of run/supervisor.json is needed"}
         if cmd == "status":
             return {"ok": True, **(await self.status())}
         if cmd == "down":
@@ -440,13 +466,15 @@ class Supervisor:
 
     async def _query_actors(self, children: list[Child], timeout_s: float = 0.5) -> dict[str, dict[str, Any]]:
         self._queries += 1
-        identity = f"supervisor-{os.getpid()}-{self._queries}"
+        identity = keys.new_session_id(self._client_key)  # the operator's: the default client key
         frame = codec.encode_frame(identity, [StatusQuery()])
 
         async def ask(child: Child) -> tuple[str, dict[str, Any] | None]:
             s = self._ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.ROUTING_ID, identity.encode())
+            if self._client_key is not None:
+                keys.secure_client(s, self._client_key, self._server_keys[child.spec.id])
             s.connect(child.endpoint)
             try:
                 await s.send(frame)

@@ -222,12 +222,28 @@ class Turn:
                 done = self.transfers.on_chunk(sender, message, ready)
                 if done is not None:
                     self._installed(done, ready)
-            elif known or (kind is Submit and self.takes_submit):
+            elif known:
                 step(sender, message, ready)
                 core.invariants()
+            elif isinstance(message, Submit) and self.takes_submit:
+                # A client's batch names its session; only that session's own connection (whose
+                # id its key allowed, runtime/keys.py) may submit for it.
+                if codec.batch_is_from(message.batch, sender):
+                    step(sender, message, ready)
+                    core.invariants()
+                else:
+                    self._reject(ready, sender.encode(), "session_not_yours",
+                                 f"a Submit from {sender!r} for another client's session")
             else:
                 self._reject(ready, sender.encode(), "unknown_sender", f"{kind.TYPE} from {sender!r}, "
                              f"which is not an actor of this cluster")
+
+    def refused(self, identity: bytes, reason: str, detail: str) -> None:
+        """What the transport refused before any frame reached a turn (a handshake with an unknown
+        key, a frame whose key may not make its claim): logged like any rejection."""
+        ready = Ready()
+        self._reject(ready, identity, reason, detail)
+        self.commit(ready)
 
     def _reject(self, ready: Ready, identity: bytes, reason: str, detail: str) -> None:
         self.frames_rejected += 1

@@ -9,10 +9,11 @@ the public client API, and prints per workload: acknowledged ops/s, latency p50/
 fsyncs per acknowledged op per acceptor, and CPU seconds per 1,000 ops (all cluster processes).
 The peer, PySyncObj, runs as three node processes in the same run, alternating with ours so
 that machine noise hits both; it does not fsync before acknowledging, while we do (a line with
-our fsync off is printed too), and so does the same cluster without CurveZMQ (the insecure
-mode), alternating with ours, which gives what authentication and encryption cost. Then: kill -9 of the leading proposer to the next acknowledged
-write (median and worst of --kills), a killed acceptor back and voting, and the replay speed of
-an acceptor file at 100k and 1M records. The last line is machine-readable:
+our fsync off is printed too). The same cluster without CurveZMQ (the insecure mode) alternates
+with ours as well, which gives what authentication and encryption cost. Then: kill -9 of the
+leading proposer to the next acknowledged write (median and worst of --kills), a killed
+acceptor back and voting, and the replay speed of an acceptor file at 100k and 1M records.
+The last line is machine-readable:
 
     bench ops_per_s=... p50_ms=... p99_ms=... fsyncs_per_op=... peer_ops_per_s=... ratio=...
           insecure_ops_per_s=... auth_cost=...
