@@ -14,9 +14,10 @@ from runtime.harness import bugs as planted
 from runtime.harness.sim.sim import SimConfig, SimResult, Simulation
 
 
-def run_one(args: tuple[int, frozenset[str], bool, bool]) -> SimResult:
-    seed, bugs, faults, lin = args
-    result = Simulation(seed, SimConfig(faults=faults), planted.kinds(bugs), check_linearizability=lin).run()
+def run_one(args: tuple[int, frozenset[str], bool, bool, bool]) -> SimResult:
+    seed, bugs, faults, lin, byzantine = args
+    result = Simulation(seed, SimConfig(faults=faults, byzantine=byzantine), planted.kinds(bugs),
+                        check_linearizability=lin).run()
     result.history = []  # keep what crosses process boundaries small
     return result
 
@@ -30,13 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bugs", default="", help="planted bugs to switch on (tests of the tests)")
     parser.add_argument("--no-faults", action="store_true")
     parser.add_argument("--no-linearizability", action="store_true", help="skip the history check (faster)")
+    parser.add_argument("--byzantine", action="store_true",
+                        help="mix forged out-of-bound frames into the run; each must change nothing")
     args = parser.parse_args(argv)
     bugs = planted.parse(args.bugs)
     lin = not args.no_linearizability
     if args.seed is not None:
-        result = run_one((args.seed, bugs, not args.no_faults, lin))
+        result = run_one((args.seed, bugs, not args.no_faults, lin, args.byzantine))
         print(f"seed={result.seed} ok={result.ok} events={result.events} virtual_ms={result.virtual_ms:.0f} "
-              f"acked={result.acked} crashes={result.crashes} partitions={result.partitions} trace={result.trace_hash}")
+              f"acked={result.acked} crashes={result.crashes} partitions={result.partitions} trace={result.trace_hash}"
+              + (f" forged={result.forged} rejected={result.forged_reasons}" if args.byzantine else "")
+              + (f" honest_rejected={result.rejected}" if result.rejected else ""))
         if not result.ok:
             print(f"violation {result.rule}: {result.detail}")
             print("last events:\n  " + "\n  ".join(result.last_events))
@@ -49,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     failures = 0
     events = 0
-    work = [(s, bugs, not args.no_faults, lin) for s in seeds]
+    work = [(s, bugs, not args.no_faults, lin, args.byzantine) for s in seeds]
+    forged = 0
+    honest: dict[str, int] = {}
     with ExitStack() as stack:
         if args.jobs > 1:
             pool = stack.enter_context(ProcessPoolExecutor(args.jobs))
@@ -58,12 +65,18 @@ def main(argv: list[str] | None = None) -> int:
             results = map(run_one, work)
         for r in results:
             events += r.events
+            forged += r.forged
+            for reason, n in r.rejected.items():
+                honest[reason] = honest.get(reason, 0) + n
             if not r.ok:
                 failures += 1
-                print(f"FAIL seed={r.seed} {r.rule}: {r.detail[:300]}\n  reproduce: {r.repro(bugs)}", flush=True)
+                print(f"FAIL seed={r.seed} {r.rule}: {r.detail[:300]}\n  reproduce: {r.repro(bugs)}"
+                      + (" --byzantine" if args.byzantine else ""), flush=True)
     elapsed = time.perf_counter() - t0
     print(f"# {elapsed:.1f}s, {events / max(elapsed, 1e-9):.0f} events/s", file=sys.stderr)
-    print(f"seeds={len(seeds)} failures={failures} events={events}")
+    if honest:
+        print(f"# honest traffic rejected: {honest}", file=sys.stderr)
+    print(f"seeds={len(seeds)} failures={failures} events={events}" + (f" forged={forged}" if args.byzantine else ""))
     return 1 if failures else 0
 
 

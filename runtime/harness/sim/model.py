@@ -53,6 +53,9 @@ class Bounds:
     commands: bool = True  # each election also queues a client command (else only StartWorking)
     states_max: int = 2_000_000
     compactions: int = 0  # an acceptor installs a snapshot of the chosen prefix and compacts
+    # An acceptor is told a watermark as high as the bound lets it take (the highest slot it
+    # accepted): a forged or a leader's empty Accept, whether or not those slots are chosen.
+    watermarks: int = 0
 
 
 class Frozen:
@@ -83,6 +86,7 @@ class State:
     duplicates: int = 0
     restarts: int = 0
     compactions: int = 0
+    watermarks: int = 0
     # Every vote ever cast (the ghost history): (slot, ballot) -> (bitmask of acceptors, value).
     votes: dict[tuple[int, Ballot], tuple[int, Value]] = field(default_factory=dict)
     trail: tuple[str, ...] = ()  # the actions that led here (for the counterexample)
@@ -133,7 +137,9 @@ def clone_core(core: Any) -> Any:
         new.chosen_above = set(core.chosen_above)
         new.queue = deque(core.queue)
     else:
-        new.tally = {s: {b: Tally(list(e.voters), e.value) for b, e in t.items()} for s, t in core.tally.items()}
+        new.tally = {s: {b: Tally(list(e.voters), e.value, None if e.contested is None else
+                                 {v: list(n) for v, n in e.contested.items()}) for b, e in t.items()}
+                     for s, t in core.tally.items()}
         new.chosen = dict(core.chosen)
         kv = copy.copy(core.kv)
         kv.data = dict(core.kv.data)
@@ -145,7 +151,7 @@ def clone_core(core: Any) -> Any:
 def clone_state(s: State) -> State:
     """Copy on write: cores are shared until one is stepped (see `ModelChecker.own`)."""
     return State(dict(s.cores), dict(s.fps), dict(s.net), dict(s.disks), dict(s.campaigns), s.duplicates,
-                 s.restarts, s.compactions, dict(s.votes), s.trail)
+                 s.restarts, s.compactions, s.watermarks, dict(s.votes), s.trail)
 
 
 class ModelChecker:
@@ -247,7 +253,8 @@ class ModelChecker:
         bit = self.bit
         masks = [sum(bit[rename[a]] for a in self.acceptors if m & bit[a]) for m in range(1 << len(self.acceptors))]
         votes = frozenset((k, masks[voters], v(value)) for k, (voters, value) in s.votes.items())
-        return (tuple(parts), net, tuple(s.campaigns.values()), s.duplicates, s.restarts, s.compactions, votes)
+        return (tuple(parts), net, tuple(s.campaigns.values()), s.duplicates, s.restarts, s.compactions,
+                s.watermarks, votes)
 
     def own(self, s: State, name: str) -> Any:
         """The core of `name` in `s`, copied first: states share cores until one changes."""
@@ -268,6 +275,11 @@ class ModelChecker:
         if s.restarts < self.b.restarts:
             for name in [*self.acceptors, *self.proposers]:
                 acts.append(("restart", name))
+        if s.watermarks < self.b.watermarks:
+            for a in self.acceptors:
+                core = s.cores[a]
+                if core.promised.node and core.highest_slot > core.chosen_through:
+                    acts.append(("watermark", a))
         if s.compactions < self.b.compactions:
             prefix = self.chosen_prefix(s)
             for a in self.acceptors:
@@ -316,6 +328,17 @@ class ModelChecker:
             self.own(s, dst)
             self._turn(s, dst).receive(src, list(msgs))
             self._committed(s, dst)
+        elif kind == "watermark":
+            name = act[1]
+            s.watermarks += 1
+            core = self.own(s, name)
+            b = core.promised
+            owner = self.proposers[b.node - 1]
+            # Beyond what the acceptor holds, as far as the wire can say: it must take no more than
+            # its highest slot, and agreement and durability must hold whatever it took.
+            self._turn(s, name).receive(owner, [Accept(b, codec.INT_MAX >> 1, ())])
+            self._committed(s, name)
+            label = f"{name} is told watermark {core.chosen_through} (as far as it takes one)"
         elif kind == "compact":
             _, name, slot = act
             s.compactions += 1
@@ -479,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicates", type=int, default=1)
     parser.add_argument("--restarts", type=int, default=1)
     parser.add_argument("--compactions", type=int, default=0, help="snapshot installs (compaction) in a path")
+    parser.add_argument("--watermarks", type=int, default=0,
+                        help="times an acceptor is told a watermark above what is chosen (as high as it takes one)")
     parser.add_argument("--no-commands", action="store_true", help="elections queue no client command")
     parser.add_argument("--states-max", type=int, default=2_000_000)
     parser.add_argument("--budget-s", type=float, default=None)
@@ -491,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(campaigns) != args.proposers:
         parser.error("--campaigns needs one number, or one per proposer")
     bounds = Bounds(args.proposers, args.acceptors, args.learners, campaigns, args.duplicates, args.restarts,
-                    not args.no_commands, args.states_max, args.compactions)
+                    not args.no_commands, args.states_max, args.compactions, args.watermarks)
     result = ModelChecker(bounds, planted.kinds(args.bugs)).run(args.budget_s, args.dfs)
     if not result.ok:
         print(f"violation: {result.violation}")

@@ -12,6 +12,15 @@ every actor restarted) and runs a liveness phase in which every outstanding clie
 be answered and every learner must converge to the same state within a bound of virtual time.
 
 Invariants are checked as events happen (see `Invariants`); the first violation ends the run.
+
+Byzantine-lite (`SimConfig.byzantine`): a forger mixes frames into the run that claim to come from
+a proposer, an acceptor or a name of no actor, and carry numbers out of bounds (rounds far above
+any known, watermarks above the ceiling, far-future slots, votes from a non-acceptor or under a
+ballot of no proposer; see `Forger`). Each is delivered as a turn of its own, and must be
+rejected with a reason and change nothing: no record, no message, no action, the same core
+state; else the run fails (`byzantine`). The forger draws from a random generator of its own and
+its deliveries leave no note in the trace, so a run with it has the trace hash of the run
+without it: the proof that none of its frames changed anything at all.
 """
 
 from __future__ import annotations
@@ -26,21 +35,29 @@ from typing import Any
 
 from actors.acceptor import Acceptor
 from actors.ballot import ZERO, Ballot
+from actors.bounds import ROUND_MAX, SLOT_MAX
 from actors.client import ClientCore, ClientParams, ClientReady
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
 from actors.learner import Learner
 from actors.messages import (
     COMMANDS,
+    NOOP,
+    START,
+    Accept,
     Accepted,
+    Fetch,
     Fetched,
+    Heartbeat,
     Message,
     Nack,
     Prepare,
     Promise,
+    Recover,
     Recovered,
     Submit,
     Value,
+    Vote,
 )
 from actors.proposer import LEADER, Proposer, ProposerParams
 from actors.ready import Action, Compact, Event
@@ -49,7 +66,7 @@ from runtime import codec
 from runtime.harness.sim.world import Files
 from runtime.storage import CRASH_POINTS as STORAGE_CRASH_POINTS
 from runtime.storage import SnapshotCorrupt
-from runtime.turn import PRODUCT, Kinds, Turn, replayer
+from runtime.turn import PRODUCT, REJECTIONS, Kinds, Turn, replayer
 from runtime.wal import WalCorrupt, scan
 
 US = 1_000_000  # virtual time unit: microseconds
@@ -127,7 +144,13 @@ class _SimShell:
             raise _Crashed
 
     def log(self, events: list[Event]) -> None:
-        pass
+        # What honest traffic got rejected for (the forger's frames never come here): a bound
+        # that rejects a legit message would cost liveness, so tests require none of those.
+        rejected = self.sim.rejected
+        for _, event, f in events:
+            if event in REJECTIONS:
+                reason = str(f.get("reason"))
+                rejected[reason] = rejected.get(reason, 0) + 1
 
     def status(self) -> dict[str, Any]:
         return {}
@@ -146,6 +169,7 @@ class SimConfig:
     ops_per_client: int = 40
     faults: bool = True
     wipes: bool = True  # a crash may also wipe an actor's files (at most one acceptor a run)
+    byzantine: bool = False  # a forger mixes out-of-bound frames into the run (see `Forger`)
 
 
 @dataclass
@@ -225,6 +249,9 @@ class SimResult:
     partitions: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     last_events: list[str] = field(default_factory=list)
+    forged: int = 0  # forged frames delivered (each rejected, none changed anything)
+    forged_reasons: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # honest traffic rejected, by reason
 
     def repro(self, bugs: frozenset[str] | set[str] = frozenset()) -> str:
         extra = f" --bugs {','.join(sorted(bugs))}" if bugs else ""
@@ -282,6 +309,7 @@ class Simulation:
         self.crashes = 0
         self.partitions = 0
         self.recent: list[str] = []
+        self.rejected: dict[str, int] = {}  # rejections of honest traffic, by reason (`_SimShell.log`)
         for name in self.names:
             self._start(name)
         for cl in self.clients:
@@ -291,6 +319,9 @@ class Simulation:
             self._schedule(self.rng.randrange(100_000, 500_000), "crash", None)
             self._schedule(self.rng.randrange(100_000, 800_000), "partition", None)
         self._schedule(c.safety_ms * 1000, "heal", None)
+        self.forger = Forger(self, random.Random(seed * 1_000_003 + 7)) if c.byzantine else None
+        if self.forger is not None:
+            self._schedule(self.forger.rng.randrange(1_000, 20_000), "forge", None)
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -422,8 +453,11 @@ class Simulation:
         return self._result(True)
 
     def _result(self, ok: bool, rule: str = "", detail: str = "") -> SimResult:
+        forger = self.forger
         return SimResult(self.seed, ok, rule, detail, self.events, self.now / 1000, self.trace.hexdigest()[:16],
-                         len(self.acked), self.crashes, self.partitions, self.history, self.recent[-20:])
+                         len(self.acked), self.crashes, self.partitions, self.history, self.recent[-20:],
+                         forger.delivered if forger else 0, dict(forger.reasons) if forger else {},
+                         dict(self.rejected))
 
     def _note(self, text: str) -> None:
         self.trace.update(f"{self.now}|{text}\n".encode())
@@ -507,6 +541,10 @@ class Simulation:
                 self._schedule(self.rng.randrange(50_000, self.drawn.partition_every_ms * 1000), "partition", None)
         elif kind == "heal":
             self._heal()
+        elif kind == "forge":
+            assert self.forger is not None
+            self.forger.forge()
+            self._schedule(self.forger.rng.randrange(1_000, 20_000), "forge", None)
 
     def _step(self, name: str, frames: list[tuple[str, bytes]]) -> None:
         actor = self.actors[name]
@@ -913,3 +951,173 @@ def _snapshot_durable(actor: SimActor, slot: int) -> bool:
     key = str(actor.files.snapshots.file(slot))
     f = fs.durable.get(key)
     return f is not None and f is fs.files.get(key) and f.synced == len(f.data) > 0
+
+
+# --- Byzantine-lite: a forger of out-of-bound frames ------------------------------------------
+
+
+def core_digest(core: Any) -> tuple[Any, ...]:
+    """Everything of a core that a message could change and that matters to the protocol (what
+    a forged frame must leave as it was)."""
+    if isinstance(core, Acceptor):
+        rb = core.rebuild
+        return ("acceptor", core.promised, core.highest_slot, core.chosen_through, core.compacted_through,
+                core.accepted_ballot_max, tuple(sorted((s, b, v) for s, (b, v) in core.accepted.items())),
+                core.snapshot, core.offer, core.fetching,
+                None if rb is None else (rb.floor_ballot, tuple(sorted(rb.answers.items()))))
+    if isinstance(core, Proposer):
+        own = core.lead or core.cand
+        return ("proposer", core.state, core.round, core.ballot, core.known_ballot, core.leader, core.chosen_through,
+                tuple(sorted(core.chosen_above)), core.backoff, core.quiet_ticks, core.timeout_ticks, core.nonce,
+                None if core.probed is None else tuple(sorted(core.probed.items())),
+                None if own is None else tuple(sorted((s, e.value, frozenset(e.acks))
+                                                      for s, e in own.inflight.items())),
+                len(core.queue))
+    assert isinstance(core, Learner)
+    return ("learner", core.delivered, core.epoch, core.known_chosen_through, core.leader,
+            tuple(sorted((s, tuple(sorted((b, tuple(t.voters), t.value, None if t.contested is None else
+                                           tuple(sorted((v.describe(), tuple(n)) for v, n in t.contested.items())))
+                                          for b, t in by.items())))
+                         for s, by in core.tally.items())),
+            tuple(sorted(core.chosen.items())), core.snapshot, core.snapshot_fetching)
+
+
+class _Watch:
+    """Wraps an actor's shell for one forged turn: whatever the turn asks of the world is noted
+    and goes nowhere (a forged frame may cause nothing)."""
+
+    def __init__(self, inner: _SimShell) -> None:
+        self.inner = inner
+        self.effects: list[str] = []
+        self.events: list[Event] = []
+
+    def persist(self, records: list[Record], durable: bool) -> None:
+        self.effects.append(f"persisted {records!r:.200}")
+
+    def send(self, dest: str, messages: list[Message]) -> None:
+        self.effects.append(f"sent {[m.TYPE for m in messages]} to {dest}")
+
+    def act(self, actions: list[Action]) -> None:
+        self.effects.append(f"acted {actions!r:.200}")
+
+    def sync(self) -> None:
+        pass
+
+    def log(self, events: list[Event]) -> None:
+        self.events.extend(events)
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+
+class Forger:
+    """A Byzantine-lite peer: it forges frames with numbers out of bounds for their receiver (the
+    attacks of issue 10), as a proposer, an acceptor or a stranger, and checks that each is
+    rejected with a reason and changes nothing."""
+
+    def __init__(self, sim: Simulation, rng: random.Random) -> None:
+        self.sim = sim
+        self.rng = rng
+        self.delivered = 0
+        self.reasons: dict[str, int] = {}
+
+    def _huge(self, above: int, ceiling: int) -> int:
+        """A number above `above`: just above it, near the ceiling, or up to the codec's limit."""
+        r = self.rng
+        top = (1 << 63) - 1
+        choice = r.randrange(3)
+        if choice == 0:
+            return min(top, above + 1 + r.randrange(1000))
+        if choice == 1:
+            return min(top, max(above + 1, ceiling - r.randrange(1000)))
+        return r.randrange(min(top, above + 1), top + 1)
+
+    def _messages(self, target: str, core: Any) -> list[tuple[str, Message]]:
+        """What may be forged at this target now: (claimed sender, message), each out of bounds."""
+        sim = self.sim
+        r = self.rng
+        p = r.choice(sim.proposers)
+        pid = sim.proposer_ids[p]
+        a = r.choice(sim.acceptors)
+        params = sim.drawn.params
+        step, ahead = params.ballot_round_step_max, params.slots_ahead_max
+        value = Value(NOOP, Ballot(1, pid))
+        out: list[tuple[str, Message]] = []
+        if isinstance(core, Acceptor):
+            high = Ballot(self._huge(core.promised.round + step, ROUND_MAX), pid)
+            known = core.known_slot()
+            far = self._huge(known + ahead, SLOT_MAX)
+            b = core.promised if core.promised.node == pid else Ballot(max(1, core.promised.round), pid)
+            out += [(p, Prepare(high, 1)), (p, Recover(high, 1, 2, 1)),
+                    (p, Accept(high, 0, ((1, Value(NOOP, Ballot(1, pid))),))),
+                    (p, Accept(b, min(far, (1 << 63) - 1), ((min(far, SLOT_MAX + 1), value),))),
+                    (p, Accept(b, self._huge(SLOT_MAX, SLOT_MAX), ())),
+                    (p, Accept(b, 0, ((1, Value(START, Ballot(b.round + 1, pid))),))),  # an epoch from the future
+                    (p, Accept(b, 0, ((1, value), (1, Value(START, Ballot(1, pid)))))),  # two values, one slot
+                    ("mallory", Prepare(Ballot(1, pid), 1)),
+                    (p, Fetch(1, self._huge(SLOT_MAX, SLOT_MAX)))]
+        elif isinstance(core, Proposer):
+            others = [q for q in sim.proposers if q != target] or [target]
+            q = r.choice(others)
+            qid = sim.proposer_ids[q]
+            known = core.known_round()
+            out += [(q, Heartbeat(Ballot(self._huge(known + step, ROUND_MAX), qid), 0)),
+                    (q, Heartbeat(Ballot(1, qid), self._huge(SLOT_MAX, SLOT_MAX))),
+                    (a, Nack(core.ballot, Ballot(self._huge(known + step, ROUND_MAX), pid))),
+                    (q, Nack(core.ballot, Ballot(known + 1, qid))),  # a Nack from no acceptor
+                    (a, Promise(core.ballot, 1, 0, self._huge(SLOT_MAX, SLOT_MAX), 0, ())),
+                    (a, Promise(core.ballot, 1, 0, 1, 1, (Vote(1, Ballot(core.ballot.round + 1, pid), value),))),
+                    ("mallory", Heartbeat(Ballot(1, qid), 0))]
+        else:
+            slot = core.delivered + 1
+            out += [(p, Accepted(Ballot(1, pid), (slot,), (value,))),  # a vote from a proposer
+                    (a, Accepted(Ballot(1, 999_999), (slot,), (Value(NOOP, Ballot(1, 999_999)),))),
+                    (a, Accepted(Ballot(1, pid), (core.delivered + core.window_slots_max + 1 + r.randrange(9),),
+                                 ())),
+                    (a, Accepted(Ballot(1, pid), (slot, slot), ())),
+                    (a, Fetched(self._huge(SLOT_MAX, SLOT_MAX), ())),
+                    (p, Fetched(0, (Vote(slot, Ballot(1, pid), value),))),
+                    (p, Heartbeat(Ballot(1, pid), self._huge(SLOT_MAX, SLOT_MAX))),
+                    (p, Accept(Ballot(1, pid), 0, ((0, value),))),
+                    ("mallory", Accepted(Ballot(1, pid), (slot,), (value,)))]
+        return out
+
+    def forge(self) -> None:
+        sim = self.sim
+        up = [n for n in sim.names if sim.actors[n].core is not None]
+        if not up:
+            return
+        target = self.rng.choice(up)
+        actor = sim.actors[target]
+        core = actor.core
+        sender, message = self.rng.choice(self._messages(target, core))
+        try:
+            frame = codec.encode_frame(sender, [message])
+        except (OverflowError, ValueError):
+            return
+        turn = actor.turn
+        assert turn is not None and actor.shell is not None
+        before = core_digest(core)
+        counted = turn.frames_rejected + turn.messages_rejected
+        limited = dict(turn._rejects)
+        watch = _Watch(actor.shell)
+        shell, turn.shell = turn.shell, watch
+        try:
+            turn.frames([[sender.encode(), frame]])
+        finally:
+            turn.shell = shell
+        self.delivered += 1
+        what = f"forged {message.TYPE} from {sender} to {target}"
+        if watch.effects:
+            raise Violation("byzantine", f"{what} caused: {'; '.join(watch.effects)[:400]}")
+        if core_digest(core) != before:
+            raise Violation("byzantine", f"{what} changed the core's state: {message!r:.300}")
+        reasons = [str(f.get("reason")) for _, e, f in watch.events if e in ("frame_rejected", "message_rejected",
+                                                                               "vote_ignored")]
+        # (A rate-limited rejection leaves no event this turn; the turn's counters say it was one.)
+        if turn.frames_rejected + turn.messages_rejected == counted:
+            raise Violation("byzantine", f"{what} was taken without a rejection: {message!r:.300}")
+        # A reason already logged in this interval is only counted (the rate limit).
+        reasons += [key[1] for key, n in turn._rejects.items() if key in limited and n > limited[key]]
+        for reason in reasons:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1

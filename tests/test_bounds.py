@@ -1,0 +1,316 @@
+"""Trust nobody on the wire (issue 10): every attack that was reproduced against the real cluster,
+replayed against the real cores through the real turn driver and codec (runtime/harness/sim/
+world.py). Each forged frame must be rejected with a reason, write no record, send nothing and
+leave the core's state as it was; and a leader must still be elected, and commands decided,
+afterwards (also across restarts). Also: the rate limit on rejection warnings, and the
+simulator's Byzantine-lite forger."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from actors.ballot import Ballot
+from actors.bounds import DEFAULT_BOUNDS, ROUND_MAX, SLOT_MAX, shape
+from actors.messages import (
+    COMMANDS,
+    NOOP,
+    START,
+    Accept,
+    Accepted,
+    Fetched,
+    Heartbeat,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    Recover,
+    Value,
+    Vote,
+)
+from actors.proposer import LEADER
+from runtime import codec
+from runtime.harness.sim.sim import SimConfig, Simulation, core_digest
+from runtime.harness.sim.world import World, WorldConfig
+from runtime.turn import REJECT_LOG_TICKS, REJECTIONS
+
+INT_MAX = 2**63 - 1
+STEP = DEFAULT_BOUNDS.round_step_max
+AHEAD = DEFAULT_BOUNDS.slots_ahead_max
+
+
+def forge(w: World, target: str, sender: str, message: Message) -> list[str]:
+    """Deliver one forged frame to `target` as a turn of its own, through the codec; check that it
+    changed nothing and was rejected; return the reasons given."""
+    core = w.cores[target]
+    before = core_digest(core)
+    disk = bytes(w.disks[target].data)
+    queued = len(w.queue)
+    events = len(w.events)
+    turn = w.turns[target]
+    counted = turn.frames_rejected + turn.messages_rejected
+    limited = dict(turn._rejects)
+    turn.frames([[sender.encode(), codec.encode_frame(sender, [message])]])
+    assert core_digest(core) == before, f"{message!r:.200} changed {target}"
+    assert bytes(w.disks[target].data) == disk, f"{message!r:.200} wrote a record at {target}"
+    assert len(w.queue) == queued, f"{message!r:.200} made {target} send something"
+    assert turn.frames_rejected + turn.messages_rejected > counted, f"{message!r:.200} was not rejected"
+    reasons = [str(f.get("reason")) for _, _, e, f in w.events[events:] if e in REJECTIONS]
+    # A reason already logged in this interval is only counted (the rate limit).
+    reasons += [key[1] for key, n in turn._rejects.items() if key in limited and n > limited[key]]
+    assert reasons and all(reasons), reasons
+    return reasons
+
+
+def commit_one(w: World, leader: str, n: int) -> None:
+    """A client command through `leader`, decided and applied by every learner."""
+    w.submit(leader, "c1", [[n, "put", "k", f"v{n}"]])
+    w.deliver()
+    for name in w.learner_names:
+        assert w.learner(name).kv.data.get("k") == f"v{n}", (name, n)
+
+
+def elected(w: World, name: str) -> None:
+    w.elect(name)
+    w.tick(n=1)
+    w.deliver()
+    p = w.proposer(name)
+    assert p.state is LEADER and p.lead is not None and p.lead.serving, p.status()
+
+
+def restart_all(w: World) -> None:
+    for name in w.names:
+        w.crash(name, lose_unsynced=False)
+    for name in w.names:
+        w.restart(name)
+
+
+# --- the attacks of the issue --------------------------------------------------------------
+
+
+def test_a_prepare_at_the_highest_round_is_rejected_and_leaders_are_elected_after_restarts() -> None:
+    w = World()
+    elected(w, "p1")
+    commit_one(w, "p1", 1)
+    for a in w.acceptor_names:
+        assert "round_above_ceiling" in forge(w, a, "p1", Prepare(Ballot(INT_MAX, 1), 1))
+        # Under the ceiling but far above any round known: a legit proposer never jumps so far.
+        promised = w.acceptor(a).promised.round
+        assert "round_beyond_step" in forge(w, a, "p1", Prepare(Ballot(promised + STEP + 1, 1), 1))
+        assert "round_beyond_step" in forge(w, a, "p1", Recover(Ballot(ROUND_MAX, 1), 1, 2**62, 1))
+    restart_all(w)
+    elected(w, "p2")
+    commit_one(w, "p2", 2)
+    restart_all(w)
+    elected(w, "p1")
+    commit_one(w, "p1", 3)
+    # Every round the proposers recorded reads back (their own reader never calls it corrupt).
+    for p in w.proposer_names:
+        assert w.proposer(p).round < ROUND_MAX
+
+
+def test_a_forged_nack_or_heartbeat_cannot_push_a_proposers_rounds_to_the_ceiling() -> None:
+    w = World()
+    elected(w, "p1")
+    p2 = w.proposer("p2")
+    assert "round_beyond_step" in forge(w, "p2", "a1", Nack(p2.ballot, Ballot(ROUND_MAX, 1)))
+    assert "round_beyond_step" in forge(w, "p2", "p1", Heartbeat(Ballot(ROUND_MAX - 1, 1), 0))
+    assert "not_an_acceptor" in forge(w, "p2", "p1", Nack(p2.ballot, Ballot(5, 1)))
+    elected(w, "p2")
+    assert w.proposer("p2").round < 10
+
+
+def test_a_heartbeat_at_the_highest_watermark_poisons_nobody_and_a_leader_kill_is_survived() -> None:
+    w = World()
+    elected(w, "p1")
+    commit_one(w, "p1", 1)
+    for target in ("p2", *w.learner_names):
+        assert "slot_above_ceiling" in forge(w, target, "p1", Heartbeat(w.proposer("p1").ballot, INT_MAX))
+    # The same watermark in an Accept to the acceptors (the way a poisoned leader would pass it on).
+    b = w.proposer("p1").ballot
+    for a in w.acceptor_names:
+        assert "slot_above_ceiling" in forge(w, a, "p1", Accept(b, INT_MAX, ()))
+    # An acceptor takes a watermark only as far as it holds slots: never one it cannot justify.
+    w.step("a1", "p1", Accept(b, SLOT_MAX, ()))
+    a1 = w.acceptor("a1")
+    assert a1.chosen_through <= a1.highest_slot
+    # The leader dies; another takes over, and again after every actor restarted.
+    w.crash("p1")
+    elected(w, "p2")
+    commit_one(w, "p2", 2)
+    restart_all(w)
+    elected(w, "p2")
+    commit_one(w, "p2", 3)
+    for a in w.acceptor_names:
+        assert w.acceptor(a).chosen_through < 100
+
+
+def test_forged_votes_never_make_a_learner_deliver() -> None:
+    w = World()
+    elected(w, "p1")
+    commit_one(w, "p1", 1)
+    b = w.proposer("p1").ballot
+    lr = w.learner("l1")
+    slot = lr.delivered + 1
+    fake = Value(COMMANDS, b, (codec.encode_client_batch("evil", 0, [[1, "put", "k", "forged"]]),))
+    # Votes from an actor that is no acceptor, or from no actor at all.
+    assert "not_an_acceptor" in forge(w, "l1", "p1", Accepted(b, (slot,), (fake,)))
+    assert "not_an_acceptor" in forge(w, "l1", "p2", Fetched(0, (Vote(slot, b, fake),)))
+    assert "unknown_sender" in forge(w, "l1", "mallory", Accepted(b, (slot,), (fake,)))
+    # Votes under a ballot no proposer owns, one slot twice, a value from a future epoch.
+    assert "ballot_of_no_proposer" in forge(w, "l1", "a1", Accepted(Ballot(1, 999), (slot,), ()))
+    assert "duplicate_slot" in forge(w, "l1", "a1", Accepted(b, (slot, slot), ()))
+    assert "epoch_above_ballot" in forge(w, "l1", "a1", Accepted(b, (slot,), (Value(START, Ballot(b.round + 1, 1)),)))
+    assert "slot_zero" in forge(w, "l1", "p1", Accept(b, 0, ((0, fake),)))
+    assert lr.kv.data["k"] == "v1"
+    commit_one(w, "p1", 2)
+
+
+def test_two_values_under_one_ballot_make_a_slot_contested_not_an_invariant_violation() -> None:
+    """A forged Accept under the leader's own ballot (a forger that knows it): the learner cannot
+    tell which value the acceptors' bare votes stand for, so it counts only votes that carry their
+    value; an acceptor keeps the first value and takes nothing of the second message."""
+    w = World()
+    elected(w, "p1")
+    commit_one(w, "p1", 1)
+    b = w.proposer("p1").ballot
+    lr = w.learner("l1")
+    slot = lr.delivered + 1
+    forged = Value(NOOP, b)
+    real = Value(COMMANDS, b, (codec.encode_client_batch("c1", 1, [[2, "put", "k", "v2"]]),))
+    w.step("l1", "p1", Accept(b, 0, ((slot, forged),)))  # the forger was first
+    w.step("l1", "p1", Accept(b, 0, ((slot, real),)))
+    assert lr.tally[slot][b].contested == {}
+    w.step("l1", "a1", Accepted(b, (slot,), ()))  # a bare vote no longer counts
+    w.step("l1", "a2", Accepted(b, (slot,), ()))
+    assert lr.delivered == slot - 1
+    w.step("l1", "a1", Fetched(0, (Vote(slot, b, real),)))
+    w.step("l1", "a2", Fetched(0, (Vote(slot, b, real),)))
+    assert lr.delivered == slot and lr.kv.data["k"] == "v2"
+    # At an acceptor: the first value stays, the conflicting message is rejected whole.
+    a1 = w.acceptor("a1")
+    w.step("a1", "p1", Accept(b, 0, ((slot + 5, real),)))
+    w.queue.clear()
+    assert "conflicting_value" in forge(w, "a1", "p1", Accept(b, 0, ((slot + 5, forged),)))
+    assert a1.accepted[slot + 5] == (b, real)
+
+
+def test_an_accept_for_a_far_future_slot_is_rejected_and_costs_no_time() -> None:
+    w = World()
+    elected(w, "p1")
+    commit_one(w, "p1", 1)
+    b = w.proposer("p1").ballot
+    v = Value(NOOP, b)
+    for a in w.acceptor_names:
+        known = w.acceptor(a).known_slot()
+        assert "slot_beyond_horizon" in forge(w, a, "p1", Accept(b, known + AHEAD, ((known + AHEAD + 1, v),)))
+        assert "slot_beyond_leader_window" in forge(w, a, "p1", Accept(b, 0, ((AHEAD + 1, v),)))
+        assert "slot_above_ceiling" in forge(w, a, "p1", Accept(b, 0, ((INT_MAX, v),)))
+        assert "epoch_above_ballot" in forge(w, a, "p1", Accept(b, 0, ((2, Value(START, Ballot(b.round + 9, 1))),)))
+    # An acceptor whose highest slot is far (a file from before these bounds): its Promise is
+    # built from what it stores, at once, not by a loop over every slot up to it.
+    a1 = w.acceptor("a1")
+    a1.highest_slot = SLOT_MAX
+    t0 = time.perf_counter()
+    w.step("a1", "p1", Prepare(b, 1))  # the leader's own ballot again: answered, nothing raised
+    w.step("a1", "p1", Recover(b, 1, SLOT_MAX, 7))
+    assert time.perf_counter() - t0 < 1.0
+    (promise,) = [e.message for e in w.queue if isinstance(e.message, Promise)]
+    assert promise.highest_slot == SLOT_MAX and len(promise.votes) <= len(a1.accepted)
+    w.queue.clear()
+    a1.highest_slot = max(a1.accepted)
+    # Across restarts nothing spins, and a leader is elected and serves.
+    restart_all(w)
+    t0 = time.perf_counter()
+    elected(w, "p2")
+    commit_one(w, "p2", 2)
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_a_phase_one_never_fills_more_than_the_horizon_at_once() -> None:
+    """An acceptor that reports a far highest slot (forged, or poisoned before these bounds): the
+    candidate re-proposes at most `slots_ahead_max` slots and asks again from the next one."""
+    w = World(WorldConfig(params=replace(WorldConfig().params, slots_ahead_max=100)))
+    p = w.proposer("p1")
+    w.perform("p1", p.campaign)
+    w.queue.clear()
+    b = p.ballot
+    for a in ("a1", "a2"):
+        w.step("p1", a, Promise(b, 1, 0, SLOT_MAX, SLOT_MAX, ()))
+    assert p.cand is not None and p.cand.p1_from == 101
+    assert len(p.cand.inflight) == 100
+    assert any(e == "phase1_capped" for _, _, e, _ in w.events)
+
+
+def test_shape_rejects_what_no_receiver_may_take() -> None:
+    b = Ballot(1, 1)
+    v = Value(NOOP, b)
+    assert shape(Accept(b, 0, ((1, v),))) is None
+    assert shape(Accept(Ballot(ROUND_MAX + 1, 1), 0, ())) == "round_above_ceiling"
+    assert shape(Accept(Ballot(1, 10**7), 0, ())) == "node_above_ceiling"
+    assert shape(Accept(b, SLOT_MAX + 1, ())) == "slot_above_ceiling"
+    assert shape(Accept(b, 0, ((1, v), (1, v)))) == "duplicate_slot"
+    assert shape(Promise(b, 1, 0, 1, 1, (Vote(1, Ballot(2, 1), v),))) == "vote_above_promise"
+    assert shape(Heartbeat(b, SLOT_MAX + 1)) == "slot_above_ceiling"
+    assert shape(Prepare(b, 0)) == "slot_zero"
+
+
+# --- rate limits on rejection warnings ---------------------------------------------------------
+
+
+def test_a_flood_of_rejections_logs_one_warning_per_reason_and_peer_then_a_summary() -> None:
+    w = World()
+    turn = w.turns["a1"]
+    flood = [[b"p1", codec.encode_frame("p1", [Prepare(Ballot(INT_MAX, 1), 1)])] for _ in range(500)]
+    flood += [[f"m{i}".encode(), codec.encode_frame(f"m{i}", [Prepare(Ballot(1, 1), 1)])] for i in range(500)]
+    turn.frames(flood)
+    logged = [f for _, _, e, f in w.events if e in REJECTIONS]
+    # One for p1's reason, one per invented identity up to the key limit; everything else counted.
+    assert 2 <= len(logged) <= 70
+    assert turn.frames_rejected == 1000
+    w.tick(["a1"], n=REJECT_LOG_TICKS)
+    summaries = [f for _, _, e, f in w.events if e == "frames_rejected"]
+    assert len(summaries) == 1 and summaries[0]["total"] == 1000 - len(logged)
+    # A new interval: the next rejection is logged at once again.
+    before = len([1 for _, _, e, _ in w.events if e in REJECTIONS])
+    turn.frames([[b"p1", codec.encode_frame("p1", [Prepare(Ballot(INT_MAX, 1), 1)])]])
+    assert len([1 for _, _, e, _ in w.events if e in REJECTIONS]) == before + 1
+
+
+# --- the simulator's Byzantine-lite forger -------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_forged_frames_mixed_into_a_run_change_nothing(seed: int) -> None:
+    """With the forger on, every forged frame is rejected and changes nothing (the forger checks
+    each), the run keeps every invariant, and it is the very run of the same seed without the
+    forger: the same trace hash."""
+    config: dict[str, Any] = {"safety_ms": 1500, "liveness_ms": 15000, "ops_per_client": 15}
+    plain = Simulation(seed, SimConfig(**config), check_linearizability=False).run()
+    forged = Simulation(seed, SimConfig(**config, byzantine=True), check_linearizability=False).run()
+    assert forged.ok, (forged.rule, forged.detail, forged.last_events)
+    assert forged.forged > 20 and forged.forged_reasons
+    assert (forged.trace_hash, forged.acked) == (plain.trace_hash, plain.acked)
+    # And the bounds never cost honest traffic anything: no legit message was rejected by one.
+    bound_reasons = {"round_above_ceiling", "round_beyond_step", "slot_above_ceiling", "slot_beyond_horizon",
+                     "slot_beyond_leader_window", "node_above_ceiling", "epoch_above_ballot", "vote_above_promise",
+                     "duplicate_slot", "slot_zero", "conflicting_value", "ballot_of_no_proposer"}
+    assert not bound_reasons & set(plain.rejected), plain.rejected
+
+
+# --- the model checker: a watermark clamped to what an acceptor holds is safe everywhere ----------
+
+
+def test_a_watermark_as_high_as_an_acceptor_takes_one_keeps_agreement_and_durability() -> None:
+    """Every use of an acceptor's watermark (its Promise's start and report, its Fetched, the
+    snapshot it fetches and compacts to) with the watermark raised to the highest slot it holds,
+    chosen or not, in every interleaving of a bounded search that also compacts once."""
+    from runtime.harness.sim.model import Bounds, ModelChecker
+
+    bounds = Bounds(campaigns=(1, 1), duplicates=0, restarts=1, compactions=1, watermarks=1, states_max=20_000)
+    result = ModelChecker(bounds).run()
+    assert result.ok, (result.violation, result.trail)
+    assert result.states > 10_000
