@@ -14,8 +14,10 @@ from runtime.harness import bugs as planted
 from runtime.harness.sim.sim import SimConfig, SimResult, Simulation
 
 
-def run_one(args: tuple[int, frozenset[str], bool, bool, bool]) -> SimResult:
-    seed, bugs, faults, lin, byzantine = args
+def run_one(args: tuple[int, frozenset[str], bool, bool] | tuple[int, frozenset[str], bool, bool, bool]) -> SimResult:
+    """One seed: (seed, bugs, faults, linearizability[, byzantine])."""
+    seed, bugs, faults, lin = args[:4]
+    byzantine = len(args) > 4 and bool(args[4])
     result = Simulation(seed, SimConfig(faults=faults, byzantine=byzantine), planted.kinds(bugs),
                         check_linearizability=lin).run()
     result.history = []  # keep what crosses process boundaries small
