@@ -210,6 +210,9 @@ class SimActor:
     inbox: list[tuple[str, bytes]] = field(default_factory=list)  # arrived while it was busy
     wiped: int = 0
     installed: bool = False  # a learner that restored a snapshot fetched from an acceptor
+    # It had a turn since it (re)started: the end-of-turn work its replay left (a snapshot that is
+    # due) is done, so a turn of a forged frame alone has nothing to do (see `Forger`).
+    turned: bool = False
 
     @property
     def disk(self) -> Any:
@@ -414,6 +417,7 @@ class Simulation:
                                      snapshots=actor.files.snapshots if actor.role != "proposer" else None,
                                      chunk_bytes=self.drawn.chunk_bytes, tick_ms=self.drawn.tick_ms)
         actor.incarnation += 1
+        actor.turned = False
         actor.busy_until = self.now
         actor.crash_point = None
         self._schedule(self._tick_period(name), "tick", (name, actor.incarnation))
@@ -569,6 +573,7 @@ class Simulation:
             self._note(f"crash {name} at {point}")
             self._crash(name, power=point == "after_write_before_fsync")
             return
+        actor.turned = True
         if point is not None and shell.touched:
             self._note(f"crash point {point} passed without firing at {name}")
             actor.crash_point = None
@@ -1084,7 +1089,7 @@ class Forger:
 
     def forge(self) -> None:
         sim = self.sim
-        up = [n for n in sim.names if sim.actors[n].core is not None]
+        up = [n for n in sim.names if sim.actors[n].core is not None and sim.actors[n].turned]
         if not up:
             return
         target = self.rng.choice(up)
