@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.ballot import ZERO, Ballot
-from actors.bounds import WireBounds, round_beyond
+from actors.bounds import ROUND_MAX, WireBounds, round_beyond
 from actors.core import Core, reject
 from actors.invariants import InvariantViolation
 from actors.messages import (
@@ -329,6 +329,13 @@ class Proposer(Core):
 
     def _start_election(self, ready: Ready, reason: str) -> None:
         new_round = self.next_round()
+        if new_round > ROUND_MAX + 1:
+            # Only a file or an acceptor from before the bounds on rounds can make it so: never
+            # write a RoundRecord that our own reader would refuse as corrupt.
+            ready.event("election_refused", WARNING, reason="round_above_ceiling", round=new_round,
+                        known=str(self.known_ballot))
+            self.quiet_ticks = 0
+            return
         self.elections += 1
         record = RoundRecord(new_round)
         self.apply(record)

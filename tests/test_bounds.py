@@ -314,3 +314,18 @@ def test_a_watermark_as_high_as_an_acceptor_takes_one_keeps_agreement_and_durabi
     result = ModelChecker(bounds).run()
     assert result.ok, (result.violation, result.trail)
     assert result.states > 10_000
+
+
+def test_a_proposer_never_writes_a_round_its_own_reader_would_refuse() -> None:
+    """A file from before these bounds may hold a round at the codec's limit: the proposer then
+    refuses to campaign rather than record a round that could not be read back."""
+    from actors.records import RoundRecord
+
+    w = World()
+    p = w.proposer("p1")
+    p.apply(RoundRecord(INT_MAX))
+    w.perform("p1", p.campaign)
+    assert p.state.value == "follower" and p.round == INT_MAX
+    assert any(e == "election_refused" for _, _, e, _ in w.events)
+    for record in codec.decode_records(codec.encode_records([RoundRecord(ROUND_MAX + 1)])):
+        assert record == RoundRecord(ROUND_MAX + 1)  # the highest round it ever writes reads back
