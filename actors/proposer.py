@@ -595,10 +595,12 @@ class Proposer(Core):
         if m.ballot > self.known_ballot and not self._round_ok(sender, m, m.ballot, ready):
             return
         if m.chosen_through > self.chosen_through:
-            # The leader's word, within a horizon: a restarted follower climbs to a far watermark
-            # in a few heartbeats, and no one message moves it further (a lower one is safe: Phase 1
-            # then asks from lower, and the acceptors report from their own watermarks).
-            self._advance_chosen(min(m.chosen_through, self.chosen_through + self.bounds.slots_ahead_max))
+            # The leader's word, at most a window of slots per heartbeat: no one message (a forged
+            # one, or a buggy leader's) makes us skip more than a window of slots in our next
+            # Phase 1, and a repair heals that much at once. A follower behind climbs a window
+            # per heartbeat, which is safe: its Phase 1 then asks from lower, and each acceptor
+            # reports from its own watermark anyway.
+            self._advance_chosen(min(m.chosen_through, self.chosen_through + self.params.window_slots))
         if m.ballot < self.known_ballot:
             return  # a deposed leader that has not noticed yet
         self.known_ballot = m.ballot

@@ -129,6 +129,13 @@ def test_a_heartbeat_at_the_highest_watermark_poisons_nobody_and_a_leader_kill_i
     commit_one(w, "p1", 1)
     for target in ("p2", *w.learner_names):
         assert "slot_above_ceiling" in forge(w, target, "p1", Heartbeat(w.proposer("p1").ballot, INT_MAX))
+    # Within the ceiling a follower takes the leader's word by at most a window per heartbeat: no
+    # one message makes its next Phase 1 skip more slots than a repair heals at once.
+    p2 = w.proposer("p2")
+    before = p2.chosen_through
+    w.step("p2", "p1", Heartbeat(w.proposer("p1").ballot, SLOT_MAX))
+    assert p2.chosen_through == before + p2.params.window_slots
+    p2.chosen_through = before  # (as it was: the rest of this test is about the leader's kill)
     # The same watermark in an Accept to the acceptors (the way a poisoned leader would pass it on).
     b = w.proposer("p1").ballot
     for a in w.acceptor_names:
