@@ -64,6 +64,9 @@ class State(enum.Enum):
 
 FOLLOWER, CANDIDATE, LEADER = State.FOLLOWER, State.CANDIDATE, State.LEADER
 
+# A leader whose StartWorking is not chosen within this many election timeouts steps down.
+NOT_SERVING_ELECTIONS = 4
+
 
 @dataclass(frozen=True, slots=True)
 class ProposerParams:
@@ -266,6 +269,13 @@ class Proposer(Core):
             # Check-quorum: a leader cut off from a majority stops heartbeating so that a
             # proposer that can reach the acceptors takes over.
             self._step_down(ready, reason="quorum_lost", leader=None)
+            return
+        if not lead.serving and self.ticks - lead.led_since >= NOT_SERVING_ELECTIONS * p.election_ticks:
+            # Its StartWorking is still not chosen although a quorum answers: the acceptors refuse
+            # its slots (a watermark a forged Promise raised beyond their horizon, say). Its
+            # heartbeats would keep every other proposer from trying: make way.
+            self.backoff = min(self.backoff * 2, p.backoff_max)
+            self._step_down(ready, reason="not_serving", leader=None)
             return
         self._retransmit(lead.inflight, ready)
 
