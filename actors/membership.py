@@ -89,8 +89,10 @@ discovery of new learners and proposers, acceptor rebuild counting with a change
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from actors.invariants import check
 
@@ -132,7 +134,11 @@ class Membership:
     @staticmethod
     def from_plain(raw: object) -> Membership:
         try:
-            ps, acs, ls = raw  # type: ignore[misc]
+            if not isinstance(raw, (list, tuple)) or len(raw) != 3:
+                raise TypeError("a membership is [proposers, acceptors, learners]")
+            ps: list[Any] = list(raw[0])
+            acs: list[Any] = list(raw[1])
+            ls: list[Any] = list(raw[2])
             proposers = tuple((str(n), int(i), str(e)) for n, i, e in ps)
             acceptors = tuple((str(n), str(e)) for n, e in acs)
             learners = tuple((str(n), str(e)) for n, e in ls)
@@ -211,6 +217,12 @@ class History:
         self.effective: list[int] = []  # the first slot each change governs
         self._blob = b""
 
+    def copy(self) -> History:
+        new = History.__new__(type(self))
+        new.bootstrap, new.alpha, new._blob = self.bootstrap, self.alpha, self._blob
+        new.changes, new.effective = list(self.changes), list(self.effective)
+        return new
+
     def effective_from(self, chosen_slot: int) -> int:
         """The first slot a membership chosen at `chosen_slot` governs (the alpha rule; a
         planted bug overrides this)."""
@@ -243,13 +255,16 @@ class History:
         return [self.bootstrap, *(m for _, m in self.changes)]
 
     def learn(self, slot: int, m: Membership) -> bool:
-        """A fact: `m` was chosen at `slot`. True if it is news."""
-        if any(s == slot for s, _ in self.changes):
+        """A fact: `m` was chosen at `slot`. True if it is news. Changes may become known out of
+        slot order (a leader sees its slots chosen out of order); they are kept in slot order."""
+        slots = [s for s, _ in self.changes]
+        if slot in slots:
             return False
-        check(not self.changes or slot > self.changes[-1][0],
-              "membership changes are learned in slot order", slot=slot, last=self.latest_change_slot())
-        self.changes.append((slot, m))
-        self.effective.append(self.effective_from(slot))
+        i = bisect.bisect(slots, slot)
+        self.changes.insert(i, (slot, m))
+        self.effective.insert(i, self.effective_from(slot))
+        check(all(a < b for a, b in zip(self.effective, self.effective[1:], strict=False)),
+              "memberships take effect in slot order", effective=self.effective)
         self._blob = b""
         return True
 
@@ -262,7 +277,8 @@ class History:
         return self._blob
 
     def merge(self, blob: bytes) -> bool:
-        """Take a relayed history if it knows more changes (facts agree on what both know)."""
+        """Take the changes a relayed history knows and this one does not (facts agree on a
+        slot both know). True if it learned something."""
         if not blob or blob == self._blob:
             return False
         try:
@@ -270,10 +286,8 @@ class History:
             changes = [(int(s), Membership.from_plain(m)) for s, m in raw]
         except (UnicodeDecodeError, ValueError, TypeError) as exc:
             raise BadMembership(f"not a membership history: {exc}") from None
-        if len(changes) <= len(self.changes):
-            return False
         grew = False
-        for slot, m in changes[len(self.changes):]:
+        for slot, m in changes:
             grew = self.learn(slot, m) or grew
         return grew
 
