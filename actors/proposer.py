@@ -195,7 +195,10 @@ class Proposer(Core):
                        tuple((n, "") for n in learners)),
             params.alpha_slots or params.window_slots)
         self.pending: list[tuple[int, Membership]] = []  # our membership values not chosen yet
-        self.known_acceptors = set(self.acceptors)  # every acceptor of a known membership
+        # `acceptors` stays the bootstrap membership's (the plain rules use it, and only it, while
+        # there never was a change); every acceptor of a known membership, in order:
+        self.all_acceptors = list(self.acceptors)
+        self.known_acceptors = set(self.acceptors)
         self._members_changed()
 
     # --- durable state ---------------------------------------------------------------------
@@ -254,7 +257,7 @@ class Proposer(Core):
             for a in m.acceptor_names:
                 if a not in self.known_acceptors:
                     self.known_acceptors.add(a)
-                    self.acceptors.append(a)
+                    self.all_acceptors.append(a)
             for n in m.learner_names:
                 if n not in self.learners:
                     self.learners.append(n)
@@ -264,6 +267,10 @@ class Proposer(Core):
                     if n != self.name:
                         self.peers.append(n)
         self.simple = not self.history.changes and not self.pending
+
+    def _member(self, sender: str) -> bool:
+        """Whether an answer from `sender` may count for anything."""
+        return sender in self.acceptors if self.simple else sender in self.known_acceptors
 
     def _merge_history(self, blob: bytes, ready: Ready) -> None:
         if not blob:
@@ -299,7 +306,7 @@ class Proposer(Core):
         for e in self.history.effective:
             if first < e <= last:
                 names.update(self.history.at(e).acceptor_names)
-        return [a for a in self.acceptors if a in names]
+        return [a for a in self.all_acceptors if a in names]
 
     def _majority_promised(self, m: Membership, promised: set[str] | dict[str, Promise]) -> bool:
         return sum(1 for a in m.acceptor_names if a in promised) >= m.majority()
@@ -352,9 +359,13 @@ class Proposer(Core):
         assert lead is not None
         if sender in lead.promised_by:
             return
+        # Only for a membership still short of a majority do its votes matter: once one majority
+        # reported nothing there, nothing can have been chosen there (majorities meet).
+        short = [self.history.effective_from(c) for c, pm in self.pending
+                 if sender in pm.acceptor_names and not self._majority_promised(pm, lead.promised_by)]
         lead.promised_by.add(sender)
         lead.heard[sender] = self.ticks
-        first = min((self.history.effective_from(c) for c, _ in self.pending), default=0)
+        first = min(short, default=0)
         ahead = [v.slot for v in m.votes if first and v.slot >= first]
         if ahead:
             # Only a leader that counted on a change that was not chosen leaves votes there: let
@@ -507,7 +518,7 @@ class Proposer(Core):
             names = self.acceptors
         else:
             wanted = {a for m in members for a in m.acceptor_names}
-            names = [a for a in self.acceptors if a in wanted]
+            names = [a for a in self.all_acceptors if a in wanted]
         prepare = Prepare(self.ballot, cand.p1_from)
         for acceptor in names:
             if acceptor not in cand.asked:
@@ -516,13 +527,13 @@ class Proposer(Core):
 
     def _on_promise(self, sender: str, m: Promise, ready: Ready) -> None:
         cand = self.cand
-        if cand is None and self.lead is not None and m.ballot == self.ballot and sender in self.known_acceptors:
+        if cand is None and self.lead is not None and m.ballot == self.ballot and self._member(sender):
             self._merge_history(m.members, ready)
             self._on_leader_promise(sender, m, ready)
             return
         if cand is None or m.ballot != self.ballot or m.from_slot != cand.p1_from:
             return  # stale or duplicate round of Phase 1
-        if sender not in self.known_acceptors:
+        if not self._member(sender):
             return
         cand.promises[sender] = m
         self._merge_history(m.members, ready)
@@ -532,7 +543,8 @@ class Proposer(Core):
         elif not self._phase1_complete(cand, ready):
             return
         # Iterate in configured order, never over a set: determinism across processes.
-        promises = [cand.promises[a] for a in self.acceptors if a in cand.promises]
+        promises = [cand.promises[a] for a in (self.acceptors if self.simple else self.all_acceptors)
+                    if a in cand.promises]
         watermark = max([self.chosen_through] + [p.chosen_through for p in promises])
         highest = max(p.highest_slot for p in promises)
         incomplete = [p.reported_through for p in promises if p.reported_through < p.highest_slot]
@@ -659,7 +671,7 @@ class Proposer(Core):
         lead = self.lead
         rc = lead.reconfirming if lead is not None else None
         if (lead is None or rc is None or m.ballot != self.ballot or m.nonce != rc.nonce
-                or sender not in self.known_acceptors):
+                or not self._member(sender)):
             return  # not an answer to the re-confirmation under way
         members = self.acceptors if self.simple else self._recover_members(rc.from_slot).acceptor_names
         if sender not in members:
@@ -739,7 +751,7 @@ class Proposer(Core):
 
     def _on_accepted(self, sender: str, m: Accepted, ready: Ready) -> None:
         own = self.lead or self.cand
-        if own is None or m.ballot != self.ballot or sender not in self.known_acceptors:
+        if own is None or m.ballot != self.ballot or not self._member(sender):
             return
         if self.lead is not None:
             self.lead.heard[sender] = self.ticks
@@ -804,7 +816,7 @@ class Proposer(Core):
                 if acceptor not in entry.acks:
                     missing.setdefault(acceptor, []).append((slot, entry.value))
         members = self.history.encode()
-        for acceptor in self.acceptors:
+        for acceptor in self.acceptors if simple else self.all_acceptors:
             entries = missing.get(acceptor)
             if entries:
                 for chunk in chunked(entries, self.params.message_bytes_max):

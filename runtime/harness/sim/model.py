@@ -142,6 +142,7 @@ def clone_core(core: Any) -> Any:
         new.history = core.history.copy()
         new.pending = list(core.pending)
         new.known_acceptors = set(core.known_acceptors)
+        new.all_acceptors = list(core.all_acceptors)
         new.acceptors, new.learners, new.peers = list(core.acceptors), list(core.learners), list(core.peers)
         new.names_by_id = dict(core.names_by_id)
     else:

@@ -414,14 +414,14 @@ class Simulation:
         )
 
     def _plan(self) -> list[Membership]:
-        """The operator's changes, in order: grow to five acceptors, shrink back to three, then
-        replace one acceptor by a new name (a drawn order of the first two)."""
+        """The operator's changes, in order: grow to five acceptors and shrink back to three,
+        twice, then replace one (drawn) acceptor by a new name."""
         b = self.bootstrap
         a4, a5, a6 = self.acceptors[3:6]
         grown = b.with_acceptor(a4, f"sim://{a4}").with_acceptor(a5, f"sim://{a5}")
         victim = self.rng.choice(self.initial_acceptors)
         replaced = b.without(victim).with_acceptor(a6, f"sim://{a6}")
-        return [grown, b, replaced]
+        return [grown, b, grown, b, replaced]
 
     def _build(self, name: str) -> Any:
         d = self.drawn
@@ -493,6 +493,8 @@ class Simulation:
     def _operator(self) -> None:
         """The operator asks the serving leader for the next change of the plan; a refusal (no
         leader, or another change inside its alpha window) is retried later."""
+        while self.plan and self.ghost_history.latest() == self.plan[0]:
+            self.plan.pop(0)  # chosen: on to the next change
         if self.healed or not self.plan:
             return
         target = self.plan[0]
@@ -510,12 +512,12 @@ class Simulation:
 
             self._turn(name, partial(turn.perform, propose))
             if outcome and outcome[0] is None:
-                self.plan.pop(0)
+                # Proposed; the next visit checks it was chosen (a deposed leader's may not be).
                 self._note(f"members {name} {target.describe()}")
                 self.changes.append((self.now / 1000, core.lead.next_slot - 1 if core.lead else 0, target.describe()))
             break
         if self.plan:
-            self._schedule(self.rng.randrange(50_000, 400_000), "members", None)
+            self._schedule(self.rng.randrange(20_000, 300_000), "members", None)
 
     def _members_at(self, slot: int) -> Membership | None:
         """The membership that decides `slot`, once the ghost knows every slot it depends on."""
@@ -726,6 +728,12 @@ class Simulation:
                     if m.ballot.round > shadow.round:
                         raise Violation("durability", f"{name} sent Prepare {m.ballot} with durable round "
                                                       f"{shadow.round}")
+                elif (self.config.membership and isinstance(m, (Accept, Heartbeat))
+                      and m.chosen_through > self.ghost_through):
+                    # A watermark is a claim that every slot up to it is chosen, by the membership
+                    # of each slot (a leader counting by the wrong one claims slots that are not).
+                    raise Violation("watermark", f"{name} says slots through {m.chosen_through} are chosen, "
+                                                 f"but slot {self.ghost_through + 1} is not")
             return
         if actor.role != "acceptor":
             return
