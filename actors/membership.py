@@ -298,10 +298,10 @@ def refusal(history: History, new: Membership, next_slot: int, pending: bool) ->
     why = invalid(new)
     if why is not None:
         return why
-    if new == history.latest():
-        return "no change"
     if pending:
         return "another change is not chosen yet"
+    if new == history.latest():
+        return "no change"
     if history.changes and next_slot < history.effective[-1]:
         return f"another change is inside its alpha window until slot {history.effective[-1]}"
     return None

@@ -195,6 +195,7 @@ class Proposer(Core):
                        tuple((n, "") for n in learners)),
             params.alpha_slots or params.window_slots)
         self.pending: list[tuple[int, Membership]] = []  # our membership values not chosen yet
+        self.heard_of: list[Membership] = []  # memberships in the votes of this Phase 1
         # `acceptors` stays the bootstrap membership's (the plain rules use it, and only it, while
         # there never was a change); every acceptor of a known membership, in order:
         self.all_acceptors = list(self.acceptors)
@@ -253,7 +254,7 @@ class Proposer(Core):
 
     def _members_changed(self) -> None:
         """Whom we talk to: everyone of every membership known (facts and pending), in order."""
-        for m in [*self.history.all_members(), *(m for _, m in self.pending)]:
+        for m in [*self.history.all_members(), *(m for _, m in self.pending), *self.heard_of]:
             for a in m.acceptor_names:
                 if a not in self.known_acceptors:
                     self.known_acceptors.add(a)
@@ -266,7 +267,7 @@ class Proposer(Core):
                     self.names_by_id[i] = n
                     if n != self.name:
                         self.peers.append(n)
-        self.simple = not self.history.changes and not self.pending
+        self.simple = not self.history.changes and not self.pending and not self.heard_of
 
     def _member(self, sender: str) -> bool:
         """Whether an answer from `sender` may count for anything."""
@@ -505,8 +506,8 @@ class Proposer(Core):
         self.cand = Candidacy(self.chosen_through + 1)
         self.lead = None
         self.leader = None
-        if self.pending:
-            self.pending = []  # a new ballot re-reads them in Phase 1
+        if self.pending or self.heard_of:
+            self.pending, self.heard_of = [], []  # a new ballot re-reads them in Phase 1
             self._members_changed()
         self.timeout_ticks = self._draw_timeout()
         ready.event("election_started", ballot=str(self.ballot), from_slot=self.cand.p1_from, reason=reason)
@@ -537,6 +538,9 @@ class Proposer(Core):
             return
         cand.promises[sender] = m
         self._merge_history(m.members, ready)
+        for v in m.votes:
+            if v.value.kind == MEMBERSHIP:
+                self._heard(v.value)
         if self.simple:
             if len(cand.promises) < self.majority:
                 return
@@ -592,11 +596,23 @@ class Proposer(Core):
         self.state = LEADER
         self.cand = None
         self.lead = lead
+        if self.heard_of:
+            self.heard_of = []  # what we did not re-propose cannot be chosen any more
+            self._members_changed()
         self.leader = self.name
         ready.event("leader_elected", ballot=str(self.ballot), chosen_through=watermark,
                     reproposed=reproposed, noops=noops, start_working_slot=sw_slot)
         self._propose_recovered(lead.inflight, entries, ready)
         self._heartbeat(lead, ready)
+
+    def _heard(self, value: Value) -> None:
+        try:
+            m = decode_membership(value.batches[0])
+        except BadMembership:
+            return
+        if m not in self.heard_of:
+            self.heard_of.append(m)
+            self._members_changed()
 
     def _pend(self, slot: int, value: Value) -> None:
         try:
@@ -874,8 +890,8 @@ class Proposer(Core):
         self.leader = leader
         self.quiet_ticks = 0
         self.timeout_ticks = self._draw_timeout()
-        if self.pending:
-            self.pending = []  # not ours to count any more
+        if self.pending or self.heard_of:
+            self.pending, self.heard_of = [], []  # not ours to count any more
             self._members_changed()
         ready.event("stepped_down", INFO, was=was.value, ballot=str(self.ballot), reason=reason, leader=leader)
         # Queued client batches were never proposed: tell their clients to go elsewhere.

@@ -141,6 +141,7 @@ def clone_core(core: Any) -> Any:
         new.queue = deque(core.queue)
         new.history = core.history.copy()
         new.pending = list(core.pending)
+        new.heard_of = list(core.heard_of)
         new.known_acceptors = set(core.known_acceptors)
         new.all_acceptors = list(core.all_acceptors)
         new.acceptors, new.learners, new.peers = list(core.acceptors), list(core.learners), list(core.peers)
