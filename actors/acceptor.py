@@ -148,6 +148,8 @@ class Acceptor(Core):
                     for n in m.learner_names:
                         if n not in self.learners:
                             self.learners.append(n)
+                    for n, i in m.proposer_ids.items():
+                        self.proposer_ids.setdefault(n, i)  # a new proposer's ballots are its own
         elif type(record) is RebuildRecord:
             if record.done:
                 self.rebuild = None

@@ -194,6 +194,9 @@ class Proposer(Core):
             Membership(tuple((n, i, "") for n, i in proposers.items()), tuple((a, "") for a in acceptors),
                        tuple((n, "") for n in learners)),
             params.alpha_slots or params.window_slots)
+        if self.history.alpha < params.window_slots:
+            raise ValueError(f"alpha ({self.history.alpha}) must be at least window_slots ({params.window_slots}): "
+                             "a leader must know the membership of every slot it opens")
         self.pending: list[tuple[int, Membership]] = []  # our membership values not chosen yet
         self.heard_of: list[Membership] = []  # memberships in the votes of this Phase 1
         # `acceptors` stays the bootstrap membership's (the plain rules use it, and only it, while
