@@ -123,6 +123,9 @@ class Learner(Core):
                                                      tuple((a, "") for a in self.acceptors), ((name, ""),)),
                                           1 << 62)
         self.acceptor_set = set(self.acceptors)
+        # Acceptors named by a membership value proposed but not delivered yet: their votes are
+        # taken (and counted only where a slot's membership has them), not rejected.
+        self.joining: set[str] = set()
         # Per slot chosen but not delivered: the ballot and voters that made it so (re-checked at
         # delivery once the slot's membership is a fact).
         self.chosen_votes: dict[int, tuple[Ballot, list[str]]] = {}
@@ -250,7 +253,7 @@ class Learner(Core):
         return self.history.at(slot)
 
     def _enough(self, slot: int, voters: list[str]) -> bool:
-        if not self.history.changes:
+        if not self.history.changes and not self.joining:
             return len(voters) >= self.quorum()  # the bootstrap membership: every voter is in it
         m = self.members_at(slot)
         names = m.acceptor_names
@@ -282,7 +285,7 @@ class Learner(Core):
         """At delivery the slot's membership is a fact: were its voters a quorum of it? If not,
         back to its tally (it was counted with a membership that no longer governs it)."""
         got = self.chosen_votes.pop(slot, None)
-        if got is None or not self.history.changes or self._enough(slot, got[1]):
+        if got is None or (not self.history.changes and not self.joining) or self._enough(slot, got[1]):
             return True
         ballot, voters = got
         self.tally[slot] = {ballot: Tally(voters=list(voters), value=self.chosen.pop(slot))}
@@ -290,7 +293,7 @@ class Learner(Core):
     # --- messages --------------------------------------------------------------------------
 
     def _acceptor(self, sender: str, ready: Ready, m: Message | None = None) -> bool:
-        if sender in self.acceptor_set:
+        if sender in self.acceptor_set or sender in self.joining:
             return True
         ready.event("message_rejected", WARNING, peer=sender, type=m.TYPE if m is not None else "",
                     reason="not_an_acceptor")
@@ -396,6 +399,11 @@ class Learner(Core):
         (`sender` None: a value and no vote)."""
         if slot <= self.delivered or slot in self.chosen:
             return
+        if value is not None and value.kind == MEMBERSHIP and sender is None:
+            try:
+                self.joining.update(decode_membership(value.batches[0]).acceptor_names)
+            except BadMembership:
+                pass
         if slot > self.delivered + self.window_slots_max:
             ready.event("vote_ignored", WARNING, peer=sender, slot=slot, reason="beyond_window")
             return

@@ -271,6 +271,11 @@ class Proposer(Core):
                     if n != self.name:
                         self.peers.append(n)
         self.simple = not self.history.changes and not self.pending and not self.heard_of
+        # Removed by a chosen change: it serves the slots before the change takes effect, then
+        # stands down for good (and never campaigns again).
+        latest = self.history.latest()
+        self.removed_from = self.history.effective[-1] if self.history.changes and \
+            self.name not in latest.proposer_ids else 0
 
     def _member(self, sender: str) -> bool:
         """Whether an answer from `sender` may count for anything."""
@@ -392,6 +397,8 @@ class Proposer(Core):
             return
         if self.state is FOLLOWER:
             self.quiet_ticks += 1
+            if self.removed_from:
+                return  # not a member any more: never campaigns
             if self.quiet_ticks >= self.timeout_ticks:
                 self._start_election(ready, reason="leader_silent" if self.leader else "no_leader")
             return
@@ -412,6 +419,10 @@ class Proposer(Core):
             return
         lead = self.lead
         assert lead is not None
+        if self.removed_from and self.chosen_through >= self.removed_from - 1 and not lead.inflight:
+            # Every slot it may still decide is chosen: the new membership's proposers take over.
+            self._step_down(ready, reason="removed", leader=None)
+            return
         if self.ticks - lead.last_heartbeat_tick >= p.heartbeat_ticks:
             self._heartbeat(lead, ready)
         if lead.reconfirming is not None:
@@ -431,7 +442,7 @@ class Proposer(Core):
     def campaign(self, ready: Ready) -> None:
         """Start an election now, as if the election timer fired (scenarios, model checking and
         operators use this; the timer path is the tick)."""
-        if self.probed is None:
+        if self.probed is None and not self.removed_from:
             self._start_election(ready, reason="campaign")
 
     def _on_probed(self, sender: str, m: Probed, ready: Ready) -> None:
@@ -463,6 +474,8 @@ class Proposer(Core):
         inflight = lead.inflight
         entries: list[tuple[int, Value]] = []
         gate = self._gate() if self.pending else 0
+        if self.removed_from and (not gate or self.removed_from < gate):
+            gate = self.removed_from
         while queue and len(inflight) < p.window_slots and (not gate or lead.next_slot < gate):
             batches: list[bytes] = []
             size = 0

@@ -278,3 +278,39 @@ def test_phase1_needs_a_majority_of_every_membership_that_may_govern_its_slots()
     assert p.pending == [(1, B5)]
     value = p.lead.inflight[1].value
     assert value.kind == MEMBERSHIP and p.lead.inflight[p.lead.sw_slot].value.kind == START
+
+
+def test_a_leader_that_removes_itself_serves_the_slots_before_the_change_then_stands_down() -> None:
+    p = leader()
+    out = p.step("", Heartbeat(Ballot(0, 2), 0))
+    assert p.propose_membership(B3.without("p1"), out) is None
+    c = p.lead.next_slot - 1
+    for a in ("a1", "a2"):
+        p.step(a, Accepted(p.ballot, (c,), ()))
+    assert p.removed_from == c + ALPHA
+    for i in range(5):
+        p.step("c1", Submit(b"x%d" % i))
+    for _ in range(3):
+        p.end_turn(out)
+        for slot in list(p.lead.inflight):
+            for a in ("a1", "a2"):
+                p.step(a, Accepted(p.ballot, (slot,), ()))
+    assert p.lead.next_slot == c + ALPHA  # nothing opened that the new membership decides
+    p.tick()
+    assert p.state is not LEADER
+    p.campaign(out)
+    assert p.state is not LEADER and p.cand is None
+    for _ in range(200):
+        p.tick()
+    assert p.cand is None  # never campaigns again
+
+
+def test_a_learner_takes_votes_from_acceptors_a_proposed_change_names_and_counts_them_by_slot() -> None:
+    lr = learner()
+    lr.step("p1", Accept(B1, 0, ((1, change(B5)),)))
+    out = lr.step("a4", Accepted(B1, (1,), ()))
+    assert not [e for _, e, _ in out.events if e == "message_rejected"]
+    lr.step("a1", Accepted(B1, (1,), ()))
+    assert lr.delivered == 0  # a4 is not of slot 1's membership: one vote of three
+    lr.step("a2", Accepted(B1, (1,), ()))
+    assert lr.delivered == 1

@@ -154,6 +154,7 @@ def clone_core(core: Any) -> Any:
         new.chosen_votes = {s: (b, list(v)) for s, (b, v) in core.chosen_votes.items()}
         new.history = core.history.copy()
         new.acceptor_set = set(core.acceptor_set)
+        new.joining = set(core.joining)
         new.acceptors = list(core.acceptors)
         new.proposer_ids = dict(core.proposer_ids)
         kv = copy.copy(core.kv)

@@ -272,9 +272,8 @@ class Scenario:
                                        snapshot_chunk_bytes=int(sizes.get("chunk_bytes", 1 << 20)),
                                        spare_acceptors=int(sizes.get("spare_acceptors", 0)),
                                        alpha=int(sizes.get("alpha", 0)),
-                                       **({"params": dataclasses.replace(WorldConfig().params,
-                                                                         window_slots=int(sizes["window"]))}
-                                          if "window" in sizes else {})),
+                                       params=dataclasses.replace(WorldConfig().params, window_slots=int(
+                                           sizes.get("window", WorldConfig().params.window_slots)))),
                            seed=int(sizes.get("seed", 0)), kinds=self.kinds)
         self.world.on_events = self._on_events
 
