@@ -24,10 +24,10 @@ without it: the proof that none of its frames changed anything at all.
 
 Membership changes (`SimConfig.membership`, issue 11): spare acceptors run from the start outside
 the bootstrap membership, and a simulated operator asks the serving leader, now and then during
-the safety phase, for the next change of a plan (grow 3 -> 5 acceptors, shrink back, replace one
-acceptor by a new name), retrying while it is refused. The ghost decides a slot chosen by a
-majority of the membership chosen alpha slots before it (`_members_at`), once it knows every slot
-up to there; every other check is the same.
+the safety phase, for the next change of a plan (grow 3 -> 5 acceptors, shrink back, then replace
+the three original acceptors one by one by new names), retrying while it is refused. The ghost
+decides a slot chosen by a majority of the membership chosen alpha slots before it
+(`_members_at`), once it knows every slot up to there; every other check is the same.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ class Simulation:
         c = self.config
         self.proposers = [f"p{i}" for i in range(1, c.proposers + 1)]
         # Spare acceptors (membership runs) run from the start, outside the bootstrap membership.
-        spares = 3 if c.membership else 0
+        spares = 5 if c.membership else 0
         self.acceptors = [f"a{i}" for i in range(1, c.acceptors + spares + 1)]
         self.initial_acceptors = self.acceptors[:c.acceptors]
         self.learners = [f"l{i}" for i in range(1, c.learners + 1)]
@@ -328,6 +328,7 @@ class Simulation:
         self.sent_blobs: set[bytes] = set()
         # Ghost state for the invariants.
         self.votes: dict[tuple[int, Ballot], dict[str, Value]] = {}
+        self.proposed: dict[tuple[int, Ballot], Value] = {}
         self.chosen: dict[int, Value] = {}
         self.delivered: dict[int, Value] = {}
         self.applied: dict[str, list[tuple[str, int]]] = {n: [] for n in self.learners}
@@ -414,14 +415,18 @@ class Simulation:
         )
 
     def _plan(self) -> list[Membership]:
-        """The operator's changes, in order: grow to five acceptors and shrink back to three,
-        twice, then replace one (drawn) acceptor by a new name."""
+        """The operator's changes, in order: grow to five acceptors (two in one entry), shrink
+        back to three, then replace the three original acceptors one by one by new names, in a
+        drawn order."""
         b = self.bootstrap
-        a4, a5, a6 = self.acceptors[3:6]
+        a4, a5, a6, a7, a8 = self.acceptors[3:8]
         grown = b.with_acceptor(a4, f"sim://{a4}").with_acceptor(a5, f"sim://{a5}")
-        victim = self.rng.choice(self.initial_acceptors)
-        replaced = b.without(victim).with_acceptor(a6, f"sim://{a6}")
-        return [grown, b, grown, b, replaced]
+        plan = [grown, b]
+        current = b
+        for victim, new in zip(self.rng.sample(self.initial_acceptors, 3), (a6, a7, a8), strict=True):
+            current = current.without(victim).with_acceptor(new, f"sim://{new}")
+            plan.append(current)
+        return plan
 
     def _build(self, name: str) -> Any:
         d = self.drawn
@@ -723,6 +728,11 @@ class Simulation:
         actor = self.actors[name]
         if actor.role == "proposer":
             for m in msgs:
+                if isinstance(m, Accept):
+                    # What each (slot, ballot) proposes: an acceptor's Accepted names only slots.
+                    proposed = self.proposed
+                    for slot, value in m.entries:
+                        proposed[(slot, m.ballot)] = value
                 if isinstance(m, Prepare):
                     shadow = _durable(actor)
                     if m.ballot.round > shadow.round:
@@ -767,7 +777,10 @@ class Simulation:
                         # Acknowledged from inside the snapshot: a vote for what was chosen there.
                         self._vote(name, slot, m.ballot, self.chosen[slot])
                 kept = [s for s in m.slots if s > covered]
-                values = m.values or tuple(core.accepted[s][1] for s in kept)
+                # By what was proposed under that ballot: a later Accept of the same turn may
+                # already have replaced the acceptor's value (a duplicate of an older Accept
+                # acknowledged again, then a newer ballot's value taken).
+                values = m.values or tuple(self.proposed.get((s, m.ballot)) or core.accepted[s][1] for s in kept)
                 for slot, value in zip(kept if not m.values else m.slots, values, strict=True):
                     got = durable.accepted.get(slot)
                     if got is None or got[0] < m.ballot:
