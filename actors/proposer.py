@@ -339,6 +339,20 @@ class Proposer(Core):
             return "not the serving leader"
         why = refusal(self.history, new, lead.next_slot, bool(self.pending))
         if why is not None:
+            e = self.history.effective[-1] if self.history.changes else 0
+            if not self.pending and lead.next_slot < e and why.startswith("another change is inside"):
+                # An idle cluster would never pass the window: fill it with no-ops, and the
+                # operator's next try is taken.
+                entries = []
+                while lead.next_slot < e and len(lead.inflight) < self.params.window_slots:
+                    value = Value(NOOP, self.ballot)
+                    lead.inflight[lead.next_slot] = InFlight(value, set(), self.ticks)
+                    entries.append((lead.next_slot, value))
+                    lead.next_slot += 1
+                for chunk in chunked(entries, self.params.message_bytes_max):
+                    self._send_accept(chunk, ready)
+                if entries:
+                    why += f"; {len(entries)} no-ops proposed to pass it"
             return why
         slot = lead.next_slot
         lead.next_slot += 1

@@ -16,15 +16,18 @@ def run(seed: int, bug: str = "") -> tuple[Simulation, SimResult]:
 
 
 def test_growing_shrinking_and_replacing_acceptors_keeps_every_invariant() -> None:
-    failed, full = [], 0
+    failed, full, replaced = [], 0, 0
     for seed in range(120):
         sim, result = run(seed)
         if not result.ok:
-            failed.append(f"{result.rule}: {result.detail[:200]} ({result.repro()} with SimConfig(membership=True))")
+            failed.append(f"{result.rule}: {result.detail[:200]} ({result.repro()} --membership)")
         full += not sim.plan
-        assert sim.ghost_history.changes or not sim.changes or result.ok
+        # Grown, shrunk, and the three original acceptors replaced one by one:
+        replaced += len(sim.ghost_history.changes) >= 5
     assert not failed, failed
-    assert full >= 30  # many runs carry out the whole plan (grow, shrink, replace all three originals)
+    # Most runs get that far in their three seconds of faults; many also see the leader remove
+    # itself and come back (the whole plan).
+    assert replaced >= 60 and full >= 15, (replaced, full)
 
 
 @pytest.mark.parametrize("bug,seeds", [("membership_before_alpha", range(0, 20)),

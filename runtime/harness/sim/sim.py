@@ -25,7 +25,8 @@ without it: the proof that none of its frames changed anything at all.
 Membership changes (`SimConfig.membership`, issue 11): spare acceptors run from the start outside
 the bootstrap membership, and a simulated operator asks the serving leader, now and then during
 the safety phase, for the next change of a plan (grow 3 -> 5 acceptors, shrink back, then replace
-the three original acceptors one by one by new names), retrying while it is refused. The ghost
+the three original acceptors one by one by new names, then the leader removes itself and is added
+back), retrying while it is refused. The ghost
 decides a slot chosen by a majority of the membership chosen alpha slots before it
 (`_members_at`), once it knows every slot up to there; every other check is the same.
 """
@@ -80,6 +81,7 @@ from runtime.turn import PRODUCT, REJECTIONS, Kinds, Turn, replayer
 from runtime.wal import WalCorrupt, scan
 
 US = 1_000_000  # virtual time unit: microseconds
+DROP_LEADER, RESTORE_PROPOSERS = "drop_leader", "restore_proposers"  # operator steps made when due
 # A commit's crash points, and those inside replacing a file whole (a snapshot being written or
 # installed, the wal being compacted: runtime/storage.CRASH_POINTS, prefixed).
 CRASH_POINTS = ("before_persist", "after_write_before_fsync", "after_fsync_before_send", "mid_send",
@@ -298,7 +300,7 @@ class Simulation:
         self.ghost_history = History(self.bootstrap, self.drawn.alpha_slots or self.drawn.params.window_slots)
         self.ghost_through = 0  # every slot up to here is chosen, as the ghost saw
         self.undecided: set[int] = set()  # slots whose membership the ghost does not know yet
-        self.plan = self._plan() if c.membership else []
+        self.plan: list[Membership | str] = self._plan() if c.membership else []
         self.changes: list[tuple[float, int, str]] = []  # (virtual ms, slot, members) proposed
         # A compaction's later rounds are due a few milliseconds on (a worker writes the file); a
         # small tail threshold makes the rounds that copy what was appended meanwhile happen.
@@ -414,18 +416,20 @@ class Simulation:
             alpha_slots=alpha,
         )
 
-    def _plan(self) -> list[Membership]:
+    def _plan(self) -> list[Membership | str]:
         """The operator's changes, in order: grow to five acceptors (two in one entry), shrink
         back to three, then replace the three original acceptors one by one by new names, in a
-        drawn order."""
+        drawn order; then the leader of the moment removes itself, and is added back."""
         b = self.bootstrap
         a4, a5, a6, a7, a8 = self.acceptors[3:8]
         grown = b.with_acceptor(a4, f"sim://{a4}").with_acceptor(a5, f"sim://{a5}")
-        plan = [grown, b]
+        plan: list[Membership | str] = [grown, b]
         current = b
         for victim, new in zip(self.rng.sample(self.initial_acceptors, 3), (a6, a7, a8), strict=True):
             current = current.without(victim).with_acceptor(new, f"sim://{new}")
             plan.append(current)
+        if len(self.proposers) > 1:
+            plan += [DROP_LEADER, RESTORE_PROPOSERS]
         return plan
 
     def _build(self, name: str) -> Any:
@@ -502,17 +506,25 @@ class Simulation:
             self.plan.pop(0)  # chosen: on to the next change
         if self.healed or not self.plan:
             return
-        target = self.plan[0]
+        if self.plan[0] == RESTORE_PROPOSERS:
+            latest = self.ghost_history.latest()
+            self.plan[0] = Membership(self.bootstrap.proposers, latest.acceptors, latest.learners)
         for name in self.proposers:
             actor = self.actors[name]
             core = actor.core
             if core is None or not core.status()["serving"]:
                 continue
+            if self.plan[0] == DROP_LEADER:
+                # The leader proposes its own removal.
+                self.plan[0] = core.history.latest().without(name)
+            target = self.plan[0]
+            assert isinstance(target, Membership)
             outcome: list[str | None] = []
             turn = actor.turn
             assert turn is not None
 
-            def propose(ready: Any, core: Any = core, outcome: list[str | None] = outcome) -> None:
+            def propose(ready: Any, core: Any = core, outcome: list[str | None] = outcome,
+                        target: Membership = target) -> None:
                 outcome.append(core.propose_membership(target, ready))
 
             self._turn(name, partial(turn.perform, propose))
