@@ -126,6 +126,7 @@ class Learner(Core):
         # Acceptors named by a membership value proposed but not delivered yet: their votes are
         # taken (and counted only where a slot's membership has them), not rejected.
         self.joining: set[str] = set()
+        self.members_heard = b""  # the latest history a leader's heartbeat brought
         # Per slot chosen but not delivered: the ballot and voters that made it so (re-checked at
         # delivery once the slot's membership is a fact).
         self.chosen_votes: dict[int, tuple[Ballot, list[str]]] = {}
@@ -385,6 +386,17 @@ class Learner(Core):
         if self.proposer_ids and not owner_ok(self.proposer_ids, sender, m.ballot, ready, m):
             return
         self.leader = sender
+        if m.members and m.members != self.members_heard:
+            # The leader's chosen changes: whose votes to take (still counted per slot, by what
+            # was delivered here).
+            self.members_heard = m.members
+            heard = History(self.history.bootstrap, self.history.alpha)
+            try:
+                heard.merge(m.members)
+            except BadMembership:
+                pass
+            for members in heard.all_members():
+                self.joining.update(members.acceptor_names)
         self._note_chosen_through(m.chosen_through)
 
     def _note_chosen_through(self, slot: int) -> None:
