@@ -65,7 +65,7 @@ from actors.messages import (
     chunked,
 )
 from actors.ready import DEBUG, INFO, WARNING, Ready
-from actors.records import RebuildRecord, Record, RoundRecord
+from actors.records import MembersRecord, RebuildRecord, Record, RoundRecord
 
 
 class State(enum.Enum):
@@ -211,6 +211,11 @@ class Proposer(Core):
         if type(record) is RebuildRecord:
             self.probed = None if record.done else {}
             return
+        if type(record) is MembersRecord:
+            # The changes it knew: a restart must find the acceptors of today, not of cluster.toml.
+            if self.history.merge(record.members):
+                self._members_changed()
+            return
         if type(record) is not RoundRecord:
             raise TypeError(f"proposer cannot apply {type(record).__name__}")
         if record.round > self.round:
@@ -292,6 +297,7 @@ class Proposer(Core):
         if grew:
             self.pending = [(c, m) for c, m in self.pending if c not in {s for s, _ in self.history.changes}]
             self._members_changed()
+            ready.persist.append(MembersRecord(self.history.encode()))
 
     def _quorums(self, slot: int) -> list[Membership]:
         """Every membership that may govern `slot`: the known one, and each pending one whose
@@ -833,6 +839,7 @@ class Proposer(Core):
         except BadMembership:
             return
         if self.history.learn(slot, m):
+            ready.persist.append(MembersRecord(self.history.encode()))
             ready.event("membership_chosen", slot=slot, from_slot=self.history.effective_from(slot),
                         members=m.describe())
         self.pending = [(c, p) for c, p in self.pending if c != slot]

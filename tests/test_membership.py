@@ -314,3 +314,19 @@ def test_a_learner_takes_votes_from_acceptors_a_proposed_change_names_and_counts
     assert lr.delivered == 0  # a4 is not of slot 1's membership: one vote of three
     lr.step("a2", Accepted(B1, (1,), ()))
     assert lr.delivered == 1
+
+
+def test_a_proposer_keeps_the_changes_it_learned_across_a_restart() -> None:
+    p = leader()
+    out = p.step("", Heartbeat(Ballot(0, 2), 0))
+    p.propose_membership(B5, out)
+    c = p.lead.next_slot - 1
+    out = p.step("a1", Accepted(p.ballot, (c,), ()))
+    p.step("a2", Accepted(p.ballot, (c,), ()), out)
+    records = [r for r in out.persist if isinstance(r, MembersRecord)]
+    assert records
+    again = Proposer("p1", 1, {"p1": 1, "p2": 2}, B3.acceptor_names, ["l1"], PARAMS, random.Random(1),
+                     history=History(B3, ALPHA))
+    for r in codec.decode_records(codec.encode_records(records)):
+        again.apply(r)
+    assert again.history.changes == [(c, B5)] and "a4" in again.known_acceptors
