@@ -32,10 +32,11 @@ A node's `History` holds only facts: changes it knows were chosen (a learner: de
 proposer: chosen by its own quorum, or told by a leader's Heartbeat or an acceptor's Promise,
 which relay the sender's facts as one opaque blob, `History.encode`). Facts are
 prefix-consistent across nodes (a chosen slot has one value), so of two histories the one with
-more changes is the newer; merging keeps it. A history relayed with a watermark `W` lists every
-change chosen at or below `W`: the leader's own history covers its watermark, and acceptors keep
-the newest they were sent, durably (`MembersRecord`) and before the AcceptRecord carrying the
-watermark it came with, so a Promise's `chosen_through` never outruns its history.
+more changes is the newer; merging takes the union. A history relayed with a watermark `W` lists
+every change chosen at or below `W`: the leader's own history covers its watermark, and
+acceptors keep the newest they were sent, durably (`MembersRecord`) and before the AcceptRecord
+carrying the watermark it came with, so a Promise's `chosen_through` never outruns its history.
+Proposers persist what they learn the same way, so a restarted one asks today's acceptors.
 
 ## The proposer
 
@@ -58,7 +59,9 @@ watermark it came with, so a Promise's `chosen_through` never outruns its histor
 
 ## Learners
 
-Votes for slot `s` count when their acceptor is in `at(s)`. A learner knows `at(s)` as a fact
+Votes for slot `s` count when their acceptor is in `at(s)` (votes are taken from every acceptor
+of a known membership, of a proposed one, or of a leader's relayed history, and counted per
+slot). A learner knows `at(s)` as a fact
 once it delivered through `s - alpha`; for slots further ahead it counts with its newest
 knowledge and checks again when it delivers the slot (`verify`): a slot whose voters are not a
 quorum of the slot's real membership goes back to waiting for votes (and to the gap fetch). Its
@@ -78,13 +81,20 @@ open slot. So it can neither make a slot chosen nor hide a chosen value.
 `refusal` says why a change cannot be proposed now: fewer than 3 acceptors, a duplicate name,
 endpoint or proposer id, no change at all, or a change while another is still inside its alpha
 window (pending, or chosen at `c` with the leader's next slot below `c + alpha`). The operator
-asks again later; nothing is queued.
+asks again later; nothing is queued, but a leader refusing for the alpha window fills it with
+no-ops, or an idle cluster would never pass it.
+
+## A proposer that is removed
+
+It keeps leading the slots before its removal takes effect (it opens none after), stands down
+once they are chosen, and never campaigns again; the others take over by election.
 
 ## Not here (remaining work, real processes)
 
 Supervisor spawning and stopping members, `paxos members`, transport peers that change, client
 discovery of new learners and proposers, acceptor rebuild counting with a changed membership
-(rebuild still counts the bootstrap acceptors).
+(rebuild, and a proposer's own rebuild probe, still count the bootstrap acceptors), the
+re-confirmation (Repair) of a range that straddles a change (it is cut at the change).
 """
 
 from __future__ import annotations
