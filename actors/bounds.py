@@ -64,7 +64,9 @@ ENTRIES_MAX = 1 << 20  # slots in one Accept, Accepted, or in one reply's votes
 @dataclass(frozen=True, slots=True)
 class WireBounds:
     """The relative bounds; `runtime.config` has them as `[limits] ballot_round_step_max` and
-    `[limits] slots_ahead_max`, with these defaults."""
+    `[limits] slots_ahead_max`, with these defaults. Proposers get the configured values through
+    `ProposerParams`; an acceptor takes them as its `bounds` argument (the defaults, unless its
+    shell passes the configured ones)."""
 
     round_step_max: int = 1_000_000
     slots_ahead_max: int = 1_000_000

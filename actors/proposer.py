@@ -76,6 +76,9 @@ class State(enum.Enum):
 
 FOLLOWER, CANDIDATE, LEADER = State.FOLLOWER, State.CANDIDATE, State.LEADER
 
+# A leader whose StartWorking is not chosen within this many election timeouts steps down.
+NOT_SERVING_ELECTIONS = 4
+
 
 @dataclass(frozen=True, slots=True)
 class ProposerParams:
@@ -456,6 +459,13 @@ class Proposer(Core):
             # Check-quorum: a leader cut off from a majority stops heartbeating so that a
             # proposer that can reach the acceptors takes over.
             self._step_down(ready, reason="quorum_lost", leader=None)
+            return
+        if not lead.serving and self.ticks - lead.led_since >= NOT_SERVING_ELECTIONS * p.election_ticks:
+            # Its StartWorking is still not chosen although a quorum answers: the acceptors refuse
+            # its slots (a watermark a forged Promise raised beyond their horizon, say). Its
+            # heartbeats would keep every other proposer from trying: make way.
+            self.backoff = min(self.backoff * 2, p.backoff_max)
+            self._step_down(ready, reason="not_serving", leader=None)
             return
         self._retransmit(lead.inflight, ready)
 
@@ -903,10 +913,12 @@ class Proposer(Core):
             return
         self._merge_history(m.members, ready)  # before the watermark it covers
         if m.chosen_through > self.chosen_through:
-            # The leader's word, within a horizon: a restarted follower climbs to a far watermark
-            # in a few heartbeats, and no one message moves it further (a lower one is safe: Phase 1
-            # then asks from lower, and the acceptors report from their own watermarks).
-            self._advance_chosen(min(m.chosen_through, self.chosen_through + self.bounds.slots_ahead_max))
+            # The leader's word, at most a window of slots per heartbeat: no one message (a forged
+            # one, or a buggy leader's) makes us skip more than a window of slots in our next
+            # Phase 1, and a repair heals that much at once. A follower behind climbs a window
+            # per heartbeat, which is safe: its Phase 1 then asks from lower, and each acceptor
+            # reports from its own watermark anyway.
+            self._advance_chosen(min(m.chosen_through, self.chosen_through + self.params.window_slots))
         if m.ballot < self.known_ballot:
             return  # a deposed leader that has not noticed yet
         self.known_ballot = m.ballot

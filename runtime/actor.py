@@ -105,7 +105,7 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
     learners = [lr.name for lr in config.learners]
     if spec.role == "acceptor":
         return kinds.acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
-                              config.protocol.fetch_slots_max, acceptors=acceptors)
+                              config.protocol.fetch_slots_max, acceptors=acceptors, bounds=config.wire_bounds)
     if spec.role == "proposer":
         return kinds.proposer(name, spec.id, config.proposer_ids, acceptors, learners,
                               config.proposer_params(), rng, debug_events=debug_events, history=config.history())

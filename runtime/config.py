@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.bounds import WireBounds
 from actors.membership import History, Membership
 from actors.proposer import ProposerParams
 
@@ -164,6 +165,11 @@ class ClusterConfig:
     @property
     def proposer_ids(self) -> dict[str, int]:
         return {p.name: p.id for p in self.proposers}
+
+    @property
+    def wire_bounds(self) -> WireBounds:
+        """The relative bounds on what peers say (actors/bounds.py), from `[limits]`."""
+        return WireBounds(self.limits.ballot_round_step_max, self.limits.slots_ahead_max)
 
     def proposer_params(self) -> ProposerParams:
         p = self.protocol

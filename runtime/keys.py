@@ -49,6 +49,14 @@ class KeyPair:
         return fingerprint(self.public)
 
 
+def require_curve() -> None:
+    """KeyFileError unless this libzmq can do CURVE (pyzmq's wheels can; a libzmq built without
+    libsodium cannot)."""
+    if not zmq.has("curve"):
+        raise KeyFileError(f"this libzmq ({zmq.zmq_version()}) has no CURVE support: install pyzmq's "
+                           "wheels (pip install --force-reinstall pyzmq), or set [security] curve = false")
+
+
 def fingerprint(public: bytes) -> str:
     """A short name for a client key: the prefix every session id of that key must carry."""
     return hashlib.sha256(public).hexdigest()[:FINGERPRINT_HEX]
@@ -94,6 +102,7 @@ def _cert(public: bytes, secret: bytes | None) -> str:
 def ensure(config: ClusterConfig) -> list[str]:
     """Create every missing key (every actor's and the default client's); return what was created.
     Existing keys are never replaced: `rotate` does that, on purpose."""
+    require_curve()
     created = []
     root = keys_dir(config)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -207,6 +216,7 @@ class Keyring:
 
     @classmethod
     def load(cls, config: ClusterConfig, name: str) -> Keyring:
+        require_curve()
         actors = {n: load_public(_base(config, n, False).with_suffix(".key")) for n in config.actors}
         ring = cls(actor_pair(config, name), actors, keys_dir(config) / "clients")
         if ring.actors[name] != ring.own.public:

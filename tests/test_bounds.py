@@ -129,6 +129,13 @@ def test_a_heartbeat_at_the_highest_watermark_poisons_nobody_and_a_leader_kill_i
     commit_one(w, "p1", 1)
     for target in ("p2", *w.learner_names):
         assert "slot_above_ceiling" in forge(w, target, "p1", Heartbeat(w.proposer("p1").ballot, INT_MAX))
+    # Within the ceiling a follower takes the leader's word by at most a window per heartbeat: no
+    # one message makes its next Phase 1 skip more slots than a repair heals at once.
+    p2 = w.proposer("p2")
+    before = p2.chosen_through
+    w.step("p2", "p1", Heartbeat(w.proposer("p1").ballot, SLOT_MAX))
+    assert p2.chosen_through == before + p2.params.window_slots
+    p2.chosen_through = before  # (as it was: the rest of this test is about the leader's kill)
     # The same watermark in an Accept to the acceptors (the way a poisoned leader would pass it on).
     b = w.proposer("p1").ballot
     for a in w.acceptor_names:
@@ -329,3 +336,37 @@ def test_a_proposer_never_writes_a_round_its_own_reader_would_refuse() -> None:
     assert any(e == "election_refused" for _, _, e, _ in w.events)
     for record in codec.decode_records(codec.encode_records([RoundRecord(ROUND_MAX + 1)])):
         assert record == RoundRecord(ROUND_MAX + 1)  # the highest round it ever writes reads back
+
+
+def test_a_leader_whose_start_working_the_acceptors_refuse_makes_way() -> None:
+    """A forged Promise (an acceptor's identity, the candidate's own ballot) with a far watermark:
+    the leader puts StartWorking beyond every acceptor's horizon, they refuse it, and it would
+    heartbeat forever without serving. It steps down after a few election timeouts instead, and
+    another proposer is elected and serves."""
+    from actors.proposer import NOT_SERVING_ELECTIONS
+
+    w = World()
+    elected(w, "p1")
+    commit_one(w, "p1", 1)
+    w.crash("p1")
+    p2 = w.proposer("p2")
+    for _ in range(1000):
+        if p2.state.value == "candidate":
+            break
+        w.tick(["p2"])
+    assert p2.state.value == "candidate"
+    w.deliver(lambda e: e.dst in w.acceptor_names)  # the Prepares; the Promises wait
+    w.take(lambda e: e.src == "a1")
+    far = 5 * AHEAD
+    w.step("p2", "a1", Promise(p2.ballot, p2.cand.p1_from if p2.cand else 1, far, far, far, ()))
+    w.deliver()
+    assert p2.state is LEADER and p2.lead is not None and not p2.lead.serving
+    assert any(f.get("reason") == "slot_beyond_horizon" for _, _, e, f in w.events if e == "message_rejected")
+    for _ in range(NOT_SERVING_ELECTIONS * p2.params.election_ticks + 1):
+        w.tick(["p2"])
+        w.deliver()
+    assert p2.state.value == "follower"
+    assert any(e == "stepped_down" and f.get("reason") == "not_serving" for _, _, e, f in w.events)
+    w.restart("p1")
+    elected(w, "p1")
+    commit_one(w, "p1", 2)

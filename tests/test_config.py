@@ -65,3 +65,18 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load(write(tmp_path, "[cluster\n"))
     with pytest.raises(ConfigError, match="not found"):
         load(tmp_path / "nope.toml")
+
+
+def test_the_wire_bounds_of_the_config_reach_every_core(tmp_path) -> None:
+    import random
+
+    from runtime.actor import build_core
+
+    names = ["p1", "p2", "a1", "a2", "a3", "l1", "l2"]
+    path = tmp_path / "cluster.toml"
+    path.write_text(render(dict(zip(names, range(7101, 7108), strict=True)),
+                           extra="[limits]\nballot_round_step_max = 77\nslots_ahead_max = 999"))
+    config = load(path)
+    for name in ("a1", "p1"):
+        core = build_core(config, name, random.Random(1))
+        assert (core.bounds.round_step_max, core.bounds.slots_ahead_max) == (77, 999), name
