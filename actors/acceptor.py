@@ -25,6 +25,12 @@ below P, it promises a ballot of nobody's just above P and refuses that leader w
 election comes. Once rejoined it votes again, and everything up to that leader's watermark (its
 floor) it treats as compacted: it vouches for nothing there, and a leader re-reads such slots
 from the acceptors that can (proposer.py, re-confirmation).
+
+Membership (actors/membership.py): an acceptor votes for whoever owns the ballot, whatever the
+slot's membership (a vote of a non-member counts nowhere). It keeps the newest membership
+history a leader's Accept brought (`MembersRecord`, durable before the AcceptRecord whose
+watermark it covers), reports it in every Promise, and sends its votes to the learners of every
+membership it knows.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from actors.ballot import ZERO, Ballot
 from actors.bounds import DEFAULT_BOUNDS, WireBounds, round_beyond, slot_beyond
 from actors.core import Core, owner_ok, reject
 from actors.invariants import InvariantViolation, check
+from actors.membership import BadMembership, History, Membership
 from actors.messages import (
     Accept,
     Accepted,
@@ -56,7 +63,7 @@ from actors.messages import (
     chunked,
 )
 from actors.ready import DEBUG, INFO, Compact, FetchSnapshot, Ready
-from actors.records import AcceptRecord, PromiseRecord, RebuildRecord, Record, SnapshotRecord
+from actors.records import AcceptRecord, MembersRecord, PromiseRecord, RebuildRecord, Record, SnapshotRecord
 
 CHECKPOINT_RECORD_BYTES = 1 << 20
 
@@ -105,6 +112,7 @@ class Acceptor(Core):
         self.offer: tuple[str, SnapshotOffer] | None = None  # waiting for the watermark to pass it
         self.fetching = 0  # the slot of a snapshot being fetched
         self.rebuild: Rebuild | None = None  # set while it must not vote
+        self.history = History(Membership((), (), ()), 1)  # only its changes matter here
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -134,6 +142,14 @@ class Acceptor(Core):
         elif type(record) is SnapshotRecord:
             self.snapshot = record
             self._forget_through(record.slot)
+        elif type(record) is MembersRecord:
+            if self.history.merge(record.members):
+                for m in self.history.all_members():
+                    for n in m.learner_names:
+                        if n not in self.learners:
+                            self.learners.append(n)
+                    for n, i in m.proposer_ids.items():
+                        self.proposer_ids.setdefault(n, i)  # a new proposer's ballots are its own
         elif type(record) is RebuildRecord:
             if record.done:
                 self.rebuild = None
@@ -165,6 +181,8 @@ class Acceptor(Core):
             out.append(RebuildRecord(True, self.compacted_through))
         if self.promised != ZERO:
             out.append(PromiseRecord(self.promised))
+        if self.history.changes:
+            out.append(MembersRecord(self.history.encode()))
         by_ballot: dict[Ballot, list[tuple[int, Value]]] = {}
         for slot in sorted(self.accepted):
             b, value = self.accepted[slot]
@@ -292,7 +310,8 @@ class Acceptor(Core):
         slot, within the reply budget. The watermark is never below what was compacted."""
         start = max(from_slot, self.chosen_through + 1)
         votes, reported_through = self._votes(start, self.highest_slot)
-        return Promise(b, from_slot, self.chosen_through, self.highest_slot, reported_through, votes)
+        return Promise(b, from_slot, self.chosen_through, self.highest_slot, reported_through, votes,
+                       self.history.encode())
 
     def _votes(self, start: int, top: int) -> tuple[tuple[Vote, ...], int]:
         """This acceptor's votes for slots `start..top` that fit the reply budget, and the slot
@@ -323,6 +342,8 @@ class Acceptor(Core):
         b = m.ballot
         if (not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready)
                 or not self._accept_ok(sender, m, ready)):
+            return
+        if m.members and m.members != self.history.encode() and not self._members_ok(sender, m, ready):
             return
         if self.rebuild is not None:
             # The leader's watermark becomes our rebuild floor: safe only high (we vouch for
@@ -358,6 +379,13 @@ class Acceptor(Core):
                 continue
             new.append((slot, value))
         through = self._justified(m.chosen_through)
+        if m.members and m.members != self.history.encode():
+            # The history first: it covers the watermark the AcceptRecord below keeps.
+            record_m = MembersRecord(m.members)
+            before = len(self.history.changes)
+            self.apply(record_m)
+            if len(self.history.changes) != before:
+                ready.persist.append(MembersRecord(self.history.encode()))
         if new or b > self.promised:
             record = AcceptRecord(b, through, tuple(new))
             self.apply(record)
@@ -380,6 +408,14 @@ class Acceptor(Core):
                 ready.send.append((learner, answer))
             ready.event("accepted", DEBUG, ballot=str(b), first_slot=slots[0], count=len(slots),
                         new=len(new), peer=sender)
+
+    def _members_ok(self, sender: str, m: Accept, ready: Ready) -> bool:
+        try:
+            self.history.copy().merge(m.members)
+        except BadMembership as exc:
+            reject(ready, sender, m, "bad_members", detail=str(exc)[:80])
+            return False
+        return True
 
     def _on_fetch(self, sender: str, m: Fetch, ready: Ready) -> None:
         if self._silent(sender, m, ready):

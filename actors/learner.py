@@ -22,8 +22,13 @@ its file to what came after, and offers it to the acceptors, which keep it and c
 A learner that needs a slot some acceptor no longer holds (it was wiped, or was down while the
 others moved on) fetches that acceptor's snapshot, restores it and learns the tail as usual.
 
-The two rules a planted bug may break are methods of their own: `counts_vote` (a quorum is a
-set of acceptors) and `quorum` (a majority).
+The rules a planted bug may break are methods of their own: `counts_vote` (a quorum is a
+set of acceptors), `quorum` (a majority) and `members_at` (the alpha rule).
+
+Membership (actors/membership.py): votes for a slot count when their acceptor is in the
+membership of that slot. Delivering a MEMBERSHIP value makes it a fact of `history`. A slot
+further ahead than alpha past what was delivered is counted with the newest knowledge, and
+checked again when it is delivered (`_verified`); a slot that fails goes back to its tally.
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ from actors.ballot import ZERO, Ballot
 from actors.core import Core, owner_ok, reject
 from actors.invariants import InvariantViolation, check
 from actors.kv import BadBatch, BadSnapshot, KVStore, parse_batch
+from actors.membership import BadMembership, History, Membership
+from actors.membership import decode as decode_membership
 from actors.messages import (
     COMMANDS,
+    MEMBERSHIP,
     START,
     Accept,
     Accepted,
@@ -78,6 +86,7 @@ class Applied:
     rejected: list[str] = field(default_factory=list)  # why a batch was skipped, per bad batch
     ghost: bool = False  # a command of a superseded epoch, skipped (seed 001)
     epoch_started: bool = False
+    membership: Membership | None = None  # a change this slot chose
 
 
 DIGEST_KEYS_MAX = 100_000
@@ -103,11 +112,24 @@ class Learner(Core):
         debug_events: bool = False,
         snapshot_every_slots: int = 0,
         snapshot_every_bytes: int = 0,
+        history: History | None = None,
     ) -> None:
         self.name = name
         self.acceptors = list(acceptors)
         self.proposer_ids = dict(proposer_ids or {})
         self.majority = len(self.acceptors) // 2 + 1
+        # The bootstrap membership and alpha; without one, a change never takes effect here.
+        self.history = history or History(Membership(tuple((n, i, "") for n, i in self.proposer_ids.items()),
+                                                     tuple((a, "") for a in self.acceptors), ((name, ""),)),
+                                          1 << 62)
+        self.acceptor_set = set(self.acceptors)
+        # Acceptors named by a membership value proposed but not delivered yet: their votes are
+        # taken (and counted only where a slot's membership has them), not rejected.
+        self.joining: set[str] = set()
+        self.members_heard = b""  # the latest history a leader's heartbeat brought
+        # Per slot chosen but not delivered: the ballot and voters that made it so (re-checked at
+        # delivery once the slot's membership is a fact).
+        self.chosen_votes: dict[int, tuple[Ballot, list[str]]] = {}
         self.decode = decode
         self.kv = kv
         self.fetch_ticks = fetch_ticks
@@ -167,6 +189,15 @@ class Learner(Core):
                 # (a retry names none, so that any learner still up answers it).
                 if replies and (not batch.reply_by or batch.reply_by == self.name):
                     applied.replies.append((batch.client_id, Reply(tuple(replies))))
+        elif value.kind == MEMBERSHIP:
+            try:
+                members = decode_membership(value.batches[0])
+            except BadMembership as exc:
+                applied.rejected.append(str(exc))
+                return applied
+            if self.history.learn(record.slot, members):
+                self._members_changed()
+                applied.membership = members
         elif value.kind == START and value.epoch > self.epoch:
             # Highest, not last: a stale StartWorking re-proposed later in slot order must not
             # lower the epoch and let an older leader's commands back in.
@@ -177,15 +208,26 @@ class Learner(Core):
     def snapshot_state(self) -> list[Any]:
         """What a snapshot holds: the delivered slot, the epoch rule's epoch, and the state
         machine. It references live state: the shell writes it at once (or from a fork)."""
-        return [self.delivered, self.epoch.round, self.epoch.node, self.skipped_entries, self.kv.snapshot_state()]
+        state = [self.delivered, self.epoch.round, self.epoch.node, self.skipped_entries, self.kv.snapshot_state()]
+        if self.history.changes:
+            state.append(self.history.encode())  # the memberships of the slots after it
+        return state
 
     def restore(self, record: SnapshotRecord, state: Any) -> None:
         """Become the learner that delivered through `record.slot`, from a snapshot's state.
         Raises BadSnapshot (and changes nothing) if the state is not a learner's of that slot."""
-        if type(state) not in (list, tuple) or len(state) != 5 or state[0] != record.slot \
-                or not all(type(x) is int for x in state[:4]):
+        if type(state) not in (list, tuple) or len(state) not in (5, 6) or state[0] != record.slot \
+                or not all(type(x) is int for x in state[:4]) or (len(state) == 6 and type(state[5]) is not bytes):
             raise BadSnapshot(f"not a learner snapshot of slot {record.slot}")
+        if len(state) == 6:
+            try:
+                probe = History(self.history.bootstrap, self.history.alpha)
+                probe.merge(state[5])
+            except BadMembership as exc:
+                raise BadSnapshot(str(exc)) from None
         self.kv.restore(state[4])
+        if len(state) == 6 and self.history.merge(state[5]):
+            self._members_changed()
         self.delivered = record.slot
         self.epoch = Ballot(state[1], state[2])
         self.skipped_entries = state[3]
@@ -194,6 +236,7 @@ class Learner(Core):
         self.restores += 1
         self.known_chosen_through = max(self.known_chosen_through, record.slot)
         self.chosen = {s: v for s, v in self.chosen.items() if s > record.slot}
+        self.chosen_votes = {s: v for s, v in self.chosen_votes.items() if s > record.slot}
         self.tally = {s: t for s, t in self.tally.items() if s > record.slot}
 
     # --- the rules ---------------------------------------------------------------------------
@@ -206,10 +249,52 @@ class Learner(Core):
         """Votes under one ballot that make a slot chosen: a majority of acceptors."""
         return self.majority
 
+    def members_at(self, slot: int) -> Membership:
+        """The membership whose acceptors decide `slot`: chosen at least alpha slots before it."""
+        return self.history.at(slot)
+
+    def _enough(self, slot: int, voters: list[str]) -> bool:
+        if not self.history.changes and not self.joining:
+            return len(voters) >= self.quorum()  # the bootstrap membership: every voter is in it
+        m = self.members_at(slot)
+        names = m.acceptor_names
+        return sum(1 for v in voters if v in names) >= m.majority()
+
+    def _members_changed(self) -> None:
+        """A change became a fact: whom we hear votes from, and which tallies are now enough."""
+        for m in self.history.all_members():
+            for a in m.acceptor_names:
+                if a not in self.acceptor_set:
+                    self.acceptor_set.add(a)
+                    self.acceptors.append(a)
+            for p, i in m.proposer_ids.items():
+                self.proposer_ids.setdefault(p, i)
+        for slot in sorted(self.tally):
+            if slot in self.chosen:
+                continue
+            for ballot, entry in self.tally[slot].items():
+                if entry.contested is None and entry.value is not None and self._enough(slot, entry.voters):
+                    self._choose(slot, ballot, entry.value, entry.voters)
+                    break
+
+    def _choose(self, slot: int, ballot: Ballot, value: Value, voters: list[str]) -> None:
+        self.chosen[slot] = value
+        self.chosen_votes[slot] = (ballot, voters)
+        del self.tally[slot]
+
+    def _verified(self, slot: int) -> bool:
+        """At delivery the slot's membership is a fact: were its voters a quorum of it? If not,
+        back to its tally (it was counted with a membership that no longer governs it)."""
+        got = self.chosen_votes.pop(slot, None)
+        if got is None or (not self.history.changes and not self.joining) or self._enough(slot, got[1]):
+            return True
+        ballot, voters = got
+        self.tally[slot] = {ballot: Tally(voters=list(voters), value=self.chosen.pop(slot))}
+        return False
     # --- messages --------------------------------------------------------------------------
 
     def _acceptor(self, sender: str, ready: Ready, m: Message | None = None) -> bool:
-        if sender in self.acceptors:
+        if sender in self.acceptor_set or sender in self.joining:
             return True
         ready.event("message_rejected", WARNING, peer=sender, type=m.TYPE if m is not None else "",
                     reason="not_an_acceptor")
@@ -301,6 +386,17 @@ class Learner(Core):
         if self.proposer_ids and not owner_ok(self.proposer_ids, sender, m.ballot, ready, m):
             return
         self.leader = sender
+        if m.members and m.members != self.members_heard:
+            # The leader's chosen changes: whose votes to take (still counted per slot, by what
+            # was delivered here).
+            self.members_heard = m.members
+            heard = History(self.history.bootstrap, self.history.alpha)
+            try:
+                heard.merge(m.members)
+            except BadMembership:
+                pass
+            for members in heard.all_members():
+                self.joining.update(members.acceptor_names)
         self._note_chosen_through(m.chosen_through)
 
     def _note_chosen_through(self, slot: int) -> None:
@@ -315,6 +411,11 @@ class Learner(Core):
         (`sender` None: a value and no vote)."""
         if slot <= self.delivered or slot in self.chosen:
             return
+        if value is not None and value.kind == MEMBERSHIP and sender is None:
+            try:
+                self.joining.update(decode_membership(value.batches[0]).acceptor_names)
+            except BadMembership:
+                pass
         if slot > self.delivered + self.window_slots_max:
             ready.event("vote_ignored", WARNING, peer=sender, slot=slot, reason="beyond_window")
             return
@@ -344,22 +445,23 @@ class Learner(Core):
             voters = contested.setdefault(value, [])
             if self.counts_vote(voters, sender):
                 voters.append(sender)
-            if len(voters) >= self.quorum():
-                self.chosen[slot] = value
-                del self.tally[slot]
+            if self._enough(slot, voters):
+                self._choose(slot, ballot, value, voters)
             return
         # (A duplicated vote may still bring the value, so the check below runs either way.)
         if sender is not None and self.counts_vote(entry.voters, sender):
             entry.voters.append(sender)
-        if entry.value is not None and len(entry.voters) >= self.quorum():
-            self.chosen[slot] = entry.value
-            del self.tally[slot]
+        if entry.value is not None and self._enough(slot, entry.voters):
+            self._choose(slot, ballot, entry.value, entry.voters)
 
     def _deliver(self, ready: Ready) -> None:
         chosen = self.chosen
         start = self.delivered
         while self.delivered + 1 in chosen:
             slot = self.delivered + 1
+            if not self._verified(slot):
+                ready.event("vote_recount", slot=slot, members=self.members_at(slot).describe())
+                break
             record = DecidedRecord(slot, chosen.pop(slot))
             ready.persist.append(record)
             if self.tail is not None:
@@ -372,6 +474,9 @@ class Learner(Core):
                             current_epoch=str(self.epoch))
             elif applied.epoch_started:
                 ready.event("epoch_started", slot=slot, epoch=str(record.value.epoch))
+            elif applied.membership is not None:
+                ready.event("membership_learned", slot=slot, from_slot=self.history.effective[-1],
+                            members=applied.membership.describe())
             for reason in applied.rejected:
                 ready.event("batch_rejected", WARNING, slot=slot, reason=reason)
             if self.debug_events:

@@ -18,8 +18,9 @@ from actors.ballot import Ballot
 NOOP = 0  # fills a slot that a new leader found empty (the "maximum commit" rule, seed 001)
 START = 1  # StartWorking(epoch): written by a new leader before any command of its own
 COMMANDS = 2  # client batches proposed by the leader of `epoch`
+MEMBERSHIP = 3  # a new membership, its one batch the encoding of actors/membership.py
 
-KIND_NAMES = {NOOP: "noop", START: "start_working", COMMANDS: "commands"}
+KIND_NAMES = {NOOP: "noop", START: "start_working", COMMANDS: "commands", MEMBERSHIP: "membership"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,9 @@ class Accept(Message):
     ballot: Ballot
     chosen_through: int
     entries: tuple[tuple[int, Value], ...]
+    # The leader's membership history (actors/membership.py), complete through chosen_through;
+    # empty while there never was a change (the wire is then what it always was).
+    members: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,7 @@ class Heartbeat(Message):
     TYPE: ClassVar[str] = "heartbeat"
     ballot: Ballot
     chosen_through: int
+    members: bytes = b""  # as in Accept
 
 
 # --- acceptor -> proposer / learner --------------------------------------------------------
@@ -139,6 +144,7 @@ class Promise(Message):
     highest_slot: int
     reported_through: int
     votes: tuple[Vote, ...]
+    members: bytes = b""  # the newest membership history this acceptor was sent (Accept.members)
 
 
 @dataclass(frozen=True, slots=True)

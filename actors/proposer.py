@@ -15,6 +15,14 @@ never reuses a ballot. One that lost its file (a `RebuildRecord` begins the new 
 the acceptors what they promised, and takes a ballot above the highest a majority reports: every
 ballot it ever sent an Accept under was promised by a majority, and any two majorities meet.
 Safety never depends on timing; only progress does.
+
+Membership (actors/membership.py has the design): slot `s` is decided by the membership chosen
+at `s - alpha`. `history` holds the changes this proposer knows were chosen; `pending` the
+membership values it proposed (or re-proposed) that are not chosen yet. While one is pending, a
+slot it may govern needs a majority of both the old and the new membership (`_quorums`), and no
+slot it governs is opened before a majority of the new one has promised our ballot (`_gate`).
+Phase 1 needs a majority of every membership that may govern a slot from its first one on.
+With no change ever, every rule here is the plain majority of the configured acceptors.
 """
 
 from __future__ import annotations
@@ -30,8 +38,12 @@ from actors.ballot import ZERO, Ballot
 from actors.bounds import ROUND_MAX, WireBounds, round_beyond
 from actors.core import Core, reject
 from actors.invariants import InvariantViolation
+from actors.membership import BadMembership, History, Membership, refusal
+from actors.membership import decode as decode_membership
+from actors.membership import encode as encode_membership
 from actors.messages import (
     COMMANDS,
+    MEMBERSHIP,
     NOOP,
     START,
     Accept,
@@ -53,7 +65,7 @@ from actors.messages import (
     chunked,
 )
 from actors.ready import DEBUG, INFO, WARNING, Ready
-from actors.records import RebuildRecord, Record, RoundRecord
+from actors.records import MembersRecord, RebuildRecord, Record, RoundRecord
 
 
 class State(enum.Enum):
@@ -86,6 +98,8 @@ class ProposerParams:
     # known, a slot or watermark at most this far above what we can vouch for.
     ballot_round_step_max: int = 1_000_000
     slots_ahead_max: int = 1_000_000
+    # A membership chosen at slot c decides the slots from c + alpha on (0: window_slots).
+    alpha_slots: int = 0
 
 
 @dataclass(slots=True)
@@ -104,6 +118,7 @@ class Candidacy:
     promises: dict[str, Promise] = field(default_factory=dict)
     # Slots re-proposed while Phase 1 continues in chunks (Promises too large for one message).
     inflight: dict[int, InFlight] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)  # acceptors the Prepare went to
 
 
 @dataclass(slots=True)
@@ -129,6 +144,7 @@ class Leadership:
     last_heartbeat_tick: int = 0
     serving: bool = False
     reconfirming: Reconfirmation | None = None
+    promised_by: set[str] = field(default_factory=set)  # acceptors that promised our ballot
 
 
 class Proposer(Core):
@@ -144,6 +160,7 @@ class Proposer(Core):
         params: ProposerParams,
         rng: random.Random,
         debug_events: bool = False,
+        history: History | None = None,
     ) -> None:
         if proposers.get(name) != node_id:
             raise ValueError(f"proposer {name} must appear in proposers with id {node_id}")
@@ -176,12 +193,31 @@ class Proposer(Core):
         self.elections = 0
         self.nonce = 0  # of the latest Recover: an answer to anything else never counts
         self.probed: dict[str, Probed] | None = None  # while it must learn the ballots it forgot
+        self.history = history or History(
+            Membership(tuple((n, i, "") for n, i in proposers.items()), tuple((a, "") for a in acceptors),
+                       tuple((n, "") for n in learners)),
+            params.alpha_slots or params.window_slots)
+        if self.history.alpha < params.window_slots:
+            raise ValueError(f"alpha ({self.history.alpha}) must be at least window_slots ({params.window_slots}): "
+                             "a leader must know the membership of every slot it opens")
+        self.pending: list[tuple[int, Membership]] = []  # our membership values not chosen yet
+        self.heard_of: list[Membership] = []  # memberships in the votes of this Phase 1
+        # `acceptors` stays the bootstrap membership's (the plain rules use it, and only it, while
+        # there never was a change); every acceptor of a known membership, in order:
+        self.all_acceptors = list(self.acceptors)
+        self.known_acceptors = set(self.acceptors)
+        self._members_changed()
 
     # --- durable state ---------------------------------------------------------------------
 
     def apply(self, record: Record) -> None:
         if type(record) is RebuildRecord:
             self.probed = None if record.done else {}
+            return
+        if type(record) is MembersRecord:
+            # The changes it knew: a restart must find the acceptors of today, not of cluster.toml.
+            if self.history.merge(record.members):
+                self._members_changed()
             return
         if type(record) is not RoundRecord:
             raise TypeError(f"proposer cannot apply {type(record).__name__}")
@@ -225,6 +261,152 @@ class Proposer(Core):
         reject(ready, sender, m, why, ballot=str(b), known=str(self.known_ballot), round=self.round)
         return False
 
+    # --- memberships -------------------------------------------------------------------------
+
+    def _members_changed(self) -> None:
+        """Whom we talk to: everyone of every membership known (facts and pending), in order."""
+        for m in [*self.history.all_members(), *(m for _, m in self.pending), *self.heard_of]:
+            for a in m.acceptor_names:
+                if a not in self.known_acceptors:
+                    self.known_acceptors.add(a)
+                    self.all_acceptors.append(a)
+            for n in m.learner_names:
+                if n not in self.learners:
+                    self.learners.append(n)
+            for n, i in m.proposer_ids.items():
+                if i not in self.names_by_id:
+                    self.names_by_id[i] = n
+                    if n != self.name:
+                        self.peers.append(n)
+        self.simple = not self.history.changes and not self.pending and not self.heard_of
+        # Removed by a chosen change: it serves the slots before the change takes effect, then
+        # stands down for good (and never campaigns again).
+        latest = self.history.latest()
+        self.removed_from = self.history.effective[-1] if self.history.changes and \
+            self.name not in latest.proposer_ids else 0
+
+    def _member(self, sender: str) -> bool:
+        """Whether an answer from `sender` may count for anything."""
+        return sender in self.acceptors if self.simple else sender in self.known_acceptors
+
+    def _merge_history(self, blob: bytes, ready: Ready) -> None:
+        if not blob:
+            return
+        try:
+            grew = self.history.merge(blob)
+        except BadMembership as exc:
+            ready.event("members_rejected", WARNING, reason=str(exc))
+            return
+        if grew:
+            self.pending = [(c, m) for c, m in self.pending if c not in {s for s, _ in self.history.changes}]
+            self._members_changed()
+            ready.persist.append(MembersRecord(self.history.encode()))
+
+    def _quorums(self, slot: int) -> list[Membership]:
+        """Every membership that may govern `slot`: the known one, and each pending one whose
+        alpha window it is in (chosen or not, the count is right)."""
+        out = [self.history.at(slot)]
+        for c, m in self.pending:
+            if slot >= self.history.effective_from(c) and m not in out:
+                out.append(m)
+        return out
+
+    def _chosen_by(self, slot: int, acks: set[str]) -> bool:
+        return all(sum(1 for a in m.acceptor_names if a in acks) >= m.majority() for m in self._quorums(slot))
+
+    def _targets(self, first: int, last: int) -> list[str]:
+        """The acceptors that decide slots first..last, in configured order."""
+        if self.simple:
+            return self.acceptors
+        names: set[str] = set()
+        for m in self._quorums(first) + self._quorums(last):
+            names.update(m.acceptor_names)
+        for e in self.history.effective:
+            if first < e <= last:
+                names.update(self.history.at(e).acceptor_names)
+        return [a for a in self.all_acceptors if a in names]
+
+    def _majority_promised(self, m: Membership, promised: set[str] | dict[str, Promise]) -> bool:
+        return sum(1 for a in m.acceptor_names if a in promised) >= m.majority()
+
+    def _gate(self) -> int:
+        """The first slot we may not open yet: one governed by a pending membership that has not
+        promised our ballot (0: none)."""
+        lead = self.lead
+        gate = 0
+        if lead is not None:
+            for c, m in self.pending:
+                if not self._majority_promised(m, lead.promised_by):
+                    e = self.history.effective_from(c)
+                    gate = e if not gate else min(gate, e)
+        return gate
+
+    def propose_membership(self, new: Membership, ready: Ready) -> str | None:
+        """The operator's change: propose `new` in the next slot. Returns why not, or None."""
+        lead = self.lead
+        if lead is None or not lead.serving:
+            return "not the serving leader"
+        why = refusal(self.history, new, lead.next_slot, bool(self.pending))
+        if why is not None:
+            e = self.history.effective[-1] if self.history.changes else 0
+            if not self.pending and lead.next_slot < e and why.startswith("another change is inside"):
+                # An idle cluster would never pass the window: fill it with no-ops, and the
+                # operator's next try is taken.
+                entries = []
+                while lead.next_slot < e and len(lead.inflight) < self.params.window_slots:
+                    value = Value(NOOP, self.ballot)
+                    lead.inflight[lead.next_slot] = InFlight(value, set(), self.ticks)
+                    entries.append((lead.next_slot, value))
+                    lead.next_slot += 1
+                for chunk in chunked(entries, self.params.message_bytes_max):
+                    self._send_accept(chunk, ready)
+                if entries:
+                    why += f"; {len(entries)} no-ops proposed to pass it"
+            return why
+        slot = lead.next_slot
+        lead.next_slot += 1
+        value = Value(MEMBERSHIP, self.ballot, (encode_membership(new),))
+        self.pending.append((slot, new))
+        self._members_changed()
+        lead.inflight[slot] = InFlight(value, set(), self.ticks)
+        self._send_accept(((slot, value),), ready)
+        ready.event("membership_proposed", slot=slot, from_slot=self.history.effective_from(slot),
+                    members=new.describe())
+        self._prepare_pending(lead, ready)
+        return None
+
+    def _prepare_pending(self, lead: Leadership, ready: Ready) -> None:
+        """Phase 1 of our ballot at the acceptors of a pending membership that have not promised
+        it, for the slots it would govern."""
+        for c, m in self.pending:
+            if self._majority_promised(m, lead.promised_by):
+                continue
+            prepare = Prepare(self.ballot, self.history.effective_from(c))
+            for a in m.acceptor_names:
+                if a not in lead.promised_by:
+                    ready.send.append((a, prepare))
+
+    def _on_leader_promise(self, sender: str, m: Promise, ready: Ready) -> None:
+        lead = self.lead
+        assert lead is not None
+        if sender in lead.promised_by:
+            return
+        # Only for a membership still short of a majority do its votes matter: once one majority
+        # reported nothing there, nothing can have been chosen there (majorities meet).
+        short = [self.history.effective_from(c) for c, pm in self.pending
+                 if sender in pm.acceptor_names and not self._majority_promised(pm, lead.promised_by)]
+        lead.promised_by.add(sender)
+        lead.heard[sender] = self.ticks
+        first = min(short, default=0)
+        ahead = [v.slot for v in m.votes if first and v.slot >= first]
+        if ahead:
+            # Only a leader that counted on a change that was not chosen leaves votes there: let
+            # the next Phase 1 read them (it asks every membership that may govern them).
+            ready.event("membership_votes_ahead", WARNING, peer=sender, slot=ahead[0])
+            self._step_down(ready, reason="membership_votes_ahead", leader=None)
+            return
+        self._propose_queued(ready)
+
     # --- ticks -----------------------------------------------------------------------------
 
     def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
@@ -238,6 +420,8 @@ class Proposer(Core):
             return
         if self.state is FOLLOWER:
             self.quiet_ticks += 1
+            if self.removed_from:
+                return  # not a member any more: never campaigns
             if self.quiet_ticks >= self.timeout_ticks:
                 self._start_election(ready, reason="leader_silent" if self.leader else "no_leader")
             return
@@ -251,19 +435,25 @@ class Proposer(Core):
                 return
             if cand.p1_ticks % p.retry_ticks == 0:
                 prepare = Prepare(self.ballot, cand.p1_from)
-                for acceptor in self.acceptors:
+                for acceptor in cand.asked:
                     if acceptor not in cand.promises:
                         ready.send.append((acceptor, prepare))
             self._retransmit(cand.inflight, ready)
             return
         lead = self.lead
         assert lead is not None
+        if self.removed_from and self.chosen_through >= self.removed_from - 1 and not lead.inflight:
+            # Every slot it may still decide is chosen: the new membership's proposers take over.
+            self._step_down(ready, reason="removed", leader=None)
+            return
         if self.ticks - lead.last_heartbeat_tick >= p.heartbeat_ticks:
             self._heartbeat(lead, ready)
         if lead.reconfirming is not None:
             lead.reconfirming.ticks += 1
             if lead.reconfirming.ticks >= p.election_ticks:
                 lead.reconfirming = None  # no majority answered; the learner will ask again
+        if self.pending and self.ticks % p.retry_ticks == 0:
+            self._prepare_pending(lead, ready)
         if (self.ticks % p.election_ticks == 0 and self.ticks - lead.led_since >= p.election_ticks
                 and not self._quorum_heard(lead)):
             # Check-quorum: a leader cut off from a majority stops heartbeating so that a
@@ -282,7 +472,7 @@ class Proposer(Core):
     def campaign(self, ready: Ready) -> None:
         """Start an election now, as if the election timer fired (scenarios, model checking and
         operators use this; the timer path is the tick)."""
-        if self.probed is None:
+        if self.probed is None and not self.removed_from:
             self._start_election(ready, reason="campaign")
 
     def _on_probed(self, sender: str, m: Probed, ready: Ready) -> None:
@@ -303,6 +493,9 @@ class Proposer(Core):
         """Turn queued client batches into slots, as many as the window allows. The shell calls
         this once per turn, so everything that arrived in one turn shares slots and messages
         (batching)."""
+        self._propose_queued(ready)
+
+    def _propose_queued(self, ready: Ready) -> None:
         lead = self.lead
         if lead is None or not self.queue:
             return
@@ -310,7 +503,10 @@ class Proposer(Core):
         queue = self.queue
         inflight = lead.inflight
         entries: list[tuple[int, Value]] = []
-        while queue and len(inflight) < p.window_slots:
+        gate = self._gate() if self.pending else 0
+        if self.removed_from and (not gate or self.removed_from < gate):
+            gate = self.removed_from
+        while queue and len(inflight) < p.window_slots and (not gate or lead.next_slot < gate):
             batches: list[bytes] = []
             size = 0
             while queue and len(batches) < p.batch_count_max:
@@ -356,23 +552,49 @@ class Proposer(Core):
         self.cand = Candidacy(self.chosen_through + 1)
         self.lead = None
         self.leader = None
+        if self.pending or self.heard_of:
+            self.pending, self.heard_of = [], []  # a new ballot re-reads them in Phase 1
+            self._members_changed()
         self.timeout_ticks = self._draw_timeout()
         ready.event("election_started", ballot=str(self.ballot), from_slot=self.cand.p1_from, reason=reason)
-        prepare = Prepare(self.ballot, self.cand.p1_from)
-        for acceptor in self.acceptors:
-            ready.send.append((acceptor, prepare))
+        self._ask(self.cand, self.history.governing(self.cand.p1_from), ready)
+
+    def _ask(self, cand: Candidacy, members: list[Membership], ready: Ready) -> None:
+        """Send our Prepare to every acceptor of `members` not asked yet."""
+        if self.simple:
+            names = self.acceptors
+        else:
+            wanted = {a for m in members for a in m.acceptor_names}
+            names = [a for a in self.all_acceptors if a in wanted]
+        prepare = Prepare(self.ballot, cand.p1_from)
+        for acceptor in names:
+            if acceptor not in cand.asked:
+                cand.asked.append(acceptor)
+                ready.send.append((acceptor, prepare))
 
     def _on_promise(self, sender: str, m: Promise, ready: Ready) -> None:
         cand = self.cand
+        if cand is None and self.lead is not None and m.ballot == self.ballot and self._member(sender):
+            self._merge_history(m.members, ready)
+            self._on_leader_promise(sender, m, ready)
+            return
         if cand is None or m.ballot != self.ballot or m.from_slot != cand.p1_from:
             return  # stale or duplicate round of Phase 1
-        if sender not in self.acceptors:
+        if not self._member(sender):
             return
         cand.promises[sender] = m
-        if len(cand.promises) < self.majority:
+        self._merge_history(m.members, ready)
+        for v in m.votes:
+            if v.value.kind == MEMBERSHIP:
+                self._heard(v.value)
+        if self.simple:
+            if len(cand.promises) < self.majority:
+                return
+        elif not self._phase1_complete(cand, ready):
             return
         # Iterate in configured order, never over a set: determinism across processes.
-        promises = [cand.promises[a] for a in self.acceptors if a in cand.promises]
+        promises = [cand.promises[a] for a in (self.acceptors if self.simple else self.all_acceptors)
+                    if a in cand.promises]
         watermark = max([self.chosen_through] + [p.chosen_through for p in promises])
         highest = max(p.highest_slot for p in promises)
         incomplete = [p.reported_through for p in promises if p.reported_through < p.highest_slot]
@@ -394,6 +616,8 @@ class Proposer(Core):
             if vote is not None:
                 value = vote.value  # keep it whole, epoch included: the ghost rule needs it
                 reproposed += 1
+                if value.kind == MEMBERSHIP:
+                    self._pend(slot, value)
             else:
                 value = Value(NOOP, self.ballot)
                 noops += 1
@@ -406,23 +630,71 @@ class Proposer(Core):
             cand.p1_ticks = 0
             ready.event("phase1_continued", ballot=str(self.ballot), from_slot=cand.p1_from)
             self._propose_recovered(cand.inflight, entries, ready)
-            prepare = Prepare(self.ballot, cand.p1_from)
-            for acceptor in self.acceptors:
-                ready.send.append((acceptor, prepare))
+            cand.asked = []
+            self._ask(cand, self._phase1_members(cand), ready)
             return
         sw_slot = max(through, watermark, cand.p1_from - 1) + 1
         entries.append((sw_slot, Value(START, self.ballot)))
         # The acceptors that just promised count as heard: check-quorum starts from them.
         lead = Leadership(sw_slot=sw_slot, next_slot=sw_slot + 1, led_since=self.ticks,
-                          heard={a: self.ticks for a in cand.promises}, inflight=cand.inflight)
+                          heard={a: self.ticks for a in cand.promises}, inflight=cand.inflight,
+                          promised_by=set(cand.promises))
         self.state = LEADER
         self.cand = None
         self.lead = lead
+        if self.heard_of:
+            self.heard_of = []  # what we did not re-propose cannot be chosen any more
+            self._members_changed()
         self.leader = self.name
         ready.event("leader_elected", ballot=str(self.ballot), chosen_through=watermark,
                     reproposed=reproposed, noops=noops, start_working_slot=sw_slot)
         self._propose_recovered(lead.inflight, entries, ready)
         self._heartbeat(lead, ready)
+
+    def _heard(self, value: Value) -> None:
+        try:
+            m = decode_membership(value.batches[0])
+        except BadMembership:
+            return
+        if m not in self.heard_of:
+            self.heard_of.append(m)
+            self._members_changed()
+
+    def _pend(self, slot: int, value: Value) -> None:
+        try:
+            m = decode_membership(value.batches[0])
+        except BadMembership:
+            return  # it cannot take effect anywhere: learners skip it too
+        if all(c != slot for c, _ in self.pending) and all(c != slot for c, _ in self.history.changes):
+            self.pending.append((slot, m))
+            self.pending.sort(key=lambda p: p[0])
+            self._members_changed()
+
+    def _phase1_members(self, cand: Candidacy) -> list[Membership]:
+        """Every membership that may govern a slot from `p1_from` on: the known ones, and each
+        membership value some Promise reports there (it may be re-chosen, and govern later
+        slots)."""
+        out = self.history.governing(cand.p1_from)
+        for p in cand.promises.values():
+            for v in p.votes:
+                if v.value.kind == MEMBERSHIP and v.slot >= cand.p1_from:
+                    try:
+                        m = decode_membership(v.value.batches[0])
+                    except BadMembership:
+                        continue
+                    if m not in out:
+                        out.append(m)
+        return out
+
+    def _phase1_complete(self, cand: Candidacy, ready: Ready) -> bool:
+        """A majority of every membership that may govern our slots promised; else ask the
+        acceptors of those that did not."""
+        members = self._phase1_members(cand)
+        missing = [m for m in members if not self._majority_promised(m, cand.promises)]
+        if missing:
+            self._ask(cand, missing, ready)
+            return False
+        return True
 
     # --- re-confirmation (seed 001: "重确认") ------------------------------------------------
 
@@ -441,23 +713,36 @@ class Proposer(Core):
         last = min(m.to_slot, self.chosen_through, first + self.params.window_slots - 1)
         if last < first:
             return
+        if not self.simple:
+            # One membership decides the whole range: stop where the next takes effect.
+            for e in self.history.effective:
+                if first < e <= last:
+                    last = e - 1
+                    break
         self.nonce += 1
         lead.reconfirming = Reconfirmation(first, last, self.nonce)
         ready.event("repair_started", peer=sender, from_slot=first, to_slot=last, ballot=str(self.ballot))
         recover = Recover(self.ballot, first, last, self.nonce)
-        for acceptor in self.acceptors:
+        for acceptor in self._recover_members(first).acceptor_names if not self.simple else self.acceptors:
             ready.send.append((acceptor, recover))
+
+    def _recover_members(self, first: int) -> Membership:
+        return self.history.at(first)
 
     def _on_recovered(self, sender: str, m: Recovered, ready: Ready) -> None:
         lead = self.lead
         rc = lead.reconfirming if lead is not None else None
         if (lead is None or rc is None or m.ballot != self.ballot or m.nonce != rc.nonce
-                or sender not in self.acceptors):
+                or not self._member(sender)):
             return  # not an answer to the re-confirmation under way
-        rc.answers[sender] = m
-        if len(rc.answers) < self.majority:
+        members = self.acceptors if self.simple else self._recover_members(rc.from_slot).acceptor_names
+        if sender not in members:
             return
-        answers = [rc.answers[a] for a in self.acceptors if a in rc.answers]
+        rc.answers[sender] = m
+        majority = len(members) // 2 + 1
+        if len(rc.answers) < majority:
+            return
+        answers = [rc.answers[a] for a in members if a in rc.answers]
         # An answer that had to stop early covers only up to its reported_through.
         through = min([rc.to_slot] + [a.reported_through for a in answers])
         # Slots inside some acceptor's snapshot are chosen, and a learner gets them from that
@@ -466,9 +751,9 @@ class Proposer(Core):
         # An acceptor that lost its file vouches for nothing up to its floor (compacted_through
         # above its snapshot): a slot needs a majority of answers from acceptors that can.
         floors = sorted(a.compacted_through for a in answers)
-        vouched_from = floors[self.majority - 1] + 1
+        vouched_from = floors[majority - 1] + 1
         if first < vouched_from:
-            if len(answers) < len(self.acceptors):
+            if len(answers) < len(members):
                 return  # wait for the others
             ready.event("repair_unvouched", WARNING, from_slot=first, to_slot=min(through, vouched_from - 1))
             first = vouched_from
@@ -494,8 +779,9 @@ class Proposer(Core):
             self._send_accept(chunk, ready)
 
     def _send_accept(self, entries: tuple[tuple[int, Value], ...], ready: Ready) -> None:
-        accept = Accept(self.ballot, self.chosen_through, entries)
-        for acceptor in self.acceptors:
+        accept = Accept(self.ballot, self.chosen_through, entries, self.history.encode())
+        targets = self.acceptors if self.simple or not entries else self._targets(entries[0][0], entries[-1][0])
+        for acceptor in targets:
             ready.send.append((acceptor, accept))
         # Learners take the values from here (one copy) and only the votes from acceptors.
         for learner in self.learners:
@@ -503,26 +789,31 @@ class Proposer(Core):
 
     def _heartbeat(self, lead: Leadership, ready: Ready) -> None:
         lead.last_heartbeat_tick = self.ticks
-        beat = Heartbeat(self.ballot, self.chosen_through)
+        members = self.history.encode()
+        beat = Heartbeat(self.ballot, self.chosen_through, members)
         for peer in self.peers:
             ready.send.append((peer, beat))
         for learner in self.learners:
             ready.send.append((learner, beat))
         # To acceptors an empty Accept: they answer it, so the leader learns that it still has
         # a quorum (or, by a Nack, that it was deposed) even when no client writes.
-        probe = Accept(self.ballot, self.chosen_through, ())
-        for acceptor in self.acceptors:
+        probe = Accept(self.ballot, self.chosen_through, (), members)
+        targets = self.acceptors if self.simple else self._targets(self.chosen_through + 1, lead.next_slot)
+        for acceptor in targets:
             ready.send.append((acceptor, probe))
 
     def _quorum_heard(self, lead: Leadership) -> bool:
         horizon = self.ticks - self.params.election_ticks
-        return sum(1 for a in self.acceptors if lead.heard.get(a, -1) >= horizon) >= self.majority
+        if self.simple:
+            return sum(1 for a in self.acceptors if lead.heard.get(a, -1) >= horizon) >= self.majority
+        m = self.history.at(lead.next_slot)
+        return sum(1 for a in m.acceptor_names if lead.heard.get(a, -1) >= horizon) >= m.majority()
 
     # --- phase 2 ---------------------------------------------------------------------------
 
     def _on_accepted(self, sender: str, m: Accepted, ready: Ready) -> None:
         own = self.lead or self.cand
-        if own is None or m.ballot != self.ballot or sender not in self.acceptors:
+        if own is None or m.ballot != self.ballot or not self._member(sender):
             return
         if self.lead is not None:
             self.lead.heard[sender] = self.ticks
@@ -533,11 +824,13 @@ class Proposer(Core):
             if entry is None:
                 continue
             entry.acks.add(sender)
-            if len(entry.acks) >= majority:
+            if len(entry.acks) >= majority if self.simple else self._chosen_by(slot, entry.acks):
                 del inflight[slot]
                 self._mark_chosen(slot, entry.value, ready)
 
     def _mark_chosen(self, slot: int, value: Value, ready: Ready) -> None:
+        if value.kind == MEMBERSHIP:
+            self._learn_chosen(slot, value, ready)
         if slot == self.chosen_through + 1:
             self._advance_chosen(slot)
         elif slot > self.chosen_through:
@@ -549,6 +842,18 @@ class Proposer(Core):
             lead.serving = True
             self.backoff = 1
             ready.event("leader_serving", ballot=str(self.ballot), start_working_slot=slot)
+
+    def _learn_chosen(self, slot: int, value: Value, ready: Ready) -> None:
+        try:
+            m = decode_membership(value.batches[0])
+        except BadMembership:
+            return
+        if self.history.learn(slot, m):
+            ready.persist.append(MembersRecord(self.history.encode()))
+            ready.event("membership_chosen", slot=slot, from_slot=self.history.effective_from(slot),
+                        members=m.describe())
+        self.pending = [(c, p) for c, p in self.pending if c != slot]
+        self._members_changed()
 
     def _advance_chosen(self, through: int) -> None:
         if through > self.chosen_through:
@@ -565,25 +870,27 @@ class Proposer(Core):
             return
         horizon = self.ticks - self.params.retry_ticks
         missing: dict[str, list[tuple[int, Value]]] = {}
+        simple = self.simple
         for slot, entry in inflight.items():
             if entry.sent_tick > horizon:
                 continue
             entry.sent_tick = self.ticks
-            for acceptor in self.acceptors:
+            for acceptor in self.acceptors if simple else self._targets(slot, slot):
                 if acceptor not in entry.acks:
                     missing.setdefault(acceptor, []).append((slot, entry.value))
-        for acceptor in self.acceptors:
+        members = self.history.encode()
+        for acceptor in self.acceptors if simple else self.all_acceptors:
             entries = missing.get(acceptor)
             if entries:
                 for chunk in chunked(entries, self.params.message_bytes_max):
-                    ready.send.append((acceptor, Accept(self.ballot, self.chosen_through, chunk)))
+                    ready.send.append((acceptor, Accept(self.ballot, self.chosen_through, chunk, members)))
         if missing:
             ready.event("accept_retransmitted", DEBUG, acceptors=len(missing))
 
     # --- being overtaken -------------------------------------------------------------------
 
     def _on_nack(self, sender: str, m: Nack, ready: Ready) -> None:
-        if sender not in self.acceptors:
+        if sender not in self.known_acceptors:
             reject(ready, sender, m, "not_an_acceptor")
             return
         if m.promised > self.known_ballot:
@@ -604,6 +911,7 @@ class Proposer(Core):
             return
         if m.ballot > self.known_ballot and not self._round_ok(sender, m, m.ballot, ready):
             return
+        self._merge_history(m.members, ready)  # before the watermark it covers
         if m.chosen_through > self.chosen_through:
             # The leader's word, at most a window of slots per heartbeat: no one message (a forged
             # one, or a buggy leader's) makes us skip more than a window of slots in our next
@@ -631,6 +939,9 @@ class Proposer(Core):
         self.leader = leader
         self.quiet_ticks = 0
         self.timeout_ticks = self._draw_timeout()
+        if self.pending or self.heard_of:
+            self.pending, self.heard_of = [], []  # not ours to count any more
+            self._members_changed()
         ready.event("stepped_down", INFO, was=was.value, ballot=str(self.ballot), reason=reason, leader=leader)
         # Queued client batches were never proposed: tell their clients to go elsewhere.
         if self.queue:

@@ -68,3 +68,12 @@ class RebuildRecord(Record):
 
     done: bool
     floor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MembersRecord(Record):
+    """Acceptor: the newest membership history a leader sent it (actors/membership.py), persisted
+    before the AcceptRecord whose watermark it covers: a Promise's chosen_through never outruns
+    the history it reports."""
+
+    members: bytes

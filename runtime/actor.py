@@ -108,14 +108,15 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
                               config.protocol.fetch_slots_max, acceptors=acceptors, bounds=config.wire_bounds)
     if spec.role == "proposer":
         return kinds.proposer(name, spec.id, config.proposer_ids, acceptors, learners,
-                              config.proposer_params(), rng, debug_events=debug_events)
+                              config.proposer_params(), rng, debug_events=debug_events, history=config.history())
     kv = KVStore(config.limits.key_bytes_max, config.limits.value_bytes_max, config.limits.sessions_max)
     snap = config.snapshot
     return kinds.learner(name, acceptors, codec.decode_client_batch, kv,
                          fetch_ticks=config.protocol.fetch_ticks, fetch_slots_max=config.protocol.fetch_slots_max,
                          proposer_ids=config.proposer_ids, debug_events=debug_events,
                          snapshot_every_slots=snap.every_slots if snap.enabled else 0,
-                         snapshot_every_bytes=snap.every_bytes if snap.enabled else 0)
+                         snapshot_every_bytes=snap.every_bytes if snap.enabled else 0,
+                         history=config.history())
 
 
 @dataclass

@@ -22,6 +22,7 @@ import msgpack
 from actors.ballot import Ballot
 from actors.messages import (
     COMMANDS,
+    MEMBERSHIP,
     NOOP,
     START,
     Accept,
@@ -53,6 +54,7 @@ from actors.messages import (
 from actors.records import (
     AcceptRecord,
     DecidedRecord,
+    MembersRecord,
     PromiseRecord,
     RebuildRecord,
     Record,
@@ -121,7 +123,7 @@ def _seq(x: Any, what: str) -> tuple[Any, ...]:
 # record: decoded ballots are shared (they are immutable) instead of built per field.
 _ballots: dict[tuple[int, int], Ballot] = {}
 _BALLOTS_MAX = 4096
-_KINDS = frozenset((NOOP, START, COMMANDS))
+_KINDS = frozenset((NOOP, START, COMMANDS, MEMBERSHIP))
 
 
 def _ballot(r: Any, n: Any, what: str) -> Ballot:
@@ -156,13 +158,16 @@ _set_rballot, _set_rchosen, _set_rentries = _slot_setters(AcceptRecord, ("ballot
 
 def _value(kind: Any, er: Any, en: Any, batches: Any) -> Value:
     if type(kind) is not int or kind not in _KINDS:
-        raise DecodeError("schema", f"value kind must be 0, 1 or 2, got {kind!r:.40}")
+        raise DecodeError("schema", f"value kind must be 0, 1, 2 or 3, got {kind!r:.40}")
     if type(batches) is not tuple:
         raise DecodeError("schema", "value batches must be an array")
     for b in batches:
         if type(b) is not bytes:
             raise DecodeError("schema", "value batches must hold binary strings")
-    if kind != COMMANDS and batches:
+    if kind == MEMBERSHIP:
+        if len(batches) != 1:
+            raise DecodeError("schema", "a membership value carries exactly one batch")
+    elif kind != COMMANDS and batches:
         raise DecodeError("schema", "no-op and StartWorking values carry no batches")
     epoch = _ballots.get((er, en)) if type(er) is int and type(en) is int else None
     if epoch is None:
@@ -241,21 +246,39 @@ def _accept_entries(raw: Any) -> tuple[tuple[int, Value], ...]:
     return tuple([_accept_entry(e) for e in raw])
 
 
+def _members(m: tuple[Any, ...], n: int, name: str) -> bytes:
+    """The optional trailing membership history (actors/membership.py): absent while there
+    never was a change, so the wire is then what it always was."""
+    if len(m) == n:
+        return b""
+    _arity(m, n + 1, name)
+    blob = m[n]
+    if type(blob) is not bytes or not blob:
+        raise DecodeError("schema", f"{name} members must be a non-empty binary string")
+    return blob
+
+
+def _with_members(fields: list[Any], blob: bytes) -> list[Any]:
+    if blob:
+        fields.append(blob)
+    return fields
+
+
 def _dec_accept(m: tuple[Any, ...]) -> Message:
-    _arity(m, 5, "accept")
-    return Accept(_ballot(m[1], m[2], "ballot"), _int(m[3], "chosen_through"), _accept_entries(m[4]))
+    members = _members(m, 5, "accept")
+    return Accept(_ballot(m[1], m[2], "ballot"), _int(m[3], "chosen_through"), _accept_entries(m[4]), members)
 
 
 def _dec_heartbeat(m: tuple[Any, ...]) -> Message:
-    _arity(m, 4, "heartbeat")
-    return Heartbeat(_ballot(m[1], m[2], "ballot"), _int(m[3], "chosen_through"))
+    members = _members(m, 4, "heartbeat")
+    return Heartbeat(_ballot(m[1], m[2], "ballot"), _int(m[3], "chosen_through"), members)
 
 
 def _dec_promise(m: tuple[Any, ...]) -> Message:
-    _arity(m, 8, "promise")
+    members = _members(m, 8, "promise")
     return Promise(_ballot(m[1], m[2], "ballot"), _int(m[3], "from_slot"),
                    _int(m[4], "chosen_through"), _int(m[5], "highest_slot"),
-                   _int(m[6], "reported_through"), _votes(m[7]))
+                   _int(m[6], "reported_through"), _votes(m[7]), members)
 
 
 def _dec_nack(m: tuple[Any, ...]) -> Message:
@@ -390,12 +413,15 @@ def _dec_status_reply(m: tuple[Any, ...]) -> Message:
 
 MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     Prepare: (1, lambda m: [1, m.ballot.round, m.ballot.node, m.from_slot], _dec_prepare),
-    Accept: (2, lambda m: [2, m.ballot.round, m.ballot.node, m.chosen_through,
-                           [[s, v.kind, v.epoch.round, v.epoch.node, v.batches] for s, v in m.entries]],
+    Accept: (2, lambda m: _with_members([2, m.ballot.round, m.ballot.node, m.chosen_through,
+                                         [[s, v.kind, v.epoch.round, v.epoch.node, v.batches] for s, v in m.entries]],
+                                        m.members),
              _dec_accept),
-    Heartbeat: (3, lambda m: [3, m.ballot.round, m.ballot.node, m.chosen_through], _dec_heartbeat),
-    Promise: (4, lambda m: [4, m.ballot.round, m.ballot.node, m.from_slot, m.chosen_through,
-                            m.highest_slot, m.reported_through, _enc_votes(m.votes)], _dec_promise),
+    Heartbeat: (3, lambda m: _with_members([3, m.ballot.round, m.ballot.node, m.chosen_through], m.members),
+                _dec_heartbeat),
+    Promise: (4, lambda m: _with_members([4, m.ballot.round, m.ballot.node, m.from_slot, m.chosen_through,
+                                          m.highest_slot, m.reported_through, _enc_votes(m.votes)], m.members),
+              _dec_promise),
     Nack: (5, lambda m: [5, m.ballot.round, m.ballot.node, m.promised.round, m.promised.node],
            _dec_nack),
     Accepted: (6, lambda m: [6, m.ballot.round, m.ballot.node, m.slots,
@@ -510,6 +536,8 @@ def encode_record(record: Record) -> list[Any]:
         return [5, record.slot, record.size_bytes, record.crc]
     if type(record) is RebuildRecord:
         return [6, record.done, record.floor]
+    if type(record) is MembersRecord:
+        return [7, record.members]
     raise TypeError(f"not a record: {record!r}")
 
 
@@ -543,6 +571,10 @@ def decode_record(raw: Any) -> Record:
         if type(raw[1]) is not bool:
             raise DecodeError("schema", "a rebuild record's `done` is a bool")
         return RebuildRecord(raw[1], _int(raw[2], "floor"))
+    if tag == 7 and len(raw) == 2:
+        if type(raw[1]) is not bytes or not raw[1]:
+            raise DecodeError("schema", "a members record holds a non-empty binary string")
+        return MembersRecord(raw[1])
     raise DecodeError("schema", f"unknown record tag {tag} or wrong arity {len(raw)}")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.bounds import WireBounds
+from actors.membership import History, Membership
 from actors.proposer import ProposerParams
 
 ROLES = ("proposer", "acceptor", "learner")
@@ -48,6 +49,9 @@ class ProtocolSection:
     batch_bytes_max: int = _P.batch_bytes_max
     batch_count_max: int = _P.batch_count_max
     queue_batches_max: int = _P.queue_batches_max
+    # Membership change (actors/membership.py): a membership chosen at slot c decides the slots
+    # from c + alpha_slots on; 0 means window_slots. The same on every node.
+    alpha_slots: int = _P.alpha_slots
     fetch_ticks: int = 10
     fetch_slots_max: int = 4096
 
@@ -181,7 +185,18 @@ class ClusterConfig:
             queue_batches_max=p.queue_batches_max,
             ballot_round_step_max=self.limits.ballot_round_step_max,
             slots_ahead_max=self.limits.slots_ahead_max,
+            alpha_slots=p.alpha_slots,
         )
+
+    def membership(self) -> Membership:
+        """The bootstrap membership: cluster.toml's (issue 11: only until the log says otherwise)."""
+        return Membership(tuple((p.name, p.id, p.endpoint) for p in self.proposers),
+                          tuple((a.name, a.endpoint) for a in self.acceptors),
+                          tuple((n.name, n.endpoint) for n in self.learners))
+
+    def history(self) -> History:
+        """A fresh membership history from the bootstrap membership and alpha."""
+        return History(self.membership(), self.protocol.alpha_slots or self.protocol.window_slots)
 
     @property
     def reply_bytes_max(self) -> int:
@@ -328,6 +343,9 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
     if lim.slots_ahead_max < proto.window_slots:
         raise ConfigError(f"limits.slots_ahead_max: must be at least protocol.window_slots ({proto.window_slots}), "
                           f"got {lim.slots_ahead_max}")
+    if proto.alpha_slots and proto.alpha_slots < proto.window_slots:
+        raise ConfigError(f"protocol.alpha_slots: must be 0 (window_slots) or at least protocol.window_slots "
+                          f"({proto.window_slots}), got {proto.alpha_slots}")
     if proto.heartbeat_ticks * 2 > proto.election_ticks:
         raise ConfigError("protocol.election_ticks: must be at least twice heartbeat_ticks")
     snap: SnapshotSection = sections["snapshot"]

@@ -28,6 +28,8 @@ MATRIX: dict[str, set[str]] = {
     "truncate_on_corruption": {"scenarios"},
     "compact_past_snapshot": {"simulation", "scenarios", "model checking"},
     "trim_before_snapshot_durable": {"simulation"},
+    "membership_before_alpha": {"simulation", "scenarios"},  # tests/test_membership_sim.py
+    "learner_membership_before_alpha": {"simulation", "scenarios"},  # tests/test_membership_sim.py
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from actors.acceptor import Acceptor
 from actors.ballot import Ballot
 from actors.learner import Learner
+from actors.membership import Membership
 from actors.messages import Vote
 from actors.proposer import FOLLOWER, Proposer
 from actors.ready import Ready, by_destination
@@ -89,6 +90,30 @@ class AckBeforeChosen(Learner):
         return 1
 
 
+class MembershipBeforeAlpha(Learner):
+    """The learner counts a slot's votes by the newest membership chosen before it, even one
+    chosen less than alpha slots before (the alpha rule of issue 11 broken)."""
+
+    def members_at(self, slot: int) -> Membership:
+        members = self.history.bootstrap
+        for chosen_slot, m in self.history.changes:
+            if chosen_slot < slot:
+                members = m
+        return members
+
+
+class ProposerMembershipBeforeAlpha(Proposer):
+    """The leader counts and sends a slot by the newest membership proposed before it, even one
+    not chosen yet or chosen less than alpha slots before (the alpha rule of issue 11 broken)."""
+
+    def _quorums(self, slot: int) -> list[Membership]:
+        members = self.history.bootstrap
+        for chosen_slot, m in sorted([*self.history.changes, *self.pending], key=lambda c: c[0]):
+            if chosen_slot < slot:
+                members = m
+        return [members]
+
+
 class CompactPastSnapshot(Acceptor):
     """The acceptor compacts past what its durable snapshot holds (everything it has accepted)."""
 
@@ -141,6 +166,8 @@ BUGS: dict[str, Bug] = {
     "reuse_ballot_after_restart": Bug(ReuseBallotAfterRestart.__doc__ or "", ReuseBallotAfterRestart),
     "ack_before_chosen": Bug(AckBeforeChosen.__doc__ or "", AckBeforeChosen),
     "truncate_on_corruption": Bug(TruncateOnCorruption.__doc__ or "", TruncateOnCorruption),
+    "membership_before_alpha": Bug(ProposerMembershipBeforeAlpha.__doc__ or "", ProposerMembershipBeforeAlpha),
+    "learner_membership_before_alpha": Bug(MembershipBeforeAlpha.__doc__ or "", MembershipBeforeAlpha),
     "compact_past_snapshot": Bug(CompactPastSnapshot.__doc__ or "", CompactPastSnapshot),
     "trim_before_snapshot_durable": Bug(TrimBeforeSnapshotDurable.__doc__ or "", TrimBeforeSnapshotDurable),
 }

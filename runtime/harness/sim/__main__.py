@@ -14,11 +14,14 @@ from runtime.harness import bugs as planted
 from runtime.harness.sim.sim import SimConfig, SimResult, Simulation
 
 
-def run_one(args: tuple[int, frozenset[str], bool, bool] | tuple[int, frozenset[str], bool, bool, bool]) -> SimResult:
-    """One seed: (seed, bugs, faults, linearizability[, byzantine])."""
+def run_one(args: tuple[int, frozenset[str], bool, bool] | tuple[int, frozenset[str], bool, bool, bool]
+            | tuple[int, frozenset[str], bool, bool, bool, bool]) -> SimResult:
+    """One seed: (seed, bugs, faults, linearizability[, byzantine[, membership]])."""
     seed, bugs, faults, lin = args[:4]
     byzantine = len(args) > 4 and bool(args[4])
-    result = Simulation(seed, SimConfig(faults=faults, byzantine=byzantine), planted.kinds(bugs),
+    membership = len(args) > 5 and bool(args[5])
+    result = Simulation(seed, SimConfig(faults=faults, byzantine=byzantine, membership=membership),
+                        planted.kinds(bugs),
                         check_linearizability=lin).run()
     result.history = []  # keep what crosses process boundaries small
     return result
@@ -35,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-linearizability", action="store_true", help="skip the history check (faster)")
     parser.add_argument("--byzantine", action="store_true",
                         help="mix forged out-of-bound frames into the run; each must change nothing")
+    parser.add_argument("--membership", action="store_true",
+                        help="an operator grows, shrinks and replaces acceptors through the log mid-run")
     args = parser.parse_args(argv)
     bugs = planted.parse(args.bugs)
     lin = not args.no_linearizability
     if args.seed is not None:
-        result = run_one((args.seed, bugs, not args.no_faults, lin, args.byzantine))
+        result = run_one((args.seed, bugs, not args.no_faults, lin, args.byzantine, args.membership))
         print(f"seed={result.seed} ok={result.ok} events={result.events} virtual_ms={result.virtual_ms:.0f} "
               f"acked={result.acked} crashes={result.crashes} partitions={result.partitions} trace={result.trace_hash}"
               + (f" forged={result.forged} rejected={result.forged_reasons}" if args.byzantine else "")
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     failures = 0
     events = 0
-    work = [(s, bugs, not args.no_faults, lin, args.byzantine) for s in seeds]
+    work = [(s, bugs, not args.no_faults, lin, args.byzantine, args.membership) for s in seeds]
     forged = 0
     honest: dict[str, int] = {}
     with ExitStack() as stack:
@@ -73,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             if not r.ok:
                 failures += 1
                 print(f"FAIL seed={r.seed} {r.rule}: {r.detail[:300]}\n  reproduce: {r.repro(bugs)}"
-                      + (" --byzantine" if args.byzantine else ""), flush=True)
+                      + (" --byzantine" if args.byzantine else "")
+                      + (" --membership" if args.membership else ""), flush=True)
     elapsed = time.perf_counter() - t0
     print(f"# {elapsed:.1f}s, {events / max(elapsed, 1e-9):.0f} events/s", file=sys.stderr)
     if honest:

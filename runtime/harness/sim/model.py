@@ -124,23 +124,39 @@ def clone_core(core: Any) -> Any:
     new = copy.copy(core)
     if isinstance(core, Acceptor):
         new.accepted = dict(core.accepted)
+        new.history = core.history.copy()
+        new.learners = list(core.learners)
     elif isinstance(core, Proposer):
         cand, lead = core.cand, core.lead
         if cand is not None:
-            new.cand = Candidacy(cand.p1_from, cand.p1_ticks, dict(cand.promises), _inflight(cand.inflight))
+            new.cand = Candidacy(cand.p1_from, cand.p1_ticks, dict(cand.promises), _inflight(cand.inflight),
+                                 list(cand.asked))
         if lead is not None:
             rc = lead.reconfirming
             new.lead = Leadership(lead.sw_slot, lead.next_slot, lead.led_since, dict(lead.heard),
                                   _inflight(lead.inflight), lead.last_heartbeat_tick,
                                   lead.serving, rc and Reconfirmation(rc.from_slot, rc.to_slot, rc.nonce, rc.ticks,
-                                                                      dict(rc.answers)))
+                                                                      dict(rc.answers)), set(lead.promised_by))
         new.chosen_above = set(core.chosen_above)
         new.queue = deque(core.queue)
+        new.history = core.history.copy()
+        new.pending = list(core.pending)
+        new.heard_of = list(core.heard_of)
+        new.known_acceptors = set(core.known_acceptors)
+        new.all_acceptors = list(core.all_acceptors)
+        new.acceptors, new.learners, new.peers = list(core.acceptors), list(core.learners), list(core.peers)
+        new.names_by_id = dict(core.names_by_id)
     else:
         new.tally = {s: {b: Tally(list(e.voters), e.value, None if e.contested is None else
                                  {v: list(n) for v, n in e.contested.items()}) for b, e in t.items()}
                      for s, t in core.tally.items()}
         new.chosen = dict(core.chosen)
+        new.chosen_votes = {s: (b, list(v)) for s, (b, v) in core.chosen_votes.items()}
+        new.history = core.history.copy()
+        new.acceptor_set = set(core.acceptor_set)
+        new.joining = set(core.joining)
+        new.acceptors = list(core.acceptors)
+        new.proposer_ids = dict(core.proposer_ids)
         kv = copy.copy(core.kv)
         kv.data = dict(core.kv.data)
         kv.sessions = OrderedDict((c, Session(s.acked_below, dict(s.results))) for c, s in core.kv.sessions.items())

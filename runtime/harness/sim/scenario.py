@@ -11,8 +11,9 @@ a golden file reviewed in the repository (`tests/scenarios/*.golden`).
 
 Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,y to=x,y`):
 
-    cluster proposers=N acceptors=N learners=N [snapshot_every=K] [chunk_bytes=B]
-                                                    first line; learners snapshot every K slots
+    cluster proposers=N acceptors=N learners=N [snapshot_every=K] [chunk_bytes=B] [spare_acceptors=N alpha=A window=W]
+                                                    first line; learners snapshot every K slots;
+                                                    spare acceptors outside the bootstrap membership
     record ACTOR promise BALLOT                     crafted durable state, then the actor restarts
     record ACTOR accept BALLOT SLOT VALUE [ct=N]    VALUE: noop@B | start@B | cmd@B CLIENT/SEQ OP ARGS...;
                                                     ct: the chosen watermark the leader had sent
@@ -33,11 +34,14 @@ Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,
     expect-chosen SLOT BALLOT VALUE-DESCRIPTION     a majority of acceptors holds it under that ballot
     expect-replies CLIENT SEQ=RESULT ...            RESULT: what the client was told (or `none`)
     expect-refused ACTOR                            restarting it must fail: its file is corrupt
+    members PROPOSER add|remove NAME | replace OLD NEW   the operator's membership change (issue 11)
+    expect-members ACTOR SLOT a1,a2,...             the acceptors that decide SLOT, as ACTOR knows
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from collections.abc import Callable
@@ -45,9 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from actors.ballot import Ballot
+from actors.membership import decode as decode_membership
 from actors.messages import (
     COMMANDS,
     KIND_NAMES,
+    MEMBERSHIP,
     NOOP,
     START,
     Accept,
@@ -90,6 +96,8 @@ def ballot(text: str) -> Ballot:
 
 
 def describe_value(v: Value) -> str:
+    if v.kind == MEMBERSHIP:
+        return f"membership@{v.epoch}[{','.join(decode_membership(v.batches[0]).acceptor_names)}]"
     if v.kind != COMMANDS:
         return f"{KIND_NAMES[v.kind]}@{v.epoch}"
     parts = []
@@ -261,7 +269,11 @@ class Scenario:
                                        acceptors=int(sizes.get("acceptors", 3)),
                                        learners=int(sizes.get("learners", 1)),
                                        snapshot_every_slots=int(sizes.get("snapshot_every", 0)),
-                                       snapshot_chunk_bytes=int(sizes.get("chunk_bytes", 1 << 20))),
+                                       snapshot_chunk_bytes=int(sizes.get("chunk_bytes", 1 << 20)),
+                                       spare_acceptors=int(sizes.get("spare_acceptors", 0)),
+                                       alpha=int(sizes.get("alpha", 0)),
+                                       params=dataclasses.replace(WorldConfig().params, window_slots=int(
+                                           sizes.get("window", WorldConfig().params.window_slots)))),
                            seed=int(sizes.get("seed", 0)), kinds=self.kinds)
         self.world.on_events = self._on_events
 
@@ -278,6 +290,33 @@ class Scenario:
             raise ScenarioError(f"record promise|accept|round, not {kind!r}")
         self.w.disks[name].append([record])
         self.w.restart(name)
+
+    def do_members(self, args: list[str]) -> None:
+        w = self.w
+        p = w.proposer(args[0])
+        current = p.history.latest()
+        try:
+            if args[1] == "add":
+                new = current.with_acceptor(args[2], f"sim://{args[2]}")
+            elif args[1] == "remove":
+                new = current.without(args[2])
+            elif args[1] == "replace":
+                new = current.without(args[2]).with_acceptor(args[3], f"sim://{args[3]}")
+            else:
+                raise ScenarioError(f"members PROPOSER add|remove|replace, not {args[1]!r}")
+        except ValueError as exc:
+            self.out(f"    refused: {exc}")
+            return
+        outcome: list[str | None] = []
+        w.perform(args[0], lambda ready: outcome.append(p.propose_membership(new, ready)))
+        self.out(f"    refused: {outcome[0]}" if outcome and outcome[0] else "    proposed")
+
+    def do_expect_members(self, args: list[str]) -> None:
+        core: Any = self.w.cores[args[0]]
+        got = ",".join(core.history.at(int(args[1])).acceptor_names)
+        if got != args[2]:
+            raise ScenarioError(f"{args[0]} has slot {args[1]} decided by {got}, not {args[2]}")
+        self.out(f"  ok: slot {args[1]} decided by {got} at {args[0]}")
 
     def do_timeout(self, args: list[str]) -> None:
         self.w.perform(args[0], self.w.proposer(args[0]).campaign)

@@ -21,6 +21,14 @@ rejected with a reason and change nothing: no record, no message, no action, the
 state; else the run fails (`byzantine`). The forger draws from a random generator of its own and
 its deliveries leave no note in the trace, so a run with it has the trace hash of the run
 without it: the proof that none of its frames changed anything at all.
+
+Membership changes (`SimConfig.membership`, issue 11): spare acceptors run from the start outside
+the bootstrap membership, and a simulated operator asks the serving leader, now and then during
+the safety phase, for the next change of a plan (grow 3 -> 5 acceptors, shrink back, then replace
+the three original acceptors one by one by new names, then the leader removes itself and is added
+back), retrying while it is refused. The ghost
+decides a slot chosen by a majority of the membership chosen alpha slots before it
+(`_members_at`), once it knows every slot up to there; every other check is the same.
 """
 
 from __future__ import annotations
@@ -40,8 +48,11 @@ from actors.client import ClientCore, ClientParams, ClientReady
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
 from actors.learner import Learner
+from actors.membership import History, Membership
+from actors.membership import decode as decode_membership
 from actors.messages import (
     COMMANDS,
+    MEMBERSHIP,
     NOOP,
     START,
     Accept,
@@ -70,6 +81,7 @@ from runtime.turn import PRODUCT, REJECTIONS, Kinds, Turn, replayer
 from runtime.wal import WalCorrupt, scan
 
 US = 1_000_000  # virtual time unit: microseconds
+DROP_LEADER, RESTORE_PROPOSERS = "drop_leader", "restore_proposers"  # operator steps made when due
 # A commit's crash points, and those inside replacing a file whole (a snapshot being written or
 # installed, the wal being compacted: runtime/storage.CRASH_POINTS, prefixed).
 CRASH_POINTS = ("before_persist", "after_write_before_fsync", "after_fsync_before_send", "mid_send",
@@ -170,6 +182,7 @@ class SimConfig:
     faults: bool = True
     wipes: bool = True  # a crash may also wipe an actor's files (at most one acceptor a run)
     byzantine: bool = False  # a forger mixes out-of-bound frames into the run (see `Forger`)
+    membership: bool = False  # an operator grows, shrinks and replaces acceptors through the log
 
 
 @dataclass
@@ -189,6 +202,7 @@ class Drawn:
     snapshot_every_slots: int
     chunk_bytes: int
     wipe_share: float  # of crashes that also wipe the actor's files
+    alpha_slots: int = 0  # (membership runs) the alpha of the alpha rule
 
 
 @dataclass
@@ -271,12 +285,23 @@ class Simulation:
         self.rng = random.Random(seed)
         c = self.config
         self.proposers = [f"p{i}" for i in range(1, c.proposers + 1)]
-        self.acceptors = [f"a{i}" for i in range(1, c.acceptors + 1)]
+        # Spare acceptors (membership runs) run from the start, outside the bootstrap membership.
+        spares = 5 if c.membership else 0
+        self.acceptors = [f"a{i}" for i in range(1, c.acceptors + spares + 1)]
+        self.initial_acceptors = self.acceptors[:c.acceptors]
         self.learners = [f"l{i}" for i in range(1, c.learners + 1)]
         self.names = [*self.proposers, *self.acceptors, *self.learners]
         self.proposer_ids = {n: i for i, n in enumerate(self.proposers, start=1)}
         self.majority = c.acceptors // 2 + 1
         self.drawn = self._draw()
+        self.bootstrap = Membership(tuple((p, self.proposer_ids[p], f"sim://{p}") for p in self.proposers),
+                                    tuple((a, f"sim://{a}") for a in self.initial_acceptors),
+                                    tuple((n, f"sim://{n}") for n in self.learners))
+        self.ghost_history = History(self.bootstrap, self.drawn.alpha_slots or self.drawn.params.window_slots)
+        self.ghost_through = 0  # every slot up to here is chosen, as the ghost saw
+        self.undecided: set[int] = set()  # slots whose membership the ghost does not know yet
+        self.plan: list[Membership | str] = self._plan() if c.membership else []
+        self.changes: list[tuple[float, int, str]] = []  # (virtual ms, slot, members) proposed
         # A compaction's later rounds are due a few milliseconds on (a worker writes the file); a
         # small tail threshold makes the rounds that copy what was appended meanwhile happen.
         self.actors = {n: SimActor(n, self._role(n), Files(snapshot_dir=kinds.snapshot_dir, tail_bytes_finish=256,
@@ -305,6 +330,7 @@ class Simulation:
         self.sent_blobs: set[bytes] = set()
         # Ghost state for the invariants.
         self.votes: dict[tuple[int, Ballot], dict[str, Value]] = {}
+        self.proposed: dict[tuple[int, Ballot], Value] = {}
         self.chosen: dict[int, Value] = {}
         self.delivered: dict[int, Value] = {}
         self.applied: dict[str, list[tuple[str, int]]] = {n: [] for n in self.learners}
@@ -318,6 +344,8 @@ class Simulation:
         for cl in self.clients:
             self._schedule(self.rng.randrange(5_000, 50_000), "client", cl.name)
             self._schedule(self._client_timer_us(), "client_timer", cl.name)
+        if self.plan:
+            self._schedule(self.rng.randrange(100_000, 600_000), "members", None)
         if c.faults:
             self._schedule(self.rng.randrange(100_000, 500_000), "crash", None)
             self._schedule(self.rng.randrange(100_000, 800_000), "partition", None)
@@ -362,23 +390,65 @@ class Simulation:
             snapshot_every_slots=r.choice([0, 3, 10, 40]),
             chunk_bytes=r.choice([64, 512, 4096]),
             wipe_share=r.choice([0.0, 0.1, 0.3]) if faults and self.config.wipes else 0.0,
+        ) if not self.config.membership else self._draw_membership(r, params, faults)
+
+    def _draw_membership(self, r: random.Random, params: ProposerParams, faults: bool) -> Drawn:
+        """As `_draw`, in a membership run: no wipes (acceptor rebuild still counts the bootstrap
+        acceptors), and an alpha drawn at or above the window."""
+        alpha = params.window_slots + r.choice([0, 1, 3, params.window_slots])
+        params = ProposerParams(**{**{f: getattr(params, f) for f in params.__slots__}, "alpha_slots": alpha})
+        return Drawn(
+            tick_ms=r.choice([5, 10]),
+            params=params,
+            drop=r.choice([0.0, 0.01, 0.05, 0.2]) if faults else 0.0,
+            dup=r.choice([0.0, 0.01, 0.1]) if faults else 0.0,
+            delay_mean_us=r.choice([100, 1000, 5000, 20000]),
+            crash_every_ms=r.choice([100, 300, 1000]),
+            partition_every_ms=r.choice([200, 500, 1500]),
+            power_crash=r.choice([0.0, 0.5, 1.0]),
+            clock_rate={n: r.uniform(0.8, 1.25) for n in self.names} if faults else {n: 1.0 for n in self.names},
+            cpu_us={n: r.choice([20, 50, 200, 2000]) if faults else 20 for n in self.names},
+            fetch_ticks=r.randint(3, 20),
+            client_retry_s=r.choice([0.05, 0.1, 0.3]),
+            snapshot_every_slots=r.choice([0, 3, 10, 40]),
+            chunk_bytes=r.choice([64, 512, 4096]),
+            wipe_share=0.0,
+            alpha_slots=alpha,
         )
+
+    def _plan(self) -> list[Membership | str]:
+        """The operator's changes, in order: grow to five acceptors (two in one entry), shrink
+        back to three, then replace the three original acceptors one by one by new names, in a
+        drawn order; then the leader of the moment removes itself, and is added back."""
+        b = self.bootstrap
+        a4, a5, a6, a7, a8 = self.acceptors[3:8]
+        grown = b.with_acceptor(a4, f"sim://{a4}").with_acceptor(a5, f"sim://{a5}")
+        plan: list[Membership | str] = [grown, b]
+        current = b
+        for victim, new in zip(self.rng.sample(self.initial_acceptors, 3), (a6, a7, a8), strict=True):
+            current = current.without(victim).with_acceptor(new, f"sim://{new}")
+            plan.append(current)
+        if len(self.proposers) > 1:
+            plan += [DROP_LEADER, RESTORE_PROPOSERS]
+        return plan
 
     def _build(self, name: str) -> Any:
         d = self.drawn
         k = self.kinds
         role = self._role(name)
         if role == "proposer":
-            core: Any = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptors, self.learners,
-                                   d.params, random.Random(self.rng.getrandbits(64)))
+            core: Any = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.initial_acceptors,
+                                   self.learners, d.params, random.Random(self.rng.getrandbits(64)),
+                                   history=self._history())
         elif role == "acceptor":
             core = k.acceptor(name, self.proposer_ids, self.learners, d.params.message_bytes_max,
-                              acceptors=self.acceptors)
+                              acceptors=self.initial_acceptors if self.config.membership else self.acceptors)
         else:
             kv = KVStore(64, 4096)
             self.applied[name] = kv.applied_log = []  # rebuilt by the replay below
-            core = k.learner(name, self.acceptors, codec.decode_client_batch, kv, fetch_ticks=d.fetch_ticks,
-                             proposer_ids=self.proposer_ids, snapshot_every_slots=d.snapshot_every_slots)
+            core = k.learner(name, self.initial_acceptors, codec.decode_client_batch, kv, fetch_ticks=d.fetch_ticks,
+                             proposer_ids=self.proposer_ids, snapshot_every_slots=d.snapshot_every_slots,
+                             history=self._history())
         return core
 
     def _start(self, name: str) -> None:
@@ -421,6 +491,57 @@ class Simulation:
         actor.busy_until = self.now
         actor.crash_point = None
         self._schedule(self._tick_period(name), "tick", (name, actor.incarnation))
+
+    def _history(self) -> History | None:
+        """A fresh bootstrap history with the run's alpha (membership runs; else the cores'
+        default)."""
+        if not self.config.membership:
+            return None
+        return History(self.bootstrap, self.ghost_history.alpha)
+
+    def _operator(self) -> None:
+        """The operator asks the serving leader for the next change of the plan; a refusal (no
+        leader, or another change inside its alpha window) is retried later."""
+        while self.plan and self.ghost_history.latest() == self.plan[0]:
+            self.plan.pop(0)  # chosen: on to the next change
+        if self.healed or not self.plan:
+            return
+        if self.plan[0] == RESTORE_PROPOSERS:
+            latest = self.ghost_history.latest()
+            self.plan[0] = Membership(self.bootstrap.proposers, latest.acceptors, latest.learners)
+        for name in self.proposers:
+            actor = self.actors[name]
+            core = actor.core
+            if core is None or not core.status()["serving"]:
+                continue
+            if self.plan[0] == DROP_LEADER:
+                # The leader proposes its own removal.
+                self.plan[0] = core.history.latest().without(name)
+            target = self.plan[0]
+            assert isinstance(target, Membership)
+            outcome: list[str | None] = []
+            turn = actor.turn
+            assert turn is not None
+
+            def propose(ready: Any, core: Any = core, outcome: list[str | None] = outcome,
+                        target: Membership = target) -> None:
+                outcome.append(core.propose_membership(target, ready))
+
+            self._turn(name, partial(turn.perform, propose))
+            if outcome and outcome[0] is None:
+                # Proposed; the next visit checks it was chosen (a deposed leader's may not be).
+                self._note(f"members {name} {target.describe()}")
+                self.changes.append((self.now / 1000, core.lead.next_slot - 1 if core.lead else 0, target.describe()))
+            break
+        if self.plan:
+            self._schedule(self.rng.randrange(20_000, 300_000), "members", None)
+
+    def _members_at(self, slot: int) -> Membership | None:
+        """The membership that decides `slot`, once the ghost knows every slot it depends on."""
+        h = self.ghost_history
+        if slot - h.alpha > self.ghost_through:
+            return None
+        return h.at(slot)
 
     def _rewrite_later(self, name: str) -> None:
         self._schedule(self.rng.randrange(1_000, 40_000), "rewrite", (name, self.actors[name].incarnation))
@@ -545,6 +666,8 @@ class Simulation:
                 self._schedule(self.rng.randrange(50_000, self.drawn.partition_every_ms * 1000), "partition", None)
         elif kind == "heal":
             self._heal()
+        elif kind == "members":
+            self._operator()
         elif kind == "forge":
             assert self.forger is not None
             self.forger.forge()
@@ -599,8 +722,15 @@ class Simulation:
             covered = snap.slot if snap is not None and _snapshot_durable(actor, snap.slot) else 0
             held[a] = (covered, {s: v for s, (_, v) in shadow.accepted.items()})
         for slot, value in self.chosen.items():
-            holders = sum(1 for covered, values in held.values() if slot <= covered or values.get(slot) == value)
-            if holders < self.majority:
+            if self.config.membership:
+                members = self.ghost_history.at(slot).acceptor_names
+                need = len(members) // 2 + 1
+                holders = sum(1 for a, (covered, values) in held.items()
+                              if a in members and (slot <= covered or values.get(slot) == value))
+            else:
+                need = self.majority
+                holders = sum(1 for covered, values in held.values() if slot <= covered or values.get(slot) == value)
+            if holders < need:
                 raise Violation("durability", f"{why}: chosen slot {slot} is held by {holders} acceptors, "
                                               f"as a value or in a durable snapshot")
 
@@ -610,11 +740,22 @@ class Simulation:
         actor = self.actors[name]
         if actor.role == "proposer":
             for m in msgs:
+                if isinstance(m, Accept):
+                    # What each (slot, ballot) proposes: an acceptor's Accepted names only slots.
+                    proposed = self.proposed
+                    for slot, value in m.entries:
+                        proposed[(slot, m.ballot)] = value
                 if isinstance(m, Prepare):
                     shadow = _durable(actor)
                     if m.ballot.round > shadow.round:
                         raise Violation("durability", f"{name} sent Prepare {m.ballot} with durable round "
                                                       f"{shadow.round}")
+                elif (self.config.membership and isinstance(m, (Accept, Heartbeat))
+                      and m.chosen_through > self.ghost_through):
+                    # A watermark is a claim that every slot up to it is chosen, by the membership
+                    # of each slot (a leader counting by the wrong one claims slots that are not).
+                    raise Violation("watermark", f"{name} says slots through {m.chosen_through} are chosen, "
+                                                 f"but slot {self.ghost_through + 1} is not")
             return
         if actor.role != "acceptor":
             return
@@ -648,7 +789,10 @@ class Simulation:
                         # Acknowledged from inside the snapshot: a vote for what was chosen there.
                         self._vote(name, slot, m.ballot, self.chosen[slot])
                 kept = [s for s in m.slots if s > covered]
-                values = m.values or tuple(core.accepted[s][1] for s in kept)
+                # By what was proposed under that ballot: a later Accept of the same turn may
+                # already have replaced the acceptor's value (a duplicate of an older Accept
+                # acknowledged again, then a newer ballot's value taken).
+                values = m.values or tuple(self.proposed.get((s, m.ballot)) or core.accepted[s][1] for s in kept)
                 for slot, value in zip(kept if not m.values else m.slots, values, strict=True):
                     got = durable.accepted.get(slot)
                     if got is None or got[0] < m.ballot:
@@ -666,13 +810,50 @@ class Simulation:
         if prior is not None and prior != value:
             raise Violation("agreement", f"{acceptor} announced two values for slot {slot} ballot {ballot}")
         voters[acceptor] = value
-        if len(voters) >= self.majority:
-            chosen = self.chosen.get(slot)
-            if chosen is None:
-                self.chosen[slot] = value
-            elif chosen != value:
-                raise Violation("agreement", f"slot {slot}: {chosen.describe()} was chosen, then "
-                                             f"{value.describe()} under ballot {ballot}")
+        if not self.config.membership:
+            if len(voters) >= self.majority:
+                self._ghost_chosen(slot, ballot, value)
+            return
+        members = self._members_at(slot)
+        if members is None:
+            self.undecided.add(slot)
+        elif sum(1 for a in members.acceptor_names if a in voters) >= members.majority():
+            self._ghost_chosen(slot, ballot, value)
+
+    def _ghost_chosen(self, slot: int, ballot: Ballot, value: Value) -> None:
+        chosen = self.chosen.get(slot)
+        if chosen is None:
+            self.chosen[slot] = value
+            if self.config.membership:
+                self._ghost_advance(slot, value)
+        elif chosen != value:
+            raise Violation("agreement", f"slot {slot}: {chosen.describe()} was chosen, then "
+                                         f"{value.describe()} under ballot {ballot}")
+
+    def _ghost_advance(self, slot: int, value: Value) -> None:
+        """A slot became chosen: a change is a fact, and slots that waited for their membership
+        are decided once the prefix they depend on is known."""
+        if value.kind == MEMBERSHIP:
+            self.ghost_history.learn(slot, decode_membership(value.batches[0]))
+        before = self.ghost_through
+        while self.ghost_through + 1 in self.chosen:
+            self.ghost_through += 1
+        if self.ghost_through == before or not self.undecided:
+            return
+        for s in sorted(self.undecided):
+            members = self._members_at(s)
+            if members is None:
+                continue
+            self.undecided.discard(s)
+            if s in self.chosen:
+                continue
+            for (vs, b), voters in self.votes.items():
+                if vs == s and sum(1 for a in members.acceptor_names if a in voters) >= members.majority():
+                    values = {voters[a] for a in members.acceptor_names if a in voters}
+                    if len(values) != 1:
+                        raise Violation("agreement", f"two values under one ballot {b} at slot {s}")
+                    self._ghost_chosen(s, b, values.pop())
+                    break
 
     def _crash(self, name: str, power: bool, wipe: bool = False) -> None:
         actor = self.actors[name]

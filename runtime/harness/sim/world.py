@@ -20,6 +20,7 @@ from typing import Any
 from actors.acceptor import Acceptor
 from actors.kv import KVStore
 from actors.learner import Learner
+from actors.membership import History, Membership
 from actors.messages import Message, Reply, SnapshotTaken, Submit
 from actors.proposer import Proposer, ProposerParams
 from actors.ready import Action, Compact, Event, Ready, TakeSnapshot
@@ -183,6 +184,10 @@ class WorldConfig:
     fetch_ticks: int = 10
     snapshot_every_slots: int = 0  # learners' snapshot trigger (0: off)
     snapshot_chunk_bytes: int = 1 << 20
+    # Membership change (issue 11): acceptors outside the bootstrap membership, and the alpha of
+    # the alpha rule (0: the cores' defaults, no history given).
+    spare_acceptors: int = 0
+    alpha: int = 0
 
 
 class _ActorShell:
@@ -232,9 +237,13 @@ class World:
         c = self.config
         self.rng = random.Random(seed)
         self.proposer_names = [f"p{i}" for i in range(1, c.proposers + 1)]
-        self.acceptor_names = [f"a{i}" for i in range(1, c.acceptors + 1)]
+        self.acceptor_names = [f"a{i}" for i in range(1, c.acceptors + c.spare_acceptors + 1)]
+        self.initial_acceptors = self.acceptor_names[:c.acceptors]
         self.learner_names = [f"l{i}" for i in range(1, c.learners + 1)]
         self.proposer_ids = {n: i for i, n in enumerate(self.proposer_names, start=1)}
+        self.bootstrap = Membership(tuple((p, i, f"sim://{p}") for p, i in self.proposer_ids.items()),
+                                    tuple((a, f"sim://{a}") for a in self.initial_acceptors),
+                                    tuple((n, f"sim://{n}") for n in self.learner_names))
         self.names = [*self.proposer_names, *self.acceptor_names, *self.learner_names]
         self.files: dict[str, Files] = {n: Files(snapshot_dir=kinds.snapshot_dir) for n in self.names}
         self.internal: list[tuple[str, Message]] = []  # shell-to-core messages, handed over at the next tick
@@ -255,16 +264,19 @@ class World:
     def _build(self, name: str) -> Core:
         c = self.config
         k = self.kinds
+        history = History(self.bootstrap, c.alpha) if c.alpha else None
         if name in self.proposer_ids:
-            core: Core = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.acceptor_names,
-                                    self.learner_names, c.params, random.Random(self.rng.getrandbits(64)))
+            core: Core = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.initial_acceptors,
+                                    self.learner_names, c.params, random.Random(self.rng.getrandbits(64)),
+                                    history=history)
         elif name in self.acceptor_names:
             core = k.acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max,
-                              acceptors=self.acceptor_names)
+                              acceptors=self.initial_acceptors)
         else:
-            core = k.learner(name, self.acceptor_names, codec.decode_client_batch,
+            core = k.learner(name, self.initial_acceptors, codec.decode_client_batch,
                              KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks,
-                             proposer_ids=self.proposer_ids, snapshot_every_slots=c.snapshot_every_slots)
+                             proposer_ids=self.proposer_ids, snapshot_every_slots=c.snapshot_every_slots,
+                             history=history)
         files = self.files[name]
         apply = replayer(core, files.snapshots)
         for record in files.disk.records(k.scanner):
