@@ -3,7 +3,7 @@
 - fast: the cores' rules, scenario scripts, codec, wal, config, supervision, checkers, layering;
   seconds in all, for the edit-test loop;
 - slow: the deterministic simulator's thousand seeds and planted-bug sweeps, and exhaustive model
-  checking; minutes;
+  checking; minutes (also any test marked `@pytest.mark.slow` by hand in another file);
 - integration: real processes on loopback (tests/integration/), the Jepsen-style runs among them.
 """
 
@@ -24,7 +24,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = Path(str(item.fspath))
         if "integration" in path.parts:
             item.add_marker(pytest.mark.integration)
-        elif path.name in SLOW:
+        elif path.name in SLOW or item.get_closest_marker("slow") is not None:
+            # A file of the fast tier may hold a slow test, marked so by hand.
             item.add_marker(pytest.mark.slow)
         else:
             item.add_marker(pytest.mark.fast)

@@ -311,6 +311,7 @@ def test_forged_frames_mixed_into_a_run_change_nothing(seed: int) -> None:
 # --- the model checker: a watermark clamped to what an acceptor holds is safe everywhere ----------
 
 
+@pytest.mark.slow  # a model-checking search: seconds, not milliseconds
 def test_a_watermark_as_high_as_an_acceptor_takes_one_keeps_agreement_and_durability() -> None:
     """Every use of an acceptor's watermark (its Promise's start and report, its Fetched, the
     snapshot it fetches and compacts to) with the watermark raised to the highest slot it holds,
