@@ -462,7 +462,13 @@ def cmd_client(config: ClusterConfig, args: argparse.Namespace) -> int:
     import uvloop
 
     try:
-        kv = Client(config, timeout_s=args.timeout_s)
+        try:
+            kv = Client(config, timeout_s=args.timeout_s)
+        except ClusterUnavailable:
+            if read_state(config) is None:  # no keys yet, most likely because it never ran
+                raise ClusterUnavailable(f"the cluster of {config.path} is not running: no supervisor "
+                                         f"(`paxos up` starts it and creates its keys)") from None
+            raise
         kv.check(args.key, *values)  # before connecting: a bad key or value fails at once
         result = uvloop.run(run(kv))
     except OutcomeUnknown as exc:

@@ -210,6 +210,15 @@ def test_without_a_supervisor_a_client_command_says_at_once_that_the_cluster_is_
     assert "is not running: no supervisor" in capsys.readouterr().err
 
 
+def test_before_the_first_up_a_client_command_says_not_running_rather_than_missing_keys(
+        tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text(render(dict(zip(NAMES, free_ports(len(NAMES)), strict=True))))  # CurveZMQ on, no keys yet
+    assert run(path, "get", "k") == 1
+    err = capsys.readouterr().err
+    assert "is not running: no supervisor" in err and "creates its keys" in err
+
+
 # --- file descriptors ------------------------------------------------------------------------
 
 
