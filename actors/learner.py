@@ -43,6 +43,7 @@ from actors.invariants import InvariantViolation, check
 from actors.kv import BadBatch, BadSnapshot, KVStore, parse_batch
 from actors.membership import BadMembership, History, Membership
 from actors.membership import decode as decode_membership
+from actors.membership import encode as encode_membership
 from actors.messages import (
     COMMANDS,
     MEMBERSHIP,
@@ -550,8 +551,14 @@ class Learner(Core):
             raise InvariantViolation("a learner delivers every slot it can", delivered=self.delivered)
 
     def status(self) -> dict[str, Any]:
+        members, members_slot = self.history.in_force(self.delivered + 1)
         return {
             "role": "learner",
+            # The membership of the next slot to deliver, as the canonical JSON of a membership
+            # value (`paxos members` shows it), and the slot that chose it (0: the bootstrap).
+            "members": encode_membership(members).decode(),
+            "members_slot": members_slot,
+            "alpha": self.history.alpha,
             "state": "catching_up" if self.snapshot_fetching else "learning",
             "delivered": self.delivered,
             "snapshot_slot": self.snapshot.slot if self.snapshot is not None else 0,

@@ -247,6 +247,16 @@ class History:
             i -= 1
         return self.changes[i][1]
 
+    def in_force(self, slot: int) -> tuple[Membership, int]:
+        """The membership that governs `slot`, and the slot that chose it (0: the bootstrap)."""
+        effective = self.effective
+        if not effective or slot < effective[0]:
+            return self.bootstrap, 0
+        i = len(effective) - 1
+        while effective[i] > slot:
+            i -= 1
+        return self.changes[i][1], self.changes[i][0]
+
     def latest(self) -> Membership:
         return self.changes[-1][1] if self.changes else self.bootstrap
 

@@ -324,6 +324,48 @@ def cmd_wipe(config: ClusterConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def members_view(members_json: str, slot: int, alpha: int) -> dict[str, Any]:
+    """`paxos members --json`: the membership in force, the slot that chose it and alpha."""
+    proposers, acceptors, learners = json.loads(members_json)
+    return {"slot": slot, "alpha": alpha,
+            "proposers": [{"name": n, "id": i, "endpoint": e} for n, i, e in proposers],
+            "acceptors": [{"name": n, "endpoint": e} for n, e in acceptors],
+            "learners": [{"name": n, "endpoint": e} for n, e in learners]}
+
+
+def cmd_members(config: ClusterConfig, args: argparse.Namespace) -> int:
+    """The membership in force, as the most advanced learner delivered it (read-only)."""
+    from actors.membership import encode as encode_membership
+
+    running = True
+    try:
+        status = request(config, {"cmd": "status"}, timeout_s=5.0)
+        infos = [a.get("info", {}) for a in status.get("actors", []) if a.get("role") == "learner"]
+        infos = [i for i in infos if isinstance(i.get("members"), str)]
+        if not infos:
+            return _fail("no learner answered: the membership in force is unknown right now")
+        info = max(infos, key=lambda i: int(i.get("delivered") or 0))
+        view = members_view(info["members"], int(info.get("members_slot") or 0), int(info.get("alpha") or 0))
+    except NotRunning:
+        running = False
+        members, slot = config.history().in_force(1)
+        view = members_view(encode_membership(members).decode(), slot, config.history().alpha)
+    except ControlError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(view))
+    else:
+        origin = "chosen at slot " + str(view["slot"]) if view["slot"] else "the bootstrap membership of cluster.toml"
+        print(f"membership in force: {origin}; alpha {view['alpha']} slots"
+              + ("" if running else " (the cluster is not running)"))
+        for p in view["proposers"]:
+            print(f"  proposer {p['name']:<12} id {p['id']:<4} {p['endpoint']}")
+        for role in ("acceptors", "learners"):
+            for m in view[role]:
+                print(f"  {role[:-1]:<8} {m['name']:<12}         {m['endpoint']}")
+    return 0 if running else EXIT_NOT_RUNNING
+
+
 def cmd_keys(config: ClusterConfig, args: argparse.Namespace) -> int:
     """Create missing keys, add a client key, or rotate one; list what there is."""
     try:
@@ -596,6 +638,17 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, add_help=False)
         p.set_defaults(func=lambda config, args, name=name: _fail(
             f"'{name}' takes its own options and must come first: paxos {name} [--help]", EXIT_USAGE))
+    p = command("members", "the membership in force and the slot that chose it",
+                "The proposers, acceptors and learners in force, as the most advanced learner\n"
+                "delivered them, with the slot whose value chose them (0: cluster.toml's bootstrap\n"
+                "membership) and alpha. Changing the membership on a running cluster is not there\n"
+                "yet (the protocol cores have it; see the README). Exit 3 when the cluster is not\n"
+                "running (then it shows cluster.toml's).",
+                "paxos members\npaxos members --json | jq '.acceptors[].name'")
+    p.add_argument("--json", action="store_true",
+                   help='{"slot", "alpha", "proposers": [{name, id, endpoint}], "acceptors": [{name, endpoint}], '
+                        '"learners": [{name, endpoint}]}')
+    p.set_defaults(func=cmd_members)
     p = command("keys", "create missing CurveZMQ keys, add a client key, rotate one",
                 "Every connection is CurveZMQ: each actor and each client proves a key kept under\n"
                 "<data_dir>/keys (0700; secret files 0600). `paxos up` creates the missing ones; this\n"

@@ -330,3 +330,14 @@ def test_a_proposer_keeps_the_changes_it_learned_across_a_restart() -> None:
     for r in codec.decode_records(codec.encode_records(records)):
         again.apply(r)
     assert again.history.changes == [(c, B5)] and "a4" in again.known_acceptors
+
+
+def test_the_membership_in_force_names_the_slot_that_chose_it() -> None:
+    boot = Membership((("p1", 1, "tcp://h:1"),), (("a1", "e1"), ("a2", "e2"), ("a3", "e3")), (("l1", "e4"),))
+    history = History(boot, 8)
+    assert history.in_force(1) == (boot, 0)
+    grown = boot.with_acceptor("a4", "e5")
+    history.learn(10, grown)
+    assert history.in_force(17) == (boot, 0)  # chosen at 10, in force from 10 + alpha
+    assert history.in_force(18) == (grown, 10)
+    assert history.in_force(10**6) == (grown, 10)

@@ -128,3 +128,17 @@ def test_bad_arguments_and_config_errors(cluster: LocalCluster, tmp_path) -> Non
     assert c.up().returncode == 0
     twice = c.up()
     assert twice.returncode == 1 and "already running" in twice.stderr
+
+
+def test_members_shows_the_membership_in_force(running: LocalCluster) -> None:
+    c = running
+    assert c.paxos("put", "k", "v").returncode == 0
+    proc = c.paxos("members", "--json")
+    assert proc.returncode == 0, proc.stderr
+    view = json.loads(proc.stdout)
+    assert view["slot"] == 0 and view["alpha"] >= 1  # the bootstrap membership: nothing changed it
+    assert [a["name"] for a in view["acceptors"]] == ["a1", "a2", "a3"]
+    assert view["acceptors"][0]["endpoint"] == f"tcp://127.0.0.1:{c.ports['a1']}"
+    assert [(p["name"], p["id"]) for p in view["proposers"]] == [("p1", 1), ("p2", 2)]
+    assert [lr["name"] for lr in view["learners"]] == ["l1", "l2"]
+    assert "bootstrap membership" in c.paxos("members").stdout
