@@ -14,24 +14,31 @@ from typing import Any
 import pytest
 
 from actors.ballot import Ballot
-from actors.bounds import DEFAULT_BOUNDS, ROUND_MAX, SLOT_MAX, shape
+from actors.bounds import DEFAULT_BOUNDS, ROUND_MAX, SLOT_MAX, WireBounds, round_beyond, shape, slot_beyond
 from actors.messages import (
     COMMANDS,
     NOOP,
     START,
     Accept,
     Accepted,
+    Fetch,
     Fetched,
     Heartbeat,
     Message,
     Nack,
     Prepare,
+    Probed,
     Promise,
     Recover,
+    Recovered,
+    Repair,
+    SnapshotChunk,
+    SnapshotFetch,
+    SnapshotOffer,
     Value,
     Vote,
 )
-from actors.proposer import LEADER
+from actors.proposer import LEADER, ProposerParams
 from runtime import codec
 from runtime.harness.sim.sim import SimConfig, Simulation, core_digest
 from runtime.harness.sim.world import World, WorldConfig
@@ -263,6 +270,168 @@ def test_shape_rejects_what_no_receiver_may_take() -> None:
     assert shape(Promise(b, 1, 0, 1, 1, (Vote(1, Ballot(2, 1), v),))) == "vote_above_promise"
     assert shape(Heartbeat(b, SLOT_MAX + 1)) == "slot_above_ceiling"
     assert shape(Prepare(b, 0)) == "slot_zero"
+
+
+
+# --- shape and the relative bounds at their exact boundaries ------------------------------------
+# The numbers are written out, not read from actors/bounds.py: a test that takes the bound from
+# the module under test would move with it. Each is the documented one (runtime/config.py for the
+# proposer ids and the [limits] defaults).
+
+NODE_LIMIT = 1_000_000  # runtime/config.py: a proposer id is from 1 to 1000000
+ENTRIES_LIMIT = 1 << 20  # slots in one Accept or Accepted, votes in one reply
+STEP_DEFAULT = 1_000_000  # [limits] ballot_round_step_max
+AHEAD_DEFAULT = 1_000_000  # [limits] slots_ahead_max
+TOP = Ballot(ROUND_MAX, NODE_LIMIT)  # the highest ballot any receiver may take
+
+
+def test_the_default_relative_bounds_are_the_documented_ones_on_both_sides() -> None:
+    """An acceptor without configured bounds (DEFAULT_BOUNDS) and a proposer with default params
+    must agree, or an honest leader's rounds or slots could be refused."""
+    assert DEFAULT_BOUNDS == WireBounds(STEP_DEFAULT, AHEAD_DEFAULT) == WireBounds()
+    params = ProposerParams()
+    assert (params.ballot_round_step_max, params.slots_ahead_max) == (STEP_DEFAULT, AHEAD_DEFAULT)
+
+
+@pytest.mark.parametrize("known", [0, 7, ROUND_MAX - STEP_DEFAULT - 1])
+def test_round_beyond_takes_exactly_the_step_and_the_ceiling(known: int) -> None:
+    assert round_beyond(Ballot(known + STEP_DEFAULT, 1), known, DEFAULT_BOUNDS) is None
+    assert round_beyond(Ballot(known + STEP_DEFAULT + 1, 1), known, DEFAULT_BOUNDS) == "round_beyond_step"
+    small = WireBounds(round_step_max=3, slots_ahead_max=1)
+    assert round_beyond(Ballot(known + 3, NODE_LIMIT), known, small) is None
+    assert round_beyond(Ballot(known + 4, 1), known, small) == "round_beyond_step"
+    # The ceiling holds whatever the receiver knows (a file from before these bounds).
+    assert round_beyond(Ballot(ROUND_MAX, 1), ROUND_MAX, DEFAULT_BOUNDS) is None
+    assert round_beyond(Ballot(ROUND_MAX + 1, 1), ROUND_MAX, DEFAULT_BOUNDS) == "round_above_ceiling"
+
+
+@pytest.mark.parametrize("known", [0, 7, SLOT_MAX - AHEAD_DEFAULT - 1])
+def test_slot_beyond_takes_exactly_the_horizon_and_the_ceiling(known: int) -> None:
+    assert slot_beyond(known + AHEAD_DEFAULT, known, DEFAULT_BOUNDS) is None
+    assert slot_beyond(known + AHEAD_DEFAULT + 1, known, DEFAULT_BOUNDS) == "slot_beyond_horizon"
+    small = WireBounds(round_step_max=1, slots_ahead_max=5)
+    assert slot_beyond(known + 5, known, small) is None
+    assert slot_beyond(known + 6, known, small) == "slot_beyond_horizon"
+    assert slot_beyond(SLOT_MAX, SLOT_MAX, DEFAULT_BOUNDS) is None
+    assert slot_beyond(SLOT_MAX + 1, SLOT_MAX, DEFAULT_BOUNDS) == "slot_above_ceiling"
+
+
+_V = Value(NOOP, Ballot(1, 1))
+_VOTE = Vote(1, Ballot(1, 1), _V)
+# One valid message of every kind shape checks, and which of its fields are a ballot, a slot
+# (1 to SLOT_MAX) or a watermark (0 to SLOT_MAX).
+_FIELDS: list[tuple[Message, str, str]] = []
+for _m, _ballots, _slots, _marks in [
+    (Accept(Ballot(1, 1), 0, ((1, _V),)), ["ballot"], [], ["chosen_through"]),
+    (Accepted(Ballot(1, 1), (1,), (_V,)), ["ballot"], [], []),
+    (Heartbeat(Ballot(1, 1), 0), ["ballot"], [], ["chosen_through"]),
+    (Prepare(Ballot(1, 1), 1), ["ballot"], ["from_slot"], []),
+    (Promise(Ballot(1, 1), 1, 0, 0, 0, (_VOTE,)), ["ballot"], ["from_slot"],
+     ["chosen_through", "highest_slot", "reported_through"]),
+    (Nack(Ballot(1, 1), Ballot(1, 1)), ["ballot", "promised"], [], []),
+    (Recover(Ballot(1, 1), 1, 1, 0), ["ballot"], ["from_slot", "to_slot"], []),
+    (Recovered(Ballot(1, 1), 0, 0, 0, (_VOTE,), 0, 0), ["ballot"], [],
+     ["from_slot", "reported_through", "compacted_through", "snapshot_slot"]),
+    (Fetch(1, 1), [], ["from_slot", "to_slot"], []),
+    (Repair(1, 1), [], ["from_slot", "to_slot"], []),
+    (Fetched(0, (_VOTE,), 0, 0), [], [], ["chosen_through", "compacted_through", "snapshot_slot"]),
+    (Probed(Ballot(1, 1), 0, 0), ["promised"], [], ["highest_slot", "chosen_through"]),
+    (SnapshotOffer(1, 0, 0), [], ["slot"], []),
+    (SnapshotFetch(1, 0, 0), [], ["slot"], []),
+    (SnapshotChunk(1, 0, 0, 0, b""), [], ["slot"], []),
+]:
+    _FIELDS += [(_m, f, "ballot") for f in _ballots] + [(_m, f, "slot") for f in _slots]
+    _FIELDS += [(_m, f, "watermark") for f in _marks]
+
+
+@pytest.mark.parametrize(("base", "field", "kind"), _FIELDS,
+                         ids=[f"{type(m).__name__}.{f}" for m, f, _ in _FIELDS])
+def test_shape_takes_every_number_up_to_its_ceiling_and_not_one_more(base: Message, field: str, kind: str) -> None:
+    """Every ballot, slot and watermark of every message, alone at its limit: the largest allowed
+    passes, one more is rejected with the reason of that bound."""
+    assert shape(base) is None
+
+    def at(x: object) -> str | None:
+        return shape(replace(base, **{field: x}))  # type: ignore[type-var]
+
+    if kind == "ballot":
+        assert at(TOP) is None
+        assert at(Ballot(ROUND_MAX + 1, 1)) == "round_above_ceiling"
+        assert at(Ballot(1, NODE_LIMIT + 1)) == "node_above_ceiling"
+    else:
+        assert at(SLOT_MAX) is None
+        assert at(SLOT_MAX + 1) == "slot_above_ceiling"
+        assert at(0) == (None if kind == "watermark" else "slot_zero")
+
+
+def test_shape_takes_at_most_the_entries_ceiling_in_one_message() -> None:
+    b = Ballot(1, 1)
+    n = ENTRIES_LIMIT
+    # Accepted: the largest allowed passes whole (cheap: a slot is an int).
+    assert shape(Accepted(b, tuple(range(1, n + 1)), ())) is None
+    assert shape(Accepted(b, tuple(range(1, n + 2)), ())) == "too_many_entries"
+    # Accept and the votes of a reply: at the limit the count is no reason (the first entry is
+    # what is rejected), one more and it is, before any entry is looked at.
+    assert shape(Accept(b, 0, ((0, _V),) * n)) == "slot_zero"
+    assert shape(Accept(b, 0, ((1, _V),) * (n + 1))) == "too_many_entries"
+    for reply in (Promise(b, 1, 0, 0, 0, ()), Recovered(b, 0, 0, 0, ()), Fetched(0, ())):
+        assert shape(replace(reply, votes=(Vote(0, b, _V),) * n)) == "slot_zero"
+        assert shape(replace(reply, votes=(_VOTE,) * (n + 1))) == "too_many_votes"
+
+
+def test_shape_checks_every_entry_of_an_accept_and_an_accepted() -> None:
+    b = Ballot(5, 2)
+    # Accept: each entry's slot and value; two values for one slot.
+    assert shape(Accept(b, 0, ((1, _V), (SLOT_MAX, Value(NOOP, b))))) is None
+    assert shape(Accept(b, 0, ((1, _V), (SLOT_MAX + 1, _V)))) == "slot_above_ceiling"
+    assert shape(Accept(b, 0, ((1, _V), (0, _V)))) == "slot_zero"
+    assert shape(Accept(b, 0, ((1, _V), (2, _V), (1, _V)))) == "duplicate_slot"
+    # Accepted: each slot, each value, the ballot they are under.
+    assert shape(Accepted(b, (1, SLOT_MAX), (_V, Value(START, b)))) is None
+    assert shape(Accepted(b, (1, SLOT_MAX + 1), ())) == "slot_above_ceiling"
+    assert shape(Accepted(b, (1, 0), ())) == "slot_zero"
+    assert shape(Accepted(b, (1, 2, 1), ())) == "duplicate_slot"
+    assert shape(Accepted(b, (1,), (_V, Value(START, Ballot(5, 3))))) == "epoch_above_ballot"
+    assert shape(Accepted(TOP, (1,), ())) is None
+    assert shape(Accepted(Ballot(ROUND_MAX + 1, 1), (1,), ())) == "round_above_ceiling"
+
+
+def test_shape_checks_a_values_epoch_against_the_ceilings_and_its_ballot() -> None:
+    """An epoch below the ballot it travels under may still hold a number out of bounds."""
+    under = Ballot(2, 1)
+    for wrap in (lambda v: Accept(under, 0, ((1, v),)), lambda v: Accepted(under, (1,), (v,)),
+                 lambda v: Fetched(0, (Vote(1, under, v),))):
+        assert shape(wrap(Value(NOOP, Ballot(1, NODE_LIMIT)))) is None
+        assert shape(wrap(Value(NOOP, Ballot(1, NODE_LIMIT + 1)))) == "node_above_ceiling"
+        assert shape(wrap(Value(NOOP, under))) is None
+        assert shape(wrap(Value(NOOP, Ballot(2, 2)))) == "epoch_above_ballot"
+    top = Ballot(ROUND_MAX, 1)
+    assert shape(Accept(top, 0, ((1, Value(NOOP, top)),))) is None
+    assert shape(Accept(top, 0, ((1, Value(NOOP, Ballot(ROUND_MAX + 1, 1))),))) == "round_above_ceiling"
+
+
+@pytest.mark.parametrize("reply", [Promise(Ballot(3, 1), 1, 0, 0, 0, ()), Recovered(Ballot(3, 1), 0, 0, 0, ()),
+                                   Fetched(0, ())], ids=["Promise", "Recovered", "Fetched"])
+def test_shape_checks_every_vote_of_a_reply(reply: Promise | Recovered | Fetched) -> None:
+    b = Ballot(3, 1)
+
+    def votes(*vs: Vote) -> str | None:
+        return shape(replace(reply, votes=vs))
+
+    assert votes(_VOTE, Vote(SLOT_MAX, b, Value(NOOP, b))) is None
+    assert votes(_VOTE, Vote(SLOT_MAX + 1, b, _V)) == "slot_above_ceiling"
+    assert votes(_VOTE, Vote(0, b, _V)) == "slot_zero"
+    assert votes(_VOTE, Vote(2, b, Value(NOOP, Ballot(3, 2)))) == "epoch_above_ballot"
+    assert votes(_VOTE, Vote(2, Ballot(1, NODE_LIMIT + 1), _V)) == "node_above_ceiling"
+    # One slot twice, even with the same vote: a reply reports a slot once.
+    assert votes(_VOTE, Vote(2, b, _V), _VOTE) == "duplicate_slot"
+    assert votes(Vote(2, b, _V), Vote(2, Ballot(2, 1), _V)) == "duplicate_slot"
+    if isinstance(reply, Fetched):  # under no promise: a vote's ballot is bound only by the ceiling
+        assert votes(Vote(2, TOP, _V)) is None
+        assert votes(Vote(2, Ballot(ROUND_MAX + 1, 1), _V)) == "round_above_ceiling"
+    else:  # never above the promise the reply is under
+        assert votes(Vote(2, b, _V)) is None
+        assert votes(Vote(2, Ballot(3, 2), _V)) == "vote_above_promise"
 
 
 # --- rate limits on rejection warnings ---------------------------------------------------------
