@@ -373,7 +373,15 @@ class Simulation:
             message_bytes_max=r.choice([4096, 1 << 20]),
             queue_batches_max=r.choice([4, 64, 1024]),
         )
+        alpha = 0
+        if self.config.membership:
+            # An alpha at or above the window (drawn here, after the protocol's knobs: the order of
+            # draws is what a seed means).
+            alpha = params.window_slots + r.choice([0, 1, 3, params.window_slots])
+            params = ProposerParams(**{**{f: getattr(params, f) for f in params.__slots__}, "alpha_slots": alpha})
         faults = self.config.faults
+        # No wipes in a membership run: acceptor rebuild still counts the bootstrap acceptors.
+        wipes = faults and self.config.wipes and not self.config.membership
         return Drawn(
             tick_ms=r.choice([5, 10]),
             params=params,
@@ -389,30 +397,7 @@ class Simulation:
             client_retry_s=r.choice([0.05, 0.1, 0.3]),
             snapshot_every_slots=r.choice([0, 3, 10, 40]),
             chunk_bytes=r.choice([64, 512, 4096]),
-            wipe_share=r.choice([0.0, 0.1, 0.3]) if faults and self.config.wipes else 0.0,
-        ) if not self.config.membership else self._draw_membership(r, params, faults)
-
-    def _draw_membership(self, r: random.Random, params: ProposerParams, faults: bool) -> Drawn:
-        """As `_draw`, in a membership run: no wipes (acceptor rebuild still counts the bootstrap
-        acceptors), and an alpha drawn at or above the window."""
-        alpha = params.window_slots + r.choice([0, 1, 3, params.window_slots])
-        params = ProposerParams(**{**{f: getattr(params, f) for f in params.__slots__}, "alpha_slots": alpha})
-        return Drawn(
-            tick_ms=r.choice([5, 10]),
-            params=params,
-            drop=r.choice([0.0, 0.01, 0.05, 0.2]) if faults else 0.0,
-            dup=r.choice([0.0, 0.01, 0.1]) if faults else 0.0,
-            delay_mean_us=r.choice([100, 1000, 5000, 20000]),
-            crash_every_ms=r.choice([100, 300, 1000]),
-            partition_every_ms=r.choice([200, 500, 1500]),
-            power_crash=r.choice([0.0, 0.5, 1.0]),
-            clock_rate={n: r.uniform(0.8, 1.25) for n in self.names} if faults else {n: 1.0 for n in self.names},
-            cpu_us={n: r.choice([20, 50, 200, 2000]) if faults else 20 for n in self.names},
-            fetch_ticks=r.randint(3, 20),
-            client_retry_s=r.choice([0.05, 0.1, 0.3]),
-            snapshot_every_slots=r.choice([0, 3, 10, 40]),
-            chunk_bytes=r.choice([64, 512, 4096]),
-            wipe_share=0.0,
+            wipe_share=r.choice([0.0, 0.1, 0.3]) if wipes else 0.0,
             alpha_slots=alpha,
         )
 
