@@ -36,6 +36,16 @@ CLAIMS_CACHED_MAX = 10_000
 Refused = Callable[[bytes, str, str], None]  # (who, reason, detail)
 
 
+def _close_reader(loop: asyncio.AbstractEventLoop | None, sock: zmq.Socket) -> None:
+    """Stop watching a socket's fd on the loop (if it was), then close the socket."""
+    if loop is not None:
+        try:
+            loop.remove_reader(int(sock.getsockopt(zmq.FD)))
+        except Exception:
+            pass  # the loop is closed already, or never watched it
+    sock.close(0)
+
+
 class Zap:
     """The ZAP handler (ZeroMQ RFC 27) of one process: libzmq asks it about every CURVE
     handshake on that context's server sockets; it lets in the keys the keyring knows, each
@@ -94,12 +104,7 @@ class Zap:
 
     def close(self) -> None:
         if self.sock is not None:
-            if self._loop is not None:
-                try:
-                    self._loop.remove_reader(int(self.sock.getsockopt(zmq.FD)))
-                except Exception:
-                    pass
-            self.sock.close(0)
+            _close_reader(self._loop, self.sock)
             self.sock = None
 
 
@@ -244,12 +249,8 @@ class Transport:
 
     def close(self) -> None:
         self._closed = True
-        if self.router is not None and self._loop is not None:
-            try:
-                self._loop.remove_reader(int(self.router.getsockopt(zmq.FD)))
-            except Exception:
-                pass
-            self.router.close(0)
+        if self.router is not None:
+            _close_reader(self._loop, self.router)
             self.router = None
         for s in self.dealers.values():
             s.close(0)
