@@ -101,6 +101,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,8 +194,24 @@ def decode(blob: bytes) -> Membership:
     return Membership.from_plain(raw)
 
 
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # as cluster.toml's names (runtime/config.py)
+ENDPOINT = re.compile(r"^tcp://[A-Za-z0-9.\-]{1,253}:(?P<port>[0-9]{1,5})$|^sim://[a-z0-9_-]{1,32}$")  # sim: the simulator's
+MEMBERS_MAX = 64  # of each role: a change names whole memberships, and every node keeps them
+
+
 def invalid(m: Membership) -> str | None:
     """Why `m` cannot be a membership at all (None if it can)."""
+    for role, group in (("proposers", m.proposers), ("acceptors", m.acceptors), ("learners", m.learners)):
+        if len(group) > MEMBERS_MAX:
+            return f"more than {MEMBERS_MAX} {role}"
+    for name, endpoint in [(p[0], p[2]) for p in m.proposers] + list(m.acceptors) + list(m.learners):
+        if not NAME.match(name) or name == "supervisor":
+            return f"bad member name {name[:40]!r} (1-32 of a-z, 0-9, _ and -, starting with a letter)"
+        ep = ENDPOINT.match(endpoint) if endpoint else None
+        if endpoint and (ep is None or (ep["port"] is not None and not 1 <= int(ep["port"]) <= 65535)):
+            return f"bad endpoint {endpoint[:80]!r} for {name} (tcp://HOST:PORT)"
+    if any(not 1 <= i <= 1_000_000 for _, i, _ in m.proposers):
+        return "a proposer id must be from 1 to 1000000"
     if len(m.acceptors) < ACCEPTORS_MIN:
         return f"fewer than {ACCEPTORS_MIN} acceptors"
     if not m.proposers or not m.learners:

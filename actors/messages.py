@@ -307,6 +307,30 @@ class Reply(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeMembers(Message):
+    """An operator's membership change, for the serving leader: `members` is the whole new
+    membership (actors/membership.py's encoding); `request` matches the answer to it."""
+
+    TYPE: ClassVar[str] = "change_members"
+    request: int
+    members: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MembersChanged(Message):
+    """The leader's answer to a ChangeMembers: `ok` once the change is chosen at `slot` (it
+    governs the slots from `slot + alpha` on), or why it was not taken (`reason`; `leader` is a
+    hint when the answer is "not the serving leader")."""
+
+    TYPE: ClassVar[str] = "members_changed"
+    request: int
+    ok: bool
+    slot: int
+    reason: str
+    leader: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Hello(Message):
     """Client <-> learner: opens the reply path; answered with a Hello."""
 

@@ -48,7 +48,9 @@ from actors.messages import (
     START,
     Accept,
     Accepted,
+    ChangeMembers,
     Heartbeat,
+    MembersChanged,
     Nack,
     Prepare,
     Probe,
@@ -78,6 +80,7 @@ FOLLOWER, CANDIDATE, LEADER = State.FOLLOWER, State.CANDIDATE, State.LEADER
 
 # A leader whose StartWorking is not chosen within this many election timeouts steps down.
 NOT_SERVING_ELECTIONS = 4
+MEMBER_WAITERS_MAX = 16  # operators waiting for a membership change to be chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,7 @@ class Proposer(Core):
             raise ValueError(f"alpha ({self.history.alpha}) must be at least window_slots ({params.window_slots}): "
                              "a leader must know the membership of every slot it opens")
         self.pending: list[tuple[int, Membership]] = []  # our membership values not chosen yet
+        self.member_waiters: list[tuple[int, str, int]] = []  # (slot, client, request) of operators
         self.heard_of: list[Membership] = []  # memberships in the votes of this Phase 1
         # `acceptors` stays the bootstrap membership's (the plain rules use it, and only it, while
         # there never was a change); every acceptor of a known membership, in order:
@@ -854,6 +858,8 @@ class Proposer(Core):
                         members=m.describe())
         self.pending = [(c, p) for c, p in self.pending if c != slot]
         self._members_changed()
+        if self.member_waiters:
+            self._answer_waiters(ready, slot)
 
     def _advance_chosen(self, through: int) -> None:
         if through > self.chosen_through:
@@ -942,6 +948,9 @@ class Proposer(Core):
         if self.pending or self.heard_of:
             self.pending, self.heard_of = [], []  # not ours to count any more
             self._members_changed()
+        if self.member_waiters:
+            self._answer_waiters(ready, reason="the leader stepped down before the change was chosen "
+                                               "(it may still be: ask again)")
         ready.event("stepped_down", INFO, was=was.value, ballot=str(self.ballot), reason=reason, leader=leader)
         # Queued client batches were never proposed: tell their clients to go elsewhere.
         if self.queue:
@@ -971,9 +980,60 @@ class Proposer(Core):
             return
         self.queue.append((sender, m.batch))
 
+    def _on_change_members(self, sender: str, m: ChangeMembers, ready: Ready) -> None:
+        """An operator's change: answered at once when refused, else once it is chosen (a retry
+        of a change already chosen or still in flight is answered the same way)."""
+        def answer(ok: bool, slot: int, reason: str, leader: str = "") -> None:
+            ready.send.append((sender, MembersChanged(m.request, ok, slot, reason, leader)))
+
+        lead = self.lead
+        if lead is None or not lead.serving:
+            fresh = self.leader is not None and self.quiet_ticks < self.params.election_ticks
+            answer(False, 0, "not the serving leader", self.leader if fresh and self.leader else "")
+            return
+        try:
+            new = decode_membership(m.members)
+        except BadMembership as exc:
+            answer(False, 0, str(exc))
+            return
+        if self.history.changes and new == self.history.latest():
+            answer(True, self.history.latest_change_slot(), "already chosen")
+            return
+        for c, pm in self.pending:
+            if pm == new:
+                self._waiter(c, sender, m.request, ready)
+                return
+        slot = lead.next_slot
+        why = self.propose_membership(new, ready)
+        if why is not None:
+            ready.event("membership_refused", peer=sender, reason=why)
+            answer(False, 0, why)
+            return
+        self._waiter(slot, sender, m.request, ready)
+
+    def _waiter(self, slot: int, client: str, request: int, ready: Ready) -> None:
+        """Who waits for the change at `slot` (bounded: operators, not a crowd)."""
+        if len(self.member_waiters) >= MEMBER_WAITERS_MAX:
+            ready.send.append((client, MembersChanged(request, False, 0, "too many operators waiting")))
+            return
+        self.member_waiters.append((slot, client, request))
+
+    def _answer_waiters(self, ready: Ready, slot: int = 0, reason: str = "") -> None:
+        """The change at `slot` is chosen: tell who waits for it; with no slot, tell everyone
+        why we can no longer answer (they ask the next leader)."""
+        keep = []
+        for c, client, request in self.member_waiters:
+            if not slot:
+                ready.send.append((client, MembersChanged(request, False, 0, reason, self.leader or "")))
+            elif c == slot:
+                ready.send.append((client, MembersChanged(request, True, slot, "chosen")))
+            else:
+                keep.append((c, client, request))
+        self.member_waiters = keep
+
     HANDLERS = {Promise: _on_promise, Accepted: _on_accepted, Nack: _on_nack, Heartbeat: _on_heartbeat,
                 Submit: _on_submit, Repair: _on_repair, Recovered: _on_recovered, Tick: _on_tick,
-                Probed: _on_probed}
+                Probed: _on_probed, ChangeMembers: _on_change_members}
 
     # --- observation -----------------------------------------------------------------------
 

@@ -27,10 +27,12 @@ from actors.messages import (
     START,
     Accept,
     Accepted,
+    ChangeMembers,
     Fetch,
     Fetched,
     Heartbeat,
     Hello,
+    MembersChanged,
     Message,
     Nack,
     Prepare,
@@ -374,6 +376,21 @@ def _dec_submit(m: tuple[Any, ...]) -> Message:
     return Submit(m[1])
 
 
+def _dec_change_members(m: tuple[Any, ...]) -> Message:
+    _arity(m, 3, "change_members")
+    if type(m[2]) is not bytes:
+        raise DecodeError("schema", "change_members members must be a binary string")
+    return ChangeMembers(_int(m[1], "request"), m[2])
+
+
+def _dec_members_changed(m: tuple[Any, ...]) -> Message:
+    _arity(m, 6, "members_changed")
+    if type(m[2]) is not bool:
+        raise DecodeError("schema", "members_changed ok must be a bool")
+    return MembersChanged(_int(m[1], "request"), m[2], _int(m[3], "slot"), _str(m[4], "reason"),
+                          _str(m[5], "leader"))
+
+
 def _dec_redirect(m: tuple[Any, ...]) -> Message:
     _arity(m, 3, "redirect")
     return Redirect(_str(m[1], "leader"), _str(m[2], "reason"))
@@ -442,6 +459,8 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     Redirect: (21, lambda m: [21, m.leader, m.reason], _dec_redirect),
     Reply: (22, lambda m: [22, [list(r) for r in m.results]], _dec_reply),
     Hello: (23, lambda m: [23], _dec_empty(Hello)),
+    ChangeMembers: (24, lambda m: [24, m.request, m.members], _dec_change_members),
+    MembersChanged: (25, lambda m: [25, m.request, m.ok, m.slot, m.reason, m.leader], _dec_members_changed),
     StatusQuery: (30, lambda m: [30], _dec_empty(StatusQuery)),
     StatusReply: (31, lambda m: [31, [list(i) for i in m.info]], _dec_status_reply),
 }

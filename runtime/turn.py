@@ -40,6 +40,7 @@ from actors.core import Core
 from actors.learner import Learner
 from actors.messages import (
     TICK,
+    ChangeMembers,
     Hello,
     Message,
     SnapshotChunk,
@@ -224,6 +225,9 @@ class Turn:
                     self._installed(done, ready)
             elif known:
                 step(sender, message, ready)
+                core.invariants()
+            elif kind is ChangeMembers and self.takes_submit:
+                step(sender, message, ready)  # an operator's (any client key may: runtime/keys.py)
                 core.invariants()
             elif isinstance(message, Submit) and self.takes_submit:
                 # A client's batch names its session; only that session's own connection (whose
