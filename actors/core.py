@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from actors.ballot import Ballot
+from actors.membership import Membership
 from actors.messages import TICK, Message
 from actors.ready import WARNING, Ready
 from actors.records import Record
@@ -83,6 +84,12 @@ class Core:
     def invariants(self) -> None:
         """Raise `InvariantViolation` if the core's state contradicts itself (our bug, never the
         peer's). Cheap: the shell runs it after every step."""
+
+    def memberships(self) -> list[Membership]:
+        """Every membership this core knows of: whom its shell may have to reach beyond the actors
+        it was configured with (a membership carries each member's endpoint)."""
+        history = getattr(self, "history", None)
+        return history.all_members() if history is not None else []
 
     def status(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -195,7 +195,8 @@ def decode(blob: bytes) -> Membership:
 
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # as cluster.toml's names (runtime/config.py)
-ENDPOINT = re.compile(r"^tcp://[A-Za-z0-9.\-]{1,253}:(?P<port>[0-9]{1,5})$|^sim://[a-z0-9_-]{1,32}$")  # sim: the simulator's
+# tcp://HOST:PORT, or sim://NAME in the simulator.
+ENDPOINT = re.compile(r"^tcp://[A-Za-z0-9.\-]{1,253}:(?P<port>[0-9]{1,5})$|^sim://[a-z0-9_-]{1,32}$")
 MEMBERS_MAX = 64  # of each role: a change names whole memberships, and every node keeps them
 
 

@@ -289,6 +289,9 @@ class Proposer(Core):
         self.removed_from = self.history.effective[-1] if self.history.changes and \
             self.name not in latest.proposer_ids else 0
 
+    def memberships(self) -> list[Membership]:
+        return [*self.history.all_members(), *(m for _, m in self.pending), *self.heard_of]
+
     def _member(self, sender: str) -> bool:
         """Whether an answer from `sender` may count for anything."""
         return sender in self.acceptors if self.simple else sender in self.known_acceptors

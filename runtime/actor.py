@@ -57,7 +57,8 @@ from actors.messages import Message, SnapshotTaken
 from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
 from runtime import codec, keys, logs
-from runtime.config import ClusterConfig, ConfigError, load
+from runtime.config import ClusterConfig, ConfigError
+from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
 from runtime.transport import Transport
 from runtime.turn import PRODUCT, Kinds, replayer
@@ -331,7 +332,7 @@ class ActorShell:
 
     def send(self, dest: str, messages: list[Message]) -> None:
         frame = self._encoder.encode(messages)
-        if dest in self.peers:
+        if dest in self.peers or ("." not in dest and self.learn_peer(dest)):
             self._send_peer(dest, frame)
         else:
             assert self.transport is not None
@@ -341,6 +342,38 @@ class ActorShell:
     def sync(self) -> None:
         if self.wal is not None:
             self.wal.sync()
+
+    def learn_peer(self, name: str) -> bool:
+        """An actor that a membership change brought (runtime.turn.Shell): admitted when the core
+        knows it from a membership (which carries its endpoint) and, with keys, the keys
+        directory holds its key; from then on reached like a configured peer."""
+        if name in self.peers or name == self.name:
+            return name in self.peers
+        endpoint = None
+        for m in self.core.memberships():
+            for n, _, e in m.proposers:
+                if n == name:
+                    endpoint = e
+            for n, e in (*m.acceptors, *m.learners):
+                if n == name:
+                    endpoint = e
+        if endpoint is None or not endpoint.startswith("tcp://"):
+            return False
+        keyring = self.transport.keyring if self.transport is not None else None
+        if keyring is not None and not keyring.add_actor(name):
+            self.logger.warning("peer_key_missing", peer=name, reason=f"no key for {name} in the keys directory "
+                                "(`paxos members add` creates it; copy it here for a remote actor)")
+            return False
+        assert self.transport is not None
+        try:
+            self.transport.add_peer(name, endpoint)
+        except zmq.ZMQError as exc:
+            self.logger.warning("peer_unreachable", peer=name, endpoint=endpoint, reason=str(exc))
+            return False
+        self.peers[name] = endpoint
+        self.turn.peers.add(name)
+        self.logger.info("peer_added", peer=name, endpoint=endpoint)
+        return True
 
     def act(self, actions: list[Action]) -> None:
         for action in actions:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from runtime import keys
-from runtime.config import ClusterConfig, ConfigError, load
+from runtime.config import ClusterConfig, ConfigError
 from runtime.control import ControlError, NotRunning, pid_alive, read_state, request
+from runtime.members import load
 
 EXIT_FAILED = 1
 EXIT_UNKNOWN = 2
@@ -239,7 +240,10 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
         out = {
             "running": running,
             "leader": status.get("leader"),
-            "actors": [{k: a.get(k) for k in ("name", "role", "pid", "state", "restarts", "reason", "disk_full")}
+            "membership_slot": status.get("membership_slot", 0),
+            "membership_differs": status.get("membership_differs", ""),
+            "actors": [{k: a.get(k) for k in ("name", "role", "pid", "state", "restarts", "reason", "disk_full",
+                                              "member")}
                        | {"info": a.get("info", {})} for a in status["actors"]],
             "delivered": {a["name"]: a.get("info", {}).get("delivered") for a in status["actors"]
                           if a["role"] == "learner"},
@@ -270,7 +274,8 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
             detail = a.get("reason") or ""
         style = {"running": "green", "paused": "yellow", "failed": "bold red",
                  "restarting": "yellow"}.get(a["state"], "dim")
-        table.add_row(a["name"], a["role"], str(a["pid"] or "-"), f"[{style}]{a['state']}[/]",
+        member = f" [cyan]({a['member']})[/]" if a.get("member") else ""
+        table.add_row(a["name"], a["role"], str(a["pid"] or "-"), f"[{style}]{a['state']}[/]{member}",
                       str(a["restarts"]), detail)
     console = Console()
     console.print(table)
@@ -280,6 +285,8 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
             console.print(f"[bold red]disk full[/] for {a['name']}: {d['path']} (file system {d['mount']}: "
                           f"{d['free_bytes']} of {d['total_bytes']} bytes free); free space there, then "
                           f"`paxos start {a['name']}`", soft_wrap=True, markup=True, highlight=False)
+    if status.get("membership_differs"):
+        console.print(f"[yellow]membership:[/] {status['membership_differs']}", soft_wrap=True, highlight=False)
     console.print(f"leader: {status.get('leader') or 'none'}")
     return 0 if running else 3
 
@@ -348,8 +355,9 @@ def cmd_members(config: ClusterConfig, args: argparse.Namespace) -> int:
         view = members_view(info["members"], int(info.get("members_slot") or 0), int(info.get("alpha") or 0))
     except NotRunning:
         running = False
-        members, slot = config.history().in_force(1)
-        view = members_view(encode_membership(members).decode(), slot, config.history().alpha)
+        h = config.known_history()
+        members, slot = h.latest(), h.latest_change_slot()
+        view = members_view(encode_membership(members).decode(), slot, h.alpha)
     except ControlError as exc:
         return _fail(str(exc))
     if args.json:
@@ -364,6 +372,43 @@ def cmd_members(config: ClusterConfig, args: argparse.Namespace) -> int:
             for m in view[role]:
                 print(f"  {role[:-1]:<8} {m['name']:<12}         {m['endpoint']}")
     return 0 if running else EXIT_NOT_RUNNING
+
+
+def cmd_members_change(config: ClusterConfig, args: argparse.Namespace) -> int:
+    """`paxos members add|remove`: exit 0 once the change is chosen (and a new local actor runs),
+    1 with the reason when it cannot be made, 2 when no leader said in time, 3 when not running."""
+    from runtime import admin
+
+    try:
+        config = admin.in_force(config)
+    except NotRunning:
+        return _fail(f"the cluster of {config.path} is not running (`paxos up` first)", EXIT_NOT_RUNNING)
+    current = config.current()
+    try:
+        if args.change == "add":
+            new = admin.added(current, args.role, args.name, args.endpoint, args.id)
+        else:
+            new = admin.removed(current, args.name)
+        outcome = admin.change(config, new, args.timeout_s)
+    except admin.ChangeRefused as exc:
+        return _fail(f"members {args.change} {args.name}: refused: {exc}")
+    except admin.ChangeUnknown as exc:
+        return _fail(f"members {args.change} {args.name}: {exc}", EXIT_UNKNOWN)
+    except keys.KeyFileError as exc:
+        return _fail(f"members {args.change} {args.name}: {exc}")
+    print(f"members {args.change} {args.name}: {'was chosen before' if outcome.already else 'chosen'} at slot "
+          f"{outcome.slot}; it decides the slots from {outcome.effective_from} on: {outcome.members.describe()}")
+    for name, pid in outcome.started.items():
+        print(f"started {name} (pid {pid}); it catches up from the others")
+    if args.change == "add" and args.name not in outcome.started:
+        from runtime.supervisor import is_local
+
+        if not is_local(args.endpoint):
+            print(f"{args.endpoint} is not on this machine: run {args.name} there "
+                  f"(its keys are in {keys.keys_dir(config)})")
+    if args.change == "remove":
+        print(f"{args.name} stops once no slot it serves is open; its files stay")
+    return 0
 
 
 def cmd_keys(config: ClusterConfig, args: argparse.Namespace) -> int:
@@ -638,17 +683,43 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, add_help=False)
         p.set_defaults(func=lambda config, args, name=name: _fail(
             f"'{name}' takes its own options and must come first: paxos {name} [--help]", EXIT_USAGE))
-    p = command("members", "the membership in force and the slot that chose it",
-                "The proposers, acceptors and learners in force, as the most advanced learner\n"
-                "delivered them, with the slot whose value chose them (0: cluster.toml's bootstrap\n"
-                "membership) and alpha. Changing the membership on a running cluster is not there\n"
-                "yet (the protocol cores have it; see the README). Exit 3 when the cluster is not\n"
-                "running (then it shows cluster.toml's).",
-                "paxos members\npaxos members --json | jq '.acceptors[].name'")
+    p = command("members", "the membership in force; add or remove a member",
+                "Without a change: the proposers, acceptors and learners in force, as the most\n"
+                "advanced learner delivered them, with the slot whose value chose them (0: cluster.toml's\n"
+                "bootstrap membership) and alpha. Exit 3 when the cluster is not running (then it shows\n"
+                "the last membership this machine knows).\n\n"
+                "`add` and `remove` change it through the log: the serving leader proposes the new\n"
+                "membership in its next slot, and it decides the slots from that one plus alpha on.\n"
+                "Exit 0 once it is chosen (an added actor whose endpoint is on this machine is then\n"
+                "started by the supervisor and catches up); 1 with the reason when it is refused (fewer\n"
+                "than 3 acceptors, a duplicate name or endpoint, an unknown name, another change still\n"
+                "inside its alpha window: ask again in a moment); 2 when no leader answered in time.\n"
+                "A removed actor is stopped once no slot it serves is open; its files stay.",
+                "paxos members\npaxos members --json | jq '.acceptors[].name'\n"
+                "paxos members add acceptor a4 --endpoint tcp://127.0.0.1:7204\n"
+                "paxos members remove a1\n"
+                "paxos members add proposer p3 --endpoint tcp://127.0.0.1:7003 --id 3")
     p.add_argument("--json", action="store_true",
                    help='{"slot", "alpha", "proposers": [{name, id, endpoint}], "acceptors": [{name, endpoint}], '
                         '"learners": [{name, endpoint}]}')
     p.set_defaults(func=cmd_members)
+    changes = p.add_subparsers(dest="change", parser_class=Parser, metavar="add|remove")
+    q = changes.add_parser("add", parents=[common], help="add a proposer, acceptor or learner",
+                           description="Add one member through the log (see `paxos members --help`).")
+    q.add_argument("role", choices=["proposer", "acceptor", "learner"], help="its role")
+    q.add_argument("name", metavar="NAME", help="a new name (1-32 of a-z, 0-9, _ and -, starting with a letter)")
+    q.add_argument("--endpoint", required=True, metavar="tcp://HOST:PORT", help="where it listens")
+    q.add_argument("--id", type=int, default=None, metavar="N",
+                   help="a proposer's ballot id (default: one above the highest in use)")
+    q.add_argument("--timeout-s", type=seconds, default=30.0, metavar="S",
+                   help="how long to wait for the change to be chosen (default: %(default)g)")
+    q.set_defaults(func=cmd_members_change)
+    q = changes.add_parser("remove", parents=[common], help="remove a member",
+                           description="Remove one member through the log (see `paxos members --help`).")
+    q.add_argument("name", metavar="NAME", help="a member's name")
+    q.add_argument("--timeout-s", type=seconds, default=30.0, metavar="S",
+                   help="how long to wait for the change to be chosen (default: %(default)g)")
+    q.set_defaults(func=cmd_members_change)
     p = command("keys", "create missing CurveZMQ keys, add a client key, rotate one",
                 "Every connection is CurveZMQ: each actor and each client proves a key kept under\n"
                 "<data_dir>/keys (0700; secret files 0600). `paxos up` creates the missing ones; this\n"

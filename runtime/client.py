@@ -25,7 +25,8 @@ import zmq
 
 from actors.client import ClientCore, ClientParams, ClientReady, TooManyOutstanding
 from runtime import codec, keys
-from runtime.config import ClusterConfig, load
+from runtime.config import ClusterConfig
+from runtime.members import load
 
 
 class OutcomeUnknown(TimeoutError):

@@ -150,6 +150,10 @@ class ClusterConfig:
     learners: tuple[ActorSpec, ...]
     actors: dict[str, ActorSpec] = field(repr=False)
     security: SecuritySection = SecuritySection()
+    # The membership changes the log chose, as far as this process knows them (a History blob,
+    # runtime/members.py); `actors` then names every member of every membership, and
+    # `proposers`/`acceptors`/`learners` stay the bootstrap ones (the protocol starts from them).
+    changes: bytes = b""
 
     @property
     def data_dir(self) -> Path:
@@ -197,6 +201,33 @@ class ClusterConfig:
     def history(self) -> History:
         """A fresh membership history from the bootstrap membership and alpha."""
         return History(self.membership(), self.protocol.alpha_slots or self.protocol.window_slots)
+
+    def known_history(self) -> History:
+        """The bootstrap membership and every change this process knows the log chose."""
+        h = self.history()
+        if self.changes:
+            h.merge(self.changes)
+        return h
+
+    def current(self) -> Membership:
+        """The newest membership known: whom clients talk to, and what the supervisor runs."""
+        return self.known_history().latest()
+
+    def with_changes(self, changes: bytes) -> ClusterConfig:
+        """This config with the log's changes: every member of every membership becomes a known
+        actor (a removed one too: its files and old slots remain), in bootstrap order first."""
+        if not changes:
+            return self
+        h = self.history()
+        h.merge(changes)
+        actors = dict(self.actors)
+        for m in h.all_members():
+            for name, node_id, endpoint in m.proposers:
+                actors.setdefault(name, ActorSpec(name, "proposer", endpoint, node_id))
+            for role, group in (("acceptor", m.acceptors), ("learner", m.learners)):
+                for name, endpoint in group:
+                    actors.setdefault(name, ActorSpec(name, role, endpoint))
+        return dataclasses.replace(self, actors=actors, changes=h.encode())
 
     @property
     def reply_bytes_max(self) -> int:

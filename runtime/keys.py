@@ -33,6 +33,7 @@ CLIENT_PREFIX = "client:"
 FINGERPRINT_HEX = 12
 _CLIENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 SESSION_SUFFIX = re.compile(r"^[0-9a-z_-]{1,16}$")
+_ACTOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class KeyFileError(RuntimeError):
@@ -115,6 +116,18 @@ def ensure(config: ClusterConfig) -> list[str]:
         _write_pair(_base(config, DEFAULT_CLIENT, True))
         created.append(f"clients/{DEFAULT_CLIENT}")
     return created
+
+
+def create_actor(config: ClusterConfig, name: str) -> bool:
+    """The key pair of an actor that is about to join (`paxos members add`); False if it exists."""
+    require_curve()
+    if not _ACTOR_NAME.match(name):
+        raise KeyFileError(f"actor name {name!r}: use 1-32 of a-z, 0-9, _ and -, starting with a letter")
+    base = _base(config, name, False)
+    if base.with_suffix(".key_secret").exists():
+        return False
+    _write_pair(base)
+    return True
 
 
 def create_client(config: ClusterConfig, name: str) -> Path:
@@ -213,12 +226,13 @@ class Keyring:
     actors: dict[str, bytes]  # name -> public key
     clients_dir: Path
     _users: dict[bytes, str] = field(default_factory=dict)  # public key -> User-Id
+    actors_dir: Path | None = None  # where actor keys are read again (a membership change adds actors)
 
     @classmethod
     def load(cls, config: ClusterConfig, name: str) -> Keyring:
         require_curve()
         actors = {n: load_public(_base(config, n, False).with_suffix(".key")) for n in config.actors}
-        ring = cls(actor_pair(config, name), actors, keys_dir(config) / "clients")
+        ring = cls(actor_pair(config, name), actors, keys_dir(config) / "clients", actors_dir=keys_dir(config))
         if ring.actors[name] != ring.own.public:
             raise KeyFileError(f"{name}: its public and secret key files do not match")
         ring._users = {pub: n for n, pub in actors.items()}
@@ -233,11 +247,36 @@ class Keyring:
                 continue
             self._users.setdefault(public, CLIENT_PREFIX + fingerprint(public))
 
+    def add_actor(self, name: str) -> bool:
+        """Learn the public key of an actor a membership change added (from the keys directory,
+        where `paxos members add` put it); False if there is none."""
+        if name in self.actors:
+            return True
+        if self.actors_dir is None or not _ACTOR_NAME.match(name):
+            return False
+        try:
+            public = load_public(self.actors_dir / f"{name}.key")
+        except KeyFileError:
+            return False
+        self.actors[name] = public
+        self._users.setdefault(public, name)
+        return True
+
+    def rescan_actors(self) -> None:
+        if self.actors_dir is None:
+            return
+        for path in sorted(self.actors_dir.glob("*.key")):
+            if path.stem not in self.actors:
+                self.add_actor(path.stem)
+
     def user_id(self, public: bytes) -> str | None:
-        """The User-Id of a key, or None if it is not one of ours."""
+        """The User-Id of a key, or None if it is not one of ours (client and actor keys are read
+        again first: a new client, or an actor a membership change is adding, needs no restart;
+        what a new actor may do is still up to the membership in the log)."""
         user = self._users.get(public)
         if user is None:
             self.rescan_clients()
+            self.rescan_actors()
             user = self._users.get(public)
         return user
 

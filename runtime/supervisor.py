@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import fcntl
 import hmac
+import ipaddress
 import os
 import secrets
 import signal
@@ -33,10 +34,11 @@ import zmq
 import zmq.asyncio
 
 from actors.messages import StatusQuery, StatusReply
-from runtime import codec, keys, logs
-from runtime.config import ClusterConfig, ConfigError, load
+from runtime import codec, keys, logs, members
+from runtime.config import ClusterConfig, ConfigError
 from runtime.control import state_file, write_state
 from runtime.diskspace import DiskFull, full_disk
+from runtime.members import load
 from runtime.supervision import (
     NO_SPACE,
     NO_SPACE_EXIT,
@@ -53,22 +55,48 @@ from runtime.supervision import (
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
            "CONT": signal.SIGCONT, "INT": signal.SIGINT}
-STDERR_BANNER = "--- "  # the line the supervisor writes into a child's stderr file at each start
+STDERR_BANNER = "--- "
+MEMBERS_POLL_S = 0.5  # the line the supervisor writes into a child's stderr file at each start
 
 RUNNING, PAUSED, RESTARTING, STOPPED, FAILED = (ChildState.RUNNING, ChildState.PAUSED, ChildState.RESTARTING,
                                                 ChildState.STOPPED, ChildState.FAILED)
 
 
-def child_specs(config: ClusterConfig) -> list[ChildSpec]:
-    """One spec per actor, in start order. A test-mode cluster runs the harness's actor module,
-    which is the product's process with test hooks passed in (runtime/harness/actor.py)."""
-    module = config.testing.actor_module
+def child_spec(config: ClusterConfig, name: str) -> ChildSpec:
+    """How to run one actor. A test-mode cluster runs the harness's actor module, which is the
+    product's process with test hooks passed in (runtime/harness/actor.py)."""
     sup = config.supervisor
-    return start_order([
-        ChildSpec(id=name, role=spec.role, restart=sup.restart, shutdown_s=sup.stop_grace_s,
-                  argv=(sys.executable, "-m", module, "--config", str(config.path), "--name", name, "--no-console"))
-        for name, spec in config.actors.items()
-    ])
+    return ChildSpec(id=name, role=config.actor(name).role, restart=sup.restart, shutdown_s=sup.stop_grace_s,
+                     argv=(sys.executable, "-m", config.testing.actor_module, "--config", str(config.path),
+                           "--name", name, "--no-console"))
+
+
+def child_specs(config: ClusterConfig) -> list[ChildSpec]:
+    """One spec per actor this machine runs, in start order: every local member of the newest
+    membership, and every local member of an older one that has not retired yet (its slots may
+    still be open). Members elsewhere are run there."""
+    keep = set(local_members(config))
+    return start_order([child_spec(config, name) for name in config.actors if name in keep])
+
+
+def is_local(endpoint: str) -> bool:
+    host = endpoint.split("//", 1)[-1].rsplit(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_members(config: ClusterConfig) -> list[str]:
+    """The actors this machine's supervisor runs (see child_specs), in config order: cluster.toml's
+    and the local ones a change added, less the retired."""
+    current = set(config.current().names())
+    retired = set(members.retired(config))
+    boot = set(config.membership().names())
+    return [name for name, spec in config.actors.items()
+            if (name in current or name not in retired) and (name in boot or is_local(spec.endpoint))]
 
 
 @dataclass
@@ -103,13 +131,10 @@ class Supervisor:
         self.config = config
         self.logger = logs.configure("supervisor", "supervisor", config.log_path("supervisor"),
                                      console, "info")
-        sup = config.supervisor
-        self.children: dict[str, Child] = {
-            spec.id: Child(ChildRecord(spec, RestartPolicy(spec.restart, sup.restart_max, sup.restart_window_s,
-                                                           sup.restart_delay_s)),
-                           config.actor(spec.id).endpoint)
-            for spec in child_specs(config)
-        }
+        self.children: dict[str, Child] = {spec.id: self._child(spec) for spec in child_specs(config)}
+        self.retired: list[str] = members.retired(config)
+        self.delivered_max = 0  # the most advanced learner's watermark, as last asked
+        self._members_task: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
         self.stopped = asyncio.Event()
         self._lock_fd = -1
@@ -119,6 +144,98 @@ class Supervisor:
         self._down_replied = asyncio.Event()
         self._stop_all_task: asyncio.Task[None] | None = None
         self._token = secrets.token_hex(16)
+
+    def _child(self, spec: ChildSpec) -> Child:
+        sup = self.config.supervisor
+        return Child(ChildRecord(spec, RestartPolicy(spec.restart, sup.restart_max, sup.restart_window_s,
+                                                     sup.restart_delay_s)), self.config.actor(spec.id).endpoint)
+
+    # --- membership (issue 11: runtime/members.py) -----------------------------------------
+
+    def _adopt_files(self) -> None:
+        """At start: the changes the proposers' files hold, if the cache lags them."""
+        blob = members.from_files(self.config)
+        config, grew = members.merge(self.config, blob)
+        if grew:
+            self.config = config
+            members.write(config, config.known_history(), self.retired)
+            self.children = {spec.id: self.children.get(spec.id) or self._child(spec) for spec in child_specs(config)}
+        differs = members.disagreement(self.config)
+        if differs:
+            self.logger.warning("membership_differs_from_config", reason=differs)
+
+    async def adopt(self, blob: bytes) -> list[str]:
+        """Changes the log chose (from an actor, or from `paxos members` once its change was
+        chosen): cached durably first, then every local member that is new is started. Returns
+        the names started."""
+        config, grew = members.merge(self.config, blob)
+        if not grew:
+            return []
+        self.config = config
+        h = config.known_history()
+        members.write(config, h, self.retired)
+        self.logger.info("membership_adopted", slot=h.latest_change_slot(), effective_from=h.effective[-1],
+                         members=h.latest().describe())
+        started = []
+        for spec in child_specs(config):
+            if spec.id in self.children:
+                continue
+            child = self.children[spec.id] = self._child(spec)
+            if self.config.security.curve:
+                try:
+                    keys.create_actor(self.config, spec.id)
+                    self._server_keys[spec.id] = keys.server_public(self.config, spec.id)
+                except (keys.KeyFileError, OSError) as exc:
+                    child.record.to(FAILED, f"no key: {exc}")
+                    continue
+            if not self.stopping.is_set():
+                await self._spawn(child)
+                started.append(spec.id)
+        logs.flush()
+        return started
+
+    async def _retire_check(self) -> None:
+        """A removed member stops once every slot before the change took effect is delivered
+        by a learner (no slot it serves is open); its files stay, and it is not started again."""
+        h = self.config.known_history()
+        if not h.changes or self.delivered_max < h.effective[-1] - 1:
+            return
+        current = set(h.latest().names())
+        for name, child in list(self.children.items()):
+            if name in current or name in self.retired:
+                continue
+            self.retired.append(name)
+            members.write(self.config, h, self.retired)
+            self.logger.info("member_retired", child=name, slot=h.latest_change_slot(),
+                             delivered=self.delivered_max, reason="removed from the membership; no slot it "
+                             "serves is open (its files stay)")
+            child.hold = True
+            await self._retire(child)
+
+    async def _retire(self, child: Child) -> None:
+        await self._terminate(child)
+        if child.state is not FAILED:
+            if child.state is not STOPPED:
+                child.record.to(STOPPED, "")
+            child.record.reason = "removed from the membership"
+        logs.flush()
+
+    async def _watch_members(self) -> None:
+        """Ask the running learners and proposers, twice a second, which changes the log chose."""
+        while not self.stopping.is_set():
+            await asyncio.sleep(MEMBERS_POLL_S)
+            try:
+                asked = [c for c in self.children.values() if c.state is RUNNING and c.spec.role != "acceptor"]
+                infos = await self._query_actors(asked)
+                for name, info in infos.items():
+                    if self.children[name].spec.role == "learner":
+                        self.delivered_max = max(self.delivered_max, int(info.get("delivered") or 0))
+                    blob = info.get("history")
+                    if isinstance(blob, str) and blob:
+                        await self.adopt(blob.encode())
+                await self._retire_check()
+            except Exception as exc:  # a bad answer must not end the watch
+                self.logger.error("membership_watch_error", error=f"{type(exc).__name__}: {exc}")
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -137,6 +254,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        self._adopt_files()
         self._keys()
         control = self._ctx.socket(zmq.ROUTER)
         control.setsockopt(zmq.LINGER, 0)
@@ -151,7 +269,9 @@ class Supervisor:
         for child in self.children.values():  # acceptors, learners, proposers
             await self._spawn(child)
         serve = asyncio.create_task(self._serve_control(control))
+        self._members_task = asyncio.create_task(self._watch_members())
         await self.stopping.wait()
+        self._members_task.cancel()
         await self._stop_all()
         if self._down_requested:
             await self._down_replied.wait()  # `paxos down` gets its answer before we go
@@ -356,6 +476,11 @@ class Supervisor:
             return {"ok": False, "error": "not authorized: the token of run/supervisor.json is needed"}
         if cmd == "status":
             return {"ok": True, **(await self.status())}
+        if cmd == "members":
+            blob = req.get("changes")
+            started = await self.adopt(blob.encode()) if isinstance(blob, str) and blob else []
+            return {"ok": True, "started": {n: self.children[n].pid for n in started},
+                    "changes": self.config.changes.decode(), "retired": self.retired}
         if cmd == "down":
             self._down_requested = True
             self.stopping.set()
@@ -449,11 +574,19 @@ class Supervisor:
         actors = []
         leader = None
         leader_ballot = (-1, -1)
+        joining, leaving = members.joining_leaving(self.config)
+        h = self.config.known_history()
+        settled = not h.changes or self.delivered_max >= h.effective[-1] - 1
         for name in self.config.actors:  # config order, as people wrote it
-            child = self.children[name]
+            child = self.children.get(name)
+            if child is None:
+                continue  # a member elsewhere, or retired before this supervisor started
             info = infos.get(name, {})
+            member = ("removed" if name in self.retired else "leaving" if name in leaving
+                      else "joining" if name in joining and not settled else "")
             actors.append({
                 "name": name, "role": child.spec.role, "pid": child.pid, "state": child.state.value,
+                "member": member,
                 "restarts": child.record.policy.total_restarts, "reason": child.record.reason,
                 "endpoint": child.endpoint, "info": info,
                 "disk_full": child.disk_full.as_dict() if child.disk_full and child.state is FAILED else None,
@@ -462,7 +595,9 @@ class Supervisor:
                 r, n = (int(x) for x in str(info.get("ballot", "0.0")).split("."))
                 if (r, n) > leader_ballot:
                     leader, leader_ballot = name, (r, n)
-        return {"actors": actors, "leader": leader, "data_dir": str(self.config.data_dir)}
+        return {"actors": actors, "leader": leader, "data_dir": str(self.config.data_dir),
+                "membership_slot": h.latest_change_slot(),
+                "membership_differs": members.disagreement(self.config) or ""}
 
     async def _query_actors(self, children: list[Child], timeout_s: float = 0.5) -> dict[str, dict[str, Any]]:
         self._queries += 1

@@ -223,6 +223,14 @@ class Transport:
             # More may be waiting (budget hit, or frames that arrived while we handled these).
             self._schedule_drain()
 
+    def add_peer(self, peer: str, endpoint: str) -> None:
+        """A peer a membership change brought (its key must be in the keyring first)."""
+        if peer in self.dealers or self._closed:
+            return
+        self.peer_endpoints[peer] = endpoint
+        if self.router is not None:
+            self.dealers[peer] = self._dealer(peer, endpoint)
+
     def send_peer(self, peer: str, frame: bytes) -> None:
         try:
             self.dealers[peer].send(frame, _NOBLOCK)

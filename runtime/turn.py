@@ -125,7 +125,7 @@ class Turn:
         self.transfers = Transfers(snapshots, min(chunk_bytes, message_bytes_max - 1024), tick_ms) \
             if snapshots is not None else None
         self.shell = shell
-        self.peers = frozenset(peers)
+        self.peers = set(peers)
         self.message_bytes_max = message_bytes_max
         self.debug = debug
         self.deliver = deliver  # observers of decisions (the simulator's checks)
@@ -200,7 +200,7 @@ class Turn:
     def _admit(self, sender: str, messages: list[Message], ready: Ready) -> None:
         core = self.core
         step = core.step
-        known = sender in self.peers
+        known = sender in self.peers or ("." not in sender and self._learn(sender))
         for message in messages:
             kind = type(message)
             if self.debug:
@@ -212,6 +212,9 @@ class Turn:
             if kind is StatusQuery:
                 info = {**core.status(), **self.shell.status(), "frames_rejected": self.frames_rejected,
                         "messages_rejected": self.messages_rejected}
+                history = getattr(core, "history", None)
+                if history is not None and history.changes:
+                    info["history"] = history.encode().decode()  # the changes it knows were chosen
                 ready.send.append((sender, StatusReply(tuple(info.items()))))
             elif kind is Hello:
                 ready.send.append((sender, Hello()))
@@ -241,6 +244,17 @@ class Turn:
             else:
                 self._reject(ready, sender.encode(), "unknown_sender", f"{kind.TYPE} from {sender!r}, "
                              f"which is not an actor of this cluster")
+
+    def _learn(self, name: str) -> bool:
+        """An actor name that is not a configured peer: one a membership change added? A shell that
+        can reach such actors has `learn_peer(name) -> bool` (the process shell does; the
+        simulator's worlds know every name from the start). A session id always has a dot, an
+        actor name never."""
+        learn = getattr(self.shell, "learn_peer", None)
+        if learn is None or not learn(name):
+            return False
+        self.peers.add(name)
+        return True
 
     def refused(self, identity: bytes, reason: str, detail: str) -> None:
         """What the transport refused before any frame reached a turn (a handshake with an unknown
