@@ -73,6 +73,21 @@ class ClientCore:
         self.hold_until = 0.0  # after "busy" or "no leader": wait before sending again
         self.stats = {"sent": 0, "resent": 0, "redirects": 0, "busy": 0, "rotations": 0}
 
+    def set_members(self, proposers: list[str], learners: list[str]) -> None:
+        """Whom to talk to now (a membership change): the leader we believe in stays targeted if
+        it is still a proposer; the learners we heard from stay ready."""
+        if not proposers or not learners:
+            return
+        leader = self.proposers[self.target] if self.proposers else ""
+        self.proposers = list(proposers)
+        self.learners = list(learners)
+        self.target = self.proposers.index(leader) if leader in self.proposers else 0
+        self.learners_ready &= set(learners)
+        if self.preferred_learner not in learners:
+            self.preferred_learner = learners[sum(self.client_id.encode()) % len(learners)]
+        if self.reply_by not in learners:
+            self.reply_by = next(iter(self.learners_ready), "")
+
     # --- calls -----------------------------------------------------------------------------
 
     def submit(self, command: list[Any], now: float) -> Op:

@@ -359,16 +359,9 @@ class Proposer(Core):
             if not self.pending and lead.next_slot < e and why.startswith("another change is inside"):
                 # An idle cluster would never pass the window: fill it with no-ops, and the
                 # operator's next try is taken.
-                entries = []
-                while lead.next_slot < e and len(lead.inflight) < self.params.window_slots:
-                    value = Value(NOOP, self.ballot)
-                    lead.inflight[lead.next_slot] = InFlight(value, set(), self.ticks)
-                    entries.append((lead.next_slot, value))
-                    lead.next_slot += 1
-                for chunk in chunked(entries, self.params.message_bytes_max):
-                    self._send_accept(chunk, ready)
-                if entries:
-                    why += f"; {len(entries)} no-ops proposed to pass it"
+                filled = self._fill_noops(lead, e, ready)
+                if filled:
+                    why += f"; {filled} no-ops proposed to pass it"
             return why
         slot = lead.next_slot
         lead.next_slot += 1
@@ -381,6 +374,18 @@ class Proposer(Core):
                     members=new.describe())
         self._prepare_pending(lead, ready)
         return None
+
+    def _fill_noops(self, lead: Leadership, below: int, ready: Ready) -> int:
+        """No-ops in the next slots below `below`, as many as the window allows; how many."""
+        entries = []
+        while lead.next_slot < below and len(lead.inflight) < self.params.window_slots:
+            value = Value(NOOP, self.ballot)
+            lead.inflight[lead.next_slot] = InFlight(value, set(), self.ticks)
+            entries.append((lead.next_slot, value))
+            lead.next_slot += 1
+        for chunk in chunked(entries, self.params.message_bytes_max):
+            self._send_accept(chunk, ready)
+        return len(entries)
 
     def _prepare_pending(self, lead: Leadership, ready: Ready) -> None:
         """Phase 1 of our ballot at the acceptors of a pending membership that have not promised
@@ -453,6 +458,9 @@ class Proposer(Core):
             # Every slot it may still decide is chosen: the new membership's proposers take over.
             self._step_down(ready, reason="removed", leader=None)
             return
+        if self.removed_from and lead.serving and not self.queue and lead.next_slot < self.removed_from:
+            # Idle, it would keep the slots before its removal open, and lead forever: fill them.
+            self._fill_noops(lead, self.removed_from, ready)
         if self.ticks - lead.last_heartbeat_tick >= p.heartbeat_ticks:
             self._heartbeat(lead, ready)
         if lead.reconfirming is not None:

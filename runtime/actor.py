@@ -108,8 +108,11 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
         return kinds.acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
                               config.protocol.fetch_slots_max, acceptors=acceptors, bounds=config.wire_bounds)
     if spec.role == "proposer":
-        return kinds.proposer(name, spec.id, config.proposer_ids, acceptors, learners,
-                              config.proposer_params(), rng, debug_events=debug_events, history=config.history())
+        # A proposer starts from the changes this machine knows the log chose (facts: a proposer
+        # a change added must know it is one; a removed one that it must not campaign again).
+        ids = {**config.proposer_ids, name: spec.id}
+        return kinds.proposer(name, spec.id, ids, acceptors, learners, config.proposer_params(), rng,
+                              debug_events=debug_events, history=config.known_history())
     kv = KVStore(config.limits.key_bytes_max, config.limits.value_bytes_max, config.limits.sessions_max)
     snap = config.snapshot
     return kinds.learner(name, acceptors, codec.decode_client_batch, kv,

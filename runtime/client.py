@@ -24,7 +24,8 @@ from typing import Any
 import zmq
 
 from actors.client import ClientCore, ClientParams, ClientReady, TooManyOutstanding
-from runtime import codec, keys
+from actors.messages import StatusQuery, StatusReply
+from runtime import codec, keys, members
 from runtime.config import ClusterConfig
 from runtime.members import load
 
@@ -74,6 +75,7 @@ _context: zmq.Context[zmq.Socket[bytes]] | None = None
 _context_pid = 0
 _nofile_raised = False
 CONTEXT_SOCKETS_MAX = 65_535
+DISCOVER_S = 2.0  # how often a connected client asks a learner for membership changes
 FDS_PER_SOCKET = 2  # a ZeroMQ socket holds its mailbox's eventfd and, once connected, one TCP connection
 
 
@@ -150,8 +152,13 @@ class Client:
         params = ClientParams(timeout_s=self.timeout_s, retry_s=retry_s if retry_s is not None else c.retry_s,
                               batch_bytes_max=self.config.protocol.batch_bytes_max,
                               outstanding_max=c.outstanding_max)
-        self.core = ClientCore(self.client_id, [p.name for p in self.config.proposers],
-                               [lr.name for lr in self.config.learners], codec.encode_client_batch, params)
+        # Whom to talk to: the newest membership this machine knows (runtime/members.py), kept
+        # up to date from the learners while connected (`_discover`).
+        current = self.config.current()
+        self._endpoints = {n: e for n, _, e in current.proposers} | dict(current.learners)
+        self.core = ClientCore(self.client_id, [n for n, _, _ in current.proposers], current.learner_names,
+                               codec.encode_client_batch, params)
+        self._next_discover = 0.0
         self.stats = self.core.stats
         self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
@@ -174,7 +181,7 @@ class Client:
     async def connect(self, timeout_s: float | None = None) -> None:
         """Open a socket per proposer and learner and wait until a learner answers (within
         `timeout_s`, by default the client's timeout), else `ClusterUnavailable`."""
-        ensure_fds(len(self.config.proposers) + len(self.config.learners))
+        ensure_fds(len(self._endpoints))
         try:
             await self._connect(self.timeout_s if timeout_s is None else timeout_s)
         except zmq.ZMQError as exc:
@@ -192,19 +199,8 @@ class Client:
     async def _connect(self, timeout_s: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
-        for spec in (*self.config.proposers, *self.config.learners):
-            s = self._ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.IMMEDIATE, 1)
-            s.setsockopt(zmq.ROUTING_ID, self.client_id.encode())
-            if self.key is not None:
-                keys.secure_client(s, self.key, self._server_key(spec.name))
-            s.setsockopt(zmq.RECONNECT_IVL, 20)
-            s.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
-            s.setsockopt(zmq.SNDHWM, 100_000)
-            s.connect(spec.endpoint)
-            self._sockets[spec.name] = s
-            self._loop.add_reader(int(s.getsockopt(zmq.FD)), self._drain, spec.name)
+        for name, endpoint in self._endpoints.items():
+            self._open(name, endpoint)
         self._timer = self._loop.call_later(0.0, self._on_timer)
         try:
             await asyncio.wait_for(self._ready.wait(), timeout=timeout_s)
@@ -212,7 +208,43 @@ class Client:
             await self.close()
             raise NoLearnerAnswered(
                 f"no learner of {self.config.path} answered within {timeout_s:g}s "
-                f"({', '.join(lr.name for lr in self.config.learners)}); is the cluster up?") from None
+                f"({', '.join(self.core.learners)}); is the cluster up?") from None
+
+    def _open(self, name: str, endpoint: str) -> None:
+        assert self._loop is not None
+        s = self._ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.IMMEDIATE, 1)
+        s.setsockopt(zmq.ROUTING_ID, self.client_id.encode())
+        if self.key is not None:
+            keys.secure_client(s, self.key, self._server_key(name))
+        s.setsockopt(zmq.RECONNECT_IVL, 20)
+        s.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        s.setsockopt(zmq.SNDHWM, 100_000)
+        s.connect(endpoint)
+        self._sockets[name] = s
+        self._loop.add_reader(int(s.getsockopt(zmq.FD)), self._drain, name)
+
+    def _discover(self, info: dict[str, Any]) -> None:
+        """A learner's status: the membership changes it knows. New proposers and learners get a
+        socket and join the core's lists; removed ones leave them (their sockets stay idle)."""
+        blob = info.get("history")
+        if not isinstance(blob, str) or not blob:
+            return
+        config, grew = members.merge(self.config, blob.encode())
+        if not grew:
+            return
+        self.config = config
+        current = config.current()
+        for name, endpoint in [*((n, e) for n, _, e in current.proposers), *current.learners]:
+            if name not in self._sockets and endpoint.startswith("tcp://"):
+                try:
+                    self._open(name, endpoint)
+                except (ClusterUnavailable, zmq.ZMQError):
+                    continue  # no key for it here (yet): the next discovery tries again
+                self._endpoints[name] = endpoint
+        self.core.set_members([n for n, _, _ in current.proposers if n in self._sockets],
+                              [n for n in current.learner_names if n in self._sockets])
 
     async def close(self) -> None:
         if self._closed:
@@ -337,6 +369,16 @@ class Client:
         now = time.monotonic()
         self._timer = self._loop.call_later(min(self.core.params.retry_s / 3, 0.05), self._on_timer)
         self._apply(self.core.timer(now))
+        if now >= self._next_discover and self.core.connected:
+            # Every DISCOVER_S, ask one learner which membership changes it knows.
+            self._next_discover = now + DISCOVER_S
+            learner = self.core.reply_by or self.core.preferred_learner
+            s = self._sockets.get(learner)
+            if s is not None:
+                try:
+                    s.send(codec.encode_frame(self.client_id, [StatusQuery()]), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
         if self.core.wants_flush(now):
             self._schedule_flush()
         self._poke_sockets()
@@ -366,7 +408,10 @@ class Client:
             now = time.monotonic()
             ready = ClientReady()
             for m in messages:
-                core.receive(name, m, now, ready)
+                if type(m) is StatusReply:
+                    self._discover(dict(m.info))
+                else:
+                    core.receive(name, m, now, ready)
             self._apply(ready)
         if core.connected and self._ready is not None:
             self._ready.set()
