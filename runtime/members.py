@@ -133,15 +133,17 @@ def disagreement(config: ClusterConfig) -> str | None:
 
 
 def joining_leaving(config: ClusterConfig) -> tuple[set[str], set[str]]:
-    """Names in the newest membership that no older one had (joining), and names of older ones
-    that the newest lacks (leaving or left)."""
+    """Names the newest change added (joining), and names of older memberships that the newest
+    lacks (leaving, or left)."""
     h = config.known_history()
-    latest = h.latest()
+    if not h.changes:
+        return set(), set()
+    everyone = h.all_members()
+    now = set(everyone[-1].names())
     older: set[str] = set()
-    for m in h.all_members()[:-1]:
+    for m in everyone[:-1]:
         older.update(m.names())
-    now = set(latest.names())
-    return (now - older if h.changes else set()), older - now
+    return now - set(everyone[-2].names()), older - now
 
 
 def role_of(m: Membership, name: str) -> str | None:

@@ -494,6 +494,9 @@ class Supervisor:
         child = self.children.get(name) if isinstance(name, str) else None
         if child is None:
             return {"ok": False, "error": f"no actor named {name!r} (known: {', '.join(self.children)})"}
+        if cmd != "kill" and name in self.retired:
+            return {"ok": False, "error": f"{name} was removed from the membership and stopped; it is not run "
+                                          f"again (`paxos members add` it under a new name to have it back)"}
         if cmd == "kill":
             sig = SIGNALS.get(str(req.get("signal", "KILL")).upper())
             if sig is None:
