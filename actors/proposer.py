@@ -458,9 +458,10 @@ class Proposer(Core):
             # Every slot it may still decide is chosen: the new membership's proposers take over.
             self._step_down(ready, reason="removed", leader=None)
             return
-        if self.removed_from and lead.serving and not self.queue and lead.next_slot < self.removed_from:
-            # Idle, it would keep the slots before its removal open, and lead forever: fill them.
-            self._fill_noops(lead, self.removed_from, ready)
+        if self.history.changes and lead.serving and not self.queue and lead.next_slot < self.history.effective[-1]:
+            # Idle, the newest change would not take effect until clients wrote alpha slots (and a
+            # removed leader would lead forever): fill the slots before it with no-ops.
+            self._fill_noops(lead, self.history.effective[-1], ready)
         if self.ticks - lead.last_heartbeat_tick >= p.heartbeat_ticks:
             self._heartbeat(lead, ready)
         if lead.reconfirming is not None:

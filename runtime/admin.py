@@ -23,6 +23,8 @@ from runtime.config import ClusterConfig
 from runtime.control import ControlError, NotRunning, request
 
 RETRY_S = 0.3  # how often a proposer that did not answer is asked again
+# Refusals that pass by themselves: the change waits for them (up to the timeout), then is refused.
+WAIT_FOR = ("another change is inside its alpha window", "another change is not chosen yet")
 
 
 class ChangeRefused(Exception):
@@ -114,6 +116,7 @@ def propose(config: ClusterConfig, new: Membership, timeout_s: float) -> tuple[i
         frame = codec.encode_frame(session, [ChangeMembers(1, encode_membership(new))])
         deadline = time.monotonic() + timeout_s
         last_reason = "no proposer answered"
+        waited = False
         next_send = 0.0
         while time.monotonic() < deadline:
             now = time.monotonic()
@@ -137,7 +140,14 @@ def propose(config: ClusterConfig, new: Membership, timeout_s: float) -> tuple[i
                     if m.reason.startswith("not the serving leader") or "stepped down" in m.reason:
                         last_reason = m.reason
                         continue
+                    if m.reason.startswith(WAIT_FOR):
+                        # Queued here: the leader passes the window (it fills it with no-ops).
+                        last_reason = m.reason
+                        waited = True
+                        continue
                     raise ChangeRefused(m.reason)
+        if waited:
+            raise ChangeRefused(f"{last_reason.split(';')[0]} (waited {timeout_s:g}s for it)")
         raise ChangeUnknown(f"no serving leader said the change was chosen within {timeout_s:g}s "
                             f"(last: {last_reason}); it may or may not be: see `paxos members`")
     finally:
