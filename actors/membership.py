@@ -89,12 +89,17 @@ no-ops, or an idle cluster would never pass it.
 It keeps leading the slots before its removal takes effect (it opens none after), stands down
 once they are chosen, and never campaigns again; the others take over by election.
 
-## Not here (remaining work, real processes)
+## On real processes
 
-Supervisor spawning and stopping members, `paxos members`, transport peers that change, client
-discovery of new learners and proposers, acceptor rebuild counting with a changed membership
-(rebuild, and a proposer's own rebuild probe, still count the bootstrap acceptors), the
-re-confirmation (Repair) of a range that straddles a change (it is cut at the change).
+The runtime around these rules (runtime/members.py, runtime/admin.py, the supervisor): an
+operator's `ChangeMembers` reaches the serving leader, which answers once the change is chosen
+(or at once with a refusal); an idle leader fills the slots before the newest change with no-ops,
+so it takes effect without client traffic (and a removed leader stands down). Shells reach a
+member a change brought from the endpoint its membership names; the supervisor caches the chosen
+changes, starts new local members and stops removed ones once no slot they serve is open.
+
+Not here: the re-confirmation (Repair) of a range that straddles a change (it is cut at the
+change).
 """
 
 from __future__ import annotations
