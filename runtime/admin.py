@@ -83,6 +83,18 @@ def added(current: Membership, role: str, name: str, endpoint: str, node_id: int
     return new
 
 
+def replaced(current: Membership, old: str, name: str, endpoint: str, node_id: int | None) -> Membership:
+    """`current` with `old` replaced by a new member of the same role, in one entry."""
+    from runtime.members import role_of
+
+    role = role_of(current, old)
+    if role is None:
+        raise ChangeRefused(f"{old} is not a member (members: {', '.join(current.names())})")
+    if name == old:
+        raise ChangeRefused(f"{old} cannot replace itself (use a new name)")
+    return added(current.without(old), role, name, endpoint, node_id)
+
+
 def removed(current: Membership, name: str) -> Membership:
     if name not in current.names():
         raise ChangeRefused(f"{name} is not a member (members: {', '.join(current.names())})")

@@ -387,6 +387,8 @@ def cmd_members_change(config: ClusterConfig, args: argparse.Namespace) -> int:
     try:
         if args.change == "add":
             new = admin.added(current, args.role, args.name, args.endpoint, args.id)
+        elif args.change == "replace":
+            new = admin.replaced(current, args.old, args.name, args.endpoint, args.id)
         else:
             new = admin.removed(current, args.name)
         outcome = admin.change(config, new, args.timeout_s)
@@ -400,14 +402,15 @@ def cmd_members_change(config: ClusterConfig, args: argparse.Namespace) -> int:
           f"{outcome.slot}; it decides the slots from {outcome.effective_from} on: {outcome.members.describe()}")
     for name, pid in outcome.started.items():
         print(f"started {name} (pid {pid}); it catches up from the others")
-    if args.change == "add" and args.name not in outcome.started:
+    if args.change in ("add", "replace") and args.name not in outcome.started:
         from runtime.supervisor import is_local
 
         if not is_local(args.endpoint):
             print(f"{args.endpoint} is not on this machine: run {args.name} there "
                   f"(its keys are in {keys.keys_dir(config)})")
-    if args.change == "remove":
-        print(f"{args.name} stops once no slot it serves is open; its files stay")
+    if args.change in ("remove", "replace"):
+        print(f"{args.old if args.change == 'replace' else args.name} stops once no slot it serves is open; "
+              "its files stay")
     return 0
 
 
@@ -698,12 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "paxos members\npaxos members --json | jq '.acceptors[].name'\n"
                 "paxos members add acceptor a4 --endpoint tcp://127.0.0.1:7204\n"
                 "paxos members remove a1\n"
+                "paxos members replace a3 a6 --endpoint tcp://127.0.0.1:7116\n"
                 "paxos members add proposer p3 --endpoint tcp://127.0.0.1:7003 --id 3")
     p.add_argument("--json", action="store_true",
                    help='{"slot", "alpha", "proposers": [{name, id, endpoint}], "acceptors": [{name, endpoint}], '
                         '"learners": [{name, endpoint}]}')
     p.set_defaults(func=cmd_members)
-    changes = p.add_subparsers(dest="change", parser_class=Parser, metavar="add|remove")
+    changes = p.add_subparsers(dest="change", parser_class=Parser, metavar="add|remove|replace")
     q = changes.add_parser("add", parents=[common], help="add a proposer, acceptor or learner",
                            description="Add one member through the log (see `paxos members --help`).")
     q.add_argument("role", choices=["proposer", "acceptor", "learner"], help="its role")
@@ -711,6 +715,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--endpoint", required=True, metavar="tcp://HOST:PORT", help="where it listens")
     q.add_argument("--id", type=int, default=None, metavar="N",
                    help="a proposer's ballot id (default: one above the highest in use)")
+    q.add_argument("--timeout-s", type=seconds, default=30.0, metavar="S",
+                   help="how long to wait for the change to be chosen (default: %(default)g)")
+    q.set_defaults(func=cmd_members_change)
+    q = changes.add_parser("replace", parents=[common], help="replace a member by a new one, in one entry",
+                           description="Replace OLD by a new member NAME of the same role, in one log entry\n"
+                           "(see `paxos members --help`): a failed acceptor's replacement, say.",
+                           formatter_class=HelpFormatter,
+                           epilog="examples:\n  paxos members replace a3 a6 --endpoint tcp://127.0.0.1:7116")
+    q.add_argument("old", metavar="OLD", help="the member to remove")
+    q.add_argument("name", metavar="NAME", help="the new member's name")
+    q.add_argument("--endpoint", required=True, metavar="tcp://HOST:PORT", help="where the new member listens")
+    q.add_argument("--id", type=int, default=None, metavar="N", help="a new proposer's ballot id")
     q.add_argument("--timeout-s", type=seconds, default=30.0, metavar="S",
                    help="how long to wait for the change to be chosen (default: %(default)g)")
     q.set_defaults(func=cmd_members_change)

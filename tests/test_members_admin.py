@@ -160,6 +160,12 @@ def test_the_operator_gets_a_clear_no_before_anything_is_sent(cfg_path: Path) ->
             build()
     p3 = admin.added(now, "proposer", "p3", "tcp://127.0.0.1:9", None)
     assert p3.proposer_ids["p3"] == 3
+    swapped = admin.replaced(now, "a2", "a9", "tcp://127.0.0.1:9", None)  # one entry, same role
+    assert swapped.acceptor_names == ["a1", "a3", "a9"] and swapped.learners == now.learners
+    for old, new, why in [("zz", "a9", "zz is not a member"), ("a2", "a2", "cannot replace itself"),
+                          ("a2", "a1", "a1 is a member already")]:
+        with pytest.raises(admin.ChangeRefused, match=why):
+            admin.replaced(now, old, new, "tcp://127.0.0.1:9", None)
 
 
 def test_a_client_follows_new_lists_and_keeps_its_leader() -> None:

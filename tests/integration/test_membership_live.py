@@ -148,6 +148,12 @@ def test_refusals_learners_and_proposers_change_and_a_client_follows(small: Loca
             assert await client.get("last") == "1"
 
     asyncio.run(scenario())
-    view = members_json(c)
-    assert [n["name"] for n in view["learners"]] == ["l2", "l3"]
+    # Several members in one entry: l2 replaced by l4.
+    l4 = free_ports(1)[0]
+    out = change(c, "replace", "l2", "l4", "--endpoint", f"tcp://127.0.0.1:{l4}")
+    assert "started l4" in out and "l2 stops" in out, out
+    def learners() -> bool:
+        c.paxos("put", "tick", "x", check=True)
+        return [n["name"] for n in members_json(c)["learners"]] == ["l3", "l4"]
+    c.wait_for("l3 and l4 in force", learners, timeout_s=60, every_s=0.0)
     assert c.paxos("get", "last").stdout.strip() == "1"
