@@ -177,13 +177,14 @@ def _up_foreground(config: ClusterConfig, args: argparse.Namespace) -> int:
 def _cannot_serve(config: ClusterConfig, failed: set[str]) -> str:
     """Why the cluster cannot serve with these actors failed (they stay down until `paxos
     start`), or "" if it still can."""
-    acceptors = [a.name for a in config.acceptors]
+    current = config.current()  # the log's membership, as this machine knows it
+    acceptors = current.acceptor_names
     left = len([a for a in acceptors if a not in failed])
     if left <= len(acceptors) // 2:
         return f"{left} of {len(acceptors)} acceptors left, and a majority is {len(acceptors) // 2 + 1}"
-    if all(p.name in failed for p in config.proposers):
+    if all(p in failed for p in current.proposer_ids):
         return "no proposer left to lead"
-    if all(lr.name in failed for lr in config.learners):
+    if all(lr in failed for lr in current.learner_names):
         return "no learner left to answer clients"
     return ""
 
