@@ -385,7 +385,7 @@ class Client:
 
     def _poke_sockets(self) -> None:
         # Edge-triggered fds: a send can swallow the readiness edge, so look for input now.
-        for name, s in self._sockets.items():
+        for name, s in list(self._sockets.items()):  # a drained StatusReply may open sockets
             if int(s.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 self._drain(name)
 
