@@ -96,6 +96,13 @@ class LocalCluster:
                 self.seen_pids.add(a["pid"])
         return status
 
+    def remember_pids(self, status: dict[str, Any]) -> None:
+        """Record the pids of a status reply (`paxos status --json`, or the supervisor's control
+        `status`): actors a membership change started are stopped by `down` too."""
+        for a in status.get("actors", []):
+            if a.get("pid"):
+                self.seen_pids.add(int(a["pid"]))
+
     def actor(self, name: str) -> dict[str, Any]:
         return next(a for a in self.status()["actors"] if a["name"] == name)
 
