@@ -14,6 +14,16 @@ Faults (each lasts about 1-3 s, then heals; the nemesis acts every few seconds):
   wipe       `paxos wipe` a learner or a proposer (it catches up by snapshot, or rebuilds), or
              once a run an acceptor (it rebuilds before it votes again: two lost acceptor disks
              would be more than three acceptors survive)
+  membership one change through the log (`paxos members add|remove`, the real CLI), in a loop of
+             its own that runs alongside the other faults: a fresh acceptor (a4, a5, ...) or
+             learner (l3, ...) joins, or a running one leaves; names are never reused. It keeps
+             3 to 5 acceptors and 2 to 4 learners, and removes only a running, settled member that
+             no other fault holds (or held just before: `HOLD_AFTER_S`), and only if the
+             acceptors left that are running and unheld are a majority of the new membership.
+             A refusal while another change is inside its alpha window is asked again (a few
+             times); an unknown outcome (exit 2) is noted, and that name is never a target
+             again. The other faults draw their victims from the membership as the supervisor
+             runs it now (`status`), never from a member that is leaving or removed
   disk-full  one acceptor (drawn once a run) keeps its wal and snapshots on a small disk of its
              own (a tmpfs of `DISK_BYTES`, runtime/harness/disk.py); the fault fills that disk
              under load, waits for the acceptor to fail with "no space left on device" (the
@@ -29,7 +39,8 @@ A timeout is `info`, never `fail`; the process that timed out is retired and a n
 its place (as in Jepsen). After the run everything heals and every key is read once more; those
 reads must succeed. Then: linearizability per key (runtime/harness/check/linearizability.py; unknown
 counts as a violation), and the append checks (runtime/harness/check/appendlog.py) on the final values
-and on every learner's log read back from its wal. The last line is
+and on every learner's log read back from its wal (every learner the run had, added or removed
+ones too, each pair compared from the later of their snapshots). The last line is
 `ops=N ok=.. info=.. fail=.. faults=.. violations=V`.
 """
 
@@ -37,10 +48,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,28 +62,66 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.admin import WAIT_FOR
 from runtime.client import Client, CommandFailed, OutcomeUnknown
 from runtime.config import ClusterConfig, load
 from runtime.control import request
 from runtime.harness.disk import MountUnavailable, SmallDisk
 from runtime.harness.faults import power_loss, set_rules
-from runtime.harness.local import LocalCluster
+from runtime.harness.local import LocalCluster, free_ports
+from runtime.members import load as load_members
 
-FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full")
+FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full", "membership")
 DISK_BYTES = 16 << 20
 REGISTER_KEYS = 4
 APPEND_KEYS = 2
 OPS_PER_KEY = 250  # then the workload moves to fresh keys: short per-key histories check fast
+HOLD_AFTER_S = 5.0  # a killed, wiped or powered-off victim is no member to remove for this long
+HOLD_LINK_S = 1.0  # after it heals (it restarts, rebuilds, catches up); a paused or cut one, this
+ACCEPTORS = (3, 5)  # the membership fault keeps this many acceptors, and learners (the workers
+LEARNERS = (2, 4)   # read through learners: two keep reads available while one is down)
+CHANGE_TIMEOUT_S = 10.0  # `paxos members add|remove --timeout-s` (it waits out an alpha window)
+CHANGE_BUDGET_S = 20.0  # one change, asked again while refused for an alpha window, for this long
+CHANGE_TRIES = 5  # at most
 
 
 @dataclass
 class Stats:
     faults: dict[str, int] = field(default_factory=dict)
-    fault_active_s: float = 0.0
     ops: int = 0
     ok: int = 0
     info: int = 0
     fail: int = 0
+    # The membership fault's changes: chosen, refused, unknown (exit 2 or no answer) and skipped
+    # (no member could go safely, or the cluster was not running).
+    changes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("applied", "refused", "unknown", "skipped"), 0))
+    fault_spans: list[tuple[float, float]] = field(default_factory=list)
+
+    def active_s(self) -> float:
+        """How long some fault was active: the union of the spans (the membership loop runs
+        alongside the others)."""
+        total, end = 0.0, float("-inf")
+        for a, b in sorted(self.fault_spans):
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        return total
+
+
+@dataclass
+class View:
+    """The cluster as its supervisor runs it now: members by role, in config order, without the
+    ones leaving or removed (and without those the membership fault is removing or may have
+    removed); `names` are every actor not removed yet (link rules may name them all)."""
+
+    names: list[str]
+    proposers: list[str]
+    acceptors: list[str]
+    learners: list[str]
+    state: dict[str, str]  # name -> the supervisor's state: running, stopped, ...
+    member: dict[str, str]  # name -> "", "joining", "leaving" or "removed"
+    leader: str | None
 
 
 class Recorder:
@@ -102,7 +154,8 @@ class NemesisRun:
         # up by snapshot.
         self.cluster = LocalCluster(root, extra="[testing]\nenabled = true\n\n[snapshot]\nevery_slots = 300")
         self.config = load(self.cluster.config_path)
-        # In config order, which is the order fault targets are drawn from (seeded runs repeat).
+        # The bootstrap membership, in config order; fault targets are drawn from the membership
+        # as the supervisor runs it now (`view`), also in config order (seeded runs repeat).
         self.names = list(self.config.actors)
         self.proposers = [p.name for p in self.config.proposers]
         self.acceptors = [a.name for a in self.config.acceptors]
@@ -113,6 +166,14 @@ class NemesisRun:
         self.next_process = workers
         self.paused: set[str] = set()
         self.acceptor_wiped = False
+        self.held: dict[str, float] = {}  # a fault's victims -> until when (inf: while it lasts)
+        self.held_after: dict[str, float] = {}  # -> how long they stay held once it heals
+        self.removing: set[str] = set()  # a removal in flight (no other fault picks it)
+        self.gone: set[str] = set()  # removed, or maybe removed (exit 2): never a target again
+        self.used_names = set(self.names)  # names are never reused, even after a refusal
+        self.next_member = {"acceptor": len(self.acceptors) + 1, "learner": len(self.learners) + 1}
+        self.changes_made = 0  # which role the membership fault changes next: they alternate
+        self._view: View | None = None
         self.disk: SmallDisk | None = None  # the disk-full fault's, with its acceptor
         self.disk_owner = ""
         self.disk_filled = False
@@ -151,14 +212,47 @@ class NemesisRun:
     async def act(self, message: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.to_thread(self.control, message)
 
-    async def leader(self) -> str | None:
-        try:
-            return (await self.act({"cmd": "status"})).get("leader")
-        except Exception:  # a busy supervisor: no leader known right now
-            return None
-
     def note(self, text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+    async def view(self) -> View:
+        """The membership the supervisor runs now (the last one seen if it does not answer);
+        every pid it lists is remembered, so the end of the run stops added actors too."""
+        try:
+            status = await self.act({"cmd": "status"})
+        except Exception:  # a busy supervisor: what we saw last
+            status = {}
+        if status.get("actors"):
+            self.cluster.remember_pids(status)
+            actors = status["actors"]
+            member = {a["name"]: str(a.get("member") or "") for a in actors}
+            names = [a["name"] for a in actors if member[a["name"]] != "removed"]
+            out = [a for a in actors if member[a["name"]] in ("", "joining")
+                   and a["name"] not in self.gone and a["name"] not in self.removing]
+            self._view = View(names, [a["name"] for a in out if a["role"] == "proposer"],
+                              [a["name"] for a in out if a["role"] == "acceptor"],
+                              [a["name"] for a in out if a["role"] == "learner"],
+                              {a["name"]: str(a["state"]) for a in actors}, member, status.get("leader"))
+        elif self._view is None:
+            self._view = View(list(self.names), list(self.proposers), list(self.acceptors), list(self.learners),
+                              dict.fromkeys(self.names, "running"), dict.fromkeys(self.names, ""), None)
+        view = self._view
+        # What changed since the status was read (a removal may have started meanwhile).
+        out_now = self.gone | self.removing
+        return dataclasses.replace(view, proposers=[n for n in view.proposers if n not in out_now],
+                                   acceptors=[n for n in view.acceptors if n not in out_now],
+                                   learners=[n for n in view.learners if n not in out_now])
+
+    def hold(self, *names: str, after_s: float = HOLD_AFTER_S) -> None:
+        """These are a fault's victims until it heals (and `after_s` longer): the membership
+        fault does not remove them meanwhile."""
+        for name in names:
+            self.held[name] = float("inf")
+            self.held_after[name] = max(after_s, self.held_after.get(name, 0.0))
+
+    def held_now(self) -> set[str]:
+        now = time.monotonic()
+        return {n for n, until in self.held.items() if until > now}
 
     # --- the workload ----------------------------------------------------------------------
 
@@ -217,9 +311,16 @@ class NemesisRun:
     # --- the nemesis -----------------------------------------------------------------------
 
     async def nemesis(self, stop: asyncio.Event) -> None:
+        others = [f for f in self.faults if f != "membership"]
+        loops = [self.fault_loop(others, stop)] if others else []
+        if "membership" in self.faults:
+            loops.append(self.membership_loop(stop))
+        await asyncio.gather(*loops)
+
+    async def fault_loop(self, faults: list[str], stop: asyncio.Event) -> None:
         await asyncio.sleep(2.0)  # a quiet start: the first writes happen without faults
         while not stop.is_set():
-            fault = self.rng.choice(self.faults)
+            fault = self.rng.choice(faults)
             hold_s = self.rng.uniform(1.0, 3.0)
             started = time.monotonic()
             try:
@@ -227,20 +328,23 @@ class NemesisRun:
             except Exception as exc:  # a failed fault is reported, the run goes on
                 self.note(f"fault {fault} could not be applied: {exc}")
             await self.heal()
-            self.stats.fault_active_s += time.monotonic() - started
+            self.stats.fault_spans.append((started, time.monotonic()))
             self.stats.faults[fault] = self.stats.faults.get(fault, 0) + 1
             await asyncio.sleep(self.rng.uniform(0.5, 1.5))
 
     async def inject(self, fault: str, hold_s: float) -> None:
-        names, acceptors = self.names, self.acceptors
-        leader = await self.leader() or self.rng.choice(self.proposers)
+        view = await self.view()
+        names, acceptors, learners = view.names, view.acceptors, view.learners
+        leader = view.leader if view.leader in view.proposers else self.rng.choice(view.proposers)
         if fault == "kill":
-            victim = self.rng.choice([leader, self.rng.choice(acceptors), self.rng.choice(self.learners)])
+            victim = self.rng.choice([leader, self.rng.choice(acceptors), self.rng.choice(learners)])
+            self.hold(victim)
             self.note(f"kill -9 {victim}")
             await self.act({"cmd": "kill", "name": victim, "signal": "KILL", "restart": True})
             await asyncio.sleep(hold_s)
         elif fault == "pause":
             victim = self.rng.choice([leader, self.rng.choice(acceptors)])
+            self.hold(victim, after_s=HOLD_LINK_S)
             self.note(f"SIGSTOP {victim} for {hold_s:.1f}s")
             await self.act({"cmd": "kill", "name": victim, "signal": "STOP", "restart": True})
             self.paused.add(victim)
@@ -249,11 +353,14 @@ class NemesisRun:
             shape = self.rng.choice(["isolate_leader", "split", "one_way", "isolate_acceptor"])
             if shape in ("isolate_leader", "isolate_acceptor"):
                 victim = leader if shape == "isolate_leader" else self.rng.choice(acceptors)
+                self.hold(victim, after_s=HOLD_LINK_S)
                 rules = {victim: {"*": {"cut": True}}, **{n: {victim: {"cut": True}} for n in names if n != victim}}
             elif shape == "split":
                 side = set(self.rng.sample(names, self.rng.randrange(1, len(names))))
+                self.hold(*names, after_s=HOLD_LINK_S)  # either side may lack a majority
                 rules = {a: {b: {"cut": True} for b in names if (b in side) != (a in side)} for a in names}
             else:
+                self.hold(leader, after_s=HOLD_LINK_S)
                 rules = {leader: {a: {"cut": True} for a in acceptors}}
             self.note(f"partition {shape} for {hold_s:.1f}s")
             await asyncio.to_thread(set_rules, self.config, rules)
@@ -265,20 +372,26 @@ class NemesisRun:
             await asyncio.to_thread(set_rules, self.config, {n: {"*": link} for n in names})
             await asyncio.sleep(hold_s)
         elif fault == "wipe":
-            pool = [*self.learners, *self.proposers] + ([] if self.acceptor_wiped else
-                                                        [a for a in acceptors if a != self.disk_owner])
+            pool = [*learners, *view.proposers] + ([] if self.acceptor_wiped else
+                                                   [a for a in acceptors if a != self.disk_owner])
             victim = self.rng.choice(pool)
+            self.hold(victim)
             self.acceptor_wiped = self.acceptor_wiped or victim in acceptors
             self.note(f"wipe {victim}")
             await self.act({"cmd": "wipe", "name": victim})
             await asyncio.sleep(hold_s)
         elif fault == "power":
-            victims = names if self.rng.random() < self.whole_cluster_share else [self.rng.choice(acceptors)]
+            # Never one leaving or removed: power_loss starts its victims again, and a removed
+            # actor must not run.
+            whole = [n for n in names if n in {*view.proposers, *acceptors, *learners}]
+            victims = whole if self.rng.random() < self.whole_cluster_share else [self.rng.choice(acceptors)]
+            self.hold(*victims)
             self.note(f"power loss of {'the whole cluster' if len(victims) > 1 else victims[0]}")
             cut = await asyncio.to_thread(power_loss, self.config, victims, True, self.rng)
             self.note(f"  cut bytes: {cut}")
             await asyncio.sleep(hold_s)
         elif fault == "disk-full":
+            self.hold(self.disk_owner)
             await self.fill_disk(hold_s)
 
     async def child(self, name: str) -> dict[str, Any]:
@@ -330,9 +443,134 @@ class NemesisRun:
             except Exception as exc:  # reported; the run goes on with the acceptors it has
                 self.note(f"disk-full: could not bring {self.disk_owner} back: {exc}")
         await asyncio.to_thread(set_rules, self.config, {})
+        now = time.monotonic()
+        until = {n: min(t, now + self.held_after.get(n, 0.0)) for n, t in self.held.items()}
+        self.held, self.held_after = {n: t for n, t in until.items() if t > now}, {}
         for name in list(self.paused):
             await self.act({"cmd": "kill", "name": name, "signal": "CONT", "restart": True})
             self.paused.discard(name)
+
+    # --- the membership fault ---------------------------------------------------------------
+
+    async def membership_loop(self, stop: asyncio.Event) -> None:
+        """One change every few seconds, alongside the other faults, until the run stops (a
+        change under way finishes: each is bounded by `CHANGE_BUDGET_S` and `CHANGE_TRIES`)."""
+        await asyncio.sleep(2.5)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self.change_membership(stop)
+            except Exception as exc:  # reported, the run goes on
+                self.note(f"fault membership could not be applied: {type(exc).__name__}: {exc}")
+            self.stats.fault_spans.append((started, time.monotonic()))
+            self.stats.faults["membership"] = self.stats.faults.get("membership", 0) + 1
+            await asyncio.sleep(self.rng.uniform(1.0, 2.0))
+
+    def removable(self, role: str, view: View) -> list[str]:
+        """Members of `role` that may leave now: running, settled (not joining), held by no
+        fault, not the disk-full acceptor; an acceptor only if the acceptors left that run and
+        are not held are a majority of the new membership."""
+        held = self.held_now()
+        group = view.acceptors if role == "acceptor" else view.learners
+        healthy = [n for n in group if view.state.get(n) == "running" and n not in held]
+        out = [n for n in healthy if view.member.get(n) == "" and n != self.disk_owner]
+        if role == "acceptor":
+            out = [n for n in out if len(healthy) - 1 >= (len(group) - 1) // 2 + 1]
+        else:
+            out = [n for n in out if len(healthy) - 1 >= 1]  # reads stay available
+        return out
+
+    async def change_membership(self, stop: asyncio.Event) -> None:
+        """One change, in the order add an acceptor, remove one, add a learner, remove one, ...;
+        one in four does the other (so the cluster also grows to 5 acceptors), the bounds
+        decide at a bound, and a removal with no member that may go safely adds instead."""
+        step = self.changes_made % 4
+        self.changes_made += 1
+        role = "acceptor" if step < 2 else "learner"
+        view = await self.view()
+        group = view.acceptors if role == "acceptor" else view.learners
+        low, high = ACCEPTORS if role == "acceptor" else LEARNERS
+        add = (step % 2 == 0) != (self.rng.random() < 0.25)
+        add = len(group) <= low or (len(group) < high and add)
+        victim = None
+        if not add:
+            candidates = self.removable(role, view)
+            if candidates:
+                victim = self.rng.choice(candidates)
+            elif len(group) < high:
+                add = True
+            else:
+                self.stats.changes["skipped"] += 1
+                self.note(f"membership: no {role} may leave now ({group}, held {sorted(self.held_now())}); skipped")
+                return
+        if victim is not None:
+            self.removing.add(victim)  # at once: no other fault picks it from here on
+            args = ["remove", victim]
+        else:
+            prefix = "a" if role == "acceptor" else "l"
+            while (name := f"{prefix}{self.next_member[role]}") in self.used_names:
+                self.next_member[role] += 1
+            self.used_names.add(name)
+            known = {int(e.rsplit(":", 1)[1]) for e in self.endpoints()}
+            port = next(p for p in iter(lambda: free_ports(1)[0], None) if p not in known)
+            args = ["add", role, name, "--endpoint", f"tcp://127.0.0.1:{port}"]
+        what = " ".join(args[:3])
+        try:
+            outcome = await self.members_change(args, stop)
+        finally:
+            self.removing.discard(victim or "")
+        if victim is not None and outcome in ("applied", "unknown"):
+            self.gone.add(victim)  # removed, or maybe: never a target again
+        self.stats.changes[outcome] += 1
+        if outcome == "unknown":
+            self.note(f"membership: {what}: outcome unknown; in force now: {await self.members_in_force()}")
+
+    def endpoints(self) -> list[str]:
+        try:
+            return [spec.endpoint for spec in load_members(self.cluster.config_path).actors.values()]
+        except Exception:
+            return [spec.endpoint for spec in self.config.actors.values()]
+
+    async def members_change(self, args: list[str], stop: asyncio.Event) -> str:
+        """`paxos members ARGS` through the CLI, asked again (a bounded number of times) while
+        another change is inside its alpha window: "applied", "refused" or "unknown"."""
+        what = " ".join(args[:3])
+        deadline = time.monotonic() + CHANGE_BUDGET_S
+        for attempt in range(CHANGE_TRIES):
+            timeout_s = max(1.0, min(CHANGE_TIMEOUT_S, deadline - time.monotonic()))
+            try:
+                proc = await asyncio.to_thread(self.cluster.paxos, "members", *args, "--timeout-s",
+                                               f"{timeout_s:.1f}", timeout_s=timeout_s + 30)
+            except subprocess.TimeoutExpired:
+                self.note(f"membership: {what}: the command did not return in time (outcome unknown)")
+                return "unknown"
+            reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+            if proc.returncode == 0:
+                for m in re.finditer(r"started (\S+) \(pid (\d+)\)", proc.stdout):
+                    self.cluster.seen_pids.add(int(m.group(2)))
+                self.note(f"membership: {what}: {proc.stdout.strip().splitlines()[0]}")
+                return "applied"
+            if proc.returncode == 1 and any(w in reason for w in WAIT_FOR) and attempt + 1 < CHANGE_TRIES:
+                if stop.is_set() or time.monotonic() > deadline - 1.0:
+                    break
+                await asyncio.sleep(0.5)
+                continue
+            if proc.returncode == 2:
+                self.note(f"membership: {what}: exit 2: {reason}")
+                return "unknown"
+            self.note(f"membership: {what}: exit {proc.returncode}: {reason}")
+            return "refused"
+        self.note(f"membership: {what}: still refused after {attempt + 1} asks: {reason}")
+        return "refused"
+
+    async def members_in_force(self) -> str:
+        """`paxos members --json`, in short (for the notes after an unknown outcome)."""
+        proc = await asyncio.to_thread(self.cluster.paxos, "members", "--json")
+        if proc.returncode != 0:
+            return f"unknown (exit {proc.returncode}: {proc.stderr.strip()})"
+        view = json.loads(proc.stdout)
+        return (f"slot {view['slot']}: acceptors {[a['name'] for a in view['acceptors']]}, "
+                f"learners {[lr['name'] for lr in view['learners']]}")
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -428,8 +666,13 @@ def learner_appends(config: ClusterConfig, name: str) -> tuple[int, list[tuple[i
     return first, out
 
 
-def check(history: Path, final: dict[str, str | None], learner_logs: dict[str, list[tuple[str, str]]],
+def check(history: Path, final: dict[str, str | None],
+          learners: dict[str, tuple[int, list[tuple[int, str, str]]]],
           budget_s_per_key: float = 10.0) -> tuple[int, list[str]]:
+    """`learners`: each learner's appends with their slots, and the slot its file starts from
+    (`learner_appends`)."""
+    from itertools import combinations
+
     from runtime.harness.check import appendlog, linearizability
     from runtime.harness.check.history import load
 
@@ -438,8 +681,16 @@ def check(history: Path, final: dict[str, str | None], learner_logs: dict[str, l
     problems = [f"linearizability {r.key}: {'unknown (budget exhausted)' if r.valid is None else r.detail}"
                 for r in report.results if r.valid is not True]
     append_final = {k: v for k, v in final.items() if k.startswith("a")}
-    append_report = appendlog.check(ops, append_final, learner_logs)
+    append_report = appendlog.check(ops, append_final)
     problems += [f"append: {v}" for v in append_report.violations]
+    # Each learner's file starts at its latest snapshot (a learner the run added, or a wiped
+    # one, starts late): each pair is compared from the later of their two starts, so a late
+    # learner does not shorten what the others are compared on.
+    for (a, (first_a, log_a)), (b, (first_b, log_b)) in combinations(sorted(learners.items()), 2):
+        start = max(first_a, first_b)
+        pair = {a: [(k, e) for slot, k, e in log_a if slot > start],
+                b: [(k, e) for slot, k, e in log_b if slot > start]}
+        problems += [f"append: {v}" for v in appendlog.check([], {}, pair).violations]
     return len(problems), problems
 
 
@@ -464,11 +715,12 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
         finally:
             nr.unmount_disk()  # the mount this run made goes, whatever happened
             os.environ.pop("PAXOS_PLANTED_BUGS", None)
-    rebuilt = {n: learner_appends(nr.config, n) for n in nr.learners}
-    # Each learner's file starts at its latest snapshot: compare them from the latest of those.
-    start = max(first for first, _ in rebuilt.values())
-    learner_logs = {n: [(k, e) for slot, k, e in log if slot > start] for n, (_, log) in rebuilt.items()}
-    violations, problems = check(history, outcome["final"], learner_logs)
+    # Every learner the run had: cluster.toml's and the ones the membership fault added (a
+    # removed one's files stay); one that never wrote a wal has nothing to compare.
+    config = load_members(nr.cluster.config_path)
+    rebuilt = {spec.name: learner_appends(config, spec.name) for spec in config.actors.values()
+               if spec.role == "learner" and config.wal_path(spec.name).exists()}
+    violations, problems = check(history, outcome["final"], rebuilt)
     violations += outcome["final_failures"]
     if outcome["final_failures"]:
         problems.append(f"{outcome['final_failures']} final reads failed after healing")
@@ -476,7 +728,8 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
     summary = {
         "skipped": [f for f in faults if f not in nr.faults],
         "ops": s.ops, "ok": s.ok, "info": s.info, "fail": s.fail, "faults": sum(s.faults.values()),
-        "violations": violations, "fault_kinds": s.faults, "fault_active_share": s.fault_active_s / duration_s,
+        "violations": violations, "fault_kinds": s.faults, "fault_active_share": s.active_s() / duration_s,
+        "membership": dict(s.changes), "learners_checked": sorted(rebuilt),
         "ok_per_s": s.ok / duration_s, "problems": [p if len(p) < 400 else p[:400] + " ..." for p in problems[:20]],
         "data": str(root),
     }
@@ -487,7 +740,8 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.harness.nemesis", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load and faults per run")
+    parser.add_argument("--duration", "--duration-s", type=float, default=60.0,
+                        help="seconds of load and faults per run")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, from {', '.join(FAULTS)}")
     parser.add_argument("--history", type=Path, default=Path("history.jsonl"))
     parser.add_argument("--seed", type=int, default=None)
@@ -516,6 +770,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# skipped faults (see stderr for why): {', '.join(summary['skipped'])}")
         if summary["violations"]:
             print(f"# kept the cluster's files in {summary['data']}; history in {history}")
+        if "membership" in faults:
+            print(f"# membership changes {summary['membership']}; learner logs compared: "
+                  f"{', '.join(summary['learners_checked'])}")
         print(f"# seed={seed + runs - 1} fault kinds {summary['fault_kinds']}, faults active "
               f"{summary['fault_active_share']:.0%} of the time, {summary['ok_per_s']:.0f} acknowledged ops/s")
         print(f"ops={summary['ops']} ok={summary['ok']} info={summary['info']} fail={summary['fail']} "
