@@ -1,5 +1,7 @@
 """Tier 4: Jepsen-style runs on real processes. A short mix of every fault must show real
-activity and no violation; a planted bug (replies before fsync) must be caught by power loss."""
+activity and no violation; a planted bug (replies before fsync) must be caught by power loss;
+membership changes through the real CLI, alone and alongside kills and partitions, keep the
+history linearizable."""
 
 from __future__ import annotations
 
@@ -38,3 +40,25 @@ def test_replies_before_fsync_lose_acknowledged_writes_under_power_loss(tmp_path
     summary = run(25, ["power"], tmp_path / "history.jsonl", seed=3, bugs="reply_before_fsync", whole_cluster_share=1.0)
     assert summary["violations"] > 0, "the planted bug went unnoticed"
     assert any("missing from the final value" in p or "linearizab" in p for p in summary["problems"])
+
+
+def _membership_run(tmp_path: Path, faults: list[str], duration_s: float, seed: int) -> dict:
+    summary = run(duration_s, faults, tmp_path / "history.jsonl", seed=seed)
+    assert summary["violations"] == 0, summary["problems"]
+    assert summary["fault_kinds"].get("membership", 0) >= 1, summary
+    assert summary["membership"]["applied"] >= 1, summary["membership"]
+    assert summary["ok"] >= 500, summary
+    return summary
+
+
+def test_membership_changes_alone_keep_the_history_linearizable(tmp_path: Path) -> None:
+    summary = _membership_run(tmp_path, ["membership"], 12, seed=11)
+    # With no other fault, every change is taken (asked again while another is inside its window).
+    assert summary["membership"]["unknown"] == 0, summary["membership"]
+    # The learner it added (they alternate: an acceptor first, then a learner) is checked too.
+    assert len(summary["learners_checked"]) >= 3, summary["learners_checked"]
+
+
+def test_membership_changes_with_kills_and_partitions_keep_the_history_linearizable(tmp_path: Path) -> None:
+    summary = _membership_run(tmp_path, ["membership", "kill", "partition"], 16, seed=12)
+    assert summary["fault_kinds"].get("kill", 0) + summary["fault_kinds"].get("partition", 0) >= 3, summary
