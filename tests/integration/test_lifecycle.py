@@ -58,7 +58,9 @@ def test_snapshots_keep_files_small_and_an_acceptor_restarts_from_its_compacted_
             # 4,000 commands of ~40 bytes went through; what stays is the state and a short tail.
             assert a["info"]["file_bytes"] < 64 * 1024, a
     assert sorted(p.suffix for p in (c.data_dir / "snap" / "a1").iterdir()) in ([".snap"], [".snap", ".snap"])
-    assert {"snapshot_taken", "snapshot_sent", "wal_compacted"} <= set(events(c, "l1", 0))
+    assert {"snapshot_taken", "wal_compacted"} <= set(events(c, "l1", 0))
+    # Both learners offer their snapshot; each acceptor fetches the first offer it gets.
+    assert "snapshot_sent" in set(events(c, "l1", 0)) | set(events(c, "l2", 0))
     assert {"snapshot_received", "log_compacted", "wal_compacted"} <= set(events(c, "a1", 0))
     before = c.actor("a1")
     wall = time.time()
@@ -67,6 +69,7 @@ def test_snapshots_keep_files_small_and_an_acceptor_restarts_from_its_compacted_
                     and a["pid"] != before["pid"] and "voting" in events(c, "a1", wall) and a)
     recovered = next(e for e in c.log_events("a1") if e["ts"] > wall and e["event"] == "recovered")
     assert recovered["records"] < 200  # a checkpoint, not the history
+    a1 = c.wait_for("a1 answering", lambda: (a := c.actor("a1"))["info"] and a)  # status asks for 0.5 s only
     assert a1["info"]["snapshot_slot"] >= before["info"]["snapshot_slot"]
     assert c.paxos("get", "k7").stdout.strip().startswith("v")
 
