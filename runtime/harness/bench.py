@@ -1,6 +1,8 @@
 """The benchmark: our cluster against PySyncObj, in one run, on this machine.
 
     scripts/bench [--config cluster.toml] [--duration-s 5] [--rounds 2] [--quick] [--no-peer]
+    scripts/bench --membership     (only the membership figures: an acceptor replaced under load,
+                                    a cluster grown from 3 to 5 against one started with 5)
     (also: paxos bench ...)
 
 It starts clusters from the config (default: the repository's cluster.toml, on free loopback
@@ -17,6 +19,24 @@ The last line is machine-readable:
 
     bench ops_per_s=... p50_ms=... p99_ms=... fsyncs_per_op=... peer_ops_per_s=... ratio=...
           insecure_ops_per_s=... auth_cost=...
+
+`--membership` runs only the membership figures of issue 11 (1.5 to 3 minutes here; not part of
+the default run, which takes 5 to 9 minutes without them). First, a 3-acceptor cluster at saturation
+(--clients processes of --tasks writers of distinct keys, every acknowledged write recorded, acks
+counted per 100 ms) has each original acceptor replaced in turn, add then remove (a4 for a1, a5
+for a2, a6 for a3, through runtime.admin as `paxos members add|remove` does, asked again while the
+leader refuses for the alpha window), 3 s before one change and 1 s + 2 s after it; then every
+acknowledged write is read back. Per change: throughput in the 3 s before and in the 2 s from 1 s
+after it was chosen, the time below 90% of before (over 500 ms) and the longest stretch without
+an ack, each beside the same figure over the before window (the machine's noise). Second, a
+3-acceptor cluster grown to 5 by two adds, settled, against one started with 5: the same saturated
+load alternated --rounds times (at least 2), medians. Its line (medians over the replacements):
+
+    bench-members replace_lost_acks=0 replace_client_errors=0 replace_unverified=0 replace_acks=...
+          replaces=3 replaces_recovered=... ops_per_s_before=... ops_per_s_after_1s=...
+          after_vs_before=... recovered_within_1s=true|false dip_ms=... dip_ms_before=... gap_ms=...
+          gap_ms_before=... change_ms=... grown5_ops_per_s=... started5_ops_per_s=...
+          grown_vs_started=...
 """
 
 from __future__ import annotations
@@ -34,7 +54,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,13 +177,28 @@ class Ours:
              "--tasks", str(tasks), "--duration-s", str(duration_s), "--value-size", str(value_size), "--mix", mix,
              "--start-at", str(start_at), "--seed", str(i)], stdout=subprocess.PIPE, text=True)
             for i in range(procs)]
-        outs = [json.loads(w.communicate(timeout=duration_s + 120)[0].strip().splitlines()[-1]) for w in workers]
+        outs = results_of(workers, duration_s + 120)
         cpu = proc_cpu_s(pids) - cpu0
         fsyncs = self.sample()[1] - fsyncs0
         ops = sum(o["ops"] for o in outs)
         lat = [x for o in outs for x in o["lat"]]
         return Result(name, ops / duration_s, percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 0.999),
                       fsyncs / max(ops, 1) / self.acceptors, cpu / max(ops, 1) * 1000)
+
+
+def results_of(workers: list[subprocess.Popen[str]], timeout_s: float) -> list[dict[str, Any]]:
+    """Each client process's last line, a JSON object. All are read at once: one that finishes
+    while another is still being read must not wait on a full pipe."""
+    with ThreadPoolExecutor(len(workers)) as pool:
+        outputs = list(pool.map(lambda w: w.communicate(timeout=timeout_s)[0], workers))
+    results = []
+    for w, out in zip(workers, outputs, strict=True):
+        try:
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        except (json.JSONDecodeError, IndexError):
+            raise RuntimeError(f"client process {w.pid} exited {w.returncode} with {len(out)} characters of "
+                               f"output, not a result: {out[-200:]!r}") from None
+    return results
 
 
 async def worker(config: str, tasks: int, duration_s: float, value_size: int, mix: str, start_at: float,
@@ -344,6 +381,316 @@ def replay_speed(records: int, per_frame: int = 100) -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# --- membership change under load (issue 11) -------------------------------------------------
+
+BUCKET_S = 0.1  # throughput is counted per 100 ms of wall time (every process shares the clock)
+REPLACE_BEFORE_S = 3.0  # the "before" window ends where the change starts
+REPLACE_AFTER_S = 2.0  # the "after" window starts 1 s after the change is chosen
+RECOVERED = 0.9  # "back within 10% of before"
+SMOOTH_S = 0.5  # the dip is counted on throughput over the last 500 ms
+REPLACES = 3  # a1, a2 and a3 replaced in turn
+
+
+async def acked_worker(config: str, tasks: int, start_at: float, stop_file: str, max_s: float,
+                       seed: int) -> dict[str, Any]:
+    """Saturated writes of distinct keys until `stop_file` exists (or `max_s`): every
+    acknowledged one is remembered, counted in its 100 ms bucket, and read back at the end. Any
+    exception of a write is a client error (counted by type, with the first message of each); a
+    read back that fails leaves its write unverified."""
+    from runtime.client import Client
+
+    acked: list[tuple[int, int]] = []  # (task, n): key m{seed}.{task}.{n} was acknowledged with value n
+    buckets: dict[int, int] = {}
+    errors: dict[str, int] = {}
+    first_error: dict[str, str] = {}
+    stop = False
+
+
+    async with Client(config, timeout_s=30.0) as kv:
+        await kv.put(f"warm{seed}", "x")
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        deadline = time.monotonic() + max_s
+
+        async def watch() -> None:
+            nonlocal stop
+            while not (os.path.exists(stop_file) or time.monotonic() > deadline):
+                await asyncio.sleep(0.02)
+            stop = True
+
+        async def one(t: int) -> None:
+            n = 0
+            while not stop:
+                n += 1
+                try:
+                    await kv.put(f"m{seed}.{t}.{n}", str(n))
+                except Exception as exc:  # every kind counts as a client error
+                    name = f"put {type(exc).__name__}"
+                    errors[name] = errors.get(name, 0) + 1
+                    first_error.setdefault(name, f"{time.time():.3f} {exc}"[:300])
+                    await asyncio.sleep(0.01)
+                    continue
+                b = int(time.time() / BUCKET_S)
+                buckets[b] = buckets.get(b, 0) + 1
+                acked.append((t, n))
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.gather(*(one(t) for t in range(tasks)))
+        await watcher
+        lost: list[str] = []
+        unverified = 0
+
+        async def check(i: int) -> None:
+            nonlocal unverified
+            for t, n in acked[i::tasks]:
+                key = f"m{seed}.{t}.{n}"
+                try:
+                    value = await kv.get(key)
+                except Exception as exc:  # a read that fails leaves the write unverified
+                    first_error.setdefault(f"get {type(exc).__name__}", f"{time.time():.3f} {exc}"[:300])
+                    unverified += 1
+                    continue
+                if value != str(n):
+                    lost.append(f"{key}={value!r}")
+
+        await asyncio.gather(*(check(i) for i in range(tasks)))
+    return {"acks": len(acked), "buckets": {str(b): c for b, c in buckets.items()}, "errors": errors,
+            "first_error": first_error, "lost": len(lost), "lost_sample": lost[:5], "unverified": unverified}
+
+
+def merge_buckets(outs: list[dict[str, Any]]) -> dict[int, int]:
+    total: dict[int, int] = {}
+    for o in outs:
+        for b, c in o["buckets"].items():
+            total[int(b)] = total.get(int(b), 0) + c
+    return total
+
+
+def whole_buckets(lo: float, hi: float) -> range:
+    """The 100 ms buckets that lie wholly inside [lo, hi) (wall-clock seconds)."""
+    return range(int(lo / BUCKET_S + 1 - 1e-9), int(hi / BUCKET_S + 1e-9))
+
+
+def rate(buckets: dict[int, int], lo: float, hi: float) -> float:
+    """Acknowledged ops/s over the whole 100 ms buckets inside [lo, hi)."""
+    span = whole_buckets(lo, hi)
+    return sum(buckets.get(b, 0) for b in span) / (len(span) * BUCKET_S) if span else 0.0
+
+
+def below_ms(buckets: dict[int, int], lo: float, hi: float, floor: float) -> int:
+    """Milliseconds inside [lo, hi), in 100 ms steps, at which throughput over the last 500 ms
+    (one 100 ms bucket is mostly noise: clients' batches land as bursts) was below `floor` ops/s."""
+    smooth = round(SMOOTH_S / BUCKET_S)
+    return sum(round(BUCKET_S * 1000) for b in whole_buckets(lo, hi)
+               if sum(buckets.get(b - i, 0) for i in range(smooth)) / SMOOTH_S < floor)
+
+
+def longest_gap_ms(buckets: dict[int, int], lo: float, hi: float) -> int:
+    """The longest run, in ms, of 100 ms buckets inside [lo, hi) in which nothing was acknowledged."""
+    longest = run = 0
+    for b in whole_buckets(lo, hi):
+        run = run + 1 if not buckets.get(b, 0) else 0
+        longest = max(longest, run)
+    return longest * round(BUCKET_S * 1000)
+
+
+def replace_figures(buckets: dict[int, int], change_start: float, change_done: float,
+                    before_s: float = REPLACE_BEFORE_S, after_s: float = REPLACE_AFTER_S) -> dict[str, Any]:
+    """One change's figures: throughput in the `before_s` before it started and in the `after_s`
+    from 1 s after it was chosen, whether that is within 10% of before; the dip (time below 90%
+    of before, 500 ms smoothed, from the change's start to the end of the after window) and the
+    longest stretch with no acknowledgement in that span, each with the same figure over the
+    before window beside it (what noise alone gives)."""
+    before = rate(buckets, change_start - before_s, change_start)
+    after = rate(buckets, change_done + 1.0, change_done + 1.0 + after_s)
+    end = change_done + 1.0 + after_s
+    return {"ops_per_s_before": before, "ops_per_s_after_1s": after,
+            "after_vs_before": after / before if before else 0.0,
+            "recovered_within_1s": before > 0 and after >= RECOVERED * before,
+            "dip_ms": below_ms(buckets, change_start, end, RECOVERED * before),
+            "dip_ms_before": below_ms(buckets, change_start - before_s, change_start, RECOVERED * before),
+            "gap_ms": longest_gap_ms(buckets, change_start, end),
+            "gap_ms_before": longest_gap_ms(buckets, change_start - before_s, change_start),
+            "change_ms": (change_done - change_start) * 1000}
+
+
+def members_change(config_path: Path, name: str, endpoint: str | None = None, timeout_s: float = 30.0,
+                   within_s: float = 60.0) -> int:
+    """Add acceptor `name` at `endpoint` (or remove `name`, without one) as `paxos members add|remove`
+    does (runtime.admin, in this process: no interpreter start per try), asked again while the
+    leader refuses for another change's alpha window. Returns how many times it was refused."""
+    from runtime import admin
+    from runtime.config import load
+
+    what = f"members {'add acceptor' if endpoint else 'remove'} {name}"
+    refusals = 0
+    deadline = time.monotonic() + within_s
+    while True:
+        config = admin.in_force(load(config_path))
+        try:
+            current = config.current()
+            new = admin.added(current, "acceptor", name, endpoint, None) if endpoint else admin.removed(current, name)
+            admin.change(config, new, timeout_s)
+            return refusals
+        except admin.ChangeRefused as exc:
+            again = "alpha window" in str(exc) or "not chosen yet" in str(exc)
+            if not again or time.monotonic() > deadline:
+                raise RuntimeError(f"{what}: refused after {refusals} tries: {exc}") from None
+            refusals += 1
+            time.sleep(0.02)
+        except admin.ChangeUnknown as exc:
+            raise RuntimeError(f"{what}: {exc}") from None
+
+
+def first_event(cluster: LocalCluster, name: str, event: str, after: float, **fields: Any) -> float | None:
+    """The wall time of `name`'s first `event` log line after `after` (with these fields)."""
+    return next((float(e["ts"]) for e in cluster.log_events(name) if e["ts"] > after and e["event"] == event
+                 and all(e.get(k) == v for k, v in fields.items())), None)
+
+
+def replace_under_load(config: Path, clients: int, tasks: int, replaces: int = REPLACES,
+                       before_s: float = REPLACE_BEFORE_S, after_s: float = REPLACE_AFTER_S) -> dict[str, Any]:
+    """A 3-acceptor cluster at saturation (distinct keys, every acknowledged one recorded): while it
+    runs, each original acceptor in turn is replaced (add a4, remove a1; then a5 for a2, ...), one
+    replacement every before + 1 s + after; then every acknowledged write is read back."""
+    changes: list[dict[str, Any]] = []
+    with Ours(config) as ours:
+        c = ours.cluster
+        print(f"# replace under load: data in {ours.root}", file=sys.stderr)
+        stop_file = ours.root / "stop"
+        start_at = time.time() + 1.0
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "runtime.harness.bench", "--worker", str(c.config_path), "--mix", "acked",
+             "--tasks", str(tasks), "--duration-s", "300", "--start-at", str(start_at), "--seed", str(i),
+             "--stop-file", str(stop_file)], stdout=subprocess.PIPE, text=True) for i in range(clients)]
+        try:
+            next_at = start_at + 1.0 + before_s  # 1 s to ramp up, then the first before window
+            for k in range(1, replaces + 1):
+                old, new = f"a{k}", f"a{k + 3}"
+                time.sleep(max(0.0, next_at - time.time()))
+                start = time.time()
+                refusals = members_change(c.config_path, new, f"tcp://127.0.0.1:{free_ports(1)[0]}")
+                added = time.time()
+                refusals += members_change(c.config_path, old)
+                done = time.time()
+                changes.append({"old": old, "new": new, "start": start, "added": added, "done": done,
+                                "refusals": refusals})
+                next_at = done + 1.0 + after_s + before_s
+            time.sleep(max(0.0, done + 1.0 + after_s + BUCKET_S - time.time()))
+        finally:
+            stop_file.touch()
+            outs = results_of(workers, 600)
+        status = c.status()
+        for ch in changes:
+            ch["voting"] = first_event(c, ch["new"], "voting", ch["start"])
+            ch["retired"] = first_event(c, "supervisor", "member_retired", ch["done"], child=ch["old"])
+    buckets = merge_buckets(outs)
+    errors: dict[str, int] = {}
+    first_error: dict[str, str] = {}
+    for o in outs:
+        for name, n in o["errors"].items():
+            errors[name] = errors.get(name, 0) + n
+        first_error.update({k: v for k, v in o["first_error"].items() if k not in first_error})
+    for ch in changes:
+        ch.update(replace_figures(buckets, ch["start"], ch["done"], before_s, after_s))
+    series_from = changes[0]["start"] - before_s
+    series_to = changes[-1]["done"] + 1.0 + after_s
+    median = {k: statistics.median(ch[k] for ch in changes) for k in (
+        "ops_per_s_before", "ops_per_s_after_1s", "after_vs_before", "dip_ms", "dip_ms_before", "gap_ms",
+        "gap_ms_before", "change_ms")}
+    return median | {
+        "replaces": len(changes), "recovered": sum(ch["recovered_within_1s"] for ch in changes),
+        "recovered_within_1s": median["after_vs_before"] >= RECOVERED, "changes": changes,
+        "acks": sum(o["acks"] for o in outs), "lost": sum(o["lost"] for o in outs),
+        "lost_sample": [x for o in outs for x in o["lost_sample"]][:5],
+        "unverified": sum(o["unverified"] for o in outs), "errors": errors, "first_error": first_error,
+        "acceptors": {a["name"]: (a["state"], a["member"]) for a in status["actors"] if a["role"] == "acceptor"},
+        "series": [buckets.get(b, 0) for b in whole_buckets(series_from, series_to)], "series_from": series_from}
+
+
+def settled(cluster: LocalCluster, acceptors: list[str]) -> bool:
+    """Exactly these acceptors, each running, voting and neither joining nor leaving."""
+    found = {a["name"]: a for a in cluster.status()["actors"] if a["role"] == "acceptor" and a["member"] != "removed"}
+    return sorted(found) == sorted(acceptors) and all(
+        a["state"] == "running" and not a["member"] and a["info"].get("state") == "voting" for a in found.values())
+
+
+def grown_vs_started(config: Path, clients: int, tasks: int, duration_s: float, rounds: int) -> dict[str, Any]:
+    """A 3-acceptor cluster grown to 5 by two adds (then settled) against one started with 5: the
+    same saturated load on each, alternated `rounds` times; the medians."""
+    five = ["a1", "a2", "a3", "a4", "a5"]
+    with Ours(config) as grown, Ours(config, acceptors=5) as started:
+        print(f"# grown vs started: data in {grown.root} and {started.root}", file=sys.stderr)
+        for name, port in zip(("a4", "a5"), free_ports(2), strict=True):
+            members_change(grown.cluster.config_path, name, f"tcp://127.0.0.1:{port}")
+        grown.acceptors = 5
+        # The same short load on both: the grown one's change takes effect (alpha slots later)
+        # and its new acceptors catch up; then every acceptor must be voting.
+        for ours in (grown, started):
+            ours.run("settle", clients, tasks, 2.0, 16, "w")
+        for cluster in (grown.cluster, started.cluster):
+            cluster.wait_for("five acceptors voting", partial(settled, cluster, five), timeout_s=60)
+        g: list[Result] = []
+        s: list[Result] = []
+        for _ in range(rounds):
+            g.append(grown.run("saturation, 16 B, 3 acceptors grown to 5", clients, tasks, duration_s, 16, "w"))
+            s.append(started.run("saturation, 16 B, started with 5 acceptors", clients, tasks, duration_s, 16, "w"))
+    gm, sm = statistics.median(r.ops_per_s for r in g), statistics.median(r.ops_per_s for r in s)
+    return {"grown": g, "started": s, "grown5_ops_per_s": gm, "started5_ops_per_s": sm,
+            "grown_vs_started": gm / sm if sm else 0.0}
+
+
+def members_line(rep: dict[str, Any], grow: dict[str, Any]) -> str:
+    """The machine-readable line of the membership figures (medians over the replacements)."""
+    fields: dict[str, Any] = {
+        "replace_lost_acks": rep["lost"], "replace_client_errors": sum(rep["errors"].values()),
+        "replace_unverified": rep["unverified"], "replace_acks": rep["acks"], "replaces": rep["replaces"],
+        "replaces_recovered": rep["recovered"], "ops_per_s_before": rep["ops_per_s_before"],
+        "ops_per_s_after_1s": rep["ops_per_s_after_1s"], "after_vs_before": rep["after_vs_before"],
+        "recovered_within_1s": rep["recovered_within_1s"], "dip_ms": rep["dip_ms"],
+        "dip_ms_before": rep["dip_ms_before"], "gap_ms": rep["gap_ms"], "gap_ms_before": rep["gap_ms_before"],
+        "change_ms": rep["change_ms"], "grown5_ops_per_s": grow["grown5_ops_per_s"],
+        "started5_ops_per_s": grow["started5_ops_per_s"], "grown_vs_started": grow["grown_vs_started"]}
+
+    def show_value(v: Any) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return "bench-members " + " ".join(f"{k}={show_value(v)}" for k, v in fields.items())
+
+
+def membership_bench(config: Path, clients: int, tasks: int, duration_s: float, rounds: int) -> str:
+    """Both membership figures, their human-readable lines printed; returns the machine-readable one."""
+    rep = replace_under_load(config, clients, tasks)
+    grow = grown_vs_started(config, clients, tasks, duration_s, rounds)
+    print(f"replace each original acceptor under saturated load ({rep['replaces']} replacements, add then remove): "
+          f"{rep['acks']:,} acknowledged writes, {rep['lost']} lost, {rep['unverified']} not read back, client "
+          f"errors {rep['errors'] or 'none'}" + (f" (first: {rep['first_error']})" if rep["first_error"] else ""))
+    if rep["lost_sample"]:
+        print(f"  lost, for example: {', '.join(rep['lost_sample'])}")
+    for ch in rep["changes"]:
+        voting = "never" if ch["voting"] is None else f"{(ch['voting'] - ch['start']) * 1000:.0f} ms"
+        retired = "not yet" if ch["retired"] is None else f"{(ch['retired'] - ch['done']) * 1000:.0f} ms"
+        print(f"  {ch['old']} -> {ch['new']}: add chosen in {(ch['added'] - ch['start']) * 1000:.0f} ms, remove in "
+              f"{(ch['done'] - ch['added']) * 1000:.0f} ms ({ch['refusals']} alpha-window refusals); "
+              f"{ch['new']} voting {voting} after the start, {ch['old']} retired {retired} after its removal. "
+              f"{ch['ops_per_s_before']:,.0f} ops/s in the {REPLACE_BEFORE_S:g} s before, "
+              f"{ch['ops_per_s_after_1s']:,.0f} in the {REPLACE_AFTER_S:g} s from 1 s after "
+              f"({ch['after_vs_before']:.2f}: {'within' if ch['recovered_within_1s'] else 'NOT within'} 10%); "
+              f"below 90% for {ch['dip_ms']} ms from the start to the end of that window (before: "
+              f"{ch['dip_ms_before']} ms), longest stretch without an ack {ch['gap_ms']} ms "
+              f"(before: {ch['gap_ms_before']} ms)")
+    print(f"  acceptors at the end: {rep['acceptors']}")
+    marks = ", ".join(f"{ch['start'] - rep['series_from']:.1f}-{ch['done'] - rep['series_from']:.1f} s"
+                      for ch in rep["changes"])
+    print(f"  acks per 100 ms from {REPLACE_BEFORE_S:g} s before the first change (changes at {marks}): "
+          + " ".join(str(n) for n in rep["series"]))
+    print(f"grown 3 to 5 vs started with 5, {rounds} alternated rounds of {duration_s:g} s: grown "
+          + " / ".join(f"{r.ops_per_s:,.0f}" for r in grow["grown"]) + " ops/s, started "
+          + " / ".join(f"{r.ops_per_s:,.0f}" for r in grow["started"])
+          + f" ops/s; medians {grow['grown5_ops_per_s']:,.0f} and {grow['started5_ops_per_s']:,.0f}, "
+          f"ratio {grow['grown_vs_started']:.3f}")
+    return members_line(rep, grow)
+
+
 # --- the report -----------------------------------------------------------------------------
 
 
@@ -395,19 +742,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="commands of the long run (1,000 keys overwritten); it is left out with --quick")
     parser.add_argument("--no-long", action="store_true", help="leave out the long run and the catch-up")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--membership", action="store_true",
+                        help="only the membership figures: an acceptor replaced under saturated load, and a cluster "
+                             "grown from 3 to 5 acceptors against one started with 5")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--value-size", type=int, default=16, help=argparse.SUPPRESS)
     parser.add_argument("--mix", default="w", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--stop-file", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     import uvloop
 
+    if args.worker and args.mix == "acked":
+        print(json.dumps(uvloop.run(acked_worker(args.worker, args.tasks, args.start_at, args.stop_file,
+                                                 args.duration_s, args.seed))), flush=True)
+        return 0
     if args.worker:
         print(json.dumps(uvloop.run(worker(args.worker, args.tasks, args.duration_s, args.value_size, args.mix,
                                            args.start_at, args.seed))), flush=True)
         return 0
     try:
+        if args.membership:
+            print(membership_bench(args.config, args.clients, args.tasks, args.duration_s, max(2, args.rounds)))
+            return 0
         return run_bench(args)
     except RuntimeError as exc:  # a cluster or the peer did not start: say why, without a traceback
         print(f"bench: {exc}", file=sys.stderr)
