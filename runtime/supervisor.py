@@ -574,7 +574,7 @@ class Supervisor:
 
     async def status(self) -> dict[str, Any]:
         infos = await self._query_actors([c for c in self.children.values() if c.state is RUNNING])
-        actors = []
+        actors: list[dict[str, Any]] = []
         leader = None
         leader_ballot = (-1, -1)
         joining, leaving = members.joining_leaving(self.config)
@@ -583,7 +583,12 @@ class Supervisor:
         for name in self.config.actors:  # config order, as people wrote it
             child = self.children.get(name)
             if child is None:
-                continue  # a member elsewhere, or retired before this supervisor started
+                if name in h.latest().names():  # a member that runs on another machine
+                    actors.append({"name": name, "role": self.config.actor(name).role, "pid": None,
+                                   "state": "elsewhere", "restarts": 0, "reason": "not run by this supervisor",
+                                   "endpoint": self.config.actor(name).endpoint, "info": {}, "disk_full": None,
+                                   "member": "joining" if name in joining and not settled else ""})
+                continue  # or one retired before this supervisor started
             info = infos.get(name, {})
             member = ("removed" if name in self.retired else "leaving" if name in leaving
                       else "joining" if name in joining and not settled else "")
