@@ -97,12 +97,15 @@ class Stats:
     changes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("applied", "refused", "unknown", "skipped"), 0))
     fault_spans: list[tuple[float, float]] = field(default_factory=list)
+    load_span: tuple[float, float] = (0.0, 0.0)  # when the workload ran
 
     def active_s(self) -> float:
-        """How long some fault was active: the union of the spans (the membership loop runs
-        alongside the others)."""
-        total, end = 0.0, float("-inf")
+        """How long some fault was active while the workload ran: the union of the spans (the
+        membership loop runs alongside the others), within the workload's."""
+        first, last = self.load_span
+        total, end = 0.0, first
         for a, b in sorted(self.fault_spans):
+            b = min(b, last)
             if b > end:
                 total += b - max(a, end)
                 end = b
@@ -585,6 +588,7 @@ class NemesisRun:
                  for i in range(self.workers)]
         nemesis = asyncio.create_task(self.nemesis(stop)) if self.faults else None
         await asyncio.sleep(self.duration_s)
+        self.stats.load_span = (t0, time.monotonic())
         stop.set()
         if nemesis is not None:
             await nemesis
