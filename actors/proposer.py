@@ -687,13 +687,17 @@ class Proposer(Core):
             self._members_changed()
 
     def _phase1_members(self, cand: Candidacy) -> list[Membership]:
-        """Every membership that may govern a slot from `p1_from` on: the known ones, and each
-        membership value some Promise reports there (it may be re-chosen, and govern later
-        slots)."""
-        out = self.history.governing(cand.p1_from)
+        """Every membership that may govern a slot this Phase 1 may still have to recover: the
+        known ones, and each membership value some Promise reports there (it may be re-chosen,
+        and govern later slots). Slots at or below a watermark a Promise reports are chosen
+        (facts, relayed with the history that covers them), so the memberships that govern only
+        those are not asked: after a restart (our watermark 0) the acceptors an operator removed
+        long ago are stopped and must not be needed."""
+        first = max([cand.p1_from, self.chosen_through + 1] + [p.chosen_through + 1 for p in cand.promises.values()])
+        out = self.history.governing(first)
         for p in cand.promises.values():
             for v in p.votes:
-                if v.value.kind == MEMBERSHIP and v.slot >= cand.p1_from:
+                if v.value.kind == MEMBERSHIP and v.slot >= first:
                     try:
                         m = decode_membership(v.value.batches[0])
                     except BadMembership:

@@ -190,3 +190,27 @@ def test_a_keyring_learns_an_actor_a_change_added(cfg_path: Path) -> None:
     assert ring.add_actor("a4") and ring.actors["a4"] == public
     with pytest.raises(keys.KeyFileError):
         keys.create_actor(cfg, "../x")
+
+
+def test_a_restarted_proposer_is_elected_by_todays_acceptors_when_the_old_ones_are_gone() -> None:
+    # a1 and a2 were replaced by a4 and a5 long ago (chosen at 5, deciding from 8 on): after a
+    # restart (watermark 0) the Promises of a3, a4, a5 report slot 20 chosen, so the bootstrap
+    # membership, which governs only slots up to 7, need not answer.
+    today = B3.without("a1").without("a2").with_acceptor("a4", "tcp://h:14").with_acceptor("a5", "tcp://h:15")
+    history = History(B3, ALPHA)
+    history.learn(5, today)
+    p = Proposer("p1", 1, {"p1": 1, "p2": 2}, B3.acceptor_names, ["l1"], PARAMS, random.Random(1), history=history)
+    out = p.step("", Heartbeat(Ballot(0, 2), 0))
+    p.campaign(out)
+    for a in ("a3", "a4"):
+        p.step(a, Promise(p.ballot, 1, 20, 20, 20, (), history.encode()))
+    assert p.state is LEADER and p.lead.sw_slot == 21
+    # Without such a watermark, the bootstrap membership still decides open slots: it must answer.
+    q = Proposer("p1", 1, {"p1": 1, "p2": 2}, B3.acceptor_names, ["l1"], PARAMS, random.Random(1),
+                 history=History(B3, ALPHA))
+    q.history.learn(5, today)
+    q._members_changed()
+    q.campaign(q.step("", Heartbeat(Ballot(0, 2), 0)))
+    for a in ("a3", "a4", "a5"):
+        q.step(a, Promise(q.ballot, 1, 3, 3, 3, (), history.encode()))
+    assert q.state is not LEADER
