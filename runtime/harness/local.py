@@ -143,10 +143,21 @@ class LocalCluster:
         except subprocess.TimeoutExpired:
             pass
         for pid in self.seen_pids:
+            if not self.ours(pid):
+                continue  # gone, and its number perhaps taken by another process since
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def ours(self, pid: int) -> bool:
+        """Whether `pid` is still a process of this cluster (its command line names our config):
+        pids are reused, and a stale one must never kill somebody else's process."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return str(self.config_path.resolve()).encode() in cmdline
 
     def wal(self, name: str) -> Path:
         return self.data_dir / "wal" / f"{name}.wal"
