@@ -42,6 +42,7 @@ class Outcome:
     members: Membership
     started: dict[str, int | None]  # new local actors the supervisor started, with their pids
     already: bool  # the same change was chosen before (a retry)
+    answering: list[str]  # of those, the ones that answered before we returned
 
 
 def in_force(config: ClusterConfig) -> ClusterConfig:
@@ -177,9 +178,30 @@ def change(config: ClusterConfig, new: Membership, timeout_s: float) -> Outcome:
     h = config.known_history()
     h.learn(slot, new)
     started: dict[str, int | None] = {}
+    answering: list[str] = []
     try:
         reply = request(config, {"cmd": "members", "changes": h.encode().decode()}, timeout_s=30.0)
         started = dict(reply.get("started") or {})
+        answering = wait_answering(config, list(started), deadline=time.monotonic() + timeout_s)
     except NotRunning:
         pass
-    return Outcome(slot, h.effective_from(slot), new, started, already)
+    return Outcome(slot, h.effective_from(slot), new, started, already, answering)
+
+
+def wait_answering(config: ClusterConfig, names: list[str], deadline: float) -> list[str]:
+    """Wait (until `deadline`) for new actors to answer: until then a new acceptor counts in the
+    quorum of the slots it decides without voting, and removing another member next would leave
+    the cluster one failure away from stalling. Returns the names that answered."""
+    answered: list[str] = []
+    while names and time.monotonic() < deadline:
+        try:
+            status = request(config, {"cmd": "status"}, timeout_s=5.0)
+        except ControlError:
+            break
+        up = {a["name"] for a in status.get("actors", []) if a["name"] in names and a.get("info")
+              and a["state"] == "running"}
+        answered += sorted(up)
+        names = [n for n in names if n not in up]
+        if names:
+            time.sleep(0.05)
+    return answered

@@ -402,7 +402,11 @@ def cmd_members_change(config: ClusterConfig, args: argparse.Namespace) -> int:
     print(f"members {args.change} {args.name}: {'was chosen before' if outcome.already else 'chosen'} at slot "
           f"{outcome.slot}; it decides the slots from {outcome.effective_from} on: {outcome.members.describe()}")
     for name, pid in outcome.started.items():
-        print(f"started {name} (pid {pid}); it catches up from the others")
+        if name in outcome.answering:
+            print(f"started {name} (pid {pid}); it answers and catches up from the others")
+        else:
+            print(f"started {name} (pid {pid}), but it did not answer within --timeout-s: see `paxos status` "
+                  f"and `paxos logs {name}` before you remove another member")
     if args.change in ("add", "replace") and args.name not in outcome.started:
         from runtime.supervisor import is_local
 
