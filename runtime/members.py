@@ -18,13 +18,13 @@ it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from actors.membership import BadMembership, History, Membership
 from actors.records import MembersRecord
 from runtime.config import ClusterConfig
 from runtime.config import load as load_config
+from runtime.storage import DISK, replace_file
 from runtime.wal import WalError, read_records
 
 FILE = "members.json"
@@ -61,25 +61,12 @@ def write(config: ClusterConfig, history: History, retired_names: list[str] | No
     if retired_names is None:
         retired_names = retired(config)
     target = path(config)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
     current = history.latest()
     body = json.dumps({"changes": history.encode().decode(), "alpha": history.alpha,
                        "latest_slot": history.latest_change_slot(), "members": current.to_plain(),
                        "retired": sorted(set(retired_names))},
                       separators=(",", ":"))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, body.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
-    dfd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    replace_file(DISK, target, body.encode())
 
 
 def from_files(config: ClusterConfig) -> bytes:
