@@ -214,3 +214,24 @@ def test_a_restarted_proposer_is_elected_by_todays_acceptors_when_the_old_ones_a
     for a in ("a3", "a4", "a5"):
         q.step(a, Promise(q.ballot, 1, 3, 3, 3, (), history.encode()))
     assert q.state is not LEADER
+
+
+def test_an_idle_leader_fills_the_slots_before_a_change_so_it_takes_effect_and_a_removed_one_steps_down() -> None:
+    from actors.messages import NOOP, Tick
+
+    p = leader()
+    out = p.step("op.1", ChangeMembers(1, encode(B3.with_proposer("p3", 3, "tcp://h:3").without("p1"))))
+    c = p.lead.next_slot - 1
+    for a in ("a1", "a2"):
+        out = p.step(a, Accepted(p.ballot, (c,), ()))
+    assert answers(out) and answers(out)[0].ok and p.removed_from == c + ALPHA
+    out = p.step("", Tick())
+    noops = sorted({s for _, m in out.send if isinstance(m, Accept) for s, v in m.entries if v.kind == NOOP})
+    assert noops == list(range(c + 1, c + ALPHA)) and p.lead.next_slot == c + ALPHA  # none it may not open
+    for a in ("a1", "a2"):
+        p.step(a, Accepted(p.ballot, tuple(range(c + 1, c + ALPHA)), ()))
+    p.step("", Tick())
+    assert p.state is not LEADER  # every slot it may decide is chosen: it stands down for good
+    for _ in range(10 * PARAMS.election_ticks):
+        p.step("", Tick())
+    assert p.state is not LEADER and p.elections == 1
