@@ -4,7 +4,11 @@ The complete run is the CI bound (2 proposers with one election each, 3 acceptor
 commands, every interleaving of every frame, loss as non-delivery): about 130,000 states in
 under a minute here. With one compaction the search is cut at a state count. Larger bounds
 (duplication, restarts, more elections) are
-`python -m runtime.harness.sim.model --campaigns 2,1 --duplicates 1 --restarts 1`."""
+`python -m runtime.harness.sim.model --campaigns 2,1 --duplicates 1 --restarts 1`.
+
+Membership change (issue 11) has bounds of its own, each complete in seconds: a change proposed
+just before (or while) a leader change, and an acceptor replaced under client commands, with the
+planted bug that uses a membership before its alpha window found in the second."""
 
 import pytest
 
@@ -45,3 +49,43 @@ def test_planted_bugs_are_found_with_a_counterexample(bug: str, bounds: Bounds) 
     assert not result.ok, f"{bug} was not found in {result.states} states"
     assert result.violation.startswith(("agreement", "core invariant", "durability"))
     assert result.trail and "campaigns" in result.trail[0]
+
+
+# --- membership change (issue 11) ---------------------------------------------------------------
+
+# p1 serves (its election settled); then, in every order and interleaving, p1 proposes adding a4
+# (alpha 1: from slot 3 on the new membership decides, once slot 2 chose the change) and p2
+# campaigns: its Phase 1 may find the change in a Promise, ask a4, re-propose it, or miss it.
+LEADER_CHANGE = Bounds(members="add", alpha=1, window=1, settle=True, commands=False, duplicates=0, restarts=0)
+# p1 alone replaces a3 by a4 (alpha 2: slot 4 on is a1, a2, a4's) and is handed two client
+# commands, in slots 3 (still the old membership's) and 4 (the new one's, once a4 promised).
+REPLACE = Bounds(members="replace", alpha=2, window=1, campaigns=(1, 0), submits=2, settle=True, commands=False,
+                 duplicates=0, restarts=0)
+
+
+@pytest.mark.parametrize("bounds", [LEADER_CHANGE, REPLACE], ids=["leader_change", "replace"])
+def test_every_reachable_state_across_a_membership_change_keeps_agreement(bounds: Bounds) -> None:
+    result = ModelChecker(bounds).run(time_budget_s=300)
+    print(f"\nmodel check across a change: {result.states} states, {result.changed_states} with a slot of the new "
+          f"membership chosen, {result.seconds:.1f}s")
+    assert result.complete, "the bound was not fully explored"
+    assert result.ok, (result.violation, result.trail)
+    assert result.changed_states > 1_000  # the new membership really decided slots
+
+
+def test_a_leader_that_counts_a_slot_by_a_membership_before_its_alpha_window_is_found() -> None:
+    # Slot 3 is still a1, a2, a3's: a leader counting it by the pending a1, a2, a4 takes a1 and a4
+    # for a majority and claims a watermark over a slot that is not chosen.
+    bounds = Bounds(members="replace", alpha=2, window=1, campaigns=(1, 0), submits=1, settle=True, commands=False,
+                    duplicates=0, restarts=0)
+    result = ModelChecker(bounds, planted.kinds("membership_before_alpha")).run(time_budget_s=120)
+    assert not result.ok, f"membership_before_alpha was not found in {result.states} states"
+    assert result.violation.startswith("watermark"), result.violation
+    assert any("proposes" in step for step in result.trail) and any("client command" in step for step in result.trail)
+
+
+def test_a_change_lost_to_the_next_leader_is_found_when_an_acceptor_breaks_its_promise() -> None:
+    result = ModelChecker(LEADER_CHANGE, planted.kinds("accept_below_promise")).run(time_budget_s=120)
+    assert not result.ok
+    assert result.violation.startswith("agreement: slot 2"), result.violation  # the change's slot
+    assert any("proposes" in step for step in result.trail) and any("p2 campaigns" in step for step in result.trail)

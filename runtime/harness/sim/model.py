@@ -15,7 +15,24 @@ In every state it checks agreement: no two different values are ever chosen for 
 value is chosen when a majority of acceptors has voted for it under one ballot, at any time in
 the history, not just now), and what the learner delivered is what was chosen.
 
+Membership mode (`Bounds.members`, issue 11): a spare acceptor a4 runs outside the bootstrap
+membership of a1..a3, and one more action lets the serving leader propose a change (`replace`:
+a3 out, a4 in; `add`: a4 in), up to `changes` times in a path, with a small window and alpha.
+`settle` starts the search from p1 serving (its election with every frame delivered), and
+`submits` hands the serving leader client commands, so that slots after the change exist without
+a command per election. With the second proposer's campaign an action like any other, a change
+proposed just before (or while) a leader change is among the paths. The ghost decides slot s by
+the membership chosen at or below s - alpha, once every slot up to there is chosen (as the
+simulator's ghost does), and checks agreement by that membership; it also checks every
+proposer's watermark (a claim that every slot up to it is chosen, by the membership of each
+slot: what a leader counting by the wrong membership gets wrong). Acceptors are interchangeable
+only inside the groups that every membership treats alike (a1 and a2 for `replace`, a1..a3 for
+`add`).
+
     python -m runtime.harness.sim.model [--campaigns 2,1] [--duplicates 1] [--restarts 1] [--dfs] [--bugs ...]
+    python -m runtime.harness.sim.model --members add --alpha 1 --settle --no-commands --duplicates 0 --restarts 0
+    python -m runtime.harness.sim.model --members replace --campaigns 1,0 --submits 2 --settle --no-commands \
+        --duplicates 0 --restarts 0 [--bugs membership_before_alpha]
 """
 
 from __future__ import annotations
@@ -34,7 +51,9 @@ from actors.ballot import Ballot
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore, Session
 from actors.learner import Tally
-from actors.messages import Accept, Accepted, Heartbeat, Message, Promise, Submit, Value
+from actors.membership import History, Membership
+from actors.membership import decode as decode_membership
+from actors.messages import MEMBERSHIP, Accept, Accepted, Heartbeat, Message, Nack, Prepare, Promise, Submit, Value
 from actors.proposer import Candidacy, InFlight, Leadership, Proposer, ProposerParams, Reconfirmation
 from actors.ready import Action, Event, Ready
 from actors.records import DecidedRecord, Record, SnapshotRecord
@@ -56,6 +75,18 @@ class Bounds:
     # An acceptor is told a watermark as high as the bound lets it take (the highest slot it
     # accepted): a forged or a leader's empty Accept, whether or not those slots are chosen.
     watermarks: int = 0
+    # Membership mode: "" (off), "replace" (a3 out, a4 in) or "add" (a4 in); a spare acceptor
+    # a4 runs from the start, the serving leader may propose the change `changes` times in a
+    # path, and proposers run with this window and alpha.
+    members: str = ""
+    changes: int = 1
+    submits: int = 0  # the serving leader is handed a client command, up to this many times in a path
+    # The search starts after the first proposer's election (with no client command), every frame
+    # of it delivered: what is explored is what comes after (a change, client commands, the other
+    # proposer's election).
+    settle: bool = False
+    alpha: int = 2
+    window: int = 1
 
 
 class Frozen:
@@ -87,6 +118,10 @@ class State:
     restarts: int = 0
     compactions: int = 0
     watermarks: int = 0
+    changes: int = 0
+    submits: int = 0
+    # (membership mode) what `chosen_by_members` found for these votes; None: not computed yet
+    ghost: tuple[dict[int, Value], int, str | None] | None = None
     # Every vote ever cast (the ghost history): (slot, ballot) -> (bitmask of acceptors, value).
     votes: dict[tuple[int, Ballot], tuple[int, Value]] = field(default_factory=dict)
     trail: tuple[str, ...] = ()  # the actions that led here (for the counterexample)
@@ -102,6 +137,8 @@ class ModelResult:
     trail: tuple[str, ...] = ()
     complete: bool = True
     compacted_states: int = 0  # explored states in which an acceptor has compacted: the bound was reached
+    # (membership mode) explored states in which a slot the new membership decides is chosen
+    changed_states: int = 0
 
 
 PARAMS = ProposerParams(window_slots=4, message_bytes_max=1 << 20)
@@ -141,6 +178,7 @@ def clone_core(core: Any) -> Any:
         new.queue = deque(core.queue)
         new.history = core.history.copy()
         new.pending = list(core.pending)
+        new.member_waiters = list(core.member_waiters)
         new.heard_of = list(core.heard_of)
         new.known_acceptors = set(core.known_acceptors)
         new.all_acceptors = list(core.all_acceptors)
@@ -167,7 +205,7 @@ def clone_core(core: Any) -> Any:
 def clone_state(s: State) -> State:
     """Copy on write: cores are shared until one is stepped (see `ModelChecker.own`)."""
     return State(dict(s.cores), dict(s.fps), dict(s.net), dict(s.disks), dict(s.campaigns), s.duplicates,
-                 s.restarts, s.compactions, s.watermarks, dict(s.votes), s.trail)
+                 s.restarts, s.compactions, s.watermarks, s.changes, s.submits, s.ghost, dict(s.votes), s.trail)
 
 
 class ModelChecker:
@@ -175,36 +213,84 @@ class ModelChecker:
         self.b = bounds or Bounds()
         self.kinds = kinds
         self.proposers = [f"p{i}" for i in range(1, self.b.proposers + 1)]
-        self.acceptors = [f"a{i}" for i in range(1, self.b.acceptors + 1)]
+        self.initial_acceptors = [f"a{i}" for i in range(1, self.b.acceptors + 1)]
+        spare = [f"a{self.b.acceptors + 1}"] if self.b.members else []
+        self.acceptors = [*self.initial_acceptors, *spare]
         self.learners = [f"l{i}" for i in range(1, self.b.learners + 1)]
         self.names = [*self.proposers, *self.acceptors, *self.learners]
         self.ids = {n: i for i, n in enumerate(self.proposers, start=1)}
         self.majority = self.b.acceptors // 2 + 1
         self.bit = {a: 1 << i for i, a in enumerate(self.acceptors)}
+        self.params = PARAMS
+        self.bootstrap: Membership | None = None
+        self.target: Membership | None = None
+        # Groups of acceptors that may be renamed into one another (symmetry): all of them
+        # without a change; with one, those that every membership treats alike.
+        self.groups = [self.acceptors]
+        if self.b.members:
+            if self.b.members not in ("replace", "add"):
+                raise ValueError(f"members is replace or add, not {self.b.members!r}")
+            if self.b.alpha < self.b.window:
+                raise ValueError("alpha must be at least the window")
+            # A learner name in every membership (a membership needs one); with no learner core
+            # in the model, what is sent to it goes nowhere.
+            learners = self.learners or ["l1"]
+            self.bootstrap = Membership(tuple((p, i, f"sim://{p}") for p, i in self.ids.items()),
+                                        tuple((a, f"sim://{a}") for a in self.initial_acceptors),
+                                        tuple((n, f"sim://{n}") for n in learners))
+            new = spare[0]
+            base = self.bootstrap.without(self.initial_acceptors[-1]) if self.b.members == "replace" \
+                else self.bootstrap
+            self.target = base.with_acceptor(new, f"sim://{new}")
+            self.params = ProposerParams(window_slots=self.b.window, message_bytes_max=1 << 20,
+                                         alpha_slots=self.b.alpha)
+            groups: dict[tuple[bool, ...], list[str]] = {}
+            for a in self.acceptors:
+                key = tuple(a in m.acceptor_names for m in (self.bootstrap, self.target))
+                groups.setdefault(key, []).append(a)
+            self.groups = list(groups.values())
         self.frames: list[tuple[Message, ...]] = []  # interned frames: equal frames share one id
         self.obj_ids: dict[int, int] = {}
         self.value_ids: dict[Any, int] = {}
         self.objs: list[Any] = []
         self.frame_ids: dict[tuple[Message, ...], int] = {}
+        self.masks: dict[tuple[str, ...], list[int]] = {}  # per renaming: voters' bitmasks renamed
+        self.decoded: dict[bytes, Membership] = {}
 
     # --- building --------------------------------------------------------------------------
 
     def build(self, name: str, records: tuple[Record, ...] = ()) -> Any:
         k = self.kinds
+        history = self._history()
         if name in self.ids:
-            core: Any = k.proposer(name, self.ids[name], self.ids, self.acceptors, self.learners, PARAMS, _NoJitter())
+            core: Any = k.proposer(name, self.ids[name], self.ids, self.initial_acceptors, self.learners,
+                                   self.params, _NoJitter(), history=history)
         elif name in self.acceptors:
             core = k.acceptor(name, self.ids, self.learners, 1 << 20)
         else:
-            core = k.learner(name, self.acceptors, codec.decode_client_batch, KVStore(64, 64), proposer_ids=self.ids)
+            core = k.learner(name, self.initial_acceptors, codec.decode_client_batch, KVStore(64, 64),
+                             proposer_ids=self.ids, history=history)
         for r in records:
             core.apply(r)
         return core
+
+    def _history(self) -> History | None:
+        return History(self.bootstrap, self.b.alpha) if self.bootstrap is not None else None
 
     def initial(self) -> State:
         names = [*self.proposers, *self.acceptors, *self.learners]
         s = State({n: self.build(n) for n in names}, {}, {}, {n: () for n in names}, {p: 0 for p in self.proposers})
         s.fps = {n: self.core_fp(s, n) for n in names}
+        if self.b.settle:
+            # The first proposer's election, every frame delivered in order: the search starts
+            # from a serving leader (its campaign is used up).
+            s = self.apply(s, ("campaign", self.proposers[0], False))
+            while s.net:
+                s = self.apply(s, ("deliver", min(s.net)))
+            lead = s.cores[self.proposers[0]].lead
+            if lead is None or not lead.serving:
+                raise RuntimeError("the settled prefix does not end with a serving leader")
+            s.trail = (f"{self.proposers[0]} campaigns and serves (every frame delivered)",)
         return s
 
     # --- fingerprints ----------------------------------------------------------------------
@@ -231,14 +317,28 @@ class ModelChecker:
             t: tuple[Any, ...] = (core.promised, core.chosen_through, core.compacted_through,
                                   core.snapshot.slot if core.snapshot is not None else 0,
                                   tuple(sorted((slot, b, v(x)) for slot, (b, x) in core.accepted.items())))
+            if self.bootstrap is not None:
+                t = (*t, tuple(c for c, _ in core.history.changes))
         elif isinstance(core, Proposer):
             cand, lead = core.cand, core.lead
             own = lead or cand
-            t = (core.state, core.ballot, core.round, core.known_ballot, cand.p1_from if cand else 0,
+            # A proposer with no election left never uses its round or the ballots it heard of
+            # again (they only make its next ballot): membership mode forgets them, and the
+            # frames that would only change them (`_prune`).
+            spent = self.bootstrap is not None and self._spent(s, name)
+            t = (core.state, core.ballot, None if spent else core.round, None if spent else core.known_ballot,
+                 cand.p1_from if cand else 0,
                  core.chosen_through, (lead.next_slot, lead.sw_slot, lead.serving) if lead else (),
                  tuple(core.queue), tuple(sorted((k, v(e.value)) for k, e in own.inflight.items())) if own else ())
+            if self.bootstrap is not None:
+                # What a change adds: the changes it knows chosen, its pending ones, the ones a
+                # Phase 1 heard of, and the slots it marked chosen out of order.
+                t = (*t, tuple(c for c, _ in core.history.changes), tuple((c, v(m)) for c, m in core.pending),
+                     tuple(v(m) for m in core.heard_of), tuple(sorted(core.chosen_above)))
         else:
             t = (core.delivered, core.epoch, tuple(sorted((k, v(x)) for k, x in core.chosen.items())))
+            if self.bootstrap is not None:
+                t = (*t, tuple(c for c, _ in core.history.changes))
         return Frozen((*t, len(s.disks[name]), tuple(v(r) for r in s.disks[name])))
 
     def fingerprint(self, s: State) -> Any:
@@ -246,7 +346,9 @@ class ModelChecker:
         fingerprints, so states that differ only by which acceptor is which share one
         fingerprint. It is always the exact fingerprint of a renamed, equivalent state, so two
         truly different states never merge; ties between acceptors merely cost some reduction."""
-        order = sorted(self.acceptors, key=lambda a: s.fps[a].h)
+        order: list[str] = []
+        for group in self.groups:
+            order += sorted(group, key=lambda a: s.fps[a].h)
         rename = dict(zip(order, self.acceptors, strict=True))
         r = rename.get
         v = self._id
@@ -259,6 +361,9 @@ class ModelChecker:
             parts.append(frozenset((r(a), v(m)) for a, m in cand.promises.items()) if cand else frozenset())
             parts.append(tuple(sorted((k, frozenset(r(x) for x in e.acks)) for k, e in own.inflight.items()))
                          if own else ())
+            if self.bootstrap is not None:
+                parts.append(frozenset(r(a) for a in core.lead.promised_by) if core.lead else frozenset())
+                parts.append(frozenset(r(a) for a in cand.asked) if cand else frozenset())
         for name in self.learners:
             core = s.cores[name]
             parts.append(s.fps[name])
@@ -266,11 +371,15 @@ class ModelChecker:
                                                           for b, e in t.items())))
                                       for slot, t in core.tally.items())))
         net = frozenset(((r(a, a), r(b, b), f), n) for (a, b, f), n in s.net.items())
-        bit = self.bit
-        masks = [sum(bit[rename[a]] for a in self.acceptors if m & bit[a]) for m in range(1 << len(self.acceptors))]
+        key = tuple(order)
+        masks = self.masks.get(key)
+        if masks is None:
+            bit = self.bit
+            masks = self.masks[key] = [sum(bit[rename[a]] for a in self.acceptors if m & bit[a])
+                                       for m in range(1 << len(self.acceptors))]
         votes = frozenset((k, masks[voters], v(value)) for k, (voters, value) in s.votes.items())
         return (tuple(parts), net, tuple(s.campaigns.values()), s.duplicates, s.restarts, s.compactions,
-                s.watermarks, votes)
+                s.watermarks, s.changes, s.submits, votes)
 
     def own(self, s: State, name: str) -> Any:
         """The core of `name` in `s`, copied first: states share cores until one changes."""
@@ -296,6 +405,13 @@ class ModelChecker:
                 core = s.cores[a]
                 if core.promised.node and core.highest_slot > core.chosen_through:
                     acts.append(("watermark", a))
+        for p in self.proposers:
+            lead = s.cores[p].lead
+            if lead is not None and lead.serving:
+                if self.target is not None and s.changes < self.b.changes:
+                    acts.append(("members", p))
+                if s.submits < self.b.submits:
+                    acts.append(("submit", p))
         if s.compactions < self.b.compactions:
             prefix = self.chosen_prefix(s)
             for a in self.acceptors:
@@ -320,7 +436,8 @@ class ModelChecker:
             s.campaigns[p] += 1
             core = self.own(s, p)
             n = s.campaigns[p]
-            blob = codec.encode_client_batch(f"c{p}", 0, [[n, "put", "k", f"{p}.{n}"]]) if self.b.commands else b""
+            with_command = self.b.commands and (len(act) < 3 or act[2])
+            blob = codec.encode_client_batch(f"c{p}", 0, [[n, "put", "k", f"{p}.{n}"]]) if with_command else b""
 
             def campaign(ready: Ready) -> None:
                 core.campaign(ready)
@@ -355,6 +472,23 @@ class ModelChecker:
             self._turn(s, name).receive(owner, [Accept(b, codec.INT_MAX >> 1, ())])
             self._committed(s, name)
             label = f"{name} is told watermark {core.chosen_through} (as far as it takes one)"
+        elif kind == "members":
+            p = act[1]
+            s.changes += 1
+            core = self.own(s, p)
+            target = self.target
+            outcome: list[str | None] = []
+            self._turn(s, p).perform(lambda ready: outcome.append(core.propose_membership(target, ready)))
+            self._committed(s, p)
+            label = f"{p} proposes {target and target.describe()}: {outcome[0] if outcome else '?'}"
+        elif kind == "submit":
+            p = act[1]
+            s.submits += 1
+            core = self.own(s, p)
+            blob = codec.encode_client_batch("cs", 0, [[s.submits, "put", "k", f"s{s.submits}"]])
+            self._turn(s, p).perform(lambda ready: core.step("cs", Submit(blob), ready))
+            self._committed(s, p)
+            label = f"{p} is handed a client command"
         elif kind == "compact":
             _, name, slot = act
             s.compactions += 1
@@ -369,8 +503,39 @@ class ModelChecker:
             s.cores[name] = self.build(name, s.disks[name])
             s.fps[name] = self.core_fp(s, name)
             label = f"restart {name}"
+        if self.bootstrap is not None:
+            self._prune(s)
         s.trail = (*s.trail, label)
         return s
+
+    def _spent(self, s: State, name: str) -> bool:
+        return s.campaigns[name] >= self.b.campaigns[self.proposers.index(name)]
+
+    def _prune(self, s: State) -> None:
+        """(Membership mode) Drop frames whose delivery can change nothing, now or later, but
+        the round or the ballots heard of a proposer with no election left (forgotten there):
+        anything to such a proposer once it is a follower (it stays one: it cannot campaign, and
+        heartbeats are left out), a Nack to it for a ballot that is not its own (its ballot can
+        no longer change), and a Prepare or Accept an acceptor would only answer with such a Nack
+        (its ballot is below the acceptor's promise, which only grows). Delivering such a frame
+        or leaving it in flight lead to the same futures."""
+        dead = []
+        for key in s.net:
+            src, dst, frame = key
+            core = s.cores[dst]
+            msgs = self.frames[frame]
+            if isinstance(core, Proposer):
+                if self._spent(s, dst) and (core.state.value == "follower" or all(
+                        isinstance(m, Nack) and m.ballot != core.ballot for m in msgs)):
+                    dead.append(key)
+            elif isinstance(core, Acceptor) and src in self.ids and self._spent(s, src) \
+                    and type(core).may_accept is Acceptor.may_accept:
+                sender = s.cores[src]
+                if all(isinstance(m, (Prepare, Accept)) and m.ballot < core.promised and (
+                        sender.state.value == "follower" or m.ballot != sender.ballot) for m in msgs):
+                    dead.append(key)
+        for key in dead:
+            del s.net[key]
 
     def _turn(self, s: State, name: str) -> Any:
         """The real turn driver, for one turn of `name` in state `s`."""
@@ -388,6 +553,7 @@ class ModelChecker:
                 voters, kept = s.votes.get((slot, ballot), (0, value))
                 if not voters & me:
                     s.votes[(slot, ballot)] = (voters | me, kept if voters else value)
+                    s.ghost = None
                     if voters and kept != value:
                         raise _Broken(f"{name} accepted a second value for slot {slot} ballot {ballot}")
 
@@ -404,13 +570,68 @@ class ModelChecker:
 
     # --- the check -------------------------------------------------------------------------
 
+    def chosen_by_members(self, s: State) -> tuple[dict[int, Value], int, str | None]:
+        """Membership mode: the slots chosen by the membership of each, in slot order, as far as
+        the memberships are known (every slot up to s - alpha chosen); the chosen prefix; and
+        an agreement violation, if any. Computed once per set of votes."""
+        if s.ghost is None:
+            s.ghost = self._chosen_by_members(s)
+        return s.ghost
+
+    def _chosen_by_members(self, s: State) -> tuple[dict[int, Value], int, str | None]:
+        assert self.bootstrap is not None
+        by_slot: dict[int, list[tuple[int, Value]]] = {}
+        for (slot, _), vote in s.votes.items():
+            by_slot.setdefault(slot, []).append(vote)
+        history = History(self.bootstrap, self.b.alpha)
+        chosen: dict[int, Value] = {}
+        prefix = 0
+        for slot in sorted(by_slot):
+            if slot - self.b.alpha > prefix:
+                break  # its membership depends on a slot not chosen yet
+            m = history.at(slot)
+            mask = sum(self.bit[a] for a in m.acceptor_names)
+            need = m.majority()
+            for voters, value in by_slot[slot]:
+                if (voters & mask).bit_count() >= need:
+                    prior = chosen.setdefault(slot, value)
+                    if prior != value:
+                        return chosen, prefix, (f"agreement: slot {slot} chose {prior.describe()} and "
+                                                f"{value.describe()} (members {','.join(m.acceptor_names)})")
+            got = chosen.get(slot)
+            if got is None:
+                continue
+            if got.kind == MEMBERSHIP:
+                blob = got.batches[0]
+                m = self.decoded.get(blob) or self.decoded.setdefault(blob, decode_membership(blob))
+                history.learn(slot, m)
+            if slot == prefix + 1:
+                prefix = slot
+        return chosen, prefix, None
+
+    def changed(self, s: State) -> bool:
+        """A slot that the new membership decides is chosen (membership mode)."""
+        chosen, _, _ = self.chosen_by_members(s)
+        change = [c for c, v in chosen.items() if v.kind == MEMBERSHIP]
+        return bool(change) and any(slot >= change[0] + self.b.alpha for slot in chosen)
+
     def check(self, s: State) -> str | None:
         chosen: dict[int, Value] = {}
-        for (slot, _), (voters, value) in s.votes.items():
-            if voters.bit_count() >= self.majority:
-                prior = chosen.setdefault(slot, value)
-                if prior != value:
-                    return f"agreement: slot {slot} chose {prior.describe()} and {value.describe()}"
+        if self.bootstrap is not None:
+            chosen, prefix, problem = self.chosen_by_members(s)
+            if problem:
+                return problem
+            for p in self.proposers:
+                through = s.cores[p].chosen_through
+                if through > prefix:
+                    return (f"watermark: {p} holds every slot through {through} chosen, but slot {prefix + 1} is "
+                            f"not (by the membership of each slot)")
+        else:
+            for (slot, _), (voters, value) in s.votes.items():
+                if voters.bit_count() >= self.majority:
+                    prior = chosen.setdefault(slot, value)
+                    if prior != value:
+                        return f"agreement: slot {slot} chose {prior.describe()} and {value.describe()}"
         for name in self.learners:
             for record in s.disks[name]:
                 if isinstance(record, DecidedRecord) and chosen.get(record.slot) != record.value:
@@ -438,11 +659,11 @@ class ModelChecker:
         queue = deque([start])
         transitions = 0
         take = queue.pop if depth_first else queue.popleft
-        compacted = 0
+        compacted = changed = 0
         while queue:
             if len(seen) > self.b.states_max or (time_budget_s and time.perf_counter() - t0 > time_budget_s):
                 return ModelResult(True, len(seen), transitions, time.perf_counter() - t0, complete=False,
-                                   compacted_states=compacted)
+                                   compacted_states=compacted, changed_states=changed)
             state = take()
             for act in self.actions(state):
                 transitions += 1
@@ -460,7 +681,9 @@ class ModelChecker:
                     seen.add(fp)
                     queue.append(nxt)
                     compacted += nxt.compactions > 0
-        return ModelResult(True, len(seen), transitions, time.perf_counter() - t0, compacted_states=compacted)
+                    changed += nxt.changes > 0 and self.changed(nxt)
+        return ModelResult(True, len(seen), transitions, time.perf_counter() - t0, compacted_states=compacted,
+                           changed_states=changed)
 
 
 class _Broken(Exception):
@@ -521,6 +744,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watermarks", type=int, default=0,
                         help="times an acceptor is told a watermark above what is chosen (as high as it takes one)")
     parser.add_argument("--no-commands", action="store_true", help="elections queue no client command")
+    parser.add_argument("--members", default="", choices=["", "replace", "add"],
+                        help="membership mode: the serving leader may replace a3 by a spare a4, or add a4")
+    parser.add_argument("--changes", type=int, default=1, help="(membership mode) changes proposed in a path")
+    parser.add_argument("--alpha", type=int, default=2, help="(membership mode) the alpha of the alpha rule")
+    parser.add_argument("--window", type=int, default=1, help="(membership mode) the leaders' window of slots")
+    parser.add_argument("--submits", type=int, default=0, help="client commands handed to the serving leader")
+    parser.add_argument("--settle", action="store_true",
+                        help="start from the first proposer serving (its election, every frame delivered)")
     parser.add_argument("--states-max", type=int, default=2_000_000)
     parser.add_argument("--budget-s", type=float, default=None)
     parser.add_argument("--bugs", default="")
@@ -532,13 +763,16 @@ def main(argv: list[str] | None = None) -> int:
     if len(campaigns) != args.proposers:
         parser.error("--campaigns needs one number, or one per proposer")
     bounds = Bounds(args.proposers, args.acceptors, args.learners, campaigns, args.duplicates, args.restarts,
-                    not args.no_commands, args.states_max, args.compactions, args.watermarks)
+                    not args.no_commands, args.states_max, args.compactions, args.watermarks, members=args.members,
+                    changes=args.changes, alpha=args.alpha, window=args.window, submits=args.submits,
+                    settle=args.settle)
     result = ModelChecker(bounds, planted.kinds(args.bugs)).run(args.budget_s, args.dfs)
     if not result.ok:
         print(f"violation: {result.violation}")
         print("trail:\n  " + "\n  ".join(result.trail))
     print(f"model states={result.states} transitions={result.transitions} seconds={result.seconds:.1f} "
-          f"complete={result.complete} ok={result.ok}")
+          f"complete={result.complete} ok={result.ok}"
+          + (f" changed_states={result.changed_states}" if args.members else ""))
     return 0 if result.ok else 1
 
 
