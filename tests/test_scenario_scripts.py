@@ -18,7 +18,11 @@ def test_there_is_a_scenario_for_every_design_scenario_and_corner_case() -> None
     assert {"seed002_lost_messages", "seed002_pick_a_value", "dueling_proposers", "ghost_reappearance",
             "minority_slot_recovery", "seed000_ballot_numbers", "stale_leader_resumes",
             "hole_during_leader_change", "duplicate_accepted_after_restart", "late_learner",
-            "snapshot_compaction", "learner_wiped", "acceptor_rebuild", "acceptor_far_behind"} <= names
+            "snapshot_compaction", "learner_wiped", "acceptor_rebuild", "acceptor_far_behind",
+            # Issue 11's cases: a change just before a leader change, a removed acceptor that comes
+            # back and answers old ballots, an added acceptor that crashes before catching up.
+            "membership_grow_shrink", "membership_leader_change", "membership_removed_acceptor_returns",
+            "membership_new_acceptor_crashes"} <= names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
