@@ -300,7 +300,12 @@ class Acceptor(Core):
                 or self._silent(sender, m, ready) or not self._raise_promise(sender, b, ready)):
             return
         snap = self.snapshot.slot if self.snapshot is not None else 0
-        votes, reported_through = self._votes(max(m.from_slot, snap + 1), min(m.to_slot, self.highest_slot))
+        top = min(m.to_slot, self.highest_slot)
+        votes, reported_through = self._votes(max(m.from_slot, snap + 1), top)
+        if reported_through >= top:
+            # Above its highest slot it holds no vote at all: it answered the whole range (else a
+            # leader takes the answer as cut short there, and re-confirms nothing above it).
+            reported_through = max(reported_through, m.to_slot)
         ready.send.append((sender, Recovered(b, m.nonce, m.from_slot, max(reported_through, snap), votes,
                                              self.compacted_through, snap)))
         ready.event("recover_answered", DEBUG, ballot=str(b), peer=sender, from_slot=m.from_slot, to_slot=m.to_slot)

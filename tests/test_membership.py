@@ -14,7 +14,21 @@ from actors.ballot import Ballot
 from actors.kv import KVStore
 from actors.learner import Learner
 from actors.membership import BadMembership, History, Membership, decode, encode, invalid, refusal
-from actors.messages import MEMBERSHIP, NOOP, START, Accept, Accepted, Heartbeat, Prepare, Promise, Submit, Value, Vote
+from actors.messages import (
+    MEMBERSHIP,
+    NOOP,
+    START,
+    Accept,
+    Accepted,
+    Heartbeat,
+    Prepare,
+    Promise,
+    Recover,
+    Recovered,
+    Submit,
+    Value,
+    Vote,
+)
 from actors.proposer import LEADER, Proposer, ProposerParams
 from actors.records import AcceptRecord, MembersRecord, SnapshotRecord
 from runtime import codec
@@ -187,6 +201,19 @@ def test_an_acceptor_keeps_the_history_before_the_watermark_it_covers_and_report
     for record in out.persist:
         again.apply(record)
     assert again.history.changes == h.changes
+
+
+def test_an_acceptor_answers_a_recover_through_its_end_when_it_holds_nothing_above_its_highest_slot() -> None:
+    # Else a leader re-confirming slots 3..6 takes the answer as cut short at 4 (its highest
+    # slot) and re-confirms nothing (a learner waiting for slot 5 would wait for ever).
+    acc = Acceptor("a3", {"p1": 1, "p2": 2}, ["l1"], 1 << 20)
+    acc.step("p1", Accept(B1, 2, ((3, Value(NOOP, B1)), (4, Value(NOOP, B1)))))
+    answer = acc.step("p2", Recover(Ballot(2, 2), 3, 6, 7)).send[0][1]
+    assert isinstance(answer, Recovered) and answer.reported_through == 6 and len(answer.votes) == 2
+    small = Acceptor("a3", {"p1": 1, "p2": 2}, ["l1"], 60)  # a reply budget of one vote
+    small.step("p1", Accept(B1, 2, ((3, Value(NOOP, B1)), (4, Value(NOOP, B1)))))
+    cut = small.step("p2", Recover(Ballot(2, 2), 3, 6, 7)).send[0][1]
+    assert isinstance(cut, Recovered) and cut.reported_through == 3  # cut short by the budget: says so
 
 
 # --- proposers -----------------------------------------------------------------------------
