@@ -31,6 +31,18 @@ slot's membership (a vote of a non-member counts nowhere). It keeps the newest m
 history a leader's Accept brought (`MembersRecord`, durable before the AcceptRecord whose
 watermark it covers), reports it in every Promise, and sends its votes to the learners of every
 membership it knows.
+
+Rebuild across memberships: its forgotten votes and promises counted only in memberships that
+name it, and each such membership's quorums are what the argument above needs to meet. So the
+probe must be answered, for every membership that names it and may still govern a slot above
+the leaders' watermark it heard (`rebuild_quorums`), by more than half of that membership but
+itself; the bootstrap one (the configured acceptors) is one of them only while it may still
+govern such a slot, when `alpha` is known (0: unknown, and then every membership that names it
+counts). While rebuilding it takes the histories leaders' Accepts bring (a wiped acceptor knows
+no change but from them), and notes the membership values their entries carry (a change still
+pending at that leader); a membership learned so, before it rejoined, sends it back to probing.
+With no known membership that names it (an added acceptor wiped before it heard a history), it
+waits.
 """
 
 from __future__ import annotations
@@ -43,7 +55,9 @@ from actors.bounds import DEFAULT_BOUNDS, WireBounds, round_beyond, slot_beyond
 from actors.core import Core, owner_ok, reject
 from actors.invariants import InvariantViolation, check
 from actors.membership import BadMembership, History, Membership
+from actors.membership import decode as decode_membership
 from actors.messages import (
+    MEMBERSHIP,
     Accept,
     Accepted,
     Fetch,
@@ -77,6 +91,9 @@ class Rebuild:
     answers: dict[str, Probed] = field(default_factory=dict)
     floor_ballot: Ballot | None = None  # the highest promise of those answers, once enough came
     ticks: int = 0
+    # Membership values seen in leaders' Accepts while rebuilding (maybe never chosen): each that
+    # names this acceptor needs answers too.
+    heard: list[Membership] = field(default_factory=list)
 
 
 class Acceptor(Core):
@@ -92,10 +109,13 @@ class Acceptor(Core):
         acceptors: list[str] | None = None,
         probe_ticks: int = 10,
         bounds: WireBounds = DEFAULT_BOUNDS,
+        alpha: int = 0,
     ) -> None:
         self.name = name
         self.bounds = bounds
-        self.others = [a for a in (acceptors or []) if a != name]
+        self.bootstrap_acceptors = list(acceptors or [])
+        self.others = [a for a in self.bootstrap_acceptors if a != name]
+        self.alpha = alpha  # the alpha rule's (0: not configured here; rebuild then counts every membership)
         self.probe_ticks = probe_ticks
         self.proposer_ids = dict(proposer_ids)
         self.learners = list(learners)
@@ -261,9 +281,17 @@ class Acceptor(Core):
         rb = self.rebuild
         if rb is not None and rb.floor_ballot is None:
             if rb.ticks % self.probe_ticks == 0:
-                for other in self.others:
-                    if other not in rb.answers:
-                        ready.send.append((other, Probe()))
+                quorums = self.rebuild_quorums()
+                if quorums:
+                    self._floor(ready)  # the watermark may have retired a membership since
+                    if rb.floor_ballot is not None:
+                        return
+                asked: list[str] = []
+                for names in quorums or [self.bootstrap_acceptors]:
+                    for other in names:
+                        if other != self.name and other not in rb.answers and other not in asked:
+                            asked.append(other)
+                            ready.send.append((other, Probe()))
             rb.ticks += 1
 
     def _raise_promise(self, sender: str, b: Ballot, ready: Ready) -> bool:
@@ -357,7 +385,8 @@ class Acceptor(Core):
             if why:
                 reject(ready, sender, m, why, chosen_through=m.chosen_through, known_slot=self.known_slot())
                 return
-            if not self._rebuilt_by(sender, b, m.chosen_through, ready):
+            self._learn_while_rebuilding(m, ready)
+            if self.rebuild is not None and not self._rebuilt_by(sender, b, m.chosen_through, ready):
                 if m.chosen_through > self.chosen_through:
                     self.chosen_through = m.chosen_through  # a fact from the leader; no vote involved
                 return
@@ -448,23 +477,91 @@ class Acceptor(Core):
         if not self._silent(sender, m, ready):
             ready.send.append((sender, Probed(self.promised, self.highest_slot, self.chosen_through)))
 
+    def rebuild_quorums(self) -> list[list[str]]:
+        """The acceptors of every membership whose quorums a rebuild must meet: those that name
+        this acceptor (its votes and promises counted nowhere else) and may still govern a slot
+        above the watermark it heard (below it every slot is chosen, and it will vouch for none of
+        them: see `_rejoin`). Empty: it knows no such membership yet."""
+        rb = self.rebuild
+        chain: list[tuple[int, list[str]]] = [(0, self.bootstrap_acceptors)]
+        chain += [(c, m.acceptor_names) for c, m in self.history.changes]
+        out: list[list[str]] = []
+        for i, (_, names) in enumerate(chain):
+            if self.alpha and i + 1 < len(chain) and chain[i + 1][0] + self.alpha <= self.chosen_through + 1:
+                continue  # the next change took effect at or below the watermark
+            if self.name in names and names not in out:
+                out.append(names)
+        for m in rb.heard if rb is not None else ():
+            names = m.acceptor_names
+            if self.name in names and names not in out:
+                out.append(names)
+        return out
+
+    def _rebuild_acceptor(self, sender: str) -> bool:
+        """Whether a Probed from `sender` may count: an acceptor of a membership we know of."""
+        if sender == self.name:
+            return False
+        if sender in self.bootstrap_acceptors or any(sender in m.acceptor_names for m in self.history.all_members()):
+            return True
+        rb = self.rebuild
+        return rb is not None and any(sender in m.acceptor_names for m in rb.heard)
+
     def _on_probed(self, sender: str, m: Probed, ready: Ready) -> None:
         rb = self.rebuild
-        if rb is None or rb.floor_ballot is not None or sender not in self.others:
+        if rb is None or not self._rebuild_acceptor(sender):
             return
         rb.answers[sender] = m
-        # Enough others that every majority of all acceptors meets them outside this one.
-        need = len(self.others) + 1 - (len(self.others) + 1) // 2
-        if len(rb.answers) < need:
+        if rb.floor_ballot is None:
+            self._floor(ready)
+
+    def _floor(self, ready: Ready) -> None:
+        """Once enough answered (see `rebuild_quorums`), promise the highest ballot they report."""
+        rb = self.rebuild
+        assert rb is not None
+        quorums = self.rebuild_quorums()
+        if not quorums:
             return
-        top = max(a.promised for a in rb.answers.values())
+        counted: dict[str, Probed] = {}
+        for names in quorums:
+            # Enough others that every majority of this membership meets them outside this one.
+            got = [a for a in names if a != self.name and a in rb.answers]
+            if len(got) < len(names) - len(names) // 2:
+                return
+            counted.update((a, rb.answers[a]) for a in got)
+        top = max(a.promised for a in counted.values())
         if top > self.promised:
             self.record_promise(top, ready)
         rb.floor_ballot = self.promised
-        ready.event("rebuild_promised", promised=str(self.promised), answers=len(rb.answers))
+        ready.event("rebuild_promised", promised=str(self.promised), answers=len(counted))
         if rb.floor_ballot == ZERO:
             # Nobody ever promised anything: no Accept was ever sent, so it forgot no vote.
-            self._rejoin(max(a.highest_slot for a in rb.answers.values()), ready, "no promise anywhere")
+            self._rejoin(max(a.highest_slot for a in counted.values()), ready, "no promise anywhere")
+
+    def _learn_while_rebuilding(self, m: Accept, ready: Ready) -> None:
+        """A rebuilding acceptor takes the leader's history (facts) and notes the membership
+        values of its entries; one that names it and was not counted sends it back to probing."""
+        rb = self.rebuild
+        assert rb is not None
+        before = self.rebuild_quorums()
+        if m.members and m.members != self.history.encode():
+            grew = len(self.history.changes)
+            self.apply(MembersRecord(m.members))
+            if len(self.history.changes) != grew:
+                ready.persist.append(MembersRecord(self.history.encode()))
+        for _, value in m.entries:
+            if value.kind == MEMBERSHIP:
+                try:
+                    heard = decode_membership(value.batches[0])
+                except BadMembership:
+                    continue
+                if heard not in rb.heard:
+                    rb.heard.append(heard)
+        if rb.floor_ballot is not None and any(q not in before for q in self.rebuild_quorums()):
+            ready.event("rebuild_reprobing", memberships=len(self.rebuild_quorums()))
+            rb.floor_ballot = None
+            rb.ticks = 0
+        if rb.floor_ballot is None:
+            self._floor(ready)
 
     def _rebuilt_by(self, sender: str, b: Ballot, chosen_through: int, ready: Ready) -> bool:
         """An Accept under a ballot above the promise taken while rebuilding comes from a leader

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from actors.acceptor import Acceptor
-from actors.ballot import Ballot
+from actors.ballot import ZERO, Ballot
 from actors.kv import KVStore
 from actors.learner import Learner
 from actors.membership import BadMembership, History, Membership, decode, encode, invalid, refusal
@@ -21,16 +21,20 @@ from actors.messages import (
     Accept,
     Accepted,
     Heartbeat,
+    Nack,
     Prepare,
+    Probe,
+    Probed,
     Promise,
     Recover,
     Recovered,
     Submit,
+    Tick,
     Value,
     Vote,
 )
 from actors.proposer import LEADER, Proposer, ProposerParams
-from actors.records import AcceptRecord, MembersRecord, SnapshotRecord
+from actors.records import AcceptRecord, MembersRecord, RebuildRecord, SnapshotRecord
 from runtime import codec
 from runtime.harness import bugs
 
@@ -201,6 +205,85 @@ def test_an_acceptor_keeps_the_history_before_the_watermark_it_covers_and_report
     for record in out.persist:
         again.apply(record)
     assert again.history.changes == h.changes
+
+
+# --- an acceptor that lost its file, after a change -------------------------------------------
+
+NEW3 = Membership(B3.proposers, (("a4", "tcp://h:14"), ("a5", "tcp://h:15"), ("a6", "tcp://h:16")), B3.learners)
+
+
+def wiped(name: str, alpha: int = ALPHA) -> Acceptor:
+    """An acceptor configured with the bootstrap a1, a2, a3 that lost its file (rebuilding)."""
+    acc = Acceptor(name, {"p1": 1, "p2": 2}, ["l1"], 1 << 20, acceptors=["a1", "a2", "a3"], alpha=alpha)
+    acc.apply(RebuildRecord(False))
+    return acc
+
+
+def probed(acc: Acceptor, answers: dict[str, Ballot]) -> None:
+    for sender, promised in answers.items():
+        acc.step(sender, Probed(promised, 9, 5))
+
+
+def test_a_wiped_acceptor_rebuilds_from_the_membership_that_names_it_not_from_the_bootstrap_one() -> None:
+    # a1, a2, a3 were replaced by a4, a5, a6 at slot 2; the old three still answer, with the
+    # promise of an old ballot. a5 lost its file: it knows no membership that names it.
+    a5 = wiped("a5")
+    probes = [d for d, m in a5.step("", Tick()).send if isinstance(m, Probe)]
+    assert probes == ["a1", "a2", "a3"]  # all it knows of
+    probed(a5, {"a1": B1, "a2": B1, "a3": B1})
+    assert a5.rebuild is not None and a5.rebuild.floor_ballot is None and a5.promised == ZERO
+    # A leader's Accept brings the history: the membership that names it is a4, a5, a6.
+    h = History(B3, ALPHA)
+    h.learn(2, NEW3)
+    out = a5.step("p2", Accept(Ballot(2, 2), 4, (), h.encode()))
+    assert MembersRecord(h.encode()) in out.persist  # a fact, kept across a restart
+    assert a5.rebuild_quorums() == [["a4", "a5", "a6"]] and a5.rebuild.floor_ballot is None
+    for _ in range(10):
+        probes = [d for d, m in a5.step("", Tick()).send if isinstance(m, Probe)] or probes
+    assert probes == ["a4", "a6"]
+    probed(a5, {"a4": Ballot(2, 2)})
+    assert a5.rebuild.floor_ballot is None  # one of the other two is not more than half of three
+    probed(a5, {"a6": Ballot(3, 1)})
+    assert a5.rebuild.floor_ballot == Ballot(3, 1) == a5.promised  # not the bootstrap's 1.1
+    # A leader at or below that floor may count votes it forgot: refused, and an election comes.
+    out = a5.step("p2", Accept(Ballot(2, 2), 4, ((5, Value(NOOP, Ballot(2, 2))),), h.encode()))
+    assert isinstance(out.send[0][1], Nack) and a5.rebuild is not None
+    a5.step("p1", Accept(Ballot(4, 1), 4, ((5, Value(NOOP, Ballot(4, 1))),), h.encode()))
+    assert a5.rebuild is None and a5.accepted[5][0] == Ballot(4, 1)
+
+
+def test_a_rebuilding_acceptor_that_hears_of_a_pending_membership_naming_it_asks_that_one_too() -> None:
+    # a1 rebuilds from a2 and a3; then a leader's Accept carries a change (not chosen yet) to
+    # a1, a5, a6: its votes there would count for that membership too, so it asks a5 and a6.
+    a1 = wiped("a1")
+    probed(a1, {"a2": B1, "a3": B1})
+    assert a1.rebuild is not None and a1.rebuild.floor_ballot == B1
+    pending = Membership(B3.proposers, (("a1", "tcp://h:11"), ("a5", "tcp://h:15"), ("a6", "tcp://h:16")),
+                         B3.learners)
+    out = a1.step("p2", Accept(Ballot(2, 2), 1, ((2, change(pending, Ballot(2, 2))),)))
+    assert [e for _, e, _ in out.events if e == "rebuild_reprobing"]
+    assert a1.rebuild is not None and a1.rebuild.floor_ballot is None  # it did not rejoin under 2.2
+    assert {d for d, m in a1.step("", Tick()).send if isinstance(m, Probe)} == {"a5", "a6"}
+    probed(a1, {"a5": Ballot(3, 2), "a6": Ballot(2, 2)})
+    assert a1.rebuild.floor_ballot == Ballot(3, 2)
+
+
+def test_a_membership_that_no_longer_governs_a_slot_above_the_watermark_is_not_asked() -> None:
+    # a1 is in the bootstrap and in the change chosen at slot 2 (a1, a5, a6). Once the leaders'
+    # watermark passes 2 + alpha, no open slot is the bootstrap's: a5 and a6 are enough.
+    a1 = wiped("a1")
+    h = History(B3, ALPHA)
+    later = Membership(B3.proposers, (("a1", "tcp://h:11"), ("a5", "tcp://h:15"), ("a6", "tcp://h:16")),
+                       B3.learners)
+    h.learn(2, later)
+    a1.step("p1", Accept(B1, 1, (), h.encode()))
+    assert a1.rebuild_quorums() == [["a1", "a2", "a3"], ["a1", "a5", "a6"]]
+    a1.step("p1", Accept(B1, 2 + ALPHA - 1, (), h.encode()))
+    assert a1.chosen_through == 2 + ALPHA - 1 and a1.rebuild_quorums() == [["a1", "a5", "a6"]]
+    # Without the alpha (a shell that does not say), every membership that names it counts.
+    unknown = wiped("a1", alpha=0)
+    unknown.step("p1", Accept(B1, 2 + ALPHA - 1, (), h.encode()))
+    assert unknown.rebuild_quorums() == [["a1", "a2", "a3"], ["a1", "a5", "a6"]]
 
 
 def test_an_acceptor_answers_a_recover_through_its_end_when_it_holds_nothing_above_its_highest_slot() -> None:

@@ -34,7 +34,9 @@ Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,
     expect-chosen SLOT BALLOT VALUE-DESCRIPTION     a majority of acceptors holds it under that ballot
     expect-replies CLIENT SEQ=RESULT ...            RESULT: what the client was told (or `none`)
     expect-refused ACTOR                            restarting it must fail: its file is corrupt
-    members PROPOSER add|remove NAME | replace OLD NEW   the operator's membership change (issue 11)
+    members PROPOSER add|remove NAME | replace OLD NEW | set A,B,C
+                                                    the operator's membership change (issue 11; set:
+                                                    the acceptors become exactly A,B,C, in one change)
     expect-members ACTOR SLOT a1,a2,...             the acceptors that decide SLOT, as ACTOR knows
 """
 
@@ -302,8 +304,17 @@ class Scenario:
                 new = current.without(args[2])
             elif args[1] == "replace":
                 new = current.without(args[2]).with_acceptor(args[3], f"sim://{args[3]}")
+            elif args[1] == "set":  # the acceptors become exactly these, in one change
+                names = args[2].split(",")
+                for old in current.acceptor_names:
+                    if old not in names:
+                        current = current.without(old)
+                for name in names:
+                    if name not in current.acceptor_names:
+                        current = current.with_acceptor(name, f"sim://{name}")
+                new = current
             else:
-                raise ScenarioError(f"members PROPOSER add|remove|replace, not {args[1]!r}")
+                raise ScenarioError(f"members PROPOSER add|remove|replace|set, not {args[1]!r}")
         except ValueError as exc:
             self.out(f"    refused: {exc}")
             return

@@ -271,7 +271,7 @@ class World:
                                     history=history)
         elif name in self.acceptor_names:
             core = k.acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max,
-                              acceptors=self.initial_acceptors)
+                              acceptors=self.initial_acceptors, alpha=c.alpha)
         else:
             core = k.learner(name, self.initial_acceptors, codec.decode_client_batch,
                              KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks,
