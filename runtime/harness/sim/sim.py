@@ -28,7 +28,10 @@ the safety phase, for the next change of a plan (grow 3 -> 5 acceptors, shrink b
 the three original acceptors one by one by new names, then the leader removes itself and is added
 back), retrying while it is refused. The ghost
 decides a slot chosen by a majority of the membership chosen alpha slots before it
-(`_members_at`), once it knows every slot up to there; every other check is the same.
+(`_members_at`), once it knows every slot up to there; every other check is the same. Acceptors
+and learners lose their files as in other runs (proposers do not: see `_may_wipe`), and an
+acceptor of the membership in force that lost its file must have rebuilt, from the acceptors
+of the memberships that name it, before the run counts as converged.
 """
 
 from __future__ import annotations
@@ -380,8 +383,7 @@ class Simulation:
             alpha = params.window_slots + r.choice([0, 1, 3, params.window_slots])
             params = ProposerParams(**{**{f: getattr(params, f) for f in params.__slots__}, "alpha_slots": alpha})
         faults = self.config.faults
-        # No wipes in a membership run: acceptor rebuild still counts the bootstrap acceptors.
-        wipes = faults and self.config.wipes and not self.config.membership
+        wipes = faults and self.config.wipes
         return Drawn(
             tick_ms=r.choice([5, 10]),
             params=params,
@@ -427,7 +429,8 @@ class Simulation:
                                    history=self._history())
         elif role == "acceptor":
             core = k.acceptor(name, self.proposer_ids, self.learners, d.params.message_bytes_max,
-                              acceptors=self.initial_acceptors if self.config.membership else self.acceptors)
+                              acceptors=self.initial_acceptors if self.config.membership else self.acceptors,
+                              alpha=self.ghost_history.alpha if self.config.membership else 0)
         else:
             kv = KVStore(64, 4096)
             self.applied[name] = kv.applied_log = []  # rebuilt by the replay below
@@ -880,8 +883,16 @@ class Simulation:
 
     def _may_wipe(self, name: str) -> bool:
         """At most one acceptor loses its disk in a run (two would be more failures than three
-        acceptors survive); learners and proposers may lose theirs any number of times."""
-        if self.actors[name].role != "acceptor":
+        acceptors survive); learners and proposers may lose theirs any number of times, but for
+        proposers in membership runs: a proposer that lost its file learns the ballots it forgot
+        from a majority of the bootstrap acceptors only (actors/proposer.py, `_on_probed`), and
+        once those are replaced their promises are stale (with proposer wipes on, 2 of 300
+        membership seeds rebuilt a proposer with a round below the one it had used: its next
+        ballot may be one it already used)."""
+        role = self.actors[name].role
+        if role == "proposer":
+            return not self.config.membership
+        if role != "acceptor":
             return True
         return not any(self.actors[a].wiped for a in self.acceptors)
 
@@ -1054,6 +1065,12 @@ class Simulation:
         top = max(self.chosen, default=0)
         if any(lr.delivered < top for lr in learners):
             return False
+        if self.config.membership and any(
+                self.actors[a].wiped and self.actors[a].core is not None and self.actors[a].core.rebuild is not None
+                for a in self.ghost_history.latest().acceptor_names):
+            # An acceptor of the membership in force that lost its file must rebuild from the
+            # acceptors that are members now (the bootstrap ones may all be gone).
+            return False
         return len({(lr.delivered, lr.kv.digest()) for lr in learners}) == 1
 
     def _liveness_report(self) -> str:
@@ -1061,9 +1078,11 @@ class Simulation:
         learners = {n: (a.core.delivered if a.core else None) for n, a in self.actors.items() if a.role == "learner"}
         leaders = [n for n in self.proposers
                    if self.actors[n].core is not None and self.actors[n].core.status()["serving"]]
+        rebuilding = [n for n in self.acceptors if self.actors[n].core is not None
+                      and self.actors[n].core.rebuild is not None]
         return (f"not converged {self.config.liveness_ms} ms after healing: {waiting} client commands unanswered, "
                 f"learners delivered {learners}, highest chosen slot {max(self.chosen, default=0)}, "
-                f"serving leaders {leaders}")
+                f"serving leaders {leaders}" + (f", acceptors rebuilding {rebuilding}" if rebuilding else ""))
 
     def _final_checks(self) -> None:
         """I6: every acknowledged command was applied exactly once, on every learner (one that
