@@ -29,6 +29,9 @@ Membership (actors/membership.py): votes for a slot count when their acceptor is
 membership of that slot. Delivering a MEMBERSHIP value makes it a fact of `history`. A slot
 further ahead than alpha past what was delivered is counted with the newest knowledge, and
 checked again when it is delivered (`_verified`); a slot that fails goes back to its tally.
+Gap fetches go to the acceptors of every membership it knows and of the leader's relayed
+history: a learner added late starts from the bootstrap membership, whose acceptors may be gone,
+and catches up from today's (by their snapshot, for the slots before them).
 """
 
 from __future__ import annotations
@@ -506,6 +509,10 @@ class Learner(Core):
         last = min(target, self.delivered + self.fetch_slots_max)
         fetch = Fetch(first, last)
         for acceptor in self.acceptors:
+            ready.send.append((acceptor, fetch))
+        # And the acceptors a leader's history names that our own does not yet: a learner added
+        # after the bootstrap acceptors were replaced (and stopped) can reach only those.
+        for acceptor in sorted(self.joining - self.acceptor_set):
             ready.send.append((acceptor, fetch))
         ready.event("gap_fetch", DEBUG, from_slot=first, to_slot=last)
         self.fetch_rounds += 1

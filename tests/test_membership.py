@@ -20,6 +20,8 @@ from actors.messages import (
     START,
     Accept,
     Accepted,
+    Fetch,
+    Fetched,
     Heartbeat,
     Nack,
     Prepare,
@@ -187,6 +189,23 @@ def test_the_planted_learner_bug_uses_a_change_at_once() -> None:
     for a in ("a1", "a2"):
         vote(lr, a, 2, Value(NOOP, B1))  # slot 2 is still the five's: the bug delivers it on two
     assert lr.delivered == 2
+
+
+def test_a_learner_added_late_fetches_from_the_acceptors_the_leaders_history_names() -> None:
+    # It starts from the bootstrap membership; a1, a2, a3 were replaced by a4, a5, a6 (and may be
+    # gone). The leader's heartbeat brings the history and the watermark: the gap fetch goes to
+    # the new three as well, and their votes count for their slots.
+    lr = learner()
+    h = History(B3, ALPHA)
+    h.learn(2, Membership(B3.proposers, (("a4", "tcp://h:14"), ("a5", "tcp://h:15"), ("a6", "tcp://h:16")),
+                          B3.learners))
+    lr.step("p1", Heartbeat(B1, 9, h.encode()))
+    sent: list[str] = []
+    for _ in range(3):
+        sent += [d for d, m in lr.step("", Tick()).send if isinstance(m, Fetch)]
+    assert sent == ["a1", "a2", "a3", "a4", "a5", "a6"]
+    lr.step("a4", Fetched(9, (Vote(9, B1, Value(NOOP, B1)),)))
+    assert 9 in lr.tally and lr.tally[9][B1].voters == ["a4"]
 
 
 # --- acceptors -----------------------------------------------------------------------------

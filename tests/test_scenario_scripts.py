@@ -21,9 +21,9 @@ def test_there_is_a_scenario_for_every_design_scenario_and_corner_case() -> None
             "snapshot_compaction", "learner_wiped", "acceptor_rebuild", "acceptor_far_behind",
             # Issue 11's cases: a change just before a leader change, a removed acceptor that comes
             # back and answers old ballots, an added acceptor that crashes before catching up, an
-            # acceptor that lost its file once the bootstrap ones are replaced.
+            # acceptor that lost its file once the bootstrap ones are replaced, a learner added then.
             "membership_grow_shrink", "membership_leader_change", "membership_removed_acceptor_returns",
-            "membership_new_acceptor_crashes", "membership_acceptor_rebuild"} <= names
+            "membership_new_acceptor_crashes", "membership_acceptor_rebuild", "membership_learner_added"} <= names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)

@@ -12,8 +12,8 @@ a golden file reviewed in the repository (`tests/scenarios/*.golden`).
 Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,y to=x,y`):
 
     cluster proposers=N acceptors=N learners=N [snapshot_every=K] [chunk_bytes=B] [spare_acceptors=N alpha=A window=W]
-                                                    first line; learners snapshot every K slots;
-                                                    spare acceptors outside the bootstrap membership
+            [spare_learners=N]                      first line; learners snapshot every K slots;
+                                                    spare acceptors and learners outside the bootstrap membership
     record ACTOR promise BALLOT                     crafted durable state, then the actor restarts
     record ACTOR accept BALLOT SLOT VALUE [ct=N]    VALUE: noop@B | start@B | cmd@B CLIENT/SEQ OP ARGS...;
                                                     ct: the chosen watermark the leader had sent
@@ -34,9 +34,10 @@ Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,
     expect-chosen SLOT BALLOT VALUE-DESCRIPTION     a majority of acceptors holds it under that ballot
     expect-replies CLIENT SEQ=RESULT ...            RESULT: what the client was told (or `none`)
     expect-refused ACTOR                            restarting it must fail: its file is corrupt
-    members PROPOSER add|remove NAME | replace OLD NEW | set A,B,C
-                                                    the operator's membership change (issue 11; set:
-                                                    the acceptors become exactly A,B,C, in one change)
+    members PROPOSER add|add-learner|remove NAME | replace OLD NEW | set A,B,C
+                                                    the operator's membership change (issue 11; add:
+                                                    an acceptor; remove: any member; set: the
+                                                    acceptors become exactly A,B,C, in one change)
     expect-members ACTOR SLOT a1,a2,...             the acceptors that decide SLOT, as ACTOR knows
 """
 
@@ -273,6 +274,7 @@ class Scenario:
                                        snapshot_every_slots=int(sizes.get("snapshot_every", 0)),
                                        snapshot_chunk_bytes=int(sizes.get("chunk_bytes", 1 << 20)),
                                        spare_acceptors=int(sizes.get("spare_acceptors", 0)),
+                                       spare_learners=int(sizes.get("spare_learners", 0)),
                                        alpha=int(sizes.get("alpha", 0)),
                                        params=dataclasses.replace(WorldConfig().params, window_slots=int(
                                            sizes.get("window", WorldConfig().params.window_slots)))),
@@ -300,6 +302,8 @@ class Scenario:
         try:
             if args[1] == "add":
                 new = current.with_acceptor(args[2], f"sim://{args[2]}")
+            elif args[1] == "add-learner":
+                new = current.with_learner(args[2], f"sim://{args[2]}")
             elif args[1] == "remove":
                 new = current.without(args[2])
             elif args[1] == "replace":
@@ -314,7 +318,7 @@ class Scenario:
                         current = current.with_acceptor(name, f"sim://{name}")
                 new = current
             else:
-                raise ScenarioError(f"members PROPOSER add|remove|replace|set, not {args[1]!r}")
+                raise ScenarioError(f"members PROPOSER add|add-learner|remove|replace|set, not {args[1]!r}")
         except ValueError as exc:
             self.out(f"    refused: {exc}")
             return

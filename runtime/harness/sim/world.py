@@ -188,6 +188,7 @@ class WorldConfig:
     # the alpha rule (0: the cores' defaults, no history given).
     spare_acceptors: int = 0
     alpha: int = 0
+    spare_learners: int = 0  # learners outside the bootstrap membership (a change may add them)
 
 
 class _ActorShell:
@@ -239,11 +240,12 @@ class World:
         self.proposer_names = [f"p{i}" for i in range(1, c.proposers + 1)]
         self.acceptor_names = [f"a{i}" for i in range(1, c.acceptors + c.spare_acceptors + 1)]
         self.initial_acceptors = self.acceptor_names[:c.acceptors]
-        self.learner_names = [f"l{i}" for i in range(1, c.learners + 1)]
+        self.learner_names = [f"l{i}" for i in range(1, c.learners + c.spare_learners + 1)]
+        self.initial_learners = self.learner_names[:c.learners]
         self.proposer_ids = {n: i for i, n in enumerate(self.proposer_names, start=1)}
         self.bootstrap = Membership(tuple((p, i, f"sim://{p}") for p, i in self.proposer_ids.items()),
                                     tuple((a, f"sim://{a}") for a in self.initial_acceptors),
-                                    tuple((n, f"sim://{n}") for n in self.learner_names))
+                                    tuple((n, f"sim://{n}") for n in self.initial_learners))
         self.names = [*self.proposer_names, *self.acceptor_names, *self.learner_names]
         self.files: dict[str, Files] = {n: Files(snapshot_dir=kinds.snapshot_dir) for n in self.names}
         self.internal: list[tuple[str, Message]] = []  # shell-to-core messages, handed over at the next tick
@@ -267,10 +269,10 @@ class World:
         history = History(self.bootstrap, c.alpha) if c.alpha else None
         if name in self.proposer_ids:
             core: Core = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.initial_acceptors,
-                                    self.learner_names, c.params, random.Random(self.rng.getrandbits(64)),
+                                    self.initial_learners, c.params, random.Random(self.rng.getrandbits(64)),
                                     history=history)
         elif name in self.acceptor_names:
-            core = k.acceptor(name, self.proposer_ids, self.learner_names, c.reply_bytes_max,
+            core = k.acceptor(name, self.proposer_ids, self.initial_learners, c.reply_bytes_max,
                               acceptors=self.initial_acceptors, alpha=c.alpha)
         else:
             core = k.learner(name, self.initial_acceptors, codec.decode_client_batch,
