@@ -22,11 +22,13 @@ state; else the run fails (`byzantine`). The forger draws from a random generato
 its deliveries leave no note in the trace, so a run with it has the trace hash of the run
 without it: the proof that none of its frames changed anything at all.
 
-Membership changes (`SimConfig.membership`, issue 11): spare acceptors run from the start outside
-the bootstrap membership, and a simulated operator asks the serving leader, now and then during
-the safety phase, for the next change of a plan (grow 3 -> 5 acceptors, shrink back, then replace
-the three original acceptors one by one by new names, then the leader removes itself and is added
-back), retrying while it is refused. The ghost
+Membership changes (`SimConfig.membership`, issue 11): spare acceptors and a spare learner run
+from the start outside the bootstrap membership (no one sends them anything), and a simulated
+operator asks the serving leader, now and then during the safety phase, for the next change of a
+plan (grow 3 -> 5 acceptors, shrink back, add the spare learner, replace the three original
+acceptors one by one by new names, remove the first learner, then the leader removes itself and
+is added back), retrying while it is refused. An added learner starts empty and must catch up
+like any other before the run converges. The ghost
 decides a slot chosen by a majority of the membership chosen alpha slots before it
 (`_members_at`), once it knows every slot up to there; every other check is the same. Acceptors
 and learners lose their files as in other runs (proposers do not: see `_may_wipe`), and an
@@ -292,14 +294,16 @@ class Simulation:
         spares = 5 if c.membership else 0
         self.acceptors = [f"a{i}" for i in range(1, c.acceptors + spares + 1)]
         self.initial_acceptors = self.acceptors[:c.acceptors]
-        self.learners = [f"l{i}" for i in range(1, c.learners + 1)]
+        # And a spare learner, which the operator adds (it starts empty and catches up).
+        self.learners = [f"l{i}" for i in range(1, c.learners + (1 if c.membership else 0) + 1)]
+        self.initial_learners = self.learners[:c.learners]
         self.names = [*self.proposers, *self.acceptors, *self.learners]
         self.proposer_ids = {n: i for i, n in enumerate(self.proposers, start=1)}
         self.majority = c.acceptors // 2 + 1
         self.drawn = self._draw()
         self.bootstrap = Membership(tuple((p, self.proposer_ids[p], f"sim://{p}") for p in self.proposers),
                                     tuple((a, f"sim://{a}") for a in self.initial_acceptors),
-                                    tuple((n, f"sim://{n}") for n in self.learners))
+                                    tuple((n, f"sim://{n}") for n in self.initial_learners))
         self.ghost_history = History(self.bootstrap, self.drawn.alpha_slots or self.drawn.params.window_slots)
         self.ghost_through = 0  # every slot up to here is chosen, as the ghost saw
         self.undecided: set[int] = set()  # slots whose membership the ghost does not know yet
@@ -315,7 +319,7 @@ class Simulation:
         # comes is a liveness failure here, not an outcome to shrug at.
         client_params = ClientParams(timeout_s=(c.safety_ms + c.liveness_ms) / 1000 + 60, retry_s=d.client_retry_s,
                                      batch_bytes_max=d.params.batch_bytes_max)
-        self.clients = [SimClient(f"c{i}", ClientCore(f"c{i}", self.proposers, self.learners,
+        self.clients = [SimClient(f"c{i}", ClientCore(f"c{i}", self.proposers, self.initial_learners,
                                                       codec.encode_client_batch, client_params),
                                   free=list(range(i * 4, i * 4 + 4))) for i in range(c.clients)]
         for cl in self.clients:
@@ -405,16 +409,19 @@ class Simulation:
 
     def _plan(self) -> list[Membership | str]:
         """The operator's changes, in order: grow to five acceptors (two in one entry), shrink
-        back to three, then replace the three original acceptors one by one by new names, in a
-        drawn order; then the leader of the moment removes itself, and is added back."""
+        back to three, add the spare learner (it starts empty and catches up), then replace the
+        three original acceptors one by one by new names, in a drawn order, then remove the first
+        learner; then the leader of the moment removes itself, and is added back."""
         b = self.bootstrap
         a4, a5, a6, a7, a8 = self.acceptors[3:8]
+        spare = self.learners[len(self.initial_learners)]
         grown = b.with_acceptor(a4, f"sim://{a4}").with_acceptor(a5, f"sim://{a5}")
-        plan: list[Membership | str] = [grown, b]
-        current = b
+        current = b.with_learner(spare, f"sim://{spare}")
+        plan: list[Membership | str] = [grown, b, current]
         for victim, new in zip(self.rng.sample(self.initial_acceptors, 3), (a6, a7, a8), strict=True):
             current = current.without(victim).with_acceptor(new, f"sim://{new}")
             plan.append(current)
+        plan.append(current.without(self.initial_learners[0]))
         if len(self.proposers) > 1:
             plan += [DROP_LEADER, RESTORE_PROPOSERS]
         return plan
@@ -425,10 +432,10 @@ class Simulation:
         role = self._role(name)
         if role == "proposer":
             core: Any = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.initial_acceptors,
-                                   self.learners, d.params, random.Random(self.rng.getrandbits(64)),
+                                   self.initial_learners, d.params, random.Random(self.rng.getrandbits(64)),
                                    history=self._history())
         elif role == "acceptor":
-            core = k.acceptor(name, self.proposer_ids, self.learners, d.params.message_bytes_max,
+            core = k.acceptor(name, self.proposer_ids, self.initial_learners, d.params.message_bytes_max,
                               acceptors=self.initial_acceptors if self.config.membership else self.acceptors,
                               alpha=self.ghost_history.alpha if self.config.membership else 0)
         else:
@@ -1056,10 +1063,16 @@ class Simulation:
         if seen != value:
             raise Violation("agreement", f"learners delivered different values at slot {slot}")
 
+    def _member_learners(self) -> list[str]:
+        """The learners that ever were members (a spare never added learns nothing; one removed
+        still hears votes and values, and is held to the same checks)."""
+        named = {n for m in self.ghost_history.all_members() for n in m.learner_names}
+        return [n for n in self.learners if n in named]
+
     def _converged(self) -> bool:
         if any(cl.ops for cl in self.clients):
             return False
-        learners = [self.actors[n].core for n in self.learners]
+        learners = [self.actors[n].core for n in self._member_learners()]
         if any(lr is None for lr in learners):
             return False
         top = max(self.chosen, default=0)
@@ -1089,7 +1102,7 @@ class Simulation:
         restored a snapshot applied the commands before it inside that snapshot's learner; its
         state then has to match, which convergence checked); compaction kept every chosen slot."""
         self._check_held("at the end")
-        for name in self.learners:
+        for name in self._member_learners():
             applied = self.applied[name]
             counts: dict[tuple[str, int], int] = {}
             for item in applied:
