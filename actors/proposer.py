@@ -426,7 +426,7 @@ class Proposer(Core):
         p = self.params
         if self.probed is not None:
             if self.ticks % p.retry_ticks == 1:
-                for acceptor in self.acceptors:
+                for acceptor in self.all_acceptors:  # of every membership it knows
                     if acceptor not in self.probed:
                         ready.send.append((acceptor, Probe()))
             return
@@ -492,10 +492,15 @@ class Proposer(Core):
             self._start_election(ready, reason="campaign")
 
     def _on_probed(self, sender: str, m: Probed, ready: Ready) -> None:
-        if self.probed is None or sender not in self.acceptors:
+        # Done once a majority of the newest membership it knows answered (on real processes the
+        # supervisor's cache of the log's, runtime/members.py; the members an operator removed
+        # are stopped and never answer), taking the highest promise of every acceptor it knows
+        # that answered by then. Without a change, the bootstrap majority, as before.
+        latest = self.history.latest()
+        if self.probed is None or sender not in self.known_acceptors:
             return
         self.probed[sender] = m
-        if len(self.probed) < self.majority:
+        if sum(1 for a in latest.acceptor_names if a in self.probed) < latest.majority():
             return
         top = max(a.promised for a in self.probed.values())
         self.known_ballot = max(self.known_ballot, top)

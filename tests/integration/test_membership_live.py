@@ -102,6 +102,11 @@ def test_grow_to_five_kill_two_keep_serving_then_replace_a_failed_disk(small: Lo
     for key, value in [("before", "1"), ("two-down9", "9")]:
         assert c.paxos("get", key).stdout.strip() == value
     assert [a["name"] for a in members_json(c)["acceptors"]] == ["a3", "a4", "a5", "a6", "a7"]
+    # A proposer that loses its file rebuilds from today's acceptors (a1 and a2 never answer).
+    assert c.paxos("wipe", "p1").returncode == 0
+    c.wait_for("p1 rebuilt", lambda: (i := c.actor("p1")["info"]) and i.get("state") in ("follower", "leader"))
+    assert any(e["event"] == "rebuild_done" for e in c.log_events("p1"))
+    c.paxos("put", "after-wipe", "1", check=True)
 
 
 def test_refusals_learners_and_proposers_change_and_a_client_follows(small: LocalCluster) -> None:
