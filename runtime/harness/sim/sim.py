@@ -892,10 +892,12 @@ class Simulation:
         """At most one acceptor loses its disk in a run (two would be more failures than three
         acceptors survive); learners and proposers may lose theirs any number of times, but for
         proposers in membership runs: a proposer that lost its file learns the ballots it forgot
-        from a majority of the bootstrap acceptors only (actors/proposer.py, `_on_probed`), and
-        once those are replaced their promises are stale (with proposer wipes on, 2 of 300
+        from a majority of the newest membership it knows (actors/proposer.py, `_on_probed`),
+        which here, with no supervisor's cache of the log's changes, is the bootstrap one; once
+        its acceptors are replaced their promises are stale (with proposer wipes on, 3 of 300
         membership seeds rebuilt a proposer with a round below the one it had used: its next
-        ballot may be one it already used)."""
+        ballot may be one it already used). A Probed that relayed the answerer's history would
+        let it find today's acceptors."""
         role = self.actors[name].role
         if role == "proposer":
             return not self.config.membership
