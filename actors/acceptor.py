@@ -475,7 +475,8 @@ class Acceptor(Core):
 
     def _on_probe(self, sender: str, m: Probe, ready: Ready) -> None:
         if not self._silent(sender, m, ready):
-            ready.send.append((sender, Probed(self.promised, self.highest_slot, self.chosen_through)))
+            ready.send.append((sender, Probed(self.promised, self.highest_slot, self.chosen_through,
+                                              self.history.encode())))
 
     def rebuild_quorums(self) -> list[list[str]]:
         """The acceptors of every membership whose quorums a rebuild must meet: those that name

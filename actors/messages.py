@@ -226,6 +226,7 @@ class Probed(Message):
     promised: Ballot
     highest_slot: int
     chosen_through: int
+    members: bytes = b""  # the answerer's membership history (actors/membership.py), if any change
 
 
 # --- snapshots -------------------------------------------------------------------------------

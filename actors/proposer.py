@@ -496,9 +496,11 @@ class Proposer(Core):
         # supervisor's cache of the log's, runtime/members.py; the members an operator removed
         # are stopped and never answer), taking the highest promise of every acceptor it knows
         # that answered by then. Without a change, the bootstrap majority, as before.
-        latest = self.history.latest()
         if self.probed is None or sender not in self.known_acceptors:
             return
+        # Its history first: a proposer that lost its file may know only the bootstrap membership.
+        self._merge_history(m.members, ready)
+        latest = self.history.latest()
         self.probed[sender] = m
         if sum(1 for a in latest.acceptor_names if a in self.probed) < latest.majority():
             return

@@ -106,7 +106,8 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
     learners = [lr.name for lr in config.learners]
     if spec.role == "acceptor":
         return kinds.acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
-                              config.protocol.fetch_slots_max, acceptors=acceptors, bounds=config.wire_bounds)
+                              config.protocol.fetch_slots_max, acceptors=acceptors, bounds=config.wire_bounds,
+                              alpha=config.history().alpha)
     if spec.role == "proposer":
         # A proposer starts from the changes this machine knows the log chose (facts: a proposer
         # a change added must know it is one; a removed one that it must not campaign again).

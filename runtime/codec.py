@@ -348,8 +348,9 @@ def _crc(x: Any) -> int:
 
 
 def _dec_probed(m: tuple[Any, ...]) -> Message:
-    _arity(m, 5, "probed")
-    return Probed(_ballot(m[1], m[2], "promised"), _int(m[3], "highest_slot"), _int(m[4], "chosen_through"))
+    members = _members(m, 5, "probed")
+    return Probed(_ballot(m[1], m[2], "promised"), _int(m[3], "highest_slot"), _int(m[4], "chosen_through"),
+                  members)
 
 
 def _dec_snapshot_offer(m: tuple[Any, ...]) -> Message:
@@ -451,7 +452,8 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
                                _enc_votes(m.votes), m.compacted_through, m.snapshot_slot], _dec_recovered),
     Repair: (10, lambda m: [10, m.from_slot, m.to_slot], _dec_repair),
     Probe: (12, lambda m: [12], _dec_empty(Probe)),
-    Probed: (13, lambda m: [13, m.promised.round, m.promised.node, m.highest_slot, m.chosen_through], _dec_probed),
+    Probed: (13, lambda m: _with_members([13, m.promised.round, m.promised.node, m.highest_slot, m.chosen_through],
+                                         m.members), _dec_probed),
     SnapshotOffer: (14, lambda m: [14, m.slot, m.size_bytes, m.crc], _dec_snapshot_offer),
     SnapshotFetch: (15, lambda m: [15, m.slot, m.offset, m.length], _dec_snapshot_fetch),
     SnapshotChunk: (16, lambda m: [16, m.slot, m.offset, m.size_bytes, m.crc, m.data], _dec_snapshot_chunk),

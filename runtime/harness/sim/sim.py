@@ -222,6 +222,7 @@ class SimActor:
     busy_until: int = 0
     crash_point: str | None = None
     announced: Ballot = ZERO  # highest ballot this acceptor ever told anyone it promised
+    ballot_used: Ballot = ZERO  # highest ballot this proposer ever used, across files lost
     shadow: Any = None  # the actor as its durable bytes alone would rebuild it
     shadow_offset: int = 0
     shadow_file: Any = None  # the wal file the shadow was built from (compaction replaces it)
@@ -676,6 +677,11 @@ class Simulation:
         core = actor.core
         if isinstance(core, Acceptor) and core.promised < actor.announced:
             raise Violation("promise_monotonic", f"{name} promised {core.promised} after announcing {actor.announced}")
+        if isinstance(core, Proposer) and core.ballot != ZERO:
+            # A proposer's ballots only grow, even across a lost file (else one may be used twice).
+            if core.ballot < actor.ballot_used:
+                raise Violation("ballot_monotonic", f"{name} uses ballot {core.ballot} after {actor.ballot_used}")
+            actor.ballot_used = core.ballot
 
     # --- one turn: the driver commits through _SimShell, which may crash it at a point ------
 
@@ -893,11 +899,10 @@ class Simulation:
         acceptors survive); learners and proposers may lose theirs any number of times, but for
         proposers in membership runs: a proposer that lost its file learns the ballots it forgot
         from a majority of the newest membership it knows (actors/proposer.py, `_on_probed`),
-        which here, with no supervisor's cache of the log's changes, is the bootstrap one; once
-        its acceptors are replaced their promises are stale (with proposer wipes on, 3 of 300
-        membership seeds rebuilt a proposer with a round below the one it had used: its next
-        ballot may be one it already used). A Probed that relayed the answerer's history would
-        let it find today's acceptors."""
+        which here, with no supervisor's cache of the log's changes, starts as the bootstrap
+        one; the Probed answers relay each acceptor's history, but a majority of stale ones can
+        still answer first (with proposer wipes on, the `ballot_monotonic` check fails 1 of 300
+        membership seeds, `--seed 255 --membership`; 2 of 300 before Probed carried histories)."""
         role = self.actors[name].role
         if role == "proposer":
             return not self.config.membership
