@@ -385,6 +385,7 @@ def cmd_members_change(config: ClusterConfig, args: argparse.Namespace) -> int:
     except NotRunning:
         return _fail(f"the cluster of {config.path} is not running (`paxos up` first)", EXIT_NOT_RUNNING)
     current = config.current()
+    what = f"members {args.change} {args.old + ' ' if args.change == 'replace' else ''}{args.name}"
     try:
         if args.change == "add":
             new = admin.added(current, args.role, args.name, args.endpoint, args.id)
@@ -394,12 +395,12 @@ def cmd_members_change(config: ClusterConfig, args: argparse.Namespace) -> int:
             new = admin.removed(current, args.name)
         outcome = admin.change(config, new, args.timeout_s)
     except admin.ChangeRefused as exc:
-        return _fail(f"members {args.change} {args.name}: refused: {exc}")
+        return _fail(f"{what}: refused: {exc}")
     except admin.ChangeUnknown as exc:
-        return _fail(f"members {args.change} {args.name}: {exc}", EXIT_UNKNOWN)
+        return _fail(f"{what}: {exc}", EXIT_UNKNOWN)
     except keys.KeyFileError as exc:
-        return _fail(f"members {args.change} {args.name}: {exc}")
-    print(f"members {args.change} {args.name}: {'was chosen before' if outcome.already else 'chosen'} at slot "
+        return _fail(f"{what}: {exc}")
+    print(f"{what}: {'was chosen before' if outcome.already else 'chosen'} at slot "
           f"{outcome.slot}; it decides the slots from {outcome.effective_from} on: {outcome.members.describe()}")
     for name, pid in outcome.started.items():
         if name in outcome.answering:
