@@ -49,5 +49,5 @@ def test_growing_shrinking_and_replacing_acceptors_keeps_every_invariant() -> No
 @pytest.mark.parametrize("bug,seeds", [("membership_before_alpha", range(0, 20)),
                                        ("learner_membership_before_alpha", range(0, 60))])
 def test_using_a_membership_before_its_alpha_window_is_caught(bug: str, seeds: range) -> None:
-    caught = [seed for seed in seeds if not run(seed, bug)[1].ok]
-    assert caught, f"{bug} survived {len(seeds)} seeds"
+    caught = next((seed for seed in seeds if not run(seed, bug)[1].ok), None)  # the first is enough
+    assert caught is not None, f"{bug} survived {len(seeds)} seeds"
