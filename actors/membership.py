@@ -137,6 +137,10 @@ class Membership:
     def proposer_ids(self) -> dict[str, int]:
         return {n: i for n, i, _ in self.proposers}
 
+    def endpoints(self) -> dict[str, str]:
+        """Every member's endpoint by name, proposers first."""
+        return {n: e for n, _, e in self.proposers} | dict(self.acceptors) | dict(self.learners)
+
     def majority(self) -> int:
         return len(self.acceptors) // 2 + 1
 

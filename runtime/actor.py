@@ -355,12 +355,7 @@ class ActorShell:
             return name in self.peers
         endpoint = None
         for m in self.core.memberships():
-            for n, _, e in m.proposers:
-                if n == name:
-                    endpoint = e
-            for n, e in (*m.acceptors, *m.learners):
-                if n == name:
-                    endpoint = e
+            endpoint = m.endpoints().get(name, endpoint)  # the newest membership that names it
         if endpoint is None or not endpoint.startswith("tcp://"):
             return False
         keyring = self.transport.keyring if self.transport is not None else None

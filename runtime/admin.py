@@ -52,7 +52,7 @@ def in_force(config: ClusterConfig) -> ClusterConfig:
     try:
         reply = request(config, {"cmd": "members"}, timeout_s=5.0)
     except NotRunning:
-        raise
+        raise  # the caller says so (a running supervisor that does not answer: the cached view)
     except ControlError:
         return config
     merged, _ = members.merge(config, str(reply.get("changes") or "").encode())
@@ -63,7 +63,7 @@ def added(current: Membership, role: str, name: str, endpoint: str, node_id: int
     """`current` with one new member, or ChangeRefused with the reason."""
     if name in current.names():
         raise ChangeRefused(f"{name} is a member already")
-    endpoints = {p[2]: p[0] for p in current.proposers} | {e: n for n, e in (*current.acceptors, *current.learners)}
+    endpoints = {e: n for n, e in current.endpoints().items()}
     if endpoint in endpoints:
         raise ChangeRefused(f"{endpoints[endpoint]} has endpoint {endpoint} already")
     if role == "proposer":

@@ -155,7 +155,7 @@ class Client:
         # Whom to talk to: the newest membership this machine knows (runtime/members.py), kept
         # up to date from the learners while connected (`_discover`).
         current = self.config.current()
-        self._endpoints = {n: e for n, _, e in current.proposers} | dict(current.learners)
+        self._endpoints = {n: e for n, e in current.endpoints().items() if n not in current.acceptor_names}
         self.core = ClientCore(self.client_id, [n for n, _, _ in current.proposers], current.learner_names,
                                codec.encode_client_batch, params)
         self._next_discover = 0.0
@@ -236,8 +236,8 @@ class Client:
             return
         self.config = config
         current = config.current()
-        for name, endpoint in [*((n, e) for n, _, e in current.proposers), *current.learners]:
-            if name not in self._sockets and endpoint.startswith("tcp://"):
+        for name, endpoint in current.endpoints().items():
+            if name not in current.acceptor_names and name not in self._sockets and endpoint.startswith("tcp://"):
                 try:
                     self._open(name, endpoint)
                 except (ClusterUnavailable, zmq.ZMQError):
