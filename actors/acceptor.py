@@ -43,6 +43,16 @@ no change but from them), and notes the membership values their entries carry (a
 pending at that leader); a membership learned so, before it rejoined, sends it back to probing.
 With no known membership that names it (an added acceptor wiped before it heard a history), it
 waits.
+
+Fast mode (actors/fast.py): a leader's `Any` opens the slots from its `from_slot` under its fast
+ballot; a client's `FastAccept` then goes into this acceptor's next free slot (above everything
+it voted for, the watermark and `from_slot`), durably like any vote, and the vote, with its
+value, goes to the learners and the leader (and, with uncoordinated recovery, to the other
+acceptors). With uncoordinated recovery, an acceptor that sees a collision (votes of a majority
+that no longer let any value reach a fast quorum) votes by itself in the slot's recovery round
+for the value `actors.fast.choose` keeps: every acceptor that sees the same votes picks the same.
+The `Any` is not durable: after a restart the acceptor refuses FastAccepts until the leader's
+next heartbeat repeats it, and its votes on disk keep it from ever voting twice in one slot.
 """
 
 from __future__ import annotations
@@ -53,13 +63,17 @@ from typing import Any
 from actors.ballot import ZERO, Ballot
 from actors.bounds import DEFAULT_BOUNDS, WireBounds, round_beyond, slot_beyond
 from actors.core import Core, owner_ok, reject
+from actors.fast import CLASSIC_RULES, UNCOORDINATED, FastRules, choose, classic_quorum, collided, fast_quorum
 from actors.invariants import InvariantViolation, check
 from actors.membership import BadMembership, History, Membership
 from actors.membership import decode as decode_membership
 from actors.messages import (
+    COMMANDS,
     MEMBERSHIP,
     Accept,
     Accepted,
+    Any_,
+    FastAccept,
     Fetch,
     Fetched,
     Nack,
@@ -69,6 +83,7 @@ from actors.messages import (
     Promise,
     Recover,
     Recovered,
+    Redirect,
     SnapshotInstalled,
     SnapshotOffer,
     Tick,
@@ -110,6 +125,9 @@ class Acceptor(Core):
         probe_ticks: int = 10,
         bounds: WireBounds = DEFAULT_BOUNDS,
         alpha: int = 0,
+        fast: FastRules = CLASSIC_RULES,
+        batch_bytes_max: int = 1024 * 1024,
+        fast_window_slots: int = 4096,
     ) -> None:
         self.name = name
         self.bounds = bounds
@@ -133,6 +151,14 @@ class Acceptor(Core):
         self.fetching = 0  # the slot of a snapshot being fetched
         self.rebuild: Rebuild | None = None  # set while it must not vote
         self.history = History(Membership((), (), ()), 1)  # only its changes matter here
+        self.fast = fast
+        self.batch_bytes_max = batch_bytes_max
+        self.fast_window_slots = fast_window_slots  # open slots ahead of the watermark it takes
+        self.any: Any_ | None = None  # the leader's open fast round, as far as we heard
+        self.peer_votes: dict[int, dict[str, Value]] = {}  # uncoordinated recovery: fast-round votes
+        self.fast_accepts = 0
+        self.fast_refused = 0
+        self.recoveries = 0
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -140,10 +166,12 @@ class Acceptor(Core):
         """The only place state changes; used live and on replay."""
         if type(record) is AcceptRecord:
             b = record.ballot
-            if b is not self.promised and b > self.promised:  # the same object, mostly: skip comparing
-                self.promised = b
-            if record.entries and b > self.accepted_ballot_max:
-                self.accepted_ballot_max = b
+            # A recovery round's vote promises only its leader's ballot: the fast round goes on.
+            lb = b if not b.sub else b.base()
+            if lb is not self.promised and lb > self.promised:  # the same object, mostly: skip comparing
+                self.promised = lb
+            if record.entries and lb > self.accepted_ballot_max:
+                self.accepted_ballot_max = lb
             accepted = self.accepted
             for slot, value in record.entries:
                 accepted[slot] = (b, value)
@@ -243,7 +271,7 @@ class Acceptor(Core):
             known = max(known, max(max(a.highest_slot, a.chosen_through) for a in rb.answers.values()))
         return known
 
-    def _round_ok(self, sender: str, m: Prepare | Accept | Recover, ready: Ready) -> bool:
+    def _round_ok(self, sender: str, m: Prepare | Accept | Recover | Any_, ready: Ready) -> bool:
         """A ballot no further above our promise than a legit proposer's rounds ever grow (one
         per election above the highest it heard of): a forged round near the ceiling would end
         every election for good."""
@@ -402,6 +430,10 @@ class Acceptor(Core):
             if slot <= covered:
                 continue  # chosen, and inside the snapshot: acknowledged, nothing to keep
             prev = accepted.get(slot)
+            if prev is not None and prev[0] > b:
+                # Only a recovery round's vote sits above the promise: never go back below it.
+                reject(ready, sender, m, "below_recovery_vote", slot=slot, ballot=str(b), voted=str(prev[0]))
+                return
             if prev is not None and prev[0] == b:
                 # A retransmission: acknowledge again without a new record. A different value
                 # under the same ballot is a forgery (or a proposer bug): keep the first, take
@@ -627,9 +659,130 @@ class Acceptor(Core):
         ready.event("log_compacted", slot=record.slot, bytes=record.size_bytes,
                     values_dropped=held - len(self.accepted), values_kept=len(self.accepted))
 
+    # --- fast rounds (actors/fast.py) -------------------------------------------------------
+
+    def _owner(self, b: Ballot) -> str:
+        return next((n for n, i in self.proposer_ids.items() if i == b.node), "")
+
+    def _on_any(self, sender: str, m: Any_, ready: Ready) -> None:
+        b = m.ballot
+        if not self.fast.enabled:
+            reject(ready, sender, m, "not_fast_mode")
+            return
+        if not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready):
+            return
+        if not self.fast.fast_ballot(b):
+            reject(ready, sender, m, "not_a_fast_ballot", ballot=str(b))
+            return
+        why = slot_beyond(m.from_slot, self.known_slot(), self.bounds)
+        if why:
+            reject(ready, sender, m, why, from_slot=m.from_slot, known_slot=self.known_slot())
+            return
+        if b < self.promised or self.rebuild is not None:
+            return  # a deposed leader's (its heartbeat's Accept gets the Nack)
+        old = self.any
+        if old is None or old.ballot != b:
+            self.any = m
+            ready.event("fast_round_joined", ballot=str(b), from_slot=m.from_slot, peer=sender)
+            self.peer_votes.clear()
+        elif m.from_slot > old.from_slot:
+            self.any = m
+
+    def _fast_refuse(self, sender: str, reason: str, ready: Ready) -> None:
+        self.fast_refused += 1
+        ready.send.append((sender, Redirect(self._owner(self.promised), reason)))
+
+    def _on_fast_accept(self, sender: str, m: FastAccept, ready: Ready) -> None:
+        """Seed 003's `Accept!(N, I, W)`: a client's batch, into our next free slot."""
+        a = self.any
+        if a is None or a.ballot != self.promised or self.rebuild is not None:
+            self._fast_refuse(sender, "no_fast_round", ready)
+            return
+        if len(m.batch) > self.batch_bytes_max:
+            self._fast_refuse(sender, "too_large", ready)
+            return
+        slot = max(self.highest_slot, self.chosen_through, self.compacted_through) + 1
+        slot = max(slot, a.from_slot)
+        if slot > self.chosen_through + self.fast_window_slots:
+            self._fast_refuse(sender, "busy", ready)  # the learners and the leader are behind
+            return
+        b = a.ballot
+        value = Value(COMMANDS, b, (m.batch,))
+        record = AcceptRecord(b, self._justified(self.chosen_through), ((slot, value),))
+        self.apply(record)
+        ready.persist.append(record)
+        self.fast_accepts += 1
+        self._fast_voted(slot, b, value, ready)
+        if self.fast.recovery == UNCOORDINATED:
+            self._peer_vote(self.name, slot, value, ready)
+
+    def _fast_voted(self, slot: int, b: Ballot, value: Value, ready: Ready) -> None:
+        """Our vote, with its value (no leader's Accept carried it), to whoever counts it."""
+        answer = Accepted(b, (slot,), (value,))
+        owner = self._owner(b)
+        if owner:
+            ready.send.append((owner, answer))
+        for learner in self.learners:
+            ready.send.append((learner, answer))
+        if self.fast.recovery == UNCOORDINATED:
+            for other in self._fast_peers():
+                ready.send.append((other, answer))
+
+    def _fast_peers(self) -> list[str]:
+        return self.others
+
+    def _on_accepted(self, sender: str, m: Accepted, ready: Ready) -> None:
+        """Another acceptor's fast-round vote (uncoordinated recovery only)."""
+        if self.fast.recovery != UNCOORDINATED or not self.fast.enabled:
+            reject(ready, sender, m, "not_uncoordinated")
+            return
+        if sender not in self.others:
+            reject(ready, sender, m, "not_an_acceptor")
+            return
+        a = self.any
+        if a is None or m.ballot != a.ballot or not m.values or len(m.values) != len(m.slots):
+            return  # another round's, or the recovery round's (those only the learners count)
+        for slot, value in zip(m.slots, m.values, strict=True):
+            self._peer_vote(sender, slot, value, ready)
+
+    def _peer_vote(self, voter: str, slot: int, value: Value, ready: Ready) -> None:
+        a = self.any
+        assert a is not None
+        if slot <= self.chosen_through or slot < a.from_slot or slot > self.chosen_through + self.fast_window_slots:
+            return
+        votes = self.peer_votes.get(slot)
+        if votes is None:
+            if len(self.peer_votes) >= 2 * self.fast_window_slots:
+                for s in [s for s in self.peer_votes if s <= self.chosen_through]:
+                    del self.peer_votes[s]
+                if len(self.peer_votes) >= 2 * self.fast_window_slots:
+                    return
+            votes = self.peer_votes[slot] = {}
+        if voter in votes:
+            return
+        votes[voter] = value
+        n = len(self.bootstrap_acceptors) or 1
+        mine = self.accepted.get(slot)
+        if (mine is None or mine[0] != a.ballot or len(votes) < classic_quorum(n)
+                or not collided(votes.values(), n, fast_quorum(n))):
+            return
+        # Seed 003, "collision recovery without the coordinator": the fast round's votes of a
+        # majority stand for the recovery round's Phase 1 (no ballot lies between the two).
+        chosen = choose(votes.values(), n, len(votes), True)
+        rb = a.ballot.recovery()
+        record = AcceptRecord(rb, self._justified(self.chosen_through), ((slot, chosen),))
+        self.apply(record)
+        ready.persist.append(record)
+        self.recoveries += 1
+        del self.peer_votes[slot]
+        ready.event("collision_recovered", slot=slot, way="uncoordinated", ballot=str(rb),
+                    value=chosen.describe(), votes=len(votes))
+        self._fast_voted(slot, rb, chosen, ready)
+
     HANDLERS = {Prepare: _on_prepare, Recover: _on_recover, Accept: _on_accept, Fetch: _on_fetch, Tick: _on_tick,
                 Probe: _on_probe, Probed: _on_probed, SnapshotOffer: _on_snapshot_offer,
-                SnapshotInstalled: _on_snapshot_installed}
+                SnapshotInstalled: _on_snapshot_installed, Any_: _on_any, FastAccept: _on_fast_accept,
+                Accepted: _on_accepted}
 
     def invariants(self) -> None:
         # Runs after every step: the common case (the same ballot object) costs one `is`.
@@ -651,4 +804,7 @@ class Acceptor(Core):
             "chosen_through": self.chosen_through,
             "accepted_slots": len(self.accepted),
             "accepts_answered": self.accepts_answered,
+            **({"fast_round": str(self.any.ballot) if self.any is not None else "",
+                "fast_accepts": self.fast_accepts, "fast_refused": self.fast_refused,
+                "fast_recoveries": self.recoveries} if self.fast.enabled else {}),
         }

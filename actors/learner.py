@@ -42,6 +42,7 @@ from typing import Any
 
 from actors.ballot import ZERO, Ballot
 from actors.core import Core, owner_ok, reject
+from actors.fast import CLASSIC_RULES, FastRules, fast_quorum
 from actors.invariants import InvariantViolation, check
 from actors.kv import BadBatch, BadSnapshot, KVStore, parse_batch
 from actors.membership import BadMembership, History, Membership
@@ -117,8 +118,10 @@ class Learner(Core):
         snapshot_every_slots: int = 0,
         snapshot_every_bytes: int = 0,
         history: History | None = None,
+        fast: FastRules = CLASSIC_RULES,
     ) -> None:
         self.name = name
+        self.fast = fast
         self.acceptors = list(acceptors)
         self.proposer_ids = dict(proposer_ids or {})
         self.majority = len(self.acceptors) // 2 + 1
@@ -257,12 +260,19 @@ class Learner(Core):
         """The membership whose acceptors decide `slot`: chosen at least alpha slots before it."""
         return self.history.at(slot)
 
-    def _enough(self, slot: int, voters: list[str]) -> bool:
+    def fast_quorum(self, n: int) -> int:
+        """Votes for one value under a fast ballot that make a slot chosen (actors/fast.py)."""
+        return fast_quorum(n)
+
+    def _enough(self, slot: int, voters: list[str], fast: bool = False) -> bool:
         if not self.history.changes and not self.joining:
+            if fast:
+                return len(voters) >= self.fast_quorum(len(self.acceptors))
             return len(voters) >= self.quorum()  # the bootstrap membership: every voter is in it
         m = self.members_at(slot)
         names = m.acceptor_names
-        return sum(1 for v in voters if v in names) >= m.majority()
+        need = self.fast_quorum(len(names)) if fast else m.majority()
+        return sum(1 for v in voters if v in names) >= need
 
     def _members_changed(self) -> None:
         """A change became a fact: whom we hear votes from, and which tallies are now enough."""
@@ -281,9 +291,10 @@ class Learner(Core):
                     self._choose(slot, ballot, entry.value, entry.voters)
                     break
 
-    def _choose(self, slot: int, ballot: Ballot, value: Value, voters: list[str]) -> None:
+    def _choose(self, slot: int, ballot: Ballot, value: Value, voters: list[str], fast: bool = False) -> None:
         self.chosen[slot] = value
-        self.chosen_votes[slot] = (ballot, voters)
+        if not fast:
+            self.chosen_votes[slot] = (ballot, voters)  # (fast mode takes no membership change)
         del self.tally[slot]
 
     def _verified(self, slot: int) -> bool:
@@ -427,6 +438,17 @@ class Learner(Core):
         if by_ballot is None:
             by_ballot = self.tally[slot] = {}
         entry = by_ballot.get(ballot)
+        if sender is not None and value is not None and self.fast.enabled and self.fast.is_fast(ballot):
+            # A fast round's vote, with its value: acceptors may differ, so count per value, and a
+            # fast quorum of one value chooses (a vote without its value says nothing here).
+            if entry is None:
+                entry = by_ballot[ballot] = Tally(contested={})
+            voters = entry.contested.setdefault(value, []) if entry.contested is not None else entry.voters
+            if self.counts_vote(voters, sender):
+                voters.append(sender)
+            if entry.contested is not None and self._enough(slot, voters, fast=True):
+                self._choose(slot, ballot, value, voters, fast=True)
+            return
         if entry is None:
             entry = by_ballot[ballot] = Tally(value=value)
         elif value is not None and entry.contested is None:

@@ -127,6 +127,17 @@ class Heartbeat(Message):
     members: bytes = b""  # as in Accept
 
 
+@dataclass(frozen=True, slots=True)
+class Any_(Message):
+    """Fast Paxos (seed 003, `Any(N, I, Recovery)`): under the fast ballot `ballot`, every slot
+    from `from_slot` on is open: an acceptor may accept any client's command there, straight from
+    the client (FastAccept). Sent with every heartbeat of a fast leader."""
+
+    TYPE: ClassVar[str] = "any"
+    ballot: Ballot
+    from_slot: int
+
+
 # --- acceptor -> proposer / learner --------------------------------------------------------
 
 
@@ -285,6 +296,16 @@ class Submit(Message):
     """A client batch for the leader: opaque bytes, decoded only by learners."""
 
     TYPE: ClassVar[str] = "submit"
+    batch: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FastAccept(Message):
+    """Fast Paxos (seed 003, `Accept!(N, I, W)`): a client batch sent to every acceptor at once;
+    each acceptor that holds an `Any` puts it in its next free slot. Refused with a Redirect
+    (`no_fast_round`, `busy`) when it cannot."""
+
+    TYPE: ClassVar[str] = "fast_accept"
     batch: bytes
 
 

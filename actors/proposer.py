@@ -23,13 +23,26 @@ slot it may govern needs a majority of both the old and the new membership (`_qu
 slot it governs is opened before a majority of the new one has promised our ballot (`_gate`).
 Phase 1 needs a majority of every membership that may govern a slot from its first one on.
 With no change ever, every rule here is the plain majority of the configured acceptors.
+
+Fast mode (actors/fast.py has the rules): a leader whose ballot is fast opens the slots after its
+StartWorking with `Any` (repeated with every heartbeat) and from then on assigns no slot itself:
+clients send their batches to the acceptors (a Submit that still reaches it is forwarded the same
+way). It counts the acceptors' votes per value, a fast quorum choosing a slot, and watches for
+collisions. A collision with votes from a majority is recovered in the slot's recovery round:
+by the leader (coordinated: it picks the value and sends a classic Accept) or by the acceptors
+themselves (uncoordinated); a slot that stays open anyway (a vote missing, the recovery split
+again) is recovered by a new ballot, a full Phase 1. The batches that lost a collision and were
+not chosen elsewhere are sent again on their clients' behalf (learners apply a retry once), so
+no command that reached a leader is dropped. After `fallback_collisions` collisions within
+`fallback_window_ticks` it falls back to a classic ballot, and goes fast again after
+`classic_hold_ticks` (doubled each time that ends in another fallback soon after).
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +50,7 @@ from typing import Any
 from actors.ballot import ZERO, Ballot
 from actors.bounds import ROUND_MAX, WireBounds, round_beyond
 from actors.core import Core, reject
+from actors.fast import CLASSIC_RULES, COORDINATED, FastRules, choose, classic_quorum, collided, fast_quorum
 from actors.invariants import InvariantViolation
 from actors.membership import BadMembership, History, Membership, refusal
 from actors.membership import decode as decode_membership
@@ -48,7 +62,9 @@ from actors.messages import (
     START,
     Accept,
     Accepted,
+    Any_,
     ChangeMembers,
+    FastAccept,
     Heartbeat,
     MembersChanged,
     Nack,
@@ -103,6 +119,11 @@ class ProposerParams:
     slots_ahead_max: int = 1_000_000
     # A membership chosen at slot c decides the slots from c + alpha on (0: window_slots).
     alpha_slots: int = 0
+    # Fast Paxos (actors/fast.py); classic unless cluster.toml says `mode = "fast"`.
+    fast: FastRules = CLASSIC_RULES
+    fallback_collisions: int = 8  # this many collisions within the window: back to classic rounds
+    fallback_window_ticks: int = 100
+    classic_hold_ticks: int = 300  # how long a fallback lasts before a fast ballot is tried again
 
 
 @dataclass(slots=True)
@@ -136,6 +157,22 @@ class Reconfirmation:
 
 
 @dataclass(slots=True)
+class FastSlot:
+    """What a fast leader heard of one open slot: each acceptor's vote in the fast round, and
+    in its recovery round (uncoordinated: they vote alone; coordinated: our own Accept)."""
+
+    first_tick: int
+    votes: dict[str, Value] = field(default_factory=dict)
+    rvotes: dict[str, Value] = field(default_factory=dict)
+    collided_tick: int = -1
+    recovery: InFlight | None = None  # our coordinated recovery Accept
+
+
+FAST_SLOTS_MAX = 65_536  # open fast slots a leader tracks (beyond: the oldest are let go)
+LOSERS_REMEMBERED = 65_536  # chosen batches remembered, so a collision's loser is sent again only if lost
+
+
+@dataclass(slots=True)
 class Leadership:
     """Made when a majority promised; carries the candidacy's slots in flight on."""
 
@@ -148,6 +185,9 @@ class Leadership:
     serving: bool = False
     reconfirming: Reconfirmation | None = None
     promised_by: set[str] = field(default_factory=set)  # acceptors that promised our ballot
+    fast_from: int = 0  # fast mode: the slots from here on are open to clients (0: not yet)
+    fast: dict[int, FastSlot] = field(default_factory=dict)
+    fast_top: int = 0  # the highest slot any acceptor voted for in our fast round
 
 
 class Proposer(Core):
@@ -211,6 +251,15 @@ class Proposer(Core):
         self.all_acceptors = list(self.acceptors)
         self.known_acceptors = set(self.acceptors)
         self._members_changed()
+        self.fast = params.fast
+        self.want_fast = self.fast.enabled  # false during a fallback to classic rounds
+        self.fast_hold_until = 0
+        self.fast_hold_ticks = params.classic_hold_ticks
+        self.fast_opened_tick = -1
+        self.collision_ticks: deque[int] = deque()
+        self.chosen_batches: OrderedDict[bytes, int] = OrderedDict()
+        self.fast_stats = {"collisions": 0, "coordinated": 0, "uncoordinated": 0, "new_ballot": 0,
+                           "fallbacks": 0, "resent_losers": 0, "fast_chosen": 0}
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -235,21 +284,36 @@ class Proposer(Core):
         may have used (seed 000: numbers m * n + i, "pick the next number above the highest")."""
         known = self.known_ballot
         above_known = known.round if known.node < self.node_id else known.round + 1
-        return max(above_known, self.round + 1)
+        r = max(above_known, self.round + 1)
+        if self.fast.enabled and r % 2 != (1 if self.want_fast else 0):
+            r += 1  # fast mode: odd rounds are fast ballots, even ones classic (actors/fast.py)
+        return r
 
     def prefers(self, vote: Vote, seen: Vote) -> bool:
         """Of two reported votes for one slot, the higher ballot's value wins (P2c)."""
         return vote.ballot > seen.ballot
 
-    def highest_votes(self, answers: Iterable[Iterable[Vote]], first: int, last: int) -> dict[int, Vote]:
-        """Per slot in [first, last], the highest-ballot vote any answer reported."""
+    def highest_votes(self, answers: Iterable[Iterable[Vote]], first: int, last: int,
+                      n: int = 0, reported: int = 0) -> dict[int, Vote]:
+        """Per slot in [first, last], the highest-ballot vote any answer reported; under a fast
+        ballot, where acceptors may hold different values, the one `actors.fast.choose` keeps
+        (`reported` answers of the slot's `n` acceptors)."""
         best: dict[int, Vote] = {}
+        split: dict[int, list[Vote]] = {}
         for votes in answers:
             for vote in votes:
                 if first <= vote.slot <= last:
                     seen = best.get(vote.slot)
                     if seen is None or self.prefers(vote, seen):
                         best[vote.slot] = vote
+                    if self.fast.enabled and self.fast.is_fast(vote.ballot):
+                        split.setdefault(vote.slot, []).append(vote)
+        for slot, votes in split.items():
+            top = best[slot]
+            values = [v.value for v in votes if v.ballot == top.ballot]
+            if self.fast.is_fast(top.ballot) and len(set(values)) > 1:
+                best[slot] = Vote(slot, top.ballot, choose(values, n or len(self.acceptors),
+                                                           reported or n or len(self.acceptors), True))
         return best
 
     def known_round(self) -> int:
@@ -464,6 +528,8 @@ class Proposer(Core):
             self._fill_noops(lead, self.history.effective[-1], ready)
         if self.ticks - lead.last_heartbeat_tick >= p.heartbeat_ticks:
             self._heartbeat(lead, ready)
+        if self.fast.enabled and lead.serving and self._fast_tick(lead, ready):
+            return
         if lead.reconfirming is not None:
             lead.reconfirming.ticks += 1
             if lead.reconfirming.ticks >= p.election_ticks:
@@ -522,6 +588,11 @@ class Proposer(Core):
         lead = self.lead
         if lead is None or not self.queue:
             return
+        if self.fast.fast_ballot(self.ballot):
+            if lead.fast_from:
+                self._forward_fast([blob for _, blob in self.queue], ready)
+                self.queue.clear()
+            return  # a fast leader assigns no slot itself; until its round opens, batches wait
         p = self.params
         queue = self.queue
         inflight = lead.inflight
@@ -630,7 +701,7 @@ class Proposer(Core):
             incomplete = [horizon]
             ready.event("phase1_capped", WARNING, from_slot=start, highest_slot=highest, through=horizon)
         through = min(incomplete) if incomplete else highest
-        best = self.highest_votes((p.votes for p in promises), start, through)
+        best = self.highest_votes((p.votes for p in promises), start, through, len(self.acceptors), len(promises))
         self._advance_chosen(watermark)
         entries: list[tuple[int, Value]] = []
         reproposed = noops = 0
@@ -784,7 +855,7 @@ class Proposer(Core):
                 return  # wait for the others
             ready.event("repair_unvouched", WARNING, from_slot=first, to_slot=min(through, vouched_from - 1))
             first = vouched_from
-        best = self.highest_votes((a.votes for a in answers), first, through)
+        best = self.highest_votes((a.votes for a in answers), first, through, len(members), len(answers))
         entries: list[tuple[int, Value]] = []
         for slot in range(first, through + 1):
             if slot in lead.inflight:
@@ -828,6 +899,10 @@ class Proposer(Core):
         targets = self.acceptors if self.simple else self._targets(self.chosen_through + 1, lead.next_slot)
         for acceptor in targets:
             ready.send.append((acceptor, probe))
+        if lead.fast_from:
+            any_ = Any_(self.ballot, lead.fast_from)
+            for acceptor in targets:
+                ready.send.append((acceptor, any_))
 
     def _quorum_heard(self, lead: Leadership) -> bool:
         horizon = self.ticks - self.params.election_ticks
@@ -840,7 +915,14 @@ class Proposer(Core):
 
     def _on_accepted(self, sender: str, m: Accepted, ready: Ready) -> None:
         own = self.lead or self.cand
-        if own is None or m.ballot != self.ballot or not self._member(sender):
+        if own is None or not self._member(sender):
+            return
+        if m.ballot != self.ballot:
+            if self.lead is not None and self.lead.fast_from and m.ballot == self.ballot.recovery():
+                self._on_recovery_vote(sender, m, ready)
+            return
+        if m.values and self.lead is not None and self.lead.fast_from:
+            self._on_fast_votes(sender, m, ready)
             return
         if self.lead is not None:
             self.lead.heard[sender] = self.ticks
@@ -869,6 +951,8 @@ class Proposer(Core):
             lead.serving = True
             self.backoff = 1
             ready.event("leader_serving", ballot=str(self.ballot), start_working_slot=slot)
+            if self.fast.fast_ballot(self.ballot):
+                self._open_fast(lead, ready)
 
     def _learn_chosen(self, slot: int, value: Value, ready: Ready) -> None:
         try:
@@ -985,6 +1069,176 @@ class Proposer(Core):
                     ready.send.append((client, redirect))
             self.queue.clear()
 
+    # --- fast rounds (actors/fast.py) -------------------------------------------------------
+
+    def _open_fast(self, lead: Leadership, ready: Ready) -> None:
+        """Our StartWorking is chosen under a fast ballot: open every slot after what we
+        proposed ourselves."""
+        lead.fast_from = lead.next_slot
+        self.fast_opened_tick = self.ticks
+        ready.event("fast_round_opened", ballot=str(self.ballot), from_slot=lead.fast_from,
+                    fast_quorum=fast_quorum(len(self.acceptors)), recovery=self.fast.recovery)
+        any_ = Any_(self.ballot, lead.fast_from)
+        for acceptor in self.acceptors:
+            ready.send.append((acceptor, any_))
+        self._propose_queued(ready)
+
+    def _forward_fast(self, batches: list[bytes], ready: Ready) -> None:
+        """Client batches that reached us: to the acceptors, as their clients would send them."""
+        for blob in batches:
+            message = FastAccept(blob)
+            for acceptor in self.acceptors:
+                ready.send.append((acceptor, message))
+
+    def _fast_slot(self, lead: Leadership, slot: int) -> FastSlot | None:
+        if slot <= self.chosen_through or slot in self.chosen_above or slot < lead.fast_from:
+            return None
+        if slot > self.chosen_through + self.bounds.slots_ahead_max:
+            return None
+        fs = lead.fast.get(slot)
+        if fs is None:
+            if len(lead.fast) >= FAST_SLOTS_MAX:
+                return None
+            fs = lead.fast[slot] = FastSlot(self.ticks)
+            if slot > lead.fast_top:
+                lead.fast_top = slot
+        return fs
+
+    def _on_fast_votes(self, sender: str, m: Accepted, ready: Ready) -> None:
+        lead = self.lead
+        assert lead is not None
+        lead.heard[sender] = self.ticks
+        n = len(self.acceptors)
+        qf = fast_quorum(n)
+        for slot, value in zip(m.slots, m.values, strict=True):
+            fs = self._fast_slot(lead, slot)
+            if fs is None or sender in fs.votes:
+                continue
+            fs.votes[sender] = value
+            if sum(1 for v in fs.votes.values() if v == value) >= qf:
+                self._fast_chosen(lead, slot, fs, value, "", ready)
+            elif fs.collided_tick < 0 and collided(fs.votes.values(), n, qf):
+                self._collision(lead, slot, fs, ready)
+
+    def _collision(self, lead: Leadership, slot: int, fs: FastSlot, ready: Ready) -> None:
+        fs.collided_tick = self.ticks
+        self.fast_stats["collisions"] += 1
+        ready.event("collision_detected", slot=slot, votes=len(fs.votes), values=len(set(fs.votes.values())),
+                    ballot=str(self.ballot), recovery=self.fast.recovery)
+        self.collision_ticks.append(self.ticks)
+        if self.fast.recovery == COORDINATED:
+            self._recover_coordinated(lead, slot, fs, ready)
+
+    def _recover_coordinated(self, lead: Leadership, slot: int, fs: FastSlot, ready: Ready) -> bool:
+        """Seed 003, "collision recovery with the coordinator": the fast round's votes of a
+        majority stand for the recovery round's Phase 1; propose what `choose` keeps there."""
+        n = len(self.acceptors)
+        if fs.recovery is not None or len(fs.votes) < classic_quorum(n):
+            return False
+        value = choose(fs.votes.values(), n, len(fs.votes), True)
+        fs.recovery = InFlight(value, set(), self.ticks)
+        accept = Accept(self.ballot.recovery(), self.chosen_through, ((slot, value),), self.history.encode())
+        for acceptor in self.acceptors:
+            ready.send.append((acceptor, accept))
+        for learner in self.learners:
+            ready.send.append((learner, accept))
+        return True
+
+    def _on_recovery_vote(self, sender: str, m: Accepted, ready: Ready) -> None:
+        lead = self.lead
+        assert lead is not None
+        n = len(self.acceptors)
+        for i, slot in enumerate(m.slots):
+            fs = lead.fast.get(slot)
+            if fs is None:
+                continue
+            if m.values:  # uncoordinated: the acceptors' own votes, a fast quorum chooses
+                value = m.values[i]
+                fs.rvotes[sender] = value
+                if sum(1 for v in fs.rvotes.values() if v == value) >= fast_quorum(n):
+                    self._fast_chosen(lead, slot, fs, value, "uncoordinated", ready)
+            elif fs.recovery is not None:
+                fs.recovery.acks.add(sender)
+                if len(fs.recovery.acks) >= classic_quorum(n):
+                    self._fast_chosen(lead, slot, fs, fs.recovery.value, "coordinated", ready)
+
+    def _fast_chosen(self, lead: Leadership, slot: int, fs: FastSlot, value: Value, way: str,
+                     ready: Ready) -> None:
+        del lead.fast[slot]
+        if way:
+            self.fast_stats[way] += 1
+            ready.event("collision_recovered", slot=slot, way=way, value=value.describe(),
+                        ticks=self.ticks - max(fs.collided_tick, fs.first_tick))
+        else:
+            self.fast_stats["fast_chosen"] += 1
+        remembered = self.chosen_batches
+        for blob in value.batches:
+            remembered[blob] = slot
+        while len(remembered) > LOSERS_REMEMBERED:
+            remembered.popitem(last=False)
+        self._mark_chosen(slot, value, ready)
+        # The batches that lost here and were not chosen anywhere we know: send them again (a
+        # copy chosen elsewhere meanwhile is applied once: the sessions of actors/kv.py).
+        losers = [blob for v in {*fs.votes.values(), *fs.rvotes.values()} if v != value
+                  for blob in v.batches if blob not in remembered]
+        if losers:
+            self.fast_stats["resent_losers"] += len(losers)
+            self._forward_fast(list(dict.fromkeys(losers)), ready)
+
+    def _fast_tick(self, lead: Leadership, ready: Ready) -> bool:
+        """Slots that stay open, fallback and return to fast rounds. True: we started a new
+        ballot (the caller stops this tick)."""
+        p = self.params
+        window = p.fallback_window_ticks
+        ticks = self.collision_ticks
+        while ticks and ticks[0] < self.ticks - window:
+            ticks.popleft()
+        if lead.fast_from:
+            if len(ticks) >= p.fallback_collisions:
+                self.fast_stats["fallbacks"] += 1
+                soon = self.ticks - self.fast_opened_tick < 2 * p.classic_hold_ticks
+                self.fast_hold_ticks = min(self.fast_hold_ticks * 2, 8 * p.classic_hold_ticks) if soon \
+                    else p.classic_hold_ticks
+                self.fast_hold_until = self.ticks + self.fast_hold_ticks
+                ready.event("classic_fallback", ballot=str(self.ballot), collisions=len(ticks),
+                            window_ticks=window, hold_ticks=self.fast_hold_ticks)
+                ticks.clear()
+                self.want_fast = False
+                self._start_election(ready, reason="classic_fallback")
+                return True
+            stuck = self._stuck_slot(lead)
+            if stuck:
+                fs = lead.fast.get(stuck)
+                if fs is not None and self.fast.recovery == COORDINATED and self._recover_coordinated(
+                        lead, stuck, fs, ready):
+                    return False
+                self.fast_stats["new_ballot"] += 1
+                ready.event("collision_detected", slot=stuck, votes=len(fs.votes) if fs else 0,
+                            ballot=str(self.ballot), recovery="new_ballot")
+                self._start_election(ready, reason="fast_slot_stuck")
+                return True
+            return False
+        if not self.want_fast and self.ticks >= self.fast_hold_until and not lead.inflight:
+            self.want_fast = True
+            self._start_election(ready, reason="fast_again")
+            return True
+        return False
+
+    def _stuck_slot(self, lead: Leadership) -> int:
+        """The lowest open slot, if it has waited too long with later slots voted for (or its
+        recovery round got nowhere): a vote is missing for good, or the recovery split again."""
+        slot = self.chosen_through + 1
+        if slot < lead.fast_from or lead.fast_top < slot:
+            return 0
+        fs = lead.fast.get(slot)
+        since = fs.first_tick if fs is not None else min((f.first_tick for f in lead.fast.values()),
+                                                        default=self.ticks)
+        if fs is not None and fs.recovery is not None:
+            since = fs.recovery.sent_tick
+        elif fs is not None and fs.collided_tick >= 0:
+            since = fs.collided_tick
+        return slot if self.ticks - since >= 2 * self.params.retry_ticks else 0
+
     # --- clients ---------------------------------------------------------------------------
 
     def _on_submit(self, sender: str, m: Submit, ready: Ready) -> None:
@@ -1013,6 +1267,9 @@ class Proposer(Core):
         if lead is None or not lead.serving:
             fresh = self.leader is not None and self.quiet_ticks < self.params.election_ticks
             answer(False, 0, "not the serving leader", self.leader if fresh and self.leader else "")
+            return
+        if self.fast.enabled:
+            answer(False, 0, "fast mode: membership changes need `mode = \"classic\"` in cluster.toml")
             return
         try:
             new = decode_membership(m.members)
@@ -1093,4 +1350,7 @@ class Proposer(Core):
             "queued": len(self.queue),
             "round": self.round,
             "elections": self.elections,
+            "mode": self.fast.mode,
+            "fast_open": lead is not None and bool(lead.fast_from),
+            **({f"fast_{k}": v for k, v in self.fast_stats.items()} if self.fast.enabled else {}),
         }

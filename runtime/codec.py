@@ -27,7 +27,9 @@ from actors.messages import (
     START,
     Accept,
     Accepted,
+    Any_,
     ChangeMembers,
+    FastAccept,
     Fetch,
     Fetched,
     Heartbeat,
@@ -128,6 +130,28 @@ _BALLOTS_MAX = 4096
 _KINDS = frozenset((NOOP, START, COMMANDS, MEMBERSHIP))
 
 
+_SUB_SHIFT = 32  # a vote's ballot carries its recovery round (actors/ballot.py) above the node id
+_NODE_MASK = (1 << _SUB_SHIFT) - 1
+_SUB_MAX = 1
+
+
+def _wn(b: Ballot) -> int:
+    """A vote's ballot node on the wire: the node id, and a recovery round's `sub` above it."""
+    return b.node | (b.sub << _SUB_SHIFT) if b.sub else b.node
+
+
+def _vballot(r: Any, n: Any, what: str) -> Ballot:
+    """The ballot of a vote (Accept, Accepted, a reported vote, an AcceptRecord): it may be a
+    collision-recovery round."""
+    if type(n) is int and n > _NODE_MASK:
+        sub = n >> _SUB_SHIFT
+        if sub > _SUB_MAX:
+            raise DecodeError("schema", f"{what} recovery round must be at most {_SUB_MAX}, got {sub}")
+        b = _ballot(r, n & _NODE_MASK, what)
+        return Ballot(b.round, b.node, sub)
+    return _ballot(r, n, what)
+
+
 def _ballot(r: Any, n: Any, what: str) -> Ballot:
     # The type test comes first: 1.0 and True would otherwise find the cached Ballot(1, 1).
     if type(r) is int and type(n) is int:
@@ -135,6 +159,8 @@ def _ballot(r: Any, n: Any, what: str) -> Ballot:
         if b is not None:
             return b
     b = Ballot(_int(r, what + ".round"), _int(n, what + ".node"))
+    if b.node > _NODE_MASK:
+        raise DecodeError("schema", f"{what}.node must be below 2^{_SUB_SHIFT}, got {b.node}")
     if len(_ballots) >= _BALLOTS_MAX:
         _ballots.clear()
     _ballots[(r, n)] = b
@@ -201,12 +227,12 @@ def _votes(raw: Any) -> tuple[Vote, ...]:
     for v in _seq(raw, "votes"):
         if type(v) is not tuple or len(v) != 7:
             raise DecodeError("schema", "a vote is [slot, round, node, kind, epoch_round, epoch_node, batches]")
-        out.append(Vote(_int(v[0], "slot"), _ballot(v[1], v[2], "ballot"), _value(*v[3:7])))
+        out.append(Vote(_int(v[0], "slot"), _vballot(v[1], v[2], "ballot"), _value(*v[3:7])))
     return tuple(out)
 
 
 def _enc_votes(votes: tuple[Vote, ...]) -> list[Any]:
-    return [[v.slot, v.ballot.round, v.ballot.node, v.value.kind, v.value.epoch.round,
+    return [[v.slot, v.ballot.round, _wn(v.ballot), v.value.kind, v.value.epoch.round,
              v.value.epoch.node, v.value.batches] for v in votes]
 
 
@@ -268,7 +294,7 @@ def _with_members(fields: list[Any], blob: bytes) -> list[Any]:
 
 def _dec_accept(m: tuple[Any, ...]) -> Message:
     members = _members(m, 5, "accept")
-    return Accept(_ballot(m[1], m[2], "ballot"), _int(m[3], "chosen_through"), _accept_entries(m[4]), members)
+    return Accept(_vballot(m[1], m[2], "ballot"), _int(m[3], "chosen_through"), _accept_entries(m[4]), members)
 
 
 def _dec_heartbeat(m: tuple[Any, ...]) -> Message:
@@ -296,7 +322,7 @@ def _dec_accepted(m: tuple[Any, ...]) -> Message:
     values = tuple(_value(*_value_fields(v)) for v in _seq(m[4], "values"))
     if values and len(values) != len(slots):
         raise DecodeError("schema", "accepted values must be empty or match the slots")
-    return Accepted(_ballot(m[1], m[2], "ballot"), slots, values)
+    return Accepted(_vballot(m[1], m[2], "ballot"), slots, values)
 
 
 def _value_fields(v: Any) -> tuple[Any, ...]:
@@ -429,9 +455,21 @@ def _dec_status_reply(m: tuple[Any, ...]) -> Message:
     return StatusReply(tuple(info))
 
 
+def _dec_any(m: tuple[Any, ...]) -> Message:
+    _arity(m, 4, "any")
+    return Any_(_ballot(m[1], m[2], "ballot"), _int(m[3], "from_slot"))
+
+
+def _dec_fast_accept(m: tuple[Any, ...]) -> Message:
+    _arity(m, 2, "fast_accept")
+    if type(m[1]) is not bytes:
+        raise DecodeError("schema", "a fast_accept batch is a binary string")
+    return FastAccept(m[1])
+
+
 MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     Prepare: (1, lambda m: [1, m.ballot.round, m.ballot.node, m.from_slot], _dec_prepare),
-    Accept: (2, lambda m: _with_members([2, m.ballot.round, m.ballot.node, m.chosen_through,
+    Accept: (2, lambda m: _with_members([2, m.ballot.round, _wn(m.ballot), m.chosen_through,
                                          [[s, v.kind, v.epoch.round, v.epoch.node, v.batches] for s, v in m.entries]],
                                         m.members),
              _dec_accept),
@@ -442,7 +480,7 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
               _dec_promise),
     Nack: (5, lambda m: [5, m.ballot.round, m.ballot.node, m.promised.round, m.promised.node],
            _dec_nack),
-    Accepted: (6, lambda m: [6, m.ballot.round, m.ballot.node, m.slots,
+    Accepted: (6, lambda m: [6, m.ballot.round, _wn(m.ballot), m.slots,
                              [_enc_value(v) for v in m.values]], _dec_accepted),
     Fetch: (7, lambda m: [7, m.from_slot, m.to_slot], _dec_fetch),
     Fetched: (8, lambda m: [8, m.chosen_through, _enc_votes(m.votes), m.compacted_through, m.snapshot_slot,
@@ -464,6 +502,8 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     ChangeMembers: (24, lambda m: [24, m.request, m.members], _dec_change_members),
     MembersChanged: (25, lambda m: [25, m.request, m.ok, m.slot, m.reason, m.leader], _dec_members_changed),
     StatusQuery: (30, lambda m: [30], _dec_empty(StatusQuery)),
+    Any_: (32, lambda m: [32, m.ballot.round, m.ballot.node, m.from_slot], _dec_any),
+    FastAccept: (33, lambda m: [33, m.batch], _dec_fast_accept),
     StatusReply: (31, lambda m: [31, [list(i) for i in m.info]], _dec_status_reply),
 }
 _ENCODERS: dict[type[Message], Encoder] = {cls: enc for cls, (_, enc, _) in MESSAGE_CODECS.items()}
@@ -545,7 +585,7 @@ def decode_frame(data: bytes, messages_max: int = 100_000) -> tuple[str, list[Me
 
 def encode_record(record: Record) -> list[Any]:
     if type(record) is AcceptRecord:
-        return [3, record.ballot.round, record.ballot.node, record.chosen_through,
+        return [3, record.ballot.round, _wn(record.ballot), record.chosen_through,
                 [[s, v.kind, v.epoch.round, v.epoch.node, v.batches] for s, v in record.entries]]
     if type(record) is DecidedRecord:
         return [4, record.slot, *_enc_value(record.value)]
@@ -570,7 +610,7 @@ def decode_record(raw: Any) -> Record:
         _, r, n, chosen_through, entries = raw
         ballot = _ballots.get((r, n)) if type(r) is int and type(n) is int else None
         if ballot is None:
-            ballot = _ballot(r, n, "ballot")
+            ballot = _vballot(r, n, "ballot")
         if type(chosen_through) is not int or not 0 <= chosen_through <= INT_MAX:
             _int(chosen_through, "chosen_through")  # raises, with the reason
         record = _new(AcceptRecord)
