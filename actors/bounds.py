@@ -35,6 +35,7 @@ from actors.ballot import Ballot
 from actors.messages import (
     Accept,
     Accepted,
+    Any_,
     Fetch,
     Fetched,
     Heartbeat,
@@ -211,6 +212,8 @@ def shape(m: Message) -> str | None:
                 or _watermark(m.compacted_through) or _watermark(m.snapshot_slot) or _votes(m.votes, m.ballot))
     if isinstance(m, (Fetch, Repair)):
         return _range(m.from_slot, m.to_slot)
+    if isinstance(m, Any_):
+        return _ballot(m.ballot) or _slot(m.from_slot)
     if isinstance(m, Fetched):
         return (_watermark(m.chosen_through) or _watermark(m.compacted_through) or _watermark(m.snapshot_slot)
                 or _votes(m.votes, None))

@@ -9,6 +9,11 @@ travels in one Submit (batching). The core never reads a clock: every entry take
 (seconds, from whatever clock the shell keeps) and answers with a `ClientReady`: frames to
 send, results to hand out, and operations whose deadline passed (their outcome is unknown:
 they may or may not have been applied).
+
+Fast mode (actors/fast.py): a first attempt goes to every acceptor at once (`FastAccept`, seed
+003's `Accept!`), one message delay less than through the leader; retries go to the leader as a
+Submit (a fast leader forwards it the same way). An acceptor that has no fast round open answers
+`no_fast_round`: the client then uses the leader for a second, and tries fast again after.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.messages import Hello, Message, Redirect, Reply, Submit
+from actors.messages import FastAccept, Hello, Message, Redirect, Reply, Submit
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,8 @@ class ClientParams:
     retry_s: float = 0.3  # first resend after this long; then 2x, 4x ... up to 2 s
     batch_bytes_max: int = 1024 * 1024  # the proposers' limit for one Submit
     outstanding_max: int = 100_000
+    fast: bool = False  # fast mode: first attempts straight to the acceptors
+    fast_off_s: float = 1.0  # after a `no_fast_round`, use the leader this long
 
 
 @dataclass(slots=True)
@@ -54,8 +61,10 @@ class TooManyOutstanding(RuntimeError):
 class ClientCore:
     def __init__(self, client_id: str, proposers: list[str], learners: list[str],
                  encode_batch: Callable[[str, int, list[list[Any]], str], bytes],
-                 params: ClientParams | None = None) -> None:
+                 params: ClientParams | None = None, acceptors: list[str] | None = None) -> None:
         self.client_id = client_id
+        self.acceptors = list(acceptors or [])
+        self.fast_off_until = 0.0
         self.proposers = list(proposers)
         self.learners = list(learners)
         self.encode_batch = encode_batch
@@ -71,9 +80,10 @@ class ClientCore:
         self.last_reply = 0.0
         self.last_rotate = float("-inf")
         self.hold_until = 0.0  # after "busy" or "no leader": wait before sending again
-        self.stats = {"sent": 0, "resent": 0, "redirects": 0, "busy": 0, "rotations": 0}
+        self.stats = {"sent": 0, "resent": 0, "redirects": 0, "busy": 0, "rotations": 0, "fast_sent": 0,
+                      "fast_refused": 0}
 
-    def set_members(self, proposers: list[str], learners: list[str]) -> None:
+    def set_members(self, proposers: list[str], learners: list[str], acceptors: list[str] | None = None) -> None:
         """Whom to talk to now (a membership change): the leader we believe in stays targeted if
         it is still a proposer; the learners we heard from stay ready."""
         if not proposers or not learners:
@@ -81,6 +91,8 @@ class ClientCore:
         leader = self.proposers[self.target] if self.proposers else ""
         self.proposers = list(proposers)
         self.learners = list(learners)
+        if acceptors:
+            self.acceptors = list(acceptors)
         self.target = self.proposers.index(leader) if leader in self.proposers else 0
         self.learners_ready &= set(learners)
         if self.preferred_learner not in learners:
@@ -128,7 +140,8 @@ class ClientCore:
         acked_below = next(iter(self.ops), self.next_seq)
         # One learner answers a first attempt; a retry asks every learner (the one we named may
         # be down).
-        reply_by = "" if any(op.tries for op in ops) else self.reply_by
+        first = not any(op.tries for op in ops)
+        reply_by = self.reply_by if first else ""
         limit = max(p.batch_bytes_max - 1024, p.batch_bytes_max // 2)
         blobs: list[bytes] = []
         commands: list[list[Any]] = []
@@ -144,8 +157,16 @@ class ClientCore:
             commands.append(op.command)
             size += op.size
         blobs.append(self.encode_batch(self.client_id, acked_below, commands, reply_by))
-        ready.send.append((self.proposers[self.target], [Submit(b) for b in blobs], ops))
         self.stats["sent"] += len(ops)
+        if p.fast and first and self.acceptors and now >= self.fast_off_until:
+            # A first attempt: to every acceptor at once (the ops ride with the first frame only,
+            # so a frame that cannot leave hands them back once).
+            self.stats["fast_sent"] += len(ops)
+            frames: list[Message] = [FastAccept(b) for b in blobs]
+            for i, acceptor in enumerate(self.acceptors):
+                ready.send.append((acceptor, frames, ops if i == 0 else []))
+            return ready
+        ready.send.append((self.proposers[self.target], [Submit(b) for b in blobs], ops))
         return ready
 
     def unsent(self, ops: list[Op], now: float) -> None:
@@ -216,6 +237,18 @@ class ClientCore:
 
     def _on_redirect(self, sender: str, m: Redirect, now: float) -> None:
         self.stats["redirects"] += 1
+        if sender in self.acceptors:
+            # A fast attempt refused: no round open there (a leader not elected yet, or classic
+            # rounds), or its window is full. Through the leader for a while, from now.
+            self.stats["fast_refused"] += 1
+            if now < self.fast_off_until:
+                return  # the other acceptors say the same
+            self.fast_off_until = now + (0.05 if m.reason == "busy" else self.params.fast_off_s)
+            if m.leader in self.proposers:
+                self.target = self.proposers.index(m.leader)
+            self.to_send = []
+            self._resend(list(self.ops.values()))
+            return
         if sender != self.proposers[self.target]:
             return  # an old answer from a proposer we no longer use
         if m.reason == "busy":

@@ -107,7 +107,8 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
     if spec.role == "acceptor":
         return kinds.acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
                               config.protocol.fetch_slots_max, acceptors=acceptors, bounds=config.wire_bounds,
-                              alpha=config.history().alpha)
+                              alpha=config.history().alpha, fast=config.fast_rules(),
+                              batch_bytes_max=config.protocol.batch_bytes_max)
     if spec.role == "proposer":
         # A proposer starts from the changes this machine knows the log chose (facts: a proposer
         # a change added must know it is one; a removed one that it must not campaign again).
@@ -121,7 +122,7 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
                          proposer_ids=config.proposer_ids, debug_events=debug_events,
                          snapshot_every_slots=snap.every_slots if snap.enabled else 0,
                          snapshot_every_bytes=snap.every_bytes if snap.enabled else 0,
-                         history=config.history())
+                         history=config.history(), fast=config.fast_rules())
 
 
 @dataclass

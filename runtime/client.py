@@ -149,15 +149,19 @@ class Client:
         if client_id is not None:
             keys.check_session_id(client_id, self.key)
         self.client_id = client_id or keys.new_session_id(self.key)
+        self.fast = self.config.protocol.mode == "fast"
         params = ClientParams(timeout_s=self.timeout_s, retry_s=retry_s if retry_s is not None else c.retry_s,
                               batch_bytes_max=self.config.protocol.batch_bytes_max,
-                              outstanding_max=c.outstanding_max)
+                              outstanding_max=c.outstanding_max, fast=self.fast)
         # Whom to talk to: the newest membership this machine knows (runtime/members.py), kept
         # up to date from the learners while connected (`_discover`).
         current = self.config.current()
-        self._endpoints = {n: e for n, e in current.endpoints().items() if n not in current.acceptor_names}
+        # (Acceptors too in fast mode: a first attempt goes straight to them.)
+        self._endpoints = {n: e for n, e in current.endpoints().items()
+                           if self.fast or n not in current.acceptor_names}
         self.core = ClientCore(self.client_id, [n for n, _, _ in current.proposers], current.learner_names,
-                               codec.encode_client_batch, params)
+                               codec.encode_client_batch, params,
+                               acceptors=list(current.acceptor_names) if self.fast else None)
         self._next_discover = 0.0
         self.stats = self.core.stats
         self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.bounds import WireBounds
+from actors.fast import MODES, RECOVERIES, FastRules, need_acceptors
 from actors.membership import History, Membership
 from actors.proposer import ProposerParams
 
@@ -54,6 +55,13 @@ class ProtocolSection:
     alpha_slots: int = _P.alpha_slots
     fetch_ticks: int = 10
     fetch_slots_max: int = 4096
+    # Fast Paxos (actors/fast.py): "classic" or "fast"; a collision is recovered by the leader
+    # ("coordinated") or by the acceptors themselves ("uncoordinated").
+    mode: str = "classic"
+    fast_recovery: str = "coordinated"
+    fallback_collisions: int = _P.fallback_collisions
+    fallback_window_ticks: int = _P.fallback_window_ticks
+    classic_hold_ticks: int = _P.classic_hold_ticks
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,14 @@ class ClusterConfig:
             ballot_round_step_max=self.limits.ballot_round_step_max,
             slots_ahead_max=self.limits.slots_ahead_max,
             alpha_slots=p.alpha_slots,
+            fast=self.fast_rules(),
+            fallback_collisions=p.fallback_collisions,
+            fallback_window_ticks=p.fallback_window_ticks,
+            classic_hold_ticks=p.classic_hold_ticks,
         )
+
+    def fast_rules(self) -> FastRules:
+        return FastRules(self.protocol.mode, self.protocol.fast_recovery)
 
     def membership(self) -> Membership:
         """The bootstrap membership: cluster.toml's (issue 11: only until the log says otherwise)."""
@@ -377,6 +392,16 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
     if proto.alpha_slots and proto.alpha_slots < proto.window_slots:
         raise ConfigError(f"protocol.alpha_slots: must be 0 (window_slots) or at least protocol.window_slots "
                           f"({proto.window_slots}), got {proto.alpha_slots}")
+    if proto.mode not in MODES:
+        raise ConfigError(f"protocol.mode: must be {' or '.join(MODES)}, got {proto.mode!r}")
+    if proto.fast_recovery not in RECOVERIES:
+        raise ConfigError(f"protocol.fast_recovery: must be {' or '.join(RECOVERIES)}, got {proto.fast_recovery!r}")
+    why = need_acceptors(proto.mode, len(acceptors))
+    if why:
+        raise ConfigError(f"protocol.mode: {why}")
+    if proto.fallback_collisions < 1 or proto.fallback_window_ticks < 1 or proto.classic_hold_ticks < 1:
+        raise ConfigError("protocol.fallback_collisions, fallback_window_ticks and classic_hold_ticks: "
+                          "must be at least 1")
     if proto.heartbeat_ticks * 2 > proto.election_ticks:
         raise ConfigError("protocol.election_ticks: must be at least twice heartbeat_ticks")
     snap: SnapshotSection = sections["snapshot"]

@@ -7,9 +7,10 @@ owns everything between the bytes and the core, and between the core and the wor
 - admission: a frame is decoded whole before any of it reaches the core (malformed, oversized,
   wrong version or unknown type: rejected with a reason); the sender it names must be the
   identity it came from; a message from a name that is not in the config is rejected, except a
-  client's `Submit` to a proposer and the `Hello` and `StatusQuery` that anyone may send, which
-  the driver answers itself; every number in a message must be within the absolute ceilings of
-  `actors.bounds.shape` (the bounds that need the core's state, the core checks itself);
+  client's `Submit` to a proposer (in fast mode its `FastAccept` to an acceptor) and the
+  `Hello` and `StatusQuery` that anyone may send, which the driver answers itself; every number
+  in a message must be within the absolute ceilings of `actors.bounds.shape` (the bounds that
+  need the core's state, the core checks itself);
 - rate-limited rejections: every rejection (the driver's `frame_rejected`, the core's
   `message_rejected` and the like) is counted per reason and peer, and logged at once only the
   first time in an interval of `REJECT_LOG_TICKS` ticks; the rest are summed up in one
@@ -41,6 +42,7 @@ from actors.learner import Learner
 from actors.messages import (
     TICK,
     ChangeMembers,
+    FastAccept,
     Hello,
     Message,
     SnapshotChunk,
@@ -132,6 +134,9 @@ class Turn:
         self.durable = core.replies_wait_for_disk
         self.sync_every_ticks = 0 if self.durable else SYNC_EVERY_TICKS
         self.takes_submit = core.role == "proposer"
+        # Fast mode: acceptors take client batches straight from the clients (actors/fast.py).
+        fast = getattr(core, "fast", None)
+        self.takes_fast = core.role == "acceptor" and fast is not None and fast.enabled
         self.ticks = 0
         self.frames_rejected = 0  # by the driver (admission), since this process started
         self.messages_rejected = 0  # by the core, since this process started
@@ -232,7 +237,8 @@ class Turn:
             elif kind is ChangeMembers and self.takes_submit:
                 step(sender, message, ready)  # an operator's (any client key may: runtime/keys.py)
                 core.invariants()
-            elif isinstance(message, Submit) and self.takes_submit:
+            elif (isinstance(message, Submit) and self.takes_submit) or (
+                    isinstance(message, FastAccept) and self.takes_fast):
                 # A client's batch names its session; only that session's own connection (whose
                 # id its key allowed, runtime/keys.py) may submit for it.
                 if codec.batch_is_from(message.batch, sender):
