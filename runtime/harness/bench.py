@@ -108,7 +108,7 @@ def proc_cpu_s(pids: list[int]) -> float:
 
 
 def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], snapshots: bool = True,
-                curve: bool = True) -> str:
+                curve: bool = True, mode: str = "classic") -> str:
     """The base config with its own endpoints and data_dir replaced: `ports` (p1, p2, a1..aN,
     l1, l2), and as many acceptors as asked; every other setting is kept but fsync (as asked),
     snapshots (off only when asked) and the restart budget."""
@@ -130,6 +130,9 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], 
     body = re.sub(r'(?m)^restart_max\s*=.*$', "restart_max = 1000", body)
     if not snapshots:
         body = re.sub(r'(?m)^enabled\s*=\s*true(.*)$', r"enabled = false\1", body)
+    body = re.sub(r'(?m)^mode\s*=.*\n', "", body)
+    if mode != "classic":
+        body = re.sub(r'(?m)^\[protocol\]$', f'[protocol]\nmode = "{mode}"', body)
     if not curve:  # what authentication costs: the same cluster in the explicit insecure mode
         body, n = re.subn(r'(?m)^curve\s*=.*$', "curve = false", body)
         if not n:
@@ -145,11 +148,11 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], 
 
 class Ours:
     def __init__(self, base: Path, acceptors: int = 3, fsync: bool = True, snapshots: bool = True,
-                 curve: bool = True) -> None:
+                 curve: bool = True, mode: str = "classic") -> None:
         self.root = Path(tempfile.mkdtemp(prefix="paxos-bench-"))
         self.cluster = LocalCluster(self.root, acceptors=acceptors)  # picks the free ports
         self.cluster.config_path.write_text(config_text(base, acceptors, fsync, self.cluster.ports, snapshots,
-                                                        curve))
+                                                        curve, mode))
         self.acceptors = acceptors
 
     def __enter__(self) -> Ours:
@@ -222,7 +225,7 @@ async def worker(config: str, tasks: int, duration_s: float, value_size: int, mi
                 n += 1
                 # "o": overwrite 1,000 keys shared by every client; "fill": a million distinct keys
                 key = f"k{rng.randrange(1000)}" if mix == "o" else f"f{seed}.{t}.{n}" if mix == "fill" \
-                    else f"k{seed}.{t}.{n % 64}"
+                    else f"k{rng.randrange(4)}" if mix == "few" else f"k{seed}.{t}.{n % 64}"
                 t0 = time.perf_counter()
                 if t0 >= end or (mix == "fill" and n > fill_per_task):
                     return
@@ -745,6 +748,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--membership", action="store_true",
                         help="only the membership figures: an acceptor replaced under saturated load, and a cluster "
                              "grown from 3 to 5 acceptors against one started with 5")
+    parser.add_argument("--fast", action="store_true",
+                        help="only the Fast Paxos figures: fast mode against classic on the same acceptors")
+    parser.add_argument("--acceptors", type=positive(int), default=4, help="acceptors for --fast (at least 4)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--value-size", type=int, default=16, help=argparse.SUPPRESS)
     parser.add_argument("--mix", default="w", help=argparse.SUPPRESS)
@@ -765,6 +771,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.membership:
             print(membership_bench(args.config, args.clients, args.tasks, args.duration_s, max(2, args.rounds)))
+            return 0
+        if args.fast:
+            print(fast_bench(args.config, max(4, args.acceptors), args.duration_s, max(2, args.rounds), 16))
             return 0
         return run_bench(args)
     except RuntimeError as exc:  # a cluster or the peer did not start: say why, without a traceback
@@ -866,6 +875,51 @@ def run_bench(args: argparse.Namespace) -> int:
     print("bench " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
     return 0
 
+
+
+# --- Fast Paxos against classic, in one run ----------------------------------------------------
+
+
+def fast_stats(ours: Ours) -> dict[str, int]:
+    """The leaders' fast-round counters (actors/proposer.py `fast_stats`), summed over proposers."""
+    out: dict[str, int] = {}
+    for a in ours.cluster.status()["actors"]:
+        if a["role"] == "proposer":
+            for k, v in a["info"].items():
+                if k.startswith("fast_") and isinstance(v, int) and not isinstance(v, bool):
+                    out[k[5:]] = out.get(k[5:], 0) + v
+    return out
+
+
+def fast_bench(config: Path, acceptors: int, duration_s: float, rounds: int, clients: int) -> str:
+    """Fast mode against classic with the same acceptors, rounds alternating: one sequential client
+    (a write's p50: one message delay fewer), and `clients` client processes writing 4 keys at once
+    (collisions, and what they cost)."""
+    seq: dict[str, list[Result]] = {"classic": [], "fast": []}
+    many: dict[str, list[Result]] = {"classic": [], "fast": []}
+    counters: dict[str, int] = {}
+    with Ours(config, acceptors=acceptors) as classic, Ours(config, acceptors=acceptors, mode="fast") as fast:
+        for rnd in range(rounds):
+            print(f"# fast bench round {rnd + 1}", file=sys.stderr)
+            for name, ours in (("classic", classic), ("fast", fast)):
+                seq[name].append(ours.run(f"sequential, 1 client, {name}", 1, 1, duration_s, 16, "w"))
+            for name, ours in (("classic", classic), ("fast", fast)):
+                many[name].append(ours.run(f"{clients} clients on 4 keys, {name}", clients, 1, duration_s, 16,
+                                           "few"))
+        counters = fast_stats(fast)
+    p50 = {k: statistics.median(r.p50_ms for r in v) for k, v in seq.items()}
+    ops = {k: statistics.median(r.ops_per_s for r in v) for k, v in many.items()}
+    show([*seq["classic"], *seq["fast"], *many["classic"], *many["fast"]])
+    writes = sum(r.ops_per_s * duration_s for r in many["fast"])
+    line = {"acceptors": acceptors, "classic_p50_ms": p50["classic"], "fast_p50_ms": p50["fast"],
+            "fast_vs_classic_p50": p50["fast"] / p50["classic"], "clients": clients,
+            "classic_many_ops_per_s": ops["classic"], "fast_many_ops_per_s": ops["fast"],
+            "collisions": counters.get("collisions", 0),
+            "collision_rate": counters.get("collisions", 0) / max(writes, 1.0),
+            "recovered_coordinated": counters.get("coordinated", 0),
+            "recovered_new_ballot": counters.get("new_ballot", 0), "fallbacks": counters.get("fallbacks", 0),
+            "fast_chosen": counters.get("fast_chosen", 0)}
+    return "bench-fast " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items())
 
 
 # --- the long run: cost follows the state, not the history ------------------------------------
