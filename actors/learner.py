@@ -438,17 +438,11 @@ class Learner(Core):
         if by_ballot is None:
             by_ballot = self.tally[slot] = {}
         entry = by_ballot.get(ballot)
-        if sender is not None and value is not None and self.fast.enabled and self.fast.is_fast(ballot):
-            # A fast round's vote, with its value: acceptors may differ, so count per value, and a
-            # fast quorum of one value chooses (a vote without its value says nothing here).
-            if entry is None:
-                entry = by_ballot[ballot] = Tally(contested={})
-            voters = entry.contested.setdefault(value, []) if entry.contested is not None else entry.voters
-            if self.counts_vote(voters, sender):
-                voters.append(sender)
-            if entry.contested is not None and self._enough(slot, voters, fast=True):
-                self._choose(slot, ballot, value, voters, fast=True)
-            return
+        fast = self.fast.enabled and self.fast.is_fast(ballot)
+        if fast and entry is None and sender is not None and value is not None:
+            # A fast round's vote, with its value: acceptors may differ, so it is counted per value
+            # from the start (as a contested tally is), and only a fast quorum of one value chooses.
+            entry = by_ballot[ballot] = Tally(contested={})
         if entry is None:
             entry = by_ballot[ballot] = Tally(value=value)
         elif value is not None and entry.contested is None:
@@ -471,8 +465,9 @@ class Learner(Core):
             voters = contested.setdefault(value, [])
             if self.counts_vote(voters, sender):
                 voters.append(sender)
-            if self._enough(slot, voters):
-                self._choose(slot, ballot, value, voters)
+            # Under a fast ballot, values may differ honestly: a majority of one is not enough.
+            if self._enough(slot, voters, fast):
+                self._choose(slot, ballot, value, voters, fast)
             return
         # (A duplicated vote may still bring the value, so the check below runs either way.)
         if sender is not None and self.counts_vote(entry.voters, sender):
