@@ -130,9 +130,10 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], 
     body = re.sub(r'(?m)^restart_max\s*=.*$', "restart_max = 1000", body)
     if not snapshots:
         body = re.sub(r'(?m)^enabled\s*=\s*true(.*)$', r"enabled = false\1", body)
-    body = re.sub(r'(?m)^mode\s*=.*\n', "", body)
     if mode != "classic":
-        body = re.sub(r'(?m)^\[protocol\]$', f'[protocol]\nmode = "{mode}"', body)
+        body, n = re.subn(r'(?m)^mode\s*=.*$', f'mode = "{mode}"', body)
+        if not n:
+            body = re.sub(r'(?m)^\[protocol\]$', f'[protocol]\nmode = "{mode}"', body)
     if not curve:  # what authentication costs: the same cluster in the explicit insecure mode
         body, n = re.subn(r'(?m)^curve\s*=.*$', "curve = false", body)
         if not n:
