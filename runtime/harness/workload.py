@@ -35,25 +35,28 @@ class Ledger:
         raise AssertionError(f"no operation started after t={t:.3f} was acknowledged within {timeout_s:g}s")
 
 
-async def writers(client: Client, ledger: Ledger, stop: asyncio.Event, tasks: int = 8) -> None:
+async def writers(client: Client, ledger: Ledger, stop: asyncio.Event, tasks: int = 8, prefix: str = "") -> None:
+    """`tasks` writers on one client; `prefix` keeps the keys of several clients sharing one ledger
+    apart."""
     async def one(i: int) -> None:
         j = 0
+        log = f"{prefix}log{i}"
         while not stop.is_set():
             j += 1
-            key, element = f"k{i}-{j}", f"e{i}.{j};"
+            key, element = f"{prefix}k{i}-{j}", f"{prefix}e{i}.{j};"
             invoked = time.monotonic()
             try:
                 if j % 2:
                     await client.put(key, f"v{j}")
                     ledger.puts[key] = f"v{j}"
                 else:
-                    await client.append(f"log{i}", element)
-                    ledger.appends.setdefault(f"log{i}", []).append(element)
+                    await client.append(log, element)
+                    ledger.appends.setdefault(log, []).append(element)
                 ledger.acks.append((invoked, time.monotonic()))
             except OutcomeUnknown:
                 ledger.unknown += 1
                 if not j % 2:
-                    ledger.maybe_appends.setdefault(f"log{i}", []).append(element)
+                    ledger.maybe_appends.setdefault(log, []).append(element)
 
     await asyncio.gather(*(one(i) for i in range(tasks)))
 
