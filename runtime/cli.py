@@ -263,6 +263,9 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
             detail = f"{info.get('state')} ballot={info.get('ballot')} chosen_through={info.get('chosen_through')}"
             if info.get("state") == "leader":
                 detail += " serving" if info.get("serving") else " recovering"
+                if info.get("mode") == "fast":
+                    detail += (" fast-round" if info.get("fast_open") else " classic-round") + \
+                        f" collisions={info.get('fast_collisions', 0)}"
         elif a["role"] == "acceptor" and info:
             detail = (f"{info.get('state')} promised={info.get('promised')} highest_slot={info.get('highest_slot')} "
                       f"snapshot={info.get('snapshot_slot')}")
