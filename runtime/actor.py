@@ -191,6 +191,16 @@ class ActorShell:
         # It promised, accepted or proposed before and its file is gone: a fresh file would forget
         # those promises and ballots, so it comes back rebuilding.
         rebuild = self.role != "learner" and marker.exists() and not path.exists()
+        mode = self.config.protocol.mode
+        if self.role != "learner" and marker.exists():
+            # Its votes and ballots were made in that mode: read in the other, a fast round's
+            # split votes would be taken for a classic one's (actors/fast.py). An old marker is
+            # empty: classic.
+            ran = marker.read_text().strip() or "classic"
+            if ran != mode:
+                raise Fatal(EXIT_CONFIG, f"{self.name} ran in {ran} mode and cluster.toml says mode = {mode!r}: "
+                                         f"the mode is fixed for a cluster's data (set it back, or start a new "
+                                         f"data_dir)")
         t0 = time.perf_counter()
         with gc_paused():
             recovery = self._replay(path)
@@ -204,7 +214,8 @@ class ActorShell:
         if self.role != "learner":
             try:
                 marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.touch()
+                if not marker.exists() or marker.read_text().strip() != mode:
+                    marker.write_text(mode)
             except OSError as exc:
                 if exc.errno in NO_SPACE_ERRNOS:
                     raise Fatal(EXIT_NOSPACE, no_space_text(self.name, exc)) from None

@@ -111,6 +111,11 @@ def test_fast_mode_with_uncoordinated_recovery_serves_and_recovers_collisions(tm
             out, _ = w.communicate(timeout=60)
             assert w.returncode == 0 and '"ops"' in out
         print(f"\nuncoordinated recoveries: {len(recovered)}, writes: {len(ledger.puts)}")
+        # The mode is fixed for a cluster's data: started in classic mode, its actors refuse.
+        c.down()
+        c.config_path.write_text(c.config_path.read_text().replace('mode = "fast"', 'mode = "classic"'))
+        again = c.up(wait_s=10)
+        assert again.returncode != 0 and "ran in fast mode and cluster.toml says mode = 'classic'" in again.stderr
     finally:
         for w in workers:
             if w.poll() is None:
