@@ -766,6 +766,11 @@ class Acceptor(Core):
         if (mine is None or mine[0] != a.ballot or len(votes) < classic_quorum(n)
                 or not collided(votes.values(), n, fast_quorum(n))):
             return
+        if a.ballot != self.promised or self.rebuild is not None:
+            # We promised a later ballot since: its leader's Phase 1 counted on us not voting below
+            # it, and the recovery round is (simulator, uncoordinated seed 127: a value chosen
+            # under the new ballot, then another one in the recovery round of the old).
+            return
         # Seed 003, "collision recovery without the coordinator": the fast round's votes of a
         # majority stand for the recovery round's Phase 1 (no ballot lies between the two).
         chosen = choose(votes.values(), n, len(votes), True)

@@ -130,13 +130,15 @@ def _watermark(s: int) -> str | None:
 
 def _votes(votes: tuple[Vote, ...], under: Ballot | None) -> str | None:
     """Votes in a reply: slots in range, each once; a vote's ballot never above the promise the
-    reply is under (an acceptor's votes are all at or below what it promised)."""
+    reply is under (an acceptor's votes are all at or below what it promised; a recovery round's,
+    actors/ballot.py, counts as its fast ballot's)."""
     if len(votes) > ENTRIES_MAX:
         return "too_many_votes"
     seen: set[int] = set()
     for v in votes:
         why = _slot(v.slot) or _ballot(v.ballot) or _value(v.value, v.ballot)
-        if why is None and under is not None and v.ballot > under:
+        # (A fast ballot's recovery-round vote sits just above it: what it promised is the base.)
+        if why is None and under is not None and v.ballot.base() > under:
             why = "vote_above_promise"
         if why is None and v.slot in seen:
             why = "duplicate_slot"

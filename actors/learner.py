@@ -80,6 +80,9 @@ class Tally:
     voters: list[str] = field(default_factory=list)
     value: Value | None = None
     contested: dict[Value, list[str]] | None = None
+    # Under a fast ballot, contested from its first vote (a fast round's votes may differ): the
+    # leader's own proposal there may still come, with acknowledgements that carry no value.
+    fast: bool = False
 
 
 @dataclass(slots=True)
@@ -421,6 +424,40 @@ class Learner(Core):
         if slot > self.known_chosen_through:
             self.known_chosen_through = slot
 
+    def _fast_proposal(self, slot: int, ballot: Ballot, sender: str | None, value: Value | None, entry: Tally,
+                       ready: Ready) -> bool:
+        """A fast ballot's tally that began with the acceptors' own votes, and now the leader's
+        proposal under that ballot (`sender` None: a slot below those its Any opened, or a chosen
+        slot it re-confirms for a learner) or an acknowledgement of it (no value): that ballot's
+        one value there, which a majority chooses, counting the acceptors' votes that carry it.
+        Ignoring those, a learner that first heard a fetched vote of a StartWorking that only a
+        majority took never learned it (simulator, fast seed 135). True: handled here."""
+        contested = entry.contested
+        assert contested is not None
+        if sender is None:
+            if value is None:
+                return True
+            if entry.value is not None and entry.value != value:
+                # Two proposals under one ballot: a forgery. From now on, only fast quorums.
+                ready.event("message_rejected", WARNING, peer="", reason="conflicting_value", slot=slot,
+                            ballot=str(ballot), first=entry.value.describe(), second=value.describe())
+                entry.fast = False
+                entry.value = None
+                entry.voters = []
+                return True
+            entry.value = value
+        elif value is None:
+            if self.counts_vote(entry.voters, sender):
+                entry.voters.append(sender)
+        else:
+            return False  # a vote with its value: counted per value by the caller
+        proposed = entry.value
+        if proposed is not None:
+            voters = list(dict.fromkeys([*entry.voters, *contested.get(proposed, [])]))
+            if self._enough(slot, voters):
+                self._choose(slot, ballot, proposed, voters, True)
+        return True
+
     def _vote(self, sender: str | None, slot: int, ballot: Ballot, value: Value | None, ready: Ready) -> None:
         """One acceptor's vote (`sender`), with or without the value, or the proposal itself
         (`sender` None: a value and no vote)."""
@@ -442,7 +479,7 @@ class Learner(Core):
         if fast and entry is None and sender is not None and value is not None:
             # A fast round's vote, with its value: acceptors may differ, so it is counted per value
             # from the start (as a contested tally is), and only a fast quorum of one value chooses.
-            entry = by_ballot[ballot] = Tally(contested={})
+            entry = by_ballot[ballot] = Tally(contested={}, fast=True)
         if entry is None:
             entry = by_ballot[ballot] = Tally(value=value)
         elif value is not None and entry.contested is None:
@@ -460,14 +497,19 @@ class Learner(Core):
                 entry.voters = []
         contested = entry.contested
         if contested is not None:
+            if entry.fast and self._fast_proposal(slot, ballot, sender, value, entry, ready):
+                return
             if sender is None or value is None:
                 return
             voters = contested.setdefault(value, [])
             if self.counts_vote(voters, sender):
                 voters.append(sender)
-            # Under a fast ballot, values may differ honestly: a majority of one is not enough.
+            # Under a fast ballot, values may differ honestly: a majority of one is not enough
+            # (but for the leader's own proposal there, `_fast_proposal`).
             if self._enough(slot, voters, fast):
                 self._choose(slot, ballot, value, voters, fast)
+            elif entry.fast and value == entry.value:
+                self._fast_proposal(slot, ballot, None, value, entry, ready)
             return
         # (A duplicated vote may still bring the value, so the check below runs either way.)
         if sender is not None and self.counts_vote(entry.voters, sender):

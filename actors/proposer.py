@@ -1179,7 +1179,9 @@ class Proposer(Core):
         self._mark_chosen(slot, value, ready)
         # The batches that lost here and were not chosen anywhere we know: send them again (a
         # copy chosen elsewhere meanwhile is applied once: the sessions of actors/kv.py).
-        losers = [blob for v in {*fs.votes.values(), *fs.rvotes.values()} if v != value
+        # (In the order the votes came: a set's order would follow the hash seed of the process,
+        # and the simulator's runs must be the same from one seed.)
+        losers = [blob for v in dict.fromkeys([*fs.votes.values(), *fs.rvotes.values()]) if v != value
                   for blob in v.batches if blob not in remembered]
         if losers:
             self.fast_stats["resent_losers"] += len(losers)
