@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SLOW = {"test_simulation.py", "test_model_check.py", "test_membership_sim.py"}
+SLOW = {"test_simulation.py", "test_model_check.py", "test_membership_sim.py", "test_fast_sim.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

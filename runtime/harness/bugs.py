@@ -90,6 +90,14 @@ class AckBeforeChosen(Learner):
         return 1
 
 
+class FastQuorumTooSmall(Learner):
+    """Fast mode: the learner takes a slot chosen when one acceptor fewer than a fast quorum
+    voted for one value under a fast ballot (4 acceptors: 2, 5: 3, a mere majority)."""
+
+    def fast_quorum(self, n: int) -> int:
+        return super().fast_quorum(n) - 1
+
+
 class MembershipBeforeAlpha(Learner):
     """The learner counts a slot's votes by the newest membership chosen before it, even one
     chosen less than alpha slots before (the alpha rule of issue 11 broken)."""
@@ -170,6 +178,7 @@ BUGS: dict[str, Bug] = {
     "learner_membership_before_alpha": Bug(MembershipBeforeAlpha.__doc__ or "", MembershipBeforeAlpha),
     "compact_past_snapshot": Bug(CompactPastSnapshot.__doc__ or "", CompactPastSnapshot),
     "trim_before_snapshot_durable": Bug(TrimBeforeSnapshotDurable.__doc__ or "", TrimBeforeSnapshotDurable),
+    "fast_quorum_too_small": Bug(FastQuorumTooSmall.__doc__ or "", FastQuorumTooSmall),
 }
 
 

@@ -34,6 +34,15 @@ decides a slot chosen by a majority of the membership chosen alpha slots before 
 and learners lose their files as in other runs (proposers do not: see `_may_wipe`), and an
 acceptor of the membership in force that lost its file must have rebuilt, from the acceptors
 of the memberships that name it, before the run counts as converged.
+
+Fast Paxos (`SimConfig.mode = "fast"`, `--mode fast [--fast-recovery uncoordinated]`, issue 12):
+4 or 5 acceptors (by the seed's parity), every actor under the same `FastRules`, fallback knobs
+drawn small enough that a run falls back to classic rounds and back, and clients whose first
+attempts go to every acceptor (the real client core with `fast=True`). The ghost counts a value
+chosen under a fast ballot, and under an uncoordinated recovery round, only when a fast quorum of
+acceptors voted for it; under a classic ballot, a coordinated recovery round, or a leader's own
+proposal under its fast ballot, a majority (`_fast_vote`). The recoveries are counted
+(`SimResult.fast_events`) so tests can see that each kind happens.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from actors.acceptor import Acceptor
 from actors.ballot import ZERO, Ballot
 from actors.bounds import ROUND_MAX, SLOT_MAX
 from actors.client import ClientCore, ClientParams, ClientReady
+from actors.fast import FastRules, classic_quorum, fast_quorum
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
 from actors.learner import Learner
@@ -62,6 +72,7 @@ from actors.messages import (
     START,
     Accept,
     Accepted,
+    FastAccept,
     Fetch,
     Fetched,
     Heartbeat,
@@ -91,6 +102,10 @@ DROP_LEADER, RESTORE_PROPOSERS = "drop_leader", "restore_proposers"  # operator 
 # installed, the wal being compacted: runtime/storage.CRASH_POINTS, prefixed).
 CRASH_POINTS = ("before_persist", "after_write_before_fsync", "after_fsync_before_send", "mid_send",
                 *(f"replace:{p}" for p in STORAGE_CRASH_POINTS))
+
+
+FAST_EVENTS = {"fast_round_opened": "fast_opened", "collision_detected": "collision",
+               "collision_recovered": "recovered", "classic_fallback": "fallback"}
 
 
 class Violation(Exception):
@@ -164,10 +179,16 @@ class _SimShell:
         # What honest traffic got rejected for (the forger's frames never come here): a bound
         # that rejects a legit message would cost liveness, so tests require none of those.
         rejected = self.sim.rejected
+        fast = self.sim.fast_events
         for _, event, f in events:
             if event in REJECTIONS:
                 reason = str(f.get("reason"))
                 rejected[reason] = rejected.get(reason, 0) + 1
+            elif event in FAST_EVENTS:
+                # Fast mode's recoveries, counted so a test can see that each kind happens.
+                key = FAST_EVENTS[event] + (f".{f.get('way') or f.get('recovery')}" if event.startswith("collision")
+                                            else "") + ("@acceptor" if self.actor.role == "acceptor" else "")
+                fast[key] = fast.get(key, 0) + 1
 
     def status(self) -> dict[str, Any]:
         return {}
@@ -188,6 +209,10 @@ class SimConfig:
     wipes: bool = True  # a crash may also wipe an actor's files (at most one acceptor a run)
     byzantine: bool = False  # a forger mixes out-of-bound frames into the run (see `Forger`)
     membership: bool = False  # an operator grows, shrinks and replaces acceptors through the log
+    # Fast Paxos (actors/fast.py): "fast" runs 4 or 5 acceptors (by the seed's parity) and clients
+    # whose first attempts go to every acceptor; `fast_recovery` is how collisions are recovered.
+    mode: str = "classic"
+    fast_recovery: str = "coordinated"
 
 
 @dataclass
@@ -208,6 +233,7 @@ class Drawn:
     chunk_bytes: int
     wipe_share: float  # of crashes that also wipe the actor's files
     alpha_slots: int = 0  # (membership runs) the alpha of the alpha rule
+    fast_off_s: float = 1.0  # (fast runs) how long a client uses the leader after a no_fast_round
 
 
 @dataclass
@@ -275,9 +301,14 @@ class SimResult:
     forged: int = 0  # forged frames delivered (each rejected, none changed anything)
     forged_reasons: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)  # honest traffic rejected, by reason
+    fast_events: dict[str, int] = field(default_factory=dict)  # fast mode's recoveries (`FAST_EVENTS`)
+    mode: str = "classic"
+    fast_recovery: str = "coordinated"
 
     def repro(self, bugs: frozenset[str] | set[str] = frozenset()) -> str:
         extra = f" --bugs {','.join(sorted(bugs))}" if bugs else ""
+        if self.mode != "classic":
+            extra += f" --mode {self.mode} --fast-recovery {self.fast_recovery}"
         return f"python -m runtime.harness.sim --seed {self.seed}{extra}"
 
 
@@ -293,6 +324,13 @@ class Simulation:
         self.proposers = [f"p{i}" for i in range(1, c.proposers + 1)]
         # Spare acceptors (membership runs) run from the start, outside the bootstrap membership.
         spares = 5 if c.membership else 0
+        self.fast = FastRules(c.mode, c.fast_recovery)
+        if self.fast.enabled:
+            if c.membership:
+                raise ValueError("fast mode takes no membership change (actors/proposer.py)")
+            # 4 or 5 acceptors (fast quorums 3 and 4), by the seed: no draw, so the draws of a
+            # seed mean what they mean in classic runs.
+            c = self.config = SimConfig(**{**c.__dict__, "acceptors": max(c.acceptors, 4 + seed % 2)})
         self.acceptors = [f"a{i}" for i in range(1, c.acceptors + spares + 1)]
         self.initial_acceptors = self.acceptors[:c.acceptors]
         # And a spare learner, which the operator adds (it starts empty and catches up).
@@ -319,9 +357,12 @@ class Simulation:
         # The real client's core; its deadline is past the end of the run: an answer that never
         # comes is a liveness failure here, not an outcome to shrug at.
         client_params = ClientParams(timeout_s=(c.safety_ms + c.liveness_ms) / 1000 + 60, retry_s=d.client_retry_s,
-                                     batch_bytes_max=d.params.batch_bytes_max)
+                                     batch_bytes_max=d.params.batch_bytes_max, fast=self.fast.enabled,
+                                     fast_off_s=d.fast_off_s)
+        client_acceptors = list(self.initial_acceptors) if self.fast.enabled else None
         self.clients = [SimClient(f"c{i}", ClientCore(f"c{i}", self.proposers, self.initial_learners,
-                                                      codec.encode_client_batch, client_params),
+                                                      codec.encode_client_batch, client_params,
+                                                      acceptors=client_acceptors),
                                   free=list(range(i * 4, i * 4 + 4))) for i in range(c.clients)]
         for cl in self.clients:
             cl.core.target = self.rng.randrange(len(self.proposers))
@@ -347,6 +388,7 @@ class Simulation:
         self.partitions = 0
         self.recent: list[str] = []
         self.rejected: dict[str, int] = {}  # rejections of honest traffic, by reason (`_SimShell.log`)
+        self.fast_events: dict[str, int] = {}
         for name in self.names:
             self._start(name)
         for cl in self.clients:
@@ -387,6 +429,15 @@ class Simulation:
             # draws is what a seed means).
             alpha = params.window_slots + r.choice([0, 1, 3, params.window_slots])
             params = ProposerParams(**{**{f: getattr(params, f) for f in params.__slots__}, "alpha_slots": alpha})
+        fast_off_s = 1.0
+        if self.fast.enabled:
+            # Fast knobs (drawn after every other protocol knob: a classic seed's draws are unchanged),
+            # small enough that a three-second run falls back to classic rounds and back.
+            params = ProposerParams(**{**{f: getattr(params, f) for f in params.__slots__}, "fast": self.fast,
+                                       "fallback_collisions": r.choice([2, 4, 8]),
+                                       "fallback_window_ticks": r.choice([20, 50, 100]),
+                                       "classic_hold_ticks": r.choice([20, 50, 150])})
+            fast_off_s = r.choice([0.05, 0.2, 1.0])
         faults = self.config.faults
         wipes = faults and self.config.wipes
         return Drawn(
@@ -406,6 +457,7 @@ class Simulation:
             chunk_bytes=r.choice([64, 512, 4096]),
             wipe_share=r.choice([0.0, 0.1, 0.3]) if wipes else 0.0,
             alpha_slots=alpha,
+            fast_off_s=fast_off_s,
         )
 
     def _plan(self) -> list[Membership | str]:
@@ -438,13 +490,14 @@ class Simulation:
         elif role == "acceptor":
             core = k.acceptor(name, self.proposer_ids, self.initial_learners, d.params.message_bytes_max,
                               acceptors=self.initial_acceptors if self.config.membership else self.acceptors,
-                              alpha=self.ghost_history.alpha if self.config.membership else 0)
+                              alpha=self.ghost_history.alpha if self.config.membership else 0,
+                              fast=self.fast, batch_bytes_max=d.params.batch_bytes_max)
         else:
             kv = KVStore(64, 4096)
             self.applied[name] = kv.applied_log = []  # rebuilt by the replay below
             core = k.learner(name, self.initial_acceptors, codec.decode_client_batch, kv, fetch_ticks=d.fetch_ticks,
                              proposer_ids=self.proposer_ids, snapshot_every_slots=d.snapshot_every_slots,
-                             history=self._history())
+                             history=self._history(), fast=self.fast)
         return core
 
     def _start(self, name: str) -> None:
@@ -578,7 +631,7 @@ class Simulation:
         return SimResult(self.seed, ok, rule, detail, self.events, self.now / 1000, self.trace.hexdigest()[:16],
                          len(self.acked), self.crashes, self.partitions, self.history, self.recent[-20:],
                          forger.delivered if forger else 0, dict(forger.reasons) if forger else {},
-                         dict(self.rejected))
+                         dict(self.rejected), dict(self.fast_events), self.fast.mode, self.fast.recovery)
 
     def _note(self, text: str) -> None:
         self.trace.update(f"{self.now}|{text}\n".encode())
@@ -775,8 +828,8 @@ class Simulation:
                 for v in m.votes:
                     self._vote(name, v.slot, v.ballot, v.value)
             elif isinstance(m, Accepted):
-                if m.ballot > actor.announced:
-                    actor.announced = m.ballot
+                if m.ballot.base() > actor.announced:  # a recovery round's vote promises its base ballot
+                    actor.announced = m.ballot.base()
                 durable = durable or _durable(actor)
                 core = actor.core
                 durable_snap = durable.snapshot.slot if durable.snapshot is not None else 0
@@ -811,6 +864,9 @@ class Simulation:
         if prior is not None and prior != value:
             raise Violation("agreement", f"{acceptor} announced two values for slot {slot} ballot {ballot}")
         voters[acceptor] = value
+        if self.fast.enabled:
+            self._fast_vote(slot, ballot, value, voters)
+            return
         if not self.config.membership:
             if len(voters) >= self.majority:
                 self._ghost_chosen(slot, ballot, value)
@@ -819,6 +875,24 @@ class Simulation:
         if members is None:
             self.undecided.add(slot)
         elif sum(1 for a in members.acceptor_names if a in voters) >= members.majority():
+            self._ghost_chosen(slot, ballot, value)
+
+    def _fast_vote(self, slot: int, ballot: Ballot, value: Value, voters: dict[str, Value]) -> None:
+        """Fast mode's ghost: a value is chosen under a fast ballot (and, with uncoordinated
+        recovery, under its recovery round) when a fast quorum of acceptors voted for it, under a
+        classic ballot (and the coordinated recovery round) when a majority did. A slot the leader
+        itself proposed under its fast ballot (below the slots its Any opened: StartWorking, the
+        values Phase 1 found) has that one value under it, which a majority chooses. (A leader
+        re-confirming a chosen slot for a learner proposes it again under its ballot, fast or not,
+        over the acceptors' own votes: the chosen value, which a majority may choose again.)"""
+        n = len(self.acceptors)
+        fast = self.fast.is_fast(ballot)
+        if not fast and len(set(voters.values())) > 1:
+            raise Violation("agreement", f"two values under the classic ballot {ballot} at slot {slot}")
+        if fast and self.proposed.get((slot, ballot)) == value:
+            fast = False
+        need = fast_quorum(n) if fast else classic_quorum(n)
+        if sum(1 for v in voters.values() if v == value) >= need:
             self._ghost_chosen(slot, ballot, value)
 
     def _ghost_chosen(self, slot: int, ballot: Ballot, value: Value) -> None:
@@ -1014,7 +1088,7 @@ class Simulation:
                     cl.core.unsent(ops, self.now / US)
                 continue
             for m in messages:
-                if isinstance(m, Submit):
+                if isinstance(m, (Submit, FastAccept)):
                     self.sent_blobs.add(m.batch)
             self._network_send(cl.name, dest, codec.encode_frame(cl.name, messages))
         for op, ok, result in ready.results:
