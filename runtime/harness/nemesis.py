@@ -42,6 +42,20 @@ counts as a violation), and the append checks (runtime/harness/check/appendlog.p
 and on every learner's log read back from its wal (every learner the run had, added or removed
 ones too, each pair compared from the later of their snapshots). The last line is
 `ops=N ok=.. info=.. fail=.. faults=.. violations=V`.
+
+Fast mode (issue 12): `--mode fast [--fast-recovery coordinated|uncoordinated] [--acceptors 5]`
+writes `[protocol] mode = "fast"` into the run's cluster.toml, on 4 acceptors by default (fast
+quorum 3: with one acceptor down the other three must agree, and any split is a collision to
+recover); the membership fault is skipped (membership changes are refused in fast mode: the
+output says so), and every worker gets a `Client` of its own, so that first attempts from
+several clients on the same few keys race to the acceptors. The last line then also counts the
+actors' fast-mode log events, before `violations=` (which stays last):
+`fast_rounds` (fast_round_opened), `collisions` and `stuck` (collision_detected: a split vote,
+or a slot that stayed open and got a new ballot), `recovered_coordinated` and
+`recovered_uncoordinated` (collision_recovered by `way`, as the leader saw the slot chosen),
+`acceptor_recoveries` (collision_recovered: the acceptors' own recovery votes, uncoordinated)
+and `fallbacks` (classic_fallback). The recovered counts may exceed `collisions`: a leader that
+finds a slot stuck (a vote missing) recovers it in the recovery round too, and logs only that.
 """
 
 from __future__ import annotations
@@ -62,6 +76,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.fast import CLASSIC, COORDINATED, FAST, FAST_ACCEPTORS_MIN, MODES, RECOVERIES
 from runtime.admin import WAIT_FOR
 from runtime.client import Client, CommandFailed, OutcomeUnknown
 from runtime.config import ClusterConfig, load
@@ -83,6 +98,12 @@ LEARNERS = (2, 4)   # read through learners: two keep reads available while one 
 CHANGE_TIMEOUT_S = 10.0  # `paxos members add|remove --timeout-s` (it waits out an alpha window)
 CHANGE_BUDGET_S = 20.0  # one change, asked again while refused for an alpha window, for this long
 CHANGE_TRIES = 5  # at most
+# Fast mode (issue 12): 4 acceptors by default (`--acceptors 5` for five). Either way the fast
+# quorum is all acceptors but one (4: 3, 5: 4), so with one acceptor down (kill, pause, power,
+# wipe, disk-full, an isolated one) the fast path goes on only if all the others take the same
+# value, and any split is a collision to recover; 4 is one process less on a small machine.
+FAST_ACCEPTORS = 4
+FAST_EVENTS = ("fast_round_opened", "collision_detected", "collision_recovered", "classic_fallback")
 
 
 @dataclass
@@ -144,8 +165,14 @@ class Recorder:
 
 class NemesisRun:
     def __init__(self, root: Path, faults: list[str], duration_s: float, history: Path, seed: int,
-                 workers: int = 12, op_timeout_s: float = 3.0, whole_cluster_share: float = 0.3) -> None:
+                 workers: int = 12, op_timeout_s: float = 3.0, whole_cluster_share: float = 0.3,
+                 mode: str = "classic", fast_recovery: str = "coordinated", acceptors: int = 0) -> None:
         self.root = root
+        self.mode = mode
+        if mode == "fast" and "membership" in faults:
+            # The proposers refuse membership changes in fast mode (issue 12): no such fault.
+            self.note("membership fault skipped: membership changes are refused in fast mode")
+            faults = [f for f in faults if f != "membership"]
         self.faults = faults
         self.duration_s = duration_s
         self.history_path = history
@@ -155,7 +182,11 @@ class NemesisRun:
         self.whole_cluster_share = whole_cluster_share
         # Snapshots every few hundred slots, so that a run compacts often and wiped learners catch
         # up by snapshot.
-        self.cluster = LocalCluster(root, extra="[testing]\nenabled = true\n\n[snapshot]\nevery_slots = 300")
+        extra = "[testing]\nenabled = true\n\n[snapshot]\nevery_slots = 300"
+        if mode == "fast":
+            extra += f'\n\n[protocol]\nmode = "fast"\nfast_recovery = "{fast_recovery}"'
+        self.cluster = LocalCluster(root, acceptors=acceptors or (FAST_ACCEPTORS if mode == "fast" else 3),
+                                    extra=extra)
         self.config = load(self.cluster.config_path)
         # The bootstrap membership, in config order; fault targets are drawn from the membership
         # as the supervisor runs it now (`view`), also in config order (seeded runs repeat).
@@ -580,7 +611,10 @@ class NemesisRun:
     async def run(self) -> dict[str, Any]:
         t0 = time.monotonic()
         recorder = Recorder(self.history_path, t0)
-        clients = [Client(self.cluster.config_path, timeout_s=self.op_timeout_s) for _ in range(4)]
+        # In fast mode every worker has a Client of its own: first attempts from different
+        # clients race to the acceptors, and collisions happen.
+        n_clients = self.workers if self.mode == "fast" else 4
+        clients = [Client(self.cluster.config_path, timeout_s=self.op_timeout_s) for _ in range(n_clients)]
         for c in clients:
             await c.connect()
         stop = asyncio.Event()
@@ -624,6 +658,40 @@ class NemesisRun:
             await c.close()
         recorder.close()
         return {"final": final, "final_failures": final_failures, "elapsed_s": time.monotonic() - t0}
+
+
+def fast_counts(log_dir: Path) -> dict[str, int]:
+    """The fast-mode events of the actors' logs (`<data_dir>/logs/*.jsonl`): fast rounds the
+    leaders opened, collisions they detected (and slots they found stuck, recovered by a new
+    ballot), collisions recovered per way as the leader saw the slot chosen (coordinated: its
+    recovery Accept took a majority; uncoordinated: the acceptors' own recovery votes took a fast
+    quorum), the recovery votes acceptors cast by themselves (uncoordinated), and fallbacks to
+    classic ballots."""
+    counts = dict.fromkeys(("fast_rounds", "collisions", "stuck", "recovered_coordinated",
+                            "recovered_uncoordinated", "acceptor_recoveries", "fallbacks"), 0)
+    for path in sorted(log_dir.glob("*.jsonl")):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not any(e in line for e in FAST_EVENTS):
+                    continue
+                try:
+                    e = json.loads(line)
+                except json.JSONDecodeError:  # a torn last line (power loss)
+                    continue
+                if not isinstance(e, dict):
+                    continue
+                event, role = e.get("event"), e.get("role")
+                if event == "fast_round_opened":
+                    counts["fast_rounds"] += 1
+                elif event == "classic_fallback":
+                    counts["fallbacks"] += 1
+                elif event == "collision_detected":
+                    counts["stuck" if e.get("recovery") == "new_ballot" else "collisions"] += 1
+                elif event == "collision_recovered" and role == "acceptor":
+                    counts["acceptor_recoveries"] += 1
+                elif event == "collision_recovered" and e.get("way") in ("coordinated", "uncoordinated"):
+                    counts[f"recovered_{e['way']}"] += 1
+    return counts
 
 
 def learner_appends(config: ClusterConfig, name: str) -> tuple[int, list[tuple[int, str, str]]]:
@@ -699,12 +767,16 @@ def check(history: Path, final: dict[str, str | None],
 
 
 def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bool = False, bugs: str = "",
-        workers: int = 12, whole_cluster_share: float = 0.3) -> dict[str, Any]:
+        workers: int = 12, whole_cluster_share: float = 0.3, mode: str = "classic",
+        fast_recovery: str = "coordinated", acceptors: int = 0) -> dict[str, Any]:
+    """One run; `mode="fast"` runs Fast Paxos (`[protocol] mode`, with `fast_recovery`) on
+    `acceptors` acceptors (0: 4 in fast mode, 3 in classic mode), without the membership fault."""
     import uvloop
 
     root = Path(tempfile.mkdtemp(prefix="paxos-nemesis-"))
     nr = NemesisRun(root, faults, duration_s, history, seed, workers=workers,
-                    whole_cluster_share=whole_cluster_share)
+                    whole_cluster_share=whole_cluster_share, mode=mode, fast_recovery=fast_recovery,
+                    acceptors=acceptors)
     if bugs:
         os.environ["PAXOS_PLANTED_BUGS"] = bugs
     try:
@@ -735,7 +807,8 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
         "violations": violations, "fault_kinds": s.faults, "fault_active_share": s.active_s() / duration_s,
         "membership": dict(s.changes), "learners_checked": sorted(rebuilt),
         "ok_per_s": s.ok / duration_s, "problems": [p if len(p) < 400 else p[:400] + " ..." for p in problems[:20]],
-        "data": str(root),
+        "data": str(root), "mode": mode, "acceptors": len(nr.acceptors),
+        "fast": fast_counts(nr.config.data_dir / "logs") if mode == "fast" else {},
     }
     if not keep and not violations:
         shutil.rmtree(root, ignore_errors=True)
@@ -754,7 +827,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeat runs (fresh cluster, fresh history file each) for this many hours")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's directory")
     parser.add_argument("--bugs", default="", help="planted bugs for the actors (tests of the tests)")
+    parser.add_argument("--mode", choices=MODES, default=CLASSIC,
+                        help="[protocol] mode: fast runs Fast Paxos (4 acceptors unless --acceptors; "
+                             "no membership fault, refused in fast mode)")
+    parser.add_argument("--fast-recovery", choices=RECOVERIES, default=COORDINATED,
+                        help="[protocol] fast_recovery: who recovers a collision in fast mode")
+    parser.add_argument("--acceptors", type=int, default=0,
+                        help=f"acceptors (default: 3, in fast mode {FAST_ACCEPTORS})")
     args = parser.parse_args(argv)
+    if args.mode == FAST and 0 < args.acceptors < FAST_ACCEPTORS_MIN:
+        parser.error(f"fast mode needs at least {FAST_ACCEPTORS_MIN} acceptors")
     faults = [f for f in args.faults.split(",") if f]
     unknown = set(faults) - set(FAULTS)
     if unknown:
@@ -765,22 +847,30 @@ def main(argv: list[str] | None = None) -> int:
     total_violations = 0
     while True:
         history = args.history if not args.soak else args.history.with_suffix(f".{runs}.jsonl")
-        summary = run(args.duration, faults, history, seed + runs, args.keep, args.bugs, args.workers)
+        summary = run(args.duration, faults, history, seed + runs, args.keep, args.bugs, args.workers,
+                      mode=args.mode, fast_recovery=args.fast_recovery, acceptors=args.acceptors)
         runs += 1
         total_violations += summary["violations"]
         for p in summary["problems"]:
             print(f"VIOLATION {p}")
         if summary["skipped"]:
             print(f"# skipped faults (see stderr for why): {', '.join(summary['skipped'])}")
+        if args.mode == FAST and "membership" in faults:
+            print("# membership fault skipped: membership changes are refused in fast mode")
+        fast = summary["fast"]
+        if args.mode == FAST:
+            print(f"# fast mode, {args.fast_recovery} recovery, {summary['acceptors']} acceptors: {fast}")
         if summary["violations"]:
             print(f"# kept the cluster's files in {summary['data']}; history in {history}")
-        if "membership" in faults:
+        if "membership" in faults and "membership" not in summary["skipped"]:
             print(f"# membership changes {summary['membership']}; learner logs compared: "
                   f"{', '.join(summary['learners_checked'])}")
         print(f"# seed={seed + runs - 1} fault kinds {summary['fault_kinds']}, faults active "
               f"{summary['fault_active_share']:.0%} of the time, {summary['ok_per_s']:.0f} acknowledged ops/s")
+        # Fast mode adds its counts before `violations=`, which stays last.
+        counts = "".join(f"{k}={v} " for k, v in fast.items())
         print(f"ops={summary['ops']} ok={summary['ok']} info={summary['info']} fail={summary['fail']} "
-              f"faults={summary['faults']} violations={summary['violations']}", flush=True)
+              f"faults={summary['faults']} {counts}violations={summary['violations']}", flush=True)
         if not args.soak or time.monotonic() > deadline:
             break
     return 1 if total_violations else 0

@@ -69,3 +69,19 @@ def test_membership_changes_alone_keep_the_history_linearizable(tmp_path: Path) 
 
 
 
+
+
+def test_fast_mode_with_coordinated_recovery_keeps_the_history_linearizable(tmp_path: Path) -> None:
+    # Issue 12: Fast Paxos on 4 acceptors (fast quorum 3), every worker a client of its own on
+    # few keys, one acceptor (or the leader) down at a time; membership is refused in fast mode.
+    # (The uncoordinated recovery's run is in the slow tier: tests/test_nemesis.py.)
+    summary = run(15, ["kill", "pause", "partition", "chaos", "power", "wipe", "membership"],
+                  tmp_path / "history.jsonl", seed=FAST_SEED, mode="fast", fast_recovery="coordinated")
+    assert summary["violations"] == 0, summary["problems"]
+    assert summary["skipped"] == ["membership"] and summary["acceptors"] == 4, summary
+    assert summary["fast"]["fast_rounds"] >= 1, summary["fast"]
+    assert summary["fast"]["recovered_uncoordinated"] == summary["fast"]["acceptor_recoveries"] == 0, summary["fast"]
+    assert summary["faults"] >= 3 and summary["ok"] >= 1000, summary
+
+
+FAST_SEED = 12
