@@ -23,7 +23,11 @@ def test_there_is_a_scenario_for_every_design_scenario_and_corner_case() -> None
             # back and answers old ballots, an added acceptor that crashes before catching up, an
             # acceptor that lost its file once the bootstrap ones are replaced, a learner added then.
             "membership_grow_shrink", "membership_leader_change", "membership_removed_acceptor_returns",
-            "membership_new_acceptor_crashes", "membership_acceptor_rebuild", "membership_learner_added"} <= names
+            "membership_new_acceptor_crashes", "membership_acceptor_rebuild", "membership_learner_added",
+            # Issue 12, seed 003's three sequences: the basic fast round, a collision recovered by
+            # the leader, and one recovered by the acceptors themselves.
+            "seed003_fast_round", "seed003_fast_collision_coordinated",
+            "seed003_fast_collision_uncoordinated"} <= names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)

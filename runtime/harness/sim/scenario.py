@@ -12,8 +12,10 @@ a golden file reviewed in the repository (`tests/scenarios/*.golden`).
 Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,y to=x,y`):
 
     cluster proposers=N acceptors=N learners=N [snapshot_every=K] [chunk_bytes=B] [spare_acceptors=N alpha=A window=W]
-            [spare_learners=N]                      first line; learners snapshot every K slots;
-                                                    spare acceptors and learners outside the bootstrap membership
+            [spare_learners=N] [mode=fast [recovery=coordinated|uncoordinated]]
+                                                    first line; learners snapshot every K slots;
+                                                    spare acceptors and learners outside the bootstrap membership;
+                                                    mode=fast: Fast Paxos (issue 12, actors/fast.py)
     record ACTOR promise BALLOT                     crafted durable state, then the actor restarts
     record ACTOR accept BALLOT SLOT VALUE [ct=N]    VALUE: noop@B | start@B | cmd@B CLIENT/SEQ OP ARGS...;
                                                     ct: the chosen watermark the leader had sent
@@ -21,6 +23,9 @@ Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,
     timeout PROPOSER                                its election timer fires now
     tick [ACTOR ...] [n=K]                          K ticks of the named actors (default all)
     submit PROPOSER CLIENT/SEQ OP ARGS...           a client sends one command
+    fast-submit CLIENT/SEQ OP ARGS...               (fast mode) a client sends one command straight to every
+                                                    acceptor (FastAccept, queued: deliver-once to=... picks
+                                                    the order in which each acceptor takes it)
     deliver [FILTER]                                deliver matching messages, and what they cause, until none match
     deliver-once [FILTER]                           deliver only the matching messages queued now
     drop [FILTER] | dup [FILTER]                    lose or duplicate queued messages
@@ -31,7 +36,8 @@ Commands (one per line; `#` starts a comment; FILTER is any of `type=a,b from=x,
     run [n=K]                                       tick everything and deliver everything, K times
     expect ACTOR FIELD=VALUE ...                    compare with the actor's status()
     expect-kv LEARNER KEY=VALUE ...                 KEY= means absent
-    expect-chosen SLOT BALLOT VALUE-DESCRIPTION     a majority of acceptors holds it under that ballot
+    expect-chosen SLOT BALLOT VALUE-DESCRIPTION     a majority of acceptors holds it under that ballot (a
+                                                    fast quorum under a fast ballot; BALLOT R.N+1: a recovery round)
     expect-replies CLIENT SEQ=RESULT ...            RESULT: what the client was told (or `none`)
     expect-refused ACTOR                            restarting it must fail: its file is corrupt
     members PROPOSER add|add-learner|remove NAME | replace OLD NEW | set A,B,C
@@ -52,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.ballot import Ballot
+from actors.fast import FastRules
 from actors.membership import decode as decode_membership
 from actors.messages import (
     COMMANDS,
@@ -61,6 +68,8 @@ from actors.messages import (
     START,
     Accept,
     Accepted,
+    Any_,
+    FastAccept,
     Fetch,
     Fetched,
     Heartbeat,
@@ -94,8 +103,9 @@ class ScenarioError(Exception):
 
 
 def ballot(text: str) -> Ballot:
+    text, _, sub = text.partition("+")
     r, n = text.split(".")
-    return Ballot(int(r), int(n))
+    return Ballot(int(r), int(n), int(sub or 0))
 
 
 def describe_value(v: Value) -> str:
@@ -126,7 +136,13 @@ def describe(m: Message) -> str:
             return f"accept {m.ballot} (heartbeat) chosen_through={m.chosen_through}"
         return f"accept {m.ballot} " + ", ".join(f"{s}:{describe_value(v)}" for s, v in m.entries)
     if isinstance(m, Accepted):
-        return f"accepted {m.ballot} slots={','.join(map(str, m.slots)) or '-'}"
+        values = f" values=[{', '.join(describe_value(v) for v in m.values)}]" if m.values else ""
+        return f"accepted {m.ballot} slots={','.join(map(str, m.slots)) or '-'}{values}"
+    if isinstance(m, Any_):
+        return f"any {m.ballot} from_slot={m.from_slot}"
+    if isinstance(m, FastAccept):
+        client, _, commands = codec.decode_client_batch(m.batch)
+        return "fast-accept " + "; ".join(f"{client}/{c[0]} {' '.join(str(x) for x in c[1:])}" for c in commands)
     if isinstance(m, Heartbeat):
         return f"heartbeat {m.ballot} chosen_through={m.chosen_through}"
     if isinstance(m, Fetch):
@@ -276,6 +292,8 @@ class Scenario:
                                        spare_acceptors=int(sizes.get("spare_acceptors", 0)),
                                        spare_learners=int(sizes.get("spare_learners", 0)),
                                        alpha=int(sizes.get("alpha", 0)),
+                                       fast=FastRules(sizes.get("mode", "classic"),
+                                                      sizes.get("recovery", "coordinated")),
                                        params=dataclasses.replace(WorldConfig().params, window_slots=int(
                                            sizes.get("window", WorldConfig().params.window_slots)))),
                            seed=int(sizes.get("seed", 0)), kinds=self.kinds)
@@ -344,6 +362,14 @@ class Scenario:
     def do_submit(self, args: list[str]) -> None:
         client, command = parse_command(args[1:])
         self.w.submit(args[0], client, [command])
+
+    def do_fast_submit(self, args: list[str]) -> None:
+        w = self.w
+        client, command = parse_command(args)
+        message = FastAccept(codec.encode_client_batch(client, 0, [command]))
+        for a in w.initial_acceptors:
+            w._ids += 1
+            w.queue.append(Envelope(client, a, message, w._ids, w.now))
 
     def do_deliver(self, args: list[str]) -> None:
         self._deliver(make_filter(args), cascade=True)
@@ -445,8 +471,9 @@ class Scenario:
             if got is not None:
                 k = (got[0], describe_value(got[1]))
                 counts[k] = counts.get(k, 0) + 1
-        majority = len(w.acceptor_names) // 2 + 1
-        chosen = [(b, d) for (b, d), n in counts.items() if n >= majority]
+        n_acceptors = len(w.acceptor_names)
+        need = {b: w.config.fast.quorum(b, n_acceptors) for b, _ in counts}
+        chosen = [(b, d) for (b, d), n in counts.items() if n >= need[b]]
         if (want_ballot, want) not in chosen:
             raise ScenarioError(f"slot {slot}: expected {want} chosen, acceptors hold {counts}")
         self.out("  ok")

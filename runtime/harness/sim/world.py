@@ -11,6 +11,7 @@ replaying the records through `apply`.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.acceptor import Acceptor
+from actors.fast import CLASSIC_RULES, FastRules
 from actors.kv import KVStore
 from actors.learner import Learner
 from actors.membership import History, Membership
@@ -189,6 +191,7 @@ class WorldConfig:
     spare_acceptors: int = 0
     alpha: int = 0
     spare_learners: int = 0  # learners outside the bootstrap membership (a change may add them)
+    fast: FastRules = CLASSIC_RULES  # Fast Paxos (issue 12): every actor under the same rules
 
 
 class _ActorShell:
@@ -269,16 +272,16 @@ class World:
         history = History(self.bootstrap, c.alpha) if c.alpha else None
         if name in self.proposer_ids:
             core: Core = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.initial_acceptors,
-                                    self.initial_learners, c.params, random.Random(self.rng.getrandbits(64)),
-                                    history=history)
+                                    self.initial_learners, dataclasses.replace(c.params, fast=c.fast),
+                                    random.Random(self.rng.getrandbits(64)), history=history)
         elif name in self.acceptor_names:
             core = k.acceptor(name, self.proposer_ids, self.initial_learners, c.reply_bytes_max,
-                              acceptors=self.initial_acceptors, alpha=c.alpha)
+                              acceptors=self.initial_acceptors, alpha=c.alpha, fast=c.fast)
         else:
             core = k.learner(name, self.initial_acceptors, codec.decode_client_batch,
                              KVStore(c.key_bytes_max, c.value_bytes_max), fetch_ticks=c.fetch_ticks,
                              proposer_ids=self.proposer_ids, snapshot_every_slots=c.snapshot_every_slots,
-                             history=history)
+                             history=history, fast=c.fast)
         files = self.files[name]
         apply = replayer(core, files.snapshots)
         for record in files.disk.records(k.scanner):
