@@ -839,8 +839,10 @@ class Simulation:
                                                       f"that was durable")
                 covered = core.snapshot.slot if core.snapshot is not None else 0
                 for slot in m.slots:
-                    if slot <= covered and slot in self.chosen:
+                    if slot <= covered and slot in self.chosen and not self.fast.enabled:
                         # Acknowledged from inside the snapshot: a vote for what was chosen there.
+                        # (Not in fast mode: under a fast ballot the acceptor may have voted for
+                        # another value before, and the slot is chosen already anyway.)
                         self._vote(name, slot, m.ballot, self.chosen[slot])
                 kept = [s for s in m.slots if s > covered]
                 # By what was proposed under that ballot: a later Accept of the same turn may
