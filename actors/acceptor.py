@@ -724,7 +724,8 @@ class Acceptor(Core):
             ready.send.append((owner, answer))
         for learner in self.learners:
             ready.send.append((learner, answer))
-        if self.fast.recovery == UNCOORDINATED:
+        if self.fast.recovery == UNCOORDINATED and not b.sub:
+            # (Only the fast round's votes: the others count no recovery round's, `_on_accepted`.)
             for other in self._fast_peers():
                 ready.send.append((other, answer))
 
