@@ -505,7 +505,14 @@ class Learner(Core):
             if self.counts_vote(voters, sender):
                 voters.append(sender)
             # Under a fast ballot, values may differ honestly: a majority of one is not enough
-            # (but for the leader's own proposal there, `_fast_proposal`).
+            # (but for the leader's own proposal there, `_fast_proposal`). A value no client's
+            # FastAccept can make under it (not a command batch of that ballot's epoch: a
+            # StartWorking, a value Phase 1 found) is the leader's proposal too: a learner that
+            # missed the leader's Accept of a StartWorking only a majority took, and fetched those
+            # votes, waited for ever (simulator, fast seed 843: its re-confirmation under the next
+            # fast ballot was refused by acceptors holding other values in the range).
+            if fast and (value.kind != COMMANDS or value.epoch != ballot.base()):
+                fast = False
             if self._enough(slot, voters, fast):
                 self._choose(slot, ballot, value, voters, fast)
             elif entry.fast and value == entry.value:
