@@ -8,7 +8,12 @@ under a minute here. With one compaction the search is cut at a state count. Lar
 
 Membership change (issue 11) has bounds of its own, each complete in seconds: a change proposed
 just before (or while) a leader change, and an acceptor replaced under client commands, with the
-planted bug that uses a membership before its alpha window found in the second."""
+planted bug that uses a membership before its alpha window found in the second.
+
+Fast Paxos (issue 12): 4 acceptors, p1 serving a fast ballot, two clients' commands colliding in
+slot 2, in both recoveries; complete in seconds with the leader coordinating, a prefix of the
+search for uncoordinated recovery and for a second leader taking over; the planted bug of a fast
+quorum one too small is found in both."""
 
 import pytest
 
@@ -89,3 +94,42 @@ def test_a_change_lost_to_the_next_leader_is_found_when_an_acceptor_breaks_its_p
     assert not result.ok
     assert result.violation.startswith("agreement: slot 2"), result.violation  # the change's slot
     assert any("proposes" in step for step in result.trail) and any("p2 campaigns" in step for step in result.trail)
+
+
+# --- Fast Paxos (issue 12) ----------------------------------------------------------------------
+
+def fast_bounds(recovery: str, **kw) -> Bounds:
+    # p1 serves a fast ballot with its Any delivered; two clients' commands to the four acceptors
+    # are in flight, each acceptor takes one of them in slot 2 (every order: they collide); the
+    # leader's re-sends of a collision's loser are left out.
+    base = dict(mode="fast", fast_recovery=recovery, acceptors=4, campaigns=(1, 0), settle=True, commands=False,
+                fast_clients=2, fast_window=2, fast_resends=False, duplicates=0, restarts=0)
+    return Bounds(**{**base, **kw})
+
+
+def test_every_reachable_state_of_a_coordinated_fast_collision_keeps_agreement() -> None:
+    result = ModelChecker(fast_bounds("coordinated")).run(time_budget_s=120)
+    print(f"\nmodel check, fast coordinated: {result.states} states, {result.transitions} transitions, "
+          f"{result.seconds:.1f}s")
+    assert result.complete and result.ok, (result.violation, result.trail)
+    assert result.states > 5_000
+
+
+@pytest.mark.parametrize("recovery,campaigns,depth_first", [
+    ("uncoordinated", (1, 0), False), ("uncoordinated", (1, 0), True), ("coordinated", (1, 1), True),
+], ids=["uncoordinated-breadth", "uncoordinated-depth", "coordinated-new-ballot-depth"])
+def test_a_bounded_fast_search_keeps_agreement(recovery: str, campaigns: tuple[int, int], depth_first: bool) -> None:
+    # Uncoordinated recovery (every acceptor's vote to every other) and a second leader's Phase 1
+    # over split fast votes are beyond seconds complete: a prefix, both ways.
+    result = ModelChecker(fast_bounds(recovery, campaigns=campaigns, states_max=8_000)).run(
+        time_budget_s=60, depth_first=depth_first)
+    print(f"\nmodel check, fast {recovery} {campaigns}: {result.states} states, {result.seconds:.1f}s")
+    assert result.ok, (result.violation, result.trail)
+    assert result.states > 8_000
+
+
+@pytest.mark.parametrize("recovery", ["coordinated", "uncoordinated"])
+def test_a_fast_quorum_one_too_small_is_found(recovery: str) -> None:
+    result = ModelChecker(fast_bounds(recovery, learners=1), planted.kinds("fast_quorum_too_small")).run(
+        time_budget_s=60)
+    assert not result.ok and result.violation.startswith("agreement: l1 delivered slot 2"), result.violation

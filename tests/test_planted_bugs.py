@@ -30,7 +30,7 @@ MATRIX: dict[str, set[str]] = {
     "trim_before_snapshot_durable": {"simulation"},
     "membership_before_alpha": {"simulation", "scenarios"},  # tests/test_membership_sim.py
     "learner_membership_before_alpha": {"simulation", "scenarios"},  # tests/test_membership_sim.py
-    "fast_quorum_too_small": {"simulation"},  # tests/test_fast_sim.py (fast mode)
+    "fast_quorum_too_small": {"simulation", "model checking"},  # fast mode: tests/test_fast_sim.py
 }
 
 

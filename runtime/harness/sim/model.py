@@ -33,6 +33,18 @@ only inside the groups that every membership treats alike (a1 and a2 for `replac
     python -m runtime.harness.sim.model --members add --alpha 1 --settle --no-commands --duplicates 0 --restarts 0
     python -m runtime.harness.sim.model --members replace --campaigns 1,0 --submits 2 --settle --no-commands \
         --duplicates 0 --restarts 0 [--bugs membership_before_alpha]
+
+Fast mode (`Bounds.mode = "fast"`, issue 12): every core under the same FastRules, 4 acceptors,
+and `fast_clients` client commands in flight from the start as FastAccepts to every acceptor (the
+acceptors take them in every order, so they collide); `fast_window` 2 keeps each acceptor to one
+fast slot, and `fast_resends` off loses the commands a leader re-sends after a collision. The
+ghost records every vote per value, and a value is chosen under a fast ballot (and an
+uncoordinated recovery round) by a fast quorum, under a classic ballot (a coordinated recovery
+round, or the leader's own proposal under its fast ballot) by a majority.
+
+    python -m runtime.harness.sim.model --mode fast [--fast-recovery uncoordinated] --acceptors 4 \
+        --campaigns 1,0 --settle --no-commands --fast-clients 2 --fast-window 2 --no-fast-resends \
+        --duplicates 0 --restarts 0
 """
 
 from __future__ import annotations
@@ -48,13 +60,26 @@ from typing import Any
 
 from actors.acceptor import Acceptor
 from actors.ballot import Ballot
+from actors.fast import FastRules, classic_quorum, fast_quorum
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore, Session
 from actors.learner import Tally
 from actors.membership import History, Membership
 from actors.membership import decode as decode_membership
-from actors.messages import MEMBERSHIP, Accept, Accepted, Heartbeat, Message, Nack, Prepare, Promise, Submit, Value
-from actors.proposer import Candidacy, InFlight, Leadership, Proposer, ProposerParams, Reconfirmation
+from actors.messages import (
+    MEMBERSHIP,
+    Accept,
+    Accepted,
+    FastAccept,
+    Heartbeat,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    Submit,
+    Value,
+)
+from actors.proposer import Candidacy, FastSlot, InFlight, Leadership, Proposer, ProposerParams, Reconfirmation
 from actors.ready import Action, Event, Ready
 from actors.records import DecidedRecord, Record, SnapshotRecord
 from runtime import codec
@@ -87,6 +112,16 @@ class Bounds:
     settle: bool = False
     alpha: int = 2
     window: int = 1
+    # Fast Paxos (issue 12): "fast" runs every core under FastRules(mode, fast_recovery); up to
+    # `fast_clients` client commands are sent as FastAccepts straight to every acceptor (each copy
+    # delivered in its own action, so acceptors take them in different orders and collide).
+    mode: str = "classic"
+    fast_recovery: str = "coordinated"
+    fast_clients: int = 0
+    # A fast leader re-sends the commands that lost a collision (as FastAccepts to every
+    # acceptor): False leaves those frames out, as lost (fewer slots, a far smaller search).
+    fast_resends: bool = True
+    fast_window: int = 4096  # acceptors' open slots ahead of their watermark (1: one fast slot)
 
 
 class Frozen:
@@ -125,6 +160,12 @@ class State:
     # Every vote ever cast (the ghost history): (slot, ballot) -> (bitmask of acceptors, value).
     votes: dict[tuple[int, Ballot], tuple[int, Value]] = field(default_factory=dict)
     trail: tuple[str, ...] = ()  # the actions that led here (for the counterexample)
+    # Fast mode: every vote ever cast, per value ((slot, ballot, value) -> bitmask), since under
+    # a fast ballot acceptors vote for different values; the leaders' own proposals ((slot,
+    # ballot) -> value: a majority chooses those); client commands sent so far.
+    fast_votes: dict[tuple[int, Ballot, Value], int] = field(default_factory=dict)
+    proposed: dict[tuple[int, Ballot], Value] = field(default_factory=dict)
+    fast_sent: int = 0
 
 
 @dataclass
@@ -155,6 +196,12 @@ def _inflight(inflight: dict[int, InFlight]) -> dict[int, InFlight]:
     return {s: InFlight(e.value, set(e.acks), e.sent_tick) for s, e in inflight.items()}
 
 
+def _fast_slot(f: FastSlot) -> FastSlot:
+    r = f.recovery
+    return FastSlot(f.first_tick, dict(f.votes), dict(f.rvotes), f.collided_tick,
+                    r and InFlight(r.value, set(r.acks), r.sent_tick))
+
+
 def clone_core(core: Any) -> Any:
     """A copy sharing every immutable value (ballots, values, messages) and copying every mutable
     container; far cheaper than pickling frozen dataclasses."""
@@ -163,6 +210,7 @@ def clone_core(core: Any) -> Any:
         new.accepted = dict(core.accepted)
         new.history = core.history.copy()
         new.learners = list(core.learners)
+        new.peer_votes = {slot: dict(v) for slot, v in core.peer_votes.items()}
     elif isinstance(core, Proposer):
         cand, lead = core.cand, core.lead
         if cand is not None:
@@ -173,7 +221,12 @@ def clone_core(core: Any) -> Any:
             new.lead = Leadership(lead.sw_slot, lead.next_slot, lead.led_since, dict(lead.heard),
                                   _inflight(lead.inflight), lead.last_heartbeat_tick,
                                   lead.serving, rc and Reconfirmation(rc.from_slot, rc.to_slot, rc.nonce, rc.ticks,
-                                                                      dict(rc.answers)), set(lead.promised_by))
+                                                                      dict(rc.answers)), set(lead.promised_by),
+                                  lead.fast_from, {slot: _fast_slot(f) for slot, f in lead.fast.items()},
+                                  lead.fast_top)
+        new.collision_ticks = deque(core.collision_ticks)
+        new.chosen_batches = OrderedDict(core.chosen_batches)
+        new.fast_stats = dict(core.fast_stats)
         new.chosen_above = set(core.chosen_above)
         new.queue = deque(core.queue)
         new.history = core.history.copy()
@@ -186,7 +239,7 @@ def clone_core(core: Any) -> Any:
         new.names_by_id = dict(core.names_by_id)
     else:
         new.tally = {s: {b: Tally(list(e.voters), e.value, None if e.contested is None else
-                                 {v: list(n) for v, n in e.contested.items()}) for b, e in t.items()}
+                                 {v: list(n) for v, n in e.contested.items()}, e.fast) for b, e in t.items()}
                      for s, t in core.tally.items()}
         new.chosen = dict(core.chosen)
         new.chosen_votes = {s: (b, list(v)) for s, (b, v) in core.chosen_votes.items()}
@@ -205,7 +258,8 @@ def clone_core(core: Any) -> Any:
 def clone_state(s: State) -> State:
     """Copy on write: cores are shared until one is stepped (see `ModelChecker.own`)."""
     return State(dict(s.cores), dict(s.fps), dict(s.net), dict(s.disks), dict(s.campaigns), s.duplicates,
-                 s.restarts, s.compactions, s.watermarks, s.changes, s.submits, s.ghost, dict(s.votes), s.trail)
+                 s.restarts, s.compactions, s.watermarks, s.changes, s.submits, s.ghost, dict(s.votes), s.trail,
+                 dict(s.fast_votes), dict(s.proposed), s.fast_sent)
 
 
 class ModelChecker:
@@ -222,6 +276,11 @@ class ModelChecker:
         self.majority = self.b.acceptors // 2 + 1
         self.bit = {a: 1 << i for i, a in enumerate(self.acceptors)}
         self.params = PARAMS
+        self.fast = FastRules(self.b.mode, self.b.fast_recovery)
+        if self.fast.enabled:
+            if self.b.members or self.b.compactions or self.b.acceptors < 4:
+                raise ValueError("fast mode: 4 acceptors or more, no membership change, no compaction")
+            self.params = ProposerParams(window_slots=4, message_bytes_max=1 << 20, fast=self.fast)
         self.bootstrap: Membership | None = None
         self.target: Membership | None = None
         # Groups of acceptors that may be renamed into one another (symmetry): all of them
@@ -266,10 +325,14 @@ class ModelChecker:
             core: Any = k.proposer(name, self.ids[name], self.ids, self.initial_acceptors, self.learners,
                                    self.params, _NoJitter(), history=history)
         elif name in self.acceptors:
-            core = k.acceptor(name, self.ids, self.learners, 1 << 20)
+            if self.fast.enabled:
+                core = k.acceptor(name, self.ids, self.learners, 1 << 20, acceptors=self.acceptors, fast=self.fast,
+                                  fast_window_slots=self.b.fast_window)
+            else:
+                core = k.acceptor(name, self.ids, self.learners, 1 << 20)
         else:
             core = k.learner(name, self.initial_acceptors, codec.decode_client_batch, KVStore(64, 64),
-                             proposer_ids=self.ids, history=history)
+                             proposer_ids=self.ids, history=history, fast=self.fast)
         for r in records:
             core.apply(r)
         return core
@@ -291,6 +354,17 @@ class ModelChecker:
             if lead is None or not lead.serving:
                 raise RuntimeError("the settled prefix does not end with a serving leader")
             s.trail = (f"{self.proposers[0]} campaigns and serves (every frame delivered)",)
+        if self.b.fast_clients:
+            # Each client's first attempt, straight to every acceptor, all in flight from the start
+            # (one frame each, delivered in any order: acceptors may take different commands for
+            # one slot). Sent later would change nothing: a frame in flight waits all the same.
+            for k in range(1, self.b.fast_clients + 1):
+                client = f"f{k}"
+                fid = self._frame((FastAccept(codec.encode_client_batch(client, 0, [[1, "put", "k", client]])),))
+                for a in self.acceptors:
+                    s.net[(client, a, fid)] = 1
+            s.fast_sent = self.b.fast_clients
+            s.trail = (*s.trail, f"clients f1..f{self.b.fast_clients} send a command each to every acceptor")
         return s
 
     # --- fingerprints ----------------------------------------------------------------------
@@ -319,6 +393,8 @@ class ModelChecker:
                                   tuple(sorted((slot, b, v(x)) for slot, (b, x) in core.accepted.items())))
             if self.bootstrap is not None:
                 t = (*t, tuple(c for c, _ in core.history.changes))
+            if self.fast.enabled:
+                t = (*t, core.any and v(core.any))  # its peer votes carry names: `fingerprint`
         elif isinstance(core, Proposer):
             cand, lead = core.cand, core.lead
             own = lead or cand
@@ -335,6 +411,10 @@ class ModelChecker:
                 # Phase 1 heard of, and the slots it marked chosen out of order.
                 t = (*t, tuple(c for c, _ in core.history.changes), tuple((c, v(m)) for c, m in core.pending),
                      tuple(v(m) for m in core.heard_of), tuple(sorted(core.chosen_above)))
+            if self.fast.enabled:
+                # (Its open slots' votes carry names: `fingerprint`.)
+                t = (*t, core.want_fast, (lead.fast_from, lead.fast_top) if lead else (),
+                     tuple(sorted(core.chosen_above)), tuple((v(b), slot) for b, slot in core.chosen_batches.items()))
         else:
             t = (core.delivered, core.epoch, tuple(sorted((k, v(x)) for k, x in core.chosen.items())))
             if self.bootstrap is not None:
@@ -361,12 +441,26 @@ class ModelChecker:
             parts.append(frozenset((r(a), v(m)) for a, m in cand.promises.items()) if cand else frozenset())
             parts.append(tuple(sorted((k, frozenset(r(x) for x in e.acks)) for k, e in own.inflight.items()))
                          if own else ())
+            if self.fast.enabled and core.lead is not None:
+                parts.append(frozenset(
+                    (slot, frozenset((r(a), v(x)) for a, x in f.votes.items()),
+                     frozenset((r(a), v(x)) for a, x in f.rvotes.items()), f.collided_tick,
+                     f.recovery and (v(f.recovery.value), frozenset(r(a) for a in f.recovery.acks)))
+                    for slot, f in core.lead.fast.items()))
             if self.bootstrap is not None:
                 parts.append(frozenset(r(a) for a in core.lead.promised_by) if core.lead else frozenset())
                 parts.append(frozenset(r(a) for a in cand.asked) if cand else frozenset())
+        if self.fast.enabled:
+            for a in order:  # (uncoordinated recovery) the fast-round votes it heard from the others
+                parts.append(frozenset((slot, frozenset((r(x), v(y)) for x, y in vs.items()))
+                                       for slot, vs in s.cores[a].peer_votes.items()))
         for name in self.learners:
             core = s.cores[name]
             parts.append(s.fps[name])
+            if self.fast.enabled:
+                parts.append(frozenset((slot, b, e.fast, frozenset((v(x), frozenset(r(y) for y in n))
+                                                                   for x, n in (e.contested or {}).items()))
+                                       for slot, t in core.tally.items() for b, e in t.items()))
             parts.append(tuple(sorted((slot, tuple(sorted((b, frozenset(r(x) for x in e.voters), v(e.value))
                                                           for b, e in t.items())))
                                       for slot, t in core.tally.items())))
@@ -378,6 +472,11 @@ class ModelChecker:
             masks = self.masks[key] = [sum(bit[rename[a]] for a in self.acceptors if m & bit[a])
                                        for m in range(1 << len(self.acceptors))]
         votes = frozenset((k, masks[voters], v(value)) for k, (voters, value) in s.votes.items())
+        if self.fast.enabled:
+            fast_votes = frozenset((k[0], k[1], v(k[2]), masks[voters]) for k, voters in s.fast_votes.items())
+            proposed = frozenset((k, v(x)) for k, x in s.proposed.items())
+            return (tuple(parts), net, tuple(s.campaigns.values()), s.duplicates, s.restarts, s.fast_sent,
+                    fast_votes, proposed)
         return (tuple(parts), net, tuple(s.campaigns.values()), s.duplicates, s.restarts, s.compactions,
                 s.watermarks, s.changes, s.submits, votes)
 
@@ -537,6 +636,14 @@ class ModelChecker:
         for key in dead:
             del s.net[key]
 
+    def _frame(self, frame: tuple[Message, ...]) -> int:
+        """Equal frames share one id."""
+        fid = self.frame_ids.get(frame)
+        if fid is None:
+            fid = self.frame_ids[frame] = len(self.frames)
+            self.frames.append(frame)
+        return fid
+
     def _turn(self, s: State, name: str) -> Any:
         """The real turn driver, for one turn of `name` in state `s`."""
         return self.kinds.turn(s.cores[name], _ModelShell(self, s, name), self.names)
@@ -547,7 +654,16 @@ class ModelChecker:
         core = s.cores[name]
         if isinstance(core, Proposer) and core.ballot.round:
             self._collect_dead_frames(s, name, core)
-        if isinstance(core, Acceptor):
+        if isinstance(core, Acceptor) and self.fast.enabled:
+            me = self.bit[name]
+            for slot, (ballot, value) in core.accepted.items():
+                key3 = (slot, ballot, value)
+                voters = s.fast_votes.get(key3, 0)
+                if not voters & me:
+                    if any(k[0] == slot and k[1] == ballot and m & me for k, m in s.fast_votes.items()):
+                        raise _Broken(f"{name} accepted a second value for slot {slot} ballot {ballot}")
+                    s.fast_votes[key3] = voters | me
+        elif isinstance(core, Acceptor):
             me = self.bit[name]
             for slot, (ballot, value) in core.accepted.items():
                 voters, kept = s.votes.get((slot, ballot), (0, value))
@@ -615,9 +731,37 @@ class ModelChecker:
         change = [c for c, v in chosen.items() if v.kind == MEMBERSHIP]
         return bool(change) and any(slot >= change[0] + self.b.alpha for slot in chosen)
 
+    def fast_chosen(self, s: State) -> tuple[dict[int, Value], str | None]:
+        """Fast mode's ghost: a value is chosen under a fast ballot (and an uncoordinated
+        recovery round) by a fast quorum of votes for it, under a classic ballot (the coordinated
+        recovery round, or a leader's own proposal under its fast ballot) by a majority; a
+        classic ballot has one value per slot."""
+        n = len(self.acceptors)
+        qf, q = fast_quorum(n), classic_quorum(n)
+        chosen: dict[int, Value] = {}
+        classic: dict[tuple[int, Ballot], Value] = {}
+        for (slot, ballot, value), voters in s.fast_votes.items():
+            fast = self.fast.is_fast(ballot)
+            if not fast:
+                prior = classic.setdefault((slot, ballot), value)
+                if prior != value:
+                    return chosen, f"agreement: two values under the classic ballot {ballot} at slot {slot}"
+            elif s.proposed.get((slot, ballot)) == value:
+                fast = False
+            if voters.bit_count() >= (qf if fast else q):
+                prior = chosen.setdefault(slot, value)
+                if prior != value:
+                    return chosen, (f"agreement: slot {slot} chose {prior.describe()} and {value.describe()} "
+                                    f"(under {ballot})")
+        return chosen, None
+
     def check(self, s: State) -> str | None:
         chosen: dict[int, Value] = {}
-        if self.bootstrap is not None:
+        if self.fast.enabled:
+            chosen, problem = self.fast_chosen(s)
+            if problem:
+                return problem
+        elif self.bootstrap is not None:
             chosen, prefix, problem = self.chosen_by_members(s)
             if problem:
                 return problem
@@ -706,15 +850,17 @@ class _ModelShell:
         if dest not in self.s.cores:
             return  # a client
         frame = tuple(m for m in messages if not isinstance(m, Heartbeat) and not (
-            isinstance(m, Accept) and not m.entries) and not (isinstance(m, Accepted) and not m.slots))
+            isinstance(m, Accept) and not m.entries) and not (isinstance(m, Accepted) and not m.slots)
+            and not (isinstance(m, FastAccept) and not self.checker.b.fast_resends))
         if not frame:
             return
         c = self.checker
-        fid = c.frame_ids.get(frame)
-        if fid is None:
-            fid = c.frame_ids[frame] = len(c.frames)
-            c.frames.append(frame)
-        key = (self.name, dest, fid)
+        if c.fast.enabled and self.name in c.ids:
+            for m in frame:
+                if isinstance(m, Accept):
+                    for slot, value in m.entries:
+                        self.s.proposed[(slot, m.ballot)] = value
+        key = (self.name, dest, c._frame(frame))
         self.s.net[key] = self.s.net.get(key, 0) + 1
 
     def sync(self) -> None:
@@ -756,6 +902,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=None)
     parser.add_argument("--bugs", default="")
     parser.add_argument("--dfs", action="store_true", help="depth first (deep counterexamples sooner)")
+    parser.add_argument("--mode", default="classic", choices=["classic", "fast"], help="fast: Fast Paxos (issue 12)")
+    parser.add_argument("--fast-recovery", default="coordinated", choices=["coordinated", "uncoordinated"])
+    parser.add_argument("--fast-clients", type=int, default=0,
+                        help="(fast mode) client commands sent straight to every acceptor, in flight from the start")
+    parser.add_argument("--fast-window", type=int, default=4096,
+                        help="(fast mode) open slots an acceptor takes ahead of its watermark (2: one fast slot)")
+    parser.add_argument("--no-fast-resends", action="store_true",
+                        help="(fast mode) the leader's re-sent losers of a collision are lost")
     args = parser.parse_args(argv)
     campaigns = tuple(int(x) for x in args.campaigns.split(","))
     if len(campaigns) == 1:
@@ -765,7 +919,9 @@ def main(argv: list[str] | None = None) -> int:
     bounds = Bounds(args.proposers, args.acceptors, args.learners, campaigns, args.duplicates, args.restarts,
                     not args.no_commands, args.states_max, args.compactions, args.watermarks, members=args.members,
                     changes=args.changes, alpha=args.alpha, window=args.window, submits=args.submits,
-                    settle=args.settle)
+                    settle=args.settle, mode=args.mode, fast_recovery=args.fast_recovery,
+                    fast_clients=args.fast_clients, fast_resends=not args.no_fast_resends,
+                    fast_window=args.fast_window)
     result = ModelChecker(bounds, planted.kinds(args.bugs)).run(args.budget_s, args.dfs)
     if not result.ok:
         print(f"violation: {result.violation}")
