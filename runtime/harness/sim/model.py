@@ -210,7 +210,8 @@ def clone_core(core: Any) -> Any:
         new.accepted = dict(core.accepted)
         new.history = core.history.copy()
         new.learners = list(core.learners)
-        new.peer_votes = {slot: dict(v) for slot, v in core.peer_votes.items()}
+        if core.fast.enabled:  # (only fast mode ever changes it)
+            new.peer_votes = {slot: dict(v) for slot, v in core.peer_votes.items()}
     elif isinstance(core, Proposer):
         cand, lead = core.cand, core.lead
         if cand is not None:
@@ -224,9 +225,10 @@ def clone_core(core: Any) -> Any:
                                                                       dict(rc.answers)), set(lead.promised_by),
                                   lead.fast_from, {slot: _fast_slot(f) for slot, f in lead.fast.items()},
                                   lead.fast_top)
-        new.collision_ticks = deque(core.collision_ticks)
-        new.chosen_batches = OrderedDict(core.chosen_batches)
-        new.fast_stats = dict(core.fast_stats)
+        if core.fast.enabled:  # (only fast mode ever changes them)
+            new.collision_ticks = deque(core.collision_ticks)
+            new.chosen_batches = OrderedDict(core.chosen_batches)
+            new.fast_stats = dict(core.fast_stats)
         new.chosen_above = set(core.chosen_above)
         new.queue = deque(core.queue)
         new.history = core.history.copy()
