@@ -603,8 +603,12 @@ class Acceptor(Core):
         assert rb is not None
         if rb.floor_ballot is None:
             return False
-        if b <= rb.floor_ballot:
-            # A leader that may count votes we forgot: make way for one that cannot.
+        if b.base() <= rb.floor_ballot:
+            # A leader that may count votes we forgot: make way for one that cannot. (A fast
+            # ballot's recovery round is above the ballot but no new leader's: its Phase 1 is
+            # the fast round's votes, ours among them, from before we lost them; taken for one,
+            # a wiped acceptor rejoined on it and a later leader chose a second value, fast seed
+            # 2311.)
             above = Ballot(rb.floor_ballot.round + 1, 0)
             if self.promised < above:
                 self.record_promise(above, ready)
