@@ -54,6 +54,7 @@ from actors.ballot import ZERO, Ballot
 from actors.bounds import DEFAULT_BOUNDS, WireBounds, round_beyond, slot_beyond
 from actors.core import Core, owner_ok, reject
 from actors.invariants import InvariantViolation, check
+from actors.lease import Grant
 from actors.membership import BadMembership, History, Membership
 from actors.membership import decode as decode_membership
 from actors.messages import (
@@ -62,6 +63,8 @@ from actors.messages import (
     Accepted,
     Fetch,
     Fetched,
+    LeaseGranted,
+    LeaseRenew,
     Nack,
     Prepare,
     Probe,
@@ -110,6 +113,7 @@ class Acceptor(Core):
         probe_ticks: int = 10,
         bounds: WireBounds = DEFAULT_BOUNDS,
         alpha: int = 0,
+        lease_ticks: int = 0,
     ) -> None:
         self.name = name
         self.bounds = bounds
@@ -133,6 +137,10 @@ class Acceptor(Core):
         self.fetching = 0  # the slot of a snapshot being fetched
         self.rebuild: Rebuild | None = None  # set while it must not vote
         self.history = History(Membership((), (), ()), 1)  # only its changes matter here
+        # Leader leases (actors/lease.py): 0 grants none. Ticks count from this process's start.
+        self.lease_ticks = lease_ticks
+        self.ticks = 0
+        self.grant = Grant()
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -243,7 +251,7 @@ class Acceptor(Core):
             known = max(known, max(max(a.highest_slot, a.chosen_through) for a in rb.answers.values()))
         return known
 
-    def _round_ok(self, sender: str, m: Prepare | Accept | Recover, ready: Ready) -> bool:
+    def _round_ok(self, sender: str, m: Prepare | Accept | Recover | LeaseRenew, ready: Ready) -> bool:
         """A ballot no further above our promise than a legit proposer's rounds ever grow (one
         per election above the highest it heard of): a forged round near the ceiling would end
         every election for good."""
@@ -278,6 +286,7 @@ class Acceptor(Core):
 
     def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
         """Acceptors are passive; only a rebuilding one asks the others, now and then."""
+        self.ticks += 1
         rb = self.rebuild
         if rb is not None and rb.floor_ballot is None:
             if rb.ticks % self.probe_ticks == 0:
@@ -309,6 +318,8 @@ class Acceptor(Core):
         b = m.ballot
         if not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready):
             return
+        if self.refuses_for_lease(sender, b, ready):
+            return
         if self.rebuild is not None:
             if b <= self.promised:
                 ready.send.append((sender, Nack(b, self.promised)))  # a refusal vouches for nothing
@@ -325,7 +336,8 @@ class Acceptor(Core):
         # A Prepare for [from_slot, to_slot] that ignores the watermark: the same promise rules.
         b = m.ballot
         if (not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready)
-                or self._silent(sender, m, ready) or not self._raise_promise(sender, b, ready)):
+                or self._silent(sender, m, ready) or self.refuses_for_lease(sender, b, ready)
+                or not self._raise_promise(sender, b, ready)):
             return
         snap = self.snapshot.slot if self.snapshot is not None else 0
         top = min(m.to_slot, self.highest_slot)
@@ -463,6 +475,40 @@ class Acceptor(Core):
                                            snap.slot if snap else 0, snap.size_bytes if snap else 0,
                                            snap.crc if snap else 0)))
         ready.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
+
+    # --- leader leases (actors/lease.py) ---------------------------------------------------
+
+    def refuses_for_lease(self, sender: str, b: Ballot, ready: Ready) -> bool:
+        """While a grant to another proposer runs, or for `lease_ticks` after this process started
+        (it forgot the grants it made before), a Prepare or Recover that would raise the promise
+        is not taken: silence (the candidate keeps its ballot and retries; see actors/lease.py)."""
+        if not self.lease_ticks or b <= self.promised:
+            return False
+        g = self.grant
+        if g.holder == sender or (g.until <= self.ticks and self.ticks >= self.lease_ticks):
+            return False
+        ready.event("prepare_refused_leased", DEBUG, ballot=str(b), peer=sender, holder=g.holder or "(restarted)",
+                    ticks_left=max(g.until, self.lease_ticks) - self.ticks)
+        return True
+
+    def grants_lease(self, sender: str, b: Ballot) -> None:
+        """The rule a planted bug may break: grant the owner of our promise `lease_ticks` of our ticks."""
+        self.grant = Grant(sender, b, self.ticks + self.lease_ticks)
+
+    def _on_lease_renew(self, sender: str, m: LeaseRenew, ready: Ready) -> None:
+        b = m.ballot
+        if not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready):
+            return
+        if self.rebuild is not None:
+            return  # it votes on nothing: it vouches for no leader either
+        if b < self.promised:
+            ready.send.append((sender, Nack(b, self.promised)))
+            return
+        if b != self.promised:
+            return  # not promised yet (its next Accept raises the promise; the next round counts)
+        if self.lease_ticks:
+            self.grants_lease(sender, b)
+        ready.send.append((sender, LeaseGranted(b, m.round)))
 
     # --- probes and rebuilding -------------------------------------------------------------
 
@@ -630,6 +676,7 @@ class Acceptor(Core):
     HANDLERS = {Prepare: _on_prepare, Recover: _on_recover, Accept: _on_accept, Fetch: _on_fetch, Tick: _on_tick,
                 Probe: _on_probe, Probed: _on_probed, SnapshotOffer: _on_snapshot_offer,
                 SnapshotInstalled: _on_snapshot_installed}
+    HANDLERS = {**HANDLERS, LeaseRenew: _on_lease_renew}
 
     def invariants(self) -> None:
         # Runs after every step: the common case (the same ballot object) costs one `is`.

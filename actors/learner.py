@@ -36,6 +36,7 @@ and catches up from today's (by their snapshot, for the slots before them).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,8 @@ from actors.messages import (
     Fetched,
     Heartbeat,
     Message,
+    Read,
+    ReadAt,
     Repair,
     Reply,
     SnapshotInstalled,
@@ -94,6 +97,7 @@ class Applied:
 
 
 DIGEST_KEYS_MAX = 100_000
+READS_WAITING_MAX = 16_384  # read batches waiting for their index (actors/lease.py)
 
 
 class Learner(Core):
@@ -163,6 +167,10 @@ class Learner(Core):
         self.restores = 0  # snapshots this incarnation started from or installed (for observers)
         self.ticks = 0
         self.offer_ticks = 10 * fetch_ticks
+        # Reads the leader sent with their index: (index, arrival, batch), answered once delivered.
+        self.reads_waiting: list[tuple[int, int, bytes]] = []
+        self.reads_arrived = 0
+        self.reads_answered = 0  # read batches answered (linearizable and stale; for observers)
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -523,7 +531,9 @@ class Learner(Core):
             ready.event("repair_requested", from_slot=first, to_slot=last, leader=self.leader)
 
     def end_turn(self, ready: Ready) -> None:
-        """After a turn's deliveries: time for a snapshot?"""
+        """After a turn's deliveries: reads whose index is delivered; time for a snapshot?"""
+        if self.reads_waiting and self.reads_waiting[0][0] <= self.delivered:
+            self._release_reads(ready)
         if self.snapshot_taking or not (self.snapshot_every_slots or self.snapshot_every_bytes):
             return
         since = self.delivered - (self.snapshot.slot if self.snapshot is not None else 0)
@@ -548,8 +558,54 @@ class Learner(Core):
         self.tail = tail if self.snapshot_taking else None
         return [self.snapshot, *tail]
 
+    # --- reads without a log write (actors/lease.py) ---------------------------------------
+
+    def _on_read_at(self, sender: str, m: ReadAt, ready: Ready) -> None:
+        """The leader's reads: answered once every slot through `index` is delivered here."""
+        if self.proposer_ids and sender not in self.proposer_ids:
+            reject(ready, sender, m, "not_a_proposer")
+            return
+        if m.index > self.delivered + self.window_slots_max:
+            reject(ready, sender, m, "slot_beyond_horizon", index=m.index, delivered=self.delivered)
+            return
+        if m.index <= self.delivered:
+            self._answer_reads(m.batch, ready)
+            return
+        if len(self.reads_waiting) >= READS_WAITING_MAX:
+            ready.event("read_dropped", WARNING, peer=sender, reason="too_many_waiting", index=m.index)
+            return  # the client asks again
+        self.reads_arrived += 1
+        heapq.heappush(self.reads_waiting, (m.index, self.reads_arrived, m.batch))
+
+    def _on_read(self, sender: str, m: Read, ready: Ready) -> None:
+        """A client's stale reads: answered from the state as it stands, with no check at all."""
+        self._answer_reads(m.batch, ready)
+
+    def _release_reads(self, ready: Ready) -> None:
+        waiting = self.reads_waiting
+        while waiting and waiting[0][0] <= self.delivered:
+            self._answer_reads(heapq.heappop(waiting)[2], ready)
+
+    def _answer_reads(self, blob: bytes, ready: Ready) -> None:
+        try:
+            batch = parse_batch(self.decode(blob))
+        except (BadBatch, ValueError) as exc:
+            ready.event("batch_rejected", WARNING, reason=f"read: {exc}"[:200])
+            return
+        data = self.kv.data
+        results: list[tuple[int, bool, Any]] = []
+        for c in batch.commands:
+            if len(c) == 3 and type(c[0]) is int and c[1] == "get" and type(c[2]) is str and c[2]:
+                results.append((c[0], True, data.get(c[2])))
+            elif c and type(c[0]) is int and c[0] >= 0:
+                results.append((c[0], False, "bad_command: a read batch holds only gets"))
+        self.reads_answered += 1
+        if results:
+            ready.send.append((batch.client_id, Reply(tuple(results))))
+
     HANDLERS = {Accepted: _on_accepted, Fetched: _on_fetched, Accept: _on_accept, Heartbeat: _on_heartbeat,
                 Tick: _on_tick, SnapshotTaken: _on_snapshot_taken, SnapshotInstalled: _on_snapshot_installed}
+    HANDLERS = {**HANDLERS, ReadAt: _on_read_at, Read: _on_read}
 
     # --- observation -----------------------------------------------------------------------
 
@@ -574,6 +630,8 @@ class Learner(Core):
             "known_chosen_through": self.known_chosen_through,
             "keys": len(self.kv.data),
             "skipped_entries": self.skipped_entries,
+            "reads_answered": self.reads_answered,
+            "reads_waiting": len(self.reads_waiting),
             # Hashing every key costs seconds at millions of them: status queries must stay quick.
             "digest": self.kv.digest() if len(self.kv.data) <= DIGEST_KEYS_MAX else None,
         }

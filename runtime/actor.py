@@ -107,13 +107,14 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
     if spec.role == "acceptor":
         return kinds.acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
                               config.protocol.fetch_slots_max, acceptors=acceptors, bounds=config.wire_bounds,
-                              alpha=config.history().alpha)
+                              alpha=config.history().alpha, lease_ticks=config.acceptor_lease_ticks)
     if spec.role == "proposer":
         # A proposer starts from the changes this machine knows the log chose (facts: a proposer
         # a change added must know it is one; a removed one that it must not campaign again).
         ids = {**config.proposer_ids, name: spec.id}
         return kinds.proposer(name, spec.id, ids, acceptors, learners, config.proposer_params(), rng,
-                              debug_events=debug_events, history=config.known_history())
+                              debug_events=debug_events, history=config.known_history(),
+                              reads=config.read_params())
     kv = KVStore(config.limits.key_bytes_max, config.limits.value_bytes_max, config.limits.sessions_max)
     snap = config.snapshot
     return kinds.learner(name, acceptors, codec.decode_client_batch, kv,
@@ -181,6 +182,11 @@ class ActorShell:
         self._client_sent = False
         self._encoder = codec.FrameEncoder(name)
         self._tick_s = config.cluster.tick_ms / 1000.0
+        # A leader's lease is counted in its ticks (actors/lease.py): its ticks must follow the
+        # monotonic clock, so a busy loop or a pause (SIGSTOP) never stretches one. Such a shell
+        # runs the ticks it is late by before anything else, frames included.
+        self._ticks_follow_clock = self.role == "proposer" and config.reads.lease
+        self._next_tick = 0.0
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -301,9 +307,12 @@ class ActorShell:
         if self._stop.is_set():
             return
         try:
-            asyncio.get_running_loop().call_later(self._tick_s, self._tick)
-            self.turn.tick()
-            self._after_turn()
+            if self._ticks_follow_clock:
+                self._catch_up(schedule=True)
+            else:
+                asyncio.get_running_loop().call_later(self._tick_s, self._tick)
+                self.turn.tick()
+                self._after_turn()
             if self._snapshotting is not None:
                 self._snapshot_done()
             if self._compacting is not None and self._compacting.step.done():
@@ -312,8 +321,26 @@ class ActorShell:
         except Exception as exc:
             self.crash(exc, "tick")
 
+    def _catch_up(self, schedule: bool = False) -> None:
+        """Run every tick due by the monotonic clock (one at least when `schedule`), then schedule
+        the next at its due time."""
+        now = time.monotonic()
+        if not self._next_tick:
+            self._next_tick = now
+        if schedule or now >= self._next_tick:
+            while True:
+                self.turn.tick()
+                self._after_turn()
+                self._next_tick += self._tick_s
+                if time.monotonic() < self._next_tick:
+                    break
+        if schedule:
+            asyncio.get_running_loop().call_later(max(0.0, self._next_tick - time.monotonic()), self._tick)
+
     def _on_frames(self, batch: list[list[bytes]]) -> None:
         try:
+            if self._ticks_follow_clock and self._next_tick and time.monotonic() >= self._next_tick:
+                self._catch_up()
             self.turn.frames(batch)
             self._after_turn()
         except Exception as exc:

@@ -43,6 +43,7 @@ from actors.messages import (
     ChangeMembers,
     Hello,
     Message,
+    Read,
     SnapshotChunk,
     SnapshotFetch,
     SnapshotInstalled,
@@ -132,6 +133,7 @@ class Turn:
         self.durable = core.replies_wait_for_disk
         self.sync_every_ticks = 0 if self.durable else SYNC_EVERY_TICKS
         self.takes_submit = core.role == "proposer"
+        self.takes_read = core.role in ("proposer", "learner")  # linearizable, stale
         self.ticks = 0
         self.frames_rejected = 0  # by the driver (admission), since this process started
         self.messages_rejected = 0  # by the core, since this process started
@@ -232,6 +234,14 @@ class Turn:
             elif kind is ChangeMembers and self.takes_submit:
                 step(sender, message, ready)  # an operator's (any client key may: runtime/keys.py)
                 core.invariants()
+            elif isinstance(message, Read) and self.takes_read:
+                # Reads name their session as a Submit does (actors/lease.py).
+                if codec.batch_is_from(message.batch, sender):
+                    step(sender, message, ready)
+                    core.invariants()
+                else:
+                    self._reject(ready, sender.encode(), "session_not_yours",
+                                 f"a Read from {sender!r} for another client's session")
             elif isinstance(message, Submit) and self.takes_submit:
                 # A client's batch names its session; only that session's own connection (whose
                 # id its key allowed, runtime/keys.py) may submit for it.
