@@ -92,6 +92,7 @@ class ReadState:
     sent: dict[int, int] = field(default_factory=dict)  # round -> the tick it was sent
     acks: dict[int, set[str]] = field(default_factory=dict)
     lease_until: int = 0  # reads are served at once while ticks < lease_until
+    lease_acks: set[str] = field(default_factory=set)  # the acceptors whose grants it rests on
     confirmed: int = 0  # the highest round a majority acknowledged
     held: list[HeldRead] = field(default_factory=list)
     want_round: bool = False

@@ -1136,7 +1136,7 @@ class Proposer(Core):
             reject(ready, sender, m, "unknown_learner", learner=m.learner[:64])
             return
         rs = self._reads_for(ready)
-        if self.ticks < rs.lease_until:
+        if self._leased(rs):
             ready.send.append((m.learner, ReadAt(self.read_index(), m.batch)))
             rs.served += 1
             return
@@ -1147,6 +1147,12 @@ class Proposer(Core):
         # Held with the index of now, until a round sent after now is acknowledged.
         rs.held.append(HeldRead(sender, m.learner, m.batch, self.read_index(), rs.round + 1))
         rs.want_round = True
+
+    def _leased(self, rs: ReadState) -> bool:
+        """A lease runs, from acceptors that are a majority of every membership that governs a slot
+        above our watermark NOW (a change chosen or proposed since brings acceptors that granted
+        nothing: until a round reaches a majority of them, no lease)."""
+        return self.ticks < rs.lease_until and (self.simple or self._round_acknowledged(rs.lease_acks))
 
     def _send_round(self, rs: ReadState, ready: Ready) -> None:
         rs.round += 1
@@ -1178,14 +1184,15 @@ class Proposer(Core):
             del rs.acks[r]
         rs.confirmed = max(rs.confirmed, m.round)
         span = self.lease_span_ticks()
-        if span:
-            rs.lease_until = max(rs.lease_until, sent + span)
+        if span and sent + span >= rs.lease_until:
+            rs.lease_until = sent + span
+            rs.lease_acks = acks
         if rs.held:
             keep = []
             for h in rs.held:
                 if h.round <= rs.confirmed:
                     ready.send.append((h.learner, ReadAt(h.index, h.batch)))  # confirmed: a read index
-                elif self.ticks < rs.lease_until:
+                elif self._leased(rs):
                     ready.send.append((h.learner, ReadAt(h.index, h.batch)))  # under the lease
                     rs.served += 1
                 else:

@@ -30,6 +30,8 @@ MATRIX: dict[str, set[str]] = {
     "trim_before_snapshot_durable": {"simulation"},
     "membership_before_alpha": {"simulation", "scenarios"},  # tests/test_membership_sim.py
     "learner_membership_before_alpha": {"simulation", "scenarios"},  # tests/test_membership_sim.py
+    "lease_ignores_drift": {"simulation"},
+    "acceptor_ignores_grant": {"simulation"},
 }
 
 
