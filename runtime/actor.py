@@ -187,6 +187,7 @@ class ActorShell:
         # runs the ticks it is late by before anything else, frames included.
         self._ticks_follow_clock = self.role == "proposer" and config.reads.lease
         self._next_tick = 0.0
+        self._turn_ts = 0.0  # the wall time its tick count was last true for (lease_reads_served)
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -339,8 +340,10 @@ class ActorShell:
 
     def _on_frames(self, batch: list[list[bytes]]) -> None:
         try:
-            if self._ticks_follow_clock and self._next_tick and time.monotonic() >= self._next_tick:
-                self._catch_up()
+            if self._ticks_follow_clock:
+                if self._next_tick and time.monotonic() >= self._next_tick:
+                    self._catch_up()
+                self._turn_ts = time.time()
             self.turn.frames(batch)
             self._after_turn()
         except Exception as exc:
@@ -495,6 +498,10 @@ class ActorShell:
     def log(self, events: list[Event]) -> None:
         log = self.logger
         for level, event, fields in events:
+            if event == "lease_reads_served":
+                # When its lease was checked (the log line itself comes after the sends): what the
+                # lease-overlap check of real runs compares with the next leader's election.
+                fields = {**fields, "clock_ts": self._turn_ts}
             getattr(log, level)(event, **fields)
 
     def status(self) -> dict[str, Any]:
