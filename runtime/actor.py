@@ -333,7 +333,15 @@ class ActorShell:
                 self.turn.tick()
                 self._after_turn()
                 self._next_tick += self._tick_s
-                if time.monotonic() < self._next_tick:
+                now = time.monotonic()
+                if now < self._next_tick:
+                    break
+                if getattr(self.core, "lead", None) is None:
+                    # Not leading (or no longer: a leader back from a pause steps down in its late
+                    # ticks), so no lease rests on its count: the rest of the late ticks are
+                    # dropped, as every other actor's are, before frames from the others (a
+                    # follower's late ticks would otherwise all count as silence and elect).
+                    self._next_tick = now + self._tick_s
                     break
         if schedule:
             asyncio.get_running_loop().call_later(max(0.0, self._next_tick - time.monotonic()), self._tick)
