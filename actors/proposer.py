@@ -1203,9 +1203,10 @@ class Proposer(Core):
 
     def _reads_end_turn(self, ready: Ready) -> None:
         rs, lead, p = self.reads, self.lead, self.read_params
-        if lead is None or (rs is not None and rs.ballot != self.ballot):
-            if rs is not None:
-                self._drop_reads(ready, "stepped_down")
+        if rs is not None and (lead is None or rs.ballot != self.ballot):
+            self._drop_reads(ready, "stepped_down")
+            rs = None
+        if lead is None:
             return
         if rs is None:
             if p is None or not p.lease:
