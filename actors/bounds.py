@@ -224,5 +224,5 @@ def shape(m: Message) -> str | None:
     if isinstance(m, (LeaseRenew, LeaseGranted)):
         return _ballot(m.ballot) or ("round_above_ceiling" if m.round > ROUND_MAX else None)
     if isinstance(m, ReadAt):
-        return _watermark(m.index)
+        return _watermark(m.index) or _ballot(m.ballot)
     return None

@@ -167,8 +167,10 @@ class Learner(Core):
         self.restores = 0  # snapshots this incarnation started from or installed (for observers)
         self.ticks = 0
         self.offer_ticks = 10 * fetch_ticks
-        # Reads the leader sent with their index: (index, arrival, batch), answered once delivered.
-        self.reads_waiting: list[tuple[int, int, bytes]] = []
+        # Reads the leader sent with their index: (index, arrival, client, gets), answered once delivered.
+        self.reads_waiting: list[tuple[int, int, str, list[tuple[int, str]]]] = []
+        # Per slot above `delivered`: the keys a leader's proposal there writes (early reads).
+        self.slot_keys: dict[int, tuple[Ballot, frozenset[str]]] = {}
         self.reads_arrived = 0
         self.reads_answered = 0  # read batches answered (linearizable and stale; for observers)
 
@@ -568,40 +570,103 @@ class Learner(Core):
         if m.index > self.delivered + self.window_slots_max:
             reject(ready, sender, m, "slot_beyond_horizon", index=m.index, delivered=self.delivered)
             return
-        if m.index <= self.delivered:
-            self._answer_reads(m.batch, ready)
+        parsed = self._parse_reads(m.batch, ready)
+        if parsed is None:
             return
+        client, gets, bad = parsed
+        if m.index > self.delivered and gets:
+            # Those of its keys that no proposal of the leader up to the index writes are answered
+            # now: a write to them chosen before the reads reached the leader would be one of
+            # those proposals (actors/lease.py), so they read the same now as after the index.
+            written = self.keys_written(m.index, m.ballot)
+            if written is not None:
+                early = [g for g in gets if g[1] not in written]
+                if early:
+                    gets = [g for g in gets if g[1] in written]
+                    self._answer(client, early, [], ready)
+        if m.index <= self.delivered or not gets:
+            self._answer(client, gets, bad, ready)
+            return
+        if bad:
+            self._answer(client, [], bad, ready)
         if len(self.reads_waiting) >= READS_WAITING_MAX:
             ready.event("read_dropped", WARNING, peer=sender, reason="too_many_waiting", index=m.index)
             return  # the client asks again
         self.reads_arrived += 1
-        heapq.heappush(self.reads_waiting, (m.index, self.reads_arrived, m.batch))
+        heapq.heappush(self.reads_waiting, (m.index, self.reads_arrived, client, gets))
+
+    def keys_written(self, index: int, ballot: Ballot) -> frozenset[str] | None:
+        """Every key the proposals of `ballot` in the slots after `delivered` through `index` may
+        write, or None when one of them is not known here (then the reads wait for the index)."""
+        if ballot == ZERO or index - self.delivered > self.fetch_slots_max:
+            return None
+        keys: set[str] = set()
+        cache = self.slot_keys
+        for slot in range(self.delivered + 1, index + 1):
+            got = cache.get(slot)
+            if got is None or got[0] != ballot:
+                entry = self.tally.get(slot, {}).get(ballot)
+                value = self.chosen.get(slot) or (entry.value if entry is not None and entry.contested is None
+                                                   else None)
+                if value is None:
+                    return None
+                got = cache[slot] = (ballot, self._writes(value))
+            keys |= got[1]
+        return frozenset(keys)
+
+    def _writes(self, value: Value) -> frozenset[str]:
+        """The keys a slot's value may write (a batch that does not parse writes nothing: every
+        learner skips it)."""
+        if value.kind != COMMANDS:
+            return frozenset()
+        keys: set[str] = set()
+        for blob in value.batches:
+            try:
+                batch = parse_batch(self.decode(blob))
+            except (BadBatch, ValueError):
+                continue
+            for c in batch.commands:
+                if len(c) >= 3 and c[1] != "get" and type(c[2]) is str:
+                    keys.add(c[2])
+        return frozenset(keys)
 
     def _on_read(self, sender: str, m: Read, ready: Ready) -> None:
         """A client's stale reads: answered from the state as it stands, with no check at all."""
-        self._answer_reads(m.batch, ready)
+        parsed = self._parse_reads(m.batch, ready)
+        if parsed is not None:
+            self._answer(*parsed, ready)
 
     def _release_reads(self, ready: Ready) -> None:
         waiting = self.reads_waiting
         while waiting and waiting[0][0] <= self.delivered:
-            self._answer_reads(heapq.heappop(waiting)[2], ready)
+            _, _, client, gets = heapq.heappop(waiting)
+            self._answer(client, gets, [], ready)
+        if self.slot_keys and min(self.slot_keys) <= self.delivered:
+            self.slot_keys = {s: k for s, k in self.slot_keys.items() if s > self.delivered}
 
-    def _answer_reads(self, blob: bytes, ready: Ready) -> None:
+    def _parse_reads(self, blob: bytes, ready: Ready) -> tuple[str, list[tuple[int, str]], list[int]] | None:
+        """(client, [(seq, key)] of its gets, [seq] of anything else), or None if it is no batch."""
         try:
             batch = parse_batch(self.decode(blob))
         except (BadBatch, ValueError) as exc:
             ready.event("batch_rejected", WARNING, reason=f"read: {exc}"[:200])
-            return
-        data = self.kv.data
-        results: list[tuple[int, bool, Any]] = []
+            return None
+        gets: list[tuple[int, str]] = []
+        bad: list[int] = []
         for c in batch.commands:
             if len(c) == 3 and type(c[0]) is int and c[1] == "get" and type(c[2]) is str and c[2]:
-                results.append((c[0], True, data.get(c[2])))
+                gets.append((c[0], c[2]))
             elif c and type(c[0]) is int and c[0] >= 0:
-                results.append((c[0], False, "bad_command: a read batch holds only gets"))
+                bad.append(c[0])
+        return batch.client_id, gets, bad
+
+    def _answer(self, client: str, gets: list[tuple[int, str]], bad: list[int], ready: Ready) -> None:
+        data = self.kv.data
+        results: list[tuple[int, bool, Any]] = [(seq, True, data.get(key)) for seq, key in gets]
+        results += [(seq, False, "bad_command: a read batch holds only gets") for seq in bad]
         self.reads_answered += 1
         if results:
-            ready.send.append((batch.client_id, Reply(tuple(results))))
+            ready.send.append((client, Reply(tuple(results))))
 
     HANDLERS = {Accepted: _on_accepted, Fetched: _on_fetched, Accept: _on_accept, Heartbeat: _on_heartbeat,
                 Tick: _on_tick, SnapshotTaken: _on_snapshot_taken, SnapshotInstalled: _on_snapshot_installed}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from actors.ballot import Ballot
+from actors.ballot import ZERO, Ballot
 
 # Kinds of slot values.
 NOOP = 0  # fills a slot that a new leader found empty (the "maximum commit" rule, seed 001)
@@ -356,11 +356,14 @@ class Read(Message):
 @dataclass(frozen=True, slots=True)
 class ReadAt(Message):
     """Leader -> learner: answer the reads in `batch` once every slot up to `index` is delivered
-    (the leader's read index: every slot chosen before the reads reached it is at or below it)."""
+    (the leader's read index: every slot chosen before the reads reached it is at or below it).
+    `ballot` is the leader's: a read of a key that none of its proposals up to `index` writes may
+    be answered before they are delivered (ZERO: never)."""
 
     TYPE: ClassVar[str] = "read_at"
     index: int
     batch: bytes
+    ballot: Ballot = ZERO
 
 
 @dataclass(frozen=True, slots=True)

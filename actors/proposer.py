@@ -1137,7 +1137,7 @@ class Proposer(Core):
             return
         rs = self._reads_for(ready)
         if self._leased(rs):
-            ready.send.append((m.learner, ReadAt(self.read_index(), m.batch)))
+            ready.send.append((m.learner, ReadAt(self.read_index(), m.batch, self.ballot)))
             rs.served += 1
             return
         held_max = self.read_params.held_max if self.read_params is not None else ReadParams().held_max
@@ -1191,9 +1191,9 @@ class Proposer(Core):
             keep = []
             for h in rs.held:
                 if h.round <= rs.confirmed:
-                    ready.send.append((h.learner, ReadAt(h.index, h.batch)))  # confirmed: a read index
+                    ready.send.append((h.learner, ReadAt(h.index, h.batch, self.ballot)))  # confirmed: a read index
                 elif self._leased(rs):
-                    ready.send.append((h.learner, ReadAt(h.index, h.batch)))  # under the lease
+                    ready.send.append((h.learner, ReadAt(h.index, h.batch, self.ballot)))  # under the lease
                     rs.served += 1
                 else:
                     keep.append(h)

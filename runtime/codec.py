@@ -441,10 +441,10 @@ def _dec_read(m: tuple[Any, ...]) -> Message:
 
 
 def _dec_read_at(m: tuple[Any, ...]) -> Message:
-    _arity(m, 3, "read_at")
+    _arity(m, 5, "read_at")
     if type(m[2]) is not bytes:
         raise DecodeError("schema", "read_at batch must be a binary string")
-    return ReadAt(_int(m[1], "index"), m[2])
+    return ReadAt(_int(m[1], "index"), m[2], _ballot(m[3], m[4], "ballot"))
 
 
 def _dec_lease(cls: type[LeaseRenew] | type[LeaseGranted]) -> Decoder:
@@ -490,7 +490,7 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     MembersChanged: (25, lambda m: [25, m.request, m.ok, m.slot, m.reason, m.leader], _dec_members_changed),
     # Reads without a log write (tags 26-31 are the reads'; 32-39 are kept for Fast Paxos).
     Read: (26, lambda m: [26, m.learner, m.batch], _dec_read),
-    ReadAt: (27, lambda m: [27, m.index, m.batch], _dec_read_at),
+    ReadAt: (27, lambda m: [27, m.index, m.batch, m.ballot.round, m.ballot.node], _dec_read_at),
     LeaseRenew: (28, lambda m: [28, m.ballot.round, m.ballot.node, m.round], _dec_lease(LeaseRenew)),
     LeaseGranted: (29, lambda m: [29, m.ballot.round, m.ballot.node, m.round], _dec_lease(LeaseGranted)),
     StatusQuery: (30, lambda m: [30], _dec_empty(StatusQuery)),

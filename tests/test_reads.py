@@ -167,7 +167,7 @@ def test_a_new_leader_holds_reads_until_a_round_is_acknowledged_then_serves_at_o
     assert read_ats(held) == []  # no lease yet: held
     p.step("a1", LeaseGranted(p.ballot, sent[0][1].round))
     got = p.step("a2", LeaseGranted(p.ballot, sent[0][1].round))
-    assert read_ats(got) == [("l1", ReadAt(index, batch("c.1", "k")))]
+    assert read_ats(got) == [("l1", ReadAt(index, batch("c.1", "k"), p.ballot))]
     # Now under the lease: answered in the same step.
     now = p.step("c.1", Read("l2", batch("c.1", "x", first_seq=2)))
     assert [d for d, _ in read_ats(now)] == ["l2"]
@@ -290,6 +290,23 @@ def test_a_read_waits_until_its_index_is_delivered_and_never_touches_the_session
     assert "c.1" not in lr.kv.sessions and lr.kv.applied_commands == 2
 
 
+def test_a_read_of_a_key_no_pending_proposal_writes_is_answered_before_the_index() -> None:
+    lr = learner()
+    deliver_put(lr, 1, "k", "v1", 1)
+    for slot, key in ((2, "k"), (3, "other")):  # proposed under B11, not chosen yet
+        v = Value(COMMANDS, B11, (codec.encode_client_batch("w.1", slot, [[slot, "put", key, "x"]]),))
+        lr.step("p1", Accept(B11, 0, ((slot, v),)))
+    out = lr.step("p1", ReadAt(3, batch("c.1", "k", "j"), B11))
+    lr.end_turn(out)
+    assert replies(out, "c.1") == [((2, True, None),)]  # "j": no proposal through 3 writes it
+    assert [g for *_, g in lr.reads_waiting] == [[(1, "k")]]  # "k" waits for slot 2
+    # Under another ballot, or without one, the proposals are not known: everything waits.
+    out = lr.step("p1", ReadAt(3, batch("c.1", "j", first_seq=5), Ballot(2, 2)))
+    assert replies(out, "c.1") == [] and len(lr.reads_waiting) == 2
+    out = lr.step("p1", ReadAt(4, batch("c.1", "j", first_seq=6), B11))  # slot 4: no value here yet
+    assert replies(out, "c.1") == [] and len(lr.reads_waiting) == 3
+
+
 def test_a_read_at_a_delivered_index_is_answered_at_once() -> None:
     lr = learner()
     deliver_put(lr, 1, "k", "v1", 1)
@@ -319,7 +336,7 @@ def test_a_read_batch_with_anything_but_gets_answers_those_with_an_error_and_app
     lr = learner()
     blob = codec.encode_client_batch("c.1", 0, [[1, "put", "k", "v"], [2, "get", "k"]])
     out = lr.step("c.1", Read("", blob))
-    assert replies(out, "c.1") == [((1, False, "bad_command: a read batch holds only gets"), (2, True, None))]
+    assert replies(out, "c.1") == [((2, True, None), (1, False, "bad_command: a read batch holds only gets"))]
     assert lr.kv.data == {}
     out = lr.step("c.1", Read("", b"\xc1garbage"))
     assert out.send == [] and any(e[1] == "batch_rejected" for e in out.events)
