@@ -65,6 +65,7 @@ from actors.bounds import DEFAULT_BOUNDS, WireBounds, round_beyond, slot_beyond
 from actors.core import Core, owner_ok, reject
 from actors.fast import CLASSIC_RULES, UNCOORDINATED, FastRules, choose, classic_quorum, collided, fast_quorum
 from actors.invariants import InvariantViolation, check
+from actors.lease import Grant
 from actors.membership import BadMembership, History, Membership
 from actors.membership import decode as decode_membership
 from actors.messages import (
@@ -76,6 +77,8 @@ from actors.messages import (
     FastAccept,
     Fetch,
     Fetched,
+    LeaseGranted,
+    LeaseRenew,
     Nack,
     Prepare,
     Probe,
@@ -128,6 +131,7 @@ class Acceptor(Core):
         fast: FastRules = CLASSIC_RULES,
         batch_bytes_max: int = 1024 * 1024,
         fast_window_slots: int = 4096,
+        lease_ticks: int = 0,
     ) -> None:
         self.name = name
         self.bounds = bounds
@@ -159,6 +163,10 @@ class Acceptor(Core):
         self.fast_accepts = 0
         self.fast_refused = 0
         self.recoveries = 0
+        # Leader leases (actors/lease.py): 0 grants none. Ticks count from this process's start.
+        self.lease_ticks = lease_ticks
+        self.ticks = 0
+        self.grant = Grant()
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -271,7 +279,7 @@ class Acceptor(Core):
             known = max(known, max(max(a.highest_slot, a.chosen_through) for a in rb.answers.values()))
         return known
 
-    def _round_ok(self, sender: str, m: Prepare | Accept | Recover | Any_, ready: Ready) -> bool:
+    def _round_ok(self, sender: str, m: Prepare | Accept | Recover | Any_ | LeaseRenew, ready: Ready) -> bool:
         """A ballot no further above our promise than a legit proposer's rounds ever grow (one
         per election above the highest it heard of): a forged round near the ceiling would end
         every election for good."""
@@ -306,6 +314,7 @@ class Acceptor(Core):
 
     def _on_tick(self, sender: str, m: Tick, ready: Ready) -> None:
         """Acceptors are passive; only a rebuilding one asks the others, now and then."""
+        self.ticks += 1
         rb = self.rebuild
         if rb is not None and rb.floor_ballot is None:
             if rb.ticks % self.probe_ticks == 0:
@@ -337,6 +346,8 @@ class Acceptor(Core):
         b = m.ballot
         if not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready):
             return
+        if self.refuses_for_lease(sender, b, ready):
+            return
         if self.rebuild is not None:
             if b <= self.promised:
                 ready.send.append((sender, Nack(b, self.promised)))  # a refusal vouches for nothing
@@ -353,7 +364,8 @@ class Acceptor(Core):
         # A Prepare for [from_slot, to_slot] that ignores the watermark: the same promise rules.
         b = m.ballot
         if (not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready)
-                or self._silent(sender, m, ready) or not self._raise_promise(sender, b, ready)):
+                or self._silent(sender, m, ready) or self.refuses_for_lease(sender, b, ready)
+                or not self._raise_promise(sender, b, ready)):
             return
         snap = self.snapshot.slot if self.snapshot is not None else 0
         top = min(m.to_slot, self.highest_slot)
@@ -495,6 +507,40 @@ class Acceptor(Core):
                                            snap.slot if snap else 0, snap.size_bytes if snap else 0,
                                            snap.crc if snap else 0)))
         ready.event("fetch_served", DEBUG, peer=sender, from_slot=m.from_slot, count=len(votes))
+
+    # --- leader leases (actors/lease.py) ---------------------------------------------------
+
+    def refuses_for_lease(self, sender: str, b: Ballot, ready: Ready) -> bool:
+        """While a grant to another proposer runs, or for `lease_ticks` after this process started
+        (it forgot the grants it made before), a Prepare or Recover that would raise the promise
+        is not taken: silence (the candidate keeps its ballot and retries; see actors/lease.py)."""
+        if not self.lease_ticks or b <= self.promised:
+            return False
+        g = self.grant
+        if g.holder == sender or (g.until <= self.ticks and self.ticks >= self.lease_ticks):
+            return False
+        ready.event("prepare_refused_leased", DEBUG, ballot=str(b), peer=sender, holder=g.holder or "(restarted)",
+                    ticks_left=max(g.until, self.lease_ticks) - self.ticks)
+        return True
+
+    def grants_lease(self, sender: str, b: Ballot) -> None:
+        """The rule a planted bug may break: grant the owner of our promise `lease_ticks` of our ticks."""
+        self.grant = Grant(sender, b, self.ticks + self.lease_ticks)
+
+    def _on_lease_renew(self, sender: str, m: LeaseRenew, ready: Ready) -> None:
+        b = m.ballot
+        if not owner_ok(self.proposer_ids, sender, b, ready, m) or not self._round_ok(sender, m, ready):
+            return
+        if self.rebuild is not None:
+            return  # it votes on nothing: it vouches for no leader either
+        if b < self.promised:
+            ready.send.append((sender, Nack(b, self.promised)))
+            return
+        if b != self.promised:
+            return  # not promised yet (its next Accept raises the promise; the next round counts)
+        if self.lease_ticks:
+            self.grants_lease(sender, b)
+        ready.send.append((sender, LeaseGranted(b, m.round)))
 
     # --- probes and rebuilding -------------------------------------------------------------
 
@@ -793,6 +839,7 @@ class Acceptor(Core):
                 Probe: _on_probe, Probed: _on_probed, SnapshotOffer: _on_snapshot_offer,
                 SnapshotInstalled: _on_snapshot_installed, Any_: _on_any, FastAccept: _on_fast_accept,
                 Accepted: _on_accepted}
+    HANDLERS = {**HANDLERS, LeaseRenew: _on_lease_renew}
 
     def invariants(self) -> None:
         # Runs after every step: the common case (the same ballot object) costs one `is`.

@@ -39,11 +39,14 @@ from actors.messages import (
     Fetch,
     Fetched,
     Heartbeat,
+    LeaseGranted,
+    LeaseRenew,
     Message,
     Nack,
     Prepare,
     Probed,
     Promise,
+    ReadAt,
     Recover,
     Recovered,
     Repair,
@@ -223,4 +226,8 @@ def shape(m: Message) -> str | None:
         return _ballot(m.promised) or _watermark(m.highest_slot) or _watermark(m.chosen_through)
     if isinstance(m, (SnapshotOffer, SnapshotFetch, SnapshotChunk)):
         return _slot(m.slot)
+    if isinstance(m, (LeaseRenew, LeaseGranted)):
+        return _ballot(m.ballot) or ("round_above_ceiling" if m.round > ROUND_MAX else None)
+    if isinstance(m, ReadAt):
+        return _watermark(m.index) or _ballot(m.ballot)
     return None

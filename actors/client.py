@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.messages import FastAccept, Hello, Message, Redirect, Reply, Submit
+from actors.messages import FastAccept, Hello, Message, Read, Redirect, Reply, Submit
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,7 @@ class Op:
     size: int  # an estimate of its encoded bytes
     due: float = 0.0  # when it is sent again unless answered
     tries: int = 0
+    read: str = ""  # "lease": a linearizable read for the leader; "stale": for a learner (actors/lease.py)
 
 
 @dataclass(slots=True)
@@ -134,6 +135,8 @@ class ClientCore:
             return ready  # the timer sends them when the hold ends
         ops = [op for op in self.to_send if op.seq in self.ops]
         self.to_send = []
+        if ops and any(op.read for op in ops):
+            ops = self._flush_reads(ops, now, ready)
         if not ops:
             return ready
         p = self.params
@@ -168,6 +171,63 @@ class ClientCore:
             return ready
         ready.send.append((self.proposers[self.target], [Submit(b) for b in blobs], ops))
         return ready
+
+    # --- reads without a log write (actors/lease.py) ---------------------------------------
+
+    def read(self, key: str, now: float, stale: bool = False) -> Op:
+        """Queue one `get` that costs no log write: linearizable through the leader (its lease,
+        or a round), or, `stale`, answered by a learner from whatever it holds. It leaves at the
+        next `flush`, in one Read with every other read queued (batched like writes)."""
+        op = self.submit(["get", key], now)
+        op.read = "stale" if stale else "lease"
+        return op
+
+    def _read_learner(self, tries: int) -> str:
+        """The learner that answers: the last one that did; on a retry the next one along."""
+        learners = self.learners
+        base = self.reply_by if self.reply_by in learners else self.preferred_learner
+        if tries <= 1:
+            return base
+        ready = [n for n in learners if n in self.learners_ready] or learners
+        start = ready.index(base) if base in ready else 0
+        return ready[(start + tries - 1) % len(ready)]
+
+    def _flush_reads(self, ops: list[Op], now: float, ready: ClientReady) -> list[Op]:
+        """Send the reads among `ops` (one Read per destination and size limit); the rest back."""
+        p = self.params
+        limit = max(p.batch_bytes_max - 1024, p.batch_bytes_max // 2)
+        groups: dict[str, list[Op]] = {"lease": [], "stale": []}
+        rest = []
+        for op in ops:
+            if op.read:
+                groups[op.read].append(op)
+            else:
+                rest.append(op)
+        for kind, group in groups.items():
+            if not group:
+                continue
+            tries = 0
+            for op in group:
+                op.tries += 1
+                op.due = now + p.retry_s if op.tries == 1 else now + min(p.retry_s * (1 << min(op.tries - 1, 6)), 2.0)
+                tries = max(tries, op.tries)
+            learner = self._read_learner(tries)
+            blobs: list[bytes] = []
+            commands: list[list[Any]] = []
+            size = 0
+            for op in group:
+                if commands and size + op.size > limit:
+                    blobs.append(self.encode_batch(self.client_id, 0, commands, ""))
+                    commands, size = [], 0
+                commands.append(op.command)
+                size += op.size
+            blobs.append(self.encode_batch(self.client_id, 0, commands, ""))
+            if kind == "lease":
+                ready.send.append((self.proposers[self.target], [Read(learner, b) for b in blobs], group))
+            else:
+                ready.send.append((learner, [Read("", b) for b in blobs], group))
+            self.stats["sent"] += len(group)
+        return rest
 
     def unsent(self, ops: list[Op], now: float) -> None:
         """The shell could not hand a frame to the network (not connected, queue full): try the

@@ -36,6 +36,7 @@ and catches up from today's (by their snapshot, for the slots before them).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,8 @@ from actors.messages import (
     Fetched,
     Heartbeat,
     Message,
+    Read,
+    ReadAt,
     Repair,
     Reply,
     SnapshotInstalled,
@@ -98,6 +101,7 @@ class Applied:
 
 
 DIGEST_KEYS_MAX = 100_000
+READS_WAITING_MAX = 16_384  # read batches waiting for their index (actors/lease.py)
 
 
 class Learner(Core):
@@ -169,6 +173,12 @@ class Learner(Core):
         self.restores = 0  # snapshots this incarnation started from or installed (for observers)
         self.ticks = 0
         self.offer_ticks = 10 * fetch_ticks
+        # Reads the leader sent with their index: (index, arrival, client, gets), answered once delivered.
+        self.reads_waiting: list[tuple[int, int, str, list[tuple[int, str]]]] = []
+        # Per slot above `delivered`: the keys a leader's proposal there writes (early reads).
+        self.slot_keys: dict[int, tuple[Ballot, frozenset[str]]] = {}
+        self.reads_arrived = 0
+        self.reads_answered = 0  # read batches answered (linearizable and stale; for observers)
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -589,7 +599,9 @@ class Learner(Core):
             ready.event("repair_requested", from_slot=first, to_slot=last, leader=self.leader)
 
     def end_turn(self, ready: Ready) -> None:
-        """After a turn's deliveries: time for a snapshot?"""
+        """After a turn's deliveries: reads whose index is delivered; time for a snapshot?"""
+        if self.reads_waiting and self.reads_waiting[0][0] <= self.delivered:
+            self._release_reads(ready)
         if self.snapshot_taking or not (self.snapshot_every_slots or self.snapshot_every_bytes):
             return
         since = self.delivered - (self.snapshot.slot if self.snapshot is not None else 0)
@@ -614,8 +626,117 @@ class Learner(Core):
         self.tail = tail if self.snapshot_taking else None
         return [self.snapshot, *tail]
 
+    # --- reads without a log write (actors/lease.py) ---------------------------------------
+
+    def _on_read_at(self, sender: str, m: ReadAt, ready: Ready) -> None:
+        """The leader's reads: answered once every slot through `index` is delivered here."""
+        if self.proposer_ids and sender not in self.proposer_ids:
+            reject(ready, sender, m, "not_a_proposer")
+            return
+        if m.index > self.delivered + self.window_slots_max:
+            reject(ready, sender, m, "slot_beyond_horizon", index=m.index, delivered=self.delivered)
+            return
+        parsed = self._parse_reads(m.batch, ready)
+        if parsed is None:
+            return
+        client, gets, bad = parsed
+        if m.index > self.delivered and gets:
+            # Those of its keys that no proposal of the leader up to the index writes are answered
+            # now: a write to them chosen before the reads reached the leader would be one of
+            # those proposals (actors/lease.py), so they read the same now as after the index.
+            written = self.keys_written(m.index, m.ballot)
+            if written is not None:
+                early = [g for g in gets if g[1] not in written]
+                if early:
+                    gets = [g for g in gets if g[1] in written]
+                    self._answer(client, early, [], ready)
+        if m.index <= self.delivered or not gets:
+            self._answer(client, gets, bad, ready)
+            return
+        if bad:
+            self._answer(client, [], bad, ready)
+        if len(self.reads_waiting) >= READS_WAITING_MAX:
+            ready.event("read_dropped", WARNING, peer=sender, reason="too_many_waiting", index=m.index)
+            return  # the client asks again
+        self.reads_arrived += 1
+        heapq.heappush(self.reads_waiting, (m.index, self.reads_arrived, client, gets))
+
+    def keys_written(self, index: int, ballot: Ballot) -> frozenset[str] | None:
+        """Every key the proposals of `ballot` in the slots after `delivered` through `index` may
+        write, or None when one of them is not known here (then the reads wait for the index)."""
+        if ballot == ZERO or index - self.delivered > self.fetch_slots_max:
+            return None
+        keys: set[str] = set()
+        cache = self.slot_keys
+        for slot in range(self.delivered + 1, index + 1):
+            got = cache.get(slot)
+            if got is None or got[0] != ballot:
+                entry = self.tally.get(slot, {}).get(ballot)
+                value = self.chosen.get(slot) or (entry.value if entry is not None and entry.contested is None
+                                                   else None)
+                if value is None:
+                    return None
+                got = cache[slot] = (ballot, self._writes(value))
+            keys |= got[1]
+        return frozenset(keys)
+
+    def _writes(self, value: Value) -> frozenset[str]:
+        """The keys a slot's value may write (a batch that does not parse writes nothing: every
+        learner skips it)."""
+        if value.kind != COMMANDS:
+            return frozenset()
+        keys: set[str] = set()
+        for blob in value.batches:
+            try:
+                batch = parse_batch(self.decode(blob))
+            except (BadBatch, ValueError):
+                continue
+            for c in batch.commands:
+                if len(c) >= 3 and c[1] != "get" and type(c[2]) is str:
+                    keys.add(c[2])
+        return frozenset(keys)
+
+    def _on_read(self, sender: str, m: Read, ready: Ready) -> None:
+        """A client's stale reads: answered from the state as it stands, with no check at all."""
+        parsed = self._parse_reads(m.batch, ready)
+        if parsed is not None:
+            self._answer(*parsed, ready)
+
+    def _release_reads(self, ready: Ready) -> None:
+        waiting = self.reads_waiting
+        while waiting and waiting[0][0] <= self.delivered:
+            _, _, client, gets = heapq.heappop(waiting)
+            self._answer(client, gets, [], ready)
+        if self.slot_keys and min(self.slot_keys) <= self.delivered:
+            self.slot_keys = {s: k for s, k in self.slot_keys.items() if s > self.delivered}
+
+    def _parse_reads(self, blob: bytes, ready: Ready) -> tuple[str, list[tuple[int, str]], list[int]] | None:
+        """(client, [(seq, key)] of its gets, [seq] of anything else), or None if it is no batch."""
+        try:
+            batch = parse_batch(self.decode(blob))
+        except (BadBatch, ValueError) as exc:
+            ready.event("batch_rejected", WARNING, reason=f"read: {exc}"[:200])
+            return None
+        gets: list[tuple[int, str]] = []
+        bad: list[int] = []
+        for c in batch.commands:
+            if len(c) == 3 and type(c[0]) is int and c[1] == "get" and type(c[2]) is str and c[2]:
+                gets.append((c[0], c[2]))
+            elif c and type(c[0]) is int and c[0] >= 0:
+                bad.append(c[0])
+        return batch.client_id, gets, bad
+
+    def _answer(self, client: str, gets: list[tuple[int, str]], bad: list[int], ready: Ready) -> None:
+        data = self.kv.data
+        results: list[tuple[int, bool, Any]] = [(seq, True, data.get(key)) for seq, key in gets]
+        results += [(seq, False, "bad_command: a read batch holds only gets") for seq in bad]
+        self.reads_answered += 1
+        if results:
+            ready.send.append((client, Reply(tuple(results))))
+
     HANDLERS = {Accepted: _on_accepted, Fetched: _on_fetched, Accept: _on_accept, Heartbeat: _on_heartbeat,
                 Tick: _on_tick, SnapshotTaken: _on_snapshot_taken, SnapshotInstalled: _on_snapshot_installed}
+    HANDLERS = {**HANDLERS, ReadAt: _on_read_at, Read: _on_read}
 
     # --- observation -----------------------------------------------------------------------
 
@@ -640,6 +761,8 @@ class Learner(Core):
             "known_chosen_through": self.known_chosen_through,
             "keys": len(self.kv.data),
             "skipped_entries": self.skipped_entries,
+            "reads_answered": self.reads_answered,
+            "reads_waiting": len(self.reads_waiting),
             # Hashing every key costs seconds at millions of them: status queries must stay quick.
             "digest": self.kv.digest() if len(self.kv.data) <= DIGEST_KEYS_MAX else None,
         }

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from actors.ballot import Ballot
+from actors.ballot import ZERO, Ballot
 
 # Kinds of slot values.
 NOOP = 0  # fills a slot that a new leader found empty (the "maximum commit" rule, seed 001)
@@ -357,6 +357,54 @@ class Hello(Message):
     """Client <-> learner: opens the reply path; answered with a Hello."""
 
     TYPE: ClassVar[str] = "hello"
+
+
+# --- reads without a log write (actors/lease.py) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Message):
+    """A client's batch of linearizable reads, for the leader (`learner` names the learner that
+    answers), or of stale reads, for a learner (which answers from its state at once; `learner`
+    is then ignored). `batch` is a client batch (`runtime.codec.encode_client_batch`) of
+    `[seq, "get", key]` commands: opaque to proposers, decoded only by learners."""
+
+    TYPE: ClassVar[str] = "read"
+    learner: str
+    batch: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAt(Message):
+    """Leader -> learner: answer the reads in `batch` once every slot up to `index` is delivered
+    (the leader's read index: every slot chosen before the reads reached it is at or below it).
+    `ballot` is the leader's: a read of a key that none of its proposals up to `index` writes may
+    be answered before they are delivered (ZERO: never)."""
+
+    TYPE: ClassVar[str] = "read_at"
+    index: int
+    batch: bytes
+    ballot: Ballot = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRenew(Message):
+    """Leader -> acceptor, with every heartbeat (and when reads wait for a confirmation): round
+    `round` of `ballot`. An acceptor whose promise is `ballot` answers `LeaseGranted` and grants
+    the owner a lease for its own `lease_ticks` ticks."""
+
+    TYPE: ClassVar[str] = "lease_renew"
+    ballot: Ballot
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGranted(Message):
+    """Acceptor -> leader: its promise is still `ballot` (echoing the leader's `round`)."""
+
+    TYPE: ClassVar[str] = "lease_granted"
+    ballot: Ballot
+    round: int
 
 
 # --- the shell ---------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from actors.bounds import ROUND_MAX, WireBounds, round_beyond
 from actors.core import Core, reject
 from actors.fast import CLASSIC_RULES, COORDINATED, FastRules, choose, classic_quorum, collided, fast_quorum
 from actors.invariants import InvariantViolation
+from actors.lease import HeldRead, ReadParams, ReadState, lease_span
 from actors.membership import BadMembership, History, Membership, refusal
 from actors.membership import decode as decode_membership
 from actors.membership import encode as encode_membership
@@ -66,12 +67,16 @@ from actors.messages import (
     ChangeMembers,
     FastAccept,
     Heartbeat,
+    LeaseGranted,
+    LeaseRenew,
     MembersChanged,
     Nack,
     Prepare,
     Probe,
     Probed,
     Promise,
+    Read,
+    ReadAt,
     Recover,
     Recovered,
     Redirect,
@@ -204,6 +209,7 @@ class Proposer(Core):
         rng: random.Random,
         debug_events: bool = False,
         history: History | None = None,
+        reads: ReadParams | None = None,
     ) -> None:
         if proposers.get(name) != node_id:
             raise ValueError(f"proposer {name} must appear in proposers with id {node_id}")
@@ -260,6 +266,9 @@ class Proposer(Core):
         self.chosen_batches: OrderedDict[bytes, int] = OrderedDict()
         self.fast_stats = {"collisions": 0, "coordinated": 0, "uncoordinated": 0, "new_ballot": 0,
                            "fallbacks": 0, "resent_losers": 0, "fast_chosen": 0}
+        # Reads without a log write (actors/lease.py); None: reads confirmed by a round, no lease.
+        self.read_params = reads
+        self.reads: ReadState | None = None
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -583,6 +592,7 @@ class Proposer(Core):
         this once per turn, so everything that arrived in one turn shares slots and messages
         (batching)."""
         self._propose_queued(ready)
+        self._reads_end_turn(ready)
 
     def _propose_queued(self, ready: Ready) -> None:
         lead = self.lead
@@ -1313,9 +1323,168 @@ class Proposer(Core):
                 keep.append((c, client, request))
         self.member_waiters = keep
 
+    # --- reads without a log write (actors/lease.py) ---------------------------------------
+
+    def read_index(self) -> int:
+        """The slot a learner must have delivered through before it answers reads that reach us
+        now: every slot chosen before now is at or below it (our Phase 1 re-proposed up to the
+        highest slot any acceptor of it held, and every later slot is ours to assign). The one
+        place Fast Paxos changes: there acceptors fill slots the leader did not assign, and this
+        must ask a majority of acceptors for their highest slot instead."""
+        lead = self.lead
+        assert lead is not None
+        return lead.next_slot - 1
+
+    def lease_span_ticks(self) -> int:
+        """How long after sending an acknowledged round the lease lasts, in our ticks (the rule a
+        planted bug may break)."""
+        p = self.read_params
+        return lease_span(p.lease_ticks, p.clock_drift_max) if p is not None and p.lease else 0
+
+    def _reads_for(self, ready: Ready) -> ReadState:
+        """The reads of the leadership we hold now (made on first use, per ballot)."""
+        rs = self.reads
+        if rs is None or rs.ballot != self.ballot:
+            self._drop_reads(ready, "stepped_down")
+            rs = self.reads = ReadState(self.ballot)
+        return rs
+
+    def _drop_reads(self, ready: Ready, reason: str) -> None:
+        """No longer the leader of the ballot the held reads wait under: tell their clients."""
+        rs = self.reads
+        self.reads = None
+        if rs is None or not rs.held:
+            return
+        redirect = Redirect(self.leader if self.leader and self.leader != self.name else "", reason)
+        for client in dict.fromkeys(h.client for h in rs.held):
+            ready.send.append((client, redirect))
+
+    def _lease_targets(self) -> list[str]:
+        if self.simple:
+            return self.acceptors
+        names = {a for m in self._lease_members() for a in m.acceptor_names}
+        return [a for a in self.all_acceptors if a in names]
+
+    def _lease_members(self) -> list[Membership]:
+        """The memberships a round must hear a majority of: every one that governs a slot above
+        our watermark (a new leader's Phase 1 needs a majority of one of them), pending ones too."""
+        out = self.history.governing(self.chosen_through + 1)
+        for _, m in self.pending:
+            if m not in out:
+                out.append(m)
+        return out
+
+    def _round_acknowledged(self, acks: set[str]) -> bool:
+        if self.simple:
+            return sum(1 for a in self.acceptors if a in acks) >= self.majority
+        return all(self._majority_promised(m, acks) for m in self._lease_members())
+
+    def _on_read(self, sender: str, m: Read, ready: Ready) -> None:
+        p = self.params
+        if self.state is FOLLOWER:
+            fresh = self.leader is not None and self.quiet_ticks < p.election_ticks
+            ready.send.append((sender, Redirect(self.leader if fresh and self.leader else "", "not_leader")))
+            return
+        if self.state is CANDIDATE:
+            ready.send.append((sender, Redirect(self.name, "busy")))  # wait for the election here
+            return
+        if len(m.batch) > p.batch_bytes_max:
+            ready.send.append((sender, Redirect(self.name, "too_large")))
+            return
+        if m.learner not in self.learners:
+            reject(ready, sender, m, "unknown_learner", learner=m.learner[:64])
+            return
+        rs = self._reads_for(ready)
+        if self._leased(rs):
+            ready.send.append((m.learner, ReadAt(self.read_index(), m.batch, self.ballot)))
+            rs.served += 1
+            return
+        held_max = self.read_params.held_max if self.read_params is not None else ReadParams().held_max
+        if len(rs.held) >= held_max:
+            ready.send.append((sender, Redirect(self.name, "busy")))
+            return
+        # Held with the index of now, until a round sent after now is acknowledged.
+        rs.held.append(HeldRead(sender, m.learner, m.batch, self.read_index(), rs.round + 1))
+        rs.want_round = True
+
+    def _leased(self, rs: ReadState) -> bool:
+        """A lease runs, from acceptors that are a majority of every membership that governs a slot
+        above our watermark NOW (a change chosen or proposed since brings acceptors that granted
+        nothing: until a round reaches a majority of them, no lease)."""
+        return self.ticks < rs.lease_until and (self.simple or self._round_acknowledged(rs.lease_acks))
+
+    def _send_round(self, rs: ReadState, ready: Ready) -> None:
+        rs.round += 1
+        rs.sent[rs.round] = self.ticks
+        rs.acks[rs.round] = set()
+        horizon = self.ticks - self.params.election_ticks
+        for r in [r for r, t in rs.sent.items() if t < horizon]:
+            del rs.sent[r]
+            del rs.acks[r]
+        renew = LeaseRenew(self.ballot, rs.round)
+        for acceptor in self._lease_targets():
+            ready.send.append((acceptor, renew))
+
+    def _on_lease_granted(self, sender: str, m: LeaseGranted, ready: Ready) -> None:
+        lead, rs = self.lead, self.reads
+        if (lead is None or rs is None or m.ballot != self.ballot or rs.ballot != self.ballot
+                or not self._member(sender)):
+            return
+        acks = rs.acks.get(m.round)
+        if acks is None:
+            return  # not ours, or confirmed already
+        acks.add(sender)
+        lead.heard[sender] = self.ticks
+        if not self._round_acknowledged(acks):
+            return
+        sent = rs.sent[m.round]
+        for r in [r for r in rs.sent if r <= m.round]:
+            del rs.sent[r]
+            del rs.acks[r]
+        rs.confirmed = max(rs.confirmed, m.round)
+        span = self.lease_span_ticks()
+        if span and sent + span >= rs.lease_until:
+            rs.lease_until = sent + span
+            rs.lease_acks = acks
+        if rs.held:
+            keep = []
+            for h in rs.held:
+                if h.round <= rs.confirmed:
+                    ready.send.append((h.learner, ReadAt(h.index, h.batch, self.ballot)))  # confirmed: a read index
+                elif self._leased(rs):
+                    ready.send.append((h.learner, ReadAt(h.index, h.batch, self.ballot)))  # under the lease
+                    rs.served += 1
+                else:
+                    keep.append(h)
+            rs.held = keep
+            if keep:
+                rs.want_round = True
+
+    def _reads_end_turn(self, ready: Ready) -> None:
+        rs, lead, p = self.reads, self.lead, self.read_params
+        if rs is not None and (lead is None or rs.ballot != self.ballot):
+            self._drop_reads(ready, "stepped_down")
+            rs = None
+        if lead is None:
+            return
+        if rs is None:
+            if p is None or not p.lease:
+                return  # no reads yet, and no lease to keep
+            rs = self._reads_for(ready)
+        if rs.served:
+            # When lease reads were served, by whom, under which ballot (the lease-overlap checks).
+            ready.event("lease_reads_served", ballot=str(self.ballot), batches=rs.served, tick=self.ticks)
+            rs.served = 0
+        heartbeat = p is not None and p.lease and lead.last_heartbeat_tick != rs.heartbeat_seen
+        if rs.want_round or heartbeat:
+            rs.heartbeat_seen = lead.last_heartbeat_tick
+            rs.want_round = False
+            self._send_round(rs, ready)
+
     HANDLERS = {Promise: _on_promise, Accepted: _on_accepted, Nack: _on_nack, Heartbeat: _on_heartbeat,
                 Submit: _on_submit, Repair: _on_repair, Recovered: _on_recovered, Tick: _on_tick,
                 Probed: _on_probed, ChangeMembers: _on_change_members}
+    HANDLERS = {**HANDLERS, Read: _on_read, LeaseGranted: _on_lease_granted}
 
     # --- observation -----------------------------------------------------------------------
 

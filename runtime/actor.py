@@ -108,13 +108,15 @@ def build_core(config: ClusterConfig, name: str, rng: random.Random, kinds: Kind
         return kinds.acceptor(name, config.proposer_ids, learners, config.reply_bytes_max,
                               config.protocol.fetch_slots_max, acceptors=acceptors, bounds=config.wire_bounds,
                               alpha=config.history().alpha, fast=config.fast_rules(),
-                              batch_bytes_max=config.protocol.batch_bytes_max)
+                              batch_bytes_max=config.protocol.batch_bytes_max,
+                              lease_ticks=config.acceptor_lease_ticks)
     if spec.role == "proposer":
         # A proposer starts from the changes this machine knows the log chose (facts: a proposer
         # a change added must know it is one; a removed one that it must not campaign again).
         ids = {**config.proposer_ids, name: spec.id}
         return kinds.proposer(name, spec.id, ids, acceptors, learners, config.proposer_params(), rng,
-                              debug_events=debug_events, history=config.known_history())
+                              debug_events=debug_events, history=config.known_history(),
+                              reads=config.read_params())
     kv = KVStore(config.limits.key_bytes_max, config.limits.value_bytes_max, config.limits.sessions_max)
     snap = config.snapshot
     return kinds.learner(name, acceptors, codec.decode_client_batch, kv,
@@ -182,6 +184,12 @@ class ActorShell:
         self._client_sent = False
         self._encoder = codec.FrameEncoder(name)
         self._tick_s = config.cluster.tick_ms / 1000.0
+        # A leader's lease is counted in its ticks (actors/lease.py): its ticks must follow the
+        # monotonic clock, so a busy loop or a pause (SIGSTOP) never stretches one. Such a shell
+        # runs the ticks it is late by before anything else, frames included.
+        self._ticks_follow_clock = self.role == "proposer" and config.reads.lease
+        self._next_tick = 0.0
+        self._turn_ts = 0.0  # the wall time its tick count was last true for (lease_reads_served)
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -313,9 +321,12 @@ class ActorShell:
         if self._stop.is_set():
             return
         try:
-            asyncio.get_running_loop().call_later(self._tick_s, self._tick)
-            self.turn.tick()
-            self._after_turn()
+            if self._ticks_follow_clock:
+                self._catch_up(schedule=True)
+            else:
+                asyncio.get_running_loop().call_later(self._tick_s, self._tick)
+                self.turn.tick()
+                self._after_turn()
             if self._snapshotting is not None:
                 self._snapshot_done()
             if self._compacting is not None and self._compacting.step.done():
@@ -324,8 +335,36 @@ class ActorShell:
         except Exception as exc:
             self.crash(exc, "tick")
 
+    def _catch_up(self, schedule: bool = False) -> None:
+        """Run every tick due by the monotonic clock (one at least when `schedule`), then schedule
+        the next at its due time."""
+        now = time.monotonic()
+        if not self._next_tick:
+            self._next_tick = now
+        if schedule or now >= self._next_tick:
+            while True:
+                self.turn.tick()
+                self._after_turn()
+                self._next_tick += self._tick_s
+                now = time.monotonic()
+                if now < self._next_tick:
+                    break
+                if getattr(self.core, "lead", None) is None:
+                    # Not leading (or no longer: a leader back from a pause steps down in its late
+                    # ticks), so no lease rests on its count: the rest of the late ticks are
+                    # dropped, as every other actor's are, before frames from the others (a
+                    # follower's late ticks would otherwise all count as silence and elect).
+                    self._next_tick = now + self._tick_s
+                    break
+        if schedule:
+            asyncio.get_running_loop().call_later(max(0.0, self._next_tick - time.monotonic()), self._tick)
+
     def _on_frames(self, batch: list[list[bytes]]) -> None:
         try:
+            if self._ticks_follow_clock:
+                if self._next_tick and time.monotonic() >= self._next_tick:
+                    self._catch_up()
+                self._turn_ts = time.time()
             self.turn.frames(batch)
             self._after_turn()
         except Exception as exc:
@@ -480,6 +519,10 @@ class ActorShell:
     def log(self, events: list[Event]) -> None:
         log = self.logger
         for level, event, fields in events:
+            if event == "lease_reads_served":
+                # When its lease was checked (the log line itself comes after the sends): what the
+                # lease-overlap check of real runs compares with the next leader's election.
+                fields = {**fields, "clock_ts": self._turn_ts}
             getattr(log, level)(event, **fields)
 
     def status(self) -> dict[str, Any]:

@@ -549,7 +549,7 @@ def cmd_client(config: ClusterConfig, args: argparse.Namespace) -> int:
             if args.op == "put":
                 return await kv.put(args.key, str(values[0]))
             if args.op == "get":
-                return await kv.get(args.key)
+                return await kv.get(args.key, stale_ok=getattr(args, "stale", False))
             if args.op == "cas":
                 return await kv.cas(args.key, values[0], str(values[1]))
             if args.op == "append":
@@ -788,10 +788,15 @@ def build_parser() -> argparse.ArgumentParser:
                "paxos put greeting hello\npaxos put config --file settings.json\n"
                "generate-report | paxos put report -")
     value_args(p)
-    client("get", "read a key (through the log: linearizable)",
-           "Print KEY's value. The read goes through the log, so it is linearizable. A key\n"
-           "that does not exist prints (not found) on stderr and exits 4.",
-           "paxos get greeting\npaxos get report > report.txt")
+    p = client("get", "read a key (linearizable, without a log write; --stale: any learner's state)",
+               "Print KEY's value. The leader answers through a learner once it has delivered every\n"
+               "slot chosen before the read arrived, under its lease (or after a heartbeat round):\n"
+               "linearizable, with no log write and no fsync. --stale asks a learner directly and\n"
+               "takes its state as it stands: cheaper, and possibly older than a write that was\n"
+               "acknowledged. A key that does not exist prints (not found) on stderr and exits 4.",
+               "paxos get greeting\npaxos get greeting --stale\npaxos get report > report.txt")
+    p.add_argument("--stale", action="store_true",
+                   help="read a learner's state as it stands (may be stale; no leader involved)")
     p = client("cas", "set key to NEW if it holds OLD; exit 1 if it did not",
                "Compare and swap: set KEY to NEW if it holds OLD (with --absent: if it does not\n"
                "exist); print true, or false and exit 1. OLD or NEW may be - to read it from\n"

@@ -275,8 +275,17 @@ class Client:
         self._check_value(value)
         await self._call(["put", self._check_key(key), value])
 
-    async def get(self, key: str) -> str | None:
-        result: str | None = await self._call(["get", self._check_key(key)])
+    async def get(self, key: str, stale_ok: bool = False, via_log: bool = False) -> str | None:
+        """The value of `key`, or None. Linearizable and without a log write: the leader answers
+        under its lease, or after a heartbeat round (actors/lease.py). `stale_ok`: a learner
+        answers from its state as it stands, with no check at all: it may miss writes that were
+        acknowledged (it is behind, or cut off). `via_log`: as a command in the log (a write's
+        cost), as before reads had a path of their own."""
+        key = self._check_key(key)
+        if via_log:
+            result: str | None = await self._call(["get", key])
+            return result
+        result = await self._call(["get", key], read="stale" if stale_ok else "lease")
         return result
 
     async def cas(self, key: str, old: str | None, new: str) -> bool:
@@ -315,11 +324,12 @@ class Client:
         if _utf8_size(what, value) > self.config.limits.value_bytes_max:
             raise InvalidCommand(f"{what} larger than {self.config.limits.value_bytes_max} bytes")
 
-    async def _call(self, command: list[Any]) -> Any:
+    async def _call(self, command: list[Any], read: str = "") -> Any:
         if self._closed or self._loop is None:
             raise RuntimeError("client is not connected (use `async with Client(...)`)")
         try:
             op = self.core.submit(command, time.monotonic())
+            op.read = read
         except TooManyOutstanding as exc:
             raise RuntimeError(str(exc)) from None
         future = self._futures[op.seq] = self._loop.create_future()

@@ -34,6 +34,8 @@ from actors.messages import (
     Fetched,
     Heartbeat,
     Hello,
+    LeaseGranted,
+    LeaseRenew,
     MembersChanged,
     Message,
     Nack,
@@ -41,6 +43,8 @@ from actors.messages import (
     Probe,
     Probed,
     Promise,
+    Read,
+    ReadAt,
     Recover,
     Recovered,
     Redirect,
@@ -467,6 +471,27 @@ def _dec_fast_accept(m: tuple[Any, ...]) -> Message:
     return FastAccept(m[1])
 
 
+def _dec_read(m: tuple[Any, ...]) -> Message:
+    _arity(m, 3, "read")
+    if type(m[2]) is not bytes:
+        raise DecodeError("schema", "read batch must be a binary string")
+    return Read(_str(m[1], "learner"), m[2])
+
+
+def _dec_read_at(m: tuple[Any, ...]) -> Message:
+    _arity(m, 5, "read_at")
+    if type(m[2]) is not bytes:
+        raise DecodeError("schema", "read_at batch must be a binary string")
+    return ReadAt(_int(m[1], "index"), m[2], _ballot(m[3], m[4], "ballot"))
+
+
+def _dec_lease(cls: type[LeaseRenew] | type[LeaseGranted]) -> Decoder:
+    def dec(m: tuple[Any, ...]) -> Message:
+        _arity(m, 4, cls.TYPE)
+        return cls(_ballot(m[1], m[2], "ballot"), _int(m[3], "round"))
+    return dec
+
+
 MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     Prepare: (1, lambda m: [1, m.ballot.round, m.ballot.node, m.from_slot], _dec_prepare),
     Accept: (2, lambda m: _with_members([2, m.ballot.round, _wn(m.ballot), m.chosen_through,
@@ -501,6 +526,11 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     Hello: (23, lambda m: [23], _dec_empty(Hello)),
     ChangeMembers: (24, lambda m: [24, m.request, m.members], _dec_change_members),
     MembersChanged: (25, lambda m: [25, m.request, m.ok, m.slot, m.reason, m.leader], _dec_members_changed),
+    # Reads without a log write (tags 26-31 are the reads'; 32-39 are kept for Fast Paxos).
+    Read: (26, lambda m: [26, m.learner, m.batch], _dec_read),
+    ReadAt: (27, lambda m: [27, m.index, m.batch, m.ballot.round, m.ballot.node], _dec_read_at),
+    LeaseRenew: (28, lambda m: [28, m.ballot.round, m.ballot.node, m.round], _dec_lease(LeaseRenew)),
+    LeaseGranted: (29, lambda m: [29, m.ballot.round, m.ballot.node, m.round], _dec_lease(LeaseGranted)),
     StatusQuery: (30, lambda m: [30], _dec_empty(StatusQuery)),
     Any_: (32, lambda m: [32, m.ballot.round, m.ballot.node, m.from_slot], _dec_any),
     FastAccept: (33, lambda m: [33, m.batch], _dec_fast_accept),

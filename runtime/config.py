@@ -17,6 +17,7 @@ from typing import Any
 
 from actors.bounds import WireBounds
 from actors.fast import MODES, RECOVERIES, FastRules, need_acceptors
+from actors.lease import ReadParams
 from actors.membership import History, Membership
 from actors.proposer import ProposerParams
 
@@ -113,6 +114,23 @@ class SecuritySection:
     curve: bool = True
 
 
+_R = ReadParams()
+
+
+@dataclass(frozen=True)
+class ReadsSection:
+    """Reads without a log write (actors/lease.py). `lease`: a leader answers linearizable reads
+    at once while a majority's lease runs (false: each read batch waits for a heartbeat round
+    instead: a read index without a lease, which no clock can break). `lease_ticks`: how long an
+    acceptor's grant lasts in its own ticks (below election_ticks, so a dead leader's lease lapses
+    before a follower's election fires). `clock_drift_max`: the bound on any actor's clock-rate
+    error (0.05: 5%) that the leader's shorter lease allows for; in [0, 0.5)."""
+
+    lease: bool = _R.lease
+    lease_ticks: int = _R.lease_ticks
+    clock_drift_max: float = _R.clock_drift_max
+
+
 @dataclass(frozen=True)
 class TestingSection:
     """Off in real use. `enabled` makes the supervisor run every actor as the harness's test-mode
@@ -158,6 +176,7 @@ class ClusterConfig:
     learners: tuple[ActorSpec, ...]
     actors: dict[str, ActorSpec] = field(repr=False)
     security: SecuritySection = SecuritySection()
+    reads: ReadsSection = ReadsSection()
     # The membership changes the log chose, as far as this process knows them (a History blob,
     # runtime/members.py); `actors` then names every member of every membership, and
     # `proposers`/`acceptors`/`learners` stay the bootstrap ones (the protocol starts from them).
@@ -206,6 +225,15 @@ class ClusterConfig:
 
     def fast_rules(self) -> FastRules:
         return FastRules(self.protocol.mode, self.protocol.fast_recovery)
+
+    def read_params(self) -> ReadParams:
+        r = self.reads
+        return ReadParams(lease=r.lease, lease_ticks=r.lease_ticks, clock_drift_max=r.clock_drift_max)
+
+    @property
+    def acceptor_lease_ticks(self) -> int:
+        """What an acceptor grants (0: leases off, it grants and refuses nothing)."""
+        return self.reads.lease_ticks if self.reads.lease else 0
 
     def membership(self) -> Membership:
         """The bootstrap membership: cluster.toml's (issue 11: only until the log says otherwise)."""
@@ -284,7 +312,7 @@ def _check_fields(section: str, raw: Any, cls: type) -> Any:
             value = float(value)
         if type(value) is not want:
             raise ConfigError(f"{section}.{key}: must be {want.__name__}, got {value!r}")
-        if want in (int, float) and value <= 0 and key not in ("restart_max",):
+        if want in (int, float) and value <= 0 and key not in ("restart_max", "clock_drift_max"):
             raise ConfigError(f"{section}.{key}: must be positive, got {value!r}")
         if want is int and key == "restart_max" and value < 0:
             raise ConfigError(f"{section}.{key}: must be 0 or more, got {value!r}")
@@ -338,6 +366,7 @@ SECTIONS = {
     "client": ClientSection,
     "testing": TestingSection,
     "security": SecuritySection,
+    "reads": ReadsSection,
 }
 ACTOR_TABLES = {"proposers": "proposer", "acceptors": "acceptor", "learners": "learner"}
 
@@ -404,6 +433,14 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
                           "must be at least 1")
     if proto.heartbeat_ticks * 2 > proto.election_ticks:
         raise ConfigError("protocol.election_ticks: must be at least twice heartbeat_ticks")
+    reads: ReadsSection = sections["reads"]
+    if not 0.0 <= reads.clock_drift_max < 0.5:
+        raise ConfigError(f"reads.clock_drift_max: must be in [0, 0.5), got {reads.clock_drift_max!r}")
+    if reads.lease and reads.lease_ticks >= proto.election_ticks:
+        raise ConfigError(f"reads.lease_ticks: must be below protocol.election_ticks ({proto.election_ticks}), so a "
+                          f"dead leader's lease lapses before a follower's election fires, got {reads.lease_ticks}")
+    if reads.lease and reads.lease_ticks < 2:
+        raise ConfigError(f"reads.lease_ticks: must be at least 2, got {reads.lease_ticks}")
     snap: SnapshotSection = sections["snapshot"]
     if snap.chunk_bytes > lim.message_bytes_max - 64 * 1024:
         raise ConfigError(f"snapshot.chunk_bytes: must leave 64 KiB of limits.message_bytes_max for framing, "
@@ -412,7 +449,7 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
         path=path, cluster=cl, protocol=proto, limits=lim, snapshot=snap, supervisor=sup,
         client=sections["client"], testing=sections["testing"], proposers=proposers, acceptors=acceptors,
         learners=learners,
-        actors=actors, security=sections["security"],
+        actors=actors, security=sections["security"], reads=reads,
     )
 
 

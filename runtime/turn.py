@@ -45,6 +45,7 @@ from actors.messages import (
     FastAccept,
     Hello,
     Message,
+    Read,
     SnapshotChunk,
     SnapshotFetch,
     SnapshotInstalled,
@@ -137,6 +138,7 @@ class Turn:
         # Fast mode: acceptors take client batches straight from the clients (actors/fast.py).
         fast = getattr(core, "fast", None)
         self.takes_fast = core.role == "acceptor" and fast is not None and fast.enabled
+        self.takes_read = core.role in ("proposer", "learner")  # linearizable, stale
         self.ticks = 0
         self.frames_rejected = 0  # by the driver (admission), since this process started
         self.messages_rejected = 0  # by the core, since this process started
@@ -237,6 +239,14 @@ class Turn:
             elif kind is ChangeMembers and self.takes_submit:
                 step(sender, message, ready)  # an operator's (any client key may: runtime/keys.py)
                 core.invariants()
+            elif isinstance(message, Read) and self.takes_read:
+                # Reads name their session as a Submit does (actors/lease.py).
+                if codec.batch_is_from(message.batch, sender):
+                    step(sender, message, ready)
+                    core.invariants()
+                else:
+                    self._reject(ready, sender.encode(), "session_not_yours",
+                                 f"a Read from {sender!r} for another client's session")
             elif (isinstance(message, Submit) and self.takes_submit) or (
                     isinstance(message, FastAccept) and self.takes_fast):
                 # A client's batch names its session; only that session's own connection (whose

@@ -8,6 +8,9 @@ Its hooks:
 - the durable wal length, published after every fsync (`<data_dir>/run/<name>.synced`), so that
   a power-loss test can cut the file back to what a power failure would leave;
 - planted bugs named in `PAXOS_PLANTED_BUGS` (runtime/harness/bugs.py);
+- a clock fault: its ticks run `rate` times as fast as they should, from `PAXOS_CLOCK_RATE` at its
+  start, then from `<data_dir>/run/clocks.json` ({name: rate}, `faults.set_clocks`), re-read every
+  ten ticks (issue 12: a lease must survive clock-rate error within `[reads] clock_drift_max`);
 - an injected crash, to test crash-only: after SIGUSR1, the next turn that would persist
   something raises `InjectedCrash` after its steps and before its commit, with the core's
   memory ahead of its file.
@@ -26,7 +29,7 @@ from typing import Any
 from runtime.actor import ActorShell, Hooks
 from runtime.actor import main as actor_main
 from runtime.harness import bugs as planted
-from runtime.harness.faults import FaultyLinks, synced_path, write_synced
+from runtime.harness.faults import FaultyLinks, clocks_path, read_clock, synced_path, write_synced
 from runtime.turn import Kinds, Turn
 
 
@@ -58,6 +61,12 @@ class TestHooks(Hooks):
         self.bug_names = bug_names
         self.kinds = _with_crash(planted.kinds(bug_names))
         self.links: FaultyLinks | None = None
+        self.clock_rate = 1.0
+        self.ticks = 0
+        try:
+            self.env_rate = float(os.environ.get("PAXOS_CLOCK_RATE", "") or 1.0)
+        except ValueError:
+            self.env_rate = 1.0
 
     def send_peer(self, send: Callable[[str, bytes], None]) -> Callable[[str, bytes], None]:
         self._send = send
@@ -73,6 +82,9 @@ class TestHooks(Hooks):
         if self.bug_names:
             shell.logger.warning("planted_bugs_enabled", bugs=sorted(self.bug_names))
         self.links = FaultyLinks(self.name, shell.config.run_dir / "faults.json", self._send)
+        self.base_tick_s = shell._tick_s
+        self.set_clock(shell, self.env_rate if self.env_rate != 1.0 else read_clock(clocks_path(shell.config),
+                                                                                    self.name))
         self.tick(shell)
         path = synced_path(shell.config, self.name)
         wal = shell.wal
@@ -85,7 +97,16 @@ class TestHooks(Hooks):
         publish(wal.synced_offset)
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _armed.__setitem__, 0, True)
 
+    def set_clock(self, shell: ActorShell, rate: float) -> None:
+        if rate != self.clock_rate:
+            self.clock_rate = rate
+            shell._tick_s = self.base_tick_s / rate
+            shell.logger.warning("clock_rate_set", rate=rate, tick_s=shell._tick_s)
+
     def tick(self, shell: ActorShell) -> None:
+        self.ticks += 1
+        if self.ticks % 10 == 0 and self.env_rate == 1.0:
+            self.set_clock(shell, read_clock(clocks_path(shell.config), self.name))
         if self.links is not None and self.links.reload():
             shell.logger.warning("fault_rules_loaded", rules={d: str(r) for d, r in self.links.rules.items()})
 

@@ -231,7 +231,9 @@ async def worker(config: str, tasks: int, duration_s: float, value_size: int, mi
                 if t0 >= end or (mix == "fill" and n > fill_per_task):
                     return
                 if mix == "rw" and rng.random() < 0.5:
-                    await kv.get(key)
+                    await kv.get(key, via_log=True)  # the read as a command in the log
+                elif mix == "r" or (mix == "r90" and rng.random() < 0.9):
+                    await kv.get(key)  # without a log write: the leader's lease (actors/lease.py)
                 else:
                     await kv.put(key, value)
                 t1 = time.perf_counter()
@@ -752,6 +754,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true",
                         help="only the Fast Paxos figures: fast mode against classic on the same acceptors")
     parser.add_argument("--acceptors", type=positive(int), default=4, help="acceptors for --fast (at least 4)")
+    parser.add_argument("--reads", action="store_true",
+                        help="only the read figures: saturated writes, 100%% reads and a 90/10 mix, and one "
+                             "sequential writer against one sequential reader (about a minute)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--value-size", type=int, default=16, help=argparse.SUPPRESS)
     parser.add_argument("--mix", default="w", help=argparse.SUPPRESS)
@@ -766,8 +771,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  args.duration_s, args.seed))), flush=True)
         return 0
     if args.worker:
-        print(json.dumps(uvloop.run(worker(args.worker, args.tasks, args.duration_s, args.value_size, args.mix,
-                                           args.start_at, args.seed))), flush=True)
+        out = uvloop.run(worker(args.worker, args.tasks, args.duration_s, args.value_size, args.mix,
+                                args.start_at, args.seed))
+        out["lat"] = [round(x, 4) for x in out["lat"]]
+        os.set_blocking(sys.stdout.fileno(), True)  # a long line must leave whole
+        print(json.dumps(out), flush=True)
         return 0
     try:
         if args.membership:
@@ -776,10 +784,50 @@ def main(argv: list[str] | None = None) -> int:
         if args.fast:
             print(fast_bench(args.config, max(4, args.acceptors), args.duration_s, max(2, args.rounds), 16))
             return 0
+        if args.reads:
+            return reads_bench(args)
         return run_bench(args)
     except RuntimeError as exc:  # a cluster or the peer did not start: say why, without a traceback
         print(f"bench: {exc}", file=sys.stderr)
         return 1
+
+
+def reads_figures(ours: Ours, args: argparse.Namespace, sat_write: list[Result], seq_write: Result) -> str:
+    """Reads without a log write against writes, in the same run on the same cluster: saturated
+    100% reads and a 90/10 read/write mix (alternating with the saturated writes of `sat_write`),
+    and one sequential reader against `seq_write`. Prints the table rows; returns the line."""
+    d = args.duration_s
+    reads: list[Result] = []
+    mix: list[Result] = []
+    for rnd in range(args.rounds):
+        print(f"# round {rnd + 1}: reads", file=sys.stderr)
+        reads.append(ours.run("saturation, 100% reads (lease, no log write)", args.clients, args.tasks, d, 16, "r"))
+        mix.append(ours.run("saturation, 90% reads / 10% writes", args.clients, args.tasks, d, 16, "r90"))
+    seq_read = ours.run("sequential reads, 1 client (lease)", 1, 1, d, 16, "r")
+    w, r, m = best_of(sat_write, ""), best_of(reads, ""), best_of(mix, "")
+    show([w, r, m, seq_write, seq_read])
+    figures = {"write_ops_per_s": w.ops_per_s, "read_ops_per_s": r.ops_per_s,
+               "read_vs_write": r.ops_per_s / w.ops_per_s, "mix90_ops_per_s": m.ops_per_s,
+               "mix90_vs_write": m.ops_per_s / w.ops_per_s, "seq_write_p50_ms": seq_write.p50_ms,
+               "seq_read_p50_ms": seq_read.p50_ms, "read_p50_vs_write": seq_read.p50_ms / seq_write.p50_ms,
+               "read_p99_ms": r.p99_ms, "write_p99_ms": w.p99_ms}
+    return "bench-reads " + " ".join(f"{k}={v:.4g}" for k, v in figures.items())
+
+
+def reads_bench(args: argparse.Namespace) -> int:
+    """`--reads`: only the read figures (saturated writes alternating with saturated reads and the
+    90/10 mix, then one sequential writer and one sequential reader)."""
+    d = args.duration_s
+    with Ours(args.config) as ours:
+        print(f"# our cluster: {args.config} on free ports, data in {ours.root}", file=sys.stderr)
+        sat = []
+        for rnd in range(args.rounds):
+            print(f"# round {rnd + 1}: saturation", file=sys.stderr)
+            sat.append(ours.run("saturation, 16 B, 3 acceptors (writes)", args.clients, args.tasks, d, 16, "w"))
+        seq = ours.run("sequential, 1 client, 16 B (writes)", 1, 1, d, 16, "w")
+        line = reads_figures(ours, args, sat, seq)
+    print(line)
+    return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -804,8 +852,9 @@ def run_bench(args: argparse.Namespace) -> int:
             if peer:
                 sat_peer.append(peer_run("PySyncObj saturation, 16 B", "saturate", d, 16))
         seq = ours.run("sequential, 1 client, 16 B", 1, 1, d, 16, "w")
+        reads_line = reads_figures(ours, args, sat_ours, seq)
         if not args.quick:
-            mixed = ours.run("mixed 50% reads, 16 B", args.clients, args.tasks, d, 16, "rw")
+            mixed = ours.run("mixed 50% reads through the log, 16 B", args.clients, args.tasks, d, 16, "rw")
             kib = ours.run("saturation, 1 KiB", args.clients, args.tasks, d, 1024, "w")
             big = ours.run("saturation, 64 KiB", args.clients, 16, d, 64 * 1024, "w")
             kill_times, back = uvloop.run(recovery_times(ours.cluster, args.kills))
@@ -873,6 +922,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "snapshots_on_ops_per_s": lr["on_ops_per_s"], "snapshots_off_ops_per_s": lr["off_ops_per_s"],
             "snapshots_on_p99_ms": lr["on_p99_ms"], "snapshots_off_p99_ms": lr["off_p99_ms"],
             "catch_up_mb_per_s": cu["mb_per_s"], "catch_up_mb": cu["bytes"] / 1e6}.items()))
+    print(reads_line)
     print("bench " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
     return 0
 

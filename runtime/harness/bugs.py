@@ -159,6 +159,22 @@ class TruncateOnCorruption(Scanner):
         return None
 
 
+class LeaseIgnoresDrift(Proposer):
+    """The leader serves reads for the acceptors' whole lease_ticks of its own ticks after the round
+    it sent (the clock-drift bound and the tick's rounding ignored)."""
+
+    def lease_span_ticks(self) -> int:
+        p = self.read_params
+        return p.lease_ticks if p is not None and p.lease else 0
+
+
+class AcceptorIgnoresGrant(Acceptor):
+    """The acceptor grants leases but promises another proposer while one runs."""
+
+    def refuses_for_lease(self, sender: str, b: Ballot, ready: Ready) -> bool:
+        return False
+
+
 @dataclass(frozen=True)
 class Bug:
     doc: str
@@ -179,6 +195,8 @@ BUGS: dict[str, Bug] = {
     "compact_past_snapshot": Bug(CompactPastSnapshot.__doc__ or "", CompactPastSnapshot),
     "trim_before_snapshot_durable": Bug(TrimBeforeSnapshotDurable.__doc__ or "", TrimBeforeSnapshotDurable),
     "fast_quorum_too_small": Bug(FastQuorumTooSmall.__doc__ or "", FastQuorumTooSmall),
+    "lease_ignores_drift": Bug(LeaseIgnoresDrift.__doc__ or "", LeaseIgnoresDrift),
+    "acceptor_ignores_grant": Bug(AcceptorIgnoresGrant.__doc__ or "", AcceptorIgnoresGrant),
 }
 
 

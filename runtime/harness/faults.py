@@ -85,6 +85,34 @@ def set_rules(config: ClusterConfig, raw: dict[str, Any]) -> None:
     write_rules(config.run_dir / "faults.json", raw)
 
 
+def clocks_path(config: ClusterConfig) -> Path:
+    return config.run_dir / "clocks.json"
+
+
+def set_clocks(config: ClusterConfig, rates: dict[str, float]) -> None:
+    """Clock faults: each named test-mode actor's ticks run `rate` times as fast as they should
+    (1.05: 5% fast) from its next few ticks on; {} sets every clock right."""
+    if not config.testing.enabled:
+        raise ValueError(f"clock faults need `[testing] enabled = true` in {config.path.name}")
+    for name, rate in rates.items():
+        if not (isinstance(rate, (int, float)) and 0.05 <= rate <= 20.0):
+            raise ValueError(f"clock rate of {name} must be in [0.05, 20], got {rate!r}")
+    path = clocks_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rates))
+    os.replace(tmp, path)
+
+
+def read_clock(path: Path, name: str) -> float:
+    """This actor's clock rate from the clock-fault file (1.0 when none)."""
+    try:
+        rate = json.loads(path.read_text()).get(name, 1.0)
+    except (OSError, ValueError, AttributeError):
+        return 1.0
+    return float(rate) if isinstance(rate, (int, float)) and 0.05 <= rate <= 20.0 else 1.0
+
+
 class FaultyLinks:
     """Sits in front of a Transport's `send_peer` for one actor."""
 

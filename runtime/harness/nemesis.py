@@ -31,6 +31,14 @@ Faults (each lasts about 1-3 s, then heals; the nemesis acts every few seconds):
              Mounting needs root or CAP_SYS_ADMIN: without it the fault is skipped, with the
              reason on stderr. The disk is unmounted at the end of the run, whatever happened
              (and that acceptor is never the one `wipe` picks)
+  clock      the leader's or an acceptor's ticks run fast or slow, at 90% of `[reads]
+             clock_drift_max` (`--clock-beyond X`: X beyond it, a negative test), through the
+             test-mode actor's clock file (runtime/harness/actor.py)
+
+Every `get` of the workload is a read without a log write (the leader's lease, actors/lease.py).
+Besides the history checks below, a lease-overlap check reads the proposers' logs: no lease read
+served under a ballot (`lease_reads_served`, stamped with when its lease was checked) after a
+leader of a higher ballot was elected (`leader_elected`), by the host's clock.
 
 The history is JSON lines, one event per line:
   {"process": int, "type": "invoke"|"ok"|"fail"|"info", "f": "get"|"put"|"cas"|"append",
@@ -82,11 +90,11 @@ from runtime.client import Client, CommandFailed, OutcomeUnknown
 from runtime.config import ClusterConfig, load
 from runtime.control import request
 from runtime.harness.disk import MountUnavailable, SmallDisk
-from runtime.harness.faults import power_loss, set_rules
+from runtime.harness.faults import power_loss, set_clocks, set_rules
 from runtime.harness.local import LocalCluster, free_ports
 from runtime.members import load as load_members
 
-FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full", "membership")
+FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full", "membership", "clock")
 DISK_BYTES = 16 << 20
 REGISTER_KEYS = 4
 APPEND_KEYS = 2
@@ -166,7 +174,8 @@ class Recorder:
 class NemesisRun:
     def __init__(self, root: Path, faults: list[str], duration_s: float, history: Path, seed: int,
                  workers: int = 12, op_timeout_s: float = 3.0, whole_cluster_share: float = 0.3,
-                 mode: str = "classic", fast_recovery: str = "coordinated", acceptors: int = 0) -> None:
+                 mode: str = "classic", fast_recovery: str = "coordinated", acceptors: int = 0,
+                 clock_beyond: float = 0.0) -> None:
         self.root = root
         self.mode = mode
         if mode == "fast" and "membership" in faults:
@@ -180,6 +189,9 @@ class NemesisRun:
         self.workers = workers
         self.op_timeout_s = op_timeout_s
         self.whole_cluster_share = whole_cluster_share
+        # The clock fault: a rate within the drift bound, or (a negative test) this far beyond it.
+        self.clock_beyond = clock_beyond
+        self.clocks_set = False
         # Snapshots every few hundred slots, so that a run compacts often and wiped learners catch
         # up by snapshot.
         extra = "[testing]\nenabled = true\n\n[snapshot]\nevery_slots = 300"
@@ -427,6 +439,17 @@ class NemesisRun:
         elif fault == "disk-full":
             self.hold(self.disk_owner)
             await self.fill_disk(hold_s)
+        elif fault == "clock":
+            # One actor's clock runs fast or slow: within [reads] clock_drift_max (90% of it), or,
+            # with clock_beyond, that much beyond it (leases may then overlap).
+            d = self.config.reads.clock_drift_max
+            victim = self.rng.choice([leader, self.rng.choice(acceptors)])
+            sign = self.rng.choice([-1.0, 1.0])
+            rate = 1.0 + sign * (d + self.clock_beyond if self.clock_beyond else 0.9 * d)
+            self.note(f"clock of {victim} at {rate:.3f}x for {hold_s:.1f}s")
+            await asyncio.to_thread(set_clocks, self.config, {victim: max(0.05, rate)})
+            self.clocks_set = True
+            await asyncio.sleep(hold_s)
 
     async def child(self, name: str) -> dict[str, Any]:
         status = await self.act({"cmd": "status"})
@@ -477,6 +500,9 @@ class NemesisRun:
             except Exception as exc:  # reported; the run goes on with the acceptors it has
                 self.note(f"disk-full: could not bring {self.disk_owner} back: {exc}")
         await asyncio.to_thread(set_rules, self.config, {})
+        if self.clocks_set:
+            await asyncio.to_thread(set_clocks, self.config, {})
+            self.clocks_set = False
         now = time.monotonic()
         until = {n: min(t, now + self.held_after.get(n, 0.0)) for n, t in self.held.items()}
         self.held, self.held_after = {n: t for n, t in until.items() if t > now}, {}
@@ -738,6 +764,39 @@ def learner_appends(config: ClusterConfig, name: str) -> tuple[int, list[tuple[i
     return first, out
 
 
+def lease_overlaps(config: ClusterConfig) -> tuple[int, list[str]]:
+    """Leases never overlap, by the real host clock of the proposers' logs: no lease read served
+    under ballot b1 (`lease_reads_served`, stamped with the time its lease was checked) after a
+    leader of a higher ballot was elected (`leader_elected`, logged after its election: later, if
+    anything, than the election itself). Returns (lease read batches seen, problems)."""
+    elected: list[tuple[float, tuple[int, int], str]] = []
+    served: list[tuple[float, tuple[int, int], str, int]] = []
+    for spec in config.actors.values():
+        if spec.role != "proposer" or not config.log_path(spec.name).exists():
+            continue
+        for line in config.log_path(spec.name).read_text(errors="replace").splitlines():
+            if '"leader_elected"' not in line and '"lease_reads_served"' not in line:
+                continue
+            try:
+                e = json.loads(line)
+                r, n = (int(x) for x in str(e["ballot"]).split("."))
+            except (ValueError, KeyError):
+                continue
+            if e.get("event") == "leader_elected":
+                elected.append((float(e["ts"]), (r, n), spec.name))
+            elif e.get("event") == "lease_reads_served":
+                served.append((float(e.get("clock_ts") or e["ts"]), (r, n), spec.name, int(e.get("batches", 1))))
+    elected.sort()
+    problems = []
+    for ts, ballot, name, _ in served:
+        later = next(((t, b, who) for t, b, who in elected if b > ballot and t < ts), None)
+        if later is not None:
+            problems.append(f"lease overlap: {name} served reads under ballot {ballot[0]}.{ballot[1]} at {ts:.3f}, "
+                            f"{(ts - later[0]) * 1000:.0f} ms after {later[2]} was elected with "
+                            f"{later[1][0]}.{later[1][1]}")
+    return sum(s[3] for s in served), problems
+
+
 def check(history: Path, final: dict[str, str | None],
           learners: dict[str, tuple[int, list[tuple[int, str, str]]]],
           budget_s_per_key: float = 10.0) -> tuple[int, list[str]]:
@@ -768,7 +827,7 @@ def check(history: Path, final: dict[str, str | None],
 
 def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bool = False, bugs: str = "",
         workers: int = 12, whole_cluster_share: float = 0.3, mode: str = "classic",
-        fast_recovery: str = "coordinated", acceptors: int = 0) -> dict[str, Any]:
+        fast_recovery: str = "coordinated", acceptors: int = 0, clock_beyond: float = 0.0) -> dict[str, Any]:
     """One run; `mode="fast"` runs Fast Paxos (`[protocol] mode`, with `fast_recovery`) on
     `acceptors` acceptors (0: 4 in fast mode, 3 in classic mode), without the membership fault."""
     import uvloop
@@ -776,7 +835,7 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
     root = Path(tempfile.mkdtemp(prefix="paxos-nemesis-"))
     nr = NemesisRun(root, faults, duration_s, history, seed, workers=workers,
                     whole_cluster_share=whole_cluster_share, mode=mode, fast_recovery=fast_recovery,
-                    acceptors=acceptors)
+                    acceptors=acceptors, clock_beyond=clock_beyond)
     if bugs:
         os.environ["PAXOS_PLANTED_BUGS"] = bugs
     try:
@@ -797,6 +856,9 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
     rebuilt = {spec.name: learner_appends(config, spec.name) for spec in config.actors.values()
                if spec.role == "learner" and config.wal_path(spec.name).exists()}
     violations, problems = check(history, outcome["final"], rebuilt)
+    lease_reads, overlaps = lease_overlaps(config)
+    violations += len(overlaps)
+    problems += overlaps[:10]
     violations += outcome["final_failures"]
     if outcome["final_failures"]:
         problems.append(f"{outcome['final_failures']} final reads failed after healing")
@@ -805,7 +867,8 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
         "skipped": [f for f in faults if f not in nr.faults],
         "ops": s.ops, "ok": s.ok, "info": s.info, "fail": s.fail, "faults": sum(s.faults.values()),
         "violations": violations, "fault_kinds": s.faults, "fault_active_share": s.active_s() / duration_s,
-        "membership": dict(s.changes), "learners_checked": sorted(rebuilt),
+        "membership": dict(s.changes), "learners_checked": sorted(rebuilt), "lease_reads": lease_reads,
+        "lease_overlaps": len(overlaps),
         "ok_per_s": s.ok / duration_s, "problems": [p if len(p) < 400 else p[:400] + " ..." for p in problems[:20]],
         "data": str(root), "mode": mode, "acceptors": len(nr.acceptors),
         "fast": fast_counts(nr.config.data_dir / "logs") if mode == "fast" else {},
@@ -834,6 +897,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="[protocol] fast_recovery: who recovers a collision in fast mode")
     parser.add_argument("--acceptors", type=int, default=0,
                         help=f"acceptors (default: 3, in fast mode {FAST_ACCEPTORS})")
+    parser.add_argument("--clock-beyond", type=float, default=0.0, metavar="X",
+                        help="the clock fault sets rates this far beyond [reads] clock_drift_max (a negative test: "
+                             "leases may overlap); default 0: 90%% of the bound")
     args = parser.parse_args(argv)
     if args.mode == FAST and 0 < args.acceptors < FAST_ACCEPTORS_MIN:
         parser.error(f"fast mode needs at least {FAST_ACCEPTORS_MIN} acceptors")
@@ -848,7 +914,8 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         history = args.history if not args.soak else args.history.with_suffix(f".{runs}.jsonl")
         summary = run(args.duration, faults, history, seed + runs, args.keep, args.bugs, args.workers,
-                      mode=args.mode, fast_recovery=args.fast_recovery, acceptors=args.acceptors)
+                      mode=args.mode, fast_recovery=args.fast_recovery, acceptors=args.acceptors,
+                      clock_beyond=args.clock_beyond)
         runs += 1
         total_violations += summary["violations"]
         for p in summary["problems"]:
@@ -866,7 +933,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# membership changes {summary['membership']}; learner logs compared: "
                   f"{', '.join(summary['learners_checked'])}")
         print(f"# seed={seed + runs - 1} fault kinds {summary['fault_kinds']}, faults active "
-              f"{summary['fault_active_share']:.0%} of the time, {summary['ok_per_s']:.0f} acknowledged ops/s")
+              f"{summary['fault_active_share']:.0%} of the time, {summary['ok_per_s']:.0f} acknowledged ops/s, "
+              f"{summary['lease_reads']} lease read batches, {summary['lease_overlaps']} lease overlaps")
         # Fast mode adds its counts before `violations=`, which stays last.
         counts = "".join(f"{k}={v} " for k, v in fast.items())
         print(f"ops={summary['ops']} ok={summary['ok']} info={summary['info']} fail={summary['fail']} "

@@ -17,7 +17,8 @@ from runtime.harness.nemesis import run
 def test_a_short_mix_of_every_fault_keeps_the_history_linearizable(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
     proc = subprocess.run([sys.executable, "-m", "runtime.harness.nemesis", "--duration", "40", "--seed", "7",
-                           "--faults", "kill,pause,partition,chaos,power,wipe,membership", "--history", str(history)],
+                           "--faults", "kill,pause,partition,chaos,power,wipe,membership,clock", "--history",
+                           str(history)],
                           capture_output=True, text=True, timeout=300)
     last = proc.stdout.strip().splitlines()[-1]
     m = re.fullmatch(r"ops=(\d+) ok=(\d+) info=(\d+) fail=(\d+) faults=(\d+) violations=(\d+)", last)
@@ -35,6 +36,9 @@ def test_a_short_mix_of_every_fault_keeps_the_history_linearizable(tmp_path: Pat
     # Membership changes ran alongside the other faults (the final check covered their learners).
     applied = re.search(r"# membership changes \{'applied': (\d+)", proc.stdout)
     assert applied and int(applied.group(1)) >= 1, proc.stdout
+    # Its gets were reads without a log write, under leases, and no two leases overlapped.
+    leases = re.search(r"(\d+) lease read batches, (\d+) lease overlaps", proc.stdout)
+    assert leases and int(leases.group(1)) >= 100 and int(leases.group(2)) == 0, proc.stdout
     invokes = sum(1 for e in events if e["type"] == "invoke")
     assert ops <= invokes <= ops + 200  # the workload's operations, then one final read per key
 

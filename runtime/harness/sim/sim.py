@@ -63,6 +63,7 @@ from actors.fast import FastRules, classic_quorum, fast_quorum
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
 from actors.learner import Learner
+from actors.lease import ReadParams
 from actors.membership import History, Membership
 from actors.membership import decode as decode_membership
 from actors.messages import (
@@ -189,6 +190,8 @@ class _SimShell:
                 key = FAST_EVENTS[event] + (f".{f.get('way') or f.get('recovery')}" if event.startswith("collision")
                                             else "") + ("@acceptor" if self.actor.role == "acceptor" else "")
                 fast[key] = fast.get(key, 0) + 1
+            elif event in ("leader_elected", "lease_reads_served"):
+                self.sim._check_lease(self.name, event, f)
 
     def status(self) -> dict[str, Any]:
         return {}
@@ -234,6 +237,10 @@ class Drawn:
     wipe_share: float  # of crashes that also wipe the actor's files
     alpha_slots: int = 0  # (membership runs) the alpha of the alpha rule
     fast_off_s: float = 1.0  # (fast runs) how long a client uses the leader after a no_fast_round
+    # Reads without a log write (actors/lease.py): the bound every clock rate is drawn within,
+    # which the leaders are configured with too.
+    reads: ReadParams = field(default_factory=ReadParams)
+    lease_read_share: float = 0.0  # of gets that take the read path (the rest go through the log)
 
 
 @dataclass
@@ -248,7 +255,7 @@ class SimActor:
     busy_until: int = 0
     crash_point: str | None = None
     announced: Ballot = ZERO  # highest ballot this acceptor ever told anyone it promised
-    ballot_used: Ballot = ZERO  # highest ballot this proposer ever used, across files lost
+    ballot_used: Ballot = ZERO  # highest ballot this proposer sent an Accept under, across files lost
     shadow: Any = None  # the actor as its durable bytes alone would rebuild it
     shadow_offset: int = 0
     shadow_file: Any = None  # the wal file the shadow was built from (compaction replaces it)
@@ -273,6 +280,7 @@ class SimOp:
     f: str
     key: str
     command: list[Any]
+    read: bool = False  # through the read path (never in the log)
 
 
 @dataclass
@@ -304,6 +312,8 @@ class SimResult:
     fast_events: dict[str, int] = field(default_factory=dict)  # fast mode's recoveries (`FAST_EVENTS`)
     mode: str = "classic"
     fast_recovery: str = "coordinated"
+    reads_acked: int = 0  # reads answered through the read path (not in `acked`)
+    lease_reads: int = 0  # read batches served under a lease
 
     def repro(self, bugs: frozenset[str] | set[str] = frozenset()) -> str:
         extra = f" --bugs {','.join(sorted(bugs))}" if bugs else ""
@@ -389,6 +399,9 @@ class Simulation:
         self.recent: list[str] = []
         self.rejected: dict[str, int] = {}  # rejections of honest traffic, by reason (`_SimShell.log`)
         self.fast_events: dict[str, int] = {}
+        self.elected: tuple[Ballot, str, int] = (ZERO, "", 0)  # the highest ballot elected: who, when
+        self.lease_reads = 0  # read batches served under a lease
+        self.reads_acked = 0  # reads answered through the read path
         for name in self.names:
             self._start(name)
         for cl in self.clients:
@@ -440,6 +453,15 @@ class Simulation:
             fast_off_s = r.choice([0.05, 0.2, 1.0])
         faults = self.config.faults
         wipes = faults and self.config.wipes
+        # Leases: the drift bound first, then every clock rate within it, a third of them at its
+        # edges (where a lease computed without the bound overlaps the next one).
+        drift = r.choice([0.0, 0.05, 0.1, 0.25]) if faults else 0.0
+        reads = ReadParams(lease=r.random() < 0.8, lease_ticks=r.randint(max(2, election // 3), election - 1),
+                           clock_drift_max=drift)
+
+        def rate() -> float:
+            return 1.0 + drift * max(-0.99, min(0.99, 1.5 * (2.0 * r.random() - 1.0)))
+
         return Drawn(
             tick_ms=r.choice([5, 10]),
             params=params,
@@ -449,7 +471,7 @@ class Simulation:
             crash_every_ms=r.choice([100, 300, 1000]),
             partition_every_ms=r.choice([200, 500, 1500]),
             power_crash=r.choice([0.0, 0.5, 1.0]),
-            clock_rate={n: r.uniform(0.8, 1.25) for n in self.names} if faults else {n: 1.0 for n in self.names},
+            clock_rate={n: rate() for n in self.names} if faults else {n: 1.0 for n in self.names},
             cpu_us={n: r.choice([20, 50, 200, 2000]) if faults else 20 for n in self.names},
             fetch_ticks=r.randint(3, 20),
             client_retry_s=r.choice([0.05, 0.1, 0.3]),
@@ -458,6 +480,8 @@ class Simulation:
             wipe_share=r.choice([0.0, 0.1, 0.3]) if wipes else 0.0,
             alpha_slots=alpha,
             fast_off_s=fast_off_s,
+            reads=reads,
+            lease_read_share=r.choice([0.5, 0.8, 1.0]),
         )
 
     def _plan(self) -> list[Membership | str]:
@@ -486,12 +510,13 @@ class Simulation:
         if role == "proposer":
             core: Any = k.proposer(name, self.proposer_ids[name], self.proposer_ids, self.initial_acceptors,
                                    self.initial_learners, d.params, random.Random(self.rng.getrandbits(64)),
-                                   history=self._history())
+                                   history=self._history(), reads=d.reads)
         elif role == "acceptor":
             core = k.acceptor(name, self.proposer_ids, self.initial_learners, d.params.message_bytes_max,
                               acceptors=self.initial_acceptors if self.config.membership else self.acceptors,
                               alpha=self.ghost_history.alpha if self.config.membership else 0,
-                              fast=self.fast, batch_bytes_max=d.params.batch_bytes_max)
+                              fast=self.fast, batch_bytes_max=d.params.batch_bytes_max,
+                              lease_ticks=d.reads.lease_ticks if d.reads.lease else 0)
         else:
             kv = KVStore(64, 4096)
             self.applied[name] = kv.applied_log = []  # rebuilt by the replay below
@@ -631,7 +656,8 @@ class Simulation:
         return SimResult(self.seed, ok, rule, detail, self.events, self.now / 1000, self.trace.hexdigest()[:16],
                          len(self.acked), self.crashes, self.partitions, self.history, self.recent[-20:],
                          forger.delivered if forger else 0, dict(forger.reasons) if forger else {},
-                         dict(self.rejected), dict(self.fast_events), self.fast.mode, self.fast.recovery)
+                         dict(self.rejected), dict(self.fast_events), self.fast.mode, self.fast.recovery,
+                         self.reads_acked, self.lease_reads)
 
     def _note(self, text: str) -> None:
         self.trace.update(f"{self.now}|{text}\n".encode())
@@ -730,11 +756,13 @@ class Simulation:
         core = actor.core
         if isinstance(core, Acceptor) and core.promised < actor.announced:
             raise Violation("promise_monotonic", f"{name} promised {core.promised} after announcing {actor.announced}")
-        if isinstance(core, Proposer) and core.ballot != ZERO:
-            # A proposer's ballots only grow, even across a lost file (else one may be used twice).
-            if core.ballot < actor.ballot_used:
-                raise Violation("ballot_monotonic", f"{name} uses ballot {core.ballot} after {actor.ballot_used}")
-            actor.ballot_used = core.ballot
+        # A proposer's ballots only grow past every ballot it sent an Accept under, even across a
+        # lost file (else two values could be proposed under one ballot). A ballot whose Prepare no
+        # majority promised (lost, or refused for a lease: actors/lease.py) sent no Accept, and a
+        # proposer that lost its file cannot know it: it may come again.
+        if isinstance(core, Proposer) and core.ballot != ZERO and core.ballot < actor.ballot_used:
+            raise Violation("ballot_monotonic", f"{name} uses ballot {core.ballot} after sending Accepts "
+                                                f"under {actor.ballot_used}")
 
     # --- one turn: the driver commits through _SimShell, which may crash it at a point ------
 
@@ -795,6 +823,8 @@ class Simulation:
         if actor.role == "proposer":
             for m in msgs:
                 if isinstance(m, Accept):
+                    if m.ballot > actor.ballot_used:
+                        actor.ballot_used = m.ballot
                     # What each (slot, ballot) proposes: an acceptor's Accepted names only slots.
                     proposed = self.proposed
                     for slot, value in m.entries:
@@ -991,11 +1021,23 @@ class Simulation:
             return
         r = self.rng
         everyone = [*self.names, *(cl.name for cl in self.clients)]
-        shape = r.choice(["split", "isolate", "leader", "oneway"])
+        # "proposers" cuts the proposers from each other (a follower elects while the leader
+        # still reaches the acceptors: its lease must hold the election off); "leader_actors" cuts
+        # the leader from every actor while clients still reach it (it serves reads under its
+        # lease until that lapses, as the next leader is elected).
+        shape = r.choice(["split", "isolate", "leader", "oneway", "proposers", "leader_actors"])
         if shape == "split":
             side = set(r.sample(self.names, r.randrange(1, len(self.names))))
             self.blocked = {(a, b) for a in everyone for b in everyone if (a in side) != (b in side)
                             and a in self.names and b in self.names}
+        elif shape == "proposers":
+            self.blocked = {(a, b) for a in self.proposers for b in self.proposers if a != b}
+        elif shape == "leader_actors":
+            leaders = [p for p in self.proposers if self.actors[p].core is not None
+                       and self.actors[p].core.state is LEADER] or [r.choice(self.proposers)]
+            victim = leaders[0]
+            self.blocked = {(victim, b) for b in self.names if b != victim}
+            self.blocked |= {(a, victim) for a in self.names if a != victim}
         elif shape in ("isolate", "leader"):
             leaders = [p for p in self.proposers if self.actors[p].core is not None
                        and self.actors[p].core.state is LEADER]
@@ -1053,7 +1095,7 @@ class Simulation:
         process = cl.free.pop(0)
         seq = cl.core.next_seq
         cl.issued += 1
-        f = r.choice(["get", "put", "cas", "append"])
+        f = r.choice(["get", "get", "put", "cas", "append"])
         if f == "append":
             key = f"a{r.randrange(2)}"
             element = f"{cl.name}.{seq};"
@@ -1063,6 +1105,13 @@ class Simulation:
             key = f"r{r.randrange(3)}"
             if f == "get":
                 command, value = ["get", key], None
+                if r.random() < self.drawn.lease_read_share:
+                    # Through the read path: the leader's lease, or a round (actors/lease.py).
+                    op = cl.core.read(key, self.now / US)
+                    cl.ops[op.seq] = SimOp(process, f, key, op.command, read=True)
+                    self.history.append({"process": process, "type": "invoke", "f": f, "key": key, "value": None,
+                                         "time": self.now / US})
+                    return
             elif f == "put":
                 v = f"{cl.name}.{seq}"
                 command, value = ["put", key, v], v
@@ -1115,7 +1164,10 @@ class Simulation:
 
     def _complete(self, cl: SimClient, seq: int, op: SimOp, ok: bool, result: Any) -> None:
         f = op.f
-        self.acked[(cl.name, seq)] = result
+        if op.read:
+            self.reads_acked += 1
+        else:
+            self.acked[(cl.name, seq)] = result
         if f == "cas":
             kind = "ok" if ok and result is True else "fail"
             value: Any = [op.command[3], op.command[4]]
@@ -1127,6 +1179,48 @@ class Simulation:
                              "time": self.now / US})
 
     # --- invariants at the learners and at the end -----------------------------------------
+
+    def _check_lease(self, name: str, event: str, f: dict[str, Any]) -> None:
+        """Leases never overlap: no read is served under ballot b1's lease after a leader of a
+        higher ballot was elected (in simulated time; a turn is one instant)."""
+        r, n = (int(x) for x in str(f["ballot"]).split("."))
+        ballot = Ballot(r, n)
+        if event == "leader_elected":
+            if ballot > self.elected[0]:
+                self.elected = (ballot, name, self.now)
+            return
+        self.lease_reads += int(f.get("batches", 1))
+        self._check_grants(name, ballot)
+        top, who, when = self.elected
+        if ballot < top:
+            raise Violation("lease_overlap", f"{name} served {f.get('batches')} read batches under the lease of "
+                                             f"ballot {ballot} at {self.now / 1000:.3f} ms, after {who} was elected "
+                                             f"with {top} at {when / 1000:.3f} ms")
+
+    def _check_grants(self, name: str, ballot: Ballot) -> None:
+        """The lease's premise, when it serves: a majority of every membership it counts on can
+        promise no other proposer now (each is down, or holds a running grant to it, or is in its
+        window after a start with no grant to another) and promised nothing above its ballot."""
+        core = self.actors[name].core
+
+        def protected(a: str) -> bool:
+            acc = self.actors[a].core
+            if acc is None:
+                return True  # down: it comes back refusing Prepares for lease_ticks
+            g = acc.grant
+            if acc.promised > ballot:
+                return False
+            return (g.holder == name and g.until > acc.ticks) or (acc.ticks < acc.lease_ticks
+                                                                  and g.holder in ("", name))
+
+        members = core._lease_members() if not core.simple else [self.bootstrap]
+        for m in members:
+            names = m.acceptor_names
+            held = [a for a in names if protected(a)]
+            if len(held) < len(names) // 2 + 1:
+                raise Violation("lease_grants", f"{name} served reads under the lease of ballot {ballot} at "
+                                                f"{self.now / 1000:.3f} ms, but only {held} of {names} would refuse "
+                                                f"another proposer now")
 
     def _check_delivery(self, name: str, slot: int, value: Value) -> None:
         """I1/I7: what a learner delivers is what was chosen, the same on every learner; I2:
