@@ -540,7 +540,7 @@ class Acceptor(Core):
             return  # not promised yet (its next Accept raises the promise; the next round counts)
         if self.lease_ticks:
             self.grants_lease(sender, b)
-        ready.send.append((sender, LeaseGranted(b, m.round)))
+        ready.send.append((sender, LeaseGranted(b, m.round, self.highest_slot)))
 
     # --- probes and rebuilding -------------------------------------------------------------
 

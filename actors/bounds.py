@@ -227,7 +227,8 @@ def shape(m: Message) -> str | None:
     if isinstance(m, (SnapshotOffer, SnapshotFetch, SnapshotChunk)):
         return _slot(m.slot)
     if isinstance(m, (LeaseRenew, LeaseGranted)):
-        return _ballot(m.ballot) or ("round_above_ceiling" if m.round > ROUND_MAX else None)
+        return (_ballot(m.ballot) or ("round_above_ceiling" if m.round > ROUND_MAX else None)
+                or (_watermark(m.highest_slot) if isinstance(m, LeaseGranted) else None))
     if isinstance(m, ReadAt):
         return _watermark(m.index) or _ballot(m.ballot)
     return None

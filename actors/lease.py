@@ -34,9 +34,12 @@ Beyond the drift bound (a clock faster or slower than `clock_drift_max` says), l
 overlap: a deposed leader may answer a read with a value older than an acknowledged write. The
 read index without a lease does not depend on clocks at all.
 
-Fast Paxos (acceptors fill slots from clients directly): the leader's own `next_slot` no longer
-bounds what was chosen; `Proposer.read_index` is the one place to plug in "ask a majority of
-acceptors for their highest slot".
+Fast Paxos (acceptors fill slots from clients directly, actors/fast.py): the leader's own
+`next_slot` no longer bounds what was chosen, and a lease alone says nothing about slots a fast
+quorum chose without the leader. While a fast round is open, every read waits for a round sent
+after it arrived, and its index is the highest slot that round's answers report (each acceptor
+says the highest slot it voted in): a slot a fast quorum chose before the read arrived was voted
+by some acceptor of any majority. It costs a round trip to the acceptors, still no fsync.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class ReadState:
     round: int = 0  # the last round sent
     sent: dict[int, int] = field(default_factory=dict)  # round -> the tick it was sent
     acks: dict[int, set[str]] = field(default_factory=dict)
+    highs: dict[int, int] = field(default_factory=dict)  # round -> the highest slot its answers report
     lease_until: int = 0  # reads are served at once while ticks < lease_until
     lease_acks: set[str] = field(default_factory=set)  # the acceptors whose grants it rests on
     confirmed: int = 0  # the highest round a majority acknowledged

@@ -400,11 +400,14 @@ class LeaseRenew(Message):
 
 @dataclass(frozen=True, slots=True)
 class LeaseGranted(Message):
-    """Acceptor -> leader: its promise is still `ballot` (echoing the leader's `round`)."""
+    """Acceptor -> leader: its promise is still `ballot` (echoing the leader's `round`), and the
+    highest slot it voted in (Fast Paxos: acceptors fill slots the leader never saw; any
+    majority's highest bounds every slot a fast quorum chose)."""
 
     TYPE: ClassVar[str] = "lease_granted"
     ballot: Ballot
     round: int
+    highest_slot: int = 0
 
 
 # --- the shell ---------------------------------------------------------------------------

@@ -1328,9 +1328,9 @@ class Proposer(Core):
     def read_index(self) -> int:
         """The slot a learner must have delivered through before it answers reads that reach us
         now: every slot chosen before now is at or below it (our Phase 1 re-proposed up to the
-        highest slot any acceptor of it held, and every later slot is ours to assign). The one
-        place Fast Paxos changes: there acceptors fill slots the leader did not assign, and this
-        must ask a majority of acceptors for their highest slot instead."""
+        highest slot any acceptor of it held, and every later slot is ours to assign). While our
+        fast round is open acceptors fill slots we did not assign: there a read's index is raised
+        to the highest slot the answers to its round report (`_on_lease_granted`)."""
         lead = self.lead
         assert lead is not None
         return lead.next_slot - 1
@@ -1395,7 +1395,7 @@ class Proposer(Core):
             reject(ready, sender, m, "unknown_learner", learner=m.learner[:64])
             return
         rs = self._reads_for(ready)
-        if self._leased(rs):
+        if self._leased(rs) and not self._fast_reads():
             ready.send.append((m.learner, ReadAt(self.read_index(), m.batch, self.ballot)))
             rs.served += 1
             return
@@ -1407,6 +1407,10 @@ class Proposer(Core):
         rs.held.append(HeldRead(sender, m.learner, m.batch, self.read_index(), rs.round + 1))
         rs.want_round = True
 
+    def _fast_reads(self) -> bool:
+        """Our fast round is open: reads need a round's highest slots (actors/lease.py)."""
+        return self.lead is not None and bool(self.lead.fast_from)
+
     def _leased(self, rs: ReadState) -> bool:
         """A lease runs, from acceptors that are a majority of every membership that governs a slot
         above our watermark NOW (a change chosen or proposed since brings acceptors that granted
@@ -1417,10 +1421,12 @@ class Proposer(Core):
         rs.round += 1
         rs.sent[rs.round] = self.ticks
         rs.acks[rs.round] = set()
+        rs.highs[rs.round] = 0
         horizon = self.ticks - self.params.election_ticks
         for r in [r for r, t in rs.sent.items() if t < horizon]:
             del rs.sent[r]
             del rs.acks[r]
+            rs.highs.pop(r, None)
         renew = LeaseRenew(self.ballot, rs.round)
         for acceptor in self._lease_targets():
             ready.send.append((acceptor, renew))
@@ -1435,12 +1441,15 @@ class Proposer(Core):
             return  # not ours, or confirmed already
         acks.add(sender)
         lead.heard[sender] = self.ticks
+        rs.highs[m.round] = max(rs.highs.get(m.round, 0), m.highest_slot)
         if not self._round_acknowledged(acks):
             return
         sent = rs.sent[m.round]
+        high = rs.highs.get(m.round, 0)
         for r in [r for r in rs.sent if r <= m.round]:
             del rs.sent[r]
             del rs.acks[r]
+            rs.highs.pop(r, None)
         rs.confirmed = max(rs.confirmed, m.round)
         span = self.lease_span_ticks()
         if span and sent + span >= rs.lease_until:
@@ -1448,10 +1457,15 @@ class Proposer(Core):
             rs.lease_acks = acks
         if rs.held:
             keep = []
+            fast = self._fast_reads()
             for h in rs.held:
-                if h.round <= rs.confirmed:
+                if h.round <= rs.confirmed and fast:
+                    # A fast round: through the highest slot a majority voted in, answered only once
+                    # delivered (the leader does not see every proposal, so no early answers).
+                    ready.send.append((h.learner, ReadAt(max(h.index, high), h.batch, ZERO)))
+                elif h.round <= rs.confirmed:
                     ready.send.append((h.learner, ReadAt(h.index, h.batch, self.ballot)))  # confirmed: a read index
-                elif self._leased(rs):
+                elif self._leased(rs) and not fast:
                     ready.send.append((h.learner, ReadAt(h.index, h.batch, self.ballot)))  # under the lease
                     rs.served += 1
                 else:

@@ -485,6 +485,11 @@ def _dec_read_at(m: tuple[Any, ...]) -> Message:
     return ReadAt(_int(m[1], "index"), m[2], _ballot(m[3], m[4], "ballot"))
 
 
+def _dec_granted(m: tuple[Any, ...]) -> Message:
+    _arity(m, 5, "lease_granted")
+    return LeaseGranted(_ballot(m[1], m[2], "ballot"), _int(m[3], "round"), _int(m[4], "highest_slot"))
+
+
 def _dec_lease(cls: type[LeaseRenew] | type[LeaseGranted]) -> Decoder:
     def dec(m: tuple[Any, ...]) -> Message:
         _arity(m, 4, cls.TYPE)
@@ -530,7 +535,7 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     Read: (26, lambda m: [26, m.learner, m.batch], _dec_read),
     ReadAt: (27, lambda m: [27, m.index, m.batch, m.ballot.round, m.ballot.node], _dec_read_at),
     LeaseRenew: (28, lambda m: [28, m.ballot.round, m.ballot.node, m.round], _dec_lease(LeaseRenew)),
-    LeaseGranted: (29, lambda m: [29, m.ballot.round, m.ballot.node, m.round], _dec_lease(LeaseGranted)),
+    LeaseGranted: (29, lambda m: [29, m.ballot.round, m.ballot.node, m.round, m.highest_slot], _dec_granted),
     StatusQuery: (30, lambda m: [30], _dec_empty(StatusQuery)),
     Any_: (32, lambda m: [32, m.ballot.round, m.ballot.node, m.from_slot], _dec_any),
     FastAccept: (33, lambda m: [33, m.batch], _dec_fast_accept),
