@@ -5,8 +5,12 @@ leader in one `Read` per flush; the leader answers with `ReadAt(index, batch)` t
 client named, where `index = Proposer.read_index()` (today `next_slot - 1`: every slot chosen
 before the reads arrived is at or below it, since a new leader's Phase 1 re-proposes everything
 up to the highest slot any acceptor holds). The learner answers once it has delivered through
-`index`, with an ordinary `Reply`. The leader sends `ReadAt` only when it knows no other leader
-can have been elected, one of two ways:
+`index`, with an ordinary `Reply`; a read of a key that none of the leader's proposals up to
+`index` writes (`ReadAt` carries its ballot; the learner holds its proposals, from its Accepts) is
+answered at once, since any write chosen before the reads reached the leader is one of those
+proposals (a value chosen under a lower ballot was re-proposed by our Phase 1; none can be under a
+higher one while we hold the lease or our round). The leader sends `ReadAt` only when it knows no
+other leader can have been elected, one of two ways:
 
 - **a lease** (`lease = true`): with every heartbeat the leader sends a `LeaseRenew(ballot,
   round)` next to its empty Accept (one frame). An acceptor whose promise is that ballot answers
