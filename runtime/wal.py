@@ -304,6 +304,15 @@ class Wal:
                     os.fsync(fd)
                 except OSError as exc:
                     raise WalFatal.of(path, "fsync before replay", exc) from exc
+            if fsync and not recovery.created:
+                # The same for the file's name: a compaction renamed this file into place and the
+                # process crashed before the directory fsync; a power failure now would bring the
+                # old file back, without everything appended from this start on. (The simulator,
+                # fast seed 693: an acceptor restarted below a promise it had announced.)
+                try:
+                    _fsync_dir(path.parent)
+                except OSError as exc:
+                    raise WalFatal.of(path, "fsync of its directory before replay", exc) from exc
             recovery.frames = max(len(payloads) - 1, 0)
             recovery.bytes = valid_bytes
         except BaseException:

@@ -537,6 +537,8 @@ class Simulation:
                 records = [RebuildRecord(False)]
                 actor.disk.append(records)
             actor.disk.sync()  # recovery fsyncs what it replays (runtime/wal.py)
+            if existed:
+                actor.files.fs.fsync_dir(actor.disk.path.parent)  # and its name (runtime/wal.py)
             apply = replayer(core, actor.files.snapshots)
             for record in records:
                 apply(record)
