@@ -239,24 +239,17 @@ class Turn:
             elif kind is ChangeMembers and self.takes_submit:
                 step(sender, message, ready)  # an operator's (any client key may: runtime/keys.py)
                 core.invariants()
-            elif isinstance(message, Read) and self.takes_read:
-                # Reads name their session as a Submit does (actors/lease.py).
+            elif ((isinstance(message, Submit) and self.takes_submit) or (isinstance(message, Read) and self.takes_read)
+                  or (isinstance(message, FastAccept) and self.takes_fast)):
+                # A client's batch (writes, reads, or in fast mode writes to an acceptor) names its
+                # session; only that session's own connection (whose id its key allowed,
+                # runtime/keys.py) may send it.
                 if codec.batch_is_from(message.batch, sender):
                     step(sender, message, ready)
                     core.invariants()
                 else:
                     self._reject(ready, sender.encode(), "session_not_yours",
-                                 f"a Read from {sender!r} for another client's session")
-            elif (isinstance(message, Submit) and self.takes_submit) or (
-                    isinstance(message, FastAccept) and self.takes_fast):
-                # A client's batch names its session; only that session's own connection (whose
-                # id its key allowed, runtime/keys.py) may submit for it.
-                if codec.batch_is_from(message.batch, sender):
-                    step(sender, message, ready)
-                    core.invariants()
-                else:
-                    self._reject(ready, sender.encode(), "session_not_yours",
-                                 f"a Submit from {sender!r} for another client's session")
+                                 f"a {kind.TYPE} from {sender!r} for another client's session")
             else:
                 self._reject(ready, sender.encode(), "unknown_sender", f"{kind.TYPE} from {sender!r}, "
                              f"which is not an actor of this cluster")
