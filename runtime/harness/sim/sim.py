@@ -825,8 +825,9 @@ class Simulation:
         if actor.role == "proposer":
             for m in msgs:
                 if isinstance(m, Accept):
-                    if m.ballot > actor.ballot_used:
-                        actor.ballot_used = m.ballot
+                    # (A coordinated recovery round's Accept, R.N+1, is the leader's ballot R.N's.)
+                    if m.ballot.base() > actor.ballot_used:
+                        actor.ballot_used = m.ballot.base()
                     # What each (slot, ballot) proposes: an acceptor's Accepted names only slots.
                     proposed = self.proposed
                     for slot, value in m.entries:
