@@ -1223,6 +1223,9 @@ class Proposer(Core):
                 fs = lead.fast.get(stuck)
                 if fs is not None and self.fast.recovery == COORDINATED and self._recover_coordinated(
                         lead, stuck, fs, ready):
+                    # (An open slot no collision was seen in, a vote missing: said, as a collision is.)
+                    ready.event("collision_detected", slot=stuck, votes=len(fs.votes), ballot=str(self.ballot),
+                                recovery=COORDINATED, reason="stuck")
                     return False
                 self.fast_stats["new_ballot"] += 1
                 ready.event("collision_detected", slot=stuck, votes=len(fs.votes) if fs else 0,
