@@ -776,11 +776,8 @@ class Acceptor(Core):
             ready.send.append((learner, answer))
         if self.fast.recovery == UNCOORDINATED and not b.sub:
             # (Only the fast round's votes: the others count no recovery round's, `_on_accepted`.)
-            for other in self._fast_peers():
+            for other in self.others:
                 ready.send.append((other, answer))
-
-    def _fast_peers(self) -> list[str]:
-        return self.others
 
     def _on_accepted(self, sender: str, m: Accepted, ready: Ready) -> None:
         """Another acceptor's fast-round vote (uncoordinated recovery only)."""

@@ -1256,11 +1256,15 @@ class Proposer(Core):
 
     # --- clients ---------------------------------------------------------------------------
 
+    def _redirect_to_leader(self, sender: str, ready: Ready) -> None:
+        """A follower's answer to a client: the leader it heard lately, if any."""
+        fresh = self.leader is not None and self.quiet_ticks < self.params.election_ticks
+        ready.send.append((sender, Redirect(self.leader if fresh and self.leader else "", "not_leader")))
+
     def _on_submit(self, sender: str, m: Submit, ready: Ready) -> None:
         p = self.params
         if self.state is FOLLOWER:
-            fresh = self.leader is not None and self.quiet_ticks < p.election_ticks
-            ready.send.append((sender, Redirect(self.leader if fresh and self.leader else "", "not_leader")))
+            self._redirect_to_leader(sender, ready)
             return
         if len(m.batch) > p.batch_bytes_max:
             ready.send.append((sender, Redirect(self.name, "too_large")))
@@ -1385,8 +1389,7 @@ class Proposer(Core):
     def _on_read(self, sender: str, m: Read, ready: Ready) -> None:
         p = self.params
         if self.state is FOLLOWER:
-            fresh = self.leader is not None and self.quiet_ticks < p.election_ticks
-            ready.send.append((sender, Redirect(self.leader if fresh and self.leader else "", "not_leader")))
+            self._redirect_to_leader(sender, ready)
             return
         if self.state is CANDIDATE:
             ready.send.append((sender, Redirect(self.name, "busy")))  # wait for the election here

@@ -200,11 +200,12 @@ class ActorShell:
         # those promises and ballots, so it comes back rebuilding.
         rebuild = self.role != "learner" and marker.exists() and not path.exists()
         mode = self.config.protocol.mode
-        if self.role != "learner" and marker.exists():
+        recorded = marker.read_text().strip() if self.role != "learner" and marker.exists() else None
+        if recorded is not None:
             # Its votes and ballots were made in that mode: read in the other, a fast round's
             # split votes would be taken for a classic one's (actors/fast.py). An old marker is
             # empty: classic.
-            ran = marker.read_text().strip() or "classic"
+            ran = recorded or "classic"
             if ran != mode:
                 raise Fatal(EXIT_CONFIG, f"{self.name} ran in {ran} mode and cluster.toml says mode = {mode!r}: "
                                          f"the mode is fixed for a cluster's data (set it back, or start a new "
@@ -222,7 +223,7 @@ class ActorShell:
         if self.role != "learner":
             try:
                 marker.parent.mkdir(parents=True, exist_ok=True)
-                if not marker.exists() or marker.read_text().strip() != mode:
+                if recorded != mode:
                     marker.write_text(mode)
             except OSError as exc:
                 if exc.errno in NO_SPACE_ERRNOS:

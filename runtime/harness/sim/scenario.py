@@ -121,6 +121,12 @@ def describe_value(v: Value) -> str:
     return f"cmd@{v.epoch}[{'; '.join(parts)}]"
 
 
+def _batch_text(batch: bytes) -> str:
+    """A client batch's commands as transcripts show them: `client/seq op args`."""
+    client, _, commands = codec.decode_client_batch(batch)
+    return "; ".join(f"{client}/{c[0]} {' '.join(str(x) for x in c[1:])}" for c in commands)
+
+
 def describe(m: Message) -> str:
     """One line per message, readable in a transcript."""
     if isinstance(m, Prepare):
@@ -141,8 +147,7 @@ def describe(m: Message) -> str:
     if isinstance(m, Any_):
         return f"any {m.ballot} from_slot={m.from_slot}"
     if isinstance(m, FastAccept):
-        client, _, commands = codec.decode_client_batch(m.batch)
-        return "fast-accept " + "; ".join(f"{client}/{c[0]} {' '.join(str(x) for x in c[1:])}" for c in commands)
+        return "fast-accept " + _batch_text(m.batch)
     if isinstance(m, Heartbeat):
         return f"heartbeat {m.ballot} chosen_through={m.chosen_through}"
     if isinstance(m, Fetch):
@@ -168,8 +173,7 @@ def describe(m: Message) -> str:
     if isinstance(m, SnapshotChunk):
         return f"snapshot-chunk slot={m.slot} offset={m.offset} bytes={len(m.data)} of {m.size_bytes}"
     if isinstance(m, Submit):
-        client, _, commands = codec.decode_client_batch(m.batch)
-        return "submit " + "; ".join(f"{client}/{c[0]} {' '.join(str(x) for x in c[1:])}" for c in commands)
+        return "submit " + _batch_text(m.batch)
     if isinstance(m, Reply):
         return "reply " + ", ".join(f"{seq}={'ok' if ok else 'err'}:{res}" for seq, ok, res in m.results)
     if isinstance(m, Redirect):
