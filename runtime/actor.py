@@ -53,13 +53,14 @@ import zmq
 from actors.core import Core
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
-from actors.messages import Message, SnapshotTaken
+from actors.messages import Message, Reply, SnapshotTaken
 from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
 from runtime import codec, keys, logs
 from runtime.config import ClusterConfig, ConfigError
 from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
+from runtime.trace import Tracer, capped, record_labels
 from runtime.transport import Transport
 from runtime.turn import PRODUCT, Kinds, replayer
 from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, compacted, gc_paused
@@ -190,6 +191,10 @@ class ActorShell:
         self._ticks_follow_clock = self.role == "proposer" and config.reads.lease
         self._next_tick = 0.0
         self._turn_ts = 0.0  # the wall time its tick count was last true for (lease_reads_served)
+        tr = config.trace
+        self.tracer = Tracer(config.trace_path(name), name, tr.frames_per_s, bytes_max=tr.file_bytes_max) \
+            if tr.enabled else None
+        self.turn.tracer = self.tracer
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -283,6 +288,9 @@ class ActorShell:
             raise Fatal(EXIT_CONFIG, f"cannot bind {self.spec.endpoint}: {exc}") from None
         self._send_peer = self.hooks.send_peer(self.transport.send_peer)
         self.hooks.started(self)
+        if self.tracer is not None:
+            self.tracer.event("start", self.turn.clock.lc, pid=os.getpid(), role=self.role)
+            self.tracer.flush()
         self.logger.info("actor_started", endpoint=self.spec.endpoint, pid=os.getpid(),
                          tick_ms=self.config.cluster.tick_ms, fsync=self.config.cluster.fsync)
         loop.call_later(self._tick_s, self._tick)
@@ -379,15 +387,42 @@ class ActorShell:
             assert self.transport is not None
             self.transport.after_sends()
         logs.flush()
+        if self.tracer is not None:
+            self.tracer.flush()
 
     # --- what the turn driver needs (runtime.turn.Shell) ---------------------------------
 
     def persist(self, records: list[Record], durable: bool) -> None:
-        assert self.wal is not None
-        self.wal.append(records, sync=durable)
+        wal = self.wal
+        assert wal is not None
+        tracer = self.tracer
+        if tracer is None or not self.turn.traced:
+            wal.append(records, sync=durable)
+            return
+        # Traced: the write and the fsync apart (append then sync is what append(sync=True) does).
+        ts, before = time.time(), wal.offset
+        wal.append(records, sync=False)
+        lc = self.turn.clock.lc
+        tracer.event("persist", lc, ts=ts, m=record_labels(records), bytes=wal.offset - before, durable=durable)
+        if durable and wal.fsync_enabled:
+            t0 = time.perf_counter()
+            wal.sync()
+            tracer.event("fsync", lc, dur_us=round((time.perf_counter() - t0) * 1e6))
+        elif durable:
+            wal.sync()
 
     def send(self, dest: str, messages: list[Message]) -> None:
-        frame = self._encoder.encode(messages)
+        turn, tracer = self.turn, self.tracer
+        lc = turn.clock.send()
+        sampled = tracer is not None and tracer.sample(turn.traced)
+        frame = self._encoder.encode(messages, lc, sampled)
+        if tracer is not None:
+            if turn.traced and "." in dest:
+                ops = [f"{dest}:{r[0]}" for m in messages if isinstance(m, Reply) for r in m.results]
+                if ops:
+                    tracer.event("reply", lc, **capped(ops, {"to": dest}))
+            if sampled:
+                tracer.send(dest, lc, messages)
         if dest in self.peers or ("." not in dest and self.learn_peer(dest)):
             self._send_peer(dest, frame)
         else:
@@ -563,6 +598,9 @@ class ActorShell:
                                  traceback="".join(traceback.format_exception(exc))[-4000:])
             code, text = EXIT_CRASHED, f"crashed in {where}: {type(exc).__name__}: {exc}"
         logs.flush()
+        if self.tracer is not None:
+            self.tracer.event("crash", self.turn.clock.lc, point=where, error=f"{type(exc).__name__}: {exc}"[:200])
+            self.tracer.flush()
         say(text if code == EXIT_NOSPACE else f"{self.name}: {text}")
         os._exit(code)
 

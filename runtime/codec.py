@@ -1,7 +1,10 @@
 """The wire and file encoding: msgpack with a version and a type tag, decoded strictly.
 
-A frame is `[VERSION, sender, [message, ...]]`: everything one actor sends another in one
-event-loop turn travels in one ZeroMQ frame. A message is `[tag, field, ...]` with ballots and
+A frame is `[VERSION, sender, [message, ...], lc, sampled]`: everything one actor sends another in
+one event-loop turn travels in one ZeroMQ frame. `lc` and `sampled` are the trace context
+(runtime/trace.py): the sender's Lamport clock for this frame (an integer in [0, 2^63)) and
+whether the sender traced it. A frame without them (`[VERSION, sender, [message, ...]]`, what
+hand-made frames of tools and tests send) reads as lc 0, not sampled. A message is `[tag, field, ...]` with ballots and
 values flattened into plain lists (a list packs about twice as fast as a map).
 
 Decoding is strict: wrong version, unknown tag, wrong arity, a bool where an int belongs
@@ -70,7 +73,7 @@ from actors.records import (
     SnapshotRecord,
 )
 
-VERSION = 2  # 2: compaction fields in Fetched and Recovered; probes and snapshot messages
+VERSION = 3  # 3: the trace context (lc, sampled) after the messages; 2: compaction fields, probes, snapshots
 INT_MAX = 2**63 - 1
 
 
@@ -563,8 +566,11 @@ def decode_message(raw: Any) -> Message:
     return entry[1](raw)
 
 
-def encode_frame(sender: str, messages: list[Message]) -> bytes:
-    return pack([VERSION, sender, [_ENCODERS[type(m)](m) for m in messages]])
+def encode_frame(sender: str, messages: list[Message], lc: int = 0, sampled: bool = False) -> bytes:
+    return pack([VERSION, sender, [_ENCODERS[type(m)](m) for m in messages], lc, sampled])
+
+
+_TRUE, _FALSE = pack(True), pack(False)
 
 
 def _array_header(n: int) -> bytes:
@@ -578,13 +584,14 @@ def _array_header(n: int) -> bytes:
 class FrameEncoder:
     """Encodes one turn's frames, packing each message once however many destinations it goes
     to (the leader's Accept to every acceptor, an acceptor's Accepted to every learner). The
-    bytes are exactly those of `encode_frame`."""
+    bytes are exactly those of `encode_frame`. The trace context is the frame's tail, packed per
+    destination (an int and a bool): the head and the messages stay shared."""
 
     def __init__(self, sender: str) -> None:
-        self.head = _array_header(3) + pack(VERSION) + pack(sender)
+        self.head = _array_header(5) + pack(VERSION) + pack(sender)
         self._cache: dict[int, tuple[Message, bytes]] = {}
 
-    def encode(self, messages: list[Message]) -> bytes:
+    def encode(self, messages: list[Message], lc: int = 0, sampled: bool = False) -> bytes:
         cache = self._cache
         parts = [self.head, _array_header(len(messages))]
         for m in messages:
@@ -592,6 +599,8 @@ class FrameEncoder:
             if hit is None or hit[0] is not m:
                 hit = cache[id(m)] = (m, pack(_ENCODERS[type(m)](m)))
             parts.append(hit[1])
+        parts.append(pack(lc))
+        parts.append(_TRUE if sampled else _FALSE)
         return b"".join(parts)
 
     def reset(self) -> None:
@@ -601,10 +610,21 @@ class FrameEncoder:
 
 def decode_frame(data: bytes, messages_max: int = 100_000) -> tuple[str, list[Message]]:
     """The sender's claimed name and its messages; raises DecodeError for anything else."""
+    sender, messages, _, _ = decode_frame_ctx(data, messages_max)
+    return sender, messages
+
+
+def decode_frame_ctx(data: bytes, messages_max: int = 100_000) -> tuple[str, list[Message], int, bool]:
+    """The sender's claimed name, its messages and the frame's trace context (lc, sampled);
+    raises DecodeError for anything else."""
     raw = unpack(data)
-    if type(raw) is not tuple or len(raw) != 3:
-        raise DecodeError("schema", "a frame is [version, sender, messages]")
-    version, sender, messages = raw
+    if type(raw) is not tuple or len(raw) not in (3, 5):
+        raise DecodeError("schema", "a frame is [version, sender, messages, lc, sampled]")
+    lc, sampled = 0, False
+    if len(raw) == 5:
+        version, sender, messages, lc, sampled = raw
+    else:
+        version, sender, messages = raw
     if type(version) is not int or version != VERSION:
         raise DecodeError("version", f"protocol version {version!r:.20} is not {VERSION}")
     if type(sender) is not str or not sender:
@@ -612,7 +632,11 @@ def decode_frame(data: bytes, messages_max: int = 100_000) -> tuple[str, list[Me
     if type(messages) is not tuple or len(messages) > messages_max:
         raise DecodeError("schema", "messages must be an array of at most "
                                     f"{messages_max} messages")
-    return sender, [decode_message(m) for m in messages]
+    if type(lc) is not int or not 0 <= lc <= INT_MAX:
+        raise DecodeError("schema", f"trace lc must be an integer in [0, 2^63), got {lc!r:.40}")
+    if type(sampled) is not bool:
+        raise DecodeError("schema", f"trace sampled must be a bool, got {type(sampled).__name__}")
+    return sender, [decode_message(m) for m in messages], lc, sampled
 
 
 # --- records ------------------------------------------------------------------------------

@@ -132,6 +132,21 @@ class ReadsSection:
 
 
 @dataclass(frozen=True)
+class TraceSection:
+    """Causal tracing (runtime/trace.py): `enabled` writes `<data_dir>/logs/<actor>.trace`;
+    `frames_per_s` is each actor's sampling budget (sampled frames a second; every frame is
+    sampled while under it); `file_bytes_max` rotates a trace file to `<actor>.trace.1` past this
+    size (one older file kept: at most twice this on disk per actor); `clients`: the client
+    library traces too, to `<data_dir>/logs/client-<pid>.trace` (off by default: every `paxos put`
+    would leave a file; `paxos bench --breakdown` turns it on)."""
+
+    enabled: bool = True
+    frames_per_s: int = 200
+    file_bytes_max: int = 64 * 1024 * 1024
+    clients: bool = False
+
+
+@dataclass(frozen=True)
 class TestingSection:
     """Off in real use. `enabled` makes the supervisor run every actor as the harness's test-mode
     process (runtime/harness/actor.py: link faults from run/faults.json, the durable wal length
@@ -177,6 +192,7 @@ class ClusterConfig:
     actors: dict[str, ActorSpec] = field(repr=False)
     security: SecuritySection = SecuritySection()
     reads: ReadsSection = ReadsSection()
+    trace: TraceSection = TraceSection()
     # The membership changes the log chose, as far as this process knows them (a History blob,
     # runtime/members.py); `actors` then names every member of every membership, and
     # `proposers`/`acceptors`/`learners` stay the bootstrap ones (the protocol starts from them).
@@ -291,6 +307,10 @@ class ClusterConfig:
     def log_path(self, name: str) -> Path:
         return self.data_dir / "logs" / f"{name}.jsonl"
 
+    def trace_path(self, name: str) -> Path:
+        """An actor's trace file (runtime/trace.py), next to its log."""
+        return self.data_dir / "logs" / f"{name}.trace"
+
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
@@ -367,6 +387,7 @@ SECTIONS = {
     "testing": TestingSection,
     "security": SecuritySection,
     "reads": ReadsSection,
+    "trace": TraceSection,
 }
 ACTOR_TABLES = {"proposers": "proposer", "acceptors": "acceptor", "learners": "learner"}
 
@@ -441,6 +462,11 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
                           f"dead leader's lease lapses before a follower's election fires, got {reads.lease_ticks}")
     if reads.lease and reads.lease_ticks < 2:
         raise ConfigError(f"reads.lease_ticks: must be at least 2, got {reads.lease_ticks}")
+    trace: TraceSection = sections["trace"]
+    if trace.frames_per_s > 1_000_000:
+        raise ConfigError(f"trace.frames_per_s: must be at most 1000000, got {trace.frames_per_s}")
+    if trace.file_bytes_max < 1024 * 1024:
+        raise ConfigError(f"trace.file_bytes_max: must be at least 1 MiB (1048576), got {trace.file_bytes_max}")
     snap: SnapshotSection = sections["snapshot"]
     if snap.chunk_bytes > lim.message_bytes_max - 64 * 1024:
         raise ConfigError(f"snapshot.chunk_bytes: must leave 64 KiB of limits.message_bytes_max for framing, "
@@ -449,7 +475,7 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
         path=path, cluster=cl, protocol=proto, limits=lim, snapshot=snap, supervisor=sup,
         client=sections["client"], testing=sections["testing"], proposers=proposers, acceptors=acceptors,
         learners=learners,
-        actors=actors, security=sections["security"], reads=reads,
+        actors=actors, security=sections["security"], reads=reads, trace=trace,
     )
 
 

@@ -24,6 +24,12 @@ owns everything between the bytes and the core, and between the core and the wor
   and the sync policy: a core whose replies wait for the disk persists durably; one whose
   replies do not (the learner) writes without waiting and syncs every `SYNC_EVERY_TICKS` ticks.
 
+- the trace context (runtime/trace.py): the actor's Lamport clock (`clock`: a received frame moves
+  it past the frame's `lc`; the shell bumps it for each frame it sends), whether this turn handled
+  a frame its sender sampled (`traced`), and, when the shell gave it a `tracer`, the turn's trace
+  events: recv (of sampled frames), assign, decide and deliver. The shell traces what only it
+  sees (send, persist, fsync, reply). Without a tracer nothing is traced and nothing changes.
+
 It does no I/O itself: a `Shell` writes, sends and logs. Exceptions leave through it unchanged;
 the process shell turns any of them into a crash (crash-only), the simulator into a violation
 or a crash point.
@@ -41,6 +47,7 @@ from actors.core import Core
 from actors.learner import Learner
 from actors.messages import (
     TICK,
+    Accept,
     ChangeMembers,
     FastAccept,
     Hello,
@@ -56,9 +63,10 @@ from actors.messages import (
 )
 from actors.proposer import Proposer
 from actors.ready import DEBUG, WARNING, Action, Event, FetchSnapshot, Ready
-from actors.records import Record, SnapshotRecord
+from actors.records import DecidedRecord, Record, SnapshotRecord
 from runtime import codec
 from runtime.storage import SnapshotCorrupt, SnapshotDir
+from runtime.trace import Clock, Tracer, capped, value_ops
 from runtime.transfer import Transfers
 from runtime.wal import SCANNER, Scanner
 
@@ -144,6 +152,10 @@ class Turn:
         self.messages_rejected = 0  # by the core, since this process started
         # This interval's rejections: (event, reason, peer) -> how many were not logged.
         self._rejects: dict[tuple[str, str, str], int] = {}
+        self.clock = Clock()
+        self.traced = False  # this turn handled a frame whose sender sampled it
+        self.tracer: Tracer | None = None  # set by a shell that writes traces
+        self._announced: set[int] = set()  # slots traced as decided and not delivered yet
 
     # --- input -----------------------------------------------------------------------------
 
@@ -152,6 +164,8 @@ class Turn:
         and step them all, then commit once (group commit)."""
         ready = Ready()
         limit = self.message_bytes_max
+        self.traced = False
+        tracer = self.tracer
         for parts in batch:
             if len(parts) != 2:
                 self._reject(ready, b"?", "framing", f"{len(parts)} frame parts, expected 2")
@@ -161,23 +175,30 @@ class Turn:
                 self._reject(ready, identity, "oversized", f"{len(frame)} bytes > {limit}")
                 continue
             try:
-                sender, messages = codec.decode_frame(frame)
+                sender, messages, frame_lc, sampled = codec.decode_frame_ctx(frame)
             except codec.DecodeError as exc:
                 self._reject(ready, identity, exc.reason, exc.detail)
                 continue
             if sender.encode() != identity:
                 self._reject(ready, identity, "sender_mismatch", f"frame claims to be from {sender!r}")
                 continue
+            lc = self.clock.recv(frame_lc)
+            if sampled:
+                self.traced = True
+                if tracer is not None:
+                    tracer.recv(sender, frame_lc, lc, messages)
             self._admit(sender, messages, ready)
         self._end(ready)
 
     def receive(self, sender: str, messages: list[Message]) -> None:
         """One turn of messages already decoded (the scenario world, the model checker)."""
         ready = Ready()
+        self.traced = False
         self._admit(sender, messages, ready)
         self._end(ready)
 
     def tick(self) -> None:
+        self.traced = False
         ready = self.core.step("", TICK, Ready())
         self.core.invariants()
         if self._rejects and (self.ticks + 1) % REJECT_LOG_TICKS == 0:
@@ -193,12 +214,14 @@ class Turn:
 
     def internal(self, message: Message) -> None:
         """A message from the shell itself (SnapshotTaken) as a turn of its own."""
+        self.traced = False
         ready = self.core.step("", message, Ready())
         self.core.invariants()
         self._end(ready)
 
     def perform(self, action: Callable[[Ready], Any]) -> None:
         """An operator's or a script's action on the core as a turn of its own (a campaign)."""
+        self.traced = False
         ready = Ready()
         action(ready)
         self.core.invariants()
@@ -341,12 +364,61 @@ class Turn:
         """The turn's effects, in the one safe order (`Ready.commit`)."""
         if ready.events:
             ready.events = self._limit(ready.events)
+        if self.traced and self.tracer is not None:
+            self._trace(ready)
         shell = self.shell
         send = shell.send
         if self.debug and ready.send:
             ready.events.extend((DEBUG, "message_sent", {"peer": dest, "type": m.TYPE, **fields(m)})
                                 for dest, m in ready.send)
         ready.commit(shell.persist, send, self.durable, self.deliver, shell.log, shell.act)
+
+
+    def _trace(self, ready: Ready) -> None:
+        """The turn's own trace events, before its effects take place (the core has already
+        assigned, chosen and applied them in its steps)."""
+        tracer = self.tracer
+        assert tracer is not None
+        lc = self.clock.lc
+        if self.takes_submit and ready.send:
+            seen: set[int] = set()
+            for _, m in ready.send:
+                if type(m) is Accept and id(m) not in seen:  # one Accept goes to every acceptor
+                    seen.add(id(m))
+                    for slot, value in m.entries:
+                        ops = value_ops(value.batches)
+                        if ops:
+                            tracer.event("assign", lc, **capped(ops, {"s": slot}))
+        if isinstance(self.core, Learner):
+            decided = [r.slot for r in ready.persist if type(r) is DecidedRecord]
+            announced = self._announced
+            fresh = [s for s in decided if s not in announced]
+            fresh += sorted(s for s in self.core.chosen if s not in announced)
+            for s in decided:
+                announced.discard(s)
+            announced.update(self.core.chosen)
+            if len(announced) > 100_000:  # a learner far behind: forget, at worst a decide twice
+                announced.clear()
+            if fresh:
+                tracer.event("decide", lc, s=_slot_runs(fresh), b=tracer.last_ballot)
+            if ready.deliver:
+                ops = [op for _, value in ready.deliver for op in value_ops(value.batches)]
+                tracer.event("deliver", lc, **capped(ops, {"s": _slot_runs([s for s, _ in ready.deliver])}))
+
+
+def _slot_runs(slots: list[int]) -> str:
+    """"5", "5..9", or "5..9,12": the slots, in runs."""
+    slots = sorted(set(slots))
+    runs: list[str] = []
+    first = last = slots[0]
+    for s in slots[1:]:
+        if s == last + 1:
+            last = s
+            continue
+        runs.append(str(first) if first == last else f"{first}..{last}")
+        first = last = s
+    runs.append(str(first) if first == last else f"{first}..{last}")
+    return ",".join(runs)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,309 @@
+"""Causal tracing: the trace context on frames, a sampling budget, and the trace files. Its schema.
+
+Every frame carries the sender's Lamport clock `lc` and a `sampled` flag (runtime/codec.py). An
+actor's clock (`Clock`, owned by its turn driver, runtime/turn.py) is bumped by one for every
+frame it sends; a frame received sets it to max(own, frame lc) + 1. The pair (sender, lc) names
+one frame, so a send and its receive join on it across processes (runtime/tracefiles.py).
+
+A shell that traces (the actor process, runtime/actor.py; the client, runtime/client.py) has a
+`Tracer`: it decides which frames it samples and writes one JSON object per line to
+`<data_dir>/logs/<actor>.trace` (clients: `<data_dir>/logs/client-<pid>.trace`, one file per
+client process, `a` naming each session). Lines are buffered and written at the end of a turn,
+like the structlog file next to it (`<actor>.jsonl`); a line that cannot be written (a full
+disk) is dropped and counted, never a crash. Nothing here goes through structlog: a line is one
+`json.dumps`.
+
+Sampling: a frame is sampled while the actor's budget allows, `frames_per_s` sampled frames a
+second (a token bucket that holds one second's worth). Frames of a turn that handled a sampled
+frame draw from the whole bucket; the others only from its upper half, so at saturation what
+is left goes to following the sampled requests end to end rather than to new ones. Both the
+send and its receive are traced only when the sender sampled the frame; the other events of a
+turn (persist, fsync, decide, deliver, reply, assign) only when the turn handled a sampled frame.
+`start` and `crash` are always written.
+
+The schema (keys of every line, then per kind `e`):
+
+- every line: `ts` (wall-clock seconds, time.time(), float), `a` (actor name or client session
+  id), `e` (kind), `lc` (the actor's Lamport clock at the event)
+- `send`: `to` (peer name or client id), `lc` = the frame's clock, `m` (message labels, e.g.
+  "Prepare b=3.1", "Promise b=3.1", "Accept b=3.1 s=812..815", "Accepted b=3.1 s=812",
+  "Nack promised=4.2", "Submit n=3", "Reply n=3", "Heartbeat b=3.1 ct=811"), optional `ops`
+  (["CLIENT:SEQ", ...], at most OPS_MAX, then `ops_n` says how many there were) for messages
+  carrying client commands (Submit, Read, FastAccept, Accept, Reply)
+- `recv`: `from`, `slc` (the frame's clock as its sender stamped it), `lc` (ours after it), `m`,
+  optional `ops` (as in send)
+- `persist`: `m` (record labels: "promise b=3.1", "accept b=3.1 s=812..815", "decided s=812",
+  "round r=4", ...), `bytes` (what the write added to the file), `durable` (it waited for fsync)
+- `fsync`: `dur_us` (the fdatasync's duration, microseconds)
+- `decide`: `s` (a slot, or "812..815"), `b` (ballot of the votes that chose it, "3.1", or "" if
+  the turn did not see them) -- the slots a learner knows chosen in this turn
+- `deliver`: `s`, optional `ops` -- a learner applied them to the key-value state
+- `reply`: `to` (client id), `ops` -- results sent to a client
+- `assign`: `s`, `ops` -- a leader put these client commands into slot(s) `s`
+- `start`: `pid`, `role` -- the process started (after recovery)
+- `crash`: `point` (where), `error` -- it ends itself (crash-only)
+
+Readers must ignore keys they do not know.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from actors.messages import (
+    Accept,
+    Accepted,
+    FastAccept,
+    Heartbeat,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    Read,
+    Reply,
+    Submit,
+)
+from actors.records import AcceptRecord, DecidedRecord, PromiseRecord, Record, RoundRecord
+from runtime import codec
+
+OPS_MAX = 64  # client ops listed per event; beyond it only the count (`ops_n`)
+FRAMES_PER_S = 200  # the default budget: sampled frames per second per actor
+
+
+class Clock:
+    """A Lamport clock: bumped for every frame sent, moved past every frame received."""
+
+    __slots__ = ("lc",)
+
+    def __init__(self) -> None:
+        self.lc = 0
+
+    def send(self) -> int:
+        self.lc += 1
+        return self.lc
+
+    def recv(self, frame_lc: int) -> int:
+        if frame_lc > self.lc:
+            self.lc = frame_lc
+        self.lc += 1
+        return self.lc
+
+
+class Budget:
+    """A token bucket of `per_s` tokens a second holding at most one second's worth. `take(True)`
+    (a turn that follows a sampled frame) may empty it; `take(False)` only its upper half."""
+
+    __slots__ = ("level", "per_s", "updated_s")
+
+    def __init__(self, per_s: float, now_s: float) -> None:
+        self.per_s = per_s
+        self.level = per_s
+        self.updated_s = now_s
+
+    def take(self, following: bool, now_s: float) -> bool:
+        elapsed = now_s - self.updated_s
+        if elapsed > 0:
+            self.level = min(self.per_s, self.level + elapsed * self.per_s)
+            self.updated_s = now_s
+        floor = 1.0 if following else max(1.0, self.per_s / 2)
+        if self.level >= floor:
+            self.level -= 1.0
+            return True
+        return False
+
+
+# --- labels --------------------------------------------------------------------------------
+
+
+def _slots(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
+def label(m: Message) -> str:
+    """A short, joinable text for one message (no payloads)."""
+    if isinstance(m, Accept):
+        e = m.entries
+        return f"Accept b={m.ballot} s={_slots(e[0][0], e[-1][0]) if e else ''}"
+    if isinstance(m, Accepted):
+        s = m.slots
+        return f"Accepted b={m.ballot} s={_slots(s[0], s[-1]) if s else ''}"
+    if isinstance(m, Heartbeat):
+        return f"Heartbeat b={m.ballot} ct={m.chosen_through}"
+    if isinstance(m, (Prepare, Promise)):
+        return f"{type(m).__name__} b={m.ballot}"
+    if isinstance(m, Nack):
+        return f"Nack promised={m.promised}"
+    if isinstance(m, (Submit, FastAccept, Read)):
+        return f"{type(m).__name__} n={len(_batch_ops(m.batch))}"
+    if isinstance(m, Reply):
+        return f"Reply n={len(m.results)}"
+    return type(m).__name__
+
+
+def labels(messages: Iterable[Message]) -> list[str]:
+    return [label(m) for m in messages]
+
+
+def record_label(r: Record) -> str:
+    if isinstance(r, AcceptRecord):
+        e = r.entries
+        return f"accept b={r.ballot} s={_slots(e[0][0], e[-1][0]) if e else ''}"
+    if isinstance(r, DecidedRecord):
+        return f"decided s={r.slot}"
+    if isinstance(r, PromiseRecord):
+        return f"promise b={r.ballot}"
+    if isinstance(r, RoundRecord):
+        return f"round r={r.round}"
+    return type(r).__name__.removesuffix("Record").lower()
+
+
+def record_labels(records: list[Record]) -> list[str]:
+    """Runs of decided slots are one label ("decided s=5..9"): a learner writes one per slot."""
+    out: list[str] = []
+    run: list[int] = []
+    for r in records:
+        if type(r) is DecidedRecord:
+            if run and r.slot == run[-1] + 1:
+                run.append(r.slot)
+                continue
+            if run:
+                out.append(f"decided s={_slots(run[0], run[-1])}")
+            run = [r.slot]
+            continue
+        if run:
+            out.append(f"decided s={_slots(run[0], run[-1])}")
+            run = []
+        out.append(record_label(r))
+    if run:
+        out.append(f"decided s={_slots(run[0], run[-1])}")
+    return out
+
+
+# --- client ops ----------------------------------------------------------------------------
+
+
+def _batch_ops(blob: bytes) -> list[str]:
+    """"CLIENT:SEQ" of each command of a client batch (runtime.codec.encode_client_batch); a
+    batch that does not parse has none (the learners refuse it on their own)."""
+    try:
+        raw = codec.decode_client_batch(blob)
+    except codec.DecodeError:
+        return []
+    if type(raw) is not tuple or len(raw) < 3 or type(raw[0]) is not str or type(raw[2]) is not tuple:
+        return []
+    cid = raw[0]
+    return [f"{cid}:{c[0]}" for c in raw[2] if type(c) is tuple and c and type(c[0]) is int]
+
+
+def ops_of(messages: Iterable[Message], peer: str = "") -> list[str]:
+    """The client ops the messages carry; a Reply's are `peer`'s (the client it goes to or came
+    from)."""
+    out: list[str] = []
+    for m in messages:
+        if isinstance(m, (Submit, FastAccept, Read)):
+            out.extend(_batch_ops(m.batch))
+        elif isinstance(m, Accept):
+            for _, v in m.entries:
+                for b in v.batches:
+                    out.extend(_batch_ops(b))
+        elif isinstance(m, Reply):
+            out.extend(f"{peer}:{r[0]}" for r in m.results)
+    return out
+
+
+def value_ops(batches: Iterable[bytes]) -> list[str]:
+    out: list[str] = []
+    for b in batches:
+        out.extend(_batch_ops(b))
+    return out
+
+
+def capped(ops: list[str], fields: dict[str, Any]) -> dict[str, Any]:
+    if ops:
+        fields["ops"] = ops[:OPS_MAX]
+        if len(ops) > OPS_MAX:
+            fields["ops_n"] = len(ops)
+    return fields
+
+
+# --- the writer ----------------------------------------------------------------------------
+
+
+class Tracer:
+    """One process's trace writer and sampler. `actor` names the lines (a client shell passes
+    each session's id per call instead). `clock` is the wall clock (time.time: every process of
+    a host shares it, which is what lets a reader put their events on one time line)."""
+
+    def __init__(self, path: Path, actor: str, frames_per_s: float = FRAMES_PER_S,
+                 clock: Callable[[], float] = time.time, bytes_max: int = 64 << 20) -> None:
+        self.path = path
+        self.bytes_max = bytes_max
+        self.size = 0  # of the file as it stands
+        self.actor = actor
+        self.clock = clock
+        self.budget = Budget(frames_per_s, time.monotonic())
+        self.buf: list[str] = []
+        self.last_ballot = ""  # of the latest Accepted traced: what a learner's decide names
+        self.lines = 0  # written
+        self.dropped = 0  # not written (the disk refused them)
+        self._file: TextIO | None = None
+
+    def sample(self, following: bool) -> bool:
+        return self.budget.take(following, time.monotonic())
+
+    def event(self, kind: str, lc: int, actor: str = "", ts: float = 0.0, **fields: Any) -> None:
+        line = {"ts": ts or self.clock(), "a": actor or self.actor, "e": kind, "lc": lc}
+        line.update(fields)
+        self.buf.append(json.dumps(line, separators=(",", ":")))
+
+    def send(self, dest: str, lc: int, messages: list[Message], actor: str = "") -> None:
+        fields = capped(ops_of(messages, dest), {"to": dest, "m": labels(messages)})
+        self.event("send", lc, actor, **fields)
+
+    def recv(self, sender: str, slc: int, lc: int, messages: list[Message], actor: str = "") -> None:
+        fields = capped(ops_of(messages, actor or self.actor), {"from": sender, "slc": slc, "m": labels(messages)})
+        self.event("recv", lc, actor, **fields)
+        for m in messages:
+            if isinstance(m, Accepted):
+                self.last_ballot = str(m.ballot)
+
+    def flush(self) -> None:
+        """Write what the turn buffered (one write); a failure drops the lines, and the next
+        flush tries again with a fresh file handle."""
+        if not self.buf:
+            return
+        data = "\n".join(self.buf) + "\n"
+        n = len(self.buf)
+        self.buf = []
+        try:
+            if self._file is not None and self.size >= self.bytes_max:
+                self.close()  # rotate: one older file is kept, so the disk holds at most twice the cap
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("a", encoding="utf-8")
+                self.size = self._file.tell()
+            self._file.write(data)
+            self._file.flush()
+            self.size += len(data)
+            self.lines += n
+        except OSError:
+            self.dropped += n
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+
+def client_trace_path(logs_dir: Path) -> Path:
+    return logs_dir / f"client-{os.getpid()}.trace"
