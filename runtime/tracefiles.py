@@ -240,7 +240,7 @@ class Traces:
             if persist is None:
                 continue  # a learner (Accepts reach learners too) or an acceptor that refused
             path.persist[dest] = persist
-            fs = self.after(a, persist["ts"], lambda e, p=persist: e["e"] == "fsync" and e["lc"] == p["lc"])
+            fs = self.after(a, persist["ts"], _fsync_of(persist["lc"]))
             if fs is not None:
                 path.fsync[dest] = fs
             acc = self.after(a, persist["ts"], lambda e: e["e"] == "send" and _has(e, "Accepted", slot))
@@ -263,15 +263,27 @@ class Traces:
         return path
 
 
+def _fsync_of(lc: int) -> Callable[[Event], bool]:
+    """The fsync of a persist: the same turn's, so the same clock (nothing is sent between)."""
+    return lambda e: e["e"] == "fsync" and e["lc"] == lc
+
+
 def breakdown(traces: Traces, ops_max: int = 100_000) -> tuple[dict[str, list[float]], int, int]:
-    """Per stage, the milliseconds of every sampled op that has both its ends; and how many ops
-    were followed and how many of them had a whole path (client send to client receive)."""
+    """Per stage, the milliseconds of every sampled batch that has both its ends; how many
+    batches were followed, and how many of them end to end (client send to client receive).
+    A batch is the ops that travelled together (one Submit, one slot): they share every stage,
+    so each counts once, whatever the number of ops it carried."""
     stages: dict[str, list[float]] = {}
     followed = whole = 0
+    seen: set[tuple[str, int, int]] = set()
     for op in traces.ops()[:ops_max]:
         path = traces.follow(op)
         if path is None:
             continue
+        key = (path.leader, path.slot, path.leader_recv["lc"] if path.leader_recv is not None else -1)
+        if key in seen:
+            continue
+        seen.add(key)
         followed += 1
         got = path.stages()
         if any(s.name == "total" for s in got):
