@@ -110,7 +110,7 @@ class Budget:
         if elapsed > 0:
             self.level = min(self.per_s, self.level + elapsed * self.per_s)
             self.updated_s = now_s
-        floor = 1.0 if following else max(1.0, self.per_s / 2)
+        floor = 1.0 if following else self.per_s / 2 + 1.0  # what is left: at least half
         if self.level >= floor:
             self.level -= 1.0
             return True
