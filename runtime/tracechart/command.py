@@ -27,6 +27,7 @@ EXIT_NO_INPUT = 66
 EXIT_CANT_CREATE = 73
 LIMIT_DEFAULT = 300
 LIMIT_MAX = 100_000
+WIDTH_PIPE = 160  # stdout is a file or a pipe: wide enough for most labels to sit on their arrows
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _AGO_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?$")
@@ -110,6 +111,15 @@ def _limit(value: str) -> int:
     return n
 
 
+def _width(value: str) -> int:
+    if not value.strip().isdigit():
+        raise ValueError(f"{value!r} is not a number of columns")
+    n = int(value)
+    if not 40 <= n <= 10_000:
+        raise ValueError(f"must be 40 to 10000 columns, not {n}")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slot", type=_typed(parse_slots), metavar="N[..M]", help="the slot or slots to follow")
     p.add_argument("--op", type=_typed(parse_op), metavar="CLIENT:SEQ", help="one client command, end to end")
@@ -121,6 +131,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["text", "shiviz"], default="text",
                    help="text (the terminal chart) or shiviz (a log for ShiViz, on stdout) (default: %(default)s)")
     p.add_argument("--no-times", action="store_true", help="leave out the left column of milliseconds")
+    p.add_argument("--width", type=_typed(_width), default=None, metavar="COLUMNS",
+                   help="fit the chart to this many columns (default: the terminal's, 160 when not a terminal)")
     p.add_argument("--no-pager", action="store_true", help="print even a long chart straight to the terminal")
     p.add_argument("--data-dir", metavar="DIR", type=Path,
                    help="read the trace files of this data directory (default: the config's data_dir)")
@@ -179,15 +191,15 @@ def run(config: Any, args: argparse.Namespace) -> int:
             return _fail(f"cannot write {args.svg}: {exc.strerror or exc}", EXIT_CANT_CREATE)
         print(f"wrote {args.svg}: {len(chart.rows)} rows, {len(chart.columns)} columns")
         return 0
-    _print(chart, times=not args.no_times, page=not args.no_pager)
+    _print(chart, times=not args.no_times, page=not args.no_pager, width=args.width)
     return 0
 
 
-def _print(chart: model.Chart, times: bool, page: bool) -> None:
+def _print(chart: model.Chart, times: bool, page: bool, width: int | None) -> None:
     from rich.console import Console
 
     console = Console(highlight=False)
-    width = console.width if console.is_terminal else None
+    width = width or (console.width if console.is_terminal else WIDTH_PIPE)
     lines = text.render(chart, width, times)
     if page and console.is_terminal and len(lines) > console.height:
         with console.pager(styles=True):

@@ -127,8 +127,13 @@ def check_all(raws: Iterable[Any]) -> list[TraceEvent]:
     return [check(raw, i, f"event #{i}") for i, raw in enumerate(raws)]
 
 
-def order_key(e: TraceEvent) -> tuple[float, int, int]:
-    return (e.ts, e.lc, e.idx)
+Key = tuple[float, int, str, int]
+
+
+def order_key(e: TraceEvent) -> Key:
+    """Time order; equal times by Lamport clock, then by actor name, so that the order of
+    events with equal stamps does not depend on the order the files were read in."""
+    return (e.ts, e.lc, e.actor, e.idx)
 
 
 def role_of(name: str, roles: Mapping[str, str] | None = None) -> str:
@@ -164,7 +169,7 @@ class Arrow:
     status: str
     send: TraceEvent | None
     recv: TraceEvent | None
-    key: tuple[float, int, int]
+    key: Key
 
     @property
     def nack(self) -> bool:
@@ -181,7 +186,7 @@ class Mark:
     text: str
     style: str  # one of STYLES' keys: how a renderer colors it
     event: TraceEvent
-    key: tuple[float, int, int]
+    key: Key
 
 
 Row = Arrow | Mark

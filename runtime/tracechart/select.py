@@ -136,7 +136,7 @@ def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_throug
             return "no traced event names a slot in that window"
         low, high = min(s[0] for s in traced), max(s[1] for s in traced)
         lo, hi = sel.slots
-        what = f"slot {lo}" if lo == hi else f"slots {lo}..{hi}"
+        what = f"slot {lo} is" if lo == hi else f"slots {lo}..{hi} are"
         if lo > high:
             return f"{what} beyond the log: the traced slots reach {high}"
         if hi < low:
@@ -144,7 +144,8 @@ def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_throug
                 return (f"{what} below the compaction point: slots up to {compacted_through} are compacted "
                         f"away, and the traces start at slot {low}")
             return f"{what} older than the traces: they start at slot {low}"
-        return f"no traced event is about {what} (the traced slots are {low}..{high}; tracing samples frames)"
+        return (f"no traced event is about {what.rsplit(' ', 1)[0]} (the traced slots are {low}..{high}; "
+                f"tracing samples frames)")
     if sel.op is not None:
         clients = sorted({o.split(":", 1)[0] for e in window for o in e.ops})
         client = sel.op.split(":", 1)[0]

@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from runtime.tracechart.model import Arrow, Chart
+from runtime.tracechart.model import Arrow, Chart, Key, order_key
 
 REGEX = r"(?<host>\S*) (?<clock>{.*})\n(?<event>.*)"
 
@@ -28,7 +28,7 @@ REGEX = r"(?<host>\S*) (?<clock>{.*})\n(?<event>.*)"
 @dataclass
 class _Node:
     host: str
-    key: tuple[float, int, int]
+    key: Key
     text: str
     send: _Node | None = None  # for a receive: its send
     clock: dict[str, int] = field(default_factory=dict)
@@ -52,7 +52,7 @@ def _nodes(chart: Chart) -> list[_Node]:
                 send = sends[r.send.idx]
             else:
                 # A synthesized send (an untraced sender) sorts with its receive, on its own host.
-                key = (r.send.ts, r.send.lc, r.send.idx) if r.send else r.key
+                key = order_key(r.send) if r.send else r.key
                 send = _Node(src, key, f"send {r.text} to {r.dst}")
                 nodes.append(send)
                 if r.send is not None:
@@ -60,7 +60,7 @@ def _nodes(chart: Chart) -> list[_Node]:
             if r.status == "lost":
                 send.text += " (never received)"
                 continue
-            nodes.append(_Node(dst, r.key if r.recv else (r.key[0], r.key[1], r.key[2] + 1),
+            nodes.append(_Node(dst, r.key if r.recv else (r.key[0], r.key[1], r.key[2], r.key[3] + 1),
                                f"recv {r.text} from {r.src}", send=send))
         else:
             nodes.append(_Node(_host(r.actor), r.key, f"{r.glyph} {r.text}"))

@@ -56,7 +56,7 @@ class _Line:
             self.chars += [" "] * grow
             self.styles += [""] * grow
         for i, ch in enumerate(text):
-            if 0 <= x + i:
+            if x + i >= 0:
                 self.chars[x + i] = ch
                 self.styles[x + i] = style
 
