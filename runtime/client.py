@@ -28,6 +28,7 @@ from actors.messages import StatusQuery, StatusReply
 from runtime import codec, keys, members
 from runtime.config import ClusterConfig
 from runtime.members import load
+from runtime.trace import Clock, Tracer, client_trace_path
 
 
 class OutcomeUnknown(TimeoutError):
@@ -77,6 +78,22 @@ _nofile_raised = False
 CONTEXT_SOCKETS_MAX = 65_535
 DISCOVER_S = 2.0  # how often a connected client asks a learner for membership changes
 FDS_PER_SOCKET = 2  # a ZeroMQ socket holds its mailbox's eventfd and, once connected, one TCP connection
+
+
+# Every Client of a process writes one trace file (`[trace] clients = true`), each line naming its
+# session: runtime/trace.py.
+_tracers: dict[Path, Tracer] = {}
+
+
+def client_tracer(config: ClusterConfig) -> Tracer | None:
+    tr = config.trace
+    if not (tr.enabled and tr.clients):
+        return None
+    path = client_trace_path(config.data_dir / "logs")
+    tracer = _tracers.get(path)
+    if tracer is None:
+        tracer = _tracers[path] = Tracer(path, "client", tr.frames_per_s, bytes_max=tr.file_bytes_max)
+    return tracer
 
 
 def shared_context() -> zmq.Context[zmq.Socket[bytes]]:
@@ -172,6 +189,8 @@ class Client:
         self._timer: asyncio.TimerHandle | None = None
         self._ready: asyncio.Event | None = None
         self._closed = False
+        self._clock = Clock()  # the trace context of its frames (runtime/trace.py)
+        self._tracer = client_tracer(self.config)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -353,9 +372,15 @@ class Client:
             self._apply(self.core.flush(time.monotonic()))
 
     def _apply(self, ready: ClientReady) -> None:
+        tracer = self._tracer
         for dest, messages, ops in ready.send:
+            lc = self._clock.send()
+            sampled = tracer is not None and tracer.sample(True)
+            if sampled:
+                assert tracer is not None
+                tracer.send(dest, lc, messages, actor=self.client_id)
             try:
-                self._sockets[dest].send(codec.encode_frame(self.client_id, messages), zmq.NOBLOCK)
+                self._sockets[dest].send(codec.encode_frame(self.client_id, messages, lc, sampled), zmq.NOBLOCK)
             except zmq.Again:
                 # Not connected (IMMEDIATE) or queue full: the core tries the next proposer soon.
                 if ops:
@@ -374,6 +399,8 @@ class Client:
                 future.set_exception(OutcomeUnknown(
                     f"no answer within {self.timeout_s:g}s for {op.command[1]} {op.command[2]!r} "
                     f"(seq {op.seq}); it may or may not have been applied"))
+        if tracer is not None:
+            tracer.flush()
         if ready.send:
             self._poke_sockets()
 
@@ -390,7 +417,7 @@ class Client:
             s = self._sockets.get(learner)
             if s is not None:
                 try:
-                    s.send(codec.encode_frame(self.client_id, [StatusQuery()]), zmq.NOBLOCK)
+                    s.send(codec.encode_frame(self.client_id, [StatusQuery()], self._clock.send()), zmq.NOBLOCK)
                 except zmq.Again:
                     pass
         if self.core.wants_flush(now):
@@ -416,9 +443,12 @@ class Client:
             except zmq.Again:
                 break
             try:
-                _, messages = codec.decode_frame(frame)
+                _, messages, frame_lc, sampled = codec.decode_frame_ctx(frame)
             except codec.DecodeError:
                 continue  # a broken frame from the cluster: ignore it; retries cover us
+            lc = self._clock.recv(frame_lc)
+            if sampled and self._tracer is not None:
+                self._tracer.recv(name, frame_lc, lc, messages, actor=self.client_id)
             now = time.monotonic()
             ready = ClientReady()
             for m in messages:
@@ -427,6 +457,8 @@ class Client:
                 else:
                     core.receive(name, m, now, ready)
             self._apply(ready)
+        if self._tracer is not None:
+            self._tracer.flush()
         if core.connected and self._ready is not None:
             self._ready.set()
         if core.wants_flush(time.monotonic()):

@@ -108,19 +108,22 @@ def proc_cpu_s(pids: list[int]) -> float:
 
 
 def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], snapshots: bool = True,
-                curve: bool = True, mode: str = "classic") -> str:
+                curve: bool = True, mode: str = "classic", trace: str = "") -> str:
     """The base config with its own endpoints and data_dir replaced: `ports` (p1, p2, a1..aN,
     l1, l2), and as many acceptors as asked; every other setting is kept but fsync (as asked),
     snapshots (off only when asked) and the restart budget."""
     text = base.read_text()
     keep: list[str] = []
-    skipping = False
+    traced: list[str] = []  # the [trace] section, kept apart: its `enabled` is not the snapshots'
+    skipping = in_trace = False
     for line in text.splitlines():
         if line.strip().startswith("[["):
-            skipping = True
+            skipping, in_trace = True, False
         elif line.strip().startswith("["):
-            skipping = False
-        if not skipping:
+            skipping, in_trace = False, line.strip() == "[trace]"
+        if in_trace:
+            traced.append(line)
+        elif not skipping:
             keep.append(line)
     body = "\n".join(keep)
     body = re.sub(r'(?m)^data_dir\s*=.*$', 'data_dir = "data"', body)
@@ -138,6 +141,7 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], 
         body, n = re.subn(r'(?m)^curve\s*=.*$', "curve = false", body)
         if not n:
             body += "\n[security]\ncurve = false\n"
+    body += "\n" + "\n".join(trace_section(traced, trace)) + "\n"
     actors = ["", "[[proposers]]", 'name = "p1"', "id = 1", f'endpoint = "tcp://127.0.0.1:{ports["p1"]}"', "",
               "[[proposers]]", 'name = "p2"', "id = 2", f'endpoint = "tcp://127.0.0.1:{ports["p2"]}"', ""]
     for i in range(1, acceptors + 1):
@@ -147,13 +151,23 @@ def config_text(base: Path, acceptors: int, fsync: bool, ports: dict[str, int], 
     return body + "\n" + "\n".join(actors)
 
 
+def trace_section(lines: list[str], trace: str) -> list[str]:
+    """The base's [trace] section as `trace` asks: "" as it is, "off" (enabled = false), "on"
+    (enabled = true), "clients" (enabled, and the client processes trace too)."""
+    if not trace:
+        return lines
+    out = [line for line in lines if not re.match(r"\s*(enabled|clients)\s*=", line)] or ["[trace]"]
+    return [*out, f"enabled = {'false' if trace == 'off' else 'true'}",
+            f"clients = {'true' if trace == 'clients' else 'false'}"]
+
+
 class Ours:
     def __init__(self, base: Path, acceptors: int = 3, fsync: bool = True, snapshots: bool = True,
-                 curve: bool = True, mode: str = "classic") -> None:
+                 curve: bool = True, mode: str = "classic", trace: str = "") -> None:
         self.root = Path(tempfile.mkdtemp(prefix="paxos-bench-"))
         self.cluster = LocalCluster(self.root, acceptors=acceptors)  # picks the free ports
         self.cluster.config_path.write_text(config_text(base, acceptors, fsync, self.cluster.ports, snapshots,
-                                                        curve, mode))
+                                                        curve, mode, trace))
         self.acceptors = acceptors
 
     def __enter__(self) -> Ours:
@@ -757,6 +771,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reads", action="store_true",
                         help="only the read figures: saturated writes, 100%% reads and a 90/10 mix, and one "
                              "sequential writer against one sequential reader (about a minute)")
+    parser.add_argument("--trace", action="store_true",
+                        help="only the tracing cost: saturated throughput with tracing on (the default config) and "
+                             "off, alternating --rounds times in one run")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only where the time goes: saturated load with clients tracing too, then p50/p99 per "
+                             "stage of the sampled requests, from the trace files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--value-size", type=int, default=16, help=argparse.SUPPRESS)
     parser.add_argument("--mix", default="w", help=argparse.SUPPRESS)
@@ -786,6 +806,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.reads:
             return reads_bench(args)
+        if args.trace:
+            return trace_bench(args)
+        if args.breakdown:
+            return breakdown_bench(args)
         return run_bench(args)
     except RuntimeError as exc:  # a cluster or the peer did not start: say why, without a traceback
         print(f"bench: {exc}", file=sys.stderr)
@@ -1078,6 +1102,99 @@ def restore_s(config_path: Path, name: str, slot: int) -> float:
     state = SnapshotDir(DiskStorage(), config.snapshot_dir(name)).load(slot)
     KVStore(config.limits.key_bytes_max, config.limits.value_bytes_max).restore(state[4])
     return time.perf_counter() - t0
+
+# --- tracing ------------------------------------------------------------------------------
+
+
+def trace_bytes(ours: Ours) -> int:
+    return sum(f.stat().st_size for f in (ours.cluster.data_dir / "logs").glob("*.trace*"))
+
+
+def trace_bench(args: argparse.Namespace) -> int:
+    """`--trace`: what tracing costs at saturation. Two clusters of the same config, one with
+    tracing on (the default) and one with `[trace] enabled = false`, measured in alternating
+    rounds (which one goes first alternates too, so drift falls on both); medians."""
+    d = args.duration_s
+    rounds = max(2, args.rounds)
+    on_runs: list[Result] = []
+    off_runs: list[Result] = []
+    with Ours(args.config, trace="on") as on, Ours(args.config, trace="off") as off:
+        print(f"# tracing on: data in {on.root}; off: {off.root}", file=sys.stderr)
+        for rnd in range(rounds):
+            print(f"# round {rnd + 1}: saturation, tracing on and off", file=sys.stderr)
+            pair = [(on, on_runs, "on"), (off, off_runs, "off")]
+            for ours, runs, name in pair if rnd % 2 == 0 else pair[::-1]:
+                runs.append(ours.run(f"saturation, 16 B, tracing {name}", args.clients, args.tasks, d, 16, "w"))
+        written = trace_bytes(on)
+        assert trace_bytes(off) == 0, "a cluster with tracing off wrote trace files"
+    med_on = statistics.median(r.ops_per_s for r in on_runs)
+    med_off = statistics.median(r.ops_per_s for r in off_runs)
+    rows = []
+    for name, runs in (("tracing on", on_runs), ("tracing off", off_runs)):
+        best = best_of(runs, f"median {statistics.median(r.ops_per_s for r in runs):,.0f}; ")
+        best.name = f"saturation, 16 B, {name}"
+        rows.append(best)
+    show(rows)
+    figures = {"on_ops_per_s": med_on, "off_ops_per_s": med_off, "on_vs_off": med_on / med_off,
+               "on_p50_ms": statistics.median(r.p50_ms for r in on_runs),
+               "off_p50_ms": statistics.median(r.p50_ms for r in off_runs),
+               "on_cpu_s_per_1k": statistics.median(r.cpu_s_per_1k or 0 for r in on_runs),
+               "off_cpu_s_per_1k": statistics.median(r.cpu_s_per_1k or 0 for r in off_runs),
+               "trace_mb": written / 1e6}
+    print(f"bench-trace rounds={rounds} " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+    return 0
+
+
+def breakdown_table(stages: dict[str, list[float]], followed: int, whole: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from runtime.tracefiles import stage_order
+
+    table = Table(title=f"where the time goes: {followed} sampled batches of writes, {whole} end to end (ms)")
+    for col in ("stage", "n", "p50", "p99", "max"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for name in sorted(stages, key=stage_order):
+        v = stages[name]
+        table.add_row(name, str(len(v)), f"{percentile(v, 0.5):.3f}", f"{percentile(v, 0.99):.3f}", f"{max(v):.3f}")
+    Console(width=max(Console().width, 100)).print(table)
+
+
+def breakdown_line(stages: dict[str, list[float]], followed: int, whole: int, ops_per_s: float) -> str:
+    """The machine-readable line: every stage's p50 and p99 (an acceptor's stages pooled over the
+    acceptors: `persist_p50_ms`; each one's too: `a1.persist_p50_ms`)."""
+    from runtime.tracefiles import stage_order
+
+    pooled: dict[str, list[float]] = {}
+    for name, v in stages.items():
+        if "." in name:
+            pooled.setdefault(name.split(".", 1)[1], []).extend(v)
+    figures: dict[str, float] = {"ops_per_s": ops_per_s, "batches": followed, "whole": whole}
+    for name in sorted({**stages, **pooled}, key=stage_order):
+        v = pooled.get(name) or stages[name]
+        figures[f"{name}_p50_ms"] = percentile(v, 0.5)
+        figures[f"{name}_p99_ms"] = percentile(v, 0.99)
+    return "bench-breakdown " + " ".join(f"{k}={v:.4g}" for k, v in figures.items())
+
+
+def breakdown_bench(args: argparse.Namespace) -> int:
+    """`--breakdown`: saturated writes on a cluster whose clients trace too, then the per-stage
+    p50/p99 of the sampled writes, computed from every process's trace file (one host clock)."""
+    from runtime.tracefiles import Traces, breakdown
+
+    with Ours(args.config, trace="clients") as ours:
+        print(f"# breakdown: data in {ours.root}", file=sys.stderr)
+        result = ours.run("saturation, 16 B, clients tracing", args.clients, args.tasks, args.duration_s, 16, "w")
+        traces = Traces.load(ours.cluster.data_dir / "logs")
+    stages, followed, whole = breakdown(traces)
+    if not followed:
+        print("bench: no sampled write was found in the trace files", file=sys.stderr)
+        return 1
+    show([result])
+    breakdown_table(stages, followed, whole)
+    print(breakdown_line(stages, followed, whole, result.ops_per_s))
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

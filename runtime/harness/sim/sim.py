@@ -157,7 +157,9 @@ class _SimShell:
             raise _Crashed
         self.sent += 1
         self.sim._check_send(self.name, dest, messages)
-        self.sim._network_send(self.name, dest, self.encoder.encode(messages))
+        # The frame carries the actor's Lamport clock as a process's does (never sampled: no tracer).
+        turn = self.actor.turn
+        self.sim._network_send(self.name, dest, self.encoder.encode(messages, turn.clock.send() if turn else 0))
 
     def sync(self) -> None:
         self.actor.disk.sync()
