@@ -448,6 +448,12 @@ def cmd_keys(config: ClusterConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(config: ClusterConfig, args: argparse.Namespace) -> int:
+    from runtime.tracechart.command import run
+
+    return run(config, args)
+
+
 def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
     from runtime.logview import show
 
@@ -765,6 +771,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep showing new lines until Ctrl-C")
     p.add_argument("--json", action="store_true", help="raw JSON lines")
     p.set_defaults(func=cmd_logs)
+    from runtime.tracechart.command import DESCRIPTION as TRACE_TEXT
+    from runtime.tracechart.command import EXAMPLES as TRACE_EXAMPLES
+    from runtime.tracechart.command import add_arguments as trace_arguments
+
+    p = command("trace", "a message sequence chart from the trace files", TRACE_TEXT, TRACE_EXAMPLES)
+    trace_arguments(p)
+    p.set_defaults(func=cmd_trace)
 
     values_from = ("VALUE may be - to read it from stdin, or omitted with --file PATH: either is read\n"
                    "verbatim (a trailing newline included), as UTF-8 text, and is how to pass values\n"

@@ -1,0 +1,210 @@
+"""`paxos trace`: the command's options and what it does with them (runtime/cli.py only adds
+the subcommand and calls `add_arguments` and `run`).
+
+Exit codes: 0 a chart was drawn; 1 the selection found nothing (the message says why: a slot
+beyond the log, older than the traces or compacted away, an op no event carries, a time window
+the traces miss); 64 a bad option; 65 a trace file that is corrupt or not this cluster's (the
+message names the file, the line and its byte offset); 66 no trace files at all; 73 the output
+file cannot be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from runtime.tracechart import files, model, shiviz, svg, text
+from runtime.tracechart.select import Selection, explain_empty, parse_op, parse_slots, select
+
+EXIT_EMPTY = 1
+EXIT_DATA = 65
+EXIT_NO_INPUT = 66
+EXIT_CANT_CREATE = 73
+LIMIT_DEFAULT = 300
+LIMIT_MAX = 100_000
+WIDTH_PIPE = 160  # stdout is a file or a pipe: wide enough for most labels to sit on their arrows
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_AGO_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?$")
+
+DESCRIPTION = """\
+Draw a message sequence chart from the trace files (<data_dir>/logs/*.trace): one column per
+actor, one arrow per message with its label (Prepare b=3.1, Promise, Accept b=3.1 s=812,
+Accepted, Nack promised=4.2), the records written and fsynced, crashes and restarts, and the
+moment a slot is chosen and delivered. Works on a running cluster (it reads without locks and
+never writes) and on the files of a stopped one.
+
+Select with --slot N or N..M (the messages and records about those slots), --op CLIENT:SEQ
+(one client command end to end: its Submit, the slot it went into, the votes, the delivery and
+the reply), --since/--until (a time window). Without a selection it shows the latest rows.
+At most --limit rows are drawn. Output: the terminal (colored, paged when long), --svg FILE,
+or --format shiviz (a log ShiViz opens, with vector clocks derived from the joined messages).
+
+Exit codes: 0 drawn; 1 nothing selected (says why: beyond the log, older than the traces,
+compacted away); 64 a bad option; 65 a corrupt trace file or one of another cluster (names the
+file, line and byte offset); 66 no trace files; 73 cannot write the output file."""
+
+EXAMPLES = """\
+paxos trace --slot 1..3
+paxos trace --op c1a2b3:7
+paxos trace --since 30s --limit 100
+paxos trace --since 17:05:00 --until 17:05:02 --svg run.svg
+paxos trace --slot 40 --format shiviz > slot40.log
+paxos trace --data-dir /backup/data --slot 12"""
+
+
+def when(text_: str, now: float | None = None) -> float:
+    """An argparse type for --since/--until: `30s`/`5m`/`2h` ago, `HH:MM[:SS]` today (local
+    time), an ISO date-time (`2026-12-02T17:05:00`, local unless it says its zone) or epoch
+    seconds."""
+    now = time.time() if now is None else now
+    s = text_.strip()
+    m = _AGO.match(s)
+    if m:
+        return now - float(m.group(1)) * _AGO_S[m.group(2)]
+    m = _CLOCK.match(s)
+    if m:
+        h, mi, sec = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+        if h > 23 or mi > 59 or sec > 59:
+            raise argparse.ArgumentTypeError(f"{text_!r} is not a time of day")
+        today = dt.datetime.fromtimestamp(now).replace(hour=h, minute=mi, second=sec, microsecond=0)
+        return today.timestamp() + float(m.group(4) or 0)
+    try:
+        value = float(s)
+    except ValueError:
+        pass
+    else:
+        if value >= 1e9 and value < 1e11:
+            return value
+        raise argparse.ArgumentTypeError(f"{text_!r}: epoch seconds look like 1764694000 (or say 30s for 30 "
+                                         f"seconds ago)")
+    try:
+        return dt.datetime.fromisoformat(s).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text_!r} is not a time: say 30s, 5m or 2h (ago), 17:05:00 (today), "
+            f"2026-12-02T17:05:00 or epoch seconds") from None
+
+
+def _typed(parse: Any) -> Any:
+    def check(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    check.__name__ = parse.__name__
+    return check
+
+
+def _limit(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of rows") from None
+    if not 1 <= n <= LIMIT_MAX:
+        raise argparse.ArgumentTypeError(f"must be 1 to {LIMIT_MAX} rows, not {n}")
+    return n
+
+
+def _width(value: str) -> int:
+    if not value.strip().isdigit():
+        raise ValueError(f"{value!r} is not a number of columns")
+    n = int(value)
+    if not 40 <= n <= 10_000:
+        raise ValueError(f"must be 40 to 10000 columns, not {n}")
+    return n
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slot", type=_typed(parse_slots), metavar="N[..M]", help="the slot or slots to follow")
+    p.add_argument("--op", type=_typed(parse_op), metavar="CLIENT:SEQ", help="one client command, end to end")
+    p.add_argument("--since", type=when, metavar="T", help="from this time: 30s (ago), 17:05:00, an ISO time")
+    p.add_argument("--until", type=when, metavar="T", help="up to this time (same forms as --since)")
+    p.add_argument("--limit", type=_limit, default=LIMIT_DEFAULT, metavar="N",
+                   help="draw at most N rows (default: %(default)s)")
+    p.add_argument("--svg", metavar="FILE", help="write the chart as SVG to FILE instead of the terminal")
+    p.add_argument("--format", choices=["text", "shiviz"], default="text",
+                   help="text (the terminal chart) or shiviz (a log for ShiViz, on stdout) (default: %(default)s)")
+    p.add_argument("--no-times", action="store_true", help="leave out the left column of milliseconds")
+    p.add_argument("--width", type=_typed(_width), default=None, metavar="COLUMNS",
+                   help="fit the chart to this many columns (default: the terminal's, 160 when not a terminal)")
+    p.add_argument("--no-pager", action="store_true", help="print even a long chart straight to the terminal")
+    p.add_argument("--data-dir", metavar="DIR", type=Path,
+                   help="read the trace files of this data directory (default: the config's data_dir)")
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"paxos trace: {message}", file=sys.stderr)
+    return code
+
+
+def compacted_through(data_dir: Path) -> int:
+    """The highest slot any actor has a snapshot of (what it may have compacted away), read from
+    the snapshot files' names only."""
+    best = 0
+    snap = data_dir / "snap"
+    try:
+        for path in snap.glob("*/*.snap"):
+            if path.stem.isdigit():
+                best = max(best, int(path.stem))
+    except OSError:
+        return 0
+    return best
+
+
+def run(config: Any, args: argparse.Namespace) -> int:
+    if args.since is not None and args.until is not None and args.until < args.since:
+        return _fail("--until is before --since", 64)
+    if args.svg and args.format != "text":
+        return _fail("--svg and --format shiviz are two outputs: choose one", 64)
+    data_dir: Path = args.data_dir if args.data_dir is not None else config.data_dir
+    if args.data_dir is not None and not data_dir.is_dir():
+        return _fail(f"{data_dir}: no such directory", EXIT_NO_INPUT)
+    roles = {name: spec.role for name, spec in config.actors.items()}
+    try:
+        loaded = files.load(data_dir, None if args.data_dir is not None else roles)
+    except files.NoTraces as exc:
+        return _fail(str(exc), EXIT_NO_INPUT)
+    except files.TraceFileError as exc:
+        return _fail(str(exc), EXIT_DATA)
+    for warning in loaded.warnings:
+        print(f"paxos trace: note: {warning}", file=sys.stderr)
+    sel = Selection(slots=args.slot, op=args.op, since=args.since, until=args.until)
+    chosen = select(loaded.events, sel)
+    if not chosen:
+        return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir)), EXIT_EMPTY)
+    chart = model.build(chosen, roles, traced=model.traced_actors(loaded.events))
+    chart = model.limit(chart, args.limit, keep="first" if sel.narrowed else "last")
+    if args.format == "shiviz":
+        sys.stdout.write(shiviz.render(chart))
+        return 0
+    if args.svg:
+        title = f"paxos trace of {data_dir}"
+        try:
+            Path(args.svg).write_text(svg.render(chart, times=not args.no_times, title=title), encoding="utf-8")
+        except OSError as exc:
+            return _fail(f"cannot write {args.svg}: {exc.strerror or exc}", EXIT_CANT_CREATE)
+        print(f"wrote {args.svg}: {len(chart.rows)} rows, {len(chart.columns)} columns")
+        return 0
+    _print(chart, times=not args.no_times, page=not args.no_pager, width=args.width)
+    return 0
+
+
+def _print(chart: model.Chart, times: bool, page: bool, width: int | None) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    width = width or (console.width if console.is_terminal else WIDTH_PIPE)
+    lines = text.render(chart, width, times)
+    if page and console.is_terminal and len(lines) > console.height:
+        with console.pager(styles=True):
+            for line in lines:
+                console.print(line, soft_wrap=True)
+        return
+    for line in lines:
+        console.print(line, soft_wrap=True)

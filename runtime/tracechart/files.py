@@ -1,0 +1,143 @@
+"""The trace files of a data directory, as `TraceEvent`s: `<data_dir>/logs/<actor>.trace` (and
+its rotated `<actor>.trace.1`), the clients' `client-<pid>.trace`, and the supervisor's exits
+from `supervisor.jsonl` (an actor killed from outside writes no `crash` line of its own).
+
+Reading never takes a lock and never writes: the files are opened read-only, so this works on a
+running cluster (whose actors append as we read) as on a stopped one. The last line of a file
+that has no newline yet is one being written (or cut by a crash): skipped, and said. Any other
+line that is not a trace event is corruption: `TraceFileError` names the file, the line and its
+byte offset. A file that holds another actor's events, or an actor the config does not know, is
+refused the same way: the logs of another cluster mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.tracechart.model import TraceEvent, TraceFormatError, check
+
+CLIENT_PREFIX = "client-"
+SUPERVISOR_EXITS = ("child_exited", "child_failed")
+
+
+class TraceFileError(Exception):
+    """A trace file that cannot be used as it stands (corrupt, or not this cluster's)."""
+
+
+class NoTraces(Exception):
+    """No trace file to read."""
+
+
+@dataclass
+class Loaded:
+    events: list[TraceEvent] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def trace_files(logs_dir: Path) -> list[Path]:
+    """Each actor's rotated file before its current one, so lines come in the order written."""
+    current = sorted(logs_dir.glob("*.trace"))
+    out: list[Path] = []
+    for path in current:
+        older = path.with_name(path.name + ".1")
+        if older.exists():
+            out.append(older)
+        out.append(path)
+    return out
+
+
+def _owner(path: Path) -> str:
+    return path.name.removesuffix(".1").removesuffix(".trace")
+
+
+def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loaded: Loaded) -> None:
+    owner = _owner(path)
+    is_client = owner.startswith(CLIENT_PREFIX)
+    if known is not None and not is_client and owner not in known:
+        raise TraceFileError(f"{path}: actor {owner!r} is not in the cluster's membership "
+                             f"({', '.join(sorted(known))}): the trace of another cluster mixed in? "
+                             f"Move it out of {path.parent}")
+    try:
+        with open(path, "rb") as f:  # read-only, no lock: the actor may be appending right now
+            data = f.read()
+    except FileNotFoundError:
+        return  # rotated away between listing and opening: its lines are in the .1 file
+    except OSError as exc:
+        raise TraceFileError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    offset = 0
+    number = 0
+    for raw_line in data.splitlines(keepends=True):
+        number += 1
+        where = f"{path}: line {number} (byte offset {offset})"
+        line_offset = offset
+        offset += len(raw_line)
+        if not raw_line.endswith(b"\n"):
+            loaded.warnings.append(f"{path}: the last line (byte offset {line_offset}) is incomplete "
+                                   f"(being written, or cut by a crash): skipped")
+            break
+        if not raw_line.strip():
+            continue
+        try:
+            obj: Any = json.loads(raw_line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TraceFileError(f"{where}: not a JSON line ({exc}): the file is corrupt") from None
+        try:
+            event = check(obj, start_idx + len(loaded.events), where)
+        except TraceFormatError as exc:
+            raise TraceFileError(f"{exc}: the file is corrupt, or not a trace file") from None
+        if not is_client and event.actor != owner:
+            raise TraceFileError(f"{where}: an event of actor {event.actor!r} in {owner}'s file: "
+                                 f"logs of another cluster mixed in?")
+        if known is not None and not is_client and event.kind == "start":
+            role = obj.get("role")
+            if isinstance(role, str) and known.get(owner) not in (None, role):
+                raise TraceFileError(f"{where}: {owner} started as a {role}, but the cluster's {owner} is a "
+                                     f"{known[owner]}: the trace of another cluster mixed in?")
+        loaded.events.append(event)
+
+
+def supervisor_exits(path: Path, start_idx: int, loaded: Loaded) -> None:
+    """`child_exited` and `child_failed` as `exit` events (the supervisor's log is structlog's
+    JSON lines; a line that does not parse is not ours to judge, `paxos logs` shows it)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return
+    for raw_line in data.splitlines():
+        try:
+            obj = json.loads(raw_line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if not isinstance(obj, dict) or obj.get("event") not in SUPERVISOR_EXITS:
+            continue
+        ts, child = obj.get("ts"), obj.get("child")
+        if not isinstance(ts, (int, float)) or not isinstance(child, str):
+            continue
+        how = str(obj.get("exit", "?")) + ("" if obj.get("action") != "restart" else ", restarting")
+        raw = {"ts": float(ts), "a": child, "e": "exit", "lc": 0, "how": how}
+        loaded.events.append(check(raw, start_idx + len(loaded.events), f"{path}"))
+
+
+def load(data_dir: Path, known: Mapping[str, str] | None = None) -> Loaded:
+    """Every trace event under `data_dir`. `known`: the cluster's actors and their roles, to
+    refuse the files of another cluster (None: no such check)."""
+    logs_dir = data_dir / "logs"
+    files = trace_files(logs_dir) if logs_dir.is_dir() else []
+    if not files:
+        raise NoTraces(f"no trace files in {logs_dir} (a cluster writes them while it runs; is [trace] "
+                       f"enabled in the config?)")
+    loaded = Loaded(files=files)
+    for path in files:
+        read_file(path, 0, known, loaded)
+    supervisor_exits(logs_dir / "supervisor.jsonl", 0, loaded)
+    return loaded
+
+
+def actors_of(events: Iterable[TraceEvent]) -> set[str]:
+    return {e.actor for e in events}

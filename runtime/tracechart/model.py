@@ -1,0 +1,308 @@
+"""The chart's model: trace events (dicts in the trace contract's schema) checked and turned into
+`TraceEvent`s, sends joined to their receives, and the rows a chart draws (one arrow per message,
+one mark per fsync, decision, delivery, crash or start), in a fixed column order.
+
+Pure: no files, no clocks, no terminal. The schema (see the module that writes the traces,
+runtime/trace.py): every event has `ts` (wall-clock seconds), `a` (actor), `e` (kind), `lc`
+(the actor's Lamport clock); a `send` has `to` and `m` (labels), a `recv` has `from`, `slc` (the
+frame's clock as its sender stamped it) and `m`. A send and its receive join on (sender, lc) =
+(recv's from, recv's slc). Kinds this module adds for its own sources: `exit` (the supervisor saw
+the process end: `how`) and `note` (`text`: a scenario's info event).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = frozenset({"send", "recv", "persist", "fsync", "decide", "deliver", "reply", "assign", "start", "crash",
+                   "exit", "note"})
+ROLE_RANK = {"client": 0, "proposer": 1, "acceptor": 2, "learner": 3, "other": 4}
+_SLOT_IN_LABEL = re.compile(r"\bs=(\d+)(?:\.\.(\d+))?")
+_SLOT_FIELD = re.compile(r"^(\d+)(?:\.\.(\d+))?$")
+_NAME_NUMBER = re.compile(r"^(\D*)(\d*)(.*)$")
+
+
+class TraceFormatError(ValueError):
+    """An event that does not follow the schema. `where` names it (a file, line and byte offset,
+    or the event's index in a list)."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"{where}: {why}")
+        self.where = where
+        self.why = why
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One checked event. `idx` is its position in the input (the tie-break that keeps the order
+    of equal timestamps stable); `slots` the slot range it is about, if any."""
+
+    idx: int
+    ts: float
+    actor: str
+    kind: str
+    lc: int
+    peer: str | None = None  # `to` of a send or reply, `from` of a recv
+    slc: int | None = None
+    labels: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()
+    slots: tuple[int, int] | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def touches(self, lo: int, hi: int) -> bool:
+        return self.slots is not None and self.slots[0] <= hi and lo <= self.slots[1]
+
+
+def _slot_range(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, str):
+        m = _SLOT_FIELD.match(value.strip())
+        if m:
+            lo = int(m.group(1))
+            return (lo, int(m.group(2) or lo))
+    return None
+
+
+def _labels_slots(labels: Iterable[str]) -> tuple[int, int] | None:
+    lo: int | None = None
+    hi: int | None = None
+    for label in labels:
+        for m in _SLOT_IN_LABEL.finditer(label):
+            a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def check(raw: Any, idx: int, where: str) -> TraceEvent:
+    """One event dict checked against the schema, or a `TraceFormatError` that names `where`."""
+    if not isinstance(raw, dict):
+        raise TraceFormatError(where, f"an event is a JSON object, not {type(raw).__name__}")
+    for key, types in (("ts", (int, float)), ("a", (str,)), ("e", (str,)), ("lc", (int,))):
+        value = raw.get(key)
+        if value is None:
+            raise TraceFormatError(where, f"no {key!r} key")
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise TraceFormatError(where, f"{key!r} is {value!r}, not a {types[0].__name__}")
+    kind = raw["e"]
+    if kind not in KINDS:
+        raise TraceFormatError(where, f"unknown event kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+    labels = raw.get("m", [])
+    if isinstance(labels, str):
+        labels = [labels]
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise TraceFormatError(where, f"'m' is {labels!r}, not a list of labels")
+    ops = raw.get("ops", [])
+    if not isinstance(ops, list):
+        raise TraceFormatError(where, f"'ops' is {ops!r}, not a list")
+    peer: str | None = None
+    slc: int | None = None
+    if kind in ("send", "reply"):
+        peer = raw.get("to")
+        if not isinstance(peer, str):
+            raise TraceFormatError(where, f"a {kind} needs 'to' (a peer name), got {peer!r}")
+    if kind == "recv":
+        peer, slc = raw.get("from"), raw.get("slc")
+        if not isinstance(peer, str):
+            raise TraceFormatError(where, f"a recv needs 'from' (a peer name), got {peer!r}")
+        if isinstance(slc, bool) or not isinstance(slc, int):
+            raise TraceFormatError(where, f"a recv needs 'slc' (the sender's clock), got {slc!r}")
+    slots = _slot_range(raw.get("s")) if "s" in raw else None
+    if "s" in raw and slots is None:
+        raise TraceFormatError(where, f"'s' is {raw['s']!r}, not a slot or a range like 812..815")
+    if slots is None:
+        slots = _labels_slots(labels)
+    return TraceEvent(idx=idx, ts=float(raw["ts"]), actor=raw["a"], kind=kind, lc=raw["lc"], peer=peer, slc=slc,
+                      labels=tuple(labels), ops=tuple(str(o) for o in ops), slots=slots, raw=raw)
+
+
+def check_all(raws: Iterable[Any]) -> list[TraceEvent]:
+    """Crafted event lists (tests, scenarios): each checked, named by its index."""
+    return [check(raw, i, f"event #{i}") for i, raw in enumerate(raws)]
+
+
+Key = tuple[float, int, str, int]
+
+
+def order_key(e: TraceEvent) -> Key:
+    """Time order; equal times by Lamport clock, then by actor name, so that the order of
+    events with equal stamps does not depend on the order the files were read in."""
+    return (e.ts, e.lc, e.actor, e.idx)
+
+
+def role_of(name: str, roles: Mapping[str, str] | None = None) -> str:
+    """An actor's role: from the config's roles when known, else from the default names
+    (p1, a2, l1); anything else (client ids) is a client."""
+    if roles and name in roles:
+        return roles[name]
+    m = re.match(r"^([pal])\d+$", name)
+    if m:
+        return {"p": "proposer", "a": "acceptor", "l": "learner"}[m.group(1)]
+    return "client"
+
+
+def column_order(names: Iterable[str], roles: Mapping[str, str] | None = None) -> list[str]:
+    """A fixed order that does not depend on timing: clients (where requests come from), then
+    proposers, acceptors, learners, each in natural order (a2 before a10)."""
+    def key(name: str) -> tuple[int, str, int, str]:
+        prefix, number, rest = _NAME_NUMBER.match(name).groups()  # type: ignore[union-attr]
+        return (ROLE_RANK.get(role_of(name, roles), 4), prefix, int(number) if number else -1, rest)
+    return sorted(set(names), key=key)
+
+
+@dataclass(frozen=True)
+class Arrow:
+    """One message: from `src` to `dst`. `status`: "ok" (sent and received, or to/from a peer
+    that writes no trace, such as a client), "lost" (sent to a traced peer, never received) or
+    "orphan" (received; its send is not in the traces)."""
+
+    ts: float
+    src: str
+    dst: str
+    text: str
+    status: str
+    send: TraceEvent | None
+    recv: TraceEvent | None
+    key: Key
+
+    @property
+    def nack(self) -> bool:
+        return self.text.startswith("Nack")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Something that happens on one lifeline: `glyph` drawn on it, `text` next to it."""
+
+    ts: float
+    actor: str
+    glyph: str
+    text: str
+    style: str  # one of STYLES' keys: how a renderer colors it
+    event: TraceEvent
+    key: Key
+
+
+Row = Arrow | Mark
+
+MARK_STYLES = ("persist", "fsync", "decide", "deliver", "crash", "start", "assign", "reply", "note")
+
+
+def _ops_text(ops: Sequence[str], cap: int = 3) -> str:
+    if not ops:
+        return ""
+    shown = ", ".join(ops[:cap])
+    return f" [{shown}{f', +{len(ops) - cap}' if len(ops) > cap else ''}]"
+
+
+def _dur(us: Any) -> str:
+    if isinstance(us, bool) or not isinstance(us, (int, float)):
+        return "?"
+    return f"{us / 1000:.1f}ms" if us >= 1000 else f"{us:.0f}µs"
+
+
+def mark_for(e: TraceEvent, restarted: bool) -> Mark | None:
+    """The mark an event draws, or None for kinds that draw arrows."""
+    r = e.raw
+    key = order_key(e)
+    if e.kind == "persist":
+        size = f" {r['bytes']}B" if isinstance(r.get("bytes"), int) else ""
+        return Mark(e.ts, e.actor, "▪", f"wal {', '.join(e.labels)}{size}", "persist", e, key)
+    if e.kind == "fsync":
+        return Mark(e.ts, e.actor, "◆", f"fsync {_dur(r.get('dur_us'))}", "fsync", e, key)
+    if e.kind == "decide":
+        b = f" b={r['b']}" if r.get("b") is not None else ""
+        return Mark(e.ts, e.actor, "★", f"chosen s={r.get('s')}{b}", "decide", e, key)
+    if e.kind == "deliver":
+        return Mark(e.ts, e.actor, "✔", f"delivered s={r.get('s')}{_ops_text(e.ops)}", "deliver", e, key)
+    if e.kind == "assign":
+        return Mark(e.ts, e.actor, "•", f"assign s={r.get('s')}{_ops_text(e.ops)}", "assign", e, key)
+    if e.kind == "reply":
+        return Mark(e.ts, e.actor, "↩", f"reply {e.peer}{_ops_text(e.ops)}", "reply", e, key)
+    if e.kind == "start":
+        word = "restart" if restarted else "start"
+        pid = f" pid={r['pid']}" if r.get("pid") is not None else ""
+        return Mark(e.ts, e.actor, "▶", f"{word}{pid}", "start", e, key)
+    if e.kind == "crash":
+        return Mark(e.ts, e.actor, "✖", f"crash at {r.get('point', '?')}", "crash", e, key)
+    if e.kind == "exit":
+        return Mark(e.ts, e.actor, "✖", f"exited: {r.get('how', '?')}", "crash", e, key)
+    if e.kind == "note":
+        return Mark(e.ts, e.actor, "·", str(r.get("text", "")), "note", e, key)
+    return None
+
+
+@dataclass
+class Chart:
+    """What a renderer draws: the columns (left to right) and the rows (top to bottom)."""
+
+    columns: list[str]
+    rows: list[Row]
+    dropped_rows: int = 0  # rows left out by a limit (see `limit`)
+    dropped_where: str = ""  # "before" or "after" the rows shown
+
+    @property
+    def t0(self) -> float:
+        return self.rows[0].ts if self.rows else 0.0
+
+
+def traced_actors(events: Iterable[TraceEvent]) -> set[str]:
+    return {e.actor for e in events}
+
+
+def build(events: Sequence[TraceEvent], roles: Mapping[str, str] | None = None,
+          traced: set[str] | None = None) -> Chart:
+    """The chart of these events: every receive joined to its send on (sender, lc); a send
+    nobody traced receiving is an arrow too ("lost" if its peer writes traces, else "ok").
+    `traced`: the actors that write traces (default: those with an event here), so that a
+    send to a peer outside a selection is not taken for a lost one."""
+    traced = traced if traced is not None else traced_actors(events)
+    sends: dict[tuple[str, int], TraceEvent] = {}
+    for e in events:
+        if e.kind == "send":
+            sends.setdefault((e.actor, e.lc), e)
+    received: set[tuple[str, int]] = set()
+    rows: list[Row] = []
+    started: set[str] = set()
+    for e in sorted(events, key=order_key):
+        if e.kind == "recv":
+            assert e.peer is not None and e.slc is not None
+            send = sends.get((e.peer, e.slc))
+            if send is not None:
+                received.add((e.peer, e.slc))
+            text = ", ".join(e.labels or (send.labels if send else ()))
+            status = "ok" if send is not None or e.peer not in traced else "orphan"
+            rows.append(Arrow(e.ts, e.peer, e.actor, text, status, send, e, order_key(e)))
+        elif e.kind != "send":
+            mark = mark_for(e, restarted=e.actor in started)
+            if e.kind in ("start", "crash", "exit"):
+                started.add(e.actor)
+            if mark is not None:
+                rows.append(mark)
+    for (actor, lc), e in sends.items():
+        if (actor, lc) in received:
+            continue
+        assert e.peer is not None
+        status = "lost" if e.peer in traced else "ok"
+        rows.append(Arrow(e.ts, actor, e.peer, ", ".join(e.labels), status, e, None, order_key(e)))
+    rows.sort(key=lambda r: r.key)
+    names: set[str] = set()
+    for r in rows:
+        names.update((r.src, r.dst) if isinstance(r, Arrow) else (r.actor,))
+    return Chart(column_order(names, roles), rows)
+
+
+def limit(chart: Chart, max_rows: int, keep: str = "first") -> Chart:
+    """At most `max_rows` rows: the first ones (`keep="first"`) or the latest ones ("last")."""
+    if len(chart.rows) <= max_rows:
+        return chart
+    dropped = len(chart.rows) - max_rows
+    if keep == "last":
+        return Chart(chart.columns, chart.rows[-max_rows:], dropped, "before")
+    return Chart(chart.columns, chart.rows[:max_rows], dropped, "after")
