@@ -363,10 +363,19 @@ def _snapshot_epoch(config: ClusterConfig, name: str, slot: int) -> tuple[Ballot
     return Ballot(state[1], state[2]), ""
 
 
-def _read_learner(config: ClusterConfig, loaded: Loaded, slot: int,
-                  problems: list[FileState]) -> tuple[LearnerView, Value | None, list[tuple[int, Value]]]:
+@dataclass
+class _LearnerRead:
+    view: LearnerView
+    value: Value | None  # what it delivered at the slot (None: not, or inside a snapshot)
+    members: list[tuple[int, Value]]  # the membership changes it delivered
+    epoch: Ballot  # the epoch rule's epoch at the end of its file ...
+    epoch_slot: int  # ... the slot that set it ...
+    from_snapshot: bool  # ... or a snapshot at or after which it was set
+
+
+def _read_learner(config: ClusterConfig, loaded: Loaded, slot: int, problems: list[FileState]) -> _LearnerRead:
     """Replay one learner's decisions the way `Learner.apply` does, noting the epoch rule at
-    `slot`. Returns its view, the value it delivered there, and the membership values it delivered."""
+    `slot`."""
     view = LearnerView(loaded.file.name, loaded.file.path, loaded.file.status)
     delivered = 0
     epoch, epoch_slot = ZERO, 0  # the epoch rule's epoch and the slot that set it (0: none yet)
@@ -409,7 +418,7 @@ def _read_learner(config: ClusterConfig, loaded: Loaded, slot: int,
     view.delivered_through = delivered
     if view.delivered == "no":
         view.outcome = f"not delivered yet (delivered through slot {delivered})"
-    return view, value, members
+    return _LearnerRead(view, value, members, epoch, epoch_slot, from_snapshot)
 
 
 def _outcome(slot: int, v: Value, epoch: Ballot, epoch_slot: int, from_snapshot: bool) -> str:
@@ -441,7 +450,9 @@ def _need(rules: FastRules, b: Ballot, v: Value, n: int) -> tuple[int, bool]:
 
 
 def _choices(rules: FastRules, members: Membership, ids: set[int],
-             votes: Iterable[tuple[str, Ballot, Value]]) -> tuple[list[Choice], list[str]]:
+             votes: Iterable[tuple[str, Ballot, Value]]) -> tuple[list[Choice], list[Value], list[str]]:
+    """The (ballot, value) pairs a quorum of `members` voted for, lowest ballot first, with their
+    values, and notes on fast-round values that only a majority took."""
     names = set(members.acceptor_names)
     n = len(names)
     groups: dict[tuple[Ballot, Value], list[str]] = {}
@@ -451,16 +462,39 @@ def _choices(rules: FastRules, members: Membership, ids: set[int],
             if acceptor not in voters:
                 voters.append(acceptor)
     chosen: list[Choice] = []
+    values: list[Value] = []
     near: list[str] = []
     for (b, v), voters in sorted(groups.items(), key=lambda kv: kv[0][0]):
         need, fast = _need(rules, b, v, n)
         if len(voters) >= need:
             chosen.append(Choice(str(b), value_json(v), describe_value(v), sorted(voters), need, fast))
+            values.append(v)
         elif fast and len(voters) >= classic_quorum(n):
             near.append(f"under fast ballot {b}, {', '.join(sorted(voters))} ({len(voters)} of {n}) voted for "
                         f"{describe_value(v)}: a majority but not the fast quorum of {need}; chosen only if the "
                         f"leader proposed it itself under that ballot (the files do not say)")
-    return chosen, near
+    return chosen, values, near
+
+
+def _epoch_ahead(slot: int, value: Value, learner: _LearnerRead, acceptors: list[_Acceptor], rules: FastRules,
+                 history: History, ids: set[int]) -> str:
+    """What the epoch rule will do with a chosen command no learner delivered yet: the epoch of
+    the most advanced learner, raised by every StartWorking the acceptors' votes chose between."""
+    epoch, epoch_slot, from_snapshot = learner.epoch, learner.epoch_slot, learner.from_snapshot
+    between = sorted({s for a in acceptors for s in a.starts if learner.view.delivered_through < s < slot})
+    for s in between:
+        votes = [(a.view.name, b, v) for a in acceptors for b, v in a.starts.get(s, [])]
+        _, started, _ = _choices(rules, history.at(s), ids, votes)
+        for v in started:
+            if v.epoch > epoch:
+                epoch, epoch_slot, from_snapshot = v.epoch, s, False
+    head = (f"no learner delivered slot {slot} yet ({learner.view.name} is the furthest, through slot "
+            f"{learner.view.delivered_through}); as far as the files show, ")
+    if value.epoch < epoch:
+        where = f"at or before slot {epoch_slot} (a snapshot)" if from_snapshot else f"at slot {epoch_slot}"
+        return (head + f"the epoch rule will skip it: slot {slot} holds epoch {value.epoch}'s command, and epoch "
+                f"{epoch} started {where}")
+    return head + "it will be applied" + (f" (epoch {epoch} in force before it)" if epoch != ZERO else "")
 
 
 def _history(config: ClusterConfig, blobs: list[bytes], notes: list[str]) -> History:
@@ -515,14 +549,16 @@ def explain(config: ClusterConfig, slot: int) -> Explanation:
                               f"{config.path} says mode = {config.protocol.mode!r}: its votes mean other quorums")
     problems: list[FileState] = []
     learner_rows: list[tuple[LearnerView, Value | None]] = []
+    ends: list[_LearnerRead] = []
     delivered_members: list[tuple[int, Value]] = []
     for name, ld in loaded.items():
         if actors[name] != "learner":
             continue
         if ld.file.usable:
-            view, value, learned = _read_learner(config, ld, slot, problems)
-            learner_rows.append((view, value))
-            delivered_members.extend(learned)
+            read = _read_learner(config, ld, slot, problems)
+            learner_rows.append((read.view, read.value))
+            delivered_members.extend(read.members)
+            ends.append(read)
         else:
             learner_rows.append((LearnerView(name, ld.file.path, ld.file.status, outcome="its file is not read"), None))
     for ld in acceptor_loads:
@@ -554,7 +590,8 @@ def explain(config: ClusterConfig, slot: int) -> Explanation:
                                    f"votes for slot {slot} under ballot(s) {', '.join(foreign)}, of no proposer of "
                                    f"this cluster (ids {', '.join(str(i) for i in sorted(ids))}); not counted"))
         acc.view.votes = [Vote(str(b), value_json(v), acc.view.in_membership and b.node in ids) for b, v in acc.votes]
-    chosen, near = _choices(rules, members, ids, ((a.view.name, b, v) for a in acceptors for b, v in a.votes))
+    chosen, chosen_values, near = _choices(rules, members, ids,
+                                           ((a.view.name, b, v) for a in acceptors for b, v in a.votes))
     notes.extend(near)
     out = Explanation(slot, config.protocol.mode, members.acceptor_names, chosen_at, history.alpha, "", "",
                       chosen=chosen, acceptors=[a.view for a in acceptors],
@@ -564,6 +601,10 @@ def explain(config: ClusterConfig, slot: int) -> Explanation:
     files.extend(problems)
     out.files = files
     _judge(out, acceptors, learner_rows, rules, members, ids, history)
+    if out.verdict == "chosen" and chosen_values[0].kind == COMMANDS and ends and all(
+            r.view.delivered == "no" for r in ends):
+        out.notes.append(_epoch_ahead(slot, chosen_values[0], max(ends, key=lambda r: r.view.delivered_through),
+                                      acceptors, rules, history, ids))
     return out
 
 

@@ -474,3 +474,17 @@ def test_the_file_in_use_check_reads_proc_locks(tmp_path: Path) -> None:
     held.write_text("")
     assert file_in_use(lock, held) is False
     assert file_in_use(lock, tmp_path / "nothing") is None
+
+
+def test_the_epoch_rule_ahead_of_every_learner_is_predicted_from_the_votes(tmp_path: Path) -> None:
+    # The learners delivered through slot 6; the acceptors chose 7 (epoch 4.2 starts) and 9.
+    config = make_config(tmp_path)
+    log = ghost_log()
+    slots = list(log)
+    cluster_of(config, {"a1": slots, "a2": slots, "a3": slots}, l1=6, l2=5, log=log)
+    out = explain(config, 9)
+    assert out.verdict == "chosen" and out.exit_code == EXIT_EXPLAINED
+    assert any("no learner delivered slot 9 yet (l1 is the furthest, through slot 6)" in n
+               and "the epoch rule will skip it: slot 9 holds epoch 3.1's command, and epoch 4.2 started at slot 7"
+               in n for n in out.notes), out.notes
+    assert any("it will be applied (epoch 4.2 in force before it)" in n for n in explain(config, 8).notes)
