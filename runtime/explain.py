@@ -46,6 +46,7 @@ from typing import Any
 
 from actors.ballot import ZERO, Ballot
 from actors.fast import FastRules, classic_quorum, fast_quorum
+from actors.invariants import InvariantViolation
 from actors.kv import BadBatch, parse_batch
 from actors.membership import BadMembership, History, Membership
 from actors.membership import decode as decode_membership
@@ -266,6 +267,7 @@ class AcceptorView:
     watermark: int = 0  # the leaders' chosen_through, as this acceptor recorded it
     highest_slot: int = 0
     rebuilding: bool = False
+    rebuild_floor: int = 0  # rebuilt after losing its file: it vouches for nothing through this slot
 
 
 @dataclass
@@ -342,6 +344,7 @@ def _read_acceptor(loaded: Loaded, slot: int, in_membership: bool) -> tuple[_Acc
             view.highest_slot = max(view.highest_slot, r.slot)
         elif type(r) is RebuildRecord:
             view.rebuilding = not r.done
+            view.rebuild_floor = max(view.rebuild_floor, r.floor)
             view.compacted_through = max(view.compacted_through, r.floor)
         elif type(r) is MembersRecord:
             blobs.append(r.members)
@@ -349,17 +352,20 @@ def _read_acceptor(loaded: Loaded, slot: int, in_membership: bool) -> tuple[_Acc
     return _Acceptor(view, votes, starts), blobs
 
 
-def _snapshot_epoch(config: ClusterConfig, name: str, slot: int) -> tuple[Ballot | None, str]:
+def snapshot_path(config: ClusterConfig, name: str, slot: int) -> Path:
+    return config.snapshot_dir(name) / f"{slot:020d}.snap"  # runtime/storage.py SnapshotDir.file
+
+
+def _snapshot_epoch(path: Path, slot: int) -> tuple[Ballot | None, str]:
     """The epoch rule's epoch a learner's snapshot of `slot` holds, or (None, why not)."""
-    path = config.snapshot_dir(name) / f"{slot:020d}.snap"
     try:
         state = decode_snapshot(path.read_bytes(), slot)
     except FileNotFoundError:
-        return None, f"{path}: missing (its file names it)"
+        return None, "missing, and the learner's wal names it"
     except (OSError, SnapshotCorrupt) as exc:
-        return None, f"{path}: {exc}"
+        return None, str(exc)
     if type(state) not in (list, tuple) or len(state) < 5 or type(state[1]) is not int or type(state[2]) is not int:
-        return None, f"{path}: not a learner snapshot"
+        return None, "not a learner snapshot"
     return Ballot(state[1], state[2]), ""
 
 
@@ -386,9 +392,11 @@ def _read_learner(config: ClusterConfig, loaded: Loaded, slot: int, problems: li
         if type(r) is SnapshotRecord:
             if r.slot <= delivered:
                 continue  # the decisions before it brought the learner there already
-            snap_epoch, why = _snapshot_epoch(config, view.name, r.slot)
+            path = snapshot_path(config, view.name, r.slot)
+            snap_epoch, why = _snapshot_epoch(path, r.slot)
             if snap_epoch is None:
-                problems.append(FileState(view.name, "learner", why.split(":")[0], CORRUPT, why))
+                problems.append(FileState(view.name, "learner", str(path), CORRUPT,
+                                          f"{why}: the epoch rule's epoch at slot {r.slot} is unknown"))
                 snap_epoch = ZERO
             delivered, epoch, epoch_slot, from_snapshot = r.slot, snap_epoch, r.slot, True
             if r.slot >= slot and value is None:
@@ -502,7 +510,7 @@ def _history(config: ClusterConfig, blobs: list[bytes], notes: list[str]) -> His
     for blob in blobs:
         try:
             history.merge(blob)
-        except BadMembership as exc:
+        except (BadMembership, InvariantViolation) as exc:
             notes.append(f"a membership history in a file could not be read ({exc}); ignored")
     return history
 
@@ -568,8 +576,8 @@ def explain(config: ClusterConfig, slot: int) -> Explanation:
     for s, v in delivered_members:
         try:
             history.learn(s, decode_membership(v.batches[0]))
-        except (BadMembership, IndexError) as exc:
-            notes.append(f"slot {s} holds a membership change that does not decode ({exc}); ignored")
+        except (BadMembership, IndexError, InvariantViolation) as exc:
+            notes.append(f"slot {s} holds a membership change that cannot be taken ({exc}); ignored")
     members, chosen_at = history.in_force(slot)
     ids = {i for m in history.all_members() for i in m.proposer_ids.values()}
     everyone = {a for m in history.all_members() for a in m.acceptor_names}
@@ -729,6 +737,9 @@ def render_text(e: Explanation) -> str:
         parts = [f"promised {a.promised or 'nothing'}"]
         if a.votes:
             parts.append("voted " + "; ".join(_vote_text(v) for v in a.votes))
+        elif a.rebuild_floor >= e.slot:
+            parts.append(f"no vote: rebuilt after losing its file, it vouches for nothing through slot "
+                         f"{a.rebuild_floor}")
         elif a.compacted_through >= e.slot:
             parts.append(f"no vote: compacted through slot {a.compacted_through} (its value is inside a snapshot)")
         else:
@@ -739,6 +750,8 @@ def render_text(e: Explanation) -> str:
             parts.append(f"not in slot {e.slot}'s membership: its votes count nowhere here")
         if a.rebuilding:
             parts.append("rebuilding: it votes on nothing yet")
+        if a.status == TORN:
+            parts.append("read up to its partial last frame (see files below)")
         lines.append(f"  {a.name}: " + ", ".join(parts))
     lines.append("learners:")
     for lv in e.learners:

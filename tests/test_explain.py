@@ -488,3 +488,15 @@ def test_the_epoch_rule_ahead_of_every_learner_is_predicted_from_the_votes(tmp_p
                and "the epoch rule will skip it: slot 9 holds epoch 3.1's command, and epoch 4.2 started at slot 7"
                in n for n in out.notes), out.notes
     assert any("it will be applied (epoch 4.2 in force before it)" in n for n in explain(config, 8).notes)
+
+
+def test_a_learners_missing_snapshot_is_named(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    for a in ("a1", "a2", "a3"):
+        write(config, a, [[SnapshotRecord(6, 10, 0)], vote(B42, 7, cmd(B42))])
+    write(config, "l1", [[SnapshotRecord(6, 10, 0)], [DecidedRecord(7, cmd(B42))]])
+    write(config, "l2", [])
+    out = explain(config, 7)
+    assert out.exit_code == EXIT_FILE_BAD and out.verdict == "chosen"
+    [f] = out.files
+    assert f.path == str(config.snapshot_dir("l1") / f"{6:020d}.snap") and "missing" in f.detail
