@@ -595,6 +595,45 @@ def cmd_client(config: ClusterConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- explain --------------------------------------------------------------------------------
+
+SLOT_MAX = 1 << 62  # the cores' ceiling on slots (actors/bounds.py)
+
+
+def slot_number(text: str) -> int:
+    """An argparse type: a slot, 1 to 2^62."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a slot number") from None
+    if not 1 <= value <= SLOT_MAX:
+        raise argparse.ArgumentTypeError(f"a slot is 1 to {SLOT_MAX}, not {text}")
+    return value
+
+
+EXPLAIN_EXIT_CODES = """exit codes:
+  0  explained, from every file
+  3  a safety violation: two different values chosen for the slot, or learners that disagree
+  5  the slot is not in the log: beyond every file, or below every file's compaction point
+  6  a file is missing, corrupt or unreadable (named, with the offset); explained from the others
+  7  a file is not this cluster's (another actor's header, an unknown name, the other mode, a
+     ballot of no proposer of it); explained without it
+  1  a configuration error; 64 a usage error (a slot that is not 1 to 2^62)
+The first that applies, in this order: 3, 5, 6, 7."""
+
+
+def cmd_explain(config: ClusterConfig, args: argparse.Namespace) -> int:
+    from runtime.explain import EXIT_EXPLAINED, explain, render_text, to_json
+
+    e = explain(config, args.slot)
+    print(to_json(e) if args.json else render_text(e))
+    if e.exit_code != EXIT_EXPLAINED:
+        why = e.summary if e.exit_code in (3, 5) else "; ".join(f"{f.path}: {f.detail}" for f in e.files
+                                                                 if f.status not in ("ok", "torn"))
+        print(f"paxos: explain {args.slot}: {why}", file=sys.stderr)
+    return e.exit_code
+
+
 # --- parser -------------------------------------------------------------------------------
 
 
@@ -609,6 +648,8 @@ EXIT_CODES = """exit codes:
   2  outcome unknown: the deadline passed; the command may or may not have been applied
   3  `status`: the cluster is not running
   4  `get`: no such key
+  3, 5, 6, 7 `explain`: a safety violation, a slot not in the log, a bad file, a foreign file
+     (see `paxos explain --help`)
   64 a usage error (unknown command, option or actor, a bad number)"""
 
 
@@ -778,6 +819,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("trace", "a message sequence chart from the trace files", TRACE_TEXT, TRACE_EXAMPLES)
     trace_arguments(p)
     p.set_defaults(func=cmd_trace)
+
+    p = command("explain", "what every file says about one slot (read-only, cluster up or down)",
+                "Read every acceptor's and learner's file (never writing, never locking: the cluster may be\n"
+                "up or down) and explain SLOT: each acceptor's promise and its votes (ballot, value) for\n"
+                "the slot; whether a quorum of the slot's membership chose a value, under which ballot (a\n"
+                "majority; in fast mode a fast round's client command needs a fast quorum); which learners\n"
+                "delivered it, and whether the epoch rule skipped it (a command of an epoch below the\n"
+                "highest StartWorking before it, seed 001), with the numbers. A partial last frame of a\n"
+                "file is reported as still being written (or torn by a crash), not as corruption.\n\n"
+                + EXPLAIN_EXIT_CODES,
+                "paxos explain 3\npaxos explain 3 --json | jq .verdict\npaxos explain 120 --config other.toml")
+    p.add_argument("slot", type=slot_number, metavar="SLOT", help="a slot of the log (1, 2, ...)")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object: {"slot", "verdict", "summary", "chosen", "acceptors", "learners", '
+                        '"violations", "files", "exit_code", ...}')
+    p.set_defaults(func=cmd_explain)
 
     values_from = ("VALUE may be - to read it from stdin, or omitted with --file PATH: either is read\n"
                    "verbatim (a trailing newline included), as UTF-8 text, and is how to pass values\n"
