@@ -641,11 +641,11 @@ def _judge(out: Explanation, acceptors: list[_Acceptor], learners: list[tuple[Le
         names, v = next(iter(by_value.values()))
         out.violations.append(f"safety violation: the acceptors' votes chose {next(iter(values.values())).text}, "
                               f"and {', '.join(names)} delivered {describe_value(v)}")
-    skipped = {view.name: view.outcome.startswith("skipped") for view, value in delivered}
-    if not out.violations and len(set(skipped.values())) > 1:
+    skips = {view.name: view.outcome.startswith("skipped") for view, value in delivered}
+    if not out.violations and len(set(skips.values())) > 1:
         out.violations.append(f"safety violation: learners delivered the same value for slot {slot} but disagree on "
-                              f"the epoch rule (skipped by {', '.join(n for n, k in skipped.items() if k)}, applied "
-                              f"by {', '.join(n for n, k in skipped.items() if not k)}): their logs before it differ")
+                              f"the epoch rule (skipped by {', '.join(n for n, k in skips.items() if k)}, applied "
+                              f"by {', '.join(n for n, k in skips.items() if not k)}): their logs before it differ")
     highest = max([a.view.highest_slot for a in acceptors] + [view.delivered_through for view, _ in learners] + [0])
     compacted = [a.view for a in acceptors if a.view.compacted_through >= slot]
     any_votes = any(a.votes for a in acceptors)
