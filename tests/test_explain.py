@@ -525,3 +525,25 @@ def test_a_slot_delivered_with_its_votes_compacted_is_explained_from_the_learner
     assert out.exit_code == EXIT_EXPLAINED and out.verdict == "delivered"
     assert "delivered (epoch 1.1's commands" in out.summary and "by l1" in out.summary
     assert any("folded slot 3 into a snapshot" in n for n in out.notes)
+
+
+def test_an_acceptor_only_the_log_names_is_read_not_taken_for_a_stranger(tmp_path: Path) -> None:
+    # cluster.toml lists a1..a3; slot 1 chose a1..a4 (no members.json cache): a4's file is a member's.
+    config = make_config(tmp_path, extra="[protocol]\nwindow_slots = 4\nalpha_slots = 4\n")
+    members = config.membership()
+    four = type(members)(members.proposers, (*members.acceptors, ("a4", "tcp://127.0.0.1:7999")), members.learners)
+    change = Value(MEMBERSHIP, B11, (encode_membership(four),))
+    for a in ("a1", "a2", "a3"):
+        write(config, a, [vote(B11, 1, change)])
+    wal, _ = Wal.open(config.wal_path("a4"), "acceptor", "a4", fsync=False)
+    wal.append(vote(B11, 6, cmd(B11)))
+    wal.close()
+    write(config, "a1", [vote(B11, 6, cmd(B11))])
+    write(config, "l1", [[DecidedRecord(1, change)]])
+    write(config, "l2", [])
+    out = explain(config, 6)
+    assert out.files == [] and out.exit_code == EXIT_EXPLAINED
+    assert out.membership == ["a1", "a2", "a3", "a4"] and out.verdict == "not_chosen"  # 2 of 4, majority 3
+    write(config, "a2", [vote(B11, 6, cmd(B11))])
+    out = explain(config, 6)
+    assert out.verdict == "chosen" and out.chosen[0].voters == ["a1", "a2", "a4"] and out.chosen[0].quorum == 3
