@@ -327,11 +327,13 @@ class _Acceptor:
     starts: dict[int, list[tuple[Ballot, Value]]]  # StartWorking votes per slot (the epoch rule ahead)
 
 
-def _read_acceptor(loaded: Loaded, slot: int, in_membership: bool) -> tuple[_Acceptor, list[bytes]]:
+def _read_acceptor(loaded: Loaded, slot: int, in_membership: bool) -> _Acceptor:
+    """Replay one acceptor's records the way `Acceptor.apply` does, keeping every vote for `slot`
+    (not only the last: a quorum may have chosen it under an earlier ballot) and the StartWorking
+    votes of other slots (the epoch rule ahead of the learners)."""
     view = AcceptorView(loaded.file.name, loaded.file.path, loaded.file.status, in_membership)
     votes: list[tuple[Ballot, Value]] = []
     starts: dict[int, list[tuple[Ballot, Value]]] = {}
-    blobs: list[bytes] = []
     promised = ZERO
     for r in loaded.records:
         if type(r) is AcceptRecord:
@@ -352,10 +354,8 @@ def _read_acceptor(loaded: Loaded, slot: int, in_membership: bool) -> tuple[_Acc
             view.rebuilding = not r.done
             view.rebuild_floor = max(view.rebuild_floor, r.floor)
             view.compacted_through = max(view.compacted_through, r.floor)
-        elif type(r) is MembersRecord:
-            blobs.append(r.members)
     view.promised = str(promised) if promised != ZERO else ""
-    return _Acceptor(view, votes, starts), blobs
+    return _Acceptor(view, votes, starts)
 
 
 def snapshot_path(config: ClusterConfig, name: str, slot: int) -> Path:
@@ -604,8 +604,7 @@ def explain(config: ClusterConfig, slot: int) -> Explanation:
     for ld in acceptor_loads:
         name = ld.file.name
         if ld.file.usable:
-            acc, _ = _read_acceptor(ld, slot, name in members.acceptor_names)
-            acceptors.append(acc)
+            acceptors.append(_read_acceptor(ld, slot, name in members.acceptor_names))
         elif name in everyone:
             acceptors.append(_Acceptor(AcceptorView(name, ld.file.path, ld.file.status,
                                                     name in members.acceptor_names), [], {}))
