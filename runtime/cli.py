@@ -628,8 +628,7 @@ def cmd_explain(config: ClusterConfig, args: argparse.Namespace) -> int:
     e = explain(config, args.slot)
     print(to_json(e) if args.json else render_text(e))
     if e.exit_code != EXIT_EXPLAINED:
-        why = e.summary if e.exit_code in (3, 5) else "; ".join(f"{f.path}: {f.detail}" for f in e.files
-                                                                 if f.status not in ("ok", "torn"))
+        why = e.summary if e.exit_code in (3, 5) else "; ".join(f.describe() for f in e.files if not f.usable)
         print(f"paxos: explain {args.slot}: {why}", file=sys.stderr)
     return e.exit_code
 

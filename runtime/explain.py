@@ -75,6 +75,7 @@ EXIT_FOREIGN = 7  # a file is not this cluster's (another actor's header, an unk
 COMMANDS_SHOWN_MAX = 8  # per value, in the text; the JSON lists up to COMMANDS_JSON_MAX
 COMMANDS_JSON_MAX = 100
 PREVIEW_CHARS_MAX = 32
+MEMBERSHIP_ROUNDS_MAX = 8  # rounds of "the files name a member we have not read yet"
 
 OK = "ok"
 TORN = "torn"  # a partial last frame: being written, or torn by a crash; its records before it count
@@ -101,6 +102,11 @@ class FileState:
     @property
     def usable(self) -> bool:
         return self.status in (OK, TORN)
+
+    def describe(self) -> str:
+        """One line: the path, the status and the detail (not said twice)."""
+        status = "" if self.detail.startswith(self.status) or self.status == TORN else f"{self.status}: "
+        return f"{self.path}: {status}{self.detail}"
 
 
 @dataclass
@@ -321,11 +327,13 @@ class _Acceptor:
     starts: dict[int, list[tuple[Ballot, Value]]]  # StartWorking votes per slot (the epoch rule ahead)
 
 
-def _read_acceptor(loaded: Loaded, slot: int, in_membership: bool) -> tuple[_Acceptor, list[bytes]]:
+def _read_acceptor(loaded: Loaded, slot: int, in_membership: bool) -> _Acceptor:
+    """Replay one acceptor's records the way `Acceptor.apply` does, keeping every vote for `slot`
+    (not only the last: a quorum may have chosen it under an earlier ballot) and the StartWorking
+    votes of other slots (the epoch rule ahead of the learners)."""
     view = AcceptorView(loaded.file.name, loaded.file.path, loaded.file.status, in_membership)
     votes: list[tuple[Ballot, Value]] = []
     starts: dict[int, list[tuple[Ballot, Value]]] = {}
-    blobs: list[bytes] = []
     promised = ZERO
     for r in loaded.records:
         if type(r) is AcceptRecord:
@@ -346,10 +354,8 @@ def _read_acceptor(loaded: Loaded, slot: int, in_membership: bool) -> tuple[_Acc
             view.rebuilding = not r.done
             view.rebuild_floor = max(view.rebuild_floor, r.floor)
             view.compacted_through = max(view.compacted_through, r.floor)
-        elif type(r) is MembersRecord:
-            blobs.append(r.members)
     view.promised = str(promised) if promised != ZERO else ""
-    return _Acceptor(view, votes, starts), blobs
+    return _Acceptor(view, votes, starts)
 
 
 def snapshot_path(config: ClusterConfig, name: str, slot: int) -> Path:
@@ -515,11 +521,18 @@ def _history(config: ClusterConfig, blobs: list[bytes], notes: list[str]) -> His
     return history
 
 
-def _marker_mode(config: ClusterConfig, name: str) -> str | None:
+def _check_marker(config: ClusterConfig, file: FileState) -> None:
+    """An acceptor whose mode marker names the other mode: its votes mean other quorums."""
+    if not file.usable:
+        return
     try:
-        return config.marker_path(name).read_text().strip() or "classic"
+        mode = config.marker_path(file.name).read_text().strip() or "classic"  # an old, empty marker: classic
     except OSError:
-        return None
+        return
+    if mode != config.protocol.mode:
+        file.status = FOREIGN
+        file.detail = (f"its marker {config.marker_path(file.name)} says it ran in {mode} mode, and {config.path} "
+                       f"says mode = {config.protocol.mode!r}: its votes mean other quorums")
 
 
 def explain(config: ClusterConfig, slot: int) -> Explanation:
@@ -530,8 +543,42 @@ def explain(config: ClusterConfig, slot: int) -> Explanation:
     wal_dir = config.data_dir / "wal"
     actors = {name: spec.role for name, spec in config.actors.items()}
     loaded: dict[str, Loaded] = {}
-    for name, role in actors.items():
-        loaded[name] = load_wal(config.wal_path(name), role, name)
+    problems: list[FileState] = []
+    reads: dict[str, _LearnerRead] = {}
+    # The files name members cluster.toml may not (a change the log chose, with no members.json
+    # cache left): read theirs too, until no file names anyone new (each round adds a membership).
+    for _ in range(MEMBERSHIP_ROUNDS_MAX):
+        for name, role in actors.items():
+            if name not in loaded:
+                loaded[name] = load_wal(config.wal_path(name), role, name)
+                if role == "acceptor":
+                    _check_marker(config, loaded[name].file)
+                if role == "learner" and loaded[name].file.usable:
+                    reads[name] = _read_learner(config, loaded[name], slot, problems)
+        blobs = [r.members for name, ld in loaded.items() if actors[name] != "learner" and ld.file.usable
+                 for r in ld.records if type(r) is MembersRecord]
+        history = _history(config, blobs, [])
+        for read in reads.values():
+            for s, v in read.members:
+                try:
+                    history.learn(s, decode_membership(v.batches[0]))
+                except (BadMembership, IndexError, InvariantViolation):
+                    pass
+        grew = False
+        for m in history.all_members():
+            for name, role in [*((p, "proposer") for p in m.proposer_ids), *((a, "acceptor") for a in m.acceptor_names),
+                               *((n, "learner") for n in m.learner_names)]:
+                if name not in actors:
+                    actors[name], grew = role, True
+        if not grew:
+            break
+    history = _history(config, blobs, notes)  # again, keeping the notes once
+    for read in reads.values():
+        for s, v in read.members:
+            try:
+                history.learn(s, decode_membership(v.batches[0]))
+            except (BadMembership, IndexError, InvariantViolation) as exc:
+                notes.append(f"slot {s} holds a membership change that cannot be taken ({exc}); ignored")
     # Wals of names no membership knows: another cluster's files mixed in.
     try:
         strays = sorted(p for p in wal_dir.glob("*.wal") if p.stem not in actors)
@@ -540,52 +587,24 @@ def explain(config: ClusterConfig, slot: int) -> Explanation:
     for p in strays:
         files.append(FileState(p.stem, "", str(p), FOREIGN, f"no actor named {p.stem!r} in {config.path} or in "
                                                            f"the log's memberships: not this cluster's file"))
-    blobs: list[bytes] = []
-    for name, role in actors.items():
-        if role == "proposer" and loaded[name].file.usable:
-            blobs.extend(r.members for r in loaded[name].records if type(r) is MembersRecord)
-    # Acceptors first (their MembersRecords), then learners (the changes they delivered).
     acceptors: list[_Acceptor] = []
     acceptor_loads = [ld for name, ld in loaded.items() if actors[name] == "acceptor"]
-    for ld in acceptor_loads:
-        if not ld.file.usable:
-            continue
-        mode = _marker_mode(config, ld.file.name)
-        if mode is not None and mode != config.protocol.mode:
-            ld.file.status = FOREIGN
-            ld.file.detail = (f"its marker {config.marker_path(ld.file.name)} says it ran in {mode} mode, and "
-                              f"{config.path} says mode = {config.protocol.mode!r}: its votes mean other quorums")
-    problems: list[FileState] = []
     learner_rows: list[tuple[LearnerView, Value | None]] = []
-    ends: list[_LearnerRead] = []
-    delivered_members: list[tuple[int, Value]] = []
     for name, ld in loaded.items():
         if actors[name] != "learner":
             continue
-        if ld.file.usable:
-            read = _read_learner(config, ld, slot, problems)
-            learner_rows.append((read.view, read.value))
-            delivered_members.extend(read.members)
-            ends.append(read)
+        if name in reads:
+            learner_rows.append((reads[name].view, reads[name].value))
         else:
             learner_rows.append((LearnerView(name, ld.file.path, ld.file.status, outcome="its file is not read"), None))
-    for ld in acceptor_loads:
-        if ld.file.usable:
-            blobs.extend(r.members for r in ld.records if type(r) is MembersRecord)
-    history = _history(config, blobs, notes)
-    for s, v in delivered_members:
-        try:
-            history.learn(s, decode_membership(v.batches[0]))
-        except (BadMembership, IndexError, InvariantViolation) as exc:
-            notes.append(f"slot {s} holds a membership change that cannot be taken ({exc}); ignored")
+    ends = list(reads.values())
     members, chosen_at = history.in_force(slot)
     ids = {i for m in history.all_members() for i in m.proposer_ids.values()}
     everyone = {a for m in history.all_members() for a in m.acceptor_names}
     for ld in acceptor_loads:
         name = ld.file.name
         if ld.file.usable:
-            acc, _ = _read_acceptor(ld, slot, name in members.acceptor_names)
-            acceptors.append(acc)
+            acceptors.append(_read_acceptor(ld, slot, name in members.acceptor_names))
         elif name in everyone:
             acceptors.append(_Acceptor(AcceptorView(name, ld.file.path, ld.file.status,
                                                     name in members.acceptor_names), [], {}))
@@ -636,6 +655,11 @@ def _judge(out: Explanation, acceptors: list[_Acceptor], learners: list[tuple[Le
         names, v = next(iter(by_value.values()))
         out.violations.append(f"safety violation: the acceptors' votes chose {next(iter(values.values())).text}, "
                               f"and {', '.join(names)} delivered {describe_value(v)}")
+    skips = {view.name: view.outcome.startswith("skipped") for view, value in delivered}
+    if not out.violations and len(set(skips.values())) > 1:
+        out.violations.append(f"safety violation: learners delivered the same value for slot {slot} but disagree on "
+                              f"the epoch rule (skipped by {', '.join(n for n, k in skips.items() if k)}, applied "
+                              f"by {', '.join(n for n, k in skips.items() if not k)}): their logs before it differ")
     highest = max([a.view.highest_slot for a in acceptors] + [view.delivered_through for view, _ in learners] + [0])
     compacted = [a.view for a in acceptors if a.view.compacted_through >= slot]
     any_votes = any(a.votes for a in acceptors)
@@ -762,5 +786,5 @@ def render_text(e: Explanation) -> str:
     if e.files:
         lines.append("files:")
         for f in e.files:
-            lines.append(f"  {f.name}: {f.path}: {f.status}: {f.detail}")
+            lines.append(f"  {f.name}: {f.describe()}")
     return "\n".join(lines)

@@ -500,3 +500,50 @@ def test_a_learners_missing_snapshot_is_named(tmp_path: Path) -> None:
     assert out.exit_code == EXIT_FILE_BAD and out.verdict == "chosen"
     [f] = out.files
     assert f.path == str(config.snapshot_dir("l1") / f"{6:020d}.snap") and "missing" in f.detail
+
+
+def test_learners_that_disagree_on_the_epoch_rule_are_a_violation(tmp_path: Path) -> None:
+    # Both delivered epoch 1.1's command at slot 2; l2's slot 1 was StartWorking(2.2), l1's a no-op.
+    config = make_config(tmp_path)
+    for a in ("a1", "a2", "a3"):
+        write(config, a, [vote(B11, 2, cmd(B11))])
+    write(config, "l1", [[DecidedRecord(1, Value(NOOP, B11))], [DecidedRecord(2, cmd(B11))]])
+    write(config, "l2", [[DecidedRecord(1, start(B22))], [DecidedRecord(2, cmd(B11))]])
+    out = explain(config, 2)
+    assert out.exit_code == EXIT_VIOLATION and "disagree on the epoch rule (skipped by l2, applied by l1)" in \
+        out.violations[0]
+    assert explain(config, 1).exit_code == EXIT_VIOLATION  # and slot 1 itself shows the root: two values
+
+
+def test_a_slot_delivered_with_its_votes_compacted_is_explained_from_the_learner(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    for a in ("a1", "a2", "a3"):
+        write(config, a, [[SnapshotRecord(5, 10, 0)], [PromiseRecord(B11)]])
+    write(config, "l1", decided({s: cmd(B11, seq=s) for s in range(1, 6)}, 5))
+    write(config, "l2", [])
+    out = explain(config, 3)
+    assert out.exit_code == EXIT_EXPLAINED and out.verdict == "delivered"
+    assert "delivered (epoch 1.1's commands" in out.summary and "by l1" in out.summary
+    assert any("folded slot 3 into a snapshot" in n for n in out.notes)
+
+
+def test_an_acceptor_only_the_log_names_is_read_not_taken_for_a_stranger(tmp_path: Path) -> None:
+    # cluster.toml lists a1..a3; slot 1 chose a1..a4 (no members.json cache): a4's file is a member's.
+    config = make_config(tmp_path, extra="[protocol]\nwindow_slots = 4\nalpha_slots = 4\n")
+    members = config.membership()
+    four = type(members)(members.proposers, (*members.acceptors, ("a4", "tcp://127.0.0.1:7999")), members.learners)
+    change = Value(MEMBERSHIP, B11, (encode_membership(four),))
+    for a in ("a1", "a2", "a3"):
+        write(config, a, [vote(B11, 1, change)])
+    wal, _ = Wal.open(config.wal_path("a4"), "acceptor", "a4", fsync=False)
+    wal.append(vote(B11, 6, cmd(B11)))
+    wal.close()
+    write(config, "a1", [vote(B11, 6, cmd(B11))])
+    write(config, "l1", [[DecidedRecord(1, change)]])
+    write(config, "l2", [])
+    out = explain(config, 6)
+    assert out.files == [] and out.exit_code == EXIT_EXPLAINED
+    assert out.membership == ["a1", "a2", "a3", "a4"] and out.verdict == "not_chosen"  # 2 of 4, majority 3
+    write(config, "a2", [vote(B11, 6, cmd(B11))])
+    out = explain(config, 6)
+    assert out.verdict == "chosen" and out.chosen[0].voters == ["a1", "a2", "a4"] and out.chosen[0].quorum == 3
