@@ -198,3 +198,54 @@ def test_help_has_a_description_exit_codes_and_examples(capsys: Any) -> None:
     text = capsys.readouterr().out
     assert "examples:" in text and "paxos trace --slot 1..3" in text.split("examples:")[1]
     assert "65 a corrupt trace file" in " ".join(text.split())
+
+
+def _many_slots(data_dir: Path, slots: int) -> None:
+    """A leader, three acceptors and a learner writing `slots` slots, one file each, in the
+    writer's layout (`ts` first, compact separators)."""
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out: dict[str, list[str]] = {a: [] for a in ("p1", "a1", "a2", "a3", "l1")}
+    lc = dict.fromkeys(out, 0)
+    ts = 1_764_694_000.0
+
+    def put(actor: str, **fields: Any) -> None:
+        out[actor].append(json.dumps({"ts": ts, "a": actor, **fields}, separators=(",", ":")))
+
+    for s in range(1, slots + 1):
+        for a in ("a1", "a2", "a3"):
+            ts += 0.001
+            lc["p1"] += 1
+            sent = lc["p1"]
+            put("p1", e="send", lc=sent, to=a, m=[f"Accept b=1.1 s={s}"])
+            ts += 0.001
+            lc[a] = max(lc[a], sent) + 1
+            put(a, e="recv", lc=lc[a], **{"from": "p1"}, slc=sent, m=[f"Accept b=1.1 s={s}"])
+            put(a, e="fsync", lc=lc[a], dur_us=300)
+            lc[a] += 1
+            put(a, e="send", lc=lc[a], to="l1", m=[f"Accepted b=1.1 s={s}"])
+            lc["l1"] = max(lc["l1"], lc[a]) + 1
+            put("l1", e="recv", lc=lc["l1"], **{"from": a}, slc=lc[a], m=[f"Accepted b=1.1 s={s}"])
+        put("l1", e="deliver", lc=lc["l1"], s=s)
+    for actor, lines in out.items():
+        (logs / f"{actor}.trace").write_text("\n".join(lines) + "\n")
+
+
+def test_reading_only_the_tails_or_the_window_draws_what_reading_everything_does(tmp_path: Path) -> None:
+    from runtime.tracechart import model, text
+    from runtime.tracechart.select import Selection, select
+
+    _many_slots(tmp_path, 300)
+    everything = files.load(tmp_path).events
+    full = model.limit(model.build(everything), 40, keep="last")
+    tails = files.load(tmp_path, tail_lines=40 * 4).events
+    assert len(tails) < len(everything) / 5
+    drawn = model.limit(model.build(tails, traced=model.traced_actors(everything)), 40, keep="last")
+    full.dropped_known = drawn.dropped_known = False  # how many earlier rows: not known from the tails
+    assert text.plain(drawn) == text.plain(full)
+    since, until = everything[500].ts, everything[900].ts
+    window = files.load(tmp_path, since=since, until=until)
+    assert len(window.events) < len(everything) / 2
+    sel = Selection(since=since, until=until)
+    assert select(window.events, sel) == select(everything, sel)
+    assert (window.first_ts, window.last_ts) == (min(e.ts for e in everything), max(e.ts for e in everything))

@@ -27,6 +27,7 @@ EXIT_NO_INPUT = 66
 EXIT_CANT_CREATE = 73
 LIMIT_DEFAULT = 300
 LIMIT_MAX = 100_000
+TAIL_FACTOR = 4  # no selection: lines read per file, per row drawn
 WIDTH_PIPE = 160  # stdout is a file or a pipe: wide enough for most labels to sit on their arrows
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _AGO_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -166,20 +167,28 @@ def run(config: Any, args: argparse.Namespace) -> int:
     if args.data_dir is not None and not data_dir.is_dir():
         return _fail(f"{data_dir}: no such directory", EXIT_NO_INPUT)
     roles = {name: spec.role for name, spec in config.actors.items()}
+    sel = Selection(slots=args.slot, op=args.op, since=args.since, until=args.until)
+    # Without a selection only the latest rows are drawn: each file's last lines hold them (every
+    # row is at least one line), with room to spare for the sends their receives join to.
+    tail = None if sel.narrowed or args.since is not None or args.until is not None else args.limit * TAIL_FACTOR
     try:
-        loaded = files.load(data_dir, None if args.data_dir is not None else roles)
+        loaded = files.load(data_dir, None if args.data_dir is not None else roles, args.since, args.until, tail)
     except files.NoTraces as exc:
         return _fail(str(exc), EXIT_NO_INPUT)
     except files.TraceFileError as exc:
         return _fail(str(exc), EXIT_DATA)
     for warning in loaded.warnings:
         print(f"paxos trace: note: {warning}", file=sys.stderr)
-    sel = Selection(slots=args.slot, op=args.op, since=args.since, until=args.until)
     chosen = select(loaded.events, sel)
     if not chosen:
-        return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir)), EXIT_EMPTY)
+        covered = (loaded.first_ts, loaded.last_ts) if loaded.first_ts is not None and loaded.last_ts is not None \
+            else None
+        return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir), covered), EXIT_EMPTY)
     chart = model.build(chosen, roles, traced=model.traced_actors(loaded.events))
     chart = model.limit(chart, args.limit, keep="first" if sel.narrowed else "last")
+    if loaded.skipped_lines:  # only the files' tails were read: rows before them exist, uncounted
+        chart.dropped_known = False
+        chart.dropped_rows, chart.dropped_where = max(chart.dropped_rows, 1), "before"
     if args.format == "shiviz":
         sys.stdout.write(shiviz.render(chart))
         return 0

@@ -37,6 +37,15 @@ class Loaded:
     events: list[TraceEvent] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    skipped_lines: int = 0  # not read: before the tails asked for
+    first_ts: float | None = None  # of every line seen, kept or skipped by the time window
+    last_ts: float | None = None
+
+    def note_ts(self, ts: float) -> None:
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
 
 
 def trace_files(logs_dir: Path) -> list[Path]:
@@ -55,7 +64,23 @@ def _owner(path: Path) -> str:
     return path.name.removesuffix(".1").removesuffix(".trace")
 
 
-def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loaded: Loaded) -> None:
+def _quick_ts(line: bytes) -> float | None:
+    """The `ts` of a line as the writer lays it out (`{"ts":1764694000.123,...`) without parsing
+    the rest, or None when it is laid out otherwise (then the line is parsed in full)."""
+    if not line.startswith(b'{"ts":'):
+        return None
+    end = line.find(b",", 6)
+    try:
+        return float(line[6:end])
+    except ValueError:
+        return None
+
+
+def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loaded: Loaded,
+              since: float | None = None, until: float | None = None, tail_lines: int | None = None) -> None:
+    """One file's events into `loaded`. Lines stamped outside [since, until] are skipped before
+    they are parsed, and with `tail_lines` only the last lines are: both keep a long file cheap
+    when only recent events are wanted."""
     owner = _owner(path)
     is_client = owner.startswith(CLIENT_PREFIX)
     if known is not None and not is_client and owner not in known:
@@ -69,19 +94,26 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
         return  # rotated away between listing and opening: its lines are in the .1 file
     except OSError as exc:
         raise TraceFileError(f"{path}: cannot read it: {exc.strerror or exc}") from None
-    offset = 0
-    number = 0
-    for raw_line in data.splitlines(keepends=True):
-        number += 1
-        where = f"{path}: line {number} (byte offset {offset})"
+    lines = data.splitlines(keepends=True)
+    first = 0 if tail_lines is None else max(0, len(lines) - tail_lines)
+    offset = sum(map(len, lines[:first]))
+    loaded.skipped_lines += first
+    for number, raw_line in enumerate(lines[first:], start=first + 1):
         line_offset = offset
         offset += len(raw_line)
         if not raw_line.endswith(b"\n"):
             loaded.warnings.append(f"{path}: the last line (byte offset {line_offset}) is incomplete "
                                    f"(being written, or cut by a crash): skipped")
             break
+        if since is not None or until is not None:
+            ts = _quick_ts(raw_line)
+            if ts is not None:
+                loaded.note_ts(ts)
+                if (since is not None and ts < since) or (until is not None and ts > until):
+                    continue
         if not raw_line.strip():
             continue
+        where = f"{path}: line {number} (byte offset {line_offset})"
         try:
             obj: Any = json.loads(raw_line)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -98,6 +130,7 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
             if isinstance(role, str) and known.get(owner) not in (None, role):
                 raise TraceFileError(f"{where}: {owner} started as a {role}, but the cluster's {owner} is a "
                                      f"{known[owner]}: the trace of another cluster mixed in?")
+        loaded.note_ts(event.ts)
         loaded.events.append(event)
 
 
@@ -124,9 +157,11 @@ def supervisor_exits(path: Path, start_idx: int, loaded: Loaded) -> None:
         loaded.events.append(check(raw, start_idx + len(loaded.events), f"{path}"))
 
 
-def load(data_dir: Path, known: Mapping[str, str] | None = None) -> Loaded:
-    """Every trace event under `data_dir`. `known`: the cluster's actors and their roles, to
-    refuse the files of another cluster (None: no such check)."""
+def load(data_dir: Path, known: Mapping[str, str] | None = None, since: float | None = None,
+         until: float | None = None, tail_lines: int | None = None) -> Loaded:
+    """The trace events under `data_dir` (those stamped in [since, until]; with `tail_lines`, of
+    each file's last lines only). `known`: the cluster's actors and their roles, to refuse the
+    files of another cluster (None: no such check)."""
     logs_dir = data_dir / "logs"
     files = trace_files(logs_dir) if logs_dir.is_dir() else []
     if not files:
@@ -134,7 +169,7 @@ def load(data_dir: Path, known: Mapping[str, str] | None = None) -> Loaded:
                        f"enabled in the config?)")
     loaded = Loaded(files=files)
     for path in files:
-        read_file(path, 0, known, loaded)
+        read_file(path, 0, known, loaded, since, until, tail_lines)
     supervisor_exits(logs_dir / "supervisor.jsonl", 0, loaded)
     return loaded
 

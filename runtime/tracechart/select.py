@@ -121,15 +121,17 @@ def select(events: Sequence[TraceEvent], sel: Selection) -> list[TraceEvent]:
     return sorted(chosen.values(), key=order_key)
 
 
-def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_through: int = 0) -> str:
+def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_through: int = 0,
+                  covered: tuple[float, float] | None = None) -> str:
     """Why the selection found nothing, in one sentence. `compacted_through`: the highest slot
-    any actor has compacted away (0 when none), as the caller read it from the files."""
-    if not events:
-        return "there are no trace events at all (is tracing on? see `trace_sample` in cluster.toml)"
+    any actor has compacted away (0 when none), as the caller read it from the files; `covered`:
+    the first and last stamps of the files, when the caller skipped lines outside the window."""
     window = [e for e in events if _in_window(e, sel)]
-    if not window:
-        lo, hi = min(e.ts for e in events), max(e.ts for e in events)
+    if not window and (covered or events):
+        lo, hi = covered or (min(e.ts for e in events), max(e.ts for e in events))
         return f"no trace event falls in that time window (the traces cover {_clock(lo)} to {_clock(hi)})"
+    if not events:
+        return "there are no trace events at all (is tracing on? see [trace] enabled in cluster.toml)"
     if sel.slots is not None:
         traced = [e.slots for e in window if e.slots is not None]
         if not traced:

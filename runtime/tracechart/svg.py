@@ -62,7 +62,8 @@ def render(chart: Chart, times: bool = True, title: str = "") -> str:
             out.append(_mark(r, x_of(r.actor), y, color(r.actor)))
     if chart.dropped_rows:
         y = TOP_PX + (len(chart.rows) + 1) * ROW_PX
-        out.append(f'<text x="{LEFT_PX}" y="{y + 4}" {FONT} fill="#868e96">… {chart.dropped_rows} rows '
+        many = f"{chart.dropped_rows} " if chart.dropped_known else ""
+        out.append(f'<text x="{LEFT_PX}" y="{y + 4}" {FONT} fill="#868e96">… {many}rows '
                    f"{'before these' if chart.dropped_where == 'before' else 'after these'} not shown</text>")
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -100,7 +100,8 @@ def render(chart: Chart, width: int | None = None, times: bool = True) -> list[T
         header.put(x_of(name) - (len(shown) - 1) // 2, shown, f"bold {color[name]}")
     lines = [header.text()]
     if chart.dropped_rows and chart.dropped_where == "before":
-        lines.append(Text(f"  … {chart.dropped_rows} earlier rows not shown", style="dim"))
+        many = f"{chart.dropped_rows} " if chart.dropped_known else ""
+        lines.append(Text(f"  … {many}earlier rows not shown", style="dim"))
     t0 = chart.t0
     for r in chart.rows:
         line = base()
@@ -130,11 +131,12 @@ def _arrow(line: _Line, r: Arrow, x1: int, x2: int, color: str, lanes: list[int]
     line.put(x1, "?" if r.status == "orphan" else ("├" if step > 0 else "┤"), style)
     head = "✗" if r.status == "lost" else ("▶" if step > 0 else "◀")
     line.put(x2 - step, head, "bold red" if r.status == "lost" else style)
-    room = hi - lo - 4  # one dash after the tail, one before the head, the ends themselves
     label = r.text + (" (lost)" if r.status == "lost" else "")
-    if len(label) <= room:
-        start = lo + 2 if step > 0 else hi - 2 - len(label)
-        line.put(start, label, style)
+    if len(label) <= hi - lo - 4:  # a dash after the tail and one before the head
+        line.put(lo + 2 if step > 0 else hi - 2 - len(label), label, style)
+    elif len(label) <= hi - lo - 2:  # tight: tail, label, head
+        line.put(lo + 1 if step > 0 else hi - len(label), label, style)
+        line.put(x2 - step, head, "bold red" if r.status == "lost" else style)
     else:
         arrow_text = f"{r.src}→{r.dst}: {label}"
         line.notes.append((arrow_text, style))
