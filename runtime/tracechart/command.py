@@ -208,9 +208,10 @@ def _print(chart: model.Chart, times: bool, page: bool, width: int | None) -> No
     from rich.console import Console
 
     console = Console(highlight=False)
-    width = width or (console.width if console.is_terminal else WIDTH_PIPE)
+    tty = sys.stdout.isatty()  # not rich's is_terminal: FORCE_COLOR into a pipe must not start a pager
+    width = width or (console.width if tty else WIDTH_PIPE)
     lines = text.render(chart, width, times)
-    if page and console.is_terminal and len(lines) > console.height:
+    if page and tty and len(lines) > console.height:
         with console.pager(styles=True):
             for line in lines:
                 console.print(line, soft_wrap=True)
