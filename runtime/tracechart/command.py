@@ -172,7 +172,11 @@ def run(config: Any, args: argparse.Namespace) -> int:
     # row is at least one line), with room to spare for the sends their receives join to.
     tail = None if sel.narrowed or args.since is not None or args.until is not None else args.limit * TAIL_FACTOR
     try:
-        loaded = files.load(data_dir, None if args.data_dir is not None else roles, args.since, args.until, tail)
+        # --slot alone: only the lines naming those slots are parsed (with --op, the op decides
+        # which slots, so every line is).
+        slots = args.slot if args.op is None else None
+        loaded = files.load(data_dir, None if args.data_dir is not None else roles, args.since, args.until, tail,
+                            slots)
     except files.NoTraces as exc:
         return _fail(str(exc), EXIT_NO_INPUT)
     except files.TraceFileError as exc:
@@ -183,7 +187,9 @@ def run(config: Any, args: argparse.Namespace) -> int:
     if not chosen:
         covered = (loaded.first_ts, loaded.last_ts) if loaded.first_ts is not None and loaded.last_ts is not None \
             else None
-        return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir), covered), EXIT_EMPTY)
+        traced = (loaded.slot_low, loaded.slot_high) if loaded.slot_low is not None and loaded.slot_high is not None \
+            else None
+        return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir), covered, traced), EXIT_EMPTY)
     chart = model.build(chosen, roles, traced=model.traced_actors(loaded.events))
     chart = model.limit(chart, args.limit, keep="first" if sel.narrowed else "last")
     if loaded.skipped_lines:  # only the files' tails were read: rows before them exist, uncounted

@@ -7,12 +7,15 @@ running cluster (whose actors append as we read) as on a stopped one. The last l
 that has no newline yet is one being written (or cut by a crash): skipped, and said. Any other
 line that is not a trace event is corruption: `TraceFileError` names the file, the line and its
 byte offset. A file that holds another actor's events, or an actor the config does not know, is
-refused the same way: the logs of another cluster mixed in.
+refused the same way: the logs of another cluster mixed in. (A line that a time window or a
+slot filter skips unparsed is only checked to be framed as one JSON object: the chart does not
+use what it holds.)
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,10 @@ from typing import Any
 from runtime.tracechart.model import TraceEvent, TraceFormatError, check
 
 CLIENT_PREFIX = "client-"
+# What a line must show, unparsed, to matter to a --slot selection: a slot it names (in a label's
+# `s=` or the `s` key), or a kind kept whatever its slot (an fsync, a start, a crash).
+_SLOT_BYTES = re.compile(rb'(?:\bs=|"s":\s*"?)(\d+)(?:\.\.(\d+))?')
+_KEPT_KINDS = re.compile(rb'"e":\s*"(?:fsync|start|crash)"')
 SUPERVISOR_EXITS = ("child_exited", "child_failed")
 
 
@@ -38,6 +45,8 @@ class Loaded:
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped_lines: int = 0  # not read: before the tails asked for
+    slot_low: int | None = None  # of every line seen, kept or skipped by the slot filter
+    slot_high: int | None = None
     first_ts: float | None = None  # of every line seen, kept or skipped by the time window
     last_ts: float | None = None
 
@@ -76,11 +85,28 @@ def _quick_ts(line: bytes) -> float | None:
         return None
 
 
+def _slot_wanted(line: bytes, slots: tuple[int, int], loaded: Loaded) -> bool:
+    """Whether a line may matter to a --slot selection, told without parsing it."""
+    if _KEPT_KINDS.search(line):
+        return True
+    lo, hi = slots
+    wanted = False
+    for m in _SLOT_BYTES.finditer(line):
+        a = int(m.group(1))
+        b = int(m.group(2) or a)
+        loaded.slot_low = a if loaded.slot_low is None else min(loaded.slot_low, a)
+        loaded.slot_high = b if loaded.slot_high is None else max(loaded.slot_high, b)
+        wanted = wanted or (a <= hi and lo <= b)
+    return wanted
+
+
 def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loaded: Loaded,
-              since: float | None = None, until: float | None = None, tail_lines: int | None = None) -> None:
+              since: float | None = None, until: float | None = None, tail_lines: int | None = None,
+              slots: tuple[int, int] | None = None) -> None:
     """One file's events into `loaded`. Lines stamped outside [since, until] are skipped before
-    they are parsed, and with `tail_lines` only the last lines are: both keep a long file cheap
-    when only recent events are wanted."""
+    they are parsed, with `tail_lines` only the last lines are read, and with `slots` only the
+    lines that name those slots (or are fsyncs, starts, crashes): each keeps a long file cheap
+    when only part of it is wanted."""
     owner = _owner(path)
     is_client = owner.startswith(CLIENT_PREFIX)
     if known is not None and not is_client and owner not in known:
@@ -105,13 +131,16 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
             loaded.warnings.append(f"{path}: the last line (byte offset {line_offset}) is incomplete "
                                    f"(being written, or cut by a crash): skipped")
             break
-        if since is not None or until is not None:
+        # A line is skipped unparsed only if it is framed as one JSON object; any other is
+        # parsed, so that corruption is reported wherever it lies.
+        framed = raw_line.startswith(b"{") and raw_line.rstrip().endswith(b"}")
+        if framed and (since is not None or until is not None):
             ts = _quick_ts(raw_line)
             if ts is not None:
                 loaded.note_ts(ts)
                 if (since is not None and ts < since) or (until is not None and ts > until):
                     continue
-        if not raw_line.strip():
+        if not raw_line.strip() or (framed and slots is not None and not _slot_wanted(raw_line, slots, loaded)):
             continue
         where = f"{path}: line {number} (byte offset {line_offset})"
         try:
@@ -158,7 +187,7 @@ def supervisor_exits(path: Path, start_idx: int, loaded: Loaded) -> None:
 
 
 def load(data_dir: Path, known: Mapping[str, str] | None = None, since: float | None = None,
-         until: float | None = None, tail_lines: int | None = None) -> Loaded:
+         until: float | None = None, tail_lines: int | None = None, slots: tuple[int, int] | None = None) -> Loaded:
     """The trace events under `data_dir` (those stamped in [since, until]; with `tail_lines`, of
     each file's last lines only). `known`: the cluster's actors and their roles, to refuse the
     files of another cluster (None: no such check)."""
@@ -169,7 +198,7 @@ def load(data_dir: Path, known: Mapping[str, str] | None = None, since: float | 
                        f"enabled in the config?)")
     loaded = Loaded(files=files)
     for path in files:
-        read_file(path, 0, known, loaded, since, until, tail_lines)
+        read_file(path, 0, known, loaded, since, until, tail_lines, slots)
     supervisor_exits(logs_dir / "supervisor.jsonl", 0, loaded)
     return loaded
 

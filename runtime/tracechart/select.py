@@ -122,10 +122,11 @@ def select(events: Sequence[TraceEvent], sel: Selection) -> list[TraceEvent]:
 
 
 def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_through: int = 0,
-                  covered: tuple[float, float] | None = None) -> str:
+                  covered: tuple[float, float] | None = None, traced_slots: tuple[int, int] | None = None) -> str:
     """Why the selection found nothing, in one sentence. `compacted_through`: the highest slot
     any actor has compacted away (0 when none), as the caller read it from the files; `covered`:
-    the first and last stamps of the files, when the caller skipped lines outside the window."""
+    the first and last stamps of the files, when the caller skipped lines outside the window;
+    `traced_slots`: the lowest and highest slot the files name, when it skipped lines by slot."""
     window = [e for e in events if _in_window(e, sel)]
     if not window and (covered or events):
         lo, hi = covered or (min(e.ts for e in events), max(e.ts for e in events))
@@ -134,6 +135,8 @@ def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_throug
         return "there are no trace events at all (is tracing on? see [trace] enabled in cluster.toml)"
     if sel.slots is not None:
         traced = [e.slots for e in window if e.slots is not None]
+        if traced_slots is not None:
+            traced.append(traced_slots)
         if not traced:
             return "no traced event names a slot in that window"
         low, high = min(s[0] for s in traced), max(s[1] for s in traced)
