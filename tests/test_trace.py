@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import msgpack
@@ -122,10 +123,19 @@ def test_labels_name_ballots_and_slot_ranges() -> None:
 
 def test_ops_are_client_and_seq_of_every_command_carried() -> None:
     v = Value(COMMANDS, B, (blob("c.1", 1, 2), blob("d.2", 7)))
-    assert ops_of([Accept(B, 0, ((1, v),))]) == ["c.1:1", "c.1:2", "d.2:7"]
-    assert ops_of([Submit(blob("c.1", 3))]) == ["c.1:3"]
-    assert ops_of([Reply(((3, True, None), (4, False, "no")))], "c.1") == ["c.1:3", "c.1:4"]
-    assert ops_of([Submit(b"\xc1 not msgpack")]) == []  # a bad batch has none; it is not our job
+    assert ops_of([Accept(B, 0, ((1, v),))]).listed == ["c.1:1", "c.1:2", "d.2:7"]
+    assert ops_of([Submit(blob("c.1", 3))]).listed == ["c.1:3"]
+    assert ops_of([Reply(((3, True, None), (4, False, "no")))], "c.1").listed == ["c.1:3", "c.1:4"]
+    for bad in (b"\xc1 not msgpack", b"", codec.pack([1, 2]), codec.pack(["c.1", 0, [[1, "put"]]])[:-3]):
+        assert ops_of([Submit(bad)]).listed == []  # a bad batch has none; it is not our job
+
+
+def test_ops_past_the_cap_are_counted_not_listed() -> None:
+    many = [blob("c.1", *range(1, 51)), blob("d.2", *range(1, 51))]
+    ops = ops_of([Accept(B, 0, ((1, Value(COMMANDS, B, tuple(many))),))])
+    assert ops.n == 100 and len(ops.listed) == 64 and ops.listed[-1] == "d.2:14"
+    reply = ops_of([Reply(tuple((i, True, None) for i in range(1, 201)))], "c.1")
+    assert reply.n == 200 and reply.listed[-1] == "c.1:64"
 
 
 # --- the writer -----------------------------------------------------------------------------
@@ -207,7 +217,7 @@ def frame(sender: str, lc: int, sampled: bool, *messages) -> list[bytes]:
 
 
 def leader(tmp_path: Path) -> tuple[Turn, Tracer, Shell]:
-    p = Proposer("p1", 1, IDS, ["a1", "a2", "a3"], ["l1"], ProposerParams(), __import__("random").Random(1))
+    p = Proposer("p1", 1, IDS, ["a1", "a2", "a3"], ["l1"], ProposerParams(), random.Random(1))
     cell: list[Turn] = []
     shell = Shell(cell)
     turn = Turn(p, shell, ["p2", "a1", "a2", "a3", "l1"])
@@ -237,7 +247,7 @@ def test_a_sampled_submit_is_traced_from_its_receive_to_its_slot(tmp_path: Path)
 
 
 def test_an_unsampled_frame_moves_the_clock_but_traces_nothing(tmp_path: Path) -> None:
-    turn, tracer, shell = leader(tmp_path)
+    turn, tracer, _ = leader(tmp_path)
     before = turn.clock.lc
     turn.frames([frame("c.1", before + 100, False, Submit(blob("c.1", 1)))])
     assert not turn.traced and tracer.buf == []
