@@ -60,7 +60,7 @@ from runtime import codec, keys, logs
 from runtime.config import ClusterConfig, ConfigError
 from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
-from runtime.trace import Tracer, capped, record_labels
+from runtime.trace import Ops, Tracer, capped, record_labels
 from runtime.transport import Transport
 from runtime.turn import PRODUCT, Kinds, replayer
 from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, compacted, gc_paused
@@ -418,8 +418,11 @@ class ActorShell:
         frame = self._encoder.encode(messages, lc, sampled)
         if tracer is not None:
             if turn.traced and "." in dest:
-                ops = [f"{dest}:{r[0]}" for m in messages if isinstance(m, Reply) for r in m.results]
-                if ops:
+                ops = Ops()
+                for m in messages:
+                    if isinstance(m, Reply):
+                        ops.results(dest, m.results)
+                if ops.listed:
                     tracer.event("reply", lc, **capped(ops, {"to": dest}))
             if sampled:
                 tracer.send(dest, lc, messages)

@@ -55,6 +55,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgpack
+
 from actors.messages import (
     Accept,
     Accepted,
@@ -69,7 +71,6 @@ from actors.messages import (
     Submit,
 )
 from actors.records import AcceptRecord, DecidedRecord, PromiseRecord, Record, RoundRecord
-from runtime import codec
 
 OPS_MAX = 64  # client ops listed per event; beyond it only the count (`ops_n`)
 FRAMES_PER_S = 200  # the default budget: sampled frames per second per actor
@@ -110,7 +111,7 @@ class Budget:
         if elapsed > 0:
             self.level = min(self.per_s, self.level + elapsed * self.per_s)
             self.updated_s = now_s
-        floor = 1.0 if following else max(1.0, self.per_s / 2)
+        floor = 1.0 if following else self.per_s / 2 + 1.0  # what is left: at least half
         if self.level >= floor:
             self.level -= 1.0
             return True
@@ -139,7 +140,7 @@ def label(m: Message) -> str:
     if isinstance(m, Nack):
         return f"Nack promised={m.promised}"
     if isinstance(m, (Submit, FastAccept, Read)):
-        return f"{type(m).__name__} n={len(_batch_ops(m.batch))}"
+        return f"{type(m).__name__} n={_batch_ops(m.batch, 0)[1]}"
     if isinstance(m, Reply):
         return f"Reply n={len(m.results)}"
     return type(m).__name__
@@ -187,47 +188,80 @@ def record_labels(records: list[Record]) -> list[str]:
 # --- client ops ----------------------------------------------------------------------------
 
 
-def _batch_ops(blob: bytes) -> list[str]:
-    """"CLIENT:SEQ" of each command of a client batch (runtime.codec.encode_client_batch); a
-    batch that does not parse has none (the learners refuse it on their own)."""
+def _batch_ops(blob: bytes, want: int = OPS_MAX) -> tuple[list[str], int]:
+    """"CLIENT:SEQ" of the first `want` commands of a client batch
+    (runtime.codec.encode_client_batch), and how many commands it holds; a batch that does not
+    parse has none (the learners refuse it on their own). Read as a stream: a batch of a
+    thousand commands costs its first `want`, not a full decode (the cost of tracing at
+    saturation, where batches are large)."""
+    u = msgpack.Unpacker(raw=False)
+    u.feed(blob)
+    ops: list[str] = []
     try:
-        raw = codec.decode_client_batch(blob)
-    except codec.DecodeError:
-        return []
-    if type(raw) is not tuple or len(raw) < 3 or type(raw[0]) is not str or type(raw[2]) is not tuple:
-        return []
-    cid = raw[0]
-    return [f"{cid}:{c[0]}" for c in raw[2] if type(c) is tuple and c and type(c[0]) is int]
+        if u.read_array_header() not in (3, 4):
+            return [], 0
+        cid = u.unpack()
+        if type(cid) is not str:
+            return [], 0
+        u.skip()  # acked_below
+        count = u.read_array_header()
+        for _ in range(min(count, want)):
+            c = u.unpack()
+            if type(c) is list and c and type(c[0]) is int:
+                ops.append(f"{cid}:{c[0]}")
+    except (ValueError, msgpack.UnpackException, msgpack.OutOfData):
+        return ops, len(ops)
+    return ops, count
 
 
-def ops_of(messages: Iterable[Message], peer: str = "") -> list[str]:
+class Ops:
+    """Client ops gathered for one event: the first OPS_MAX, and how many there were."""
+
+    __slots__ = ("listed", "n")
+
+    def __init__(self) -> None:
+        self.listed: list[str] = []
+        self.n = 0
+
+    def batch(self, blob: bytes) -> None:
+        ops, n = _batch_ops(blob, OPS_MAX - len(self.listed))
+        self.listed.extend(ops)
+        self.n += n
+
+    def results(self, peer: str, results: tuple[tuple[int, bool, Any], ...]) -> None:
+        room = OPS_MAX - len(self.listed)
+        self.listed.extend(f"{peer}:{r[0]}" for r in results[:room])
+        self.n += len(results)
+
+
+def ops_of(messages: Iterable[Message], peer: str = "") -> Ops:
     """The client ops the messages carry; a Reply's are `peer`'s (the client it goes to or came
     from)."""
-    out: list[str] = []
+    out = Ops()
     for m in messages:
         if isinstance(m, (Submit, FastAccept, Read)):
-            out.extend(_batch_ops(m.batch))
+            out.batch(m.batch)
         elif isinstance(m, Accept):
             for _, v in m.entries:
                 for b in v.batches:
-                    out.extend(_batch_ops(b))
+                    out.batch(b)
         elif isinstance(m, Reply):
-            out.extend(f"{peer}:{r[0]}" for r in m.results)
+            out.results(peer, m.results)
     return out
 
 
-def value_ops(batches: Iterable[bytes]) -> list[str]:
-    out: list[str] = []
+def value_ops(batches: Iterable[bytes], out: Ops | None = None) -> Ops:
+    out = out if out is not None else Ops()
     for b in batches:
-        out.extend(_batch_ops(b))
+        out.batch(b)
     return out
 
 
-def capped(ops: list[str], fields: dict[str, Any]) -> dict[str, Any]:
-    if ops:
-        fields["ops"] = ops[:OPS_MAX]
-        if len(ops) > OPS_MAX:
-            fields["ops_n"] = len(ops)
+def capped(ops: Ops, fields: dict[str, Any]) -> dict[str, Any]:
+    if ops.listed:
+        fields["ops"] = ops.listed
+        if ops.n > len(ops.listed):
+            fields["ops_n"] = ops.n
     return fields
 
 
