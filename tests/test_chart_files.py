@@ -223,16 +223,17 @@ def _many_slots(data_dir: Path, slots: int) -> None:
             ts += 0.001
             lc["p1"] += 1
             sent = lc["p1"]
-            put("p1", e="send", lc=sent, to=a, m=[f"Accept b=1.1 s={s}"])
+            put("p1", e="send", lc=sent, to=a, m=[f"Accept b=1.1 s={s}"], ops=[f"c1:{s}"])
             ts += 0.001
             lc[a] = max(lc[a], sent) + 1
             put(a, e="recv", lc=lc[a], **{"from": "p1"}, slc=sent, m=[f"Accept b=1.1 s={s}"])
+            put(a, e="persist", lc=lc[a], m=[f"accept b=1.1 s={s}"], bytes=64, durable=True)
             put(a, e="fsync", lc=lc[a], dur_us=300)
             lc[a] += 1
             put(a, e="send", lc=lc[a], to="l1", m=[f"Accepted b=1.1 s={s}"])
             lc["l1"] = max(lc["l1"], lc[a]) + 1
             put("l1", e="recv", lc=lc["l1"], **{"from": a}, slc=lc[a], m=[f"Accepted b=1.1 s={s}"])
-        put("l1", e="deliver", lc=lc["l1"], s=s)
+        put("l1", e="deliver", lc=lc["l1"], s=s, ops=[f"c1:{s}"])
     for actor, lines in out.items():
         (logs / f"{actor}.trace").write_text("\n".join(lines) + "\n")
 
@@ -265,3 +266,13 @@ def test_reading_only_the_tails_or_the_window_draws_what_reading_everything_does
     sel = Selection(slots=(120, 122))
     assert same(select(by_slot.events, sel), select(everything, sel))
     assert (by_slot.slot_low, by_slot.slot_high) == (1, 300)
+    # --op: the lines holding the op, then those of the slot it went into.
+    import argparse
+
+    from runtime.tracechart.command import _load
+
+    args = argparse.Namespace(op="c1:77", slot=None, since=None, until=None)
+    by_op = _load(tmp_path, None, args, None)
+    assert len(by_op.events) < len(everything) / 10
+    sel = Selection(op="c1:77")
+    assert select(by_op.events, sel) and same(select(by_op.events, sel), select(everything, sel))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 import sys
 import time
@@ -158,6 +159,23 @@ def compacted_through(data_dir: Path) -> int:
     return best
 
 
+def _load(data_dir: Path, known: dict[str, str] | None, args: argparse.Namespace, tail: int | None) -> files.Loaded:
+    """Only the lines a selection can use are parsed: with --slot those naming the slots; with
+    --op, first the lines holding the op, then those naming the slots it went into as well."""
+    if args.op is None:
+        return files.load(data_dir, known, args.since, args.until, tail, args.slot)
+    needle = json.dumps(args.op).encode()  # as the op stands in a line's "ops" list
+    first = files.load(data_dir, known, args.since, args.until, None, args.slot, needle)
+    ranges = [e.slots for e in first.events if args.op in e.ops and e.slots is not None
+              and e.kind in ("assign", "deliver", "decide")]
+    if not ranges:
+        return first
+    hull = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+    if args.slot is not None:  # both given: the op's story and those slots' (select takes both)
+        hull = (min(hull[0], args.slot[0]), max(hull[1], args.slot[1]))
+    return files.load(data_dir, known, args.since, args.until, None, hull, needle)
+
+
 def run(config: Any, args: argparse.Namespace) -> int:
     if args.since is not None and args.until is not None and args.until < args.since:
         return _fail("--until is before --since", 64)
@@ -172,11 +190,8 @@ def run(config: Any, args: argparse.Namespace) -> int:
     # row is at least one line), with room to spare for the sends their receives join to.
     tail = None if sel.narrowed or args.since is not None or args.until is not None else args.limit * TAIL_FACTOR
     try:
-        # --slot alone: only the lines naming those slots are parsed (with --op, the op decides
-        # which slots, so every line is).
-        slots = args.slot if args.op is None else None
-        loaded = files.load(data_dir, None if args.data_dir is not None else roles, args.since, args.until, tail,
-                            slots)
+        known = None if args.data_dir is not None else roles
+        loaded = _load(data_dir, known, args, tail)
     except files.NoTraces as exc:
         return _fail(str(exc), EXIT_NO_INPUT)
     except files.TraceFileError as exc:
@@ -184,6 +199,13 @@ def run(config: Any, args: argparse.Namespace) -> int:
     for warning in loaded.warnings:
         print(f"paxos trace: note: {warning}", file=sys.stderr)
     chosen = select(loaded.events, sel)
+    if not chosen and args.op is not None:
+        # Which clients the traces do know is in the lines the op filter skipped: read them all
+        # (only on the way to an error).
+        try:
+            loaded = files.load(data_dir, known, args.since, args.until)
+        except (files.NoTraces, files.TraceFileError) as exc:
+            return _fail(str(exc), EXIT_DATA)
     if not chosen:
         covered = (loaded.first_ts, loaded.last_ts) if loaded.first_ts is not None and loaded.last_ts is not None \
             else None

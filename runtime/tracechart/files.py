@@ -25,9 +25,12 @@ from runtime.tracechart.model import TraceEvent, TraceFormatError, check
 
 CLIENT_PREFIX = "client-"
 # What a line must show, unparsed, to matter to a --slot selection: a slot it names (in a label's
-# `s=` or the `s` key), or a kind kept whatever its slot (an fsync, a start, a crash).
+# `s=` or the `s` key), a kind kept whatever its slot (a start, a crash), or the first fsync
+# after a kept record (the one that made it durable: the rule of select.select).
 _SLOT_BYTES = re.compile(rb'(?:\bs=|"s":\s*"?)(\d+)(?:\.\.(\d+))?')
-_KEPT_KINDS = re.compile(rb'"e":\s*"(?:fsync|start|crash)"')
+_KEPT_KINDS = re.compile(rb'"e":\s*"(?:start|crash)"')
+_FSYNC = re.compile(rb'"e":\s*"fsync"')
+_PERSIST = re.compile(rb'"e":\s*"persist"')
 SUPERVISOR_EXITS = ("child_exited", "child_failed")
 
 
@@ -102,11 +105,12 @@ def _slot_wanted(line: bytes, slots: tuple[int, int], loaded: Loaded) -> bool:
 
 def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loaded: Loaded,
               since: float | None = None, until: float | None = None, tail_lines: int | None = None,
-              slots: tuple[int, int] | None = None) -> None:
+              slots: tuple[int, int] | None = None, needle: bytes | None = None) -> None:
     """One file's events into `loaded`. Lines stamped outside [since, until] are skipped before
     they are parsed, with `tail_lines` only the last lines are read, and with `slots` only the
-    lines that name those slots (or are fsyncs, starts, crashes): each keeps a long file cheap
-    when only part of it is wanted."""
+    lines that name those slots (and their fsyncs, and starts and crashes), and with `needle` (the JSON
+    text of an op) the lines that hold it as well (without `slots`: only those): each keeps a
+    long file cheap when only part of it is wanted."""
     owner = _owner(path)
     is_client = owner.startswith(CLIENT_PREFIX)
     if known is not None and not is_client and owner not in known:
@@ -124,6 +128,7 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
     first = 0 if tail_lines is None else max(0, len(lines) - tail_lines)
     offset = sum(map(len, lines[:first]))
     loaded.skipped_lines += first
+    record_kept = False  # the latest record (persist) was kept, and no fsync since
     for number, raw_line in enumerate(lines[first:], start=first + 1):
         line_offset = offset
         offset += len(raw_line)
@@ -140,8 +145,18 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
                 loaded.note_ts(ts)
                 if (since is not None and ts < since) or (until is not None and ts > until):
                     continue
-        if not raw_line.strip() or (framed and slots is not None and not _slot_wanted(raw_line, slots, loaded)):
+        if not raw_line.strip():
             continue
+        if framed and (slots is not None or needle is not None):
+            if _FSYNC.search(raw_line):
+                wanted, record_kept = record_kept, False
+            else:
+                wanted = (needle is not None and needle in raw_line) or (
+                    slots is not None and _slot_wanted(raw_line, slots, loaded))
+                if _PERSIST.search(raw_line):
+                    record_kept = wanted
+            if not wanted:
+                continue
         where = f"{path}: line {number} (byte offset {line_offset})"
         try:
             obj: Any = json.loads(raw_line)
@@ -187,7 +202,8 @@ def supervisor_exits(path: Path, start_idx: int, loaded: Loaded) -> None:
 
 
 def load(data_dir: Path, known: Mapping[str, str] | None = None, since: float | None = None,
-         until: float | None = None, tail_lines: int | None = None, slots: tuple[int, int] | None = None) -> Loaded:
+         until: float | None = None, tail_lines: int | None = None, slots: tuple[int, int] | None = None,
+         needle: bytes | None = None) -> Loaded:
     """The trace events under `data_dir` (those stamped in [since, until]; with `tail_lines`, of
     each file's last lines only). `known`: the cluster's actors and their roles, to refuse the
     files of another cluster (None: no such check)."""
@@ -198,7 +214,7 @@ def load(data_dir: Path, known: Mapping[str, str] | None = None, since: float | 
                        f"enabled in the config?)")
     loaded = Loaded(files=files)
     for path in files:
-        read_file(path, 0, known, loaded, since, until, tail_lines, slots)
+        read_file(path, 0, known, loaded, since, until, tail_lines, slots, needle)
     supervisor_exits(logs_dir / "supervisor.jsonl", 0, loaded)
     return loaded
 
