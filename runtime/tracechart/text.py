@@ -8,6 +8,7 @@ A row:
       0.0  ├─Submit─▶│         │         │
       0.4  │         ├─Accept b=1.1 s=1─▶│    (a label too long for its arrow goes to the right)
       0.9  │         │         ◆ fsync 0.3ms
+           ┊         ┊         ┊         ┊      197.6 ms later (a pause of GAP_MS or more)
 
 An arrow's head is `▶`/`◀`; `✗` ends a message its (traced) receiver never took; `?` starts one
 whose send is not in the traces. Marks: `▪` a record written, `◆` an fsync, `★` a slot chosen,
@@ -27,6 +28,7 @@ MARK_COLORS = {"persist": "dim", "fsync": "dim", "decide": "bold green", "delive
 TIME_WIDTH = 10  # "  12345.6 " milliseconds since the first row
 LANE_MIN = 8
 LANE_MAX = 30
+GAP_MS = 50.0  # a pause this long between two rows gets a row of its own, so it is not missed
 
 
 def lane_width(chart: Chart, width: int | None) -> int:
@@ -103,7 +105,15 @@ def render(chart: Chart, width: int | None = None, times: bool = True) -> list[T
         many = f"{chart.dropped_rows} " if chart.dropped_known else ""
         lines.append(Text(f"  … {many}earlier rows not shown", style="dim"))
     t0 = chart.t0
+    previous = t0
     for r in chart.rows:
+        if times and (r.ts - previous) * 1000 >= GAP_MS:
+            gap = _Line(size)
+            for name in chart.columns:
+                gap.put(x_of(name), "┊", "dim")
+            gap.notes.append((f"{(r.ts - previous) * 1000:.1f} ms later", "dim italic"))
+            lines.append(gap.text())
+        previous = r.ts
         line = base()
         if times:
             line.put(0, f"{(r.ts - t0) * 1000:>{TIME_WIDTH - 2}.1f}", "dim")
