@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime.tracechart import files, model, shiviz, svg, text
+from runtime.tracechart import files, model
 from runtime.tracechart.select import Selection, explain_empty, parse_op, parse_slots, select
 
 EXIT_EMPTY = 1
@@ -218,9 +218,13 @@ def run(config: Any, args: argparse.Namespace) -> int:
         chart.dropped_known = False
         chart.dropped_rows, chart.dropped_where = max(chart.dropped_rows, 1), "before"
     if args.format == "shiviz":
+        from runtime.tracechart import shiviz
+
         sys.stdout.write(shiviz.render(chart))
         return 0
     if args.svg:
+        from runtime.tracechart import svg
+
         title = f"paxos trace of {data_dir}"
         try:
             Path(args.svg).write_text(svg.render(chart, times=not args.no_times, title=title), encoding="utf-8")
@@ -234,6 +238,8 @@ def run(config: Any, args: argparse.Namespace) -> int:
 
 def _print(chart: model.Chart, times: bool, page: bool, width: int | None) -> None:
     from rich.console import Console
+
+    from runtime.tracechart import text
 
     console = Console(highlight=False)
     tty = sys.stdout.isatty()  # not rich's is_terminal: FORCE_COLOR into a pipe must not start a pager
