@@ -1140,6 +1140,9 @@ def trace_bench(args: argparse.Namespace) -> int:
                "off_p50_ms": statistics.median(r.p50_ms for r in off_runs),
                "on_cpu_s_per_1k": statistics.median(r.cpu_s_per_1k or 0 for r in on_runs),
                "off_cpu_s_per_1k": statistics.median(r.cpu_s_per_1k or 0 for r in off_runs),
+               # CPU per op of the cluster's processes: less at the mercy of a shared machine than ops/s.
+               "cpu_on_vs_off": statistics.median(r.cpu_s_per_1k or 0 for r in on_runs)
+               / max(1e-9, statistics.median(r.cpu_s_per_1k or 0 for r in off_runs)),
                "trace_mb": written / 1e6}
     print(f"bench-trace rounds={rounds} " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
     return 0
