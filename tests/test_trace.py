@@ -306,3 +306,17 @@ def test_trace_config_errors_name_the_key(tmp_path: Path, text: str, key: str) -
     path.write_text(render(PORTS, extra=text))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load(path)
+
+
+def test_the_bench_sets_tracing_apart_from_snapshots() -> None:
+    """config_text's `snapshots=False` rewrites `enabled = true` lines: never [trace]'s."""
+    import tomllib
+
+    from runtime.config import parse
+    from runtime.harness.bench import config_text
+
+    base = Path(__file__).resolve().parent.parent / "cluster.toml"
+    for trace, enabled, clients in (("", True, False), ("off", False, False), ("clients", True, True)):
+        text = config_text(base, 3, True, PORTS, snapshots=False, trace=trace)
+        config = parse(tomllib.loads(text), base)
+        assert (config.trace.enabled, config.trace.clients, config.snapshot.enabled) == (enabled, clients, False)
