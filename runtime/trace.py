@@ -16,7 +16,9 @@ disk) is dropped and counted, never a crash. Nothing here goes through structlog
 Sampling: a frame is sampled while the actor's budget allows, `frames_per_s` sampled frames a
 second (a token bucket that holds one second's worth). Frames of a turn that handled a sampled
 frame draw from the whole bucket; the others only from its upper half, so at saturation what
-is left goes to following the sampled requests end to end rather than to new ones. Both the
+is left goes to following the sampled requests end to end rather than to new ones, and only
+when they carry protocol work (`starts_a_trace`: not only heartbeats, lease renewals, hellos,
+status and probes), so an idle cluster writes no trace. Both the
 send and its receive are traced only when the sender sampled the frame; the other events of a
 turn (persist, fsync, decide, deliver, reply, assign) only when the turn handled a sampled frame.
 `start` and `crash` are always written.
@@ -63,12 +65,20 @@ from actors.messages import (
     Accepted,
     FastAccept,
     Heartbeat,
+    Hello,
+    LeaseGranted,
+    LeaseRenew,
     Message,
     Nack,
     Prepare,
+    Probe,
+    Probed,
     Promise,
     Read,
     Reply,
+    SnapshotOffer,
+    StatusQuery,
+    StatusReply,
     Submit,
 )
 from actors.records import AcceptRecord, DecidedRecord, PromiseRecord, Record, RoundRecord
@@ -96,6 +106,24 @@ class Clock:
             self.lc = frame_lc
         self.lc += 1
         return self.lc
+
+
+# What an idle cluster sends all the time: a frame of only these starts no trace of its own (it is
+# traced when its turn follows a sampled frame), so an idle cluster writes no trace at all.
+BACKGROUND: frozenset[type[Message]] = frozenset((Heartbeat, LeaseRenew, LeaseGranted, Hello, StatusQuery,
+                                                  StatusReply, Probe, Probed, SnapshotOffer))
+
+
+def starts_a_trace(messages: Iterable[Message]) -> bool:
+    """Whether a frame not caused by a sampled one may be sampled: it carries protocol work (an
+    Accept of no slot is a leader's keep-alive under a lease, its Accepted the answer)."""
+    for m in messages:
+        if type(m) in BACKGROUND:
+            continue
+        if (isinstance(m, Accept) and not m.entries) or (isinstance(m, Accepted) and not m.slots):
+            continue
+        return True
+    return False
 
 
 class Budget:

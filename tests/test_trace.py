@@ -20,7 +20,7 @@ from actors.records import AcceptRecord, DecidedRecord, PromiseRecord
 from runtime import codec
 from runtime.codec import DecodeError
 from runtime.config import ConfigError, load, render
-from runtime.trace import Budget, Clock, Tracer, label, labels, ops_of, record_labels, value_ops
+from runtime.trace import Budget, Clock, Tracer, label, labels, ops_of, record_labels, starts_a_trace, value_ops
 from runtime.turn import Turn
 
 B = Ballot(3, 1)
@@ -105,6 +105,15 @@ def test_the_budget_keeps_its_lower_half_for_turns_that_follow_a_sample() -> Non
     assert not b.take(True, 0.05)  # half a token back: not yet
     assert b.take(True, 0.1)  # a token a tenth of a second
     assert sum(b.take(True, 100.0) for _ in range(100)) == 10  # never more than a second's worth
+
+
+def test_heartbeats_alone_start_no_trace() -> None:
+    from actors.messages import Heartbeat, LeaseRenew
+
+    assert not starts_a_trace([Heartbeat(B, 3), LeaseRenew(B, 1)])
+    assert not starts_a_trace([Accept(B, 3, ()), LeaseRenew(B, 1)]) and not starts_a_trace([Accepted(B, (), ())])
+    one = Accept(B, 3, ((4, Value(COMMANDS, B, (blob("c.1", 1),))),))
+    assert starts_a_trace([Heartbeat(B, 3), one]) and starts_a_trace([Prepare(B, 1)])
 
 
 # --- labels and ops -------------------------------------------------------------------------
