@@ -212,7 +212,7 @@ def run(config: Any, args: argparse.Namespace) -> int:
         traced = (loaded.slot_low, loaded.slot_high) if loaded.slot_low is not None and loaded.slot_high is not None \
             else None
         return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir), covered, traced), EXIT_EMPTY)
-    chart = model.build(chosen, roles, traced=model.traced_actors(loaded.events))
+    chart = model.build(chosen, roles, traced=files.traced(loaded))
     chart = model.limit(chart, args.limit, keep="first" if sel.narrowed else "last")
     if loaded.skipped_lines:  # only the files' tails were read: rows before them exist, uncounted
         chart.dropped_known = False

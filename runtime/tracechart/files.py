@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,5 +219,8 @@ def load(data_dir: Path, known: Mapping[str, str] | None = None, since: float | 
     return loaded
 
 
-def actors_of(events: Iterable[TraceEvent]) -> set[str]:
-    return {e.actor for e in events}
+def traced(loaded: Loaded) -> set[str]:
+    """The actors that write traces: the owners of the files (whether or not a filter kept any
+    of their lines) and every actor with an event (the client sessions)."""
+    owners = {_owner(p) for p in loaded.files}
+    return {o for o in owners if not o.startswith(CLIENT_PREFIX)} | {e.actor for e in loaded.events}
