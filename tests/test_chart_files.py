@@ -276,3 +276,16 @@ def test_reading_only_the_tails_or_the_window_draws_what_reading_everything_does
     assert len(by_op.events) < len(everything) / 10
     sel = Selection(op="c1:77")
     assert select(by_op.events, sel) and same(select(by_op.events, sel), select(everything, sel))
+
+
+def test_a_peer_whose_lines_the_slot_filter_skipped_still_counts_as_traced(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text(render(dict(zip(NAMES, free_ports(len(NAMES)), strict=True)), extra=INSECURE))
+    logs = tmp_path / "data" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "p1.trace").write_text(json.dumps({"ts": 1.0, "a": "p1", "e": "send", "lc": 1, "to": "a1",
+                                               "m": ["Accept b=1.1 s=1"]}) + "\n")
+    (logs / "a1.trace").write_text(json.dumps({"ts": 2.0, "a": "a1", "e": "recv", "lc": 5, "from": "p1", "slc": 9,
+                                               "m": ["Accept b=1.1 s=9"]}) + "\n")
+    assert trace(path, "--slot", "1") == 0
+    assert "Accept b=1.1 s=1 (lost)" in capsys.readouterr().out  # a1 traces: it never took it
