@@ -137,6 +137,10 @@ def test_the_logs_of_another_cluster_are_refused(config_path: Path, capsys: Any)
     (logs / "l1.trace").write_text("\n".join(lines) + "\n")
     assert trace(config_path) == 65
     assert "an event of actor 'a1' in l1's file" in capsys.readouterr().err
+    lines[-1] = json.dumps({"ts": 50.0, "a": "l1", "e": "start", "lc": 1, "pid": 3})  # another run's, older
+    (logs / "l1.trace").write_text("\n".join(lines) + "\n")
+    assert trace(config_path) == 65
+    assert f"line {len(lines)} " in (err := capsys.readouterr().err) and "lines of another run mixed in" in err
 
 
 def test_no_trace_files_exit_66(config_path: Path, tmp_path: Path, capsys: Any) -> None:

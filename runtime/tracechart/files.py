@@ -32,6 +32,7 @@ _KEPT_KINDS = re.compile(rb'"e":\s*"(?:start|crash)"')
 _FSYNC = re.compile(rb'"e":\s*"fsync"')
 _PERSIST = re.compile(rb'"e":\s*"persist"')
 SUPERVISOR_EXITS = ("child_exited", "child_failed")
+TS_BACK_S = 1.0  # one process appends in time order; lines this much older than the one before are another's
 
 
 class TraceFileError(Exception):
@@ -129,6 +130,7 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
     offset = sum(map(len, lines[:first]))
     loaded.skipped_lines += first
     record_kept = False  # the latest record (persist) was kept, and no fsync since
+    latest_ts: float | None = None
     for number, raw_line in enumerate(lines[first:], start=first + 1):
         line_offset = offset
         offset += len(raw_line)
@@ -174,6 +176,11 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
             if isinstance(role, str) and known.get(owner) not in (None, role):
                 raise TraceFileError(f"{where}: {owner} started as a {role}, but the cluster's {owner} is a "
                                      f"{known[owner]}: the trace of another cluster mixed in?")
+        if not is_client and latest_ts is not None and event.ts < latest_ts - TS_BACK_S:
+            raise TraceFileError(f"{where}: stamped {latest_ts - event.ts:.1f} s before the line above it: one "
+                                 f"process writes this file in time order, so these are the lines of another run "
+                                 f"mixed in (the logs of another cluster?), or the clock was set back")
+        latest_ts = event.ts if latest_ts is None else max(latest_ts, event.ts)
         loaded.note_ts(event.ts)
         loaded.events.append(event)
 
