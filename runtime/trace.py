@@ -89,8 +89,15 @@ COMMAND_BYTES = 96  # read per command wanted (all of the batch only when a comm
 FRAMES_PER_S = 200  # the default budget: sampled frames per second per actor
 
 
+LC_MAX = 2**63 - 1  # what the codec admits
+LC_JUMP_MAX = 2**32  # a received frame moves the clock at most this far ahead at once
+
+
 class Clock:
-    """A Lamport clock: bumped for every frame sent, moved past every frame received."""
+    """A Lamport clock: bumped for every frame sent, moved past every frame received. A frame
+    moves it at most LC_JUMP_MAX ahead and never past LC_MAX: any key holder may send a frame
+    with lc 2^63 - 1, and a clock pushed there would stamp frames no peer decodes. (No honest
+    sender is 2^32 frames ahead.)"""
 
     __slots__ = ("lc",)
 
@@ -98,13 +105,15 @@ class Clock:
         self.lc = 0
 
     def send(self) -> int:
-        self.lc += 1
+        if self.lc < LC_MAX:
+            self.lc += 1
         return self.lc
 
     def recv(self, frame_lc: int) -> int:
-        if frame_lc > self.lc:
-            self.lc = frame_lc
-        self.lc += 1
+        lc = self.lc
+        if frame_lc > lc:
+            lc = min(frame_lc, lc + LC_JUMP_MAX)
+        self.lc = min(lc + 1, LC_MAX)
         return self.lc
 
 

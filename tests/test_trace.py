@@ -96,6 +96,14 @@ def test_the_clock_moves_past_every_frame_received() -> None:
     assert c.send() == 13
 
 
+def test_a_forged_clock_cannot_push_ours_out_of_what_peers_decode() -> None:
+    c = Clock()
+    assert c.recv(2**63 - 1) == 2**32 + 1  # at most 2^32 ahead at once
+    c.lc = 2**63 - 2
+    assert c.recv(2**63 - 1) == 2**63 - 1 and c.send() == 2**63 - 1 and c.recv(0) == 2**63 - 1
+    codec.decode_frame_ctx(codec.encode_frame("p1", [], c.send(), False))  # still a valid frame
+
+
 def test_the_budget_keeps_its_lower_half_for_turns_that_follow_a_sample() -> None:
     b = Budget(10, now_s=0.0)
     new = sum(b.take(False, 0.0) for _ in range(100))
