@@ -186,7 +186,7 @@ class Mark:
     actor: str
     glyph: str
     text: str
-    style: str  # one of STYLES' keys: how a renderer colors it
+    style: str  # one of MARK_STYLES: how a renderer colors it
     event: TraceEvent
     key: Key
 

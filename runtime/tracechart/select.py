@@ -8,6 +8,7 @@ Pure: the caller hands in the events (and, for the reasons, what it knows of com
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -162,6 +163,4 @@ def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_throug
 
 
 def _clock(ts: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
