@@ -16,7 +16,9 @@ disk) is dropped and counted, never a crash. Nothing here goes through structlog
 Sampling: a frame is sampled while the actor's budget allows, `frames_per_s` sampled frames a
 second (a token bucket that holds one second's worth). Frames of a turn that handled a sampled
 frame draw from the whole bucket; the others only from its upper half, so at saturation what
-is left goes to following the sampled requests end to end rather than to new ones. Both the
+is left goes to following the sampled requests end to end rather than to new ones, and only
+when they carry protocol work (`starts_a_trace`: not only heartbeats, lease renewals, hellos,
+status and probes), so an idle cluster writes no trace. Both the
 send and its receive are traced only when the sender sampled the frame; the other events of a
 turn (persist, fsync, decide, deliver, reply, assign) only when the turn handled a sampled frame.
 `start` and `crash` are always written.
@@ -28,8 +30,9 @@ The schema (keys of every line, then per kind `e`):
 - `send`: `to` (peer name or client id), `lc` = the frame's clock, `m` (message labels, e.g.
   "Prepare b=3.1", "Promise b=3.1", "Accept b=3.1 s=812..815", "Accepted b=3.1 s=812",
   "Nack promised=4.2", "Submit n=3", "Reply n=3", "Heartbeat b=3.1 ct=811"), optional `ops`
-  (["CLIENT:SEQ", ...], at most OPS_MAX, then `ops_n` says how many there were) for messages
-  carrying client commands (Submit, Read, FastAccept, Accept, Reply)
+  (["CLIENT:SEQ", ...], at most OPS_MAX; `ops_more: true` when there were more) for the client's
+  messages (Submit, Read, FastAccept, Reply). An Accept's ops are in the leader's `assign` of
+  its slots (listing them per destination cost the most at saturation).
 - `recv`: `from`, `slc` (the frame's clock as its sender stamped it), `lc` (ours after it), `m`,
   optional `ops` (as in send)
 - `persist`: `m` (record labels: "promise b=3.1", "accept b=3.1 s=812..815", "decided s=812",
@@ -55,28 +58,46 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgpack
+
 from actors.messages import (
     Accept,
     Accepted,
     FastAccept,
     Heartbeat,
+    Hello,
+    LeaseGranted,
+    LeaseRenew,
     Message,
     Nack,
     Prepare,
+    Probe,
+    Probed,
     Promise,
     Read,
     Reply,
+    SnapshotOffer,
+    StatusQuery,
+    StatusReply,
     Submit,
 )
 from actors.records import AcceptRecord, DecidedRecord, PromiseRecord, Record, RoundRecord
-from runtime import codec
 
-OPS_MAX = 64  # client ops listed per event; beyond it only the count (`ops_n`)
+OPS_MAX = 64  # client ops listed per event; beyond it only `ops_more: true`
+HEAD_BYTES = 64  # of a client batch, read for its session and command count
+COMMAND_BYTES = 96  # read per command wanted (all of the batch only when a command is larger)
 FRAMES_PER_S = 200  # the default budget: sampled frames per second per actor
 
 
+LC_MAX = 2**63 - 1  # what the codec admits
+LC_JUMP_MAX = 2**32  # a received frame moves the clock at most this far ahead at once
+
+
 class Clock:
-    """A Lamport clock: bumped for every frame sent, moved past every frame received."""
+    """A Lamport clock: bumped for every frame sent, moved past every frame received. A frame
+    moves it at most LC_JUMP_MAX ahead and never past LC_MAX: any key holder may send a frame
+    with lc 2^63 - 1, and a clock pushed there would stamp frames no peer decodes. (No honest
+    sender is 2^32 frames ahead.)"""
 
     __slots__ = ("lc",)
 
@@ -84,14 +105,34 @@ class Clock:
         self.lc = 0
 
     def send(self) -> int:
-        self.lc += 1
+        if self.lc < LC_MAX:
+            self.lc += 1
         return self.lc
 
     def recv(self, frame_lc: int) -> int:
-        if frame_lc > self.lc:
-            self.lc = frame_lc
-        self.lc += 1
+        lc = self.lc
+        if frame_lc > lc:
+            lc = min(frame_lc, lc + LC_JUMP_MAX)
+        self.lc = min(lc + 1, LC_MAX)
         return self.lc
+
+
+# What an idle cluster sends all the time: a frame of only these starts no trace of its own (it is
+# traced when its turn follows a sampled frame), so an idle cluster writes no trace at all.
+BACKGROUND: frozenset[type[Message]] = frozenset((Heartbeat, LeaseRenew, LeaseGranted, Hello, StatusQuery,
+                                                  StatusReply, Probe, Probed, SnapshotOffer))
+
+
+def starts_a_trace(messages: Iterable[Message]) -> bool:
+    """Whether a frame not caused by a sampled one may be sampled: it carries protocol work (an
+    Accept of no slot is a leader's keep-alive under a lease, its Accepted the answer)."""
+    for m in messages:
+        if type(m) in BACKGROUND:
+            continue
+        if (isinstance(m, Accept) and not m.entries) or (isinstance(m, Accepted) and not m.slots):
+            continue
+        return True
+    return False
 
 
 class Budget:
@@ -139,7 +180,7 @@ def label(m: Message) -> str:
     if isinstance(m, Nack):
         return f"Nack promised={m.promised}"
     if isinstance(m, (Submit, FastAccept, Read)):
-        return f"{type(m).__name__} n={len(_batch_ops(m.batch))}"
+        return f"{type(m).__name__} n={_batch_ops(m.batch, 0)[1]}"
     if isinstance(m, Reply):
         return f"Reply n={len(m.results)}"
     return type(m).__name__
@@ -187,47 +228,94 @@ def record_labels(records: list[Record]) -> list[str]:
 # --- client ops ----------------------------------------------------------------------------
 
 
-def _batch_ops(blob: bytes) -> list[str]:
-    """"CLIENT:SEQ" of each command of a client batch (runtime.codec.encode_client_batch); a
-    batch that does not parse has none (the learners refuse it on their own)."""
-    try:
-        raw = codec.decode_client_batch(blob)
-    except codec.DecodeError:
-        return []
-    if type(raw) is not tuple or len(raw) < 3 or type(raw[0]) is not str or type(raw[2]) is not tuple:
-        return []
-    cid = raw[0]
-    return [f"{cid}:{c[0]}" for c in raw[2] if type(c) is tuple and c and type(c[0]) is int]
+def _batch_ops(blob: bytes, want: int = OPS_MAX) -> tuple[list[str], int]:
+    """"CLIENT:SEQ" of the first `want` commands of a client batch
+    (runtime.codec.encode_client_batch), and how many commands it holds; a batch that does not
+    parse has none (the learners refuse it on their own). Read as a stream from its first bytes
+    (the rest only when a command is larger): a batch of a thousand commands costs its first
+    `want`, not a decode of it all."""
+    u = msgpack.Unpacker(raw=False)
+    cut = HEAD_BYTES + want * COMMAND_BYTES
+    u.feed(blob[:cut])
+    rest = blob[cut:]
+    ops: list[str] = []
+    count = 0
+    for _ in range(2):  # a second try with all of it, if the first bytes were not enough
+        try:
+            if not count:
+                if u.read_array_header() not in (3, 4):
+                    return [], 0
+                cid = u.unpack()
+                if type(cid) is not str:
+                    return [], 0
+                u.skip()  # acked_below
+                count = u.read_array_header()
+            while len(ops) < min(count, want):
+                c = u.unpack()  # on OutOfData the unpacker rolls back to this command's start
+                if type(c) is not list or not c or type(c[0]) is not int:
+                    return ops, len(ops)
+                ops.append(f"{cid}:{c[0]}")
+            return ops, count
+        except msgpack.OutOfData:
+            if not rest:
+                break
+            u.feed(rest)
+            rest = b""
+        except (ValueError, msgpack.UnpackException):
+            break
+    return ops, max(len(ops), count)
 
 
-def ops_of(messages: Iterable[Message], peer: str = "") -> list[str]:
-    """The client ops the messages carry; a Reply's are `peer`'s (the client it goes to or came
-    from)."""
-    out: list[str] = []
+class Ops:
+    """Client ops gathered for one event: at most OPS_MAX, and whether there were more. Once it
+    is full a batch is not even opened (a learner's turn may deliver hundreds)."""
+
+    __slots__ = ("listed", "more")
+
+    def __init__(self) -> None:
+        self.listed: list[str] = []
+        self.more = False
+
+    def batch(self, blob: bytes) -> None:
+        room = OPS_MAX - len(self.listed)
+        if room <= 0:
+            self.more = True
+            return
+        ops, n = _batch_ops(blob, room)
+        self.listed.extend(ops)
+        self.more = self.more or n > len(ops)
+
+    def results(self, peer: str, results: tuple[tuple[int, bool, Any], ...]) -> None:
+        room = max(0, OPS_MAX - len(self.listed))
+        self.listed.extend(f"{peer}:{r[0]}" for r in results[:room])
+        self.more = self.more or len(results) > room
+
+
+def ops_of(messages: Iterable[Message], peer: str = "") -> Ops:
+    """The client ops of the client-facing messages (Submit, Read, FastAccept; a Reply's are
+    `peer`'s, the client it goes to or came from). An Accept's are not listed: its slots join it
+    to the leader's `assign`, which lists them once rather than once per destination."""
+    out = Ops()
     for m in messages:
         if isinstance(m, (Submit, FastAccept, Read)):
-            out.extend(_batch_ops(m.batch))
-        elif isinstance(m, Accept):
-            for _, v in m.entries:
-                for b in v.batches:
-                    out.extend(_batch_ops(b))
+            out.batch(m.batch)
         elif isinstance(m, Reply):
-            out.extend(f"{peer}:{r[0]}" for r in m.results)
+            out.results(peer, m.results)
     return out
 
 
-def value_ops(batches: Iterable[bytes]) -> list[str]:
-    out: list[str] = []
+def value_ops(batches: Iterable[bytes], out: Ops | None = None) -> Ops:
+    out = out if out is not None else Ops()
     for b in batches:
-        out.extend(_batch_ops(b))
+        out.batch(b)
     return out
 
 
-def capped(ops: list[str], fields: dict[str, Any]) -> dict[str, Any]:
-    if ops:
-        fields["ops"] = ops[:OPS_MAX]
-        if len(ops) > OPS_MAX:
-            fields["ops_n"] = len(ops)
+def capped(ops: Ops, fields: dict[str, Any]) -> dict[str, Any]:
+    if ops.listed:
+        fields["ops"] = ops.listed
+        if ops.more:
+            fields["ops_more"] = True
     return fields
 
 

@@ -66,7 +66,7 @@ from actors.ready import DEBUG, WARNING, Action, Event, FetchSnapshot, Ready
 from actors.records import DecidedRecord, Record, SnapshotRecord
 from runtime import codec
 from runtime.storage import SnapshotCorrupt, SnapshotDir
-from runtime.trace import Clock, Tracer, capped, value_ops
+from runtime.trace import Clock, Ops, Tracer, capped, value_ops
 from runtime.transfer import Transfers
 from runtime.wal import SCANNER, Scanner
 
@@ -387,7 +387,7 @@ class Turn:
                     seen.add(id(m))
                     for slot, value in m.entries:
                         ops = value_ops(value.batches)
-                        if ops:
+                        if ops.listed:
                             tracer.event("assign", lc, **capped(ops, {"s": slot}))
         if isinstance(self.core, Learner):
             decided = [r.slot for r in ready.persist if type(r) is DecidedRecord]
@@ -402,7 +402,9 @@ class Turn:
             if fresh:
                 tracer.event("decide", lc, s=_slot_runs(fresh), b=tracer.last_ballot)
             if ready.deliver:
-                ops = [op for _, value in ready.deliver for op in value_ops(value.batches)]
+                ops = Ops()
+                for _, value in ready.deliver:
+                    value_ops(value.batches, ops)
                 tracer.event("deliver", lc, **capped(ops, {"s": _slot_runs([s for s, _ in ready.deliver])}))
 
 

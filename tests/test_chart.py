@@ -253,3 +253,15 @@ def test_transcript_labels() -> None:
     assert transcript.label("nack 1.1 promised=1.2") == "Nack promised=1.2"
     assert transcript.label("accept 1.1 (heartbeat) chosen_through=0") == "Heartbeat b=1.1"
     assert transcript.label("snapshot-offer slot=3 bytes=10") == "SnapshotOffer"
+
+
+def test_every_scenario_transcript_draws_a_chart() -> None:
+    # What a later task wires into the scenarios: each golden transcript of tests/scenarios has
+    # arrows, and every delivered message of it is an arrow that is not lost.
+    for path in sorted((Path(__file__).parent / "scenarios").glob("*.golden")):
+        script = path.read_text()
+        chart = model.build(transcript.events(script))
+        arrows = [r for r in chart.rows if isinstance(r, model.Arrow)]
+        delivered = sum(1 for line in script.splitlines() if line.startswith("  deliver "))
+        assert sum(1 for a in arrows if a.status == "ok") == delivered, path.name
+        assert transcript.chart_text(script).count("\n") <= 402

@@ -103,6 +103,12 @@ def test_a_corrupt_line_names_the_file_the_line_and_its_byte_offset(config_path:
     path.write_bytes(b"\n".join(lines))
     assert trace(config_path) == 65
     assert f"{path}: line 3 (byte offset {offset}): no 'lc' key" in capsys.readouterr().err
+    # With --slot a line naming no slot is skipped unparsed, but only if it is framed as one
+    # JSON object: a torn or garbled one is still found.
+    lines[2] = b"garbage in the middle"
+    path.write_bytes(b"\n".join(lines))
+    assert trace(config_path, "--slot", "1") == 65
+    assert f"{path}: line 3 (byte offset {offset}): not a JSON line" in capsys.readouterr().err
 
 
 def test_a_torn_last_line_is_skipped_and_said(config_path: Path, capsys: Any) -> None:
@@ -131,6 +137,10 @@ def test_the_logs_of_another_cluster_are_refused(config_path: Path, capsys: Any)
     (logs / "l1.trace").write_text("\n".join(lines) + "\n")
     assert trace(config_path) == 65
     assert "an event of actor 'a1' in l1's file" in capsys.readouterr().err
+    lines[-1] = json.dumps({"ts": 50.0, "a": "l1", "e": "start", "lc": 1, "pid": 3})  # another run's, older
+    (logs / "l1.trace").write_text("\n".join(lines) + "\n")
+    assert trace(config_path) == 65
+    assert f"line {len(lines)} " in (err := capsys.readouterr().err) and "lines of another run mixed in" in err
 
 
 def test_no_trace_files_exit_66(config_path: Path, tmp_path: Path, capsys: Any) -> None:
@@ -198,3 +208,88 @@ def test_help_has_a_description_exit_codes_and_examples(capsys: Any) -> None:
     text = capsys.readouterr().out
     assert "examples:" in text and "paxos trace --slot 1..3" in text.split("examples:")[1]
     assert "65 a corrupt trace file" in " ".join(text.split())
+
+
+def _many_slots(data_dir: Path, slots: int) -> None:
+    """A leader, three acceptors and a learner writing `slots` slots, one file each, in the
+    writer's layout (`ts` first, compact separators)."""
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out: dict[str, list[str]] = {a: [] for a in ("p1", "a1", "a2", "a3", "l1")}
+    lc = dict.fromkeys(out, 0)
+    ts = 1_764_694_000.0
+
+    def put(actor: str, **fields: Any) -> None:
+        out[actor].append(json.dumps({"ts": ts, "a": actor, **fields}, separators=(",", ":")))
+
+    for s in range(1, slots + 1):
+        for a in ("a1", "a2", "a3"):
+            ts += 0.001
+            lc["p1"] += 1
+            sent = lc["p1"]
+            put("p1", e="send", lc=sent, to=a, m=[f"Accept b=1.1 s={s}"], ops=[f"c1:{s}"])
+            ts += 0.001
+            lc[a] = max(lc[a], sent) + 1
+            put(a, e="recv", lc=lc[a], **{"from": "p1"}, slc=sent, m=[f"Accept b=1.1 s={s}"])
+            put(a, e="persist", lc=lc[a], m=[f"accept b=1.1 s={s}"], bytes=64, durable=True)
+            put(a, e="fsync", lc=lc[a], dur_us=300)
+            lc[a] += 1
+            put(a, e="send", lc=lc[a], to="l1", m=[f"Accepted b=1.1 s={s}"])
+            lc["l1"] = max(lc["l1"], lc[a]) + 1
+            put("l1", e="recv", lc=lc["l1"], **{"from": a}, slc=lc[a], m=[f"Accepted b=1.1 s={s}"])
+        put("l1", e="deliver", lc=lc["l1"], s=s, ops=[f"c1:{s}"])
+    for actor, lines in out.items():
+        (logs / f"{actor}.trace").write_text("\n".join(lines) + "\n")
+
+
+def same(a: list[Any], b: list[Any]) -> bool:
+    """The same events, whatever their index in what was read."""
+    return [(e.ts, e.actor, e.kind, e.lc, e.labels) for e in a] == [(e.ts, e.actor, e.kind, e.lc, e.labels) for e in b]
+
+
+def test_reading_only_the_tails_or_the_window_draws_what_reading_everything_does(tmp_path: Path) -> None:
+    from runtime.tracechart import model, text
+    from runtime.tracechart.select import Selection, select
+
+    _many_slots(tmp_path, 300)
+    everything = files.load(tmp_path).events
+    full = model.limit(model.build(everything), 40, keep="last")
+    tails = files.load(tmp_path, tail_lines=40 * 4).events
+    assert len(tails) < len(everything) / 5
+    drawn = model.limit(model.build(tails, traced=model.traced_actors(everything)), 40, keep="last")
+    full.dropped_known = drawn.dropped_known = False  # how many earlier rows: not known from the tails
+    assert text.plain(drawn) == text.plain(full)
+    since, until = everything[500].ts, everything[900].ts
+    window = files.load(tmp_path, since=since, until=until)
+    assert len(window.events) < len(everything) / 2
+    sel = Selection(since=since, until=until)
+    assert same(select(window.events, sel), select(everything, sel))
+    assert (window.first_ts, window.last_ts) == (min(e.ts for e in everything), max(e.ts for e in everything))
+    by_slot = files.load(tmp_path, slots=(120, 122))
+    assert len(by_slot.events) < len(everything) / 2
+    sel = Selection(slots=(120, 122))
+    assert same(select(by_slot.events, sel), select(everything, sel))
+    assert (by_slot.slot_low, by_slot.slot_high) == (1, 300)
+    # --op: the lines holding the op, then those of the slot it went into.
+    import argparse
+
+    from runtime.tracechart.command import _load
+
+    args = argparse.Namespace(op="c1:77", slot=None, since=None, until=None)
+    by_op = _load(tmp_path, None, args, None)
+    assert len(by_op.events) < len(everything) / 10
+    sel = Selection(op="c1:77")
+    assert select(by_op.events, sel) and same(select(by_op.events, sel), select(everything, sel))
+
+
+def test_a_peer_whose_lines_the_slot_filter_skipped_still_counts_as_traced(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text(render(dict(zip(NAMES, free_ports(len(NAMES)), strict=True)), extra=INSECURE))
+    logs = tmp_path / "data" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "p1.trace").write_text(json.dumps({"ts": 1.0, "a": "p1", "e": "send", "lc": 1, "to": "a1",
+                                               "m": ["Accept b=1.1 s=1"]}) + "\n")
+    (logs / "a1.trace").write_text(json.dumps({"ts": 2.0, "a": "a1", "e": "recv", "lc": 5, "from": "p1", "slc": 9,
+                                               "m": ["Accept b=1.1 s=9"]}) + "\n")
+    assert trace(path, "--slot", "1") == 0
+    assert "Accept b=1.1 s=1 (lost)" in capsys.readouterr().out  # a1 traces: it never took it

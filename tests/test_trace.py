@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import msgpack
@@ -19,7 +20,7 @@ from actors.records import AcceptRecord, DecidedRecord, PromiseRecord
 from runtime import codec
 from runtime.codec import DecodeError
 from runtime.config import ConfigError, load, render
-from runtime.trace import Budget, Clock, Tracer, label, labels, ops_of, record_labels
+from runtime.trace import Budget, Clock, Tracer, label, labels, ops_of, record_labels, starts_a_trace, value_ops
 from runtime.turn import Turn
 
 B = Ballot(3, 1)
@@ -95,6 +96,14 @@ def test_the_clock_moves_past_every_frame_received() -> None:
     assert c.send() == 13
 
 
+def test_a_forged_clock_cannot_push_ours_out_of_what_peers_decode() -> None:
+    c = Clock()
+    assert c.recv(2**63 - 1) == 2**32 + 1  # at most 2^32 ahead at once
+    c.lc = 2**63 - 2
+    assert c.recv(2**63 - 1) == 2**63 - 1 and c.send() == 2**63 - 1 and c.recv(0) == 2**63 - 1
+    codec.decode_frame_ctx(codec.encode_frame("p1", [], c.send(), False))  # still a valid frame
+
+
 def test_the_budget_keeps_its_lower_half_for_turns_that_follow_a_sample() -> None:
     b = Budget(10, now_s=0.0)
     new = sum(b.take(False, 0.0) for _ in range(100))
@@ -104,6 +113,15 @@ def test_the_budget_keeps_its_lower_half_for_turns_that_follow_a_sample() -> Non
     assert not b.take(True, 0.05)  # half a token back: not yet
     assert b.take(True, 0.1)  # a token a tenth of a second
     assert sum(b.take(True, 100.0) for _ in range(100)) == 10  # never more than a second's worth
+
+
+def test_heartbeats_alone_start_no_trace() -> None:
+    from actors.messages import Heartbeat, LeaseRenew
+
+    assert not starts_a_trace([Heartbeat(B, 3), LeaseRenew(B, 1)])
+    assert not starts_a_trace([Accept(B, 3, ()), LeaseRenew(B, 1)]) and not starts_a_trace([Accepted(B, (), ())])
+    one = Accept(B, 3, ((4, Value(COMMANDS, B, (blob("c.1", 1),))),))
+    assert starts_a_trace([Heartbeat(B, 3), one]) and starts_a_trace([Prepare(B, 1)])
 
 
 # --- labels and ops -------------------------------------------------------------------------
@@ -122,10 +140,27 @@ def test_labels_name_ballots_and_slot_ranges() -> None:
 
 def test_ops_are_client_and_seq_of_every_command_carried() -> None:
     v = Value(COMMANDS, B, (blob("c.1", 1, 2), blob("d.2", 7)))
-    assert ops_of([Accept(B, 0, ((1, v),))]) == ["c.1:1", "c.1:2", "d.2:7"]
-    assert ops_of([Submit(blob("c.1", 3))]) == ["c.1:3"]
-    assert ops_of([Reply(((3, True, None), (4, False, "no")))], "c.1") == ["c.1:3", "c.1:4"]
-    assert ops_of([Submit(b"\xc1 not msgpack")]) == []  # a bad batch has none; it is not our job
+    assert value_ops(v.batches).listed == ["c.1:1", "c.1:2", "d.2:7"]
+    assert ops_of([Accept(B, 0, ((1, v),))]).listed == []  # the leader's assign lists them, once
+    assert ops_of([Submit(blob("c.1", 3))]).listed == ["c.1:3"]
+    assert ops_of([Reply(((3, True, None), (4, False, "no")))], "c.1").listed == ["c.1:3", "c.1:4"]
+    for bad in (b"\xc1 not msgpack", b"", codec.pack([1, 2]), codec.pack(["c.1", 0, [[1, "put"]]])[:-3]):
+        assert ops_of([Submit(bad)]).listed == []  # a bad batch has none; it is not our job
+
+
+def test_ops_past_the_cap_are_counted_not_listed() -> None:
+    many = [blob("c.1", *range(1, 51)), blob("d.2", *range(1, 51)), blob("e.3", 1)]
+    ops = value_ops(many)
+    assert ops.more and len(ops.listed) == 64 and ops.listed[-1] == "d.2:14"
+    exact = value_ops([blob("c.1", *range(1, 65))])
+    assert len(exact.listed) == 64 and not exact.more
+    reply = ops_of([Reply(tuple((i, True, None) for i in range(1, 201)))], "c.1")
+    assert reply.more and reply.listed[-1] == "c.1:64"
+
+
+def test_a_large_command_is_read_past_the_first_bytes() -> None:
+    big = codec.encode_client_batch("c.1", 0, [[s, "put", "k", "v" * 5000] for s in range(1, 11)])
+    assert value_ops([big]).listed == [f"c.1:{s}" for s in range(1, 11)]
 
 
 # --- the writer -----------------------------------------------------------------------------
@@ -139,13 +174,13 @@ def test_the_writer_buffers_a_turn_and_writes_one_json_object_per_line(tmp_path:
     path = tmp_path / "logs" / "a1.trace"
     t = Tracer(path, "a1", clock=lambda: 1234.5)
     t.send("l1", 7, [Accepted(B, (812,), ())])
-    t.recv("p1", 4, 8, [Accept(B, 0, ((1, Value(COMMANDS, B, (blob("c.1", 9),))),))])
+    t.recv("c.1", 4, 8, [Submit(blob("c.1", 9))])
     t.event("fsync", 8, dur_us=250)
     assert not path.exists()  # nothing before the end of the turn
     t.flush()
     assert read(path) == [
         {"ts": 1234.5, "a": "a1", "e": "send", "lc": 7, "to": "l1", "m": ["Accepted b=3.1 s=812"]},
-        {"ts": 1234.5, "a": "a1", "e": "recv", "lc": 8, "from": "p1", "slc": 4, "m": ["Accept b=3.1 s=1"],
+        {"ts": 1234.5, "a": "a1", "e": "recv", "lc": 8, "from": "c.1", "slc": 4, "m": ["Submit n=1"],
          "ops": ["c.1:9"]},
         {"ts": 1234.5, "a": "a1", "e": "fsync", "lc": 8, "dur_us": 250},
     ]
@@ -157,7 +192,7 @@ def test_ops_are_capped_with_their_count(tmp_path: Path) -> None:
     t.recv("c.1", 1, 2, [Submit(blob("c.1", *range(1, 101)))])
     t.flush()
     (line,) = read(tmp_path / "p1.trace")
-    assert len(line["ops"]) == 64 and line["ops_n"] == 100 and line["m"] == ["Submit n=100"]
+    assert len(line["ops"]) == 64 and line["ops_more"] is True and line["m"] == ["Submit n=100"]
 
 
 def test_the_writer_rotates_past_its_cap_and_keeps_one_older_file(tmp_path: Path) -> None:
@@ -207,7 +242,7 @@ def frame(sender: str, lc: int, sampled: bool, *messages) -> list[bytes]:
 
 
 def leader(tmp_path: Path) -> tuple[Turn, Tracer, Shell]:
-    p = Proposer("p1", 1, IDS, ["a1", "a2", "a3"], ["l1"], ProposerParams(), __import__("random").Random(1))
+    p = Proposer("p1", 1, IDS, ["a1", "a2", "a3"], ["l1"], ProposerParams(), random.Random(1))
     cell: list[Turn] = []
     shell = Shell(cell)
     turn = Turn(p, shell, ["p2", "a1", "a2", "a3", "l1"])
@@ -237,7 +272,7 @@ def test_a_sampled_submit_is_traced_from_its_receive_to_its_slot(tmp_path: Path)
 
 
 def test_an_unsampled_frame_moves_the_clock_but_traces_nothing(tmp_path: Path) -> None:
-    turn, tracer, shell = leader(tmp_path)
+    turn, tracer, _ = leader(tmp_path)
     before = turn.clock.lc
     turn.frames([frame("c.1", before + 100, False, Submit(blob("c.1", 1)))])
     assert not turn.traced and tracer.buf == []
@@ -288,3 +323,17 @@ def test_trace_config_errors_name_the_key(tmp_path: Path, text: str, key: str) -
     path.write_text(render(PORTS, extra=text))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load(path)
+
+
+def test_the_bench_sets_tracing_apart_from_snapshots() -> None:
+    """config_text's `snapshots=False` rewrites `enabled = true` lines: never [trace]'s."""
+    import tomllib
+
+    from runtime.config import parse
+    from runtime.harness.bench import config_text
+
+    base = Path(__file__).resolve().parent.parent / "cluster.toml"
+    for trace, enabled, clients in (("", True, False), ("off", False, False), ("clients", True, True)):
+        text = config_text(base, 3, True, PORTS, snapshots=False, trace=trace)
+        config = parse(tomllib.loads(text), base)
+        assert (config.trace.enabled, config.trace.clients, config.snapshot.enabled) == (enabled, clients, False)

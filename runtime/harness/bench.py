@@ -20,6 +20,20 @@ The last line is machine-readable:
     bench ops_per_s=... p50_ms=... p99_ms=... fsyncs_per_op=... peer_ops_per_s=... ratio=...
           insecure_ops_per_s=... auth_cost=...
 
+`--trace` runs only the cost of tracing (runtime/trace.py): two clusters of the config, tracing on
+(as by default) and `[trace] enabled = false`, saturated in alternating --rounds (at least 2, the
+order alternating too); medians of ops/s and of cluster CPU per op:
+
+    bench-trace rounds=... on_ops_per_s=... off_ops_per_s=... on_vs_off=... on_p50_ms=... off_p50_ms=...
+          on_cpu_s_per_1k=... off_cpu_s_per_1k=... cpu_on_vs_off=... trace_mb=...
+
+`--breakdown` runs saturated writes on a cluster whose clients trace too (`[trace] clients =
+true`), then reads every process's trace file (runtime/tracefiles.py) and prints p50/p99 per stage
+of the sampled batches (client_to_leader, leader_queue, accept_sent, per acceptor net_to_acceptor,
+persist and fsync, quorum, learner_apply, reply, reply_to_client, total) as a table and a line:
+
+    bench-breakdown ops_per_s=... batches=... whole=... client_to_leader_p50_ms=... ..._p99_ms=...
+
 `--membership` runs only the membership figures of issue 11 (1.5 to 3 minutes here; not part of
 the default run, which takes 5 to 9 minutes without them). First, a 3-acceptor cluster at saturation
 (--clients processes of --tasks writers of distinct keys, every acknowledged write recorded, acks
@@ -1140,6 +1154,9 @@ def trace_bench(args: argparse.Namespace) -> int:
                "off_p50_ms": statistics.median(r.p50_ms for r in off_runs),
                "on_cpu_s_per_1k": statistics.median(r.cpu_s_per_1k or 0 for r in on_runs),
                "off_cpu_s_per_1k": statistics.median(r.cpu_s_per_1k or 0 for r in off_runs),
+               # CPU per op of the cluster's processes: less at the mercy of a shared machine than ops/s.
+               "cpu_on_vs_off": statistics.median(r.cpu_s_per_1k or 0 for r in on_runs)
+               / max(1e-9, statistics.median(r.cpu_s_per_1k or 0 for r in off_runs)),
                "trace_mb": written / 1e6}
     print(f"bench-trace rounds={rounds} " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
     return 0

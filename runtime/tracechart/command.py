@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from runtime.tracechart import files, model, shiviz, svg, text
+from runtime.tracechart import files, model
 from runtime.tracechart.select import Selection, explain_empty, parse_op, parse_slots, select
 
 EXIT_EMPTY = 1
@@ -27,6 +28,7 @@ EXIT_NO_INPUT = 66
 EXIT_CANT_CREATE = 73
 LIMIT_DEFAULT = 300
 LIMIT_MAX = 100_000
+TAIL_FACTOR = 4  # no selection: lines read per file, per row drawn
 WIDTH_PIPE = 160  # stdout is a file or a pipe: wide enough for most labels to sit on their arrows
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _AGO_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -157,6 +159,23 @@ def compacted_through(data_dir: Path) -> int:
     return best
 
 
+def _load(data_dir: Path, known: dict[str, str] | None, args: argparse.Namespace, tail: int | None) -> files.Loaded:
+    """Only the lines a selection can use are parsed: with --slot those naming the slots; with
+    --op, first the lines holding the op, then those naming the slots it went into as well."""
+    if args.op is None:
+        return files.load(data_dir, known, args.since, args.until, tail, args.slot)
+    needle = json.dumps(args.op).encode()  # as the op stands in a line's "ops" list
+    first = files.load(data_dir, known, args.since, args.until, None, args.slot, needle)
+    ranges = [e.slots for e in first.events if args.op in e.ops and e.slots is not None
+              and e.kind in ("assign", "deliver", "decide")]
+    if not ranges:
+        return first
+    hull = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+    if args.slot is not None:  # both given: the op's story and those slots' (select takes both)
+        hull = (min(hull[0], args.slot[0]), max(hull[1], args.slot[1]))
+    return files.load(data_dir, known, args.since, args.until, None, hull, needle)
+
+
 def run(config: Any, args: argparse.Namespace) -> int:
     if args.since is not None and args.until is not None and args.until < args.since:
         return _fail("--until is before --since", 64)
@@ -166,24 +185,46 @@ def run(config: Any, args: argparse.Namespace) -> int:
     if args.data_dir is not None and not data_dir.is_dir():
         return _fail(f"{data_dir}: no such directory", EXIT_NO_INPUT)
     roles = {name: spec.role for name, spec in config.actors.items()}
+    sel = Selection(slots=args.slot, op=args.op, since=args.since, until=args.until)
+    # Without a selection only the latest rows are drawn: each file's last lines hold them (every
+    # row is at least one line), with room to spare for the sends their receives join to.
+    tail = None if sel.narrowed or args.since is not None or args.until is not None else args.limit * TAIL_FACTOR
     try:
-        loaded = files.load(data_dir, None if args.data_dir is not None else roles)
+        known = None if args.data_dir is not None else roles
+        loaded = _load(data_dir, known, args, tail)
     except files.NoTraces as exc:
         return _fail(str(exc), EXIT_NO_INPUT)
     except files.TraceFileError as exc:
         return _fail(str(exc), EXIT_DATA)
     for warning in loaded.warnings:
         print(f"paxos trace: note: {warning}", file=sys.stderr)
-    sel = Selection(slots=args.slot, op=args.op, since=args.since, until=args.until)
     chosen = select(loaded.events, sel)
+    if not chosen and args.op is not None:
+        # Which clients the traces do know is in the lines the op filter skipped: read them all
+        # (only on the way to an error).
+        try:
+            loaded = files.load(data_dir, known, args.since, args.until)
+        except (files.NoTraces, files.TraceFileError) as exc:
+            return _fail(str(exc), EXIT_DATA)
     if not chosen:
-        return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir)), EXIT_EMPTY)
-    chart = model.build(chosen, roles, traced=model.traced_actors(loaded.events))
+        covered = (loaded.first_ts, loaded.last_ts) if loaded.first_ts is not None and loaded.last_ts is not None \
+            else None
+        traced = (loaded.slot_low, loaded.slot_high) if loaded.slot_low is not None and loaded.slot_high is not None \
+            else None
+        return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir), covered, traced), EXIT_EMPTY)
+    chart = model.build(chosen, roles, traced=files.traced(loaded))
     chart = model.limit(chart, args.limit, keep="first" if sel.narrowed else "last")
+    if loaded.skipped_lines:  # only the files' tails were read: rows before them exist, uncounted
+        chart.dropped_known = False
+        chart.dropped_rows, chart.dropped_where = max(chart.dropped_rows, 1), "before"
     if args.format == "shiviz":
+        from runtime.tracechart import shiviz
+
         sys.stdout.write(shiviz.render(chart))
         return 0
     if args.svg:
+        from runtime.tracechart import svg
+
         title = f"paxos trace of {data_dir}"
         try:
             Path(args.svg).write_text(svg.render(chart, times=not args.no_times, title=title), encoding="utf-8")
@@ -198,10 +239,13 @@ def run(config: Any, args: argparse.Namespace) -> int:
 def _print(chart: model.Chart, times: bool, page: bool, width: int | None) -> None:
     from rich.console import Console
 
+    from runtime.tracechart import text
+
     console = Console(highlight=False)
-    width = width or (console.width if console.is_terminal else WIDTH_PIPE)
+    tty = sys.stdout.isatty()  # not rich's is_terminal: FORCE_COLOR into a pipe must not start a pager
+    width = width or (console.width if tty else WIDTH_PIPE)
     lines = text.render(chart, width, times)
-    if page and console.is_terminal and len(lines) > console.height:
+    if page and tty and len(lines) > console.height:
         with console.pager(styles=True):
             for line in lines:
                 console.print(line, soft_wrap=True)

@@ -73,6 +73,8 @@ def _labels_slots(labels: Iterable[str]) -> tuple[int, int] | None:
     lo: int | None = None
     hi: int | None = None
     for label in labels:
+        if "s=" not in label:  # most labels name no slot: skip the regex (a reader's hot loop)
+            continue
         for m in _SLOT_IN_LABEL.finditer(label):
             a, b = int(m.group(1)), int(m.group(2) or m.group(1))
             lo = a if lo is None else min(lo, a)
@@ -96,7 +98,7 @@ def check(raw: Any, idx: int, where: str) -> TraceEvent:
     labels = raw.get("m", [])
     if isinstance(labels, str):
         labels = [labels]
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+    if type(labels) is not list or any(type(x) is not str for x in labels):
         raise TraceFormatError(where, f"'m' is {labels!r}, not a list of labels")
     ops = raw.get("ops", [])
     if not isinstance(ops, list):
@@ -184,7 +186,7 @@ class Mark:
     actor: str
     glyph: str
     text: str
-    style: str  # one of STYLES' keys: how a renderer colors it
+    style: str  # one of MARK_STYLES: how a renderer colors it
     event: TraceEvent
     key: Key
 
@@ -246,6 +248,7 @@ class Chart:
     rows: list[Row]
     dropped_rows: int = 0  # rows left out by a limit (see `limit`)
     dropped_where: str = ""  # "before" or "after" the rows shown
+    dropped_known: bool = True  # False: the reader skipped lines, so how many rows is not known
 
     @property
     def t0(self) -> float:

@@ -8,6 +8,7 @@ Pure: the caller hands in the events (and, for the reasons, what it knows of com
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -121,17 +122,22 @@ def select(events: Sequence[TraceEvent], sel: Selection) -> list[TraceEvent]:
     return sorted(chosen.values(), key=order_key)
 
 
-def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_through: int = 0) -> str:
+def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_through: int = 0,
+                  covered: tuple[float, float] | None = None, traced_slots: tuple[int, int] | None = None) -> str:
     """Why the selection found nothing, in one sentence. `compacted_through`: the highest slot
-    any actor has compacted away (0 when none), as the caller read it from the files."""
-    if not events:
-        return "there are no trace events at all (is tracing on? see `trace_sample` in cluster.toml)"
+    any actor has compacted away (0 when none), as the caller read it from the files; `covered`:
+    the first and last stamps of the files, when the caller skipped lines outside the window;
+    `traced_slots`: the lowest and highest slot the files name, when it skipped lines by slot."""
     window = [e for e in events if _in_window(e, sel)]
-    if not window:
-        lo, hi = min(e.ts for e in events), max(e.ts for e in events)
+    if not window and (covered or events):
+        lo, hi = covered or (min(e.ts for e in events), max(e.ts for e in events))
         return f"no trace event falls in that time window (the traces cover {_clock(lo)} to {_clock(hi)})"
+    if not events:
+        return "there are no trace events at all (is tracing on? see [trace] enabled in cluster.toml)"
     if sel.slots is not None:
         traced = [e.slots for e in window if e.slots is not None]
+        if traced_slots is not None:
+            traced.append(traced_slots)
         if not traced:
             return "no traced event names a slot in that window"
         low, high = min(s[0] for s in traced), max(s[1] for s in traced)
@@ -157,6 +163,4 @@ def explain_empty(events: Sequence[TraceEvent], sel: Selection, compacted_throug
 
 
 def _clock(ts: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"

@@ -37,10 +37,6 @@ def render(chart: Chart, times: bool = True, title: str = "") -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}">',
         f"<title>{escape(title or 'paxos trace')}</title>",
-        '<defs><marker id="head" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-        'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="context-stroke"/></marker>'
-        '<marker id="lost" viewBox="0 0 10 10" refX="5" refY="5" markerWidth="8" markerHeight="8">'
-        '<path d="M 0 0 L 10 10 M 10 0 L 0 10" stroke="#e03131" stroke-width="2"/></marker></defs>',
         f'<rect width="{width}" height="{height}" fill="white"/>',
     ]
     for name in chart.columns:
@@ -62,7 +58,8 @@ def render(chart: Chart, times: bool = True, title: str = "") -> str:
             out.append(_mark(r, x_of(r.actor), y, color(r.actor)))
     if chart.dropped_rows:
         y = TOP_PX + (len(chart.rows) + 1) * ROW_PX
-        out.append(f'<text x="{LEFT_PX}" y="{y + 4}" {FONT} fill="#868e96">… {chart.dropped_rows} rows '
+        many = f"{chart.dropped_rows} " if chart.dropped_known else ""
+        out.append(f'<text x="{LEFT_PX}" y="{y + 4}" {FONT} fill="#868e96">… {many}rows '
                    f"{'before these' if chart.dropped_where == 'before' else 'after these'} not shown</text>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
@@ -74,14 +71,19 @@ def _arrow(r: Arrow, x1: int, x2: int, y: int, color: str) -> str:
     tip = f"{r.src} → {r.dst}: {label}"
     if x1 == x2:
         return (f'<g><title>{escape(tip)}</title><path d="M {x1} {y - 6} h 24 v 12 h -24" fill="none" '
-                f'stroke="{stroke}" marker-end="url(#head)"/><text x="{x1 + 30}" y="{y + 4}" {FONT} '
+                f'stroke="{stroke}"/><text x="{x1 + 30}" y="{y + 4}" {FONT} '
                 f'fill="{stroke}">{escape(label)}</text></g>')
     dash = ' stroke-dasharray="4 3"' if r.status != "ok" else ""
-    end = "url(#lost)" if r.status == "lost" else "url(#head)"
+    d = 1 if x2 > x1 else -1
+    if r.status == "lost":  # a cross where it should have arrived
+        end = (f'<path d="M {x2 - 4} {y - 4} L {x2 + 4} {y + 4} M {x2 + 4} {y - 4} L {x2 - 4} {y + 4}" '
+               f'stroke="#e03131" stroke-width="2"/>')
+    else:  # heads drawn as polygons, not markers: every viewer draws them the same
+        end = f'<polygon points="{x2},{y} {x2 - 8 * d},{y - 4} {x2 - 8 * d},{y + 4}" fill="{stroke}"/>'
     mid = (x1 + x2) // 2
-    return (f'<g><title>{escape(tip)}</title><line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{stroke}" '
-            f'stroke-width="1.5"{dash} marker-end="{end}"/><text x="{mid}" y="{y - 4}" text-anchor="middle" '
-            f'{FONT} fill="{stroke}">{escape(label)}</text></g>')
+    return (f'<g><title>{escape(tip)}</title><line x1="{x1}" y1="{y}" x2="{x2 - 6 * d}" y2="{y}" '
+            f'stroke="{stroke}" stroke-width="1.5"{dash}/>{end}<text x="{mid}" y="{y - 4}" '
+            f'text-anchor="middle" {FONT} fill="{stroke}">{escape(label)}</text></g>')
 
 
 def _mark(m: Mark, x: int, y: int, color: str) -> str:

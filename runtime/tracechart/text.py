@@ -8,6 +8,7 @@ A row:
       0.0  ├─Submit─▶│         │         │
       0.4  │         ├─Accept b=1.1 s=1─▶│    (a label too long for its arrow goes to the right)
       0.9  │         │         ◆ fsync 0.3ms
+           ┊         ┊         ┊         ┊      197.6 ms later (a pause of GAP_MS or more)
 
 An arrow's head is `▶`/`◀`; `✗` ends a message its (traced) receiver never took; `?` starts one
 whose send is not in the traces. Marks: `▪` a record written, `◆` an fsync, `★` a slot chosen,
@@ -27,6 +28,7 @@ MARK_COLORS = {"persist": "dim", "fsync": "dim", "decide": "bold green", "delive
 TIME_WIDTH = 10  # "  12345.6 " milliseconds since the first row
 LANE_MIN = 8
 LANE_MAX = 30
+GAP_MS = 50.0  # a pause this long between two rows gets a row of its own, so it is not missed
 
 
 def lane_width(chart: Chart, width: int | None) -> int:
@@ -100,9 +102,18 @@ def render(chart: Chart, width: int | None = None, times: bool = True) -> list[T
         header.put(x_of(name) - (len(shown) - 1) // 2, shown, f"bold {color[name]}")
     lines = [header.text()]
     if chart.dropped_rows and chart.dropped_where == "before":
-        lines.append(Text(f"  … {chart.dropped_rows} earlier rows not shown", style="dim"))
+        many = f"{chart.dropped_rows} " if chart.dropped_known else ""
+        lines.append(Text(f"  … {many}earlier rows not shown", style="dim"))
     t0 = chart.t0
+    previous = t0
     for r in chart.rows:
+        if times and (r.ts - previous) * 1000 >= GAP_MS:
+            gap = _Line(size)
+            for name in chart.columns:
+                gap.put(x_of(name), "┊", "dim")
+            gap.notes.append((f"{(r.ts - previous) * 1000:.1f} ms later", "dim italic"))
+            lines.append(gap.text())
+        previous = r.ts
         line = base()
         if times:
             line.put(0, f"{(r.ts - t0) * 1000:>{TIME_WIDTH - 2}.1f}", "dim")
@@ -130,11 +141,12 @@ def _arrow(line: _Line, r: Arrow, x1: int, x2: int, color: str, lanes: list[int]
     line.put(x1, "?" if r.status == "orphan" else ("├" if step > 0 else "┤"), style)
     head = "✗" if r.status == "lost" else ("▶" if step > 0 else "◀")
     line.put(x2 - step, head, "bold red" if r.status == "lost" else style)
-    room = hi - lo - 4  # one dash after the tail, one before the head, the ends themselves
     label = r.text + (" (lost)" if r.status == "lost" else "")
-    if len(label) <= room:
-        start = lo + 2 if step > 0 else hi - 2 - len(label)
-        line.put(start, label, style)
+    if len(label) <= hi - lo - 4:  # a dash after the tail and one before the head
+        line.put(lo + 2 if step > 0 else hi - 2 - len(label), label, style)
+    elif len(label) <= hi - lo - 2:  # tight: tail, label, head
+        line.put(lo + 1 if step > 0 else hi - len(label), label, style)
+        line.put(x2 - step, head, "bold red" if r.status == "lost" else style)
     else:
         arrow_text = f"{r.src}→{r.dst}: {label}"
         line.notes.append((arrow_text, style))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from runtime.tracechart import model, text
 from runtime.tracechart.model import TraceEvent, check_all
 
 _MOVE = re.compile(r"^  (deliver|drop) (\S+) -> (\S+): (.*)$")
@@ -83,3 +84,8 @@ def events(transcript: str) -> list[TraceEvent]:
             elif actor not in ("refused", "proposed"):  # the script's own verdicts, not an actor's
                 raws.append({"ts": ts, "a": actor, "e": "note", "lc": tick(actor), "text": f"{name}{rest}"})
     return check_all(raws)
+
+
+def chart_text(transcript: str, width: int = 140, max_rows: int = 400) -> str:
+    """A scenario transcript's chart as plain text (no time column: a transcript has no clock)."""
+    return text.plain(model.limit(model.build(events(transcript)), max_rows), width=width, times=False)

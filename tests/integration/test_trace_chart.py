@@ -4,14 +4,24 @@ the same files read after `paxos down` give the same rows for those slots."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+from runtime import cli
+from runtime.client import Client
 from runtime.harness.local import LocalCluster
 from runtime.tracechart import files, model
 from runtime.tracechart.select import Selection, select
 
 
-def test_trace_of_three_puts_on_a_running_cluster(running: LocalCluster) -> None:
-    for i in range(3):
-        assert running.paxos("put", f"k{i}", f"v{i}").returncode == 0
+async def _puts(cluster: LocalCluster) -> None:
+    async with Client(cluster.config_path, timeout_s=15) as kv:
+        for i in range(3):
+            await kv.put(f"k{i}", f"v{i}")
+
+
+def test_trace_of_three_puts_on_a_running_cluster(running: LocalCluster, capsys: Any) -> None:
+    asyncio.run(_puts(running))
     leader = running.leader()
     assert leader is not None
     config = running.config
@@ -44,8 +54,10 @@ def test_trace_of_three_puts_on_a_running_cluster(running: LocalCluster) -> None
     assert header[0] == "ms" and header.index(leader) < min(header.index(a) for a in acceptors)
 
     running.down()
-    stopped = running.paxos("trace", "--slot", "1..3", "--no-pager", "--width", "220")
-    assert stopped.returncode == 0, stopped.stderr
-    assert "├─Accept b=" in stopped.stdout and "★ chosen s=" in stopped.stdout
-    beyond = running.paxos("trace", "--slot", "500")
-    assert beyond.returncode == 1 and "slot 500 is beyond the log" in beyond.stderr
+    config = str(running.config_path)
+    capsys.readouterr()
+    assert cli.main(["trace", "--config", config, "--slot", "1..3", "--no-pager", "--width", "220"]) == 0
+    stopped = capsys.readouterr().out
+    assert "├─Accept b=" in stopped and "★ chosen s=" in stopped
+    assert cli.main(["trace", "--config", config, "--slot", "500"]) == 1
+    assert "slot 500 is beyond the log" in capsys.readouterr().err

@@ -157,9 +157,9 @@ class _SimShell:
             raise _Crashed
         self.sent += 1
         self.sim._check_send(self.name, dest, messages)
-        # The frame carries the actor's Lamport clock as a process's does (never sampled: no tracer).
-        turn = self.actor.turn
-        self.sim._network_send(self.name, dest, self.encoder.encode(messages, turn.clock.send() if turn else 0))
+        # No trace context (lc 0): a forged frame moves the receiver's clock, and the run with the
+        # forger must stay the very run without it (the same trace hash).
+        self.sim._network_send(self.name, dest, self.encoder.encode(messages))
 
     def sync(self) -> None:
         self.actor.disk.sync()
