@@ -132,6 +132,28 @@ class ReadsSection:
 
 
 @dataclass(frozen=True)
+class MetricsSection:
+    """The Prometheus endpoint the supervisor serves for the whole cluster (runtime/metrics.py):
+    off unless the config turns it on (cluster.toml does). `host` is loopback by default; any
+    other address is an explicit choice that the supervisor warns about at every start, since
+    the endpoint has no authentication. `port` 0 takes a free port (the URL is in `paxos up`'s
+    output and `paxos status --json`)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
 class TestingSection:
     """Off in real use. `enabled` makes the supervisor run every actor as the harness's test-mode
     process (runtime/harness/actor.py: link faults from run/faults.json, the durable wal length
@@ -177,6 +199,7 @@ class ClusterConfig:
     actors: dict[str, ActorSpec] = field(repr=False)
     security: SecuritySection = SecuritySection()
     reads: ReadsSection = ReadsSection()
+    metrics: MetricsSection = MetricsSection()
     # The membership changes the log chose, as far as this process knows them (a History blob,
     # runtime/members.py); `actors` then names every member of every membership, and
     # `proposers`/`acceptors`/`learners` stay the bootstrap ones (the protocol starts from them).
@@ -312,7 +335,8 @@ def _check_fields(section: str, raw: Any, cls: type) -> Any:
             value = float(value)
         if type(value) is not want:
             raise ConfigError(f"{section}.{key}: must be {want.__name__}, got {value!r}")
-        if want in (int, float) and value <= 0 and key not in ("restart_max", "clock_drift_max"):
+        if want in (int, float) and value <= 0 and key not in ("restart_max", "clock_drift_max") \
+                and (section, key) != ("metrics", "port"):
             raise ConfigError(f"{section}.{key}: must be positive, got {value!r}")
         if want is int and key == "restart_max" and value < 0:
             raise ConfigError(f"{section}.{key}: must be 0 or more, got {value!r}")
@@ -367,6 +391,7 @@ SECTIONS = {
     "testing": TestingSection,
     "security": SecuritySection,
     "reads": ReadsSection,
+    "metrics": MetricsSection,
 }
 ACTOR_TABLES = {"proposers": "proposer", "acceptors": "acceptor", "learners": "learner"}
 
@@ -441,6 +466,7 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
                           f"dead leader's lease lapses before a follower's election fires, got {reads.lease_ticks}")
     if reads.lease and reads.lease_ticks < 2:
         raise ConfigError(f"reads.lease_ticks: must be at least 2, got {reads.lease_ticks}")
+    _check_metrics(sections["metrics"])
     snap: SnapshotSection = sections["snapshot"]
     if snap.chunk_bytes > lim.message_bytes_max - 64 * 1024:
         raise ConfigError(f"snapshot.chunk_bytes: must leave 64 KiB of limits.message_bytes_max for framing, "
@@ -449,8 +475,18 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
         path=path, cluster=cl, protocol=proto, limits=lim, snapshot=snap, supervisor=sup,
         client=sections["client"], testing=sections["testing"], proposers=proposers, acceptors=acceptors,
         learners=learners,
-        actors=actors, security=sections["security"], reads=reads,
+        actors=actors, security=sections["security"], reads=reads, metrics=sections["metrics"],
     )
+
+
+def _check_metrics(m: MetricsSection) -> None:
+    if not 0 <= m.port <= 65535:
+        raise ConfigError(f"metrics.port: must be from 0 (any free port) to 65535, got {m.port}")
+    if m.host != "localhost":
+        try:
+            ipaddress.ip_address(m.host)
+        except ValueError:
+            raise ConfigError(f"metrics.host: must be an IP address or localhost, got {m.host!r}") from None
 
 
 def load(path: str | Path) -> ClusterConfig:
