@@ -309,7 +309,12 @@ class Supervisor:
         def sample() -> list[dict[str, Any]]:
             try:
                 return asyncio.run_coroutine_threadsafe(self._metrics_sample(), loop).result(METRICS_SCRAPE_S)
-            except Exception:  # the loop is stopping, or busy beyond the deadline: an empty scrape
+            except Exception as exc:  # the loop is stopping, or busy beyond the deadline: an empty scrape
+                error = f"{type(exc).__name__}: {exc}"
+                try:  # logged on the loop's thread: the log's buffer is not for two threads at once
+                    loop.call_soon_threadsafe(self._scrape_failed, error)
+                except RuntimeError:
+                    pass  # the loop is closed
                 return []
 
         try:
@@ -323,6 +328,10 @@ class Supervisor:
                                 reason=f"metrics.host = {m.host!r} in {self.config.path}: anyone who can reach "
                                        f"it may read the metrics (no authentication)")
         self.logger.info("metrics_serving", url=self.metrics_url)
+
+    def _scrape_failed(self, error: str) -> None:
+        self.logger.warning("metrics_scrape_failed", error=error)
+        logs.flush()
 
     async def _metrics_sample(self) -> list[dict[str, Any]]:
         infos = await self._query_actors([c for c in self.children.values() if c.state is RUNNING])

@@ -218,7 +218,8 @@ def frame(config: ClusterConfig, samples: list[Sample], interval_s: float, live:
                       uptime(_info(a).get("uptime_s")), str(a.get("restarts", 0)), _detail(a, chosen))
     if status.get("metrics"):
         foot += f"; metrics at {status['metrics']}"
-    return Group(table, head, Text(foot, style="dim"))
+    # The summary first: on a short terminal Live crops the bottom, and the gauge must stay in view.
+    return Group(head, table, Text(foot, style="dim"))
 
 
 def sample(config: ClusterConfig) -> Sample:

@@ -168,3 +168,54 @@ def test_port_zero_and_a_loopback_or_other_host_are_taken(tmp_path: Path) -> Non
 def test_bad_metrics_settings_name_the_key(tmp_path: Path, extra: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load(write(tmp_path, extra))
+
+
+# --- the supervisor's endpoint (runtime/supervisor.py), without starting any actor ----------------
+
+
+def supervisor(tmp_path: Path, port: int):
+    from runtime.supervisor import Supervisor
+
+    return Supervisor(load(write(tmp_path, f"[metrics]\nenabled = true\nport = {port}\n")))
+
+
+def test_the_supervisor_serves_its_children_through_its_own_loop(tmp_path: Path) -> None:
+    import asyncio
+
+    sup = supervisor(tmp_path, 0)
+
+    sup._keys()  # the operator's key, which the status queries use
+
+    async def main() -> str:
+        sup._start_metrics()
+        try:
+            # The scrape runs on another thread and asks this loop, which must stay free meanwhile.
+            return await asyncio.to_thread(lambda: urllib.request.urlopen(sup.metrics_url, timeout=5).read().decode())
+        finally:
+            await asyncio.to_thread(sup._metrics_server.shutdown)
+            sup._metrics_server.server_close()
+
+    text = asyncio.run(main())
+    assert sup.metrics_url.startswith("http://127.0.0.1:") and not sup.metrics_error
+    fam = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {s.labels["actor"] for s in fam["paxos_actor_up"].samples} == {"p1", "p2", "a1", "a2", "a3", "l1", "l2"}
+    assert all(s.value == 0 for s in fam["paxos_actor_up"].samples)  # none was started
+
+
+def test_a_port_in_use_is_said_and_the_supervisor_goes_on_without_metrics(tmp_path: Path) -> None:
+    import asyncio
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        sup = supervisor(tmp_path, taken.getsockname()[1])
+
+        async def main() -> None:
+            sup._start_metrics()
+        asyncio.run(main())
+    finally:
+        taken.close()
+    assert sup.metrics_url == "" and sup._metrics_server is None
+    assert "cannot serve metrics on 127.0.0.1:" in sup.metrics_error and "in use" in sup.metrics_error

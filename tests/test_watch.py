@@ -187,3 +187,14 @@ def test_not_on_a_terminal_one_frame_and_a_word_on_stderr(tmp_path: Path, capsys
     assert code == 3  # as `paxos status`: not running
     assert "not running" in buf.getvalue()
     assert "not a terminal" in capsys.readouterr().err
+
+
+def test_watch_and_json_together_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from runtime.cli import main
+
+    config(tmp_path)
+    assert main(["status", "--watch", "--json", "--config", str(tmp_path / "cluster.toml")]) == 64
+    assert "--watch and --json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["status", "--watch", "--interval-s", "0", "--config", str(tmp_path / "cluster.toml")])
+    assert exc.value.code == 64
