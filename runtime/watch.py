@@ -20,6 +20,7 @@ prints one frame and says so on stderr.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import deque
@@ -207,7 +208,7 @@ def frame(config: ClusterConfig, samples: list[Sample], interval_s: float, live:
     head.add_row("fault tolerance", Text(g.text, style=GAUGE_STYLES.get(g.level, "yellow")))
     if config.protocol.mode != "classic":
         head.add_row("mode", config.protocol.mode)
-    table = Table(title=title, title_justify="left")
+    table = Table()
     for col in ("name", "role", "state", "pid", "uptime", "restarts", "detail"):
         table.add_column(col, no_wrap=col != "detail")
     for a in status.get("actors", []):
@@ -219,7 +220,7 @@ def frame(config: ClusterConfig, samples: list[Sample], interval_s: float, live:
     if status.get("metrics"):
         foot += f"; metrics at {status['metrics']}"
     # The summary first: on a short terminal Live crops the bottom, and the gauge must stay in view.
-    return Group(head, table, Text(foot, style="dim"))
+    return Group(Text(title, style="bold"), head, table, Text(foot, style="dim"))
 
 
 def sample(config: ClusterConfig) -> Sample:
@@ -240,7 +241,12 @@ def watch(config: ClusterConfig, interval_s: float, console: Console | None = No
     window: deque[Sample] = deque()
     window.append(sample(config))
     if not console.is_terminal:
-        console.print(frame(config, list(window), interval_s, live=False))
+        try:
+            console.print(frame(config, list(window), interval_s, live=False))
+            console.file.flush()
+        except BrokenPipeError:  # `paxos status --watch | head`: the reader had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 0
         print("paxos: stdout is not a terminal: one frame printed (`--watch` refreshes only on a terminal)",
               file=sys.stderr)
         return 0 if window[-1].status is not None else 3
