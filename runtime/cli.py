@@ -313,6 +313,8 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
     if status.get("membership_differs"):
         console.print(f"[yellow]membership:[/] {status['membership_differs']}", soft_wrap=True, highlight=False)
     console.print(f"leader: {status.get('leader') or 'none'}")
+    if status.get("metrics"):
+        console.print(f"metrics: {status['metrics']}", soft_wrap=True, highlight=False)
     return 0 if running else 3
 
 
