@@ -9,8 +9,8 @@ the mode's quorums.
 
 Rates come from the change between samples over the last `RATE_WINDOW_S` (one refresh apart is
 too noisy at a few per second): slots per second from the chosen watermark, commands per second
-from the most advanced learner's count of commands applied (a slot holds many client batches,
-so the two differ by the batching). A learner that restarted in the window gives no rate.
+from the learners' counts of commands applied (the fastest one's; a slot holds many client
+batches, so the two differ by the batching). A learner that restarted in the window is left out.
 
 The frame is built by pure functions of the samples (`frame`), so it is tested without a
 cluster; `watch` is the loop. Ctrl-C ends it with exit 0. When stdout is not a terminal it
@@ -120,17 +120,14 @@ def gauge(status: dict[str, Any], fallback: list[str], mode: str) -> Gauge:
     return fault_tolerance(acceptors_up(status, names), len(names), mode)
 
 
-def _progress(status: dict[str, Any]) -> tuple[int | None, tuple[str, int, int] | None]:
-    """The chosen watermark, and the most advanced learner's (name, pid, commands applied)."""
-    best: tuple[int, tuple[str, int, int]] | None = None
+def _applied(status: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Each answering learner's (pid, commands applied)."""
+    out: dict[str, tuple[int, int]] = {}
     for a in status.get("actors", []):
-        info = _info(a)
-        delivered, applied, pid = _int(info.get("delivered")), _int(info.get("commands_applied")), _int(a.get("pid"))
-        if a.get("role") != "learner" or delivered is None or applied is None or pid is None:
-            continue
-        if best is None or delivered > best[0]:
-            best = (delivered, (str(a.get("name")), pid, applied))
-    return chosen_watermark(status), best[1] if best is not None else None
+        applied, pid = _int(_info(a).get("commands_applied")), _int(a.get("pid"))
+        if a.get("role") == "learner" and applied is not None and pid is not None:
+            out[str(a.get("name"))] = (pid, applied)
+    return out
 
 
 def rates(samples: list[Sample]) -> tuple[float | None, float | None]:
@@ -143,11 +140,13 @@ def rates(samples: list[Sample]) -> tuple[float | None, float | None]:
     if dt_s <= 0:
         return None, None
     assert first.status is not None and last.status is not None
-    (c0, l0), (c1, l1) = _progress(first.status), _progress(last.status)
+    c0, c1 = chosen_watermark(first.status), chosen_watermark(last.status)
     slots = (c1 - c0) / dt_s if c0 is not None and c1 is not None and c1 >= c0 else None
-    # The same learner process at both ends: a restart starts its count afresh.
-    commands = (l1[2] - l0[2]) / dt_s if l0 and l1 and l0[:2] == l1[:2] and l1[2] >= l0[2] else None
-    return slots, commands
+    # The fastest learner that was the same process at both ends (a restart starts its count
+    # afresh); which one is ahead changes from one moment to the next.
+    a0, a1 = _applied(first.status), _applied(last.status)
+    deltas = [a1[n][1] - a0[n][1] for n in a1 if n in a0 and a0[n][0] == a1[n][0] and a1[n][1] >= a0[n][1]]
+    return slots, (max(deltas) / dt_s if deltas else None)
 
 
 def uptime(seconds: Any) -> str:

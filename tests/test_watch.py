@@ -135,11 +135,13 @@ def test_rates_come_from_the_watermark_and_the_commands_applied_between_samples(
     assert watch.rates(samples) == (30.0, 1500.0)
 
 
-def test_a_learner_restart_gives_no_commands_rate_and_one_sample_no_rate() -> None:
-    samples = [watch.Sample(10.0, status(applied=5000, l1_pid=201)),
-               watch.Sample(12.0, status(chosen=20, applied=10, l1_pid=999))]
+def test_a_learner_restart_leaves_it_out_and_one_sample_gives_no_rate() -> None:
+    first, last = status(applied=5000, l1_pid=201), status(chosen=20, applied=10, l1_pid=999)
+    samples = [watch.Sample(10.0, first), watch.Sample(12.0, last)]
     slots, commands = watch.rates(samples)
-    assert slots == 5.0 and commands is None
+    assert slots == 5.0 and commands is None  # l1 restarted and l2's count went back as well
+    last["actors"][-1]["info"]["commands_applied"] = 5400  # l2, the same process all along
+    assert watch.rates(samples) == (5.0, 200.0)
     assert watch.rates(samples[:1]) == (None, None)
     assert watch.rates([watch.Sample(1.0, None, "down"), samples[0]]) == (None, None)
 
