@@ -53,10 +53,10 @@ import zmq
 from actors.core import Core
 from actors.invariants import InvariantViolation
 from actors.kv import KVStore
-from actors.messages import Message, Reply, SnapshotTaken
+from actors.messages import COMMANDS, Message, Reply, SnapshotTaken
 from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
-from runtime import codec, keys, logs
+from runtime import codec, keys, logs, metrics
 from runtime.config import ClusterConfig, ConfigError
 from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
@@ -195,6 +195,13 @@ class ActorShell:
         self.tracer = Tracer(config.trace_path(name), name, tr.frames_per_s, bytes_max=tr.file_bytes_max) \
             if tr.enabled else None
         self.turn.tracer = self.tracer
+        # Metrics (runtime/metrics.py), kept as bucket counts and sent in the StatusReply: the
+        # hot path pays a perf_counter pair per fsync and a look at the leader's new slots per turn.
+        self._fsync_s = metrics.Buckets(metrics.FSYNC_BOUNDS_S)
+        self._batch_sizes = metrics.Buckets(metrics.BATCH_BOUNDS) if self.role == "proposer" else None
+        self._batch_bytes = metrics.Buckets(metrics.BATCH_BYTES_BOUNDS)
+        self._lead_seen: object = None  # the leadership whose slots _proposed_through counts
+        self._proposed_through = 0  # slots below it were observed in _batch_sizes
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -381,6 +388,8 @@ class ActorShell:
 
     def _after_turn(self) -> None:
         self.turns += 1
+        if self._batch_sizes is not None:
+            self._observe_batches()
         self._encoder.reset()  # per turn: a message sent to many is packed once
         if self._client_sent:
             self._client_sent = False
@@ -397,7 +406,9 @@ class ActorShell:
         assert wal is not None
         tracer = self.tracer
         if tracer is None or not self.turn.traced:
-            wal.append(records, sync=durable)
+            wal.append(records, sync=False)
+            if durable:
+                self._timed_sync()
             return
         # Traced: the write and the fsync apart (append then sync is what append(sync=True) does).
         ts, before = time.time(), wal.offset
@@ -406,10 +417,10 @@ class ActorShell:
         tracer.event("persist", lc, ts=ts, m=record_labels(records), bytes=wal.offset - before, durable=durable)
         if durable and wal.fsync_enabled:
             t0 = time.perf_counter()
-            wal.sync()
+            self._timed_sync()
             tracer.event("fsync", lc, dur_us=round((time.perf_counter() - t0) * 1e6))
         elif durable:
-            wal.sync()
+            self._timed_sync()
 
     def send(self, dest: str, messages: list[Message]) -> None:
         turn, tracer = self.turn, self.tracer
@@ -435,7 +446,36 @@ class ActorShell:
 
     def sync(self) -> None:
         if self.wal is not None:
-            self.wal.sync()
+            self._timed_sync()
+
+    def _timed_sync(self) -> None:
+        """`wal.sync()`, its latency observed when it did fsync (not when nothing was new or
+        fsync is off)."""
+        wal = self.wal
+        assert wal is not None
+        before = wal.fsyncs
+        t0 = time.perf_counter()
+        wal.sync()
+        if wal.fsyncs != before:
+            self._fsync_s.observe(time.perf_counter() - t0)
+
+    def _observe_batches(self) -> None:
+        """The leader's batch sizes: client batches in each command slot it proposed since the
+        last turn (a takeover's re-proposals, below its StartWorking, are not new batches)."""
+        assert self._batch_sizes is not None
+        lead: Any = getattr(self.core, "lead", None)
+        if lead is None:
+            return
+        if lead is not self._lead_seen:
+            self._lead_seen, self._proposed_through = lead, lead.sw_slot + 1
+        end = lead.next_slot
+        inflight = lead.inflight
+        for slot in range(max(self._proposed_through, end - 4096), end):  # a turn proposes a window at most
+            f = inflight.get(slot)
+            if f is not None and f.value.kind == COMMANDS:
+                self._batch_sizes.observe(len(f.value.batches))
+                self._batch_bytes.observe(sum(len(b) for b in f.value.batches))
+        self._proposed_through = max(self._proposed_through, end)
 
     def learn_peer(self, name: str) -> bool:
         """An actor that a membership change brought (runtime.turn.Shell): admitted when the core
@@ -572,7 +612,20 @@ class ActorShell:
         return {"name": self.name, "pid": os.getpid(), "uptime_s": round(time.monotonic() - self.started, 3),
                 "wal_bytes": wal.offset if wal else 0, "wal_synced_bytes": wal.synced_offset if wal else 0,
                 "snapshot_bytes": snapshot_bytes, "file_bytes": (wal.offset if wal else 0) + snapshot_bytes,
-                "fsyncs": wal.fsyncs if wal else 0, "frames_dropped": transport.dropped if transport else 0}
+                "fsyncs": wal.fsyncs if wal else 0, "frames_dropped": transport.dropped if transport else 0,
+                **self._metrics_status()}
+
+    def _metrics_status(self) -> dict[str, Any]:
+        """The metrics fields of a StatusReply (runtime/metrics.py): one JSON string, and a
+        learner's commands applied (what `paxos status --watch` takes commands per second from)."""
+        histograms = {"fsync_seconds": self._fsync_s}
+        if self._batch_sizes is not None:
+            histograms |= {"batch_size": self._batch_sizes, "batch_bytes": self._batch_bytes}
+        out: dict[str, Any] = {"metrics": metrics.encode(histograms, getattr(self.turn, "rejected", {}))}
+        kv = getattr(self.core, "kv", None)
+        if kv is not None:
+            out["commands_applied"] = kv.applied_commands
+        return out
 
     # --- crash-only ------------------------------------------------------------------------
 

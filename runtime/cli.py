@@ -131,6 +131,7 @@ def _up_detached(config: ClusterConfig, wait_s: float) -> int:
             if not starting or time.monotonic() >= min(settle_by, deadline - 0.2):
                 print(f"cluster up: {len(actors)} actors, leader {last['leader']}, "
                       f"supervisor pid {proc.pid}, data in {config.data_dir}")
+                _say_metrics(last)
                 degraded = [a for a in actors if a["state"] != "running" or not a.get("info")]
                 if degraded:
                     print(f"paxos: warning: the cluster serves, degraded: {_describe(degraded)}. "
@@ -158,6 +159,10 @@ def _up_foreground(config: ClusterConfig, args: argparse.Namespace) -> int:
 
     print(f"starting the cluster of {config.path} (data in {config.data_dir}); Ctrl-C stops it",
           file=sys.stderr)
+    m = config.metrics
+    if m.enabled:  # the supervisor's metrics_serving (or metrics_unavailable) line follows in the log
+        where = f"http://{m.host}:{m.port}/metrics" if m.port else f"a free port on {m.host}"
+        print(f"metrics (Prometheus): {where}", file=sys.stderr)
     (config.data_dir / "logs").mkdir(parents=True, exist_ok=True)
     viewer = threading.Thread(target=tail_logs, daemon=True)
     viewer.start()
@@ -172,6 +177,15 @@ def _up_foreground(config: ClusterConfig, args: argparse.Namespace) -> int:
         done.set()
         viewer.join(timeout=2)
     return code
+
+
+def _say_metrics(status: dict[str, Any]) -> None:
+    """Where the Prometheus endpoint serves (issue 14), or why it does not."""
+    if status.get("metrics"):
+        print(f"metrics: {status['metrics']}")
+    elif status.get("metrics_error"):
+        print(f"paxos: warning: no metrics endpoint: {status['metrics_error']} (the cluster serves without it; "
+              f"see [metrics] in the config)", file=sys.stderr)
 
 
 def _cannot_serve(config: ClusterConfig, failed: set[str]) -> str:
@@ -227,6 +241,12 @@ def cmd_down(config: ClusterConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
+    if getattr(args, "watch", False):
+        from runtime.watch import watch
+
+        if args.json:
+            raise UsageError("--watch and --json do not go together (--json prints one object)")
+        return watch(config, args.interval_s)
     try:
         status = request(config, {"cmd": "status"}, timeout_s=5.0)
         running = True
@@ -243,6 +263,7 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
             "leader": status.get("leader"),
             "membership_slot": status.get("membership_slot", 0),
             "membership_differs": status.get("membership_differs", ""),
+            "metrics": status.get("metrics", ""),
             "actors": [{k: a.get(k) for k in ("name", "role", "pid", "state", "restarts", "reason", "disk_full",
                                               "member")}
                        | {"info": a.get("info", {})} for a in status["actors"]],
@@ -292,6 +313,8 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
     if status.get("membership_differs"):
         console.print(f"[yellow]membership:[/] {status['membership_differs']}", soft_wrap=True, highlight=False)
     console.print(f"leader: {status.get('leader') or 'none'}")
+    if status.get("metrics"):
+        console.print(f"metrics: {status['metrics']}", soft_wrap=True, highlight=False)
     return 0 if running else 3
 
 
@@ -704,10 +727,18 @@ def build_parser() -> argparse.ArgumentParser:
             "paxos down").set_defaults(func=cmd_down)
     p = command("status", "each actor's state and the leader",
                 "Each actor's name, role, pid, state (running, paused, restarting, stopped, failed),\n"
-                "restarts and details, and the leader. Exit 0 when the cluster is running, 3 when not.",
-                "paxos status\npaxos status --json | jq .leader")
+                "restarts and details, and the leader. Exit 0 when the cluster is running, 3 when not.\n"
+                "--watch: a live view (role, state, pid, uptime, restarts; the leader and its ballot; the\n"
+                "chosen watermark and each learner's lag; slots and commands per second; how many more\n"
+                "acceptor failures writes survive), until Ctrl-C.",
+                "paxos status\npaxos status --json | jq .leader\npaxos status --watch")
     p.add_argument("--json", action="store_true",
                    help='one JSON object: {"running", "leader", "actors": [...], "delivered"}')
+    p.add_argument("--watch", action="store_true",
+                   help="a live view, refreshed a few times a second, until Ctrl-C (exit 0); with stdout not "
+                        "a terminal, one frame")
+    p.add_argument("--interval-s", type=seconds, default=0.3, metavar="S",
+                   help="with --watch: seconds between refreshes (default: %(default)g)")
     p.set_defaults(func=cmd_status)
     p = command("kill", "signal one actor (default KILL)",
                 "Send a signal to one actor. The supervisor restarts an actor that dies, by policy,\n"

@@ -147,6 +147,28 @@ class TraceSection:
 
 
 @dataclass(frozen=True)
+class MetricsSection:
+    """The Prometheus endpoint the supervisor serves for the whole cluster (runtime/metrics.py):
+    off unless the config turns it on (cluster.toml does). `host` is loopback by default; any
+    other address is an explicit choice that the supervisor warns about at every start, since
+    the endpoint has no authentication. `port` 0 takes a free port (the URL is in `paxos up`'s
+    output and `paxos status --json`)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
 class TestingSection:
     """Off in real use. `enabled` makes the supervisor run every actor as the harness's test-mode
     process (runtime/harness/actor.py: link faults from run/faults.json, the durable wal length
@@ -193,6 +215,7 @@ class ClusterConfig:
     security: SecuritySection = SecuritySection()
     reads: ReadsSection = ReadsSection()
     trace: TraceSection = TraceSection()
+    metrics: MetricsSection = MetricsSection()
     # The membership changes the log chose, as far as this process knows them (a History blob,
     # runtime/members.py); `actors` then names every member of every membership, and
     # `proposers`/`acceptors`/`learners` stay the bootstrap ones (the protocol starts from them).
@@ -332,7 +355,8 @@ def _check_fields(section: str, raw: Any, cls: type) -> Any:
             value = float(value)
         if type(value) is not want:
             raise ConfigError(f"{section}.{key}: must be {want.__name__}, got {value!r}")
-        if want in (int, float) and value <= 0 and key not in ("restart_max", "clock_drift_max"):
+        if want in (int, float) and value <= 0 and key not in ("restart_max", "clock_drift_max") \
+                and (section, key) != ("metrics", "port"):
             raise ConfigError(f"{section}.{key}: must be positive, got {value!r}")
         if want is int and key == "restart_max" and value < 0:
             raise ConfigError(f"{section}.{key}: must be 0 or more, got {value!r}")
@@ -388,6 +412,7 @@ SECTIONS = {
     "security": SecuritySection,
     "reads": ReadsSection,
     "trace": TraceSection,
+    "metrics": MetricsSection,
 }
 ACTOR_TABLES = {"proposers": "proposer", "acceptors": "acceptor", "learners": "learner"}
 
@@ -467,6 +492,7 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
         raise ConfigError(f"trace.frames_per_s: must be at most 1000000, got {trace.frames_per_s}")
     if trace.file_bytes_max < 1024 * 1024:
         raise ConfigError(f"trace.file_bytes_max: must be at least 1 MiB (1048576), got {trace.file_bytes_max}")
+    _check_metrics(sections["metrics"])
     snap: SnapshotSection = sections["snapshot"]
     if snap.chunk_bytes > lim.message_bytes_max - 64 * 1024:
         raise ConfigError(f"snapshot.chunk_bytes: must leave 64 KiB of limits.message_bytes_max for framing, "
@@ -475,8 +501,18 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
         path=path, cluster=cl, protocol=proto, limits=lim, snapshot=snap, supervisor=sup,
         client=sections["client"], testing=sections["testing"], proposers=proposers, acceptors=acceptors,
         learners=learners,
-        actors=actors, security=sections["security"], reads=reads, trace=trace,
+        actors=actors, security=sections["security"], reads=reads, trace=trace, metrics=sections["metrics"],
     )
+
+
+def _check_metrics(m: MetricsSection) -> None:
+    if not 0 <= m.port <= 65535:
+        raise ConfigError(f"metrics.port: must be from 0 (any free port) to 65535, got {m.port}")
+    if m.host != "localhost":
+        try:
+            ipaddress.ip_address(m.host)
+        except ValueError:
+            raise ConfigError(f"metrics.host: must be an IP address or localhost, got {m.host!r}") from None
 
 
 def load(path: str | Path) -> ClusterConfig:

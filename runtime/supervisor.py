@@ -34,7 +34,7 @@ import zmq
 import zmq.asyncio
 
 from actors.messages import StatusQuery, StatusReply
-from runtime import codec, keys, logs, members
+from runtime import codec, keys, logs, members, metrics
 from runtime.config import ClusterConfig, ConfigError
 from runtime.control import state_file, write_state
 from runtime.diskspace import DiskFull, full_disk
@@ -56,6 +56,7 @@ from runtime.supervision import (
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
            "CONT": signal.SIGCONT, "INT": signal.SIGINT}
 STDERR_BANNER = "--- "
+METRICS_SCRAPE_S = 3.0  # a scrape waits this long for the loop's answer (actors get 0.5 s of it)
 MEMBERS_POLL_S = 0.5  # the line the supervisor writes into a child's stderr file at each start
 
 RUNNING, PAUSED, RESTARTING, STOPPED, FAILED = (ChildState.RUNNING, ChildState.PAUSED, ChildState.RESTARTING,
@@ -144,6 +145,9 @@ class Supervisor:
         self._down_replied = asyncio.Event()
         self._stop_all_task: asyncio.Task[None] | None = None
         self._token = secrets.token_hex(16)
+        self.metrics_url = ""  # where the Prometheus endpoint serves, once it does
+        self.metrics_error = ""  # why it does not, when it was asked for
+        self._metrics_server: Any = None
 
     def _child(self, spec: ChildSpec) -> Child:
         sup = self.config.supervisor
@@ -260,9 +264,11 @@ class Supervisor:
         control.setsockopt(zmq.LINGER, 0)
         port = control.bind_to_random_port("tcp://127.0.0.1")
         endpoint = f"tcp://127.0.0.1:{port}"
+        self._start_metrics()
         # Only who can read this 0600 file (the user who started the cluster) may command it.
         write_state(self.config, {"pid": os.getpid(), "control": endpoint, "token": self._token,
-                                  "config": str(self.config.path), "started": time.time()})
+                                  "config": str(self.config.path), "started": time.time(),
+                                  "metrics": self.metrics_url})
         self.logger.info("supervisor_started", pid=os.getpid(), control=endpoint,
                          data_dir=str(self.config.data_dir), actors=len(self.children),
                          start_order=list(self.children))
@@ -276,6 +282,9 @@ class Supervisor:
         if self._down_requested:
             await self._down_replied.wait()  # `paxos down` gets its answer before we go
         serve.cancel()
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.shutdown)
+            self._metrics_server.server_close()
         try:
             state_file(self.config).unlink()
         except FileNotFoundError:
@@ -285,6 +294,50 @@ class Supervisor:
         self.stopped.set()
         control.close(0)
         return 0
+
+    # --- metrics (issue 14: runtime/metrics.py) --------------------------------------------
+
+    def _start_metrics(self) -> None:
+        """The cluster's Prometheus endpoint, when [metrics] enabled. Its HTTP server runs on a
+        thread; a scrape asks the running actors through this loop. A port that cannot be bound is
+        logged and said by `paxos up` and `status`: the cluster serves without it."""
+        m = self.config.metrics
+        if not m.enabled:
+            return
+        loop = asyncio.get_running_loop()
+
+        def sample() -> list[dict[str, Any]]:
+            try:
+                return asyncio.run_coroutine_threadsafe(self._metrics_sample(), loop).result(METRICS_SCRAPE_S)
+            except Exception as exc:  # the loop is stopping, or busy beyond the deadline: an empty scrape
+                error = f"{type(exc).__name__}: {exc}"
+                try:  # logged on the loop's thread: the log's buffer is not for two threads at once
+                    loop.call_soon_threadsafe(self._scrape_failed, error)
+                except RuntimeError:
+                    pass  # the loop is closed
+                return []
+
+        try:
+            self._metrics_server, self.metrics_url = metrics.serve(metrics.ClusterCollector(sample), m.host, m.port)
+        except OSError as exc:
+            self.metrics_error = f"cannot serve metrics on {m.host}:{m.port}: {exc.strerror or exc}"
+            self.logger.error("metrics_unavailable", reason=self.metrics_error)
+            return
+        if not m.loopback:
+            self.logger.warning("metrics_exposed", url=self.metrics_url,
+                                reason=f"metrics.host = {m.host!r} in {self.config.path}: anyone who can reach "
+                                       f"it may read the metrics (no authentication)")
+        self.logger.info("metrics_serving", url=self.metrics_url)
+
+    def _scrape_failed(self, error: str) -> None:
+        self.logger.warning("metrics_scrape_failed", error=error)
+        logs.flush()
+
+    async def _metrics_sample(self) -> list[dict[str, Any]]:
+        infos = await self._query_actors([c for c in self.children.values() if c.state is RUNNING])
+        return [{"name": name, "role": c.spec.role, "state": c.state.value,
+                 "restarts": c.record.policy.total_restarts, "info": infos.get(name, {})}
+                for name, c in self.children.items()]
 
     def _keys(self) -> None:
         """Every actor's and the default client's key, created if missing (`paxos up` on a fresh
@@ -605,7 +658,8 @@ class Supervisor:
                     leader, leader_ballot = name, (r, n)
         return {"actors": actors, "leader": leader, "data_dir": str(self.config.data_dir),
                 "membership_slot": h.latest_change_slot(),
-                "membership_differs": members.disagreement(self.config) or ""}
+                "membership_differs": members.disagreement(self.config) or "",
+                "metrics": self.metrics_url, "metrics_error": self.metrics_error}
 
     async def _query_actors(self, children: list[Child], timeout_s: float = 0.5) -> dict[str, dict[str, Any]]:
         self._queries += 1

@@ -65,6 +65,7 @@ from actors.proposer import Proposer
 from actors.ready import DEBUG, WARNING, Action, Event, FetchSnapshot, Ready
 from actors.records import DecidedRecord, Record, SnapshotRecord
 from runtime import codec
+from runtime.metrics import count_reason
 from runtime.storage import SnapshotCorrupt, SnapshotDir
 from runtime.trace import Clock, Ops, Tracer, capped, value_ops
 from runtime.transfer import Transfers
@@ -150,6 +151,9 @@ class Turn:
         self.ticks = 0
         self.frames_rejected = 0  # by the driver (admission), since this process started
         self.messages_rejected = 0  # by the core, since this process started
+        # Every rejection since this process started, by reason (the metrics endpoint's counter:
+        # runtime/metrics.py), logged or not; bounded in keys.
+        self.rejected: dict[str, int] = {}
         # This interval's rejections: (event, reason, peer) -> how many were not logged.
         self._rejects: dict[tuple[str, str, str], int] = {}
         self.clock = Clock()
@@ -313,6 +317,7 @@ class Turn:
             if name != "frame_rejected":
                 self.messages_rejected += 1
             f = e[2]
+            count_reason(self.rejected, str(f.get("reason", "")))
             key = (name, str(f.get("reason", "")), str(f.get("peer", ""))[:64])
             if key not in rejects:
                 if len(rejects) >= REJECT_KEYS_MAX:
