@@ -30,8 +30,9 @@ are refused before anything starts: "not supported on real processes".
 
 Exit codes: 0 every expectation held; 1 one did not (the line, what was expected and what was
 found); 6 no scenario of that name; 8 the script uses a command not supported on real processes;
-64 usage. With `--keep` the run's directory stays (its logs are what `paxos trace` draws a chart
-from: the line `data: DIR` names it).
+64 usage, or a script line that is not a valid command. With `--keep` the run's directory stays
+(its clusters' logs are what `paxos trace` draws a chart from: the line `data: DIR` names it).
+`--file PATH` runs a script of one's own.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ restart = "permanent"
 """
 
 
+class BadScript(ScenarioError):
+    """A line that is not a command of the language (missing or malformed arguments)."""
+
+
 class Unsupported(Exception):
     """A script uses commands this executor cannot run on real processes."""
 
@@ -109,7 +114,10 @@ def unsupported(text: str) -> list[str]:
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if line:
-            op = shlex.split(line)[0]
+            try:
+                op = shlex.split(line)[0]
+            except ValueError as exc:
+                raise BadScript(f"line {number}: {line}: {exc}") from None
             if op not in SUPPORTED:
                 out.append(f"line {number}: {op}")
     return out
@@ -136,8 +144,9 @@ class Session:
 class Live:
     """One script's run on real processes (a fresh cluster per `cluster` line)."""
 
-    def __init__(self, root: Path, out: Callable[[str], None]) -> None:
+    def __init__(self, root: Path, out: Callable[[str], None], expect_s: float = EXPECT_S) -> None:
         self.root = root
+        self.expect_s = expect_s
         self.out = out
         self.config: ClusterConfig | None = None
         self.started = False
@@ -171,8 +180,13 @@ class Live:
                 if tokens[0] not in ("cluster", "record"):
                     self._start()
                 getattr(self, "do_" + tokens[0].replace("-", "_"))(tokens[1:])
+            except BadScript as exc:
+                raise BadScript(f"{source}:{number}: {line}: {exc}") from None
             except ScenarioError as exc:
                 raise ScenarioError(f"{source}:{number}: {line}: {exc}") from None
+            except (IndexError, KeyError, ValueError) as exc:  # the line's arguments, not the cluster
+                raise BadScript(f"{source}:{number}: {line}: not a valid {tokens[0]} line "
+                                f"({type(exc).__name__}: {exc}); see runtime/harness/sim/scenario.py") from None
 
     def close(self) -> None:
         for s in self.sessions.values():
@@ -477,7 +491,7 @@ class Live:
 
     def _poll(self, check: Callable[[], str]) -> None:
         """Until `check` says nothing is wrong (""), bounded; then ScenarioError with what it said."""
-        deadline = time.monotonic() + EXPECT_S
+        deadline = time.monotonic() + self.expect_s
         while True:
             wrong = check()
             if not wrong:
@@ -593,15 +607,14 @@ def accepted(path: Path) -> dict[int, tuple[Ballot, str]]:
     return out
 
 
-def run_scenario(name: str, root: Path, out: Callable[[str], None]) -> None:
+def run_scenario(path: Path, root: Path, out: Callable[[str], None], expect_s: float = EXPECT_S) -> None:
     """Run one script on real processes under `root`; ScenarioError when an expectation fails,
     Unsupported when it needs what real processes cannot do."""
-    path = SCENARIOS_DIR / f"{name}.scn"
     text = path.read_text()
     bad = unsupported(text)
     if bad:
-        raise Unsupported(f"{name}: not supported on real processes: {', '.join(bad)}")
-    live = Live(root, out)
+        raise Unsupported(f"{path.stem}: not supported on real processes: {', '.join(bad)}")
+    live = Live(root, out, expect_s)
     try:
         live.run(text, str(path))
     finally:
@@ -615,9 +628,12 @@ def main(argv: list[str] | None = None) -> int:
         "on the actors' status, files and replies."))
     parser.add_argument("name", nargs="?", metavar="NAME", help="a scenario (see --list)")
     parser.add_argument("--list", action="store_true", help="the scenarios, and whether real processes run them")
+    parser.add_argument("--file", type=Path, metavar="PATH", help="run this script instead of a named one")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the run's clusters live (default: a "
                         "new temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (for `paxos trace`)")
+    parser.add_argument("--expect-s", type=float, default=EXPECT_S, metavar="S",
+                        help="how long an expectation may take to hold (default: %(default)g)")
     parser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # `paxos --config X ...`
     args = parser.parse_args(argv)
     scenarios = available()
@@ -630,11 +646,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mark} {name:<40} {where}: {text}")
         print("* the design brief's scenarios (seeds 000-002)")
         return 0
-    if not args.name:
+    if args.file is not None:
+        if args.name:
+            print("paxos scenario: give a NAME or --file PATH, not both", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            args.file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"paxos scenario: cannot read {args.file}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        args.name = args.file.stem
+    elif not args.name:
         parser.print_usage(sys.stderr)
         print("paxos scenario: error: name a scenario (see `paxos scenario --list`)", file=sys.stderr)
         return EXIT_USAGE
-    if args.name not in scenarios:
+    elif args.name not in scenarios:
         print(f"paxos scenario: no scenario named {args.name!r} (known: {', '.join(scenarios)}; "
               f"`paxos scenario --list`)", file=sys.stderr)
         return EXIT_UNKNOWN_SCENARIO
@@ -644,14 +670,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"paxos scenario: {root} is not empty (give a new or empty directory)", file=sys.stderr)
             return EXIT_USAGE
         root.mkdir(parents=True, exist_ok=True)
+    if not 0 < args.expect_s <= 600:
+        print(f"paxos scenario: --expect-s must be in (0, 600], not {args.expect_s:g}", file=sys.stderr)
+        return EXIT_USAGE
     code = 0
     started = time.monotonic()
     try:
-        run_scenario(args.name, root, lambda line: print(line, flush=True))
+        run_scenario(args.file or SCENARIOS_DIR / f"{args.name}.scn", root, lambda line: print(line, flush=True),
+                     args.expect_s)
         print(f"scenario {args.name}: ok on real processes ({time.monotonic() - started:.1f}s)")
     except Unsupported as exc:
         print(f"paxos scenario: {exc}", file=sys.stderr)
         code = EXIT_UNSUPPORTED
+    except BadScript as exc:
+        print(f"paxos scenario: bad script: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
     except ScenarioError as exc:
         print(f"scenario {args.name}: FAILED: {exc}", file=sys.stderr)
         code = EXIT_FAILED
