@@ -96,6 +96,9 @@ def cmd_up(config: ClusterConfig, args: argparse.Namespace) -> int:
         if args.detach:
             return stepview.up_detached(config, args.wait_s, args.step_ticks)
         step.set_mode(config.run_dir, args.step_ticks)
+        import threading
+
+        threading.Thread(target=stepview.settle_when_up, args=(config, args.step_ticks), daemon=True).start()
     else:
         step.set_mode(config.run_dir, None)  # a step mode left on by an earlier `up --step`
     if args.detach:

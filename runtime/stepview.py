@@ -123,6 +123,28 @@ def settle_start(config: ClusterConfig, actors: dict[str, int], ticks: str) -> s
     return f" (leases on: every actor ran {n} ticks first, the wait of a fresh acceptor)"
 
 
+def settle_when_up(config: ClusterConfig, ticks: str, wait_s: float = 60.0) -> None:
+    """`paxos up --step` in the foreground: once every actor holds, `settle_start` (from a thread
+    beside the supervisor; gives up quietly after `wait_s`)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            actors = running_actors(config)
+        except ControlError:
+            time.sleep(0.1)
+            continue
+        idx = indexes(config, actors)
+        if actors and all(idx.get(n, {}).get("active") for n in config.actors):
+            try:
+                note = settle_start(config, actors, ticks)
+            except step.StepError:
+                return
+            print(f"step mode: every message between actors is held; `paxos step` lists them{note}",
+                  file=sys.stderr)
+            return
+        time.sleep(0.1)
+
+
 def owner(step_id: str) -> str:
     """The actor that holds a step id (`p1.12` -> `p1`)."""
     return step_id.rpartition(".")[0]

@@ -227,3 +227,23 @@ def test_what_an_acceptor_wal_holds_is_read_back_per_slot(tmp_path: Path) -> Non
     assert scenario_live.accepted(tmp_path / "none.wal") == {}
 
 
+
+
+def test_paxos_step_without_a_running_cluster_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from runtime import cli
+    from runtime.config import render
+    from runtime.harness.local import free_ports
+
+    names = ["p1", "a1", "a2", "a3", "l1"]
+    config = tmp_path / "cluster.toml"
+    config.write_text(render(dict(zip(names, free_ports(len(names)), strict=True)), proposers=1, learners=1))
+    assert cli.main(["step", "--config", str(config)]) == 3
+    assert "is not running" in capsys.readouterr().err
+    assert cli.main(["step", "hold", "--config", str(config)]) == 3
+    assert not step.mode_path(tmp_path / "data" / "run").exists()  # refused: nothing changed
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["step", "explode", "--config", str(config)])
+    assert exit_.value.code == 64
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["up", "--step", "--step-ticks", "sometimes", "--config", str(config)])
+    assert exit_.value.code == 64
