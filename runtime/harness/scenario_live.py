@@ -12,7 +12,10 @@ step` makes. The commands mean what they mean in the simulator:
     submit P C/S OP ...  one Submit frame of client C's session straight to P (not held)
     deliver [FILTER]     deliver what matches, and what that causes and matches, until none does
     deliver-once, drop   deliver only what is held now; discard what matches
-    crash A, restart A   kill -9 without restart (what A held dies with it); start it again
+    dup, hold, release   two copies go when it is delivered; kept out of reach of deliver and
+                         drop until released (every message is held by its sender anyway)
+    crash A, restart A   kill -9 without restart (what A held dies with it: a difference from
+                         the simulator, whose network keeps what was sent); start it again
     record A ...         crafted durable records, written to A's wal with A stopped
     run [n=K]            step mode off for K ticks of wall time (at least half a second), then on
     expect A F=V ...     A's core status, as its step index shows it (polled, bounded)
@@ -22,8 +25,9 @@ step` makes. The commands mean what they mean in the simulator:
 
 After every delivery the driver waits until each destination has taken in what it was sent
 (the `recv` counts of the step indexes), so the next line sees its consequences held. The
-commands a real cluster cannot do (corrupt, wipe, dup, hold, release, members, fast-submit, ...)
-are refused before anything starts: "not supported on real processes".
+commands a real cluster cannot do (corrupt, wipe, members, fast-submit, ...) and the cluster
+options it does not take (snapshots, spare actors, fast mode) are refused before anything starts:
+"not supported on real processes".
 
     paxos scenario --list
     paxos scenario seed002_lost_messages [--keep] [--data-dir DIR]
@@ -69,8 +73,9 @@ SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "tests" / "scenarios"
 # The design brief's scenarios (seeds 000-002), in its order.
 SEED_SCENARIOS = ("seed002_lost_messages", "seed002_pick_a_value", "dueling_proposers", "ghost_reappearance",
                   "minority_slot_recovery", "seed000_ballot_numbers")
-SUPPORTED = {"cluster", "record", "timeout", "tick", "submit", "deliver", "deliver-once", "drop", "crash",
-             "restart", "run", "expect", "expect-kv", "expect-chosen", "expect-replies"}
+SUPPORTED = {"cluster", "record", "timeout", "tick", "submit", "deliver", "deliver-once", "drop", "dup", "hold",
+             "release", "crash", "restart", "run", "expect", "expect-kv", "expect-chosen", "expect-replies"}
+CLUSTER_OPTIONS = {"proposers", "acceptors", "learners", "seed"}  # the others (snapshots, spares, fast mode): sim only
 EXIT_FAILED = 1
 EXIT_UNKNOWN_SCENARIO = 6
 EXIT_UNSUPPORTED = 8
@@ -115,11 +120,15 @@ def unsupported(text: str) -> list[str]:
         line = raw.split("#", 1)[0].strip()
         if line:
             try:
-                op = shlex.split(line)[0]
+                tokens = shlex.split(line)
             except ValueError as exc:
                 raise BadScript(f"line {number}: {line}: {exc}") from None
+            op = tokens[0]
             if op not in SUPPORTED:
                 out.append(f"line {number}: {op}")
+            elif op == "cluster":
+                out += [f"line {number}: cluster {t.partition('=')[0]}" for t in tokens[1:]
+                        if t.partition("=")[0] not in CLUSTER_OPTIONS]
     return out
 
 
@@ -156,6 +165,10 @@ class Live:
         self.supervisor_pid = 0
         self.down: set[str] = set()
         self._reads = 1_000_000  # the seqs of expect-kv's reads (apart from the script's)
+        # `hold`: ids the script keeps back (held by their senders like every message, but out of
+        # reach of deliver and drop until `release`); `dup`: ids that stand for two copies.
+        self.withheld: set[str] = set()
+        self.doubled: set[str] = set()
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
 
     @property
@@ -244,12 +257,16 @@ class Live:
     def indexes(self) -> dict[str, dict[str, Any]]:
         return stepview.indexes(self.c, self.actors())
 
+    def _all_held(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(name, e) for name, index in self.indexes().items() for e in index.get("held", [])]
+
     def held(self, pred: Callable[[Any], bool]) -> list[tuple[str, dict[str, Any]]]:
         """(sender, entry) of every held message the filter takes, in parking order per sender."""
         out = []
         for name, index in self.indexes().items():
             for e in index.get("held", []):
-                if pred(SimpleNamespace(src=name, dst=e["to"], message=SimpleNamespace(TYPE=e["type"]))):
+                envelope = SimpleNamespace(src=name, dst=e["to"], message=SimpleNamespace(TYPE=e["type"]))
+                if e["id"] not in self.withheld and pred(envelope):
                     out.append((name, e))
         return out
 
@@ -282,16 +299,20 @@ class Live:
     def release(self, op: str, entries: list[tuple[str, dict[str, Any]]], verb: str) -> None:
         actors = self.actors()
         before = stepview.indexes(self.c, actors)
-        by_sender: dict[str, list[str]] = {}
+        by_request: dict[tuple[str, str], list[str]] = {}
         for src, e in entries:
-            by_sender.setdefault(src, []).append(e["id"])
-            self.out(f"  {verb} {src} -> {e['to']}: {e['label']}")
+            twice = e["id"] in self.doubled
+            self.doubled.discard(e["id"])
+            kind = "dup" if op == "deliver" and twice else op  # a `dup`ed message: both copies go
+            by_request.setdefault((src, kind), []).append(e["id"])
+            for _ in range(2 if twice else 1):
+                self.out(f"  {verb} {src} -> {e['to']}: {e['label']}")
         sent: dict[tuple[str, str], int] = {}
-        for src, ids in by_sender.items():
+        for (src, kind), ids in by_request.items():
             for start in range(0, len(ids), 100):
-                reply = self._request(src, {"op": op, "ids": ids[start:start + 100]}, actors[src])
+                reply = self._request(src, {"op": kind, "ids": ids[start:start + 100]}, actors[src])
                 for dst in reply.get("sent", {}).values():
-                    sent[(src, dst)] = sent.get((src, dst), 0) + (2 if op == "dup" else 1)
+                    sent[(src, dst)] = sent.get((src, dst), 0) + (2 if kind == "dup" else 1)
         self._settle(before, sent)
 
     # --- commands --------------------------------------------------------------------------
@@ -441,9 +462,38 @@ class Live:
         if entries:
             self.release("drop", entries, "drop")
 
+    def do_dup(self, args: list[str]) -> None:
+        for src, e in self.held(make_filter(args)):
+            self.doubled.add(e["id"])
+            self.out(f"  dup {src} -> {e['to']}: {e['label']}")
+
+    def do_hold(self, args: list[str]) -> None:
+        for src, e in self.held(make_filter(args)):
+            self.withheld.add(e["id"])
+            self.out(f"  hold {src} -> {e['to']}: {e['label']}")
+
+    def do_release(self, args: list[str]) -> None:
+        pred = make_filter(args)
+        kept = set(self.withheld)
+        self.withheld.clear()
+        back = [(src, e) for src, e in self.held(pred) if e["id"] in kept]
+        self.withheld = kept - {e["id"] for _, e in back}
+        for src, e in back:
+            self.out(f"  release {src} -> {e['to']}: {e['label']}")
+
     def do_crash(self, args: list[str]) -> None:
-        self._control({"cmd": "kill", "names": [args[0]], "signal": "KILL", "restart": False, "wait": True})
-        self.down.add(args[0])
+        name = args[0]
+        lost = [e["id"] for e in (step.read_index(self.c.run_dir, name) or {}).get("held", [])
+                if e["id"] in self.withheld]
+        if lost:  # the simulator's network would keep them; here they live in the sender's memory
+            self.out(f"    note: {len(lost)} held message(s) of {name} die with it on real processes")
+        self._control({"cmd": "kill", "names": [name], "signal": "KILL", "restart": False, "wait": True})
+        self.down.add(name)
+        # As in the simulator, what was kept back for it is lost with it.
+        to_it = [(src, e) for src, e in self._all_held() if e["to"] == name and e["id"] in self.withheld]
+        if to_it:
+            self.release("drop", to_it, "lost")
+            self.withheld -= {e["id"] for _, e in to_it}
 
     def do_restart(self, args: list[str]) -> None:
         name = args[0]
