@@ -27,7 +27,7 @@ from runtime.control import ControlError, NotRunning, read_state, request
 EXIT_NOT_RUNNING = 3
 EXIT_NO_SUCH_STEP = 5
 EXIT_NOT_STEPPING = 7
-ANSWER_S = 5.0  # how long an actor has to answer a request (it reads them every tick)
+ANSWER_S = 10.0  # how long an actor has to answer a request (it reads them every tick; a loaded host is slow)
 
 
 def _fail(message: str, code: int = 1) -> int:

@@ -738,6 +738,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"scenario {args.name}: FAILED: {exc}", file=sys.stderr)
         code = EXIT_FAILED
+    except (OSError, subprocess.SubprocessError, zmq.ZMQError, step.StepError) as exc:
+        print(f"scenario {args.name}: the run broke off: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
     finally:
         if args.keep or args.data_dir is not None:
             print(f"data: {root} (each cluster's cluster.toml and logs; `paxos trace` draws from them)")
