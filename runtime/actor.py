@@ -56,7 +56,7 @@ from actors.kv import KVStore
 from actors.messages import COMMANDS, Message, Reply, SnapshotTaken
 from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
-from runtime import codec, keys, logs, metrics
+from runtime import codec, keys, logs, metrics, step
 from runtime.config import ClusterConfig, ConfigError
 from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
@@ -182,6 +182,7 @@ class ActorShell:
         self.turns = 0
         self._stop = asyncio.Event()
         self._send_peer: Callable[[str, bytes], None] = lambda dest, frame: None
+        self.stepper: step.Stepper | None = None  # step mode (runtime/step.py), once the transport is up
         self._client_sent = False
         self._encoder = codec.FrameEncoder(name)
         self._tick_s = config.cluster.tick_ms / 1000.0
@@ -294,7 +295,13 @@ class ActorShell:
         except zmq.ZMQError as exc:
             raise Fatal(EXIT_CONFIG, f"cannot bind {self.spec.endpoint}: {exc}") from None
         self._send_peer = self.hooks.send_peer(self.transport.send_peer)
+        # Step mode holds what goes to peers before anything else sees it (a fault layer applies
+        # when a held message is released).
+        self.stepper = step.Stepper(self.config.run_dir, self.name, self._send_peer, self.core.status)
+        self.stepper.on_tick, self.stepper.on_campaign = self._step_ticks, self._step_campaign
+        self._send_peer = self.stepper.send_peer
         self.hooks.started(self)
+        self.stepper.flush()
         if self.tracer is not None:
             self.tracer.event("start", self.turn.clock.lc, pid=os.getpid(), role=self.role)
             self.tracer.flush()
@@ -337,7 +344,12 @@ class ActorShell:
         if self._stop.is_set():
             return
         try:
-            if self._ticks_follow_clock:
+            if self.stepper is not None and self.stepper.ticks_paused:
+                # Step mode with paused timers: no core tick (no retransmission, no election)
+                # until a step request runs some; nothing is owed when they resume.
+                self._next_tick = 0.0
+                asyncio.get_running_loop().call_later(self._tick_s, self._tick)
+            elif self._ticks_follow_clock:
                 self._catch_up(schedule=True)
             else:
                 asyncio.get_running_loop().call_later(self._tick_s, self._tick)
@@ -348,8 +360,26 @@ class ActorShell:
             if self._compacting is not None and self._compacting.step.done():
                 self._compaction_step()
             self.hooks.tick(self)
+            if self.stepper is not None:
+                self.stepper.poll()
+                self.stepper.flush()
         except Exception as exc:
             self.crash(exc, "tick")
+
+    def _step_ticks(self, n: int) -> None:
+        """A step request: run `n` core ticks now (step mode's timers are paused)."""
+        for _ in range(n):
+            self.turn.tick()
+            self._after_turn()
+
+    def _step_campaign(self) -> str:
+        """A step request: a proposer's election timer fires now; why not, or ""."""
+        campaign = getattr(self.core, "campaign", None)
+        if self.role != "proposer" or campaign is None:
+            return f"{self.name} is a {self.role}, not a proposer"
+        self.turn.perform(campaign)
+        self._after_turn()
+        return ""
 
     def _catch_up(self, schedule: bool = False) -> None:
         """Run every tick due by the monotonic clock (one at least when `schedule`), then schedule
@@ -381,6 +411,8 @@ class ActorShell:
                 if self._next_tick and time.monotonic() >= self._next_tick:
                     self._catch_up()
                 self._turn_ts = time.time()
+            if self.stepper is not None:
+                self.stepper.received(batch, self.peers)
             self.turn.frames(batch)
             self._after_turn()
         except Exception as exc:
@@ -395,6 +427,9 @@ class ActorShell:
             self._client_sent = False
             assert self.transport is not None
             self.transport.after_sends()
+        if self.stepper is not None and self.stepper.active:
+            self.stepper.dirty = True  # the core's status may have changed: the index shows it
+            self.stepper.flush()
         logs.flush()
         if self.tracer is not None:
             self.tracer.flush()

@@ -36,6 +36,7 @@ HARNESS_COMMANDS = {
     "nemesis": ("runtime.harness.nemesis", "a Jepsen-style run on a fresh throw-away cluster"),
     "faults": ("runtime.harness.faults", "test mode: set link faults (JSON rules, see runtime/harness/faults.py)"),
     "powerloss": ("runtime.harness.faults", "test mode: kill -9 actors and cut their files back to the last fsync"),
+    "scenario": ("runtime.harness.scenario_live", "run a scenario script on real processes in step mode (--list)"),
 }
 
 
@@ -89,6 +90,17 @@ def cmd_up(config: ClusterConfig, args: argparse.Namespace) -> int:
     state = read_state(config)
     if state is not None:
         return _fail(f"the cluster in {config.data_dir} is already running (supervisor pid {state['pid']})")
+    from runtime import step, stepview
+
+    if args.step:  # step mode (runtime/step.py): every actor starts holding what it sends to peers
+        if args.detach:
+            return stepview.up_detached(config, args.wait_s, args.step_ticks)
+        step.set_mode(config.run_dir, args.step_ticks)
+        import threading
+
+        threading.Thread(target=stepview.settle_when_up, args=(config, args.step_ticks), daemon=True).start()
+    else:
+        step.set_mode(config.run_dir, None)  # a step mode left on by an earlier `up --step`
     if args.detach:
         return _up_detached(config, args.wait_s)
     return _up_foreground(config, args)
@@ -720,7 +732,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="run in the background; return once a leader serves")
     p.add_argument("--wait-s", type=seconds, default=30.0, metavar="S",
                    help="with --detach: how long to wait for a leader, in seconds (default: %(default)g)")
+    p.add_argument("--step", action="store_true",
+                   help="step mode: hold every message between actors until `paxos step` delivers it "
+                        "(with --detach: return once every actor holds; see `paxos step --help`)")
+    p.add_argument("--step-ticks", choices=["paused", "run"], default="paused",
+                   help="with --step: whether the actors' timers pause (default) or run")
     p.set_defaults(func=cmd_up)
+    from runtime.stepview import add_parser as add_step_parser
+
+    add_step_parser(command)
     command("down", "stop everything (files stay)",
             "Stop every actor, proposers first and acceptors last (SIGTERM, then SIGKILL after\n"
             "[supervisor] stop_grace_s), then the supervisor. The files stay: `paxos up` resumes.",
