@@ -19,7 +19,9 @@ a `RebuildRecord` and rebuilds (actors/acceptor.py, actors/proposer.py) instead 
 
 Exit codes: 0 stopped on request; 65 the wal is corrupt or not ours (fail-stop: do not
 restart); 70 an invariant broke (our bug: fail-stop); 71 crashed on an unexpected error
-(restarted by policy); 73 the wal is locked by another process; 74 a write or fsync failed; 75 the disk
+(restarted by policy); 72 it ended itself at a crash point an operator armed (`paxos kill NAME
+--at POINT`, runtime/crashpoints.py: a crash like 71, restarted by policy); 73 the wal is locked
+by another process; 74 a write or fsync failed; 75 the disk
 (or quota) holding one of its files is full (ENOSPC/EDQUOT, wherever it struck: the wal, a
 snapshot, its marker): the last stderr line then reads `NAME: no space left on device: PATH: ...`,
 and the supervisor fails it until space is freed instead of restarting it in a loop; 78 bad
@@ -56,7 +58,7 @@ from actors.kv import KVStore
 from actors.messages import Message, SnapshotTaken
 from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
-from runtime import codec, keys, logs
+from runtime import codec, crashpoints, keys, logs
 from runtime.config import ClusterConfig, ConfigError
 from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
@@ -68,11 +70,13 @@ EXIT_OK = 0
 EXIT_CORRUPT = 65
 EXIT_INVARIANT = 70
 EXIT_CRASHED = 71
+EXIT_CRASH_POINT = crashpoints.EXIT_CRASH_POINT  # 72
 EXIT_LOCKED = 73
 EXIT_IO = 74
 EXIT_NOSPACE = 75
 EXIT_CONFIG = 78
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+CRASH_LINGER_MS = 1000  # after-reply: at most this long for the replies to leave
 
 
 def no_space(exc: BaseException) -> OSError | WalFatal | None:
@@ -190,6 +194,10 @@ class ActorShell:
         self._ticks_follow_clock = self.role == "proposer" and config.reads.lease
         self._next_tick = 0.0
         self._turn_ts = 0.0  # the wall time its tick count was last true for (lease_reads_served)
+        # A crash point an operator armed (`paxos kill --at`, runtime/crashpoints.py); for
+        # after-reply, whether this turn persisted (it ends once the turn's sends are out).
+        self._crash_point: str | None = None
+        self._crash_persisted = False
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -333,6 +341,7 @@ class ActorShell:
             if self._compacting is not None and self._compacting.step.done():
                 self._compaction_step()
             self.hooks.tick(self)
+            self._take_crash_request()
         except Exception as exc:
             self.crash(exc, "tick")
 
@@ -379,11 +388,16 @@ class ActorShell:
             assert self.transport is not None
             self.transport.after_sends()
         logs.flush()
+        if self._crash_persisted:
+            self._crash_at(crashpoints.AFTER_REPLY, flush_sends=True)
 
     # --- what the turn driver needs (runtime.turn.Shell) ---------------------------------
 
     def persist(self, records: list[Record], durable: bool) -> None:
         assert self.wal is not None
+        if self._crash_point is not None:
+            self._persist_at_point(self._crash_point, records, durable)
+            return
         self.wal.append(records, sync=durable)
 
     def send(self, dest: str, messages: list[Message]) -> None:
@@ -432,6 +446,57 @@ class ActorShell:
                 self._take_snapshot(action.slot)
             elif isinstance(action, Compact):
                 self._compact(action.slot)
+
+    # --- crash points (`paxos kill NAME --at POINT`, runtime/crashpoints.py) ------------------
+
+    def _take_crash_request(self) -> None:
+        """On each tick: a crash point the supervisor asked for (its request file), armed here.
+        One this role does not have (the file written by hand) is refused, with the reason."""
+        point = crashpoints.take_request(self.config.run_dir, self.name)
+        if point is None:
+            return
+        try:
+            self._crash_point = crashpoints.check(point, self.role)
+        except crashpoints.CrashPointError as exc:
+            self.logger.warning("crash_point_refused", point=point[:64], reason=str(exc))
+            return
+        self.logger.warning("crash_point_armed", point=point, pid=os.getpid())
+        logs.flush()
+
+    def _persist_at_point(self, point: str, records: list[Record], durable: bool) -> None:
+        """The armed turn's persist: up to the point, then the end (after-reply goes on to the
+        turn's sends and ends in `_after_turn`)."""
+        wal = self.wal
+        assert wal is not None
+        kinds = sorted({type(r).__name__ for r in records})
+        if point == crashpoints.BEFORE_PERSIST:
+            self._crash_at(point, records=len(records), kinds=kinds)
+        if point == crashpoints.TORN_WRITE:
+            written, frame_bytes = wal.write_torn(records, crashpoints.torn_length)
+            self._crash_at(point, records=len(records), kinds=kinds, torn_bytes=written,
+                           frame_bytes=frame_bytes)
+        if point == crashpoints.AFTER_WRITE:
+            wal.append(records, sync=False)
+            self._crash_at(point, records=len(records), kinds=kinds)
+        wal.append(records, sync=durable)
+        if point == crashpoints.AFTER_FSYNC:
+            self._crash_at(point, records=len(records), kinds=kinds)
+        self._crash_persisted = True  # after-reply
+
+    def _crash_at(self, point: str, flush_sends: bool = False, **fields: Any) -> None:
+        """End the process here, as asked: the event first (flushed), then, after a reply, the
+        turn's frames out of ZeroMQ's queues (bounded by a linger), then exit 72."""
+        wal = self.wal
+        self.logger.warning("crash_point_reached", point=point, pid=os.getpid(),
+                            wal_bytes=wal.offset if wal else 0, wal_synced_bytes=wal.synced_offset if wal else 0,
+                            **fields)
+        logs.flush()
+        if flush_sends:
+            # Closing the sockets with a linger hands what they queued to the network first: an
+            # after-reply crash whose replies never left would be an after-fsync one.
+            zmq.Context.instance().destroy(linger=CRASH_LINGER_MS)
+        say(f"{self.name}: ended itself at crash point {point} (paxos kill --at)")
+        os._exit(EXIT_CRASH_POINT)
 
     # --- compaction on a worker thread -----------------------------------------------------
 
