@@ -459,6 +459,7 @@ class ActorShell:
             self._crash_point = crashpoints.check(point, self.role)
         except crashpoints.CrashPointError as exc:
             self.logger.warning("crash_point_refused", point=point[:64], reason=str(exc))
+            logs.flush()
             return
         self.logger.warning("crash_point_armed", point=point, pid=os.getpid())
         logs.flush()

@@ -137,6 +137,11 @@ async def scenario(c: LocalCluster) -> None:
         assert crash["kinds"] == ["RoundRecord"], crash
         for key, value in acked.items():
             assert await kv.get(key) == value, key
+    # The supervisor checks a request too (the control socket is an input of its own).
+    for name, point in (("a1", "after-lunch"), ("l1", crashpoints.AFTER_FSYNC)):
+        reply = await asyncio.to_thread(control, c, {"cmd": "kill", "name": name, "at": point})
+        assert not reply["ok"] and reply["bad_point"], reply
+        assert not crashpoints.request_path(c.config.run_dir, name).exists()
 
 
 def test_every_crash_point_killed_and_recovered(tmp_path: Path) -> None:
