@@ -34,6 +34,20 @@ Faults (each lasts about 1-3 s, then heals; the nemesis acts every few seconds):
   clock      the leader's or an acceptor's ticks run fast or slow, at 90% of `[reads]
              clock_drift_max` (`--clock-beyond X`: X beyond it, a negative test), through the
              test-mode actor's clock file (runtime/harness/actor.py)
+  crash      an acceptor or a learner ends itself at a named crash point of its next turn that
+             persists (`paxos kill NAME --at POINT`, runtime/crashpoints.py: a point its role has,
+             torn-write among them); the supervisor restarts it. (A leader persists only when it
+             campaigns, so it is no victim here: tests/integration/test_crash_points.py has one.)
+
+Every run writes its fault schedule beside the history (`HISTORY.schedule.json`, or `--schedule
+PATH`): every fault with its offset from the start of the load, its targets and parameters, the
+seed and the options (runtime/harness/schedule.py). `--replay FILE` runs that schedule again on a
+fresh cluster: the same faults at the same offsets (a fault that comes due while the one before
+still runs waits for it, and says how late it is), the same seed and options. The workload draws
+from a generator of its own, so it issues the same sequence of operations, but their timing is
+this machine's: what each fault meets differs, and so may the outcome of a membership change
+(which is replayed as the same `paxos members` command). A replay writes the faults it applied
+to `HISTORY.replay.schedule.json`, never over the file it replays.
 
 Every `get` of the workload is a read without a log write (the leader's lease, actors/lease.py).
 Besides the history checks below, a lease-overlap check reads the proposers' logs: no lease read
@@ -85,6 +99,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.fast import CLASSIC, COORDINATED, FAST, FAST_ACCEPTORS_MIN, MODES, RECOVERIES
+from runtime import crashpoints
 from runtime.admin import WAIT_FOR
 from runtime.client import Client, CommandFailed, OutcomeUnknown
 from runtime.config import ClusterConfig, load
@@ -96,7 +111,7 @@ from runtime.harness.schedule import Fault, Schedule, ScheduleError
 from runtime.harness.schedule import load as load_schedule
 from runtime.members import load as load_members
 
-FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full", "membership", "clock")
+FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full", "membership", "clock", "crash")
 DISK_BYTES = 16 << 20
 REGISTER_KEYS = 4
 APPEND_KEYS = 2
@@ -489,6 +504,10 @@ class NemesisRun:
             return Fault(0.0, fault, hold_s, victims, {"cut_seed": self.rng.randrange(1 << 31)})
         if fault == "disk-full":
             return Fault(0.0, fault, hold_s, [self.disk_owner])
+        if fault == "crash":
+            victim = self.rng.choice([self.rng.choice(acceptors), self.rng.choice(learners)])
+            role = "acceptor" if victim in acceptors else "learner"
+            return Fault(0.0, fault, hold_s, [victim], {"point": self.rng.choice(crashpoints.ROLES_POINTS[role])})
         if fault == "clock":
             # One actor's clock runs fast or slow: within [reads] clock_drift_max (90% of it), or,
             # with clock_beyond, that much beyond it (leases may then overlap).
@@ -534,6 +553,12 @@ class NemesisRun:
             cut = await asyncio.to_thread(power_loss, self.config, targets, True,
                                           random.Random(int(params["cut_seed"])))
             self.note(f"  cut bytes: {cut}")
+        elif kind == "crash":
+            self.hold(victim)
+            self.note(f"crash {victim} at {params['point']}")
+            reply = await self.act({"cmd": "kill", "name": victim, "at": params["point"], "restart": True})
+            if not reply.get("ok"):
+                raise RuntimeError(f"kill {victim} --at {params['point']}: {reply.get('error')}")
         elif kind == "disk-full":
             if self.disk is None or victim != self.disk_owner:
                 raise RuntimeError(f"no small disk for {victim} in this run (disk-full needs a mount)")
