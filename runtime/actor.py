@@ -77,6 +77,7 @@ EXIT_NOSPACE = 75
 EXIT_CONFIG = 78
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 CRASH_LINGER_MS = 1000  # after-reply: at most this long for the replies to leave
+CRASH_POLL_TICKS = 10  # how often an actor looks for a crash-point request (one stat: cheap, not free)
 
 
 def no_space(exc: BaseException) -> OSError | WalFatal | None:
@@ -198,6 +199,8 @@ class ActorShell:
         # after-reply, whether this turn persisted (it ends once the turn's sends are out).
         self._crash_point: str | None = None
         self._crash_persisted = False
+        self._crash_request = str(crashpoints.request_path(config.run_dir, name))
+        self._crash_polls = 0
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -450,8 +453,11 @@ class ActorShell:
     # --- crash points (`paxos kill NAME --at POINT`, runtime/crashpoints.py) ------------------
 
     def _take_crash_request(self) -> None:
-        """On each tick: a crash point the supervisor asked for (its request file), armed here.
+        """Every few ticks: a crash point the supervisor asked for (its request file), armed here.
         One this role does not have (the file written by hand) is refused, with the reason."""
+        self._crash_polls += 1
+        if self._crash_polls % CRASH_POLL_TICKS or not os.path.exists(self._crash_request):
+            return
         point = crashpoints.take_request(self.config.run_dir, self.name)
         if point is None:
             return

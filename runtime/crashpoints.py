@@ -17,7 +17,7 @@ so `after-fsync-before-reply` does not apply to it: asking for it is refused, wi
 
 The request travels as a file: the supervisor writes `<data_dir>/run/crash/<name>.point` (in the
 0700 run directory: only the cluster's owner can arm a crash) and waits, bounded, for the actor to
-take it; the actor looks for it on each tick, deletes it and arms the point (`crash_point_armed`).
+take it; the actor looks for it every ten ticks (one stat), deletes it and arms the point (`crash_point_armed`).
 At the point it logs `crash_point_reached` (flushed), says so on stderr and ends with
 `os._exit(EXIT_CRASH_POINT)`, which the supervisor treats as a crash to restart by policy.
 
@@ -91,7 +91,7 @@ def write_request(run_dir: Path, name: str, point: str) -> Path:
 
 
 def take_request(run_dir: Path, name: str) -> str | None:
-    """The actor's side, on each tick: the point asked for (the file is removed), or None."""
+    """The actor's side, when it looks: the point asked for (the file is removed), or None."""
     path = request_path(run_dir, name)
     try:
         text = path.read_text()

@@ -567,7 +567,7 @@ class Supervisor:
 
     async def _arm(self, child: Child, point: Any, restart: bool) -> dict[str, Any]:
         """`kill --at POINT`: hand the actor its crash point (runtime/crashpoints.py) and answer
-        once it took it (it looks on each tick), within `ARM_TIMEOUT_S`."""
+        once it took it (it looks every ten ticks), within `ARM_TIMEOUT_S`."""
         name = child.spec.id
         try:
             crashpoints.check(str(point), child.spec.role)

@@ -136,8 +136,12 @@ def events(shell: ActorShell, kind: str) -> list[dict[str, Any]]:
 
 
 def arm(shell: ActorShell, point: str) -> None:
+    """Ask, and tick until it looks (every CRASH_POLL_TICKS ticks)."""
     crashpoints.write_request(shell.config.run_dir, shell.name, point)
-    shell._take_crash_request()
+    for _ in range(actor_module.CRASH_POLL_TICKS):
+        assert shell._crash_point is None
+        shell._take_crash_request()
+    assert not crashpoints.request_path(shell.config.run_dir, shell.name).exists()
 
 
 RECORD: Record = PromiseRecord(Ballot(3, 1))
