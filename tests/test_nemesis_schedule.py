@@ -83,6 +83,12 @@ def test_replay_of_a_bad_file_exits_3_and_starts_nothing(tmp_path: Path, capsys:
     assert "nemesis: " in err and "not JSON" in err and "Traceback" not in err
     assert nemesis.main(["--replay", str(tmp_path / "missing.json")]) == nemesis.EXIT_BAD_SCHEDULE
     assert "cannot read it" in capsys.readouterr().err
+    for options, why in (({"mode": "turbo"}, "options.mode must be one of"),
+                         ({"workers": 0}, "options.workers must be at least 1"),
+                         ({"mode": "fast", "acceptors": 3}, "fast mode needs at least 4 acceptors")):
+        Schedule(1, {**OPTIONS, **options}).save(path)
+        assert nemesis.main(["--replay", str(path)]) == nemesis.EXIT_BAD_SCHEDULE
+        assert why in capsys.readouterr().err
 
 
 def test_replay_takes_its_options_from_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1101,10 +1101,18 @@ def replay_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         parser.error(f"--replay runs the seed and options of its file; drop {', '.join(given)}")
     try:
         schedule = load_schedule(args.replay, FAULTS)
+        o = schedule.options
+        if o["mode"] not in MODES or o["fast_recovery"] not in RECOVERIES:
+            raise ScheduleError(f"{args.replay}: options.mode must be one of {', '.join(MODES)} and "
+                                f"options.fast_recovery one of {', '.join(RECOVERIES)}")
+        if o["workers"] < 1 or o["acceptors"] < 0 or not 0.0 <= o["whole_cluster_share"] <= 1.0:
+            raise ScheduleError(f"{args.replay}: options.workers must be at least 1, options.acceptors at least 0 "
+                                f"and options.whole_cluster_share between 0 and 1")
+        if o["mode"] == FAST and 0 < o["acceptors"] < FAST_ACCEPTORS_MIN:
+            raise ScheduleError(f"{args.replay}: fast mode needs at least {FAST_ACCEPTORS_MIN} acceptors")
     except ScheduleError as exc:
         print(f"nemesis: {exc}", file=sys.stderr)
         return EXIT_BAD_SCHEDULE
-    o = schedule.options
     print(f"# replaying {args.replay}: seed {schedule.seed}, {len(schedule.faults)} faults over "
           f"{o['duration_s']:g}s", flush=True)
     summary = replay_run(schedule, args.history, args.keep, args.schedule)
