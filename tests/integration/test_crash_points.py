@@ -4,7 +4,8 @@ On one running cluster an acceptor dies at every point in turn (a1, a2, a3, a1, 
 a time) and the leader at one: each died at its point (its `crash_point_reached` line, exit 72
 with that point in the supervisor's `child_exited` and in `status`), came back (a new pid,
 running), recovered exactly the bytes that point leaves on disk (the torn write's tail kept in
-`.torn-N` and cut), and every acknowledged put is still readable at the end.
+`.torn-N` and cut); one armed with --no-restart stays down; every acknowledged put is still
+readable at the end.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ def event(c: LocalCluster, name: str, kind: str, **match: Any) -> list[dict[str,
     return [e for e in c.log_events(name) if e.get("event") == kind and all(e.get(k) == v for k, v in match.items())]
 
 
-async def arm(c: LocalCluster, name: str, point: str, via_cli: bool = False) -> int:
+async def arm(c: LocalCluster, name: str, point: str, via_cli: bool = False, no_restart: bool = False) -> int:
     """Arm `point` at `name`; returns the pid that took it."""
+    if no_restart:
+        proc = await asyncio.to_thread(c.paxos, "kill", name, "--at", point, "--no-restart")
+        assert proc.returncode == 0 and "it stays down (--no-restart)" in proc.stdout, proc.stderr + proc.stdout
+        return int(proc.stdout.split("(pid ")[1].split(")")[0])
     if via_cli:
         proc = await asyncio.to_thread(c.paxos, "kill", name, "--at", point)
         assert proc.returncode == 0, proc.stderr
@@ -135,6 +140,14 @@ async def scenario(c: LocalCluster) -> None:
         acked["k-leader"] = "after"
         crash = await died_and_back(c, leader, crashpoints.AFTER_FSYNC, pid)
         assert crash["kinds"] == ["RoundRecord"], crash
+        # --no-restart: it ends at its point and stays down.
+        pid = await arm(c, "a3", crashpoints.BEFORE_PERSIST, no_restart=True)
+        await kv.put("k-stays-down", "v")
+        acked["k-stays-down"] = "v"
+        stopped = await until("a3 to stop at its point", lambda: (lambda a: a if a["state"] == "stopped" else None)(
+            actor_status(c, "a3")))
+        assert stopped["crash_point"] == crashpoints.BEFORE_PERSIST, stopped
+        assert [e["action"] for e in event(c, "supervisor", "child_exited", child="a3", pid=pid)] == ["none"]
         for key, value in acked.items():
             assert await kv.get(key) == value, key
     # The supervisor checks a request too (the control socket is an input of its own).
