@@ -57,7 +57,7 @@ SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTO
            "CONT": signal.SIGCONT, "INT": signal.SIGINT}
 STDERR_BANNER = "--- "
 MEMBERS_POLL_S = 0.5  # the line the supervisor writes into a child's stderr file at each start
-ARM_TIMEOUT_S = 3.0  # `kill --at`: how long a running actor has to take the request (it looks each tick)
+ARM_TIMEOUT_S = 3.0  # `kill --at`: how long a running actor has to take the request (it looks every 10 ticks)
 ARM_POLL_S = 0.02
 
 RUNNING, PAUSED, RESTARTING, STOPPED, FAILED = (ChildState.RUNNING, ChildState.PAUSED, ChildState.RESTARTING,
@@ -115,7 +115,7 @@ class Child:
     disk_full: DiskFull | None = None  # failed for a full disk: which one
     banner: bool = False  # this run's stderr starts with our banner (its tail is this run's)
     armed: str = ""  # the crash point this run took (`kill --at`)
-    died_at: str = ""  # the crash point its latest crash-point exit (72) was at
+    died_at: str = ""  # the crash point its last run ended itself at (exit 72), if it did
 
     @property
     def spec(self) -> ChildSpec:
@@ -373,10 +373,9 @@ class Supervisor:
         decision = child.record.policy.on_exit(time.monotonic(), code, child.hold or self.stopping.is_set())
         how = describe_exit(code)
         name = child.spec.id
-        at = {}
-        if code == crashpoints.EXIT_CRASH_POINT:
-            child.died_at = child.armed or "?"
-            at = {"crash_point": child.died_at}
+        # Where its last run ended itself, if it did: a later exit of another kind clears it.
+        child.died_at = (child.armed or "?") if code == crashpoints.EXIT_CRASH_POINT else ""
+        at = {"crash_point": child.died_at} if child.died_at else {}
         if isinstance(decision, Fail) and code == NO_SPACE_EXIT:
             tail = self._stderr_tail(child) if child.banner else ""
             child.disk_full = full_disk(self.config, name, tail)
@@ -579,19 +578,23 @@ class Supervisor:
                                           f"only while it runs" + (" (`paxos kill NAME --signal CONT` first)"
                                                                    if child.state is PAUSED else "")}
         run_dir = self.config.run_dir
+        # Noted before it is written: the actor may take it and reach its point before we look
+        # again, and its exit must then be told (and, with --no-restart, held) as this one.
+        held_before = child.hold
+        child.armed = str(point)
+        child.hold = held_before or not restart
         path = crashpoints.write_request(run_dir, name, str(point))
         deadline = time.monotonic() + ARM_TIMEOUT_S
         while path.exists() and not child.exited.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(ARM_POLL_S)
         if crashpoints.withdraw_request(run_dir, name):  # still there: it never took it
+            if child.proc is proc:
+                child.armed, child.hold = "", held_before
             why = "it exited meanwhile" if child.exited.is_set() else f"within {ARM_TIMEOUT_S:g}s"
             return {"ok": False, "error": f"{name} (pid {proc.pid}) did not take the crash point {point} ({why})"}
-        child.armed = str(point)
-        if not restart:
-            child.hold = True
-        self.logger.info("crash_point_requested", child=name, pid=proc.pid, point=child.armed, restart=restart)
+        self.logger.info("crash_point_requested", child=name, pid=proc.pid, point=str(point), restart=restart)
         logs.flush()
-        return {"ok": True, "pid": proc.pid, "armed": child.armed}
+        return {"ok": True, "pid": proc.pid, "armed": str(point)}
 
     def _kill(self, child: Child, sig: signal.Signals, restart: bool) -> dict[str, Any]:
         proc = child.proc
