@@ -19,7 +19,9 @@ a `RebuildRecord` and rebuilds (actors/acceptor.py, actors/proposer.py) instead 
 
 Exit codes: 0 stopped on request; 65 the wal is corrupt or not ours (fail-stop: do not
 restart); 70 an invariant broke (our bug: fail-stop); 71 crashed on an unexpected error
-(restarted by policy); 73 the wal is locked by another process; 74 a write or fsync failed; 75 the disk
+(restarted by policy); 72 it ended itself at a crash point an operator armed (`paxos kill NAME
+--at POINT`, runtime/crashpoints.py: a crash like 71, restarted by policy); 73 the wal is locked
+by another process; 74 a write or fsync failed; 75 the disk
 (or quota) holding one of its files is full (ENOSPC/EDQUOT, wherever it struck: the wal, a
 snapshot, its marker): the last stderr line then reads `NAME: no space left on device: PATH: ...`,
 and the supervisor fails it until space is freed instead of restarting it in a loop; 78 bad
@@ -56,7 +58,7 @@ from actors.kv import KVStore
 from actors.messages import COMMANDS, Message, Reply, SnapshotTaken
 from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
-from runtime import codec, keys, logs, metrics, step
+from runtime import codec, crashpoints, keys, logs, metrics, step
 from runtime.config import ClusterConfig, ConfigError
 from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
@@ -69,11 +71,14 @@ EXIT_OK = 0
 EXIT_CORRUPT = 65
 EXIT_INVARIANT = 70
 EXIT_CRASHED = 71
+EXIT_CRASH_POINT = crashpoints.EXIT_CRASH_POINT  # 72
 EXIT_LOCKED = 73
 EXIT_IO = 74
 EXIT_NOSPACE = 75
 EXIT_CONFIG = 78
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+CRASH_LINGER_MS = 1000  # after-reply: at most this long for the replies to leave
+CRASH_POLL_TICKS = 10  # how often an actor looks for a crash-point request (one stat: cheap, not free)
 
 
 def no_space(exc: BaseException) -> OSError | WalFatal | None:
@@ -203,6 +208,12 @@ class ActorShell:
         self._batch_bytes = metrics.Buckets(metrics.BATCH_BYTES_BOUNDS)
         self._lead_seen: object = None  # the leadership whose slots _proposed_through counts
         self._proposed_through = 0  # slots below it were observed in _batch_sizes
+        # A crash point an operator armed (`paxos kill --at`, runtime/crashpoints.py); for
+        # after-reply, whether this turn persisted (it ends once the turn's sends are out).
+        self._crash_point: str | None = None
+        self._crash_persisted = False
+        self._crash_request = str(crashpoints.request_path(config.run_dir, name))
+        self._crash_polls = 0
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -363,6 +374,7 @@ class ActorShell:
             if self.stepper is not None:
                 self.stepper.poll()
                 self.stepper.flush()
+            self._take_crash_request()
         except Exception as exc:
             self.crash(exc, "tick")
 
@@ -433,12 +445,17 @@ class ActorShell:
         logs.flush()
         if self.tracer is not None:
             self.tracer.flush()
+        if self._crash_persisted:
+            self._crash_at(crashpoints.AFTER_REPLY, flush_sends=True)
 
     # --- what the turn driver needs (runtime.turn.Shell) ---------------------------------
 
     def persist(self, records: list[Record], durable: bool) -> None:
         wal = self.wal
         assert wal is not None
+        if self._crash_point is not None:
+            self._persist_at_point(self._crash_point, records, durable)
+            return
         tracer = self.tracer
         if tracer is None or not self.turn.traced:
             wal.append(records, sync=False)
@@ -545,6 +562,64 @@ class ActorShell:
                 self._take_snapshot(action.slot)
             elif isinstance(action, Compact):
                 self._compact(action.slot)
+
+    # --- crash points (`paxos kill NAME --at POINT`, runtime/crashpoints.py) ------------------
+
+    def _take_crash_request(self) -> None:
+        """Every few ticks: a crash point the supervisor asked for (its request file), armed here.
+        One this role does not have (the file written by hand) is refused, with the reason."""
+        self._crash_polls += 1
+        if self._crash_polls % CRASH_POLL_TICKS or not os.path.exists(self._crash_request):
+            return
+        point = crashpoints.take_request(self.config.run_dir, self.name)
+        if point is None:
+            return
+        try:
+            self._crash_point = crashpoints.check(point, self.role)
+        except crashpoints.CrashPointError as exc:
+            self.logger.warning("crash_point_refused", point=point[:64], reason=str(exc))
+            logs.flush()
+            return
+        self.logger.warning("crash_point_armed", point=point, pid=os.getpid())
+        logs.flush()
+
+    def _persist_at_point(self, point: str, records: list[Record], durable: bool) -> None:
+        """The armed turn's persist: up to the point, then the end (after-reply goes on to the
+        turn's sends and ends in `_after_turn`)."""
+        wal = self.wal
+        assert wal is not None
+        kinds = sorted({type(r).__name__ for r in records})
+        if point == crashpoints.BEFORE_PERSIST:
+            self._crash_at(point, records=len(records), kinds=kinds)
+        if point == crashpoints.TORN_WRITE:
+            written, frame_bytes = wal.write_torn(records, crashpoints.torn_length)
+            self._crash_at(point, records=len(records), kinds=kinds, torn_bytes=written,
+                           frame_bytes=frame_bytes)
+        if point == crashpoints.AFTER_WRITE:
+            wal.append(records, sync=False)
+            self._crash_at(point, records=len(records), kinds=kinds)
+        wal.append(records, sync=durable)
+        if point == crashpoints.AFTER_FSYNC:
+            self._crash_at(point, records=len(records), kinds=kinds)
+        self._crash_persisted = True  # after-reply
+
+    def _crash_at(self, point: str, flush_sends: bool = False, **fields: Any) -> None:
+        """End the process here, as asked: the event first (flushed), then, after a reply, the
+        turn's frames out of ZeroMQ's queues (bounded by a linger), then exit 72."""
+        wal = self.wal
+        self.logger.warning("crash_point_reached", point=point, pid=os.getpid(),
+                            wal_bytes=wal.offset if wal else 0, wal_synced_bytes=wal.synced_offset if wal else 0,
+                            **fields)
+        logs.flush()
+        if self.tracer is not None:  # the chart marks where it died
+            self.tracer.event("crash", self.turn.clock.lc, point=point)
+            self.tracer.flush()
+        if flush_sends:
+            # Closing the sockets with a linger hands what they queued to the network first: an
+            # after-reply crash whose replies never left would be an after-fsync one.
+            zmq.Context.instance().destroy(linger=CRASH_LINGER_MS)
+        say(f"{self.name}: ended itself at crash point {point} (paxos kill --at)")
+        os._exit(EXIT_CRASH_POINT)
 
     # --- compaction on a worker thread -----------------------------------------------------
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from runtime import keys
+from runtime import crashpoints, keys
 from runtime.config import ClusterConfig, ConfigError
 from runtime.control import ControlError, NotRunning, pid_alive, read_state, request
 from runtime.members import load
@@ -27,6 +27,7 @@ EXIT_FAILED = 1
 EXIT_UNKNOWN = 2
 EXIT_NOT_RUNNING = 3
 EXIT_NOT_FOUND = 4
+EXIT_BAD_CRASH_POINT = 5  # `kill --at`: no such crash point, or not one the actor's role has
 EXIT_USAGE = 64
 SECONDS_MAX = 86_400.0  # a day: longer is a typo, and too large for the event loop's timers
 PROBE_S = 1.0  # no supervisor: how long a learner has to answer before we say the cluster is down
@@ -277,7 +278,7 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
             "membership_differs": status.get("membership_differs", ""),
             "metrics": status.get("metrics", ""),
             "actors": [{k: a.get(k) for k in ("name", "role", "pid", "state", "restarts", "reason", "disk_full",
-                                              "member")}
+                                              "member", "last_exit", "crash_point")}
                        | {"info": a.get("info", {})} for a in status["actors"]],
             "delivered": {a["name"]: a.get("info", {}).get("delivered") for a in status["actors"]
                           if a["role"] == "learner"},
@@ -322,6 +323,10 @@ def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
             console.print(f"[bold red]disk full[/] for {a['name']}: {d['path']} (file system {d['mount']}: "
                           f"{d['free_bytes']} of {d['total_bytes']} bytes free); free space there, then "
                           f"`paxos start {a['name']}`", soft_wrap=True, markup=True, highlight=False)
+    for a in status["actors"]:  # `kill --at`: where each one last ended itself
+        if a.get("crash_point"):
+            console.print(f"{a['name']} last ended itself at crash point {a['crash_point']} (last exit: "
+                          f"{a.get('last_exit')})", soft_wrap=True, highlight=False, markup=False)
     if status.get("membership_differs"):
         console.print(f"[yellow]membership:[/] {status['membership_differs']}", soft_wrap=True, highlight=False)
     console.print(f"leader: {status.get('leader') or 'none'}")
@@ -343,9 +348,36 @@ def _control(config: ClusterConfig, message: dict[str, Any]) -> int:
 
 
 def cmd_kill(config: ClusterConfig, args: argparse.Namespace) -> int:
+    if args.at is not None:
+        return kill_at(config, args)
     name = resolve_actor(config, args.name, leader_ok=True)
-    return _control(config, {"cmd": "kill", "name": name, "signal": args.signal,
+    return _control(config, {"cmd": "kill", "name": name, "signal": args.signal or "KILL",
                              "restart": not args.no_restart})
+
+
+def kill_at(config: ClusterConfig, args: argparse.Namespace) -> int:
+    """`kill NAME --at POINT` (runtime/crashpoints.py): the actor ends itself at that point of its
+    next turn that persists; the supervisor restarts it by policy."""
+    if args.signal is not None:
+        raise UsageError("--at and --signal do not go together: at a crash point the actor ends itself")
+    if args.at not in crashpoints.POINTS:
+        return _fail(f"unknown crash point {args.at!r}; the crash points are: {', '.join(crashpoints.POINTS)}",
+                     EXIT_BAD_CRASH_POINT)
+    name = resolve_actor(config, args.name, leader_ok=True)
+    try:
+        crashpoints.check(args.at, config.actor(name).role)
+    except crashpoints.CrashPointError as exc:
+        return _fail(f"{name}: {exc}", EXIT_BAD_CRASH_POINT)
+    try:
+        reply = request(config, {"cmd": "kill", "name": name, "at": args.at, "restart": not args.no_restart})
+    except ControlError as exc:
+        return _fail(str(exc))
+    if not reply.get("ok"):
+        return _fail(reply.get("error", "failed"), EXIT_BAD_CRASH_POINT if reply.get("bad_point") else EXIT_FAILED)
+    then = "it stays down (--no-restart)" if args.no_restart else "the supervisor restarts it"
+    print(f"kill {name} --at {args.at}: armed (pid {reply.get('pid')}); it ends itself at that point of its next "
+          f"turn that persists, with exit code {crashpoints.EXIT_CRASH_POINT}, and {then}")
+    return 0
 
 
 def cmd_start(config: ClusterConfig, args: argparse.Namespace) -> int:
@@ -682,6 +714,7 @@ EXIT_CODES = """exit codes:
   2  outcome unknown: the deadline passed; the command may or may not have been applied
   3  `status`: the cluster is not running
   4  `get`: no such key
+  5  `kill --at`: no such crash point, or not one that actor's role has
   3, 5, 6, 7 `explain`: a safety violation, a slot not in the log, a bad file, a foreign file
      (see `paxos explain --help`)
   64 a usage error (unknown command, option or actor, a bad number)"""
@@ -766,10 +799,16 @@ def build_parser() -> argparse.ArgumentParser:
                 "paxos kill leader              # kill -9 the proposer leading now\n"
                 "paxos kill a2 --signal STOP    # freeze an acceptor ...\n"
                 "paxos kill a2 --signal CONT    # ... and let it go on\n"
-                "paxos kill l1 --no-restart     # stop a learner until `paxos start l1`")
+                "paxos kill l1 --no-restart     # stop a learner until `paxos start l1`\n"
+                "paxos kill a1 --at torn-write  # a1 writes half of its next wal frame and ends itself")
     p.add_argument("name", metavar="NAME", help="an actor of the config (p1, a2, l1, ...), or `leader`")
-    p.add_argument("--signal", default="KILL", type=str.upper, choices=["KILL", "TERM", "STOP", "CONT"],
-                   help="KILL (kill -9), TERM, STOP (freeze) or CONT (resume) (default: %(default)s)")
+    p.add_argument("--signal", default=None, type=str.upper, choices=["KILL", "TERM", "STOP", "CONT"],
+                   help="KILL (kill -9), TERM, STOP (freeze) or CONT (resume) (default: KILL)")
+    p.add_argument("--at", metavar="POINT", default=None,
+                   help="instead of a signal: the actor ends itself (exit 72) at this point of its next turn "
+                        f"that persists: {', '.join(crashpoints.POINTS)} (a learner has no "
+                        f"{crashpoints.AFTER_FSYNC}: its replies do not wait for an fsync); exit "
+                        f"{EXIT_BAD_CRASH_POINT} for a point that does not exist or does not apply")
     p.add_argument("--no-restart", action="store_true", help="do not let the supervisor restart it")
     p.set_defaults(func=cmd_kill)
     for name, func, text, description, example in (

@@ -37,6 +37,7 @@ NO_SPACE = "no space left on device"
 # Exit codes a restart is meant to mend, said in words.
 EXIT_REASONS = {
     71: "crashed on an unexpected error (see its log: actor_crashed)",
+    72: "ended itself at the crash point it was asked for (paxos kill --at; its log: crash_point_reached)",
     74: "a write or fsync failed",
     NO_SPACE_EXIT: NO_SPACE,
 }

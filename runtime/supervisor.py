@@ -34,7 +34,7 @@ import zmq
 import zmq.asyncio
 
 from actors.messages import StatusQuery, StatusReply
-from runtime import codec, keys, logs, members, metrics
+from runtime import codec, crashpoints, keys, logs, members, metrics
 from runtime.config import ClusterConfig, ConfigError
 from runtime.control import state_file, write_state
 from runtime.diskspace import DiskFull, full_disk
@@ -58,6 +58,8 @@ SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTO
 STDERR_BANNER = "--- "
 METRICS_SCRAPE_S = 3.0  # a scrape waits this long for the loop's answer (actors get 0.5 s of it)
 MEMBERS_POLL_S = 0.5  # the line the supervisor writes into a child's stderr file at each start
+ARM_TIMEOUT_S = 3.0  # `kill --at`: how long a running actor has to take the request (it looks every 10 ticks)
+ARM_POLL_S = 0.02
 
 RUNNING, PAUSED, RESTARTING, STOPPED, FAILED = (ChildState.RUNNING, ChildState.PAUSED, ChildState.RESTARTING,
                                                 ChildState.STOPPED, ChildState.FAILED)
@@ -113,6 +115,8 @@ class Child:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     disk_full: DiskFull | None = None  # failed for a full disk: which one
     banner: bool = False  # this run's stderr starts with our banner (its tail is this run's)
+    armed: str = ""  # the crash point this run took (`kill --at`)
+    died_at: str = ""  # the crash point its last run ended itself at (exit 72), if it did
 
     @property
     def spec(self) -> ChildSpec:
@@ -377,6 +381,8 @@ class Supervisor:
             if err >= 0:
                 os.close(err)
         child.disk_full = None
+        child.armed = ""
+        crashpoints.withdraw_request(self.config.run_dir, name)  # one the last run never took
         child.record.to(RUNNING)
         child.hold = False
         child.started_at = time.time()
@@ -420,6 +426,9 @@ class Supervisor:
         decision = child.record.policy.on_exit(time.monotonic(), code, child.hold or self.stopping.is_set())
         how = describe_exit(code)
         name = child.spec.id
+        # Where its last run ended itself, if it did: a later exit of another kind clears it.
+        child.died_at = (child.armed or "?") if code == crashpoints.EXIT_CRASH_POINT else ""
+        at = {"crash_point": child.died_at} if child.died_at else {}
         if isinstance(decision, Fail) and code == NO_SPACE_EXIT:
             tail = self._stderr_tail(child) if child.banner else ""
             child.disk_full = full_disk(self.config, name, tail)
@@ -430,7 +439,7 @@ class Supervisor:
         elif isinstance(decision, Restart):
             child.record.to(RESTARTING, how)
             self.logger.warning("child_exited", child=name, pid=proc.pid, exit=how, action="restart",
-                                delay_s=decision.delay_s)
+                                delay_s=decision.delay_s, **at)
             child.restart_task = asyncio.create_task(self._restart_later(child, decision.delay_s))
         elif isinstance(decision, Fail):
             child.record.to(FAILED, f"{decision.reason}; last stderr: {self._stderr_tail(child)}")
@@ -438,7 +447,7 @@ class Supervisor:
         elif isinstance(decision, Stop):
             child.record.to(STOPPED, decision.reason)
             self.logger.info("child_exited", child=name, pid=proc.pid, exit=how, action="none",
-                             reason=decision.reason)
+                             reason=decision.reason, **at)
 
     def _stderr_tail(self, child: Child) -> str:
         """The last line the child itself printed in its latest run (not our start banner)."""
@@ -550,6 +559,8 @@ class Supervisor:
         if cmd != "kill" and name in self.retired:
             return {"ok": False, "error": f"{name} was removed from the membership and stopped; it is not run "
                                           f"again (`paxos members add` it under a new name to have it back)"}
+        if cmd == "kill" and req.get("at") is not None:
+            return await self._arm(child, req["at"], bool(req.get("restart", True)))
         if cmd == "kill":
             sig = SIGNALS.get(str(req.get("signal", "KILL")).upper())
             if sig is None:
@@ -606,6 +617,38 @@ class Supervisor:
         return {"ok": True, "killed": [c.spec.id for c in killed],
                 "errors": {n: r["error"] for n, r in replies.items() if not r["ok"]}}
 
+    async def _arm(self, child: Child, point: Any, restart: bool) -> dict[str, Any]:
+        """`kill --at POINT`: hand the actor its crash point (runtime/crashpoints.py) and answer
+        once it took it (it looks every ten ticks), within `ARM_TIMEOUT_S`."""
+        name = child.spec.id
+        try:
+            crashpoints.check(str(point), child.spec.role)
+        except crashpoints.CrashPointError as exc:
+            return {"ok": False, "error": f"{name}: {exc}", "bad_point": True}
+        proc = child.proc
+        if proc is None or child.state is not RUNNING:
+            return {"ok": False, "error": f"{name} is not running ({child.state.value}); it takes a crash point "
+                                          f"only while it runs" + (" (`paxos kill NAME --signal CONT` first)"
+                                                                   if child.state is PAUSED else "")}
+        run_dir = self.config.run_dir
+        # Noted before it is written: the actor may take it and reach its point before we look
+        # again, and its exit must then be told (and, with --no-restart, held) as this one.
+        held_before = child.hold
+        child.armed = str(point)
+        child.hold = held_before or not restart
+        path = crashpoints.write_request(run_dir, name, str(point))
+        deadline = time.monotonic() + ARM_TIMEOUT_S
+        while path.exists() and not child.exited.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(ARM_POLL_S)
+        if crashpoints.withdraw_request(run_dir, name):  # still there: it never took it
+            if child.proc is proc:
+                child.armed, child.hold = "", held_before
+            why = "it exited meanwhile" if child.exited.is_set() else f"within {ARM_TIMEOUT_S:g}s"
+            return {"ok": False, "error": f"{name} (pid {proc.pid}) did not take the crash point {point} ({why})"}
+        self.logger.info("crash_point_requested", child=name, pid=proc.pid, point=str(point), restart=restart)
+        logs.flush()
+        return {"ok": True, "pid": proc.pid, "armed": str(point)}
+
     def _kill(self, child: Child, sig: signal.Signals, restart: bool) -> dict[str, Any]:
         proc = child.proc
         name = child.spec.id
@@ -650,6 +693,8 @@ class Supervisor:
                 "member": member,
                 "restarts": child.record.policy.total_restarts, "reason": child.record.reason,
                 "endpoint": child.endpoint, "info": info,
+                "last_exit": describe_exit(child.last_exit) if child.last_exit is not None else None,
+                "crash_point": child.died_at or None,
                 "disk_full": child.disk_full.as_dict() if child.disk_full and child.state is FAILED else None,
             })
             if child.spec.role == "proposer" and info.get("state") == "leader" and info.get("serving"):

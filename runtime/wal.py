@@ -334,6 +334,19 @@ class Wal:
         if sync:
             self.sync()
 
+    def write_torn(self, records: list[Record], keep: Callable[[int, int], int]) -> tuple[int, int]:
+        """A crash point (runtime/crashpoints.py): write only the first `keep(frame_bytes,
+        HEADER_BYTES)` bytes of the frame `append` would write; the caller ends the process
+        next. Returns (bytes written, the frame's bytes). Recovery cuts them as a torn tail."""
+        data = frame(encode_records(records))
+        n = keep(len(data), HEADER_BYTES)
+        try:
+            _write_all(self.fd, memoryview(data)[:n])
+        except OSError as exc:
+            raise WalFatal.of(self.path, "write", exc) from exc
+        self.offset += n
+        return n, len(data)
+
     def sync(self) -> None:
         """fdatasync everything written so far. A failure is final (see the module docstring)."""
         if self.synced_offset == self.offset:

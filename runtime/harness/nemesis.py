@@ -34,6 +34,20 @@ Faults (each lasts about 1-3 s, then heals; the nemesis acts every few seconds):
   clock      the leader's or an acceptor's ticks run fast or slow, at 90% of `[reads]
              clock_drift_max` (`--clock-beyond X`: X beyond it, a negative test), through the
              test-mode actor's clock file (runtime/harness/actor.py)
+  crash      an acceptor or a learner ends itself at a named crash point of its next turn that
+             persists (`paxos kill NAME --at POINT`, runtime/crashpoints.py: a point its role has,
+             torn-write among them); the supervisor restarts it. (A leader persists only when it
+             campaigns, so it is no victim here: tests/integration/test_crash_points.py has one.)
+
+Every run writes its fault schedule beside the history (`HISTORY.schedule.json`, or `--schedule
+PATH`): every fault with its offset from the start of the load, its targets and parameters, the
+seed and the options (runtime/harness/schedule.py). `--replay FILE` runs that schedule again on a
+fresh cluster: the same faults at the same offsets (a fault that comes due while the one before
+still runs waits for it, and says how late it is), the same seed and options. The workload draws
+from a generator of its own, so it issues the same sequence of operations, but their timing is
+this machine's: what each fault meets differs, and so may the outcome of a membership change
+(which is replayed as the same `paxos members` command). A replay writes the faults it applied
+to `HISTORY.replay.schedule.json`, never over the file it replays.
 
 Every `get` of the workload is a read without a log write (the leader's lease, actors/lease.py).
 Besides the history checks below, a lease-overlap check reads the proposers' logs: no lease read
@@ -85,6 +99,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.fast import CLASSIC, COORDINATED, FAST, FAST_ACCEPTORS_MIN, MODES, RECOVERIES
+from runtime import crashpoints
 from runtime.admin import WAIT_FOR
 from runtime.client import Client, CommandFailed, OutcomeUnknown
 from runtime.config import ClusterConfig, load
@@ -92,9 +107,11 @@ from runtime.control import request
 from runtime.harness.disk import MountUnavailable, SmallDisk
 from runtime.harness.faults import power_loss, set_clocks, set_rules
 from runtime.harness.local import LocalCluster, free_ports
+from runtime.harness.schedule import Fault, Schedule, ScheduleError
+from runtime.harness.schedule import load as load_schedule
 from runtime.members import load as load_members
 
-FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full", "membership", "clock")
+FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full", "membership", "clock", "crash")
 DISK_BYTES = 16 << 20
 REGISTER_KEYS = 4
 APPEND_KEYS = 2
@@ -112,6 +129,7 @@ CHANGE_TRIES = 5  # at most
 # value, and any split is a collision to recover; 4 is one process less on a small machine.
 FAST_ACCEPTORS = 4
 FAST_EVENTS = ("fast_round_opened", "collision_detected", "collision_recovered", "classic_fallback")
+EXIT_BAD_SCHEDULE = 3  # --replay FILE: not a schedule this build can replay (the message says why)
 
 
 @dataclass
@@ -175,9 +193,20 @@ class NemesisRun:
     def __init__(self, root: Path, faults: list[str], duration_s: float, history: Path, seed: int,
                  workers: int = 12, op_timeout_s: float = 3.0, whole_cluster_share: float = 0.3,
                  mode: str = "classic", fast_recovery: str = "coordinated", acceptors: int = 0,
-                 clock_beyond: float = 0.0) -> None:
+                 clock_beyond: float = 0.0, bugs: str = "", schedule_path: Path | None = None,
+                 replay: Schedule | None = None) -> None:
         self.root = root
         self.mode = mode
+        # The fault schedule this run writes (runtime/harness/schedule.py), and the one it
+        # replays instead of drawing faults (`--replay`).
+        self.schedule = Schedule(seed, {
+            "duration_s": duration_s, "faults": list(faults), "workers": workers, "mode": mode,
+            "fast_recovery": fast_recovery, "acceptors": acceptors, "whole_cluster_share": whole_cluster_share,
+            "clock_beyond": clock_beyond, "bugs": bugs, "disk_owner": ""})
+        self.schedule_path = schedule_path
+        self.replay = replay
+        self.t0 = time.monotonic()  # the start of the load: the schedule's offsets count from it
+        self._stop = asyncio.Event()
         if mode == "fast" and "membership" in faults:
             # The proposers refuse membership changes in fast mode (issue 12): no such fault.
             self.note("membership fault skipped: membership changes are refused in fast mode")
@@ -185,7 +214,9 @@ class NemesisRun:
         self.faults = faults
         self.duration_s = duration_s
         self.history_path = history
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # the faults' draws
+        # The workload's own, so that a replay (which draws no faults) runs the same operations.
+        self.load_rng = random.Random(f"{seed}:load")
         self.workers = workers
         self.op_timeout_s = op_timeout_s
         self.whole_cluster_share = whole_cluster_share
@@ -229,7 +260,8 @@ class NemesisRun:
         without the right to mount, the fault is dropped with the reason."""
         if "disk-full" not in self.faults:
             return
-        owner = self.rng.choice(self.acceptors)
+        replayed = self.replay.options["disk_owner"] if self.replay is not None else ""
+        owner = replayed or self.rng.choice(self.acceptors)
         disk = SmallDisk(self.root / f"disk-{owner}", DISK_BYTES)
         try:
             disk.mount()
@@ -238,6 +270,7 @@ class NemesisRun:
             self.faults = [f for f in self.faults if f != "disk-full"]
             return
         self.disk, self.disk_owner = disk, owner
+        self.schedule.options["disk_owner"] = owner
         disk.place(self.config, owner)
         self.note(f"disk-full: {owner}'s wal and snapshots on a {DISK_BYTES >> 20} MB tmpfs at {disk.path}")
 
@@ -309,14 +342,15 @@ class NemesisRun:
         while not stop.is_set():
             n += 1
             gen = self.stats.ops // (OPS_PER_KEY * REGISTER_KEYS)
-            r = self.rng.random()
+            rng = self.load_rng
+            r = rng.random()
             value: Any
             if r < 0.3:
-                key = f"a{gen}.{self.rng.randrange(APPEND_KEYS)}"
-                f, value = ("append", f"e{process}.{n};") if self.rng.random() < 0.85 else ("get", None)
+                key = f"a{gen}.{rng.randrange(APPEND_KEYS)}"
+                f, value = ("append", f"e{process}.{n};") if rng.random() < 0.85 else ("get", None)
                 self.append_keys_used.add(key)
             else:
-                key = f"r{gen}.{self.rng.randrange(REGISTER_KEYS)}"
+                key = f"r{gen}.{rng.randrange(REGISTER_KEYS)}"
                 self.keys_used.add(key)
                 if r < 0.55:
                     f, value = "get", None
@@ -352,11 +386,17 @@ class NemesisRun:
             if kind == "info":
                 process = self.next_process  # a timed-out process is retired (Jepsen)
                 self.next_process += 1
-            await asyncio.sleep(self.rng.uniform(0.002, 0.02))
+            await asyncio.sleep(self.load_rng.uniform(0.002, 0.02))
 
     # --- the nemesis -----------------------------------------------------------------------
 
     async def nemesis(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        if self.replay is not None:
+            steps = self.replay.faults
+            await asyncio.gather(self.replay_loop([f for f in steps if f.loop == "faults"], stop, heal=True),
+                                 self.replay_loop([f for f in steps if f.loop == "membership"], stop, heal=False))
+            return
         others = [f for f in self.faults if f != "membership"]
         loops = [self.fault_loop(others, stop)] if others else []
         if "membership" in self.faults:
@@ -369,87 +409,170 @@ class NemesisRun:
             fault = self.rng.choice(faults)
             hold_s = self.rng.uniform(1.0, 3.0)
             started = time.monotonic()
-            try:
-                await self.inject(fault, hold_s)
-            except Exception as exc:  # a failed fault is reported, the run goes on
-                self.note(f"fault {fault} could not be applied: {exc}")
+            await self.inject(fault, hold_s)
             await self.heal()
             self.stats.fault_spans.append((started, time.monotonic()))
             self.stats.faults[fault] = self.stats.faults.get(fault, 0) + 1
             await asyncio.sleep(self.rng.uniform(0.5, 1.5))
 
+    async def replay_loop(self, steps: list[Fault], stop: asyncio.Event, heal: bool) -> None:
+        """`--replay`: each fault of the schedule at its offset from the start of the load (at
+        once if the one before ran late), healed as the original run healed it."""
+        for i, step in enumerate(steps):
+            due = self.t0 + step.at_s
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())
+            if stop.is_set():
+                self.note(f"replay: {len(steps) - i} {steps[0].loop} faults not replayed: the load ended first")
+                return
+            started = time.monotonic()
+            if started - due > 0.5:
+                self.note(f"replay: {step.kind} {started - due:.1f}s late (the fault before it ran long)")
+            await self.run_step(step)
+            if heal:
+                await self.heal()
+            self.stats.fault_spans.append((started, time.monotonic()))
+            self.stats.faults[step.kind] = self.stats.faults.get(step.kind, 0) + 1
+
+    def save_schedule(self) -> None:
+        if self.schedule_path is not None:
+            self.schedule.save(self.schedule_path)
+
+    async def run_step(self, step: Fault) -> None:
+        """Apply one fault, written into the schedule first (with its offset now), and its error
+        after if it could not be applied (reported; the run goes on)."""
+        step = dataclasses.replace(step, at_s=round(time.monotonic() - self.t0, 3), error="")
+        self.schedule.faults.append(step)
+        self.save_schedule()
+        try:
+            await self.apply(step)
+        except Exception as exc:
+            step.error = f"{type(exc).__name__}: {exc}"[:300]
+            self.note(f"fault {step.kind} could not be applied: {exc}")
+            self.save_schedule()
+
     async def inject(self, fault: str, hold_s: float) -> None:
-        view = await self.view()
+        """Draw one fault of kind `fault` against the cluster as it runs now, and apply it."""
+        try:
+            step = self.plan(fault, hold_s, await self.view())
+        except Exception as exc:  # no victim to draw, say: reported, the run goes on
+            self.note(f"fault {fault} could not be applied: {exc}")
+            return
+        await self.run_step(step)
+
+    def plan(self, fault: str, hold_s: float, view: View) -> Fault:
+        """One fault with its victims and parameters drawn (from `rng` only): what the schedule
+        keeps and `apply` does. Its offset is set when it is applied."""
         names, acceptors, learners = view.names, view.acceptors, view.learners
         leader = view.leader if view.leader in view.proposers else self.rng.choice(view.proposers)
         if fault == "kill":
             victim = self.rng.choice([leader, self.rng.choice(acceptors), self.rng.choice(learners)])
-            self.hold(victim)
-            self.note(f"kill -9 {victim}")
-            await self.act({"cmd": "kill", "name": victim, "signal": "KILL", "restart": True})
-            await asyncio.sleep(hold_s)
-        elif fault == "pause":
+            return Fault(0.0, fault, hold_s, [victim], {"signal": "KILL"})
+        if fault == "pause":
             victim = self.rng.choice([leader, self.rng.choice(acceptors)])
-            self.hold(victim, after_s=HOLD_LINK_S)
-            self.note(f"SIGSTOP {victim} for {hold_s:.1f}s")
-            await self.act({"cmd": "kill", "name": victim, "signal": "STOP", "restart": True})
-            self.paused.add(victim)
-            await asyncio.sleep(hold_s)
-        elif fault == "partition":
+            return Fault(0.0, fault, hold_s, [victim], {"signal": "STOP"})
+        if fault == "partition":
             shape = self.rng.choice(["isolate_leader", "split", "one_way", "isolate_acceptor"])
+            rules: dict[str, Any]
             if shape in ("isolate_leader", "isolate_acceptor"):
                 victim = leader if shape == "isolate_leader" else self.rng.choice(acceptors)
-                self.hold(victim, after_s=HOLD_LINK_S)
+                held = [victim]
                 rules = {victim: {"*": {"cut": True}}, **{n: {victim: {"cut": True}} for n in names if n != victim}}
             elif shape == "split":
                 side = set(self.rng.sample(names, self.rng.randrange(1, len(names))))
-                self.hold(*names, after_s=HOLD_LINK_S)  # either side may lack a majority
+                held = list(names)  # either side may lack a majority
                 rules = {a: {b: {"cut": True} for b in names if (b in side) != (a in side)} for a in names}
             else:
-                self.hold(leader, after_s=HOLD_LINK_S)
+                held = [leader]
                 rules = {leader: {a: {"cut": True} for a in acceptors}}
-            self.note(f"partition {shape} for {hold_s:.1f}s")
-            await asyncio.to_thread(set_rules, self.config, rules)
-            await asyncio.sleep(hold_s)
-        elif fault == "chaos":
+            return Fault(0.0, fault, hold_s, held, {"shape": shape, "rules": rules})
+        if fault == "chaos":
             link = {"drop": self.rng.choice([0.02, 0.1]), "dup": self.rng.choice([0.02, 0.1]),
                     "delay_ms": self.rng.choice([2, 10, 30])}
-            self.note(f"link chaos {link} for {hold_s:.1f}s")
-            await asyncio.to_thread(set_rules, self.config, {n: {"*": link} for n in names})
-            await asyncio.sleep(hold_s)
-        elif fault == "wipe":
+            return Fault(0.0, fault, hold_s, list(names), {"link": link})
+        if fault == "wipe":
             pool = [*learners, *view.proposers] + ([] if self.acceptor_wiped else
                                                    [a for a in acceptors if a != self.disk_owner])
             victim = self.rng.choice(pool)
-            self.hold(victim)
-            self.acceptor_wiped = self.acceptor_wiped or victim in acceptors
-            self.note(f"wipe {victim}")
-            await self.act({"cmd": "wipe", "name": victim})
-            await asyncio.sleep(hold_s)
-        elif fault == "power":
+            return Fault(0.0, fault, hold_s, [victim], {"acceptor": victim in acceptors})
+        if fault == "power":
             # Never one leaving or removed: power_loss starts its victims again, and a removed
             # actor must not run.
             whole = [n for n in names if n in {*view.proposers, *acceptors, *learners}]
             victims = whole if self.rng.random() < self.whole_cluster_share else [self.rng.choice(acceptors)]
-            self.hold(*victims)
-            self.note(f"power loss of {'the whole cluster' if len(victims) > 1 else victims[0]}")
-            cut = await asyncio.to_thread(power_loss, self.config, victims, True, self.rng)
-            self.note(f"  cut bytes: {cut}")
-            await asyncio.sleep(hold_s)
-        elif fault == "disk-full":
-            self.hold(self.disk_owner)
-            await self.fill_disk(hold_s)
-        elif fault == "clock":
+            # The torn tails power_loss makes are drawn from a generator of their own, seeded here.
+            return Fault(0.0, fault, hold_s, victims, {"cut_seed": self.rng.randrange(1 << 31)})
+        if fault == "disk-full":
+            return Fault(0.0, fault, hold_s, [self.disk_owner])
+        if fault == "crash":
+            victim = self.rng.choice([self.rng.choice(acceptors), self.rng.choice(learners)])
+            role = "acceptor" if victim in acceptors else "learner"
+            return Fault(0.0, fault, hold_s, [victim], {"point": self.rng.choice(crashpoints.ROLES_POINTS[role])})
+        if fault == "clock":
             # One actor's clock runs fast or slow: within [reads] clock_drift_max (90% of it), or,
             # with clock_beyond, that much beyond it (leases may then overlap).
             d = self.config.reads.clock_drift_max
             victim = self.rng.choice([leader, self.rng.choice(acceptors)])
             sign = self.rng.choice([-1.0, 1.0])
             rate = 1.0 + sign * (d + self.clock_beyond if self.clock_beyond else 0.9 * d)
+            return Fault(0.0, fault, hold_s, [victim], {"rate": max(0.05, rate)})
+        raise ValueError(f"no fault named {fault!r}")
+
+    async def apply(self, step: Fault) -> None:
+        """Do one fault (drawn now, or read from a schedule) and hold it for `hold_s`; `heal`
+        ends it (the membership fault's change is over when it returns)."""
+        kind, hold_s, targets, params = step.kind, step.hold_s, step.targets, step.params
+        if kind == "membership":
+            await self.apply_change(list(params["args"]), self._stop)
+            return
+        victim = targets[0] if targets else ""
+        if kind == "kill":
+            self.hold(victim)
+            self.note(f"kill -9 {victim}")
+            await self.act({"cmd": "kill", "name": victim, "signal": params.get("signal", "KILL"), "restart": True})
+        elif kind == "pause":
+            self.hold(victim, after_s=HOLD_LINK_S)
+            self.note(f"SIGSTOP {victim} for {hold_s:.1f}s")
+            await self.act({"cmd": "kill", "name": victim, "signal": "STOP", "restart": True})
+            self.paused.add(victim)
+        elif kind == "partition":
+            self.hold(*targets, after_s=HOLD_LINK_S)
+            self.note(f"partition {params['shape']} for {hold_s:.1f}s")
+            await asyncio.to_thread(set_rules, self.config, params["rules"])
+        elif kind == "chaos":
+            self.note(f"link chaos {params['link']} for {hold_s:.1f}s")
+            await asyncio.to_thread(set_rules, self.config, {n: {"*": params["link"]} for n in targets})
+        elif kind == "wipe":
+            self.hold(victim)
+            self.acceptor_wiped = self.acceptor_wiped or bool(params.get("acceptor"))
+            self.note(f"wipe {victim}")
+            await self.act({"cmd": "wipe", "name": victim})
+        elif kind == "power":
+            self.hold(*targets)
+            self.note(f"power loss of {'the whole cluster' if len(targets) > 1 else victim}")
+            cut = await asyncio.to_thread(power_loss, self.config, targets, True,
+                                          random.Random(int(params["cut_seed"])))
+            self.note(f"  cut bytes: {cut}")
+        elif kind == "crash":
+            self.hold(victim)
+            self.note(f"crash {victim} at {params['point']}")
+            reply = await self.act({"cmd": "kill", "name": victim, "at": params["point"], "restart": True})
+            if not reply.get("ok"):
+                raise RuntimeError(f"kill {victim} --at {params['point']}: {reply.get('error')}")
+        elif kind == "disk-full":
+            if self.disk is None or victim != self.disk_owner:
+                raise RuntimeError(f"no small disk for {victim} in this run (disk-full needs a mount)")
+            self.hold(self.disk_owner)
+            await self.fill_disk(hold_s)
+            return
+        elif kind == "clock":
+            rate = float(params["rate"])
             self.note(f"clock of {victim} at {rate:.3f}x for {hold_s:.1f}s")
-            await asyncio.to_thread(set_clocks, self.config, {victim: max(0.05, rate)})
+            await asyncio.to_thread(set_clocks, self.config, {victim: rate})
             self.clocks_set = True
-            await asyncio.sleep(hold_s)
+        else:
+            raise ValueError(f"no fault named {kind!r}")
+        await asyncio.sleep(hold_s)
 
     async def child(self, name: str) -> dict[str, Any]:
         status = await self.act({"cmd": "status"})
@@ -564,16 +687,24 @@ class NemesisRun:
                 self.note(f"membership: no {role} may leave now ({group}, held {sorted(self.held_now())}); skipped")
                 return
         if victim is not None:
-            self.removing.add(victim)  # at once: no other fault picks it from here on
             args = ["remove", victim]
         else:
             prefix = "a" if role == "acceptor" else "l"
             while (name := f"{prefix}{self.next_member[role]}") in self.used_names:
                 self.next_member[role] += 1
-            self.used_names.add(name)
             known = {int(e.rsplit(":", 1)[1]) for e in self.endpoints()}
             port = next(p for p in iter(lambda: free_ports(1)[0], None) if p not in known)
             args = ["add", role, name, "--endpoint", f"tcp://127.0.0.1:{port}"]
+        await self.run_step(Fault(0.0, "membership", 0.0, [args[1] if victim is not None else args[2]],
+                                  {"args": args}, loop="membership"))
+
+    async def apply_change(self, args: list[str], stop: asyncio.Event) -> None:
+        """One change (`paxos members ARGS`), drawn now or read from a schedule."""
+        victim = args[1] if args[0] == "remove" else None
+        if victim is not None:
+            self.removing.add(victim)  # at once: no other fault picks it from here on
+        else:
+            self.used_names.add(args[2])  # names are never reused, even after a refusal
         what = " ".join(args[:3])
         try:
             outcome = await self.members_change(args, stop)
@@ -635,7 +766,8 @@ class NemesisRun:
     # --- the run ---------------------------------------------------------------------------
 
     async def run(self) -> dict[str, Any]:
-        t0 = time.monotonic()
+        t0 = self.t0 = time.monotonic()
+        self.save_schedule()  # the seed and the options, before any fault
         recorder = Recorder(self.history_path, t0)
         # In fast mode every worker has a Client of its own: first attempts from different
         # clients race to the acceptors, and collisions happen.
@@ -825,17 +957,29 @@ def check(history: Path, final: dict[str, str | None],
     return len(problems), problems
 
 
+def schedule_path_for(history: Path, replaying: bool = False) -> Path:
+    """Where a run writes its schedule by default: beside its history (a replay's own, of the
+    faults it applied, under another name, so that it never overwrites the one it replays)."""
+    return history.with_suffix(".replay.schedule.json" if replaying else ".schedule.json")
+
+
 def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bool = False, bugs: str = "",
         workers: int = 12, whole_cluster_share: float = 0.3, mode: str = "classic",
-        fast_recovery: str = "coordinated", acceptors: int = 0, clock_beyond: float = 0.0) -> dict[str, Any]:
+        fast_recovery: str = "coordinated", acceptors: int = 0, clock_beyond: float = 0.0,
+        schedule: Path | None = None, replay: Schedule | None = None) -> dict[str, Any]:
     """One run; `mode="fast"` runs Fast Paxos (`[protocol] mode`, with `fast_recovery`) on
-    `acceptors` acceptors (0: 4 in fast mode, 3 in classic mode), without the membership fault."""
+    `acceptors` acceptors (0: 4 in fast mode, 3 in classic mode), without the membership fault.
+    It writes its fault schedule to `schedule` (default: beside the history); with `replay` it
+    applies that schedule's faults at their offsets instead of drawing its own (the caller passes
+    the schedule's options too: `replay_run`)."""
     import uvloop
 
     root = Path(tempfile.mkdtemp(prefix="paxos-nemesis-"))
+    schedule = schedule or schedule_path_for(history, replay is not None)
     nr = NemesisRun(root, faults, duration_s, history, seed, workers=workers,
                     whole_cluster_share=whole_cluster_share, mode=mode, fast_recovery=fast_recovery,
-                    acceptors=acceptors, clock_beyond=clock_beyond)
+                    acceptors=acceptors, clock_beyond=clock_beyond, bugs=bugs, schedule_path=schedule,
+                    replay=replay)
     if bugs:
         os.environ["PAXOS_PLANTED_BUGS"] = bugs
     try:
@@ -872,10 +1016,23 @@ def run(duration_s: float, faults: list[str], history: Path, seed: int, keep: bo
         "ok_per_s": s.ok / duration_s, "problems": [p if len(p) < 400 else p[:400] + " ..." for p in problems[:20]],
         "data": str(root), "mode": mode, "acceptors": len(nr.acceptors),
         "fast": fast_counts(nr.config.data_dir / "logs") if mode == "fast" else {},
+        "schedule": str(schedule), "scheduled": len(nr.schedule.faults),
+        "replayed_from": len(replay.faults) if replay is not None else None,
     }
     if not keep and not violations:
         shutil.rmtree(root, ignore_errors=True)
     return summary
+
+
+def replay_run(schedule: Schedule, history: Path, keep: bool = False, out: Path | None = None) -> dict[str, Any]:
+    """`--replay`: a fresh cluster, the schedule's seed and options, its faults at their offsets.
+    The faults are the same; the workload's operations are the same sequence (its own seeded
+    generator), but their timing is the machine's, so what each fault meets differs."""
+    o = schedule.options
+    return run(float(o["duration_s"]), list(o["faults"]), history, schedule.seed, keep, o["bugs"], o["workers"],
+               whole_cluster_share=float(o["whole_cluster_share"]), mode=o["mode"],
+               fast_recovery=o["fast_recovery"], acceptors=o["acceptors"], clock_beyond=float(o["clock_beyond"]),
+               schedule=out, replay=schedule)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -900,7 +1057,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock-beyond", type=float, default=0.0, metavar="X",
                         help="the clock fault sets rates this far beyond [reads] clock_drift_max (a negative test: "
                              "leases may overlap); default 0: 90%% of the bound")
+    parser.add_argument("--schedule", type=Path, default=None, metavar="PATH",
+                        help="where to write the run's fault schedule, with its seed and options (default: beside "
+                             "the history, HISTORY.schedule.json; a replay's: HISTORY.replay.schedule.json)")
+    parser.add_argument("--replay", type=Path, default=None, metavar="FILE",
+                        help="run FILE's schedule again on a fresh cluster: its seed, options and faults at their "
+                             "offsets (the workload's timing may differ); takes only --history, --schedule, --keep")
     args = parser.parse_args(argv)
+    if args.replay is not None:
+        return replay_main(parser, args)
     if args.mode == FAST and 0 < args.acceptors < FAST_ACCEPTORS_MIN:
         parser.error(f"fast mode needs at least {FAST_ACCEPTORS_MIN} acceptors")
     faults = [f for f in args.faults.split(",") if f]
@@ -913,35 +1078,76 @@ def main(argv: list[str] | None = None) -> int:
     total_violations = 0
     while True:
         history = args.history if not args.soak else args.history.with_suffix(f".{runs}.jsonl")
+        schedule = args.schedule if not (args.soak and args.schedule) else args.schedule.with_suffix(f".{runs}.json")
         summary = run(args.duration, faults, history, seed + runs, args.keep, args.bugs, args.workers,
                       mode=args.mode, fast_recovery=args.fast_recovery, acceptors=args.acceptors,
-                      clock_beyond=args.clock_beyond)
+                      clock_beyond=args.clock_beyond, schedule=schedule)
         runs += 1
         total_violations += summary["violations"]
-        for p in summary["problems"]:
-            print(f"VIOLATION {p}")
-        if summary["skipped"]:
-            print(f"# skipped faults (see stderr for why): {', '.join(summary['skipped'])}")
-        if args.mode == FAST and "membership" in faults:
-            print("# membership fault skipped: membership changes are refused in fast mode")
-        fast = summary["fast"]
-        if args.mode == FAST:
-            print(f"# fast mode, {args.fast_recovery} recovery, {summary['acceptors']} acceptors: {fast}")
-        if summary["violations"]:
-            print(f"# kept the cluster's files in {summary['data']}; history in {history}")
-        if "membership" in faults and "membership" not in summary["skipped"]:
-            print(f"# membership changes {summary['membership']}; learner logs compared: "
-                  f"{', '.join(summary['learners_checked'])}")
-        print(f"# seed={seed + runs - 1} fault kinds {summary['fault_kinds']}, faults active "
-              f"{summary['fault_active_share']:.0%} of the time, {summary['ok_per_s']:.0f} acknowledged ops/s, "
-              f"{summary['lease_reads']} lease read batches, {summary['lease_overlaps']} lease overlaps")
-        # Fast mode adds its counts before `violations=`, which stays last.
-        counts = "".join(f"{k}={v} " for k, v in fast.items())
-        print(f"ops={summary['ops']} ok={summary['ok']} info={summary['info']} fail={summary['fail']} "
-              f"faults={summary['faults']} {counts}violations={summary['violations']}", flush=True)
+        report(summary, history, seed + runs - 1, faults, args.mode, args.fast_recovery)
         if not args.soak or time.monotonic() > deadline:
             break
     return 1 if total_violations else 0
+
+
+# What a replay takes from its file, not from the command line.
+RUN_OPTIONS = ("duration", "faults", "seed", "workers", "soak", "bugs", "mode", "fast_recovery", "acceptors",
+               "clock_beyond")
+
+
+def replay_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    given = [f"--{k.replace('_', '-')}" for k in RUN_OPTIONS if getattr(args, k) != parser.get_default(k)]
+    if given:
+        parser.error(f"--replay runs the seed and options of its file; drop {', '.join(given)}")
+    try:
+        schedule = load_schedule(args.replay, FAULTS)
+        o = schedule.options
+        if o["mode"] not in MODES or o["fast_recovery"] not in RECOVERIES:
+            raise ScheduleError(f"{args.replay}: options.mode must be one of {', '.join(MODES)} and "
+                                f"options.fast_recovery one of {', '.join(RECOVERIES)}")
+        if o["workers"] < 1 or o["acceptors"] < 0 or not 0.0 <= o["whole_cluster_share"] <= 1.0:
+            raise ScheduleError(f"{args.replay}: options.workers must be at least 1, options.acceptors at least 0 "
+                                f"and options.whole_cluster_share between 0 and 1")
+        if o["mode"] == FAST and 0 < o["acceptors"] < FAST_ACCEPTORS_MIN:
+            raise ScheduleError(f"{args.replay}: fast mode needs at least {FAST_ACCEPTORS_MIN} acceptors")
+    except ScheduleError as exc:
+        print(f"nemesis: {exc}", file=sys.stderr)
+        return EXIT_BAD_SCHEDULE
+    print(f"# replaying {args.replay}: seed {schedule.seed}, {len(schedule.faults)} faults over "
+          f"{o['duration_s']:g}s", flush=True)
+    summary = replay_run(schedule, args.history, args.keep, args.schedule)
+    report(summary, args.history, schedule.seed, list(o["faults"]), o["mode"], o["fast_recovery"])
+    return 1 if summary["violations"] else 0
+
+
+def report(summary: dict[str, Any], history: Path, seed: int, faults: list[str], mode: str,
+           fast_recovery: str) -> None:
+    """A run's lines on stdout; the last is `ops=... violations=V`."""
+    for p in summary["problems"]:
+        print(f"VIOLATION {p}")
+    if summary["skipped"]:
+        print(f"# skipped faults (see stderr for why): {', '.join(summary['skipped'])}")
+    if mode == FAST and "membership" in faults:
+        print("# membership fault skipped: membership changes are refused in fast mode")
+    fast = summary["fast"]
+    if mode == FAST:
+        print(f"# fast mode, {fast_recovery} recovery, {summary['acceptors']} acceptors: {fast}")
+    if summary["violations"]:
+        print(f"# kept the cluster's files in {summary['data']}; history in {history}")
+    if "membership" in faults and "membership" not in summary["skipped"]:
+        print(f"# membership changes {summary['membership']}; learner logs compared: "
+              f"{', '.join(summary['learners_checked'])}")
+    replayed = summary["replayed_from"]
+    print(f"# schedule: {summary['scheduled']} faults in {summary['schedule']}" +
+          (f" (replayed from a schedule of {replayed})" if replayed is not None else
+           f" (run it again: --replay {summary['schedule']})"))
+    print(f"# seed={seed} fault kinds {summary['fault_kinds']}, faults active "
+          f"{summary['fault_active_share']:.0%} of the time, {summary['ok_per_s']:.0f} acknowledged ops/s, "
+          f"{summary['lease_reads']} lease read batches, {summary['lease_overlaps']} lease overlaps")
+    # Fast mode adds its counts before `violations=`, which stays last.
+    counts = "".join(f"{k}={v} " for k, v in fast.items())
+    print(f"ops={summary['ops']} ok={summary['ok']} info={summary['info']} fail={summary['fail']} "
+          f"faults={summary['faults']} {counts}violations={summary['violations']}", flush=True)
 
 
 if __name__ == "__main__":

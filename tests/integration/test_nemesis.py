@@ -5,19 +5,22 @@ history linearizable."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
-from runtime.harness.nemesis import run
+from runtime.harness import schedule as sched
+from runtime.harness.nemesis import FAULTS, run
 
 
 def test_a_short_mix_of_every_fault_keeps_the_history_linearizable(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
     proc = subprocess.run([sys.executable, "-m", "runtime.harness.nemesis", "--duration", "40", "--seed", "7",
-                           "--faults", "kill,pause,partition,chaos,power,wipe,membership,clock", "--history",
+                           "--faults", "kill,pause,partition,chaos,power,wipe,membership,clock,crash", "--history",
                            str(history)],
                           capture_output=True, text=True, timeout=300)
     last = proc.stdout.strip().splitlines()[-1]
@@ -41,6 +44,12 @@ def test_a_short_mix_of_every_fault_keeps_the_history_linearizable(tmp_path: Pat
     assert leases and int(leases.group(1)) >= 100 and int(leases.group(2)) == 0, proc.stdout
     invokes = sum(1 for e in events if e["type"] == "invoke")
     assert ops <= invokes <= ops + 200  # the workload's operations, then one final read per key
+    # Its schedule, beside the history, holds every fault of the fault loop (for --replay).
+    kinds = ast.literal_eval(re.search(r"fault kinds (\{.*?\})", proc.stdout).group(1))
+    schedule = sched.load(tmp_path / "history.schedule.json", FAULTS)
+    assert schedule.seed == 7
+    assert dict(Counter(f.kind for f in schedule.faults if f.loop == "faults")) == \
+        {k: n for k, n in kinds.items() if k != "membership"}, (kinds, schedule.faults)
 
 
 def test_replies_before_fsync_lose_acknowledged_writes_under_power_loss(tmp_path: Path) -> None:
