@@ -405,6 +405,24 @@ class Turn:
                             found = True
         return found
 
+    def trace_assigns(self, messages: list[Message]) -> None:
+        """`assign` of every slot of these Accepts that holds client commands (a leader's), each
+        Accept once however many destinations it goes to. The shell calls it too, for the Accept
+        of a turn that did not follow a sample but whose frame it sampled."""
+        tracer = self.tracer
+        assert tracer is not None
+        lc = self.clock.lc
+        seen: set[int] = set()
+        for m in messages:
+            if type(m) is Accept and id(m) not in seen:  # one Accept goes to every acceptor
+                seen.add(id(m))
+                for slot, value in m.entries:
+                    for b in value.batches:
+                        self._watched.pop(id(b), None)
+                    ops = value_ops(value.batches)
+                    if ops.listed:
+                        tracer.event("assign", lc, **capped(ops, {"s": slot}))
+
     def _trace(self, ready: Ready) -> None:
         """The turn's own trace events, before its effects take place (the core has already
         assigned, chosen and applied them in its steps)."""
@@ -412,17 +430,7 @@ class Turn:
         assert tracer is not None
         lc = self.clock.lc
         if self.takes_submit and ready.send:
-            seen: set[int] = set()
-            for _, m in ready.send:
-                if type(m) is Accept and id(m) not in seen:  # one Accept goes to every acceptor
-                    seen.add(id(m))
-                    for _, value in m.entries:
-                        for b in value.batches:
-                            self._watched.pop(id(b), None)
-                    for slot, value in m.entries:
-                        ops = value_ops(value.batches)
-                        if ops.listed:
-                            tracer.event("assign", lc, **capped(ops, {"s": slot}))
+            self.trace_assigns([m for _, m in ready.send])
         if isinstance(self.core, Learner):
             decided = [r.slot for r in ready.persist if type(r) is DecidedRecord]
             announced = self._announced
