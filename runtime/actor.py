@@ -488,6 +488,11 @@ class ActorShell:
                 if ops.listed:
                     tracer.event("reply", lc, **capped(ops, {"to": dest}))
             if sampled:
+                if not turn.traced and turn.takes_submit:
+                    # A leader's frame sampled on its own: its Accept's slots get their assign, and
+                    # the rest of the turn follows it (the Accept's other destinations too).
+                    turn.traced = True
+                    turn.trace_assigns(messages)
                 tracer.send(dest, lc, messages)
         if dest in self.peers or ("." not in dest and self.learn_peer(dest)):
             self._send_peer(dest, frame)

@@ -2,8 +2,10 @@
 
 Every frame carries the sender's Lamport clock `lc` and a `sampled` flag (runtime/codec.py). An
 actor's clock (`Clock`, owned by its turn driver, runtime/turn.py) is bumped by one for every
-frame it sends; a frame received sets it to max(own, frame lc) + 1. The pair (sender, lc) names
-one frame, so a send and its receive join on it across processes (runtime/tracefiles.py).
+frame it sends; a frame received sets it to max(own, frame lc) + 1 (moved at most 2^32 ahead
+by one frame, never past 2^63 - 1: a forged clock cannot make ours undecodable). The pair
+(sender, lc) names one frame, so a send and its receive join on it across processes
+(runtime/tracefiles.py). Clients stamp their frames too; the simulator's actors send lc 0.
 
 A shell that traces (the actor process, runtime/actor.py; the client, runtime/client.py) has a
 `Tracer`: it decides which frames it samples and writes one JSON object per line to
@@ -18,10 +20,15 @@ second (a token bucket that holds one second's worth). Frames of a turn that han
 frame draw from the whole bucket; the others only from its upper half, so at saturation what
 is left goes to following the sampled requests end to end rather than to new ones, and only
 when they carry protocol work (`starts_a_trace`: not only heartbeats, lease renewals, hellos,
-status and probes), so an idle cluster writes no trace. Both the
-send and its receive are traced only when the sender sampled the frame; the other events of a
-turn (persist, fsync, decide, deliver, reply, assign) only when the turn handled a sampled frame.
-`start` and `crash` are always written.
+status, probes, empty Accepts), so an idle cluster writes no trace. Both the send and its
+receive are traced only when the sender sampled the frame; the other events of a turn (persist,
+fsync, decide, deliver, reply, assign) only when the turn handled a sampled frame, or, at a
+leader, when it puts a client batch that came in a sampled frame into an Accept (the window
+may have been full then): that turn counts as following, so the path goes on from there.
+`start` and `crash` are always written. At saturation this is per batch, not per command: the
+events of a batch list its first OPS_MAX ops.
+
+Files: past `[trace] file_bytes_max` a file moves to `<name>.trace.1` (one older file kept).
 
 The schema (keys of every line, then per kind `e`):
 
@@ -38,11 +45,13 @@ The schema (keys of every line, then per kind `e`):
 - `persist`: `m` (record labels: "promise b=3.1", "accept b=3.1 s=812..815", "decided s=812",
   "round r=4", ...), `bytes` (what the write added to the file), `durable` (it waited for fsync)
 - `fsync`: `dur_us` (the fdatasync's duration, microseconds)
-- `decide`: `s` (a slot, or "812..815"), `b` (ballot of the votes that chose it, "3.1", or "" if
-  the turn did not see them) -- the slots a learner knows chosen in this turn
-- `deliver`: `s`, optional `ops` -- a learner applied them to the key-value state
+- `decide`: `s` (slots in runs: "812", "812..815" or "812..815,818"), `b` (ballot of the latest
+  Accepted traced, "3.1", or "") -- the slots a learner newly knows chosen in this turn
+- `deliver`: `s` (runs, as in decide), optional `ops` -- a learner applied them to the key-value
+  state in this turn (one line per turn)
 - `reply`: `to` (client id), `ops` -- results sent to a client
-- `assign`: `s`, `ops` -- a leader put these client commands into slot(s) `s`
+- `assign`: `s` (one slot, an int), `ops` -- a leader put these client commands into slot `s`
+  (one line per slot)
 - `start`: `pid`, `role` -- the process started (after recovery)
 - `crash`: `point` (where), `error` -- it ends itself (crash-only)
 

@@ -33,8 +33,8 @@ SCAN_MAX = 20_000  # events looked at per search forward in one actor's events
 
 # The stages of a write, in order (per acceptor for the acceptor's: "a1.persist").
 STAGES = ("client_to_leader", "leader_queue", "accept_sent", "net_to_acceptor", "persist", "fsync",
-          "quorum", "learner_apply", "reply", "reply_to_client", "total")
-ACCEPTOR_STAGES = ("net_to_acceptor", "persist", "fsync")
+          "net_to_learner", "learner_queue", "quorum", "learner_apply", "reply", "reply_to_client", "total")
+ACCEPTOR_STAGES = ("net_to_acceptor", "persist", "fsync", "net_to_learner")
 
 
 def slot_ranges(text: str) -> list[tuple[int, int]]:
@@ -92,6 +92,7 @@ class OpPath:
     fsync: dict[str, Event] = field(default_factory=dict)
     accepted: dict[str, Event] = field(default_factory=dict)  # acceptor -> its send of Accepted
     learner: str = ""
+    learner_recv: dict[str, Event] = field(default_factory=dict)  # acceptor -> the learner's receive of its Accepted
     decide: Event | None = None
     deliver: Event | None = None
     reply: Event | None = None
@@ -118,6 +119,13 @@ class OpPath:
                 # From the Accept's arrival to its record written (the fsync's start).
                 out.append(Stage(f"{name}.persist", recv["ts"], fs["ts"] - fs.get("dur_us", 0) / 1e6))
                 out.append(Stage(f"{name}.fsync", fs["ts"] - fs.get("dur_us", 0) / 1e6, fs["ts"]))
+        for name, recv in sorted(self.learner_recv.items()):
+            add(f"{name}.net_to_learner", self.accepted.get(name), recv)
+        need = len(self.accepts) // 2 + 1  # a majority of the acceptors the Accept went to
+        arrivals = sorted(e["ts"] for e in self.learner_recv.values())
+        if self.decide is not None and len(arrivals) >= need:
+            # From the Accepted that made a majority (as far as the trace saw them) to the decision.
+            out.append(Stage("learner_queue", arrivals[need - 1], self.decide["ts"]))
         add("quorum", first_accept, self.decide)
         add("learner_apply", self.decide, self.deliver)
         add("reply", self.deliver, self.reply)
@@ -253,6 +261,13 @@ class Traces:
         if reply is not None:
             r = reply["a"]
             path.learner, path.reply = r, reply
+            for dest, persist in path.persist.items():
+                acc = self.after(persist["a"], persist["ts"], _accepted_to(r, slot))
+                if acc is not None:
+                    path.accepted[dest] = acc
+                    recv = self.receive_of(acc)
+                    if recv is not None:
+                        path.learner_recv[dest] = recv
             path.decide = self.before(r, reply["ts"], lambda e: e["e"] == "decide" and covers(e.get("s", ""), slot))
             path.deliver = self.before(r, reply["ts"],
                                        lambda e: e["e"] == "deliver" and covers(e.get("s", ""), slot))
@@ -261,6 +276,10 @@ class Traces:
             if path.reply_send is not None:
                 path.client_recv = self.receive_of(path.reply_send)
         return path
+
+
+def _accepted_to(learner: str, slot: int) -> Callable[[Event], bool]:
+    return lambda e: e["e"] == "send" and e.get("to") == learner and _has(e, "Accepted", slot)
 
 
 def _fsync_of(lc: int) -> Callable[[Event], bool]:

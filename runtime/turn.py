@@ -77,6 +77,7 @@ SYNC_EVERY_TICKS = 10
 # may invent a new identity per frame), the rest counted under the peer "*".
 REJECT_LOG_TICKS = 100
 REJECT_KEYS_MAX = 64
+WATCHED_MAX = 4096  # sampled client batches a leader waits to see assigned
 REJECTIONS = frozenset(("frame_rejected", "message_rejected", "vote_ignored", "submit_rejected"))
 
 
@@ -160,6 +161,11 @@ class Turn:
         self.traced = False  # this turn handled a frame whose sender sampled it
         self.tracer: Tracer | None = None  # set by a shell that writes traces
         self._announced: set[int] = set()  # slots traced as decided and not delivered yet
+        # A leader's sampled client batches not yet in an Accept (the window may be full): the turn
+        # that assigns one is traced too, so the path goes on from there. By identity (the core
+        # keeps the very bytes object it was given), without holding them: a reused id only
+        # traces one turn more.
+        self._watched: dict[int, None] = {}
 
     # --- input -----------------------------------------------------------------------------
 
@@ -191,6 +197,8 @@ class Turn:
                 self.traced = True
                 if tracer is not None:
                     tracer.recv(sender, frame_lc, lc, messages)
+                    if self.takes_submit:
+                        self._watch(messages)
             self._admit(sender, messages, ready)
         self._end(ready)
 
@@ -369,6 +377,8 @@ class Turn:
         """The turn's effects, in the one safe order (`Ready.commit`)."""
         if ready.events:
             ready.events = self._limit(ready.events)
+        if self._watched and ready.send and not self.traced:
+            self.traced = self._assigns_watched(ready)
         if self.traced and self.tracer is not None:
             self._trace(ready)
         shell = self.shell
@@ -379,6 +389,45 @@ class Turn:
         ready.commit(shell.persist, send, self.durable, self.deliver, shell.log, shell.act)
 
 
+    def _watch(self, messages: list[Message]) -> None:
+        watched = self._watched
+        for m in messages:
+            if isinstance(m, Submit):
+                if len(watched) >= WATCHED_MAX:
+                    del watched[next(iter(watched))]  # the oldest (a follower's Submits are never assigned)
+                watched[id(m.batch)] = None
+
+    def _assigns_watched(self, ready: Ready) -> bool:
+        """Whether this turn's Accepts carry a watched batch (and forget those it carries)."""
+        watched = self._watched
+        found = False
+        for _, m in ready.send:
+            if type(m) is Accept:
+                for _, value in m.entries:
+                    for b in value.batches:
+                        if id(b) in watched:
+                            del watched[id(b)]
+                            found = True
+        return found
+
+    def trace_assigns(self, messages: list[Message]) -> None:
+        """`assign` of every slot of these Accepts that holds client commands (a leader's), each
+        Accept once however many destinations it goes to. The shell calls it too, for the Accept
+        of a turn that did not follow a sample but whose frame it sampled."""
+        tracer = self.tracer
+        assert tracer is not None
+        lc = self.clock.lc
+        seen: set[int] = set()
+        for m in messages:
+            if type(m) is Accept and id(m) not in seen:  # one Accept goes to every acceptor
+                seen.add(id(m))
+                for slot, value in m.entries:
+                    for b in value.batches:
+                        self._watched.pop(id(b), None)
+                    ops = value_ops(value.batches)
+                    if ops.listed:
+                        tracer.event("assign", lc, **capped(ops, {"s": slot}))
+
     def _trace(self, ready: Ready) -> None:
         """The turn's own trace events, before its effects take place (the core has already
         assigned, chosen and applied them in its steps)."""
@@ -386,14 +435,7 @@ class Turn:
         assert tracer is not None
         lc = self.clock.lc
         if self.takes_submit and ready.send:
-            seen: set[int] = set()
-            for _, m in ready.send:
-                if type(m) is Accept and id(m) not in seen:  # one Accept goes to every acceptor
-                    seen.add(id(m))
-                    for slot, value in m.entries:
-                        ops = value_ops(value.batches)
-                        if ops.listed:
-                            tracer.event("assign", lc, **capped(ops, {"s": slot}))
+            self.trace_assigns([m for _, m in ready.send])
         if isinstance(self.core, Learner):
             decided = [r.slot for r in ready.persist if type(r) is DecidedRecord]
             announced = self._announced

@@ -271,6 +271,30 @@ def test_a_sampled_submit_is_traced_from_its_receive_to_its_slot(tmp_path: Path)
     assert shell.sent and all(lc > 41 for _, lc in shell.sent)  # every frame it sent follows the receive
 
 
+def test_a_sampled_batch_assigned_in_a_later_turn_is_still_traced(tmp_path: Path) -> None:
+    """The window is full when it arrives: the turn that assigns it (an unsampled one) is traced."""
+    p = Proposer("p1", 1, IDS, ["a1", "a2", "a3"], ["l1"], ProposerParams(window_slots=1), random.Random(1))
+    cell: list[Turn] = []
+    shell = Shell(cell)
+    turn = Turn(p, shell, ["p2", "a1", "a2", "a3", "l1"])
+    cell.append(turn)
+    p.campaign(Ready())
+    for a in ("a1", "a2"):
+        turn.receive(a, [Promise(p.ballot, 1, 0, 0, 0, ())])
+    for a in ("a1", "a2"):  # the StartWorking slot is chosen: the window is free for one slot
+        turn.receive(a, [Accepted(p.ballot, (1,), ())])
+    tracer = turn.tracer = Tracer(tmp_path / "p1.trace", "p1")
+    turn.frames([frame("c.1", 1, False, Submit(blob("c.1", 1)))])  # takes the one slot
+    turn.frames([frame("c.1", 2, True, Submit(blob("c.1", 2)))])  # waits: the window is full
+    assert not [e for e in tracer.buf if '"assign"' in e]
+    tracer.buf.clear()
+    turn.frames([frame("a1", 9, False, Accepted(p.ballot, (2,), ())),
+                 frame("a2", 9, False, Accepted(p.ballot, (2,), ()))])  # slot 2 chosen: c.1:2 goes out
+    assert turn.traced
+    assigns = [json.loads(e) for e in tracer.buf if '"assign"' in e]
+    assert [(e["s"], e["ops"]) for e in assigns] == [(3, ["c.1:2"])]
+
+
 def test_an_unsampled_frame_moves_the_clock_but_traces_nothing(tmp_path: Path) -> None:
     turn, tracer, _ = leader(tmp_path)
     before = turn.clock.lc

@@ -34,6 +34,8 @@ def one_write(client: bool = True) -> list[dict]:
         ev(1.014, "a2", "fsync", 13, dur_us=3000),
         ev(1.015, "a2", "send", 14, to="l1", m=["Accepted b=1.1 s=6..7"]),
         ev(1.005, "l1", "recv", 14, **{"from": "p1"}, slc=13, m=["Accept b=1.1 s=7"], ops=OPS),
+        ev(1.011, "l1", "recv", 15, **{"from": "a1"}, slc=13, m=["Accepted b=1.1 s=7"]),
+        ev(1.018, "l1", "recv", 16, **{"from": "a2"}, slc=14, m=["Accepted b=1.1 s=6..7"]),
         ev(1.020, "l1", "decide", 20, s="6..7", b="1.1"),
         ev(1.021, "l1", "deliver", 20, s="6..7", ops=OPS),
         ev(1.022, "l1", "reply", 21, to="c.1", ops=OPS),
@@ -66,7 +68,8 @@ def test_a_send_and_its_receive_join_on_sender_and_clock(tmp_path: Path) -> None
     send = t.sends[("p1", 11)]
     recv = t.receive_of(send)
     assert recv is not None and recv["a"] == "a1" and t.send_of(recv) is send
-    assert t.receive_of(t.sends[("a1", 13)]) is None  # l1 did not trace that receive
+    assert t.receive_of(t.sends[("a2", 14)])["a"] == "l1"
+    assert t.receive_of(t.sends[("p1", 12)])["a"] == "a2"
 
 
 def test_one_op_is_followed_from_the_client_to_its_reply(tmp_path: Path) -> None:
@@ -80,6 +83,7 @@ def test_one_op_is_followed_from_the_client_to_its_reply(tmp_path: Path) -> None
     assert ms == {"client_to_leader": 1.0, "leader_queue": 1.0, "accept_sent": 1.0,
                   "a1.net_to_acceptor": 2.0, "a1.persist": 1.0, "a1.fsync": 2.0,
                   "a2.net_to_acceptor": 4.0, "a2.persist": 4.0, "a2.fsync": 3.0,
+                  "a1.net_to_learner": 2.0, "a2.net_to_learner": 3.0, "learner_queue": 2.0,
                   "quorum": 17.0, "learner_apply": 1.0, "reply": 1.0, "reply_to_client": 2.5, "total": 25.0}
 
 

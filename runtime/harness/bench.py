@@ -1157,6 +1157,9 @@ def trace_bench(args: argparse.Namespace) -> int:
                # CPU per op of the cluster's processes: less at the mercy of a shared machine than ops/s.
                "cpu_on_vs_off": statistics.median(r.cpu_s_per_1k or 0 for r in on_runs)
                / max(1e-9, statistics.median(r.cpu_s_per_1k or 0 for r in off_runs)),
+               # Each round's on against the off run next to it: what drift between rounds leaves out.
+               "pair_ratio_median": statistics.median(a.ops_per_s / b.ops_per_s for a, b in zip(on_runs, off_runs,
+                                                                                                   strict=True)),
                "trace_mb": written / 1e6}
     print(f"bench-trace rounds={rounds} " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
     return 0
