@@ -106,7 +106,7 @@ def test_put_many_is_one_submit_of_separate_commands_and_waits_for_every_answer(
 
 def test_a_batched_call_past_its_deadline_is_an_unknown_outcome(tmp_path: Path) -> None:
     async def main() -> None:
-        kv, sockets = offline_client(tmp_path, timeout_s=1.0)
+        kv, _ = offline_client(tmp_path, timeout_s=1.0)
         call = asyncio.ensure_future(kv.put_many([("x", "1"), ("y", "2")]))
         await settle(call)
         kv._apply(kv.core.receive("l1", Reply(((2, True, None),)), 0.01))
