@@ -867,8 +867,8 @@ def reads_line(writes: list[Result], reads: list[Result], mix: list[Result], seq
     # CPU µs per operation of the cluster's processes and of the client processes (the best
     # round of each workload): which side saturated.
     for name, res in (("write", w), ("read", r), ("mix90", m)):
-        figures[f"{name}_cluster_us_per_op"] = res.cpu_s_per_1k or 0.0
-        figures[f"{name}_client_us_per_op"] = res.client_cpu_s_per_1k or 0.0
+        figures[f"{name}_cluster_us_per_op"] = (res.cpu_s_per_1k or 0.0) * 1000  # s per 1k ops -> µs per op
+        figures[f"{name}_client_us_per_op"] = (res.client_cpu_s_per_1k or 0.0) * 1000
     return "bench-reads " + " ".join(f"{k}={v:.4g}" for k, v in figures.items())
 
 
