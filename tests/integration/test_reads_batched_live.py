@@ -1,6 +1,6 @@
 """Batched calls on real processes: `get_many` never returns, for any of its keys, another key's
-value or a value older than a `put_many` acknowledged before it was invoked, across a kill -9 of the leader (each read
-of the batch is linearizable as a `get` is; the reads travel as one `Read`)."""
+value or a value older than a `put_many` acknowledged before it was invoked, across a kill -9 of
+the leader (each read of the batch is linearizable as a `get` is; the reads travel as one `Read`)."""
 
 from __future__ import annotations
 
