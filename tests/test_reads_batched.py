@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from actors.client import ClientCore, ClientParams, TooManyOutstanding
+from actors.kv import BadBatch, KVStore, parse_batch
+from actors.learner import Learner
 from actors.messages import Hello, Read, Reply, Submit
+from actors.ready import Ready
 from runtime import codec
 from runtime.client import Client, CommandFailed, InvalidCommand, OutcomeUnknown
 from runtime.config import SECTIONS, load, render
@@ -166,3 +171,41 @@ def test_submit_many_is_all_or_none_and_each_command_keeps_a_seq_of_its_own() ->
     ready = c.flush(c.params.retry_s + 0.02)
     assert [[list(cmd) for cmd in codec.decode_client_batch(m.batch)[2]] for _, ms, _ in ready.send for m in ms] \
         == [[[2, "get", "b"]]]
+
+
+# --- the learner's one-pass parse of a read batch ---------------------------------------------
+
+
+def reference_parse(blob: bytes) -> tuple[str, list[tuple[int, str]], list[int]] | None:
+    """What a read batch means, by `parse_batch`'s rules then one check per command (the
+    learner's parse before it skipped copying the commands)."""
+    try:
+        batch = parse_batch(codec.decode_client_batch(blob))
+    except (BadBatch, ValueError):
+        return None
+    gets = [(c[0], c[2]) for c in batch.commands
+            if len(c) == 3 and type(c[0]) is int and c[1] == "get" and type(c[2]) is str and c[2]]
+    bad = [c[0] for c in batch.commands
+           if not (len(c) == 3 and type(c[0]) is int and c[1] == "get" and type(c[2]) is str and c[2])
+           and c and type(c[0]) is int and c[0] >= 0]
+    return batch.client_id, gets, bad
+
+
+ATOMS = st.one_of(st.integers(-3, 5), st.sampled_from(["get", "put", "", "k", "é"]), st.none(), st.booleans(),
+                  st.binary(max_size=2))
+COMMAND = st.one_of(ATOMS, st.lists(ATOMS, max_size=4),
+                    st.tuples(st.integers(0, 9), st.just("get"), st.sampled_from(["k", "", "x"])))
+
+
+@settings(max_examples=300, deadline=None)
+@example(client="c.1", acked=0, commands=[0, -1, 3, [0], [], [1, "get", ""], [2, "get", "k", "x"]], reply_by=None)
+@given(client=st.one_of(st.just("c.1"), st.just(""), st.text(min_size=65, max_size=66), st.integers(0, 1)),
+       acked=st.one_of(st.integers(0, 3), st.just(-1), st.just("0")),
+       commands=st.one_of(st.lists(COMMAND, max_size=6), ATOMS),
+       reply_by=st.one_of(st.none(), st.just("l1"), st.just(7)))
+def test_the_learner_reads_a_read_batch_exactly_as_parse_batch_would(client: Any, acked: Any, commands: Any,
+                                                                      reply_by: Any) -> None:
+    raw = [client, acked, commands] + ([] if reply_by is None else [reply_by])
+    blob = codec.pack(raw)
+    lr = Learner("l1", ["a1", "a2", "a3"], codec.decode_client_batch, KVStore(64, 4096), proposer_ids={"p1": 1})
+    assert lr._parse_reads(blob, Ready()) == reference_parse(blob)

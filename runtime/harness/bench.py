@@ -278,7 +278,7 @@ async def worker(config: str, tasks: int, duration_s: float, value_size: int, mi
 
         await asyncio.gather(*((many if batch > 1 else one)(t) for t in range(tasks)))
         cpu_s = time.process_time() - cpu0
-    return {"ops": ops, "lat": lat, "cpu_s": cpu_s}
+    return {"ops": ops, "lat": lat, "cpu_s": cpu_s, "stats": dict(kv.stats)}
 
 
 # --- the peer -------------------------------------------------------------------------------
@@ -815,8 +815,14 @@ def main(argv: list[str] | None = None) -> int:
         out = uvloop.run(worker(args.worker, args.tasks, args.duration_s, args.value_size, args.mix,
                                 args.start_at, args.seed, args.batch))
         out["lat"] = [round(x, 4) for x in out["lat"]]
-        os.set_blocking(sys.stdout.fileno(), True)  # a long line must leave whole
-        print(json.dumps(out), flush=True)
+        # A long line must leave whole: straight to the descriptor, in blocking mode, until every
+        # byte is written (through sys.stdout, a partial write to the pipe once lost the rest).
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+        os.set_blocking(fd, True)
+        data = memoryview((json.dumps(out) + "\n").encode())
+        while data:
+            data = data[os.write(fd, data):]
         return 0
     try:
         if args.membership:
