@@ -209,3 +209,30 @@ def test_the_learner_reads_a_read_batch_exactly_as_parse_batch_would(client: Any
     blob = codec.pack(raw)
     lr = Learner("l1", ["a1", "a2", "a3"], codec.decode_client_batch, KVStore(64, 4096), proposer_ids={"p1": 1})
     assert lr._parse_reads(blob, Ready()) == reference_parse(blob)
+
+
+# --- the bench's reads line ---------------------------------------------------------------------
+
+
+def test_bench_batch_is_refused_outside_reads(capsys: Any) -> None:
+    from runtime.harness import bench
+
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--batch", "16"])  # the full run's writes would not be batched: not like for like
+    assert exc.value.code == 2 and "--batch is for --reads only" in capsys.readouterr().err
+
+
+def test_bench_reads_line_gives_per_round_ratio_medians_and_cpu_per_op_of_both_sides() -> None:
+    from runtime.harness.bench import Result, reads_line
+
+    def res(ops: float, cluster: float = 0.01, client: float = 0.002) -> Result:
+        return Result("x", ops, 1.0, 2.0, 3.0, 0.0, cluster, client_cpu_s_per_1k=client)
+
+    writes = [res(100.0), res(50.0), res(80.0)]
+    reads = [res(300.0, 0.003, 0.004), res(200.0, 0.003, 0.004), res(160.0, 0.003, 0.004)]
+    line = reads_line(writes, reads, [res(150.0), res(100.0), res(80.0)], res(10.0), res(40.0), 16)
+    figures = dict(kv.split("=") for kv in line.removeprefix("bench-reads ").split())
+    assert float(figures["read_vs_write"]) == 3.0  # the best round of each: 300 / 100
+    assert float(figures["read_vs_write_median"]) == 3.0  # median of 3, 4 and 2 (round by round)
+    assert float(figures["mix90_vs_write_median"]) == 1.5 and figures["batch"] == "16"
+    assert float(figures["read_cluster_us_per_op"]) == 3.0 and float(figures["read_client_us_per_op"]) == 4.0
