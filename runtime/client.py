@@ -18,6 +18,7 @@ import errno
 import os
 import resource
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -350,7 +351,7 @@ class Client:
     async def delete(self, key: str) -> None:
         await self._call(["delete", self._check_key(key)])
 
-    async def get_many(self, keys: list[str], stale_ok: bool = False) -> list[str | None]:
+    async def get_many(self, keys: Iterable[str], stale_ok: bool = False) -> list[str | None]:
         """The values of `keys`, in their order (None: absent): each read exactly as `get` makes
         it (linearizable without a log write; `stale_ok` as there), with one await for them all.
         The reads travel together, so a caller with many keys pays the per-call cost once. Every
@@ -359,7 +360,7 @@ class Client:
         values: list[str | None] = await self._call_many(commands, "stale" if stale_ok else "lease")
         return values
 
-    async def put_many(self, items: list[tuple[str, str]]) -> None:
+    async def put_many(self, items: Iterable[tuple[str, str]]) -> None:
         """Each `(key, value)` written as `put` writes it, with one await for them all. Not a
         transaction: each put is a command of its own (applied once however often it is retried),
         in no order among themselves, as many concurrent `put` calls would be. `CommandFailed` if
