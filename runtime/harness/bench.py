@@ -3,6 +3,8 @@
     scripts/bench [--config cluster.toml] [--duration-s 5] [--rounds 2] [--quick] [--no-peer]
     scripts/bench --membership     (only the membership figures: an acceptor replaced under load,
                                     a cluster grown from 3 to 5 against one started with 5)
+    scripts/bench --reads [--batch N]   (only the read figures; N operations per client call,
+                                    get_many / put_many, for the writes too)
     (also: paxos bench ...)
 
 It starts clusters from the config (default: the repository's cluster.toml, on free loopback
