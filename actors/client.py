@@ -44,6 +44,7 @@ class Op:
     due: float = 0.0  # when it is sent again unless answered
     tries: int = 0
     read: str = ""  # "lease": a linearizable read for the leader; "stale": for a learner (actors/lease.py)
+    group: Any = None  # the shell's: who waits for it when one call submitted many (`submit_many`)
 
 
 @dataclass(slots=True)
@@ -114,6 +115,28 @@ class ClientCore:
         self.ops[seq] = op
         self.to_send.append(op)
         return op
+
+    def submit_many(self, commands: list[list[str]], now: float, read: str = "", group: Any = None) -> list[Op]:
+        """Queue several commands at once (`get_many`, `put_many`; every argument a string): each
+        is an operation of its own, with its own seq (a write is applied once, retried or not),
+        and they leave together at the next `flush`. All or none: `TooManyOutstanding` before any
+        is queued. `read` as `Op.read`; `group` is stored in each (the shell's handle on the one
+        call that waits for them all)."""
+        if len(self.ops) + len(commands) > self.params.outstanding_max:
+            raise TooManyOutstanding(f"more than {self.params.outstanding_max} operations outstanding")
+        deadline = now + self.params.timeout_s
+        seq = self.next_seq
+        self.next_seq += len(commands)
+        ops = self.ops
+        out = []
+        # One loop and no call of ours per command: per-op overhead is what a batched call saves.
+        for command in commands:
+            op = Op(seq, [seq, *command], deadline, 32 + sum(map(len, command)), 0.0, 0, read, group)
+            ops[seq] = op
+            out.append(op)
+            seq += 1
+        self.to_send.extend(out)
+        return out
 
     def forget(self, seq: int) -> None:
         """The caller stopped waiting (answered, expired or cancelled)."""
@@ -207,21 +230,22 @@ class ClientCore:
             if not group:
                 continue
             tries = 0
-            for op in group:
-                op.tries += 1
-                op.due = now + p.retry_s if op.tries == 1 else now + min(p.retry_s * (1 << min(op.tries - 1, 6)), 2.0)
-                tries = max(tries, op.tries)
-            learner = self._read_learner(tries)
+            first_due = now + p.retry_s
             blobs: list[bytes] = []
             commands: list[list[Any]] = []
             size = 0
             for op in group:
+                op.tries += 1
+                op.due = first_due if op.tries == 1 else now + min(p.retry_s * (1 << min(op.tries - 1, 6)), 2.0)
+                if op.tries > tries:
+                    tries = op.tries
                 if commands and size + op.size > limit:
                     blobs.append(self.encode_batch(self.client_id, 0, commands, ""))
                     commands, size = [], 0
                 commands.append(op.command)
                 size += op.size
             blobs.append(self.encode_batch(self.client_id, 0, commands, ""))
+            learner = self._read_learner(tries)
             if kind == "lease":
                 ready.send.append((self.proposers[self.target], [Read(learner, b) for b in blobs], group))
             else:

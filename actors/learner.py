@@ -711,20 +711,32 @@ class Learner(Core):
             self.slot_keys = {s: k for s, k in self.slot_keys.items() if s > self.delivered}
 
     def _parse_reads(self, blob: bytes, ready: Ready) -> tuple[str, list[tuple[int, str]], list[int]] | None:
-        """(client, [(seq, key)] of its gets, [seq] of anything else), or None if it is no batch."""
+        """(client, [(seq, key)] of its gets, [seq] of anything else), or None if it is no batch.
+        One pass over the commands as decoded: a read batch is checked as `parse_batch` checks
+        any batch, without first copying each command into a tuple of its own (most of what a
+        read cost here)."""
         try:
-            batch = parse_batch(self.decode(blob))
+            raw = self.decode(blob)
+            if type(raw) is tuple and len(raw) in (3, 4) and type(raw[2]) is tuple:
+                client_id = parse_batch((raw[0], raw[1], (), *raw[3:])).client_id  # the outer shape
+                commands: tuple[Any, ...] = raw[2]
+            else:
+                batch = parse_batch(raw)
+                client_id, commands = batch.client_id, batch.commands
         except (BadBatch, ValueError) as exc:
             ready.event("batch_rejected", WARNING, reason=f"read: {exc}"[:200])
             return None
         gets: list[tuple[int, str]] = []
         bad: list[int] = []
-        for c in batch.commands:
-            if len(c) == 3 and type(c[0]) is int and c[1] == "get" and type(c[2]) is str and c[2]:
-                gets.append((c[0], c[2]))
-            elif c and type(c[0]) is int and c[0] >= 0:
-                bad.append(c[0])
-        return batch.client_id, gets, bad
+        for c in commands:
+            if type(c) is tuple or type(c) is list:
+                if len(c) == 3 and type(c[0]) is int and c[1] == "get" and type(c[2]) is str and c[2]:
+                    gets.append((c[0], c[2]))
+                elif c and type(c[0]) is int and c[0] >= 0:
+                    bad.append(c[0])
+            elif type(c) is int and c >= 0:  # a bare seq: `parse_batch` makes it a command of one
+                bad.append(c)
+        return client_id, gets, bad
 
     def _answer(self, client: str, gets: list[tuple[int, str]], bad: list[int], ready: Ready) -> None:
         data = self.kv.data

@@ -18,6 +18,7 @@ import errno
 import os
 import resource
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,49 @@ def _fd_report() -> str:
             f"{FDS_PER_SOCKET} descriptors per proposer and learner")
 
 
+class _Many:
+    """One `get_many` or `put_many` call: the results of its operations (seqs `first` on, in
+    order), and the one future its caller awaits, settled once every operation is answered or
+    expired."""
+
+    __slots__ = ("failed", "first", "future", "left", "unknown", "values")
+
+    def __init__(self, future: asyncio.Future[Any], n: int, first: int) -> None:
+        self.future = future
+        self.values: list[Any] = [None] * n
+        self.first = first
+        self.left = n
+        self.failed = ""  # the first refusal's text
+        self.unknown = ""  # the first expiry's text
+
+    def settle(self, seq: int, ok: bool, result: Any) -> None:
+        if ok:
+            self.values[seq - self.first] = result
+        elif not self.failed:
+            self.failed = f"seq {seq}: {result}"
+        self.left -= 1
+        if not self.left:
+            self._finish()
+
+    def expire(self, op: Any, timeout_s: float) -> None:
+        if not self.unknown:
+            self.unknown = (f"no answer within {timeout_s:g}s for {op.command[1]} {op.command[2]!r} (seq {op.seq}) "
+                            f"and maybe others of its batched call; they may or may not have been applied")
+        self.left -= 1
+        if not self.left:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.future.done():
+            return
+        if self.unknown:
+            self.future.set_exception(OutcomeUnknown(self.unknown))
+        elif self.failed:
+            self.future.set_exception(CommandFailed(self.failed))
+        else:
+            self.future.set_result(self.values)
+
+
 class Client:
     def __init__(self, config: str | Path | ClusterConfig = "cluster.toml", timeout_s: float | None = None,
                  client_id: str | None = None, retry_s: float | None = None,
@@ -184,6 +228,7 @@ class Client:
         self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
         self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._groups: set[_Many] = set()  # the batched calls waiting (get_many, put_many)
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -279,6 +324,10 @@ class Client:
             if not future.done():
                 future.set_exception(OutcomeUnknown("client closed before an answer arrived"))
         self._futures.clear()
+        for group in self._groups:
+            if not group.future.done():
+                group.future.set_exception(OutcomeUnknown("client closed before every answer arrived"))
+        self._groups.clear()
         for s in self._sockets.values():
             if self._loop is not None:
                 try:
@@ -321,6 +370,27 @@ class Client:
     async def delete(self, key: str) -> None:
         await self._call(["delete", self._check_key(key)])
 
+    async def get_many(self, keys: Iterable[str], stale_ok: bool = False) -> list[str | None]:
+        """The values of `keys`, in their order (None: absent): each read exactly as `get` makes
+        it (linearizable without a log write; `stale_ok` as there), with one await for them all.
+        The reads travel together, so a caller with many keys pays the per-call cost once. Every
+        key is checked before any is sent (`InvalidCommand`)."""
+        commands = [["get", self._check_key(k)] for k in keys]
+        values: list[str | None] = await self._call_many(commands, "stale" if stale_ok else "lease")
+        return values
+
+    async def put_many(self, items: Iterable[tuple[str, str]]) -> None:
+        """Each `(key, value)` written as `put` writes it, with one await for them all. Not a
+        transaction: each put is a command of its own (applied once however often it is retried),
+        in no order among themselves, as many concurrent `put` calls would be. `CommandFailed` if
+        any was refused, `OutcomeUnknown` if any went unanswered (the others may have been
+        applied); either waits for every answer first. Every item is checked before any is sent."""
+        commands = []
+        for key, value in items:
+            self._check_value(value)
+            commands.append(["put", self._check_key(key), value])
+        await self._call_many(commands, "")
+
     def check(self, key: str, *values: str | None) -> None:
         """`InvalidCommand` unless the cluster can take this key and these values (None: the
         absent value of a `cas`): what every operation checks before it is batched, and what the
@@ -359,6 +429,27 @@ class Client:
             self._futures.pop(op.seq, None)
             self.core.forget(op.seq)
 
+    async def _call_many(self, commands: list[list[Any]], read: str) -> Any:
+        """`commands` as operations of their own in the next flush; one future for all of them."""
+        if self._closed or self._loop is None:
+            raise RuntimeError("client is not connected (use `async with Client(...)`)")
+        if not commands:
+            return []
+        group = _Many(self._loop.create_future(), len(commands), self.core.next_seq)
+        try:
+            ops = self.core.submit_many(commands, time.monotonic(), read, group)
+        except TooManyOutstanding as exc:
+            raise RuntimeError(str(exc)) from None
+        self._groups.add(group)
+        self._schedule_flush()
+        try:
+            return await group.future
+        finally:
+            self._groups.discard(group)
+            forget = self.core.ops.pop
+            for op in ops:
+                forget(op.seq, None)
+
     # --- the core's outputs ----------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
@@ -386,6 +477,9 @@ class Client:
                 if ops:
                     self.core.unsent(ops, time.monotonic())
         for op, ok, result in ready.results:
+            if op.group is not None:
+                op.group.settle(op.seq, ok, result)
+                continue
             future = self._futures.get(op.seq)
             if future is None or future.done():
                 continue
@@ -394,6 +488,9 @@ class Client:
             else:
                 future.set_exception(CommandFailed(str(result)))
         for op in ready.expired:
+            if op.group is not None:
+                op.group.expire(op, self.timeout_s)
+                continue
             future = self._futures.get(op.seq)
             if future is not None and not future.done():
                 future.set_exception(OutcomeUnknown(

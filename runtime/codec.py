@@ -530,7 +530,7 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     SnapshotChunk: (16, lambda m: [16, m.slot, m.offset, m.size_bytes, m.crc, m.data], _dec_snapshot_chunk),
     Submit: (20, lambda m: [20, m.batch], _dec_submit),
     Redirect: (21, lambda m: [21, m.leader, m.reason], _dec_redirect),
-    Reply: (22, lambda m: [22, [list(r) for r in m.results]], _dec_reply),
+    Reply: (22, lambda m: [22, m.results], _dec_reply),  # tuples pack as arrays: no copy per result
     Hello: (23, lambda m: [23], _dec_empty(Hello)),
     ChangeMembers: (24, lambda m: [24, m.request, m.members], _dec_change_members),
     MembersChanged: (25, lambda m: [25, m.request, m.ok, m.slot, m.reason, m.leader], _dec_members_changed),

@@ -3,6 +3,8 @@
     scripts/bench [--config cluster.toml] [--duration-s 5] [--rounds 2] [--quick] [--no-peer]
     scripts/bench --membership     (only the membership figures: an acceptor replaced under load,
                                     a cluster grown from 3 to 5 against one started with 5)
+    scripts/bench --reads [--batch N]   (only the read figures; N operations per client call,
+                                    get_many / put_many, for the writes too)
     (also: paxos bench ...)
 
 It starts clusters from the config (default: the repository's cluster.toml, on free loopback
@@ -57,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -89,6 +92,7 @@ class Result:
     fsyncs_per_op: float | None = None
     cpu_s_per_1k: float | None = None
     note: str = ""
+    client_cpu_s_per_1k: float | None = None  # the client processes' own CPU (who saturates?)
 
 
 def best_of(rounds: list[Result], note: str) -> Result:
@@ -200,22 +204,25 @@ class Ours:
         return ([a["pid"] for a in actors if a["pid"]],
                 sum(a["info"].get("fsyncs", 0) for a in actors if a["role"] == "acceptor"))
 
-    def run(self, name: str, procs: int, tasks: int, duration_s: float, value_size: int, mix: str) -> Result:
+    def run(self, name: str, procs: int, tasks: int, duration_s: float, value_size: int, mix: str,
+            batch: int = 1) -> Result:
         pids, fsyncs0 = self.sample()
         cpu0 = proc_cpu_s(pids)
         start_at = time.time() + 1.0  # every client process starts its clock together
         workers = [subprocess.Popen(
             [sys.executable, "-m", "runtime.harness.bench", "--worker", str(self.cluster.config_path),
              "--tasks", str(tasks), "--duration-s", str(duration_s), "--value-size", str(value_size), "--mix", mix,
-             "--start-at", str(start_at), "--seed", str(i)], stdout=subprocess.PIPE, text=True)
+             "--start-at", str(start_at), "--seed", str(i), "--batch", str(batch)], stdout=subprocess.PIPE, text=True)
             for i in range(procs)]
         outs = results_of(workers, duration_s + 120)
         cpu = proc_cpu_s(pids) - cpu0
         fsyncs = self.sample()[1] - fsyncs0
         ops = sum(o["ops"] for o in outs)
         lat = [x for o in outs for x in o["lat"]]
+        client_cpu = sum(o.get("cpu_s", 0.0) for o in outs)
         return Result(name, ops / duration_s, percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 0.999),
-                      fsyncs / max(ops, 1) / self.acceptors, cpu / max(ops, 1) * 1000)
+                      fsyncs / max(ops, 1) / self.acceptors, cpu / max(ops, 1) * 1000,
+                      client_cpu_s_per_1k=client_cpu / max(ops, 1) * 1000)
 
 
 def results_of(workers: list[subprocess.Popen[str]], timeout_s: float) -> list[dict[str, Any]]:
@@ -234,7 +241,7 @@ def results_of(workers: list[subprocess.Popen[str]], timeout_s: float) -> list[d
 
 
 async def worker(config: str, tasks: int, duration_s: float, value_size: int, mix: str, start_at: float,
-                 seed: int) -> dict[str, Any]:
+                 seed: int, batch: int = 1) -> dict[str, Any]:
     from runtime.client import Client
 
     rng = random.Random(seed)
@@ -246,6 +253,13 @@ async def worker(config: str, tasks: int, duration_s: float, value_size: int, mi
         await kv.put(f"warm{seed}", "x")
         await asyncio.sleep(max(0.0, start_at - time.time()))
         end = time.perf_counter() + duration_s
+        cpu0 = time.process_time()  # the client's own CPU: is it the client or the cluster that saturates?
+        # A load generator, not the product: with thousands of operations in flight (each an Op,
+        # a command, a future, a coroutine), the default gen-0 threshold of 700 ran a collection
+        # every few hundred operations, a fifth of this process's CPU, for reads and writes alike.
+        # The same setting for every workload; what is created from here on is short-lived.
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
 
         async def one(t: int) -> None:
             nonlocal ops
@@ -270,8 +284,31 @@ async def worker(config: str, tasks: int, duration_s: float, value_size: int, mi
                     if len(lat) < 100_000:
                         lat.append((t1 - t0) * 1000)
 
-        await asyncio.gather(*(one(t) for t in range(tasks)))
-    return {"ops": ops, "lat": lat}
+        async def many(t: int) -> None:
+            # `batch` operations per call (get_many / put_many), the same shape for reads and
+            # writes: each call is all reads or all writes, 90/10 per call for "r90". A latency
+            # is a call's.
+            nonlocal ops
+            n = 0
+            while True:
+                n += 1
+                keys = [f"k{seed}.{t}.{(n * batch + j) % 64}" for j in range(batch)]
+                t0 = time.perf_counter()
+                if t0 >= end:
+                    return
+                if mix == "r" or (mix == "r90" and rng.random() < 0.9):
+                    await kv.get_many(keys)
+                else:
+                    await kv.put_many([(k, value) for k in keys])
+                t1 = time.perf_counter()
+                if t1 <= end:
+                    ops += batch
+                    if len(lat) < 100_000:
+                        lat.append((t1 - t0) * 1000)
+
+        await asyncio.gather(*((many if batch > 1 else one)(t) for t in range(tasks)))
+        cpu_s = time.process_time() - cpu0
+    return {"ops": ops, "lat": lat, "cpu_s": cpu_s, "stats": dict(kv.stats)}
 
 
 # --- the peer -------------------------------------------------------------------------------
@@ -791,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true",
                         help="only where the time goes: saturated load with clients tracing too, then p50/p99 per "
                              "stage of the sampled requests, from the trace files")
+    parser.add_argument("--batch", type=positive(int), default=1,
+                        help="with --reads: operations per client call (get_many / put_many, for the writes too); "
+                             "--tasks is then split into calls of that many (default 1: one get or put per call)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--value-size", type=int, default=16, help=argparse.SUPPRESS)
     parser.add_argument("--mix", default="w", help=argparse.SUPPRESS)
@@ -800,16 +840,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import uvloop
 
+    if args.batch != 1 and not (args.reads or args.worker):
+        # The full run compares against unbatched writes: a batched side would not be like for like.
+        parser.error("--batch is for --reads only")
     if args.worker and args.mix == "acked":
         print(json.dumps(uvloop.run(acked_worker(args.worker, args.tasks, args.start_at, args.stop_file,
                                                  args.duration_s, args.seed))), flush=True)
         return 0
     if args.worker:
         out = uvloop.run(worker(args.worker, args.tasks, args.duration_s, args.value_size, args.mix,
-                                args.start_at, args.seed))
+                                args.start_at, args.seed, args.batch))
         out["lat"] = [round(x, 4) for x in out["lat"]]
-        os.set_blocking(sys.stdout.fileno(), True)  # a long line must leave whole
-        print(json.dumps(out), flush=True)
+        # A long line must leave whole: straight to the descriptor, in blocking mode, until every
+        # byte is written (through sys.stdout, a partial write to the pipe once lost the rest).
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+        os.set_blocking(fd, True)
+        data = memoryview((json.dumps(out) + "\n").encode())
+        while data:
+            data = data[os.write(fd, data):]
         return 0
     try:
         if args.membership:
@@ -831,9 +880,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def reads_figures(ours: Ours, args: argparse.Namespace, sat_write: list[Result], seq_write: Result) -> str:
-    """Reads without a log write against writes, in the same run on the same cluster: saturated
-    100% reads and a 90/10 read/write mix (alternating with the saturated writes of `sat_write`),
-    and one sequential reader against `seq_write`. Prints the table rows; returns the line."""
+    """Reads without a log write against writes, on the same cluster: saturated 100% reads and a
+    90/10 read/write mix, after the saturated writes of `sat_write`, and one sequential reader
+    against `seq_write`. Prints the table rows; returns the line."""
     d = args.duration_s
     reads: list[Result] = []
     mix: list[Result] = []
@@ -842,28 +891,55 @@ def reads_figures(ours: Ours, args: argparse.Namespace, sat_write: list[Result],
         reads.append(ours.run("saturation, 100% reads (lease, no log write)", args.clients, args.tasks, d, 16, "r"))
         mix.append(ours.run("saturation, 90% reads / 10% writes", args.clients, args.tasks, d, 16, "r90"))
     seq_read = ours.run("sequential reads, 1 client (lease)", 1, 1, d, 16, "r")
-    w, r, m = best_of(sat_write, ""), best_of(reads, ""), best_of(mix, "")
+    return reads_line(sat_write, reads, mix, seq_write, seq_read, 1)
+
+
+def reads_line(writes: list[Result], reads: list[Result], mix: list[Result], seq_write: Result, seq_read: Result,
+               batch: int) -> str:
+    """The table and the `bench-reads` line: the best round of each saturated workload, and the
+    median over rounds of each round's ratio (round i's reads against round i's writes: the
+    machine's drift falls on both sides of it)."""
+    ratios_r = [r.ops_per_s / w.ops_per_s for r, w in zip(reads, writes, strict=False)]
+    ratios_m = [m.ops_per_s / w.ops_per_s for m, w in zip(mix, writes, strict=False)]
+    w, r, m = best_of(writes, ""), best_of(reads, ""), best_of(mix, "")
     show([w, r, m, seq_write, seq_read])
     figures = {"write_ops_per_s": w.ops_per_s, "read_ops_per_s": r.ops_per_s,
                "read_vs_write": r.ops_per_s / w.ops_per_s, "mix90_ops_per_s": m.ops_per_s,
                "mix90_vs_write": m.ops_per_s / w.ops_per_s, "seq_write_p50_ms": seq_write.p50_ms,
                "seq_read_p50_ms": seq_read.p50_ms, "read_p50_vs_write": seq_read.p50_ms / seq_write.p50_ms,
-               "read_p99_ms": r.p99_ms, "write_p99_ms": w.p99_ms}
+               "read_p99_ms": r.p99_ms, "write_p99_ms": w.p99_ms, "batch": batch,
+               "read_vs_write_median": statistics.median(ratios_r),
+               "mix90_vs_write_median": statistics.median(ratios_m)}
+    # CPU µs per operation of the cluster's processes and of the client processes (the best
+    # round of each workload): which side saturated.
+    for name, res in (("write", w), ("read", r), ("mix90", m)):
+        figures[f"{name}_cluster_us_per_op"] = (res.cpu_s_per_1k or 0.0) * 1000  # s per 1k ops -> µs per op
+        figures[f"{name}_client_us_per_op"] = (res.client_cpu_s_per_1k or 0.0) * 1000
     return "bench-reads " + " ".join(f"{k}={v:.4g}" for k, v in figures.items())
 
 
 def reads_bench(args: argparse.Namespace) -> int:
-    """`--reads`: only the read figures (saturated writes alternating with saturated reads and the
-    90/10 mix, then one sequential writer and one sequential reader)."""
-    d = args.duration_s
+    """`--reads`: only the read figures. Each round runs saturated writes, 100% reads and the
+    90/10 mix back to back on one cluster (so a round's ratios share the machine's mood); then one
+    sequential writer and one sequential reader. With `--batch N` every saturated workload, the
+    writes too, makes calls of N operations (`get_many`, `put_many`) from `--tasks / N` tasks per
+    client process; the sequential ones stay at one operation per call."""
+    d, batch = args.duration_s, args.batch
+    tasks = max(1, args.tasks // batch)
+    writes: list[Result] = []
+    reads: list[Result] = []
+    mix: list[Result] = []
     with Ours(args.config) as ours:
         print(f"# our cluster: {args.config} on free ports, data in {ours.root}", file=sys.stderr)
-        sat = []
         for rnd in range(args.rounds):
-            print(f"# round {rnd + 1}: saturation", file=sys.stderr)
-            sat.append(ours.run("saturation, 16 B, 3 acceptors (writes)", args.clients, args.tasks, d, 16, "w"))
+            print(f"# round {rnd + 1}: writes, reads, 90/10 (batch {batch})", file=sys.stderr)
+            writes.append(ours.run("saturation, 16 B, 3 acceptors (writes)", args.clients, tasks, d, 16, "w", batch))
+            reads.append(ours.run("saturation, 100% reads (lease, no log write)", args.clients, tasks, d, 16, "r",
+                                  batch))
+            mix.append(ours.run("saturation, 90% reads / 10% writes", args.clients, tasks, d, 16, "r90", batch))
         seq = ours.run("sequential, 1 client, 16 B (writes)", 1, 1, d, 16, "w")
-        line = reads_figures(ours, args, sat, seq)
+        seq_read = ours.run("sequential reads, 1 client (lease)", 1, 1, d, 16, "r")
+        line = reads_line(writes, reads, mix, seq, seq_read, batch)
     print(line)
     return 0
 
