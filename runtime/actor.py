@@ -308,8 +308,11 @@ class ActorShell:
         self._send_peer = self.hooks.send_peer(self.transport.send_peer)
         # Step mode holds what goes to peers before anything else sees it (a fault layer applies
         # when a held message is released).
+        self._step_send = self._send_peer
         self.stepper = step.Stepper(self.config.run_dir, self.name, self._send_peer, self.core.status)
         self.stepper.on_tick, self.stepper.on_campaign = self._step_ticks, self._step_campaign
+        self.stepper.release_send = self._send_released
+        self.stepper.on_drop = lambda dest, frame: self._send_released(dest, frame, dropped=True)
         self._send_peer = self.stepper.send_peer
         self.hooks.started(self)
         self.stepper.flush()
@@ -477,7 +480,10 @@ class ActorShell:
     def send(self, dest: str, messages: list[Message]) -> None:
         turn, tracer = self.turn, self.tracer
         lc = turn.clock.send()
-        sampled = tracer is not None and (turn.traced or starts_a_trace(messages)) and tracer.sample(turn.traced)
+        # A message step mode holds is traced when it is released (_send_released), not here.
+        held = self.stepper is not None and self.stepper.active and "." not in dest
+        sampled = tracer is not None and not held and (turn.traced or starts_a_trace(messages)) \
+            and tracer.sample(turn.traced)
         frame = self._encoder.encode(messages, lc, sampled)
         if tracer is not None:
             if turn.traced and "." in dest:
@@ -500,6 +506,20 @@ class ActorShell:
             assert self.transport is not None
             self.transport.send_client(dest.encode(), frame)
             self._client_sent = True
+
+    def _send_released(self, dest: str, frame: bytes, dropped: bool = False) -> None:
+        """A message step mode held, sent now: stamped with a fresh clock and traced as it leaves;
+        a dropped one is traced the same way and never sent (the chart draws it lost)."""
+        tracer = self.tracer
+        _, messages = codec.decode_frame(frame)
+        lc = self.turn.clock.send()
+        sampled = tracer is not None and tracer.sample(True)
+        if sampled:
+            assert tracer is not None
+            tracer.send(dest, lc, messages)
+            tracer.flush()
+        if not dropped:
+            self._step_send(dest, codec.encode_frame(self.name, messages, lc, sampled))
 
     def sync(self) -> None:
         if self.wal is not None:

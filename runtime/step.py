@@ -181,6 +181,12 @@ class Stepper:
         self.run_dir = run_dir
         self.name = name
         self._send = send
+        # How a held message leaves when released: the shell restamps it with a fresh trace
+        # context (its send is traced then, when it really goes, so `paxos trace` joins it to its
+        # receive); plain `send` where no shell asks for that.
+        self.release_send: Callable[[str, bytes], None] = send
+        # A dropped message: the shell traces it as sent and never received (a lost arrow).
+        self.on_drop: Callable[[str, bytes], None] = lambda dest, frame: None
         self._status = status
         self.index = index_path(run_dir, name)
         self.requests = requests_path(run_dir, name)
@@ -252,7 +258,7 @@ class Stepper:
     def _release(self, entries: list[Held], copies: int = 1) -> None:
         for e in entries:
             for _ in range(copies):
-                self._send(e.dest, e.frame)
+                self.release_send(e.dest, e.frame)
                 self.sent[e.dest] = self.sent.get(e.dest, 0) + 1
         self.dirty = True
 
@@ -303,6 +309,9 @@ class Stepper:
             taken, missing = self.store.take(ids)
             if op != "drop":
                 self._release(taken, 2 if op == "dup" else 1)
+            else:
+                for e in taken:
+                    self.on_drop(e.dest, e.frame)
             answer = {"ok": not missing, "done": [e.id for e in taken], "missing": missing,
                       "sent": {e.id: e.dest for e in taken} if op != "drop" else {}}
         elif op == "tick":

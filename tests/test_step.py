@@ -247,3 +247,17 @@ def test_paxos_step_without_a_running_cluster_says_so(tmp_path: Path, capsys: py
     with pytest.raises(SystemExit) as exit_:
         cli.main(["up", "--step", "--step-ticks", "sometimes", "--config", str(config)])
     assert exit_.value.code == 64
+
+
+def test_released_messages_leave_through_the_shells_restamping_send_and_drops_are_reported(tmp_path: Path) -> None:
+    """The shell restamps a released message with a fresh trace context (and traces it then), and
+    traces a dropped one as lost: `paxos trace` of a stepped run draws the seed's picture."""
+    wire, released, dropped = Wire(), Wire(), Wire()
+    s = stepper(tmp_path, wire)
+    s.release_send, s.on_drop = released, dropped
+    for dest in ("a1", "a2"):
+        s.send_peer(dest, frame(P))
+    ask(tmp_path, s, {"op": "deliver", "ids": ["p1.1"]})
+    ask(tmp_path, s, {"op": "drop", "ids": ["p1.2"]})
+    assert released.sent == [("a1", ["prepare"])] and dropped.sent == [("a2", ["prepare"])]
+    assert wire.sent == []  # nothing went around the shell's send
