@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 from runtime import step
 from runtime.config import ClusterConfig
-from runtime.control import ControlError, NotRunning, read_state, request
+from runtime.control import ControlError, NotRunning, pid_alive, read_state, request
 
 EXIT_NOT_RUNNING = 3
 EXIT_NO_SUCH_STEP = 5
@@ -177,13 +176,7 @@ def _alive_check(pid: int) -> Callable[[], bool]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def show(config: ClusterConfig, idx: dict[str, dict[str, Any]], ticks: str, as_json: bool) -> None:

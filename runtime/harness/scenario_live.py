@@ -61,12 +61,19 @@ import zmq
 
 from actors.ballot import Ballot
 from actors.messages import Hello, Read, Redirect, Reply, Submit
-from actors.records import AcceptRecord, PromiseRecord, Record, RoundRecord
+from actors.records import AcceptRecord, Record
 from runtime import codec, keys, step, stepview
 from runtime.config import ClusterConfig, load, render
 from runtime.control import ControlError, request
 from runtime.harness.local import free_ports
-from runtime.harness.sim.scenario import ScenarioError, ballot, describe_value, make_filter, parse_command, parse_value
+from runtime.harness.sim.scenario import (
+    ScenarioError,
+    ballot,
+    describe_value,
+    make_filter,
+    parse_command,
+    parse_record,
+)
 from runtime.wal import SCANNER, Wal
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "tests" / "scenarios"
@@ -339,16 +346,8 @@ class Live:
         self.out(f"    data: {root}")
 
     def do_record(self, args: list[str]) -> None:
-        name, kind, rest = args[0], args[1], args[2:]
-        if kind == "promise":
-            record: Record = PromiseRecord(ballot(rest[0]))
-        elif kind == "accept":
-            ct = int(rest.pop()[3:]) if rest[-1].startswith("ct=") else 0
-            record = AcceptRecord(ballot(rest[0]), ct, ((int(rest[1]), parse_value(rest[2:])),))
-        elif kind == "round":
-            record = RoundRecord(int(rest[0]))
-        else:
-            raise ScenarioError(f"record promise|accept|round, not {kind!r}")
+        name = args[0]
+        record: Record = parse_record(args[1], args[2:])
         running = self.started and name not in self.down
         if running:
             self.do_crash([name])

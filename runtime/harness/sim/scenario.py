@@ -304,16 +304,7 @@ class Scenario:
         self.world.on_events = self._on_events
 
     def do_record(self, args: list[str]) -> None:
-        name, kind, rest = args[0], args[1], args[2:]
-        if kind == "promise":
-            record: Any = PromiseRecord(ballot(rest[0]))
-        elif kind == "accept":
-            ct = int(rest.pop()[3:]) if rest[-1].startswith("ct=") else 0
-            record = AcceptRecord(ballot(rest[0]), ct, ((int(rest[1]), parse_value(rest[2:])),))
-        elif kind == "round":
-            record = RoundRecord(int(rest[0]))
-        else:
-            raise ScenarioError(f"record promise|accept|round, not {kind!r}")
+        name, record = args[0], parse_record(args[1], args[2:])
         self.w.disks[name].append([record])
         self.w.restart(name)
 
@@ -531,3 +522,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def parse_record(kind: str, rest: list[str]) -> Any:
+    """A `record ACTOR KIND ...` line's crafted record (both executors of the scripts use it)."""
+    if kind == "promise":
+        return PromiseRecord(ballot(rest[0]))
+    if kind == "accept":
+        ct = int(rest.pop()[3:]) if rest[-1].startswith("ct=") else 0
+        return AcceptRecord(ballot(rest[0]), ct, ((int(rest[1]), parse_value(rest[2:])),))
+    if kind == "round":
+        return RoundRecord(int(rest[0]))
+    raise ScenarioError(f"record promise|accept|round, not {kind!r}")
