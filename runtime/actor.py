@@ -470,12 +470,9 @@ class ActorShell:
         wal.append(records, sync=False)
         lc = self.turn.clock.lc
         tracer.event("persist", lc, ts=ts, m=record_labels(records), bytes=wal.offset - before, durable=durable)
-        if durable and wal.fsync_enabled:
-            t0 = time.perf_counter()
-            self._timed_sync()
-            tracer.event("fsync", lc, dur_us=round((time.perf_counter() - t0) * 1e6))
-        elif durable:
-            self._timed_sync()
+        took_s = self._timed_sync() if durable else None
+        if took_s is not None:
+            tracer.event("fsync", lc, dur_us=round(took_s * 1e6))
 
     def send(self, dest: str, messages: list[Message]) -> None:
         turn, tracer = self.turn, self.tracer
@@ -525,16 +522,19 @@ class ActorShell:
         if self.wal is not None:
             self._timed_sync()
 
-    def _timed_sync(self) -> None:
-        """`wal.sync()`, its latency observed when it did fsync (not when nothing was new or
-        fsync is off)."""
+    def _timed_sync(self) -> float | None:
+        """`wal.sync()`; its latency in seconds, observed and returned, when it did fsync (None
+        when nothing was new or fsync is off)."""
         wal = self.wal
         assert wal is not None
         before = wal.fsyncs
         t0 = time.perf_counter()
         wal.sync()
-        if wal.fsyncs != before:
-            self._fsync_s.observe(time.perf_counter() - t0)
+        if wal.fsyncs == before:
+            return None
+        took_s = time.perf_counter() - t0
+        self._fsync_s.observe(took_s)
+        return took_s
 
     def _observe_batches(self) -> None:
         """The leader's batch sizes: client batches in each command slot it proposed since the

@@ -73,6 +73,7 @@ from runtime.harness.sim.scenario import (
     make_filter,
     parse_command,
     parse_record,
+    script_lines,
 )
 from runtime.wal import SCANNER, Wal
 
@@ -187,14 +188,7 @@ class Live:
     # --- running ---------------------------------------------------------------------------
 
     def run(self, text: str, source: str) -> None:
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.split("#", 1)[0].strip()
-            if raw.strip().startswith("#"):
-                self.out(raw.rstrip())
-                continue
-            if not line:
-                continue
-            self.out(f"> {line}")
+        for number, line in script_lines(text, self.out):
             tokens = shlex.split(line)
             try:
                 if tokens[0] not in ("cluster", "record"):

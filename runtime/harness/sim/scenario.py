@@ -53,7 +53,7 @@ import argparse
 import dataclasses
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,20 @@ def describe(m: Message) -> str:
     return m.TYPE
 
 
+def script_lines(text: str, out: Callable[[str], None]) -> Iterator[tuple[int, str]]:
+    """A script's command lines, numbered, for either executor: a comment line is echoed to
+    the transcript as it stands, a command as `> LINE` before it runs, blank lines are skipped."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if raw.strip().startswith("#"):
+            out(raw.rstrip())
+            continue
+        if not line:
+            continue
+        out(f"> {line}")
+        yield number, line
+
+
 def parse_value(tokens: list[str]) -> Value:
     head = tokens[0]
     kind_text, _, epoch_text = head.partition("@")
@@ -239,14 +253,7 @@ class Scenario:
     # --- running ---------------------------------------------------------------------------
 
     def run(self, text: str, source: str = "<scenario>") -> str:
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.split("#", 1)[0].strip()
-            if raw.strip().startswith("#"):
-                self.out(raw.rstrip())
-                continue
-            if not line:
-                continue
-            self.out(f"> {line}")
+        for number, line in script_lines(text, self.out):
             try:
                 self.execute(shlex.split(line))
             except ScenarioError as exc:
