@@ -8,7 +8,9 @@ events costs one write.
 Logging never stops a process: when the log's disk is full (or the file cannot be opened), the
 lines that cannot be written are dropped and counted (`dropped_lines`), and writing resumes,
 with a `log_lines_dropped` line, once there is room again. A line cut short by a full disk is
-ended before the next one, so every line stays one JSON object or a visibly broken one.
+cut off again (the file is truncated back to the end of its last whole line, which needs no
+space), so every line stays one JSON object; only if that truncation fails too is the broken
+line ended before the next one.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class LogFile:
         except OSError as exc:
             self.error = f"{self.path}: {exc.strerror or exc}"
             self.mid_line = written > 0 and data[written - 1:written] != b"\n"
+            if self.mid_line:
+                written = self._cut_partial_line(data, written)
             whole = data[len(prefix):written].count(b"\n") if written > len(prefix) else 0
             if notice and whole:
                 self.dropped_lines = 0  # the notice made it: it told of those
@@ -86,6 +90,17 @@ class LogFile:
         self.mid_line = False
         self.dropped_lines = 0
         self.error = ""
+
+    def _cut_partial_line(self, data: bytes, written: int) -> int:
+        """Truncate the file back to the end of the last whole line of `data[:written]`; return
+        how many bytes of `data` remain. Truncating frees space, so it works on a full disk."""
+        keep = data.rfind(b"\n", 0, written) + 1
+        try:
+            os.ftruncate(self.fd, os.fstat(self.fd).st_size - (written - keep))
+        except OSError:
+            return written  # the broken line stays; the next write ends it first
+        self.mid_line = False
+        return keep
 
     def close(self) -> None:
         self.flush()

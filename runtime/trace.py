@@ -392,6 +392,17 @@ class Tracer:
         except OSError:
             self.dropped += n
             self.close()
+            self._cut_to(self.size)
+
+    def _cut_to(self, size: int) -> None:
+        """After a failed write, truncate the file back to `size` bytes (the end of its last
+        whole line): a line cut short by a full disk would read as corruption. Truncating frees
+        space, so it works on a full disk; if it fails anyway the reader reports that line."""
+        try:
+            if self.path.exists() and self.path.stat().st_size > size:
+                os.truncate(self.path, size)
+        except OSError:
+            pass
 
     def close(self) -> None:
         if self._file is not None:

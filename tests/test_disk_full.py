@@ -40,15 +40,48 @@ def test_the_log_drops_what_a_full_disk_refuses_and_says_so_once_there_is_room(
     log.write('{"event":"one"}\n')
     log.write('{"event":"two"}\n')
     log.flush()  # must not raise
-    assert log.dropped_lines == 2 and "No space left" in log.error and log.mid_line
+    assert log.dropped_lines == 2 and "No space left" in log.error and not log.mid_line
+    assert path.read_bytes() == b""  # the five bytes of a cut line were truncated away
     mode[0] = "room"
     log.write('{"event":"three"}\n')
     log.flush()
     lines = path.read_text().splitlines()
-    assert lines[0] == '{"eve'  # the cut line, ended before the next one
-    notice = json.loads(lines[1])
+    notice = json.loads(lines[0])  # every line is one JSON object
     assert notice["event"] == "log_lines_dropped" and notice["lines"] == 2
-    assert json.loads(lines[2]) == {"event": "three"} and log.dropped_lines == 0
+    assert json.loads(lines[1]) == {"event": "three"} and log.dropped_lines == 0 and len(lines) == 2
+    log.close()
+
+
+def test_a_cut_line_that_cannot_be_truncated_is_ended_before_the_next_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a1.jsonl"
+    log = logs.LogFile(path)
+    real = os.write
+    mode = ["partial"]
+
+    def write(fd: int, data: Any) -> int:
+        if fd != log.fd or mode[0] == "room":
+            return real(fd, data)
+        if mode[0] == "partial":
+            mode[0] = "full"
+            return real(fd, bytes(data)[:21])  # one whole line and five bytes of the next
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def ftruncate(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("runtime.logs.os.write", write)
+    monkeypatch.setattr("runtime.logs.os.ftruncate", ftruncate)
+    log.write('{"event":"one"}\n')
+    log.write('{"event":"two"}\n')
+    log.flush()
+    assert log.dropped_lines == 1 and log.mid_line
+    mode[0] = "room"
+    log.write('{"event":"three"}\n')
+    log.flush()
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ['{"event":"one"}', '{"eve']  # the cut line, ended before the next one
+    assert json.loads(lines[2])["lines"] == 1 and json.loads(lines[3]) == {"event": "three"}
     log.close()
 
 

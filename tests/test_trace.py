@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -212,6 +214,38 @@ def test_a_trace_that_cannot_be_written_is_dropped_never_raised(tmp_path: Path) 
     t.event("start", 0, pid=1)
     t.flush()
     assert t.dropped == 1 and t.lines == 0 and t.buf == []
+
+
+def test_a_line_cut_short_by_a_full_disk_is_truncated_away(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a1.trace"
+    t = Tracer(path, "a1", clock=lambda: 1.0)
+    t.event("start", 0, pid=1)
+    t.flush()
+    whole = path.read_bytes()
+    real_open = Path.open
+
+    class Cut:  # a file that takes ten bytes, then the disk is full
+        def __init__(self, f: Any) -> None:
+            self.f = f
+
+        def tell(self) -> int:
+            return int(self.f.tell())
+
+        def write(self, data: str) -> int:
+            self.f.write(data[:10])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            self.f.close()
+
+    t.close()
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: Cut(real_open(self, *a, **k)))
+    t.event("fsync", 1, dur_us=5)
+    t.flush()
+    monkeypatch.undo()
+    assert t.dropped == 1 and path.read_bytes() == whole  # no broken line for the reader to trip on
 
 
 # --- the turn driver ------------------------------------------------------------------------
