@@ -469,7 +469,9 @@ class ActorShell:
         ts, before = time.time(), wal.offset
         wal.append(records, sync=False)
         lc = self.turn.clock.lc
+        t0 = time.perf_counter()
         tracer.event("persist", lc, ts=ts, m=record_labels(records), bytes=wal.offset - before, durable=durable)
+        tracer.spent_s += time.perf_counter() - t0
         took_s = self._timed_sync() if durable else None
         if took_s is not None:
             tracer.event("fsync", lc, dur_us=round(took_s * 1e6))
@@ -482,7 +484,8 @@ class ActorShell:
         sampled = tracer is not None and not held and (turn.traced or starts_a_trace(messages)) \
             and tracer.sample(turn.traced)
         frame = self._encoder.encode(messages, lc, sampled)
-        if tracer is not None:
+        if tracer is not None and (sampled or turn.traced):
+            t0 = time.perf_counter()
             if turn.traced and "." in dest:
                 ops = Ops()
                 for m in messages:
@@ -497,6 +500,7 @@ class ActorShell:
                     turn.traced = True
                     turn.trace_assigns(messages)
                 tracer.send(dest, lc, messages)
+            tracer.spent_s += time.perf_counter() - t0
         if dest in self.peers or ("." not in dest and self.learn_peer(dest)):
             self._send_peer(dest, frame)
         else:
@@ -748,6 +752,7 @@ class ActorShell:
                 "wal_bytes": wal.offset if wal else 0, "wal_synced_bytes": wal.synced_offset if wal else 0,
                 "snapshot_bytes": snapshot_bytes, "file_bytes": (wal.offset if wal else 0) + snapshot_bytes,
                 "fsyncs": wal.fsyncs if wal else 0, "frames_dropped": transport.dropped if transport else 0,
+                "trace_s": round(self.tracer.spent_s, 6) if self.tracer is not None else 0.0,
                 **self._metrics_status()}
 
     def _metrics_status(self) -> dict[str, Any]:

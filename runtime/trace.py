@@ -279,14 +279,15 @@ class Ops:
     """Client ops gathered for one event: at most OPS_MAX, and whether there were more. Once it
     is full a batch is not even opened (a learner's turn may deliver hundreds)."""
 
-    __slots__ = ("listed", "more")
+    __slots__ = ("cap", "listed", "more")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int = OPS_MAX) -> None:
+        self.cap = cap
         self.listed: list[str] = []
         self.more = False
 
     def batch(self, blob: bytes) -> None:
-        room = OPS_MAX - len(self.listed)
+        room = self.cap - len(self.listed)
         if room <= 0:
             self.more = True
             return
@@ -295,7 +296,7 @@ class Ops:
         self.more = self.more or n > len(ops)
 
     def results(self, peer: str, results: tuple[tuple[int, bool, Any], ...]) -> None:
-        room = max(0, OPS_MAX - len(self.listed))
+        room = max(0, self.cap - len(self.listed))
         self.listed.extend(f"{peer}:{r[0]}" for r in results[:room])
         self.more = self.more or len(results) > room
 
@@ -348,6 +349,10 @@ class Tracer:
         self.last_ballot = ""  # of the latest Accepted traced: what a learner's decide names
         self.lines = 0  # written
         self.dropped = 0  # not written (the disk refused them)
+        # Seconds spent tracing (building, labelling and writing lines; timed by the callers with
+        # perf_counter): what `paxos bench --trace` divides by the process's CPU, a cost figure a
+        # shared machine's noise cannot hide. StatusReply carries it as `trace_s`.
+        self.spent_s = 0.0
         self._file: TextIO | None = None
 
     def sample(self, following: bool) -> bool:
@@ -374,6 +379,13 @@ class Tracer:
         flush tries again with a fresh file handle."""
         if not self.buf:
             return
+        t0 = time.perf_counter()
+        try:
+            self._write()
+        finally:
+            self.spent_s += time.perf_counter() - t0
+
+    def _write(self) -> None:
         data = "\n".join(self.buf) + "\n"
         n = len(self.buf)
         self.buf = []

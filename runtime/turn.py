@@ -37,6 +37,7 @@ or a crash point.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,7 +68,7 @@ from actors.records import DecidedRecord, Record, SnapshotRecord
 from runtime import codec
 from runtime.metrics import count_reason
 from runtime.storage import SnapshotCorrupt, SnapshotDir
-from runtime.trace import Clock, Ops, Tracer, capped, value_ops
+from runtime.trace import OPS_MAX, Clock, Ops, Tracer, capped, value_ops
 from runtime.transfer import Transfers
 from runtime.wal import SCANNER, Scanner
 
@@ -77,6 +78,7 @@ SYNC_EVERY_TICKS = 10
 # may invent a new identity per frame), the rest counted under the peer "*".
 REJECT_LOG_TICKS = 100
 REJECT_KEYS_MAX = 64
+CHOSEN_SCAN_MAX = 256  # chosen slots a traced learner turn looks through for newly chosen ones
 WATCHED_MAX = 4096  # sampled client batches a leader waits to see assigned
 REJECTIONS = frozenset(("frame_rejected", "message_rejected", "vote_ignored", "submit_rejected"))
 
@@ -196,9 +198,11 @@ class Turn:
             if sampled:
                 self.traced = True
                 if tracer is not None:
+                    t0 = time.perf_counter()
                     tracer.recv(sender, frame_lc, lc, messages)
                     if self.takes_submit:
                         self._watch(messages)
+                    tracer.spent_s += time.perf_counter() - t0
             self._admit(sender, messages, ready)
         self._end(ready)
 
@@ -380,7 +384,9 @@ class Turn:
         if self._watched and ready.send and not self.traced:
             self.traced = self._assigns_watched(ready)
         if self.traced and self.tracer is not None:
+            t0 = time.perf_counter()
             self._trace(ready)
+            self.tracer.spent_s += time.perf_counter() - t0
         shell = self.shell
         send = shell.send
         if self.debug and ready.send:
@@ -418,13 +424,17 @@ class Turn:
         assert tracer is not None
         lc = self.clock.lc
         seen: set[int] = set()
+        room = OPS_MAX  # for the whole turn: a pipelined turn may assign dozens of full slots
         for m in messages:
             if type(m) is Accept and id(m) not in seen:  # one Accept goes to every acceptor
                 seen.add(id(m))
                 for slot, value in m.entries:
                     for b in value.batches:
                         self._watched.pop(id(b), None)
-                    ops = value_ops(value.batches)
+                    if room <= 0:
+                        continue  # its Accept's send still names the slot; its ops go unlisted
+                    ops = value_ops(value.batches, Ops(room))
+                    room -= len(ops.listed)
                     if ops.listed:
                         tracer.event("assign", lc, **capped(ops, {"s": slot}))
 
@@ -440,10 +450,12 @@ class Turn:
             decided = [r.slot for r in ready.persist if type(r) is DecidedRecord]
             announced = self._announced
             fresh = [s for s in decided if s not in announced]
-            fresh += sorted(s for s in self.core.chosen if s not in announced)
+            chosen = self.core.chosen
+            if len(chosen) <= CHOSEN_SCAN_MAX:  # beyond, a gap's slots are announced as delivered
+                fresh += sorted(s for s in chosen if s not in announced)
+                announced.update(chosen)
             for s in decided:
                 announced.discard(s)
-            announced.update(self.core.chosen)
             if len(announced) > 100_000:  # a learner far behind: forget, at worst a decide twice
                 announced.clear()
             if fresh:

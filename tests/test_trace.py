@@ -22,7 +22,18 @@ from actors.records import AcceptRecord, DecidedRecord, PromiseRecord
 from runtime import codec
 from runtime.codec import DecodeError
 from runtime.config import ConfigError, load, render
-from runtime.trace import Budget, Clock, Tracer, label, labels, ops_of, record_labels, starts_a_trace, value_ops
+from runtime.trace import (
+    OPS_MAX,
+    Budget,
+    Clock,
+    Tracer,
+    label,
+    labels,
+    ops_of,
+    record_labels,
+    starts_a_trace,
+    value_ops,
+)
 from runtime.turn import Turn
 
 B = Ballot(3, 1)
@@ -294,7 +305,7 @@ def leader(tmp_path: Path) -> tuple[Turn, Tracer, Shell]:
 def test_a_sampled_submit_is_traced_from_its_receive_to_its_slot(tmp_path: Path) -> None:
     turn, tracer, shell = leader(tmp_path)
     turn.frames([frame("c.1", 40, True, Submit(blob("c.1", 1, 2)))])
-    assert turn.traced
+    assert turn.traced and tracer.spent_s > 0  # what StatusReply's trace_s and the bench's share count
     tracer.flush()
     lines = read(tmp_path / "p1.trace")
     recv = lines[0]
@@ -327,6 +338,16 @@ def test_a_sampled_batch_assigned_in_a_later_turn_is_still_traced(tmp_path: Path
     assert turn.traced
     assigns = [json.loads(e) for e in tracer.buf if '"assign"' in e]
     assert [(e["s"], e["ops"]) for e in assigns] == [(3, ["c.1:2"])]
+
+
+def test_a_pipelined_turn_lists_at_most_one_events_worth_of_ops_over_all_its_slots(tmp_path: Path) -> None:
+    """A turn assigning dozens of full slots would parse every batch: the turn shares one cap."""
+    turn, tracer, _ = leader(tmp_path)
+    full = [(s, Value(COMMANDS, B, (blob(f"c{s}.1", *range(1, 41)),))) for s in (5, 6, 7)]
+    turn.trace_assigns([Accept(B, 0, tuple(full))])
+    assigns = [json.loads(e) for e in tracer.buf if '"assign"' in e]
+    assert [(e["s"], len(e["ops"]), e.get("ops_more", False)) for e in assigns] == [(5, 40, False), (6, 24, True)]
+    assert sum(len(e["ops"]) for e in assigns) == OPS_MAX
 
 
 def test_an_unsampled_frame_moves_the_clock_but_traces_nothing(tmp_path: Path) -> None:

@@ -1200,6 +1200,14 @@ def trace_bytes(ours: Ours) -> int:
     return sum(f.stat().st_size for f in (ours.cluster.data_dir / "logs").glob("*.trace*"))
 
 
+def traced_s(ours: Ours) -> tuple[float, float]:
+    """The actors' seconds spent tracing so far (their StatusReply's `trace_s`) and their CPU
+    seconds so far (from /proc)."""
+    actors = ours.cluster.status()["actors"]
+    return (sum(float(a["info"].get("trace_s", 0.0)) for a in actors),
+            proc_cpu_s([a["pid"] for a in actors if a["pid"]]))
+
+
 def trace_bench(args: argparse.Namespace) -> int:
     """`--trace`: what tracing costs at saturation. Two clusters of the same config, one with
     tracing on (the default) and one with `[trace] enabled = false`, measured in alternating
@@ -1208,13 +1216,18 @@ def trace_bench(args: argparse.Namespace) -> int:
     rounds = max(2, args.rounds)
     on_runs: list[Result] = []
     off_runs: list[Result] = []
+    shares: list[float] = []  # of the tracing cluster's CPU, the part its tracing code took
     with Ours(args.config, trace="on") as on, Ours(args.config, trace="off") as off:
         print(f"# tracing on: data in {on.root}; off: {off.root}", file=sys.stderr)
         for rnd in range(rounds):
             print(f"# round {rnd + 1}: saturation, tracing on and off", file=sys.stderr)
             pair = [(on, on_runs, "on"), (off, off_runs, "off")]
             for ours, runs, name in pair if rnd % 2 == 0 else pair[::-1]:
+                before = traced_s(ours) if ours is on else None
                 runs.append(ours.run(f"saturation, 16 B, tracing {name}", args.clients, args.tasks, d, 16, "w"))
+                if before is not None:
+                    spent_s, cpu_s = (b - a for a, b in zip(before, traced_s(on), strict=True))
+                    shares.append(spent_s / max(1e-9, cpu_s))
         written = trace_bytes(on)
         assert trace_bytes(off) == 0, "a cluster with tracing off wrote trace files"
     med_on = statistics.median(r.ops_per_s for r in on_runs)
@@ -1236,6 +1249,9 @@ def trace_bench(args: argparse.Namespace) -> int:
                # Each round's on against the off run next to it: what drift between rounds leaves out.
                "pair_ratio_median": statistics.median(a.ops_per_s / b.ops_per_s for a, b in zip(on_runs, off_runs,
                                                                                                    strict=True)),
+               # Time in the tracing code over the tracing cluster's CPU, as the actors measure it:
+               # the cost itself, where ops/s and CPU per op carry the machine's noise.
+               "trace_cpu_share": statistics.median(shares),
                "trace_mb": written / 1e6}
     print(f"bench-trace rounds={rounds} " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
     return 0
