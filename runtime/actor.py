@@ -325,6 +325,8 @@ class ActorShell:
         try:
             await self._stop.wait()
         finally:
+            if self.tracer is not None:
+                self.tracer.flush()
             self.logger.info("actor_stopping", turns=self.turns, frames_in=self.transport.frames_in,
                              frames_out=self.transport.frames_out, dropped=self.transport.dropped)
             self.transport.close()
@@ -377,6 +379,8 @@ class ActorShell:
             if self.stepper is not None:
                 self.stepper.poll()
                 self.stepper.flush()
+            if self.tracer is not None:  # every tick, even with the core's ticks paused
+                self.tracer.flush_due(time.monotonic())
             self._take_crash_request()
         except Exception as exc:
             self.crash(exc, "tick")
@@ -447,7 +451,10 @@ class ActorShell:
             self.stepper.flush()
         logs.flush()
         if self.tracer is not None:
-            self.tracer.flush()
+            if self.stepper is not None and self.stepper.active:
+                self.tracer.flush()  # a user steps by hand and reads the chart right after
+            else:
+                self.tracer.flush_due(time.monotonic())
         if self._crash_persisted:
             self._crash_at(crashpoints.AFTER_REPLY, flush_sends=True)
 

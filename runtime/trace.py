@@ -98,6 +98,8 @@ COMMAND_BYTES = 96  # read per command wanted (all of the batch only when a comm
 FRAMES_PER_S = 200  # the default budget: sampled frames per second per actor
 
 
+FLUSH_LINES = 256  # buffered trace lines that are written at the end of the turn, whatever their age
+FLUSH_AFTER_S = 0.02  # how long a buffered trace line waits at most for the end of a later turn
 LC_MAX = 2**63 - 1  # what the codec admits
 LC_JUMP_MAX = 2**32  # a received frame moves the clock at most this far ahead at once
 
@@ -353,6 +355,7 @@ class Tracer:
         # perf_counter): what `paxos bench --trace` divides by the process's CPU, a cost figure a
         # shared machine's noise cannot hide. StatusReply carries it as `trace_s`.
         self.spent_s = 0.0
+        self._first_s = 0.0  # when the oldest buffered line was buffered (0: none)
         self._file: TextIO | None = None
 
     def sample(self, following: bool) -> bool:
@@ -374,9 +377,25 @@ class Tracer:
             if isinstance(m, Accepted):
                 self.last_ballot = str(m.ballot)
 
+    def flush_due(self, now_s: float) -> None:
+        """The end of a turn: write what is buffered once it holds FLUSH_LINES lines or its
+        oldest has waited FLUSH_AFTER_S (a saturated actor traces many turns a second: one write
+        for a few of them, not one each). An idle actor's tick ends a turn every tick_ms, so a
+        line reaches the file within a tick and FLUSH_AFTER_S; a crash, a crash point, a stop
+        and a step-mode release flush at once."""
+        buf = self.buf
+        if not buf:
+            self._first_s = 0.0
+            return
+        if not self._first_s:
+            self._first_s = now_s
+        if len(buf) >= FLUSH_LINES or now_s - self._first_s >= FLUSH_AFTER_S:
+            self.flush()
+
     def flush(self) -> None:
         """Write what the turn buffered (one write); a failure drops the lines, and the next
         flush tries again with a fresh file handle."""
+        self._first_s = 0.0
         if not self.buf:
             return
         t0 = time.perf_counter()

@@ -23,6 +23,8 @@ from runtime import codec
 from runtime.codec import DecodeError
 from runtime.config import ConfigError, load, render
 from runtime.trace import (
+    FLUSH_AFTER_S,
+    FLUSH_LINES,
     OPS_MAX,
     Budget,
     Clock,
@@ -225,6 +227,23 @@ def test_a_trace_that_cannot_be_written_is_dropped_never_raised(tmp_path: Path) 
     t.event("start", 0, pid=1)
     t.flush()
     assert t.dropped == 1 and t.lines == 0 and t.buf == []
+
+
+def test_a_busy_turn_waits_for_company_before_writing_but_never_long(tmp_path: Path) -> None:
+    path = tmp_path / "a1.trace"
+    t = Tracer(path, "a1", clock=lambda: 1.0)
+    t.event("fsync", 1, dur_us=5)
+    t.flush_due(100.0)
+    assert not path.exists()  # one line: kept for the next turns
+    t.event("fsync", 2, dur_us=5)
+    t.flush_due(100.0 + FLUSH_AFTER_S / 2)
+    assert not path.exists()
+    t.flush_due(100.0 + FLUSH_AFTER_S * 1.5)  # the oldest has waited long enough (a tick ends a turn)
+    assert [e["lc"] for e in read(path)] == [1, 2]
+    for i in range(FLUSH_LINES):
+        t.event("fsync", 3 + i, dur_us=5)
+    t.flush_due(200.0)  # a full buffer goes at once
+    assert len(read(path)) == 2 + FLUSH_LINES and t.buf == []
 
 
 def test_a_line_cut_short_by_a_full_disk_is_truncated_away(
