@@ -36,7 +36,9 @@ The schema (keys of every line, then per kind `e`):
   id), `e` (kind), `lc` (the actor's Lamport clock at the event)
 - `send`: `to` (peer name or client id), `lc` = the frame's clock, `m` (message labels, e.g.
   "Prepare b=3.1", "Promise b=3.1", "Accept b=3.1 s=812..815", "Accepted b=3.1 s=812",
-  "Nack promised=4.2", "Submit n=3", "Reply n=3", "Heartbeat b=3.1 ct=811"), optional `ops`
+  "Nack promised=4.2", "Submit n=3", "Reply n=3", "Heartbeat b=3.1 ct=811"; an Accept of no
+  slot, the leader's keep-alive, is "Accept b=3.1 keep-alive", its answer "Accepted b=3.1
+  keep-alive"), optional `ops`
   (["CLIENT:SEQ", ...], at most OPS_MAX; `ops_more: true` when there were more) for the client's
   messages (Submit, Read, FastAccept, Reply). An Accept's ops are in the leader's `assign` of
   its slots (listing them per destination cost the most at saturation).
@@ -172,6 +174,9 @@ class Budget:
 # --- labels --------------------------------------------------------------------------------
 
 
+KEEP_ALIVE = "keep-alive"  # an Accept of no slot (and its Accepted) is labelled so, in place of `s=`
+
+
 def _slots(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}..{last}"
 
@@ -180,10 +185,14 @@ def label(m: Message) -> str:
     """A short, joinable text for one message (no payloads)."""
     if isinstance(m, Accept):
         e = m.entries
-        return f"Accept b={m.ballot} s={_slots(e[0][0], e[-1][0]) if e else ''}"
+        if not e:  # no slot: the leader's keep-alive (starts_a_trace), not an empty proposal
+            return f"Accept b={m.ballot} {KEEP_ALIVE}"
+        return f"Accept b={m.ballot} s={_slots(e[0][0], e[-1][0])}"
     if isinstance(m, Accepted):
         s = m.slots
-        return f"Accepted b={m.ballot} s={_slots(s[0], s[-1]) if s else ''}"
+        if not s:  # the answer to a keep-alive
+            return f"Accepted b={m.ballot} {KEEP_ALIVE}"
+        return f"Accepted b={m.ballot} s={_slots(s[0], s[-1])}"
     if isinstance(m, Heartbeat):
         return f"Heartbeat b={m.ballot} ct={m.chosen_through}"
     if isinstance(m, (Prepare, Promise)):

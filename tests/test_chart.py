@@ -98,6 +98,21 @@ def test_arrows_join_sends_and_receives_and_say_lost_and_orphan() -> None:
     assert "Accepted b=1.1 s=1 (lost)" in lines and "?" in lines
 
 
+def test_a_keep_alive_accept_is_labelled_so_also_from_files_written_before_it_was() -> None:
+    from runtime import trace
+
+    assert model.KEEP_ALIVE == trace.KEEP_ALIVE
+    old = [{"ts": 1.0, "a": "p1", "e": "send", "lc": 1, "to": "a1", "m": ["Accept b=3.1 s="]},
+           {"ts": 1.1, "a": "a1", "e": "recv", "lc": 2, "from": "p1", "slc": 1, "m": ["Accept b=3.1 s="]},
+           {"ts": 1.2, "a": "a1", "e": "send", "lc": 3, "to": "p1", "m": ["Accepted b=3.1 s=", "Promise b=3.1"]}]
+    evs = model.check_all(old)
+    assert [e.labels for e in evs] == [("Accept b=3.1 keep-alive",), ("Accept b=3.1 keep-alive",),
+                                       ("Accepted b=3.1 keep-alive", "Promise b=3.1")]
+    assert all(e.slots is None for e in evs)  # about no slot: no --slot selection picks it
+    out = text.plain(model.build(evs), width=120)
+    assert "Accept b=3.1 keep-alive" in out and "Accepted b=3.1 keep-alive" in out and " s=" not in out
+
+
 def test_slot_selection_keeps_the_slots_messages_their_fsyncs_and_the_crash_in_between() -> None:
     chosen = select(events(), Selection(slots=(1, 1)))
     kinds = [(e.actor, e.kind) for e in chosen]
