@@ -258,7 +258,8 @@ def test_a_scenario_transcript_draws_the_same_kind_of_chart() -> None:
     # The dropped Prepares of round 1 are lost messages; the delivered ones are answered.
     assert [(a.dst, a.status) for a in arrows[:5]] == [("a2", "lost"), ("a3", "lost"), ("a4", "lost"),
                                                         ("a1", "ok"), ("a5", "ok")]
-    assert {a.text for a in arrows} >= {"Prepare b=1.1", "Promise b=2.1", "Accept b=2.1 s=2", "Heartbeat b=2.1"}
+    assert {a.text for a in arrows} >= {"Prepare b=1.1", "Promise b=2.1", "Accept b=2.1 s=2",
+                                         "Accept b=2.1 keep-alive"}
     golden("lost_messages.golden", text.plain(chart, width=140, times=False))
 
 
@@ -266,7 +267,8 @@ def test_transcript_labels() -> None:
     assert transcript.label("accept 2.1 2:cmd@2.1[c/1 put x V1], 3:noop@2.1") == "Accept b=2.1 s=2..3"
     assert transcript.label("accepted 1.1 slots=1,2 values=[x]") == "Accepted b=1.1 s=1..2"
     assert transcript.label("nack 1.1 promised=1.2") == "Nack promised=1.2"
-    assert transcript.label("accept 1.1 (heartbeat) chosen_through=0") == "Heartbeat b=1.1"
+    assert transcript.label("accept 1.1 (heartbeat) chosen_through=0") == "Accept b=1.1 keep-alive"
+    assert transcript.label("accepted 1.1 slots=-") == "Accepted b=1.1 keep-alive"
     assert transcript.label("snapshot-offer slot=3 bytes=10") == "SnapshotOffer"
 
 

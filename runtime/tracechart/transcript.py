@@ -30,7 +30,8 @@ def label(text: str) -> str:
     b = f" b={ballot}" if ballot else ""
     if kind == "accept":
         if "(heartbeat)" in text:
-            return f"Heartbeat{b}"
+            # An Accept of no slot, as a real run's trace labels it (not a Heartbeat message).
+            return f"Accept{b} {model.KEEP_ALIVE}"
         slots = [int(s) for s in _ENTRY_SLOT.findall(text.split(" ", 2)[2] if len(words) > 2 else "")]
         s = f" s={min(slots)}" + (f"..{max(slots)}" if max(slots) > min(slots) else "") if slots else ""
         return f"Accept{b}{s}"
@@ -38,7 +39,7 @@ def label(text: str) -> str:
         m = re.search(r"slots=([\d,]+)", text)
         slots = [int(x) for x in m.group(1).split(",")] if m else []
         s = f" s={min(slots)}" + (f"..{max(slots)}" if max(slots) > min(slots) else "") if slots else ""
-        return f"Accepted{b}{s}"
+        return f"Accepted{b}{s or ' ' + model.KEEP_ALIVE}"  # no slot (slots=-): a keep-alive's answer
     if kind == "nack":
         m = re.search(r"promised=(\S+)", text)
         return f"Nack promised={m.group(1) if m else '?'}"
