@@ -91,6 +91,10 @@ class OpPath:
     persist: dict[str, Event] = field(default_factory=dict)
     fsync: dict[str, Event] = field(default_factory=dict)
     accepted: dict[str, Event] = field(default_factory=dict)  # acceptor -> its send of Accepted
+    # Destinations of the Accept that wrote no accept record of it (learners, and an acceptor that
+    # refused it or whose persist is not in the traces): the last event of it traced, the
+    # receive if there was one, else the leader's send. What a reader says of a missing acceptor.
+    unvoted: dict[str, Event] = field(default_factory=dict)
     learner: str = ""
     learner_recv: dict[str, Event] = field(default_factory=dict)  # acceptor -> the learner's receive of its Accepted
     decide: Event | None = None
@@ -256,7 +260,8 @@ class Traces:
                 path.accepted[dest] = acc
         # Only acceptors persist an accept record: the other destinations were learners.
         for dest in [d for d in path.accepts if d not in path.persist]:
-            path.acceptor_recv.pop(dest, None)
+            recv = path.acceptor_recv.pop(dest, None)
+            path.unvoted[dest] = recv if recv is not None else path.accepts[dest]
             del path.accepts[dest]
         if reply is not None:
             r = reply["a"]

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from runtime.tracechart import files, model
+from runtime.tracechart import files, model, stages
 from runtime.tracechart.select import Selection, explain_empty, parse_op, parse_slots, select
 
 EXIT_EMPTY = 1
@@ -136,6 +137,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=_typed(_width), default=None, metavar="COLUMNS",
                    help="fit the chart to this many columns (default: the terminal's, 160 when not a terminal)")
     p.add_argument("--no-pager", action="store_true", help="print even a long chart straight to the terminal")
+    p.add_argument("--json", action="store_true",
+                   help="with --op: only the op's stages, as one JSON object (no chart)")
     p.add_argument("--data-dir", metavar="DIR", type=Path,
                    help="read the trace files of this data directory (default: the config's data_dir)")
 
@@ -177,10 +180,22 @@ def _load(data_dir: Path, known: dict[str, str] | None, args: argparse.Namespace
 
 
 def run(config: Any, args: argparse.Namespace) -> int:
+    try:
+        return _run(config, args)
+    except BrokenPipeError:  # `paxos trace ... | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+
+
+def _run(config: Any, args: argparse.Namespace) -> int:
     if args.since is not None and args.until is not None and args.until < args.since:
         return _fail("--until is before --since", 64)
     if args.svg and args.format != "text":
         return _fail("--svg and --format shiviz are two outputs: choose one", 64)
+    if args.json and (args.svg or args.format != "text"):
+        return _fail("--json is an output of its own: not with --svg or --format shiviz", 64)
+    if args.json and args.op is None:
+        return _fail("--json gives one op's stages: say which with --op CLIENT:SEQ", 64)
     data_dir: Path = args.data_dir if args.data_dir is not None else config.data_dir
     if args.data_dir is not None and not data_dir.is_dir():
         return _fail(f"{data_dir}: no such directory", EXIT_NO_INPUT)
@@ -212,6 +227,12 @@ def run(config: Any, args: argparse.Namespace) -> int:
         traced = (loaded.slot_low, loaded.slot_high) if loaded.slot_low is not None and loaded.slot_high is not None \
             else None
         return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir), covered, traced), EXIT_EMPTY)
+    op_table = _op_table(loaded, args.op, roles) if args.op is not None else None
+    if args.json:
+        if op_table is None:
+            return _fail(f"no leader's assign of {args.op} is in the traces: its stages cannot be timed", EXIT_EMPTY)
+        print(json.dumps(stages.as_json(op_table), indent=2))
+        return 0
     chart = model.build(chosen, roles, traced=files.traced(loaded))
     chart = model.limit(chart, args.limit, keep="first" if sel.narrowed else "last")
     if loaded.skipped_lines:  # only the files' tails were read: rows before them exist, uncounted
@@ -231,12 +252,39 @@ def run(config: Any, args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"cannot write {args.svg}: {exc.strerror or exc}", EXIT_CANT_CREATE)
         print(f"wrote {args.svg}: {len(chart.rows)} rows, {len(chart.columns)} columns")
+        if op_table is not None:
+            _print_table(op_table)
         return 0
-    _print(chart, times=not args.no_times, page=not args.no_pager, width=args.width)
+    _print(chart, times=not args.no_times, page=not args.no_pager, width=args.width, op_table=op_table)
+    if args.op is not None and op_table is None:
+        print(f"paxos trace: note: no leader's assign of {args.op} is in the traces: its stages cannot be timed",
+              file=sys.stderr)
     return 0
 
 
-def _print(chart: model.Chart, times: bool, page: bool, width: int | None) -> None:
+def _op_table(loaded: files.Loaded, op: str, roles: dict[str, str]) -> stages.Table | None:
+    """The op's stages from the events loaded for its chart (they hold every line the op's path
+    needs: those naming the op, and those naming its slots), or None when no leader assigned it."""
+    path = stages.follow((e.raw for e in loaded.events), op)
+    if path is None:
+        return None
+    acceptors = model.column_order([n for n, role in roles.items() if role == "acceptor"], roles)
+    clients_trace = any(p.name.startswith(files.CLIENT_PREFIX) for p in loaded.files)
+    return stages.table(path, acceptors, files.traced(loaded), clients_trace)
+
+
+def _print_table(op_table: stages.Table) -> None:
+    """The op's stages after its chart: a rich table on a terminal, plain text otherwise."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        Console(highlight=False).print(stages.rich_table(op_table))
+    else:
+        print("\n".join(["", *stages.plain(op_table)]))
+
+
+def _print(chart: model.Chart, times: bool, page: bool, width: int | None,
+           op_table: stages.Table | None = None) -> None:
     from rich.console import Console
 
     from runtime.tracechart import text
@@ -245,10 +293,14 @@ def _print(chart: model.Chart, times: bool, page: bool, width: int | None) -> No
     tty = sys.stdout.isatty()  # not rich's is_terminal: FORCE_COLOR into a pipe must not start a pager
     width = width or (console.width if tty else WIDTH_PIPE)
     lines = text.render(chart, width, times)
-    if page and tty and len(lines) > console.height:
-        with console.pager(styles=True):
+    if page and tty and len(lines) + (len(op_table.rows) + 6 if op_table else 0) > console.height:
+        with console.pager(styles=True):  # the table pages with the chart: it is read after it
             for line in lines:
                 console.print(line, soft_wrap=True)
+            if op_table is not None:
+                console.print(stages.rich_table(op_table))
         return
     for line in lines:
         console.print(line, soft_wrap=True)
+    if op_table is not None:
+        _print_table(op_table)
