@@ -1,5 +1,6 @@
 """A put's path is traceable end to end from the trace files of a real cluster: client -> leader
--> acceptors (persist, fsync) -> learner -> reply -> client, each hop joined on (sender, lc)."""
+-> acceptors (persist, fsync) -> learner -> reply -> client, each hop joined on (sender, lc); and
+`paxos trace --op` prints that path's stages with their numbers."""
 
 from __future__ import annotations
 
@@ -52,3 +53,17 @@ def test_a_put_is_followed_through_every_process(tmp_path: Path) -> None:
         assert stages["total"] >= stages["quorum"] > 0
     starts = [e for e in traces.events if e["e"] == "start"]
     assert {e["a"] for e in starts} == {"p1", "p2", "a1", "a2", "a3", "l1", "l2"}
+    # `paxos trace --op` prints the same path's stages after its chart, with numbers for the
+    # acceptors that voted (stdout is a pipe here: the plain-text table).
+    shown = cluster.paxos("trace", "--op", f"{client_id}:2", "--no-pager")
+    assert shown.returncode == 0, shown.stderr
+    table = shown.stdout.partition(f"where the time went: {client_id}:2, slot ")[2].splitlines()
+    assert table, shown.stdout
+    stage_ms = {" ".join(x.split()[:2]): x.split()[2] for x in table[2:] if x.split()[0] in acceptors}
+    second = traces.follow(f"{client_id}:2")
+    assert second is not None
+    voted = set(second.fsync)
+    for a in voted:
+        assert float(stage_ms[f"{a} persist"]) >= 0 and float(stage_ms[f"{a} fsync"]) > 0, table
+    total = next(x for x in table if x.startswith("total")).split()
+    assert float(total[1]) >= max(float(stage_ms[f"{a} fsync"]) for a in voted)
