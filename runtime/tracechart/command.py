@@ -1,11 +1,14 @@
 """`paxos trace`: the command's options and what it does with them (runtime/cli.py only adds
-the subcommand and calls `add_arguments` and `run`).
+the subcommand and calls `add_arguments` and `run`). With --op, after the chart, the op's stages
+(runtime/tracechart/stages.py, from runtime/tracefiles.py's follow of the same events): a rich
+table on a terminal, plain text into a file or a pipe, also after --svg's line, not with
+--format shiviz (its stdout is the log); --json prints only them, as one JSON object.
 
 Exit codes: 0 a chart was drawn; 1 the selection found nothing (the message says why: a slot
 beyond the log, older than the traces or compacted away, an op no event carries, a time window
-the traces miss); 64 a bad option; 65 a trace file that is corrupt or not this cluster's (the
-message names the file, the line and its byte offset); 66 no trace files at all; 73 the output
-file cannot be written.
+the traces miss), or --json found no leader's assign of the op to time; 64 a bad option; 65 a
+trace file that is corrupt or not this cluster's (the message names the file, the line and its
+byte offset); 66 no trace files at all; 73 the output file cannot be written.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?$")
 DESCRIPTION = """\
 Draw a message sequence chart from the trace files (<data_dir>/logs/*.trace): one column per
 actor, one arrow per message with its label (Prepare b=3.1, Promise, Accept b=3.1 s=812,
-Accepted, Nack promised=4.2), the records written and fsynced, crashes and restarts, and the
-moment a slot is chosen and delivered. Works on a running cluster (it reads without locks and
-never writes) and on the files of a stopped one.
+Accepted, Nack promised=4.2; Accept b=3.1 keep-alive: the leader's Accept of no slot), the
+records written and fsynced, crashes and restarts, and the moment a slot is chosen and
+delivered. Works on a running cluster (it reads without locks and never writes) and on the
+files of a stopped one.
 
 Select with --slot N or N..M (the messages and records about those slots), --op CLIENT:SEQ
 (one client command end to end: its Submit, the slot it went into, the votes, the delivery and
@@ -48,13 +52,24 @@ the reply), --since/--until (a time window). Without a selection it shows the la
 At most --limit rows are drawn. Output: the terminal (colored, paged when long), --svg FILE,
 or --format shiviz (a log ShiViz opens, with vector clocks derived from the joined messages).
 
+With --op, the chart is followed by where that request's time went: each stage in order
+(client_to_leader, leader_queue, accept_sent; per acceptor net_to_acceptor, persist, fsync,
+net_to_learner; learner_queue, quorum, learner_apply, reply, reply_to_client), its ms and the
+processes it spans, then the total; a stage whose ends the traces lack says "not traced" and
+why (the client does not trace, the sender did not sample that frame, an acceptor refused the
+Accept, ...). The same stages as `paxos bench --breakdown` times over many requests. The table
+is plain text when stdout is not a terminal, printed after --svg's line too, not with --format
+shiviz. --json (with --op) prints only the stages, as one JSON object.
+
 Exit codes: 0 drawn; 1 nothing selected (says why: beyond the log, older than the traces,
-compacted away); 64 a bad option; 65 a corrupt trace file or one of another cluster (names the
-file, line and byte offset); 66 no trace files; 73 cannot write the output file."""
+compacted away; with --json: no leader's assign of the op traced); 64 a bad option; 65 a
+corrupt trace file or one of another cluster (names the file, line and byte offset); 66 no
+trace files; 73 cannot write the output file."""
 
 EXAMPLES = """\
 paxos trace --slot 1..3
 paxos trace --op c1a2b3:7
+paxos trace --op c1a2b3:7 --json
 paxos trace --since 30s --limit 100
 paxos trace --since 17:05:00 --until 17:05:02 --svg run.svg
 paxos trace --slot 40 --format shiviz > slot40.log
@@ -125,7 +140,8 @@ def _width(value: str) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slot", type=_typed(parse_slots), metavar="N[..M]", help="the slot or slots to follow")
-    p.add_argument("--op", type=_typed(parse_op), metavar="CLIENT:SEQ", help="one client command, end to end")
+    p.add_argument("--op", type=_typed(parse_op), metavar="CLIENT:SEQ",
+                   help="one client command, end to end, then its stages")
     p.add_argument("--since", type=when, metavar="T", help="from this time: 30s (ago), 17:05:00, an ISO time")
     p.add_argument("--until", type=when, metavar="T", help="up to this time (same forms as --since)")
     p.add_argument("--limit", type=_limit, default=LIMIT_DEFAULT, metavar="N",
