@@ -196,3 +196,16 @@ def test_trace_op_bad_requests(config_path: Path, tmp_path: Path, capsys: Any) -
     assert "--json is an output of its own" in capsys.readouterr().err
     assert not (tmp_path / "x.svg").exists()
     assert {p.name: p.read_bytes() for p in logs.iterdir()} == before
+
+
+def test_an_op_whose_assign_is_not_traced_draws_its_chart_and_says_there_are_no_stages(
+        config_path: Path, capsys: Any) -> None:
+    logs = config_path.parent / "data" / "logs"
+    p1 = logs / "p1.trace"
+    p1.write_text("".join(x for x in p1.read_text().splitlines(keepends=True) if '"assign"' not in x))
+    assert trace(config_path, "--op", OP) == 0
+    captured = capsys.readouterr()
+    assert "Submit n=2" in captured.out and "where the time went" not in captured.out
+    assert f"no leader's assign of {OP} is in the traces: its stages cannot be timed" in captured.err
+    assert trace(config_path, "--op", OP, "--json") == 1
+    assert captured.out and capsys.readouterr().out == ""

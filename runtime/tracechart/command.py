@@ -243,7 +243,8 @@ def _run(config: Any, args: argparse.Namespace) -> int:
         traced = (loaded.slot_low, loaded.slot_high) if loaded.slot_low is not None and loaded.slot_high is not None \
             else None
         return _fail(explain_empty(loaded.events, sel, compacted_through(data_dir), covered, traced), EXIT_EMPTY)
-    op_table = _op_table(loaded, args.op, roles) if args.op is not None else None
+    # The op's stages go with the text chart, --svg's line and --json; shiviz's stdout is its log.
+    op_table = _op_table(loaded, args.op, roles) if args.op is not None and args.format == "text" else None
     if args.json:
         if op_table is None:
             return _fail(f"no leader's assign of {args.op} is in the traces: its stages cannot be timed", EXIT_EMPTY)
@@ -272,7 +273,7 @@ def _run(config: Any, args: argparse.Namespace) -> int:
             _print_table(op_table)
         return 0
     _print(chart, times=not args.no_times, page=not args.no_pager, width=args.width, op_table=op_table)
-    if args.op is not None and op_table is None:
+    if args.op is not None and op_table is None:  # its Submit was traced, no leader's assign of it
         print(f"paxos trace: note: no leader's assign of {args.op} is in the traces: its stages cannot be timed",
               file=sys.stderr)
     return 0
