@@ -452,7 +452,11 @@ class SnapshotInstalled(Message):
 
 @dataclass(frozen=True, slots=True)
 class StatusQuery(Message):
+    """`brief`: only the membership changes the actor knows (a client's discovery, every few
+    seconds), not its whole status: a learner's status hashes its whole store."""
+
     TYPE: ClassVar[str] = "status_query"
+    brief: bool = False
 
 
 @dataclass(frozen=True, slots=True)

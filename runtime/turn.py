@@ -255,10 +255,12 @@ class Turn:
             if why is not None:
                 self._reject(ready, sender.encode(), why, f"{kind.TYPE}: a number out of bounds")
                 continue
-            if kind is StatusQuery:
-                info = {**core.status(), **self.shell.status(), "frames_rejected": self.frames_rejected,
-                        "messages_rejected": self.messages_rejected}
+            if isinstance(message, StatusQuery):
                 history = getattr(core, "history", None)
+                info: dict[str, Any] = {}
+                if not message.brief:  # a brief one: a client's discovery needs only the history
+                    info = {**core.status(), **self.shell.status(), "frames_rejected": self.frames_rejected,
+                            "messages_rejected": self.messages_rejected}
                 if history is not None and history.changes:
                     info["history"] = history.encode().decode()  # the changes it knows were chosen
                 ready.send.append((sender, StatusReply(tuple(info.items()))))

@@ -47,7 +47,7 @@ EXAMPLES = [
     Promise(B, 1, 0, 5, 5, (Vote(5, Ballot(1, 1), V),)), Nack(Ballot(1, 1), B),
     Accepted(B, (3, 4), ()), Accepted(B, (3,), (Value(START, B),)), Fetch(1, 9),
     Fetched(3, (Vote(1, B, V),)), Submit(b"\x00blob"), Redirect("p1", "busy"),
-    Reply(((1, True, None), (2, False, "bad"), (3, True, True), (4, True, "v"))), Hello(), StatusQuery(),
+    Reply(((1, True, None), (2, False, "bad"), (3, True, True), (4, True, "v"))), Hello(), StatusQuery(), StatusQuery(brief=True),
     StatusReply((("role", "proposer"), ("delivered", 3), ("serving", True), ("x", None), ("f", 1.5))),
     Fetched(3, (), 7, 6, 1024, 0xFFFFFFFF), Recover(B, 2, 9, 4), Recovered(B, 4, 2, 9, (Vote(3, B, V),), 2),
     Repair(1, 5), Probe(), Probed(B, 12, 10), SnapshotOffer(40, 123456, 99), SnapshotFetch(40, 1 << 20, 1 << 20),
@@ -107,6 +107,7 @@ BAD = {
     "str batch": (raw_frame([2, 1, 1, 0, [[1, 2, 1, 1, ["x"]]]]), "schema"),
     "values do not match slots": (raw_frame([6, 1, 1, [1, 2], [[0, 1, 1, []]]]), "schema"),
     "empty fetch range": (raw_frame([7, 5, 2]), "range"),
+    "status query brief not a bool": (raw_frame([30, 1]), "schema"),
     "reply result of wrong type": (raw_frame([22, [[1, True, [1]]]]), "schema"),
 }
 

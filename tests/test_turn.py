@@ -100,6 +100,20 @@ def test_anyone_may_say_hello_or_ask_for_status_and_the_driver_answers_itself() 
     assert info["role"] == "acceptor" and info["pid"] == 42 and info["frames_rejected"] == 0
 
 
+def test_a_brief_status_query_skips_the_cores_status_which_hashes_a_learners_store() -> None:
+    lr = Learner("l1", ["a1", "a2", "a3"], codec.decode_client_batch, KVStore(64, 64), proposer_ids=IDS)
+    shell = Recorder()
+    turn = Turn(lr, shell, ["p1", "p2", "a1", "a2", "a3"])
+    turn.frames([frame("c1", StatusQuery())])
+    (_, _, (full,)), = shell.calls
+    assert "digest" in dict(full.info)
+    shell.calls.clear()
+    lr.status = lambda: pytest.fail("a brief query computed the whole status")  # type: ignore[method-assign]
+    turn.frames([frame("c1", StatusQuery(brief=True))])
+    (_, dest, (brief,)), = shell.calls
+    assert dest == "c1" and isinstance(brief, StatusReply) and "digest" not in dict(brief.info)
+
+
 def test_a_client_submit_reaches_a_proposer_and_is_batched_at_the_end_of_the_turn() -> None:
     p = Proposer("p1", 1, IDS, ["a1", "a2", "a3"], ["l1"], ProposerParams(), random.Random(1))
     shell = Recorder()
