@@ -240,6 +240,9 @@ class Proposer(Core):
         self.chosen_above: set[int] = set()
         self.queue: deque[tuple[str, bytes]] = deque()
         self.elections = 0
+        # Read batches answered under the lease at once, and held for a round (actors/lease.py):
+        # a workload whose reads are mostly held waits a round trip (an fsync, with writes) each.
+        self.read_batches = {"leased": 0, "held": 0}
         self.nonce = 0  # of the latest Recover: an answer to anything else never counts
         self.probed: dict[str, Probed] | None = None  # while it must learn the ballots it forgot
         self.history = history or History(
@@ -1404,12 +1407,14 @@ class Proposer(Core):
         if self._leased(rs) and not self._fast_reads():
             ready.send.append((m.learner, ReadAt(self.read_index(), m.batch, self.ballot)))
             rs.served += 1
+            self.read_batches["leased"] += 1
             return
         held_max = self.read_params.held_max if self.read_params is not None else ReadParams().held_max
         if len(rs.held) >= held_max:
             ready.send.append((sender, Redirect(self.name, "busy")))
             return
         # Held with the index of now, until a round sent after now is acknowledged.
+        self.read_batches["held"] += 1
         rs.held.append(HeldRead(sender, m.learner, m.batch, self.read_index(), rs.round + 1))
         rs.want_round = True
 
@@ -1541,6 +1546,8 @@ class Proposer(Core):
             "queued": len(self.queue),
             "round": self.round,
             "elections": self.elections,
+            "read_batches_leased": self.read_batches["leased"],
+            "read_batches_held": self.read_batches["held"],
             "mode": self.fast.mode,
             "fast_open": lead is not None and bool(lead.fast_from),
             **({f"fast_{k}": v for k, v in self.fast_stats.items()} if self.fast.enabled else {}),
