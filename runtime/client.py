@@ -514,7 +514,8 @@ class Client:
             s = self._sockets.get(learner)
             if s is not None:
                 try:
-                    s.send(codec.encode_frame(self.client_id, [StatusQuery(brief=True)], self._clock.send()), zmq.NOBLOCK)
+                    query = codec.encode_frame(self.client_id, [StatusQuery(brief=True)], self._clock.send())
+                    s.send(query, zmq.NOBLOCK)
                 except zmq.Again:
                     pass
         if self.core.wants_flush(now):
