@@ -17,6 +17,7 @@ scenario's info event).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,28 @@ def check(raw: Any, idx: int, where: str) -> TraceEvent:
         slots = _labels_slots(labels)
     return TraceEvent(idx=idx, ts=float(raw["ts"]), actor=raw["a"], kind=kind, lc=raw["lc"], peer=peer, slc=slc,
                       labels=tuple(labels), ops=tuple(str(o) for o in ops), slots=slots, raw=raw)
+
+
+def rename(events: Iterable[TraceEvent], names: Mapping[str, str]) -> list[TraceEvent]:
+    """The events with some participants renamed (a scenario's client session ids become the
+    script's names for them: `c` rather than `911514d23728.e7c0718e`), as actor, peer and in the
+    `CLIENT:SEQ` of their ops, so the chart's columns and texts say what the script says."""
+    if not names:
+        return list(events)
+
+    def op(text: str) -> str:
+        client, colon, seq = text.rpartition(":")
+        return f"{names[client]}:{seq}" if colon and client in names else text
+
+    out = []
+    for e in events:
+        actor = names.get(e.actor, e.actor)
+        peer = names.get(e.peer, e.peer) if e.peer is not None else None
+        ops = tuple(op(o) for o in e.ops)
+        if actor != e.actor or peer != e.peer or ops != e.ops:
+            e = dataclasses.replace(e, actor=actor, peer=peer, ops=ops)
+        out.append(e)
+    return out
 
 
 def check_all(raws: Iterable[Any]) -> list[TraceEvent]:
