@@ -44,6 +44,7 @@ The schema (keys of every line, then per kind `e`):
   id), `e` (kind), `lc` (the actor's Lamport clock at the event)
 - `send`: `to` (peer name or client id), `lc` = the frame's clock, `m` (message labels, e.g.
   "Prepare b=3.1", "Promise b=3.1", "Accept b=3.1 s=812..815", "Accepted b=3.1 s=812",
+  "Accept b=3.1 (no slots)" (a leader's keep-alive),
   "Nack promised=4.2", "Submit n=3", "Reply n=3", "Heartbeat b=3.1 ct=811"), optional `ops`
   (["CLIENT:SEQ", ...], at most OPS_MAX; `ops_more: true` when there were more) for the client's
   messages (Submit, Read, FastAccept, Reply). An Accept's ops are in the leader's `assign` of
@@ -187,12 +188,13 @@ def _slots(first: int, last: int) -> str:
 
 def label(m: Message) -> str:
     """A short, joinable text for one message (no payloads)."""
+    # An Accept of no slot (a leader's keep-alive) and its answer say so, rather than a bare "s=".
     if isinstance(m, Accept):
         e = m.entries
-        return f"Accept b={m.ballot} s={_slots(e[0][0], e[-1][0]) if e else ''}"
+        return f"Accept b={m.ballot} " + (f"s={_slots(e[0][0], e[-1][0])}" if e else "(no slots)")
     if isinstance(m, Accepted):
         s = m.slots
-        return f"Accepted b={m.ballot} s={_slots(s[0], s[-1]) if s else ''}"
+        return f"Accepted b={m.ballot} " + (f"s={_slots(s[0], s[-1])}" if s else "(no slots)")
     if isinstance(m, Heartbeat):
         return f"Heartbeat b={m.ballot} ct={m.chosen_through}"
     if isinstance(m, (Prepare, Promise)):

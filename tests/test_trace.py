@@ -147,6 +147,8 @@ def test_labels_name_ballots_and_slot_ranges() -> None:
     v = Value(COMMANDS, B, (blob("c.1", 1, 2),))
     assert label(Accept(B, 0, ((812, v), (815, v)))) == "Accept b=3.1 s=812..815"
     assert label(Accepted(B, (812,), ())) == "Accepted b=3.1 s=812"
+    assert label(Accept(B, 0, ())) == "Accept b=3.1 (no slots)"  # a keep-alive: not a bare "s="
+    assert label(Accepted(B, (), ())) == "Accepted b=3.1 (no slots)"
     assert label(Promise(B, 1, 0, 0, 0, ())) == "Promise b=3.1"
     assert labels([Submit(blob("c.1", 4, 5, 6)), Reply(((4, True, None),))]) == ["Submit n=3", "Reply n=1"]
     assert record_labels([PromiseRecord(B), AcceptRecord(B, 0, ((7, v),)), DecidedRecord(5, v),
