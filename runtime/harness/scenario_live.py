@@ -29,14 +29,30 @@ commands a real cluster cannot do (corrupt, wipe, members, fast-submit, ...) and
 options it does not take (snapshots, spare actors, fast mode) are refused before anything starts:
 "not supported on real processes".
 
-    paxos scenario --list
-    paxos scenario seed002_lost_messages [--keep] [--data-dir DIR]
+After the run, passed or failed, it draws each cluster's message sequence chart from the
+cluster's trace files, with `paxos trace`'s code (runtime/tracechart/command.py: whole_chart,
+print_chart, write_svg): one column per actor (and per client of the script, by its name in the
+script), one arrow per message, and every message the script dropped an arrow ending in `✗`,
+"(dropped)": a held message that step mode drops is traced as a send marked `dropped` (see
+runtime/trace.py). A script with several `cluster` lines draws one chart per cluster, titled with
+its line. Into a pipe or a file the chart is plain text (no color), 160 columns wide unless
+`--width`; the verdict is the last line, under the charts.
 
-Exit codes: 0 every expectation held; 1 one did not (the line, what was expected and what was
-found); 6 no scenario of that name; 8 the script uses a command not supported on real processes;
-64 usage, or a script line that is not a valid command. With `--keep` the run's directory stays
-(its clusters' logs are what `paxos trace` draws a chart from: the line `data: DIR` names it).
-`--file PATH` runs a script of one's own.
+    paxos scenario --list
+    paxos scenario seed002_lost_messages                 # the transcript, the chart, the verdict
+    paxos scenario seed002_lost_messages --svg run.svg   # the chart as SVG too
+    paxos scenario dueling_proposers --no-chart --keep   # no chart; keep the run's directory
+    paxos scenario --file my.scn --width 200 --limit 300
+
+Exit codes: 0 every expectation held (and the charts were drawn); 1 one did not (the line, what
+was expected and what was found); 6 no scenario of that name; 8 the script uses a command not
+supported on real processes; 64 usage, or a script line that is not a valid command; 65 a trace
+file is corrupt, 66 a cluster left no trace file to draw from (only when the scenario passed:
+its verdict comes first); 73 the `--svg` file cannot be written (checked before the run
+starts, so a typo costs no run; a script with several clusters writes FILE, FILE-cluster2.svg,
+...). `--no-chart` draws none on stdout (`--svg` still writes its file). With `--keep` the run's
+directory stays (the line `data: DIR` names it; `paxos --config DIR/cluster1/cluster.toml
+trace` draws from it again, with its selections). `--file PATH` runs a script of one's own.
 """
 
 from __future__ import annotations
