@@ -133,6 +133,18 @@ def test_a_restarted_senders_repeated_clock_does_not_swallow_a_dropped_message()
     assert sorted(a.status for a in alone.rows if isinstance(a, model.Arrow)) == ["lost", "orphan"]
 
 
+def test_renamed_sessions_take_the_scripts_names_in_columns_peers_and_ops() -> None:
+    evs = model.check_all([
+        {"ts": 1.0, "a": "p1", "e": "assign", "lc": 1, "s": 2, "ops": ["ab12.cd34:1", "ef56.0000:7"]},
+        {"ts": 1.1, "a": "l1", "e": "send", "lc": 2, "to": "ab12.cd34", "m": ["Reply n=1"], "ops": ["ab12.cd34:1"]},
+    ])
+    renamed = model.rename(evs, {"ab12.cd34": "c"})
+    assert [(e.actor, e.peer, e.ops) for e in renamed] == [("p1", None, ("c:1", "ef56.0000:7")),
+                                                           ("l1", "c", ("c:1",))]
+    assert model.build(renamed).columns == ["c", "p1", "l1"]
+    assert model.rename(evs, {}) == evs
+
+
 def test_slot_selection_keeps_the_slots_messages_their_fsyncs_and_the_crash_in_between() -> None:
     chosen = select(events(), Selection(slots=(1, 1)))
     kinds = [(e.actor, e.kind) for e in chosen]
