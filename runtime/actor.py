@@ -517,14 +517,16 @@ class ActorShell:
 
     def _send_released(self, dest: str, frame: bytes, dropped: bool = False) -> None:
         """A message step mode held, sent now: stamped with a fresh clock and traced as it leaves;
-        a dropped one is traced the same way and never sent (the chart draws it lost)."""
+        a dropped one is traced the same way, marked `dropped`, and never sent (the chart draws
+        it lost). A drop is always traced, whatever the budget: it is the operator's doing, rare,
+        and nothing else shows that the message ever existed."""
         tracer = self.tracer
         _, messages = codec.decode_frame(frame)
         lc = self.turn.clock.send()
-        sampled = tracer is not None and tracer.sample(True)
+        sampled = tracer is not None and (dropped or tracer.sample(True))
         if sampled:
             assert tracer is not None
-            tracer.send(dest, lc, messages)
+            tracer.send(dest, lc, messages, dropped=dropped)
             tracer.flush()
         if not dropped:
             self._step_send(dest, codec.encode_frame(self.name, messages, lc, sampled))

@@ -37,7 +37,8 @@ HARNESS_COMMANDS = {
     "nemesis": ("runtime.harness.nemesis", "a Jepsen-style run on a fresh throw-away cluster"),
     "faults": ("runtime.harness.faults", "test mode: set link faults (JSON rules, see runtime/harness/faults.py)"),
     "powerloss": ("runtime.harness.faults", "test mode: kill -9 actors and cut their files back to the last fsync"),
-    "scenario": ("runtime.harness.scenario_live", "run a scenario script on real processes in step mode (--list)"),
+    "scenario": ("runtime.harness.scenario_live",
+                 "run a scenario script on real processes in step mode, then draw its chart (--list)"),
 }
 
 

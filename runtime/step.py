@@ -185,7 +185,7 @@ class Stepper:
         # context (its send is traced then, when it really goes, so `paxos trace` joins it to its
         # receive); plain `send` where no shell asks for that.
         self.release_send: Callable[[str, bytes], None] = send
-        # A dropped message: the shell traces it as sent and never received (a lost arrow).
+        # A dropped message: the shell traces it as a send marked dropped, never received (a lost arrow).
         self.on_drop: Callable[[str, bytes], None] = lambda dest, frame: None
         self._status = status
         self.index = index_path(run_dir, name)

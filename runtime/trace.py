@@ -5,7 +5,15 @@ actor's clock (`Clock`, owned by its turn driver, runtime/turn.py) is bumped by 
 frame it sends; a frame received sets it to max(own, frame lc) + 1 (moved at most 2^32 ahead
 by one frame, never past 2^63 - 1: a forged clock cannot make ours undecodable). The pair
 (sender, lc) names one frame, so a send and its receive join on it across processes
-(runtime/tracefiles.py). Clients stamp their frames too; the simulator's actors send lc 0.
+(runtime/tracefiles.py, runtime/tracechart/model.py). The clock is not kept across a restart:
+a restarted actor counts from 0 again, so (sender, lc) is unique within one run of the sender
+(its `start` line begins a run) and a reader that meets a key twice tells the frames apart by
+their labels and times. Clients stamp their frames too; the simulator's actors send lc 0.
+
+Step mode (runtime/step.py): a message the actor holds is not traced when the core sends it but
+when it leaves (delivered, duplicated or released), with a fresh clock (so its receive joins it); one that is
+dropped is traced then too, as a `send` with `dropped: true` that nobody receives, whatever the
+budget (the chart draws it as a lost arrow, "(dropped)").
 
 A shell that traces (the actor process, runtime/actor.py; the client, runtime/client.py) has a
 `Tracer`: it decides which frames it samples and writes one JSON object per line to
@@ -41,7 +49,8 @@ The schema (keys of every line, then per kind `e`):
   keep-alive"), optional `ops`
   (["CLIENT:SEQ", ...], at most OPS_MAX; `ops_more: true` when there were more) for the client's
   messages (Submit, Read, FastAccept, Reply). An Accept's ops are in the leader's `assign` of
-  its slots (listing them per destination cost the most at saturation).
+  its slots (listing them per destination cost the most at saturation). Optional `dropped: true`:
+  step mode discarded the held message instead of sending it (no receive will join it).
 - `recv`: `from`, `slc` (the frame's clock as its sender stamped it), `lc` (ours after it), `m`,
   optional `ops` (as in send)
 - `persist`: `m` (record labels: "promise b=3.1", "accept b=3.1 s=812..815", "decided s=812",
@@ -183,6 +192,7 @@ def _slots(first: int, last: int) -> str:
 
 def label(m: Message) -> str:
     """A short, joinable text for one message (no payloads)."""
+    # An Accept of no slot (a leader's keep-alive) and its answer say so, rather than a bare "s=".
     if isinstance(m, Accept):
         e = m.entries
         if not e:  # no slot: the leader's keep-alive (starts_a_trace), not an empty proposal
@@ -375,8 +385,10 @@ class Tracer:
         line.update(fields)
         self.buf.append(json.dumps(line, separators=(",", ":")))
 
-    def send(self, dest: str, lc: int, messages: list[Message], actor: str = "") -> None:
+    def send(self, dest: str, lc: int, messages: list[Message], actor: str = "", dropped: bool = False) -> None:
         fields = capped(ops_of(messages, dest), {"to": dest, "m": labels(messages)})
+        if dropped:
+            fields["dropped"] = True
         self.event("send", lc, actor, **fields)
 
     def recv(self, sender: str, slc: int, lc: int, messages: list[Message], actor: str = "") -> None:

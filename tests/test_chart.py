@@ -113,6 +113,53 @@ def test_a_keep_alive_accept_is_labelled_so_also_from_files_written_before_it_wa
     assert "Accept b=3.1 keep-alive" in out and "Accepted b=3.1 keep-alive" in out and " s=" not in out
 
 
+def test_a_restarted_senders_repeated_clock_does_not_swallow_a_dropped_message() -> None:
+    # Seed 002 on real processes: p1's round-1 Prepare to a2 is dropped in step mode (lc 18);
+    # p1 restarts, its clock counts from 0 again, and its round-3 Prepare to a5 is lc 18 too.
+    # Joined on (sender, lc) alone, a5's receive took the dropped send and the drop vanished.
+    raws: list[dict[str, Any]] = [
+        {"ts": 1.0, "a": "p1", "e": "start", "lc": 0, "pid": 10},
+        {"ts": 1.1, "a": "p1", "e": "send", "lc": 18, "to": "a2", "m": ["Prepare b=1.1"], "dropped": True},
+        {"ts": 1.2, "a": "p1", "e": "send", "lc": 19, "to": "a1", "m": ["Prepare b=1.1"]},
+        {"ts": 1.3, "a": "a1", "e": "recv", "lc": 20, "from": "p1", "slc": 19, "m": ["Prepare b=1.1"]},
+        {"ts": 1.4, "a": "a2", "e": "start", "lc": 0, "pid": 11},
+        {"ts": 1.4, "a": "a5", "e": "start", "lc": 0, "pid": 12},
+        {"ts": 2.0, "a": "p1", "e": "start", "lc": 0, "pid": 13},
+        # The new run's lc 19 went to a1 as well, with other labels: the receive of each run
+        # joins its own run's send.
+        {"ts": 2.1, "a": "p1", "e": "send", "lc": 18, "to": "a5", "m": ["Prepare b=3.1"]},
+        {"ts": 2.1, "a": "p1", "e": "send", "lc": 19, "to": "a1", "m": ["Prepare b=3.1"]},
+        {"ts": 2.2, "a": "a5", "e": "recv", "lc": 40, "from": "p1", "slc": 18, "m": ["Prepare b=3.1"]},
+        {"ts": 2.2, "a": "a1", "e": "recv", "lc": 41, "from": "p1", "slc": 19, "m": ["Prepare b=3.1"]},
+    ]
+    chart = model.build(model.check_all(raws))
+    arrows = {(a.src, a.dst, a.text): a for a in chart.rows if isinstance(a, model.Arrow)}
+    assert len(arrows) == 4
+    dropped = arrows[("p1", "a2", "Prepare b=1.1")]
+    assert (dropped.status, dropped.dropped, dropped.recv) == ("lost", True, None)
+    for dst, label, sent_ts in (("a1", "Prepare b=1.1", 1.2), ("a5", "Prepare b=3.1", 2.1),
+                                ("a1", "Prepare b=3.1", 2.1)):
+        arrow = arrows[("p1", dst, label)]
+        assert arrow.status == "ok" and arrow.send is not None and arrow.send.ts == sent_ts
+    lines = text.plain(chart, width=200)
+    assert "Prepare b=1.1 (dropped)" in lines and "(lost)" not in lines
+    # A receive can never be of a dropped send, even when it is the only one under its key.
+    alone = model.build(model.check_all([raws[1], {**raws[9], "slc": 18, "a": "a2", "m": ["Prepare b=1.1"]}]))
+    assert sorted(a.status for a in alone.rows if isinstance(a, model.Arrow)) == ["lost", "orphan"]
+
+
+def test_renamed_sessions_take_the_scripts_names_in_columns_peers_and_ops() -> None:
+    evs = model.check_all([
+        {"ts": 1.0, "a": "p1", "e": "assign", "lc": 1, "s": 2, "ops": ["ab12.cd34:1", "ef56.0000:7"]},
+        {"ts": 1.1, "a": "l1", "e": "send", "lc": 2, "to": "ab12.cd34", "m": ["Reply n=1"], "ops": ["ab12.cd34:1"]},
+    ])
+    renamed = model.rename(evs, {"ab12.cd34": "c"})
+    assert [(e.actor, e.peer, e.ops) for e in renamed] == [("p1", None, ("c:1", "ef56.0000:7")),
+                                                           ("l1", "c", ("c:1",))]
+    assert model.build(renamed).columns == ["c", "p1", "l1"]
+    assert model.rename(evs, {}) == evs
+
+
 def test_slot_selection_keeps_the_slots_messages_their_fsyncs_and_the_crash_in_between() -> None:
     chosen = select(events(), Selection(slots=(1, 1)))
     kinds = [(e.actor, e.kind) for e in chosen]

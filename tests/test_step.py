@@ -5,6 +5,7 @@ that need no cluster (runtime/harness/scenario_live.py)."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from actors.ballot import Ballot
 from actors.messages import NOOP, START, Accept, Heartbeat, Message, Prepare, Promise, Value
 from actors.records import AcceptRecord
 from runtime import codec, step
+from runtime.config import load, render
 from runtime.harness import scenario_live
 from runtime.wal import Wal
 
@@ -213,6 +215,70 @@ def test_scenario_command_line_errors_exit_with_distinct_codes(tmp_path: Path,
     assert scenario_live.main(["--list"]) == 0
     listed = capsys.readouterr().out
     assert "* seed002_lost_messages" in listed and "simulator only (corrupt" in listed
+
+
+def test_scenario_chart_options_are_checked_before_anything_runs(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for svg, why in ((tmp_path / "no" / "x.svg", "no directory"), (tmp_path, "it is a directory")):
+        assert scenario_live.main(["seed002_lost_messages", "--svg", str(svg)]) == scenario_live.EXIT_CANT_CREATE
+        assert f"cannot write {svg}: {why}" in capsys.readouterr().err
+    assert scenario_live.main(["seed002_lost_messages", "--width", "5"]) == scenario_live.EXIT_USAGE
+    assert "must be 40 to 10000 columns" in capsys.readouterr().err
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    assert scenario_live.main(["seed002_lost_messages", "--data-dir", str(not_a_dir)]) == scenario_live.EXIT_USAGE
+    assert list(tmp_path.iterdir()) == [not_a_dir]  # nothing was created
+    assert scenario_live.svg_paths(Path("out/run.svg"), 3) == [Path("out/run.svg"), Path("out/run-cluster2.svg"),
+                                                              Path("out/run-cluster3.svg")]
+
+
+PORTS = {"p1": 1, "a1": 2, "a2": 3, "a3": 4, "l1": 5}  # never bound: the clusters are stopped
+
+
+def _traced_cluster(root: Path, lines: list[dict[str, object]]) -> scenario_live.ClusterRun:
+    """A stopped cluster's directory as `paxos scenario` leaves it: its config and trace files."""
+    root.mkdir(parents=True)
+    path = root / "cluster.toml"
+    path.write_text(render(PORTS, proposers=1, acceptors=3, learners=1))
+    logs = load(path).data_dir / "logs"
+    logs.mkdir(parents=True)
+    for actor in PORTS:
+        (logs / f"{actor}.trace").write_text("".join(json.dumps(e) + "\n" for e in lines if e["a"] == actor))
+    return scenario_live.ClusterRun(path)
+
+
+def test_a_script_of_several_clusters_draws_one_titled_chart_each(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    first = _traced_cluster(tmp_path / "cluster1", [
+        {"ts": 1.0, "a": "p1", "e": "send", "lc": 1, "to": "a1", "m": ["Prepare b=1.1"], "dropped": True},
+        {"ts": 1.1, "a": "p1", "e": "send", "lc": 2, "to": "a1", "m": ["Prepare b=2.1"]},
+        {"ts": 1.2, "a": "a1", "e": "recv", "lc": 3, "from": "p1", "slc": 2, "m": ["Prepare b=2.1"]},
+        {"ts": 1.3, "a": "l1", "e": "send", "lc": 4, "to": "ab12.cd34", "m": ["Reply n=1"], "ops": ["ab12.cd34:1"]},
+    ])
+    first.line, first.clients = "line 1: cluster proposers=1 acceptors=3 learners=1", {"ab12.cd34": "c"}
+    second = _traced_cluster(tmp_path / "cluster2", [
+        {"ts": 5.0, "a": "p1", "e": "send", "lc": 1, "to": "a1", "m": ["Accept b=1.1 s=1"]},
+    ])
+    second.line = "line 9: cluster proposers=1 acceptors=3 learners=1"
+    svg = tmp_path / "run.svg"
+    assert scenario_live.draw_charts("two", [first, second], True, svg, 120, 100) == 0
+    out = capsys.readouterr().out
+    one, two = out.split("\nchart of cluster2")
+    assert "chart of cluster1 (line 1: cluster proposers=1 acceptors=3 learners=1) [1 of 2]" in one
+    assert "Prepare b=1.1 (dropped)" in one and "Prepare b=2.1" in one and "Accept" not in one
+    assert one.splitlines()[2].split()[:4] == ["ms", "c", "p1", "a1"]  # the script's client name, not the id
+    assert "(line 9: cluster proposers=1 acceptors=3 learners=1) [2 of 2]" in two and "Accept b=1.1 s=1" in two
+    assert "\x1b[" not in out  # not a terminal: no color codes
+    for path in (svg, tmp_path / "run-cluster2.svg"):
+        assert ET.parse(path).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+        assert f"wrote {path}" in out
+    # A cluster that never wrote a trace (it did not start): said, with `paxos trace`'s code.
+    empty = tmp_path / "cluster3"
+    empty.mkdir()
+    (empty / "cluster.toml").write_text(render(PORTS, proposers=1, acceptors=3, learners=1))
+    assert scenario_live.draw_charts("none", [scenario_live.ClusterRun(empty / "cluster.toml")], True, None, None,
+                                     100) == scenario_live.EXIT_NO_TRACES
+    assert "paxos scenario: no chart of cluster1: " in capsys.readouterr().err
 
 
 def test_what_an_acceptor_wal_holds_is_read_back_per_slot(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from runtime.trace import (
     starts_a_trace,
     value_ops,
 )
+from runtime.tracechart import model
 from runtime.turn import Turn
 
 B = Ballot(3, 1)
@@ -203,6 +204,20 @@ def test_the_writer_buffers_a_turn_and_writes_one_json_object_per_line(tmp_path:
         {"ts": 1234.5, "a": "a1", "e": "fsync", "lc": 8, "dur_us": 250},
     ]
     assert t.lines == 3 and t.last_ballot == ""
+
+
+def test_a_dropped_send_says_so_and_the_chart_model_takes_it(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "p1.trace"
+    t = Tracer(path, "p1", clock=lambda: 1234.5)
+    t.send("a2", 9, [Accepted(B, (812,), ())], dropped=True)
+    t.send("a3", 10, [Accepted(B, (812,), ())])
+    t.flush()
+    lines = read(path)
+    assert [line.get("dropped") for line in lines] == [True, None]
+    chart = model.build(model.check_all(lines), traced={"p1"})  # a2 and a3 write no trace here
+    arrows = [r for r in chart.rows if isinstance(r, model.Arrow)]
+    # A dropped message never left: lost even to a peer that writes no trace.
+    assert [(a.dst, a.status, a.dropped) for a in arrows] == [("a2", "lost", True), ("a3", "ok", False)]
 
 
 def test_ops_are_capped_with_their_count(tmp_path: Path) -> None:

@@ -29,14 +29,30 @@ commands a real cluster cannot do (corrupt, wipe, members, fast-submit, ...) and
 options it does not take (snapshots, spare actors, fast mode) are refused before anything starts:
 "not supported on real processes".
 
-    paxos scenario --list
-    paxos scenario seed002_lost_messages [--keep] [--data-dir DIR]
+After the run, passed or failed, it draws each cluster's message sequence chart from the
+cluster's trace files, with `paxos trace`'s code (runtime/tracechart/command.py: whole_chart,
+print_chart, write_svg): one column per actor (and per client of the script, by its name in the
+script), one arrow per message, and every message the script dropped an arrow ending in `✗`,
+"(dropped)": a held message that step mode drops is traced as a send marked `dropped` (see
+runtime/trace.py). A script with several `cluster` lines draws one chart per cluster, titled with
+its line. Into a pipe or a file the chart is plain text (no color), 160 columns wide unless
+`--width`; the verdict is the last line, under the charts.
 
-Exit codes: 0 every expectation held; 1 one did not (the line, what was expected and what was
-found); 6 no scenario of that name; 8 the script uses a command not supported on real processes;
-64 usage, or a script line that is not a valid command. With `--keep` the run's directory stays
-(its clusters' logs are what `paxos trace` draws a chart from: the line `data: DIR` names it).
-`--file PATH` runs a script of one's own.
+    paxos scenario --list
+    paxos scenario seed002_lost_messages                 # the transcript, the chart, the verdict
+    paxos scenario seed002_lost_messages --svg run.svg   # the chart as SVG too
+    paxos scenario dueling_proposers --no-chart --keep   # no chart; keep the run's directory
+    paxos scenario --file my.scn --width 200 --limit 300
+
+Exit codes: 0 every expectation held (and the charts were drawn); 1 one did not (the line, what
+was expected and what was found); 6 no scenario of that name; 8 the script uses a command not
+supported on real processes; 64 usage, or a script line that is not a valid command; 65 a trace
+file is corrupt, 66 a cluster left no trace file to draw from (only when the scenario passed:
+its verdict comes first); 73 the `--svg` file cannot be written (checked before the run
+starts, so a typo costs no run; a script with several clusters writes FILE, FILE-cluster2.svg,
+...). `--no-chart` draws none on stdout (`--svg` still writes its file). With `--keep` the run's
+directory stays (the line `data: DIR` names it; `paxos --config DIR/cluster1/cluster.toml
+trace` draws from it again, with its selections). `--file PATH` runs a script of one's own.
 """
 
 from __future__ import annotations
@@ -88,9 +104,15 @@ EXIT_FAILED = 1
 EXIT_UNKNOWN_SCENARIO = 6
 EXIT_UNSUPPORTED = 8
 EXIT_USAGE = 64
+EXIT_BAD_TRACES = 65  # as `paxos trace`: a trace file that is corrupt or not this cluster's
+EXIT_NO_TRACES = 66
+EXIT_CANT_CREATE = 73
 EXPECT_S = 5.0  # how long an expectation may take to hold (status is written after each turn)
 DELIVERED_S = 10.0  # how long a destination may take to take in what it was sent
 CASCADE_ROUNDS_MAX = 500
+READS_SESSION = "__scenario_reads__"  # expect-kv's own session (the script's clients are c, ca, ...)
+READS_NAME = "reads"  # its column in the chart
+CHART_ROWS = 1000  # --limit's default: a scenario's whole story fits (seed 002 draws about 150)
 RUN_S_MIN = 0.5
 # The simulated world's knobs (runtime/harness/sim/world.py WorldConfig), for real processes.
 SCENARIO_CONFIG = """fsync = false
@@ -150,6 +172,16 @@ def available() -> dict[str, str]:
 
 
 @dataclass
+class ClusterRun:
+    """One `cluster` line's cluster, as its chart needs it: where its config is, the line that
+    made it, and the script's names for the client sessions that spoke to it."""
+
+    config_path: Path
+    line: str = ""
+    clients: dict[str, str] = field(default_factory=dict)  # session id -> `c`, `ca`, ...
+
+
+@dataclass
 class Session:
     """A script's client (`c`, `ca`, ...): one session id and a DEALER per actor it speaks to."""
 
@@ -161,8 +193,10 @@ class Session:
 class Live:
     """One script's run on real processes (a fresh cluster per `cluster` line)."""
 
-    def __init__(self, root: Path, out: Callable[[str], None], expect_s: float = EXPECT_S) -> None:
+    def __init__(self, root: Path, out: Callable[[str], None], expect_s: float = EXPECT_S,
+                 runs: list[ClusterRun] | None = None) -> None:
         self.root = root
+        self.runs = runs if runs is not None else []  # one per `cluster` line, for the charts
         self.expect_s = expect_s
         self.out = out
         self.config: ClusterConfig | None = None
@@ -194,6 +228,8 @@ class Live:
                 if tokens[0] not in ("cluster", "record"):
                     self._start()
                 getattr(self, "do_" + tokens[0].replace("-", "_"))(tokens[1:])
+                if tokens[0] == "cluster":
+                    self.runs[-1].line = f"line {number}: {line}"
             except BadScript as exc:
                 raise BadScript(f"{source}:{number}: {line}: {exc}") from None
             except ScenarioError as exc:
@@ -203,6 +239,9 @@ class Live:
                                 f"({type(exc).__name__}: {exc}); see runtime/harness/sim/scenario.py") from None
 
     def close(self) -> None:
+        if self.runs:  # the chart names the sessions as the script does
+            self.runs[-1].clients.update({s.id: READS_NAME if name == READS_SESSION else name
+                                          for name, s in self.sessions.items()})
         for s in self.sessions.values():
             for sock in s.sockets.values():
                 sock.close(0)
@@ -335,6 +374,7 @@ class Live:
         path.write_text(render(ports, proposers=n["proposers"], acceptors=n["acceptors"], learners=n["learners"],
                                extra=SCENARIO_CONFIG))
         self.config = load(path)
+        self.runs.append(ClusterRun(path))
         self.down = set()
         keys.ensure(self.config)
         self.out(f"    data: {root}")
@@ -561,7 +601,7 @@ class Live:
 
     def do_expect_kv(self, args: list[str]) -> None:
         name = args[0]
-        s = self._session("__scenario_reads__")
+        s = self._session(READS_SESSION)
         sock = self._socket(s, name)
         wants = [item.partition("=") for item in args[1:]]
 
@@ -650,25 +690,97 @@ def accepted(path: Path) -> dict[int, tuple[Ballot, str]]:
     return out
 
 
-def run_scenario(path: Path, root: Path, out: Callable[[str], None], expect_s: float = EXPECT_S) -> None:
+def run_scenario(path: Path, root: Path, out: Callable[[str], None], expect_s: float = EXPECT_S,
+                 runs: list[ClusterRun] | None = None) -> None:
     """Run one script on real processes under `root`; ScenarioError when an expectation fails,
-    Unsupported when it needs what real processes cannot do."""
+    Unsupported when it needs what real processes cannot do. `runs` is filled with the clusters
+    it started (also when it fails), for their charts."""
     text = path.read_text()
     bad = unsupported(text)
     if bad:
         raise Unsupported(f"{path.stem}: not supported on real processes: {', '.join(bad)}")
-    live = Live(root, out, expect_s)
+    live = Live(root, out, expect_s, runs)
     try:
         live.run(text, str(path))
     finally:
         live.close()
 
 
+def svg_paths(svg: Path, clusters: int) -> list[Path]:
+    """Where each cluster's SVG goes: FILE for the first, FILE's stem with `-clusterN` for the
+    N-th of a script with several `cluster` lines (run.svg, run-cluster2.svg, ...)."""
+    return [svg if n == 1 else svg.with_name(f"{svg.stem}-cluster{n}{svg.suffix}") for n in range(1, clusters + 1)]
+
+
+def unwritable(path: Path) -> str:
+    """Why an output file cannot be written there ("" when it can), checked before the run
+    starts so that a typo costs no run (nothing is created by the check)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "it is a directory"
+    if not parent.is_dir():
+        return f"no directory {parent}"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "permission denied"
+    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        return f"permission denied in {parent}"
+    return ""
+
+
+def draw_charts(name: str, runs: list[ClusterRun], terminal: bool, svg: Path | None, width: int | None,
+                max_rows: int) -> int:
+    """Each cluster's message sequence chart, drawn from its trace files with `paxos trace`'s
+    code (runtime/tracechart/command.py): on stdout (`terminal`) and as SVG files. 0, or the exit
+    code of what went wrong (EXIT_NO_TRACES, EXIT_BAD_TRACES, EXIT_CANT_CREATE), said on stderr."""
+    from runtime.tracechart import command, files
+
+    code = 0
+    several = len(runs) > 1
+    for n, (run, svg_path) in enumerate(zip(runs, svg_paths(svg, len(runs)) if svg else [None] * len(runs),
+                                            strict=True), start=1):
+        title = f"cluster{n}" + (f" ({run.line})" if run.line else "")
+        try:
+            config = load(run.config_path)
+            roles = {actor: spec.role for actor, spec in config.actors.items()}
+            chart, loaded = command.whole_chart(config.data_dir, roles, max_rows, run.clients)
+        except files.NoTraces as exc:
+            print(f"paxos scenario: no chart of {title}: {exc}", file=sys.stderr)
+            code = code or EXIT_NO_TRACES
+            continue
+        except (files.TraceFileError, OSError, ValueError) as exc:  # ConfigError is a ValueError
+            print(f"paxos scenario: no chart of {title}: {exc}", file=sys.stderr)
+            code = code or EXIT_BAD_TRACES
+            continue
+        for warning in loaded.warnings:
+            print(f"paxos scenario: note: {warning}", file=sys.stderr)
+        if terminal:
+            print(f"\nchart of {title}{f' [{n} of {len(runs)}]' if several else ''}: {len(chart.rows)} rows, "
+                  f"{len(chart.columns)} columns")
+            command.print_chart(chart, times=True, page=False, width=width, color=False)
+        if svg_path is not None:
+            try:
+                command.write_svg(chart, svg_path, f"paxos scenario {name}: {title}")
+            except OSError as exc:
+                print(f"paxos scenario: cannot write {svg_path}: {exc.strerror or exc}", file=sys.stderr)
+                code = code or EXIT_CANT_CREATE
+                continue
+            print(f"wrote {svg_path}: the chart of {title}, {len(chart.rows)} rows")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    from runtime.tracechart import command
+
     parser = argparse.ArgumentParser(prog="paxos scenario", description=(
         "Run a scenario script of tests/scenarios on real processes in step mode: every message "
         "between actors is held and the script delivers or drops it; its expectations are checked "
-        "on the actors' status, files and replies."))
+        "on the actors' status, files and replies. Then, passed or failed, draw the message sequence "
+        "chart of each cluster it ran from their trace files (as `paxos trace` does): one column per "
+        "actor, one arrow per message, a dropped message an arrow ending in a cross, \"(dropped)\"."),
+        epilog=("exit codes: 0 every expectation held (and the charts were drawn); 1 one did not; 6 no "
+                "scenario of that name; 8 a command not supported on real processes; 64 usage or a bad "
+                "script line; 65 a corrupt trace file; 66 no trace files to draw from; 73 the SVG file "
+                "cannot be written (checked before the run too)"))
     parser.add_argument("name", nargs="?", metavar="NAME", help="a scenario (see --list)")
     parser.add_argument("--list", action="store_true", help="the scenarios, and whether real processes run them")
     parser.add_argument("--file", type=Path, metavar="PATH", help="run this script instead of a named one")
@@ -677,8 +789,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (for `paxos trace`)")
     parser.add_argument("--expect-s", type=float, default=EXPECT_S, metavar="S",
                         help="how long an expectation may take to hold (default: %(default)g)")
+    parser.add_argument("--no-chart", action="store_true", help="draw no chart on stdout (--svg still writes one)")
+    parser.add_argument("--svg", type=Path, metavar="FILE", help="also write the chart as SVG to FILE (a script "
+                        "with several clusters: FILE, then FILE-cluster2.svg, ...)")
+    parser.add_argument("--width", type=command._typed(command._width), default=None, metavar="COLUMNS",
+                        help="fit the chart to this many columns (default: the terminal's, "
+                        f"{command.WIDTH_PIPE} when not a terminal)")
+    parser.add_argument("--limit", type=command._limit, default=CHART_ROWS, metavar="N",
+                        help="draw at most the first N rows of each chart (default: %(default)s)")
     parser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # `paxos --config X ...`
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's own errors exit 2: this command says 64 for usage
+        return EXIT_USAGE if exc.code not in (0, None) else 0
     scenarios = available()
     if args.list:
         for name, text in scenarios.items():
@@ -707,38 +830,52 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paxos scenario: no scenario named {args.name!r} (known: {', '.join(scenarios)}; "
               f"`paxos scenario --list`)", file=sys.stderr)
         return EXIT_UNKNOWN_SCENARIO
-    root = args.data_dir or Path(tempfile.mkdtemp(prefix=f"scenario-{args.name}-"))
-    if args.data_dir is not None:
-        if root.exists() and any(root.iterdir()):
-            print(f"paxos scenario: {root} is not empty (give a new or empty directory)", file=sys.stderr)
-            return EXIT_USAGE
-        root.mkdir(parents=True, exist_ok=True)
     if not 0 < args.expect_s <= 600:
         print(f"paxos scenario: --expect-s must be in (0, 600], not {args.expect_s:g}", file=sys.stderr)
         return EXIT_USAGE
+    if args.svg is not None:
+        why = unwritable(args.svg)
+        if why:
+            print(f"paxos scenario: cannot write {args.svg}: {why}", file=sys.stderr)
+            return EXIT_CANT_CREATE
+    if args.data_dir is not None and args.data_dir.exists() and (
+            not args.data_dir.is_dir() or any(args.data_dir.iterdir())):
+        print(f"paxos scenario: {args.data_dir} is not empty (give a new or empty directory)", file=sys.stderr)
+        return EXIT_USAGE
+    root = args.data_dir or Path(tempfile.mkdtemp(prefix=f"scenario-{args.name}-"))
+    root.mkdir(parents=True, exist_ok=True)
     code = 0
+    verdict, to = "", sys.stdout
     started = time.monotonic()
+    runs: list[ClusterRun] = []
     try:
         run_scenario(args.file or SCENARIOS_DIR / f"{args.name}.scn", root, lambda line: print(line, flush=True),
-                     args.expect_s)
-        print(f"scenario {args.name}: ok on real processes ({time.monotonic() - started:.1f}s)")
+                     args.expect_s, runs)
+        verdict = f"scenario {args.name}: ok on real processes ({time.monotonic() - started:.1f}s)"
     except Unsupported as exc:
-        print(f"paxos scenario: {exc}", file=sys.stderr)
-        code = EXIT_UNSUPPORTED
+        verdict, to, code = f"paxos scenario: {exc}", sys.stderr, EXIT_UNSUPPORTED
     except BadScript as exc:
-        print(f"paxos scenario: bad script: {exc}", file=sys.stderr)
-        code = EXIT_USAGE
+        verdict, to, code = f"paxos scenario: bad script: {exc}", sys.stderr, EXIT_USAGE
     except ScenarioError as exc:
-        print(f"scenario {args.name}: FAILED: {exc}", file=sys.stderr)
-        code = EXIT_FAILED
+        verdict, to, code = f"scenario {args.name}: FAILED: {exc}", sys.stderr, EXIT_FAILED
     except (OSError, subprocess.SubprocessError, zmq.ZMQError, step.StepError) as exc:
-        print(f"scenario {args.name}: the run broke off: {type(exc).__name__}: {exc}", file=sys.stderr)
+        verdict, to = f"scenario {args.name}: the run broke off: {type(exc).__name__}: {exc}", sys.stderr
         code = EXIT_FAILED
     finally:
+        # Passed or failed, the chart shows what the run did (the clusters are stopped by now:
+        # their trace files are complete). Nothing ran (a refused script): nothing to draw.
+        drawn = 0
+        if runs and (not args.no_chart or args.svg is not None):
+            sys.stdout.flush()
+            drawn = draw_charts(args.name, runs, not args.no_chart, args.svg, args.width, args.limit)
+        code = code or drawn  # the scenario's own verdict comes first
         if args.keep or args.data_dir is not None:
             print(f"data: {root} (each cluster's cluster.toml and logs; `paxos trace` draws from them)")
         else:
             shutil.rmtree(root, ignore_errors=True)
+        if verdict:  # last, so that it is the line a reader sees under the chart
+            sys.stdout.flush()
+            print(verdict, file=to)
     return code
 
 

@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -261,18 +262,15 @@ def _run(config: Any, args: argparse.Namespace) -> int:
         sys.stdout.write(shiviz.render(chart))
         return 0
     if args.svg:
-        from runtime.tracechart import svg
-
-        title = f"paxos trace of {data_dir}"
         try:
-            Path(args.svg).write_text(svg.render(chart, times=not args.no_times, title=title), encoding="utf-8")
+            write_svg(chart, Path(args.svg), f"paxos trace of {data_dir}", times=not args.no_times)
         except OSError as exc:
             return _fail(f"cannot write {args.svg}: {exc.strerror or exc}", EXIT_CANT_CREATE)
         print(f"wrote {args.svg}: {len(chart.rows)} rows, {len(chart.columns)} columns")
         if op_table is not None:
             _print_table(op_table)
         return 0
-    _print(chart, times=not args.no_times, page=not args.no_pager, width=args.width, op_table=op_table)
+    print_chart(chart, times=not args.no_times, page=not args.no_pager, width=args.width, op_table=op_table)
     if args.op is not None and op_table is None:  # its Submit was traced, no leader's assign of it
         print(f"paxos trace: note: no leader's assign of {args.op} is in the traces: its stages cannot be timed",
               file=sys.stderr)
@@ -300,8 +298,30 @@ def _print_table(op_table: stages.Table) -> None:
         print("\n".join(["", *stages.plain(op_table)]))
 
 
-def _print(chart: model.Chart, times: bool, page: bool, width: int | None,
-           op_table: stages.Table | None = None) -> None:
+def whole_chart(data_dir: Path, roles: Mapping[str, str], max_rows: int,
+                names: Mapping[str, str] | None = None) -> tuple[model.Chart, files.Loaded]:
+    """The chart of every event in a data directory's traces, its first `max_rows` rows (a run
+    told from its start: `paxos scenario`'s chart of each cluster), with participants renamed
+    (`names`, see model.rename). files.NoTraces or files.TraceFileError when it cannot be read."""
+    loaded = files.load(data_dir, roles)
+    traced = {names.get(a, a) for a in files.traced(loaded)} if names else files.traced(loaded)
+    chart = model.build(model.rename(loaded.events, names or {}), roles, traced=traced)
+    return model.limit(chart, max_rows, keep="first"), loaded
+
+
+def write_svg(chart: model.Chart, path: Path, title: str, times: bool = True) -> None:
+    """The chart as an SVG file (OSError when it cannot be written)."""
+    from runtime.tracechart import svg
+
+    path.write_text(svg.render(chart, times=times, title=title), encoding="utf-8")
+
+
+def print_chart(chart: model.Chart, times: bool, page: bool, width: int | None, color: bool = True,
+                op_table: stages.Table | None = None) -> None:
+    """The chart on stdout: colored and fitted to a terminal (paged when `page` and longer than
+    it), else `width` or WIDTH_PIPE columns; `color=False` prints it plain when stdout is not a
+    terminal, whatever FORCE_COLOR says (a transcript saved to a file stays readable); `op_table`,
+    one request's stages, follows it."""
     from rich.console import Console
 
     from runtime.tracechart import text
@@ -309,6 +329,12 @@ def _print(chart: model.Chart, times: bool, page: bool, width: int | None,
     console = Console(highlight=False)
     tty = sys.stdout.isatty()  # not rich's is_terminal: FORCE_COLOR into a pipe must not start a pager
     width = width or (console.width if tty else WIDTH_PIPE)
+    if not tty and not color:
+        sys.stdout.write(text.plain(chart, width, times))
+        sys.stdout.flush()
+        if op_table is not None:
+            _print_table(op_table)
+        return
     lines = text.render(chart, width, times)
     if page and tty and len(lines) + (len(op_table.rows) + 6 if op_table else 0) > console.height:
         with console.pager(styles=True):  # the table pages with the chart: it is read after it

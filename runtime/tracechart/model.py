@@ -6,12 +6,18 @@ Pure: no files, no clocks, no terminal. The schema (see the module that writes t
 runtime/trace.py): every event has `ts` (wall-clock seconds), `a` (actor), `e` (kind), `lc`
 (the actor's Lamport clock); a `send` has `to` and `m` (labels), a `recv` has `from`, `slc` (the
 frame's clock as its sender stamped it) and `m`. A send and its receive join on (sender, lc) =
-(recv's from, recv's slc). Kinds this module adds for its own sources: `exit` (the supervisor saw
-the process end: `how`) and `note` (`text`: a scenario's info event).
+(recv's from, recv's slc). That pair names one frame only within one run of the sender: a
+restarted actor counts its clock from 0 again, so after a restart a receive may find a send of
+each run under its key; it is joined to the one that carries its labels and was sent before it,
+the latest such (`join`). A send with `dropped: true` (step mode discarded the held message) was
+never on the wire: no receive joins it, and it is drawn lost, "(dropped)". Kinds this module adds
+for its own sources: `exit` (the supervisor saw the process end: `how`) and `note` (`text`: a
+scenario's info event).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,6 +135,28 @@ def check(raw: Any, idx: int, where: str) -> TraceEvent:
                       labels=tuple(labels), ops=tuple(str(o) for o in ops), slots=slots, raw=raw)
 
 
+def rename(events: Iterable[TraceEvent], names: Mapping[str, str]) -> list[TraceEvent]:
+    """The events with some participants renamed (a scenario's client session ids become the
+    script's names for them: `c` rather than `911514d23728.e7c0718e`), as actor, peer and in the
+    `CLIENT:SEQ` of their ops, so the chart's columns and texts say what the script says."""
+    if not names:
+        return list(events)
+
+    def op(text: str) -> str:
+        client, colon, seq = text.rpartition(":")
+        return f"{names[client]}:{seq}" if colon and client in names else text
+
+    out = []
+    for e in events:
+        actor = names.get(e.actor, e.actor)
+        peer = names.get(e.peer, e.peer) if e.peer is not None else None
+        ops = tuple(op(o) for o in e.ops)
+        if actor != e.actor or peer != e.peer or ops != e.ops:
+            e = dataclasses.replace(e, actor=actor, peer=peer, ops=ops)
+        out.append(e)
+    return out
+
+
 def check_all(raws: Iterable[Any]) -> list[TraceEvent]:
     """Crafted event lists (tests, scenarios): each checked, named by its index."""
     return [check(raw, i, f"event #{i}") for i, raw in enumerate(raws)]
@@ -177,6 +205,14 @@ class Arrow:
     send: TraceEvent | None
     recv: TraceEvent | None
     key: Key
+    dropped: bool = False  # a "lost" send that step mode discarded (`dropped: true` in the trace)
+
+    @property
+    def lost_text(self) -> str:
+        """What a renderer adds to the label of an arrow that did not arrive."""
+        if self.status != "lost":
+            return ""
+        return " (dropped)" if self.dropped else " (lost)"
 
     @property
     def nack(self) -> bool:
@@ -271,19 +307,20 @@ def build(events: Sequence[TraceEvent], roles: Mapping[str, str] | None = None,
     `traced`: the actors that write traces (default: those with an event here), so that a
     send to a peer outside a selection is not taken for a lost one."""
     traced = traced if traced is not None else traced_actors(events)
-    sends: dict[tuple[str, int], TraceEvent] = {}
+    # (sender, lc) -> its sends: one per run of the sender (a restart counts from 0 again).
+    sends: dict[tuple[str, int], list[TraceEvent]] = {}
     for e in events:
         if e.kind == "send":
-            sends.setdefault((e.actor, e.lc), e)
-    received: set[tuple[str, int]] = set()
+            sends.setdefault((e.actor, e.lc), []).append(e)
+    received: set[int] = set()  # the idx of every send a receive joined
     rows: list[Row] = []
     started: set[str] = set()
     for e in sorted(events, key=order_key):
         if e.kind == "recv":
             assert e.peer is not None and e.slc is not None
-            send = sends.get((e.peer, e.slc))
+            send = join(e, sends.get((e.peer, e.slc), ()))
             if send is not None:
-                received.add((e.peer, e.slc))
+                received.add(send.idx)
             text = ", ".join(e.labels or (send.labels if send else ()))
             status = "ok" if send is not None or e.peer not in traced else "orphan"
             rows.append(Arrow(e.ts, e.peer, e.actor, text, status, send, e, order_key(e)))
@@ -293,17 +330,42 @@ def build(events: Sequence[TraceEvent], roles: Mapping[str, str] | None = None,
                 started.add(e.actor)
             if mark is not None:
                 rows.append(mark)
-    for (actor, lc), e in sends.items():
-        if (actor, lc) in received:
-            continue
-        assert e.peer is not None
-        status = "lost" if e.peer in traced else "ok"
-        rows.append(Arrow(e.ts, actor, e.peer, ", ".join(e.labels), status, e, None, order_key(e)))
+    for runs in sends.values():
+        for e in runs:
+            if e.idx in received:
+                continue
+            assert e.peer is not None
+            dropped = e.raw.get("dropped") is True
+            # A dropped message is lost whoever its peer is: it never left its sender.
+            status = "lost" if dropped or e.peer in traced else "ok"
+            rows.append(Arrow(e.ts, e.actor, e.peer, ", ".join(e.labels), status, e, None, order_key(e), dropped))
     rows.sort(key=lambda r: r.key)
     names: set[str] = set()
     for r in rows:
         names.update((r.src, r.dst) if isinstance(r, Arrow) else (r.actor,))
     return Chart(column_order(names, roles), rows)
+
+
+def join(recv: TraceEvent, candidates: Sequence[TraceEvent]) -> TraceEvent | None:
+    """The send a receive took, among the sends under its (sender, lc) key: one per run of the
+    sender, since a restart counts the clock from 0 again. A dropped send was never on the wire;
+    of the others, the one to this receiver with the receive's labels (a frame's labels are the
+    same on both sides) sent before it, the latest such: the run alive then. Wall clocks of one
+    host agree, so a send after its receive is a last resort."""
+    if len(candidates) == 1:  # the common case: the sender never restarted (or no lc repeated)
+        only = candidates[0]
+        return None if only.raw.get("dropped") is True else only
+    best: TraceEvent | None = None
+    best_key: tuple[bool, bool, bool, float] | None = None
+    for send in candidates:
+        if send.raw.get("dropped") is True:
+            continue
+        after = send.ts > recv.ts
+        key = (send.peer != recv.actor, send.labels != recv.labels, after,
+               send.ts - recv.ts if after else recv.ts - send.ts)
+        if best_key is None or key < best_key:
+            best, best_key = send, key
+    return best
 
 
 def limit(chart: Chart, max_rows: int, keep: str = "first") -> Chart:

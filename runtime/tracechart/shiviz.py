@@ -58,7 +58,7 @@ def _nodes(chart: Chart) -> list[_Node]:
                 if r.send is not None:
                     sends[r.send.idx] = send
             if r.status == "lost":
-                send.text += " (never received)"
+                send.text += " (dropped in step mode)" if r.dropped else " (never received)"
                 continue
             nodes.append(_Node(dst, r.key if r.recv else (r.key[0], r.key[1], r.key[2], r.key[3] + 1),
                                f"recv {r.text} from {r.src}", send=send))

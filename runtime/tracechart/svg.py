@@ -67,7 +67,7 @@ def render(chart: Chart, times: bool = True, title: str = "") -> str:
 
 def _arrow(r: Arrow, x1: int, x2: int, y: int, color: str) -> str:
     stroke = "#e03131" if r.nack else color
-    label = r.text + (" (lost)" if r.status == "lost" else "")
+    label = r.text + r.lost_text
     tip = f"{r.src} → {r.dst}: {label}"
     if x1 == x2:
         return (f'<g><title>{escape(tip)}</title><path d="M {x1} {y - 6} h 24 v 12 h -24" fill="none" '

@@ -10,9 +10,10 @@ A row:
       0.9  │         │         ◆ fsync 0.3ms
            ┊         ┊         ┊         ┊      197.6 ms later (a pause of GAP_MS or more)
 
-An arrow's head is `▶`/`◀`; `✗` ends a message its (traced) receiver never took; `?` starts one
-whose send is not in the traces. Marks: `▪` a record written, `◆` an fsync, `★` a slot chosen,
-`✔` delivered, `•` commands assigned to a slot, `↩` a reply, `▶` (re)start, `✖` a crash or exit.
+An arrow's head is `▶`/`◀`; `✗` ends a message its (traced) receiver never took ("(lost)", or
+"(dropped)" when step mode discarded it); `?` starts one whose send is not in the traces. Marks:
+`▪` a record written, `◆` an fsync, `★` a slot chosen, `✔` delivered, `•` commands assigned to a
+slot, `↩` a reply, `▶` (re)start, `✖` a crash or exit.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _arrow(line: _Line, r: Arrow, x1: int, x2: int, color: str, lanes: list[int]
     line.put(x1, "?" if r.status == "orphan" else ("├" if step > 0 else "┤"), style)
     head = "✗" if r.status == "lost" else ("▶" if step > 0 else "◀")
     line.put(x2 - step, head, "bold red" if r.status == "lost" else style)
-    label = r.text + (" (lost)" if r.status == "lost" else "")
+    label = r.text + r.lost_text
     if len(label) <= hi - lo - 4:  # a dash after the tail and one before the head
         line.put(lo + 2 if step > 0 else hi - 2 - len(label), label, style)
     elif len(label) <= hi - lo - 2:  # tight: tail, label, head

@@ -1,7 +1,8 @@
 """A scenario transcript (runtime/harness/sim/scenario.py, tests/scenarios/*.golden) as trace
 events, so a scenario draws the same chart as a real run: each `deliver X -> Y: ...` line is a
-send and its receive, each `drop` a send nobody receives, `> crash X` a crash, `X: recovered`
-a restart, and every info event (`X: leader_elected ...`) a note on X's lifeline.
+send and its receive, each `drop` a send nobody receives (marked `dropped`, as step mode traces
+it), `> crash X` a crash, `X: recovered` a restart, and every info event (`X: leader_elected
+...`) a note on X's lifeline.
 
 Time is the transcript's line number (a millisecond each), so the chart is as deterministic as
 the transcript. Message texts become the trace labels (`accept 1.1 3:cmd@1.1[...]` becomes
@@ -66,7 +67,10 @@ def events(transcript: str) -> list[TraceEvent]:
             verb, src, dst, text = move.groups()
             lab = label(text)
             lc = tick(src)
-            raws.append({"ts": ts, "a": src, "e": "send", "lc": lc, "to": dst, "m": [lab]})
+            send: dict[str, Any] = {"ts": ts, "a": src, "e": "send", "lc": lc, "to": dst, "m": [lab]}
+            if verb == "drop":  # as a real actor traces a held message step mode drops
+                send["dropped"] = True
+            raws.append(send)
             if verb == "deliver":
                 clocks[dst] = max(clocks.get(dst, 0), lc) + 1
                 raws.append({"ts": ts, "a": dst, "e": "recv", "lc": clocks[dst], "from": src, "slc": lc,

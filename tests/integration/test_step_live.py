@@ -1,13 +1,15 @@
 """Step mode on real processes (issue 14): a put driven from the first Prepare to its chosen value
 by delivering held messages by id, the CLI's answers to ids that are gone, leaving step mode; and
-one of the design brief's scenarios run by `paxos scenario` on real processes, with a script
-whose stated outcome does not hold exiting non-zero."""
+one of the design brief's scenarios run by `paxos scenario` on real processes and the chart it
+draws of the run (every message it dropped a lost arrow), with a script whose stated outcome does
+not hold exiting non-zero."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -102,16 +104,37 @@ def test_step_mode_drives_a_put_from_the_first_prepare_to_a_chosen_value(cluster
     c.wait_for("a3 caught up with ballot 1.1", lambda: c.actor("a3")["info"].get("promised") == "1.1")
 
 
-def test_a_seed_scenario_runs_on_real_processes_and_a_wrong_outcome_exits_1(tmp_path: Path) -> None:
+def test_a_seed_scenario_runs_on_real_processes_draws_its_drops_and_a_wrong_outcome_exits_1(tmp_path: Path) -> None:
+    svg = tmp_path / "seed002.svg"
     ok = subprocess.run([sys.executable, "-m", "runtime.cli", "scenario", "seed002_lost_messages", "--data-dir",
-                         str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+                         str(tmp_path / "run"), "--svg", str(svg)], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr + ok.stdout[-3000:]
     lines = ok.stdout.splitlines()
     assert "> expect-chosen 2 3.1 cmd@2.1[c/1 put x V1]" in lines
     assert lines[lines.index("> expect-chosen 2 3.1 cmd@2.1[c/1 put x V1]") + 1] == "  ok"
     assert "  drop p1 -> a2: prepare ballot=1.1 from_slot=1" in lines
-    assert "scenario seed002_lost_messages: ok on real processes" in ok.stdout
+    assert lines[-1].startswith("scenario seed002_lost_messages: ok on real processes")  # under the chart
     assert (tmp_path / "run" / "cluster1" / "data" / "logs" / "p1.jsonl").exists()  # for `paxos trace`
+    # The chart, drawn from the run's trace files: a column per actor and the script's client.
+    title = next(i for i, line in enumerate(lines) if line.startswith("chart of cluster1 (line 3: cluster"))
+    chart = lines[title + 1:lines.index(f"wrote {svg}: the chart of cluster1 (line 3: cluster proposers=1 "
+                                        f"acceptors=5 learners=1), {lines[title].split(': ')[2].split()[0]} rows")]
+    assert chart[0].split() == ["ms", "c", "reads", "p1", "a1", "a2", "a3", "a4", "a5", "l1"]
+    text = "\n".join(chart)
+    assert "\x1b[" not in text  # stdout is a pipe: plain text
+    def arrows(label: str, head: str) -> list[str]:
+        return [line for line in chart if label in line and head in line]
+    assert arrows("Prepare b=1.1", "▶") and arrows("Promise b=3.1", "◀") and arrows("Accept b=3.1 s=", "▶")
+    # Every drop of the script is a lost arrow: round 1's three Prepares (a2's was swallowed by
+    # the restarted p1's Prepare that reused its Lamport clock), round 2's to a1, the Accepts.
+    assert text.count("Prepare b=1.1 (dropped)") == 3
+    assert text.count("Prepare b=2.1 (dropped)") == 1
+    assert arrows("Accept b=2.1 s=", "(dropped)") and arrows("Accept b=3.1 s=", "(dropped)")
+    assert sum("✗" in line for line in chart) == text.count("(dropped)") + text.count("(lost)")
+    root = ET.parse(svg).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert sum(1 for t in root.iter("{http://www.w3.org/2000/svg}text") if (t.text or "").endswith("(dropped)")) \
+        == text.count("(dropped)")
     wrong = tmp_path / "wrong.scn"
     wrong.write_text("cluster proposers=1 acceptors=3 learners=1\ntimeout p1\ndeliver\nexpect p1 state=follower\n")
     failed = subprocess.run([sys.executable, "-m", "runtime.cli", "scenario", "--file", str(wrong),
@@ -119,5 +142,6 @@ def test_a_seed_scenario_runs_on_real_processes_and_a_wrong_outcome_exits_1(tmp_
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1
     assert "expected p1.state=follower, got leader" in failed.stderr
+    assert "chart of cluster1 (line 1: cluster" in failed.stdout and "Promise b=1.1" in failed.stdout  # failed: drawn
     stray = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert stray.stdout.strip() == ""  # every process of both runs is gone
