@@ -52,7 +52,8 @@ function renderCard(c) {
   text(el, ".uptime", c.state === "up" ? c.uptime : "-");
   text(el, ".restarts", c.restarts);
   text(el, ".ballot-label", c.ballot_label || "ballot");
-  text(el, ".ballot", c.ballot_label ? c.ballot : "");
+  text(el, ".ballot", c.ballot);
+  for (const node of el.querySelectorAll(".ballot-label, .ballot")) node.hidden = !c.ballot_label; // a learner has none
   text(el, ".watermark-label", c.watermark_label);
   text(el, ".watermark", c.watermark);
   text(el, ".lag", c.lag);
@@ -84,7 +85,6 @@ function drawWires() {
   }));
 }
 
-let shape = "";
 function render(v) {
   text(document, "#config", v.config);
   text(document, "#leader", v.leader ? `${v.leader} (ballot ${v.leader_ballot})` : "none serving");
@@ -99,8 +99,8 @@ function render(v) {
   const names = new Set();
   for (const role of ROLES) for (const c of v.rows[role] || []) { renderCard(c); names.add(c.name); }
   for (const [name, el] of cards) if (!names.has(name)) { el.remove(); cards.delete(name); }
-  const now = [...cards.keys()].join(",");
-  if (now !== shape) { shape = now; drawWires(); }
+  // After the browser has laid the cards out (a card's height changes with its text).
+  requestAnimationFrame(drawWires);
 }
 
 function logAction(line, ok) {
