@@ -571,7 +571,7 @@ def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
 
     log_dir = config.data_dir / "logs"
     for name in args.names:
-        if name != "supervisor":
+        if name not in ("supervisor", "web"):  # the two logs of no actor: web is the page's server
             resolve_actor(config, name)
     if not log_dir.exists():
         return _fail(f"no logs yet in {log_dir}")
@@ -957,7 +957,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "Every actor's structured log (and the supervisor's), merged in time order, one color\n"
                 "per actor; with NAMEs only those.",
                 "paxos logs -f\npaxos logs a2 --json\npaxos logs supervisor")
-    p.add_argument("names", nargs="*", metavar="NAME", help="actors to show, or supervisor (default: all)")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="actors to show, supervisor, or web (the page's server) (default: all)")
     p.add_argument("-f", "--follow", action="store_true", help="keep showing new lines until Ctrl-C")
     p.add_argument("--json", action="store_true", help="raw JSON lines")
     p.set_defaults(func=cmd_logs)
