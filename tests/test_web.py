@@ -352,3 +352,26 @@ def test_web_config_defaults_and_errors(tmp_path: Path) -> None:
     path.write_text(render(PORTS, extra="[metrics]\nenabled = true\nport = 7300\n\n[web]\nport = 7300"))
     with pytest.raises(ConfigError, match=r"is metrics\.port too"):
         load(path)
+
+
+def test_link_rates_from_two_status_answers(config: Any) -> None:
+    def with_counts(s: dict[str, Any], counts: dict[str, dict[str, int]], pids: dict[str, int] | None = None
+                    ) -> dict[str, Any]:
+        for a in s["actors"]:
+            if a["name"] in counts:
+                a["info"]["frames_to"] = json.dumps(counts[a["name"]])
+            if pids and a["name"] in pids:
+                a["pid"] = pids[a["name"]]
+        return s
+
+    first = with_counts(status(), {"p1": {"a1": 100, "a2": 100}, "a1": {"p1": 50}, "l1": {"p1": 7}})
+    last = with_counts(status(), {"p1": {"a1": 140, "a2": 100, "a3": 20, "client": 9}, "a1": {"p1": 70},
+                                  "l1": {"p1": 99}}, pids={"l1": 9999})  # l1 restarted: counts afresh
+    rates = view.link_rates([(10.0, first), (12.0, last)])
+    assert sorted((r["from"], r["to"], r["per_s"]) for r in rates) == [
+        ("a1", "p1", 10.0), ("p1", "a1", 20.0), ("p1", "a3", 10.0)]  # no idle link, no stranger
+    assert view.link_rates([(10.0, last)]) == [] and view.link_rates([(10.0, first), (10.0, last)]) == []
+    broken = with_counts(status(), {"p1": {"a1": "many"}})  # type: ignore[dict-item]
+    broken["actors"][1]["info"]["frames_to"] = "{not json"
+    assert view.link_rates([(0.0, broken), (1.0, broken)]) == []
+    assert view.build(config, last, links=rates)["links"] == rates

@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ KEEPALIVE_S = 15.0  # an SSE comment this often, so a proxy or the browser keeps
 STREAMS_MAX = 100  # open event streams; more get 503 (each costs only a queue slot, but bounded)
 CONFIG_RELOAD_S = 2.0  # the membership in force may change (runtime/members.py)
 PARENT_POLL_S = 0.5
+LINK_WINDOW_S = 2.0  # the arrows' frames a second are over this long (one poll apart is too noisy)
 KV_TIMEOUT_S = 5.0
 EXIT_CANNOT_SERVE = 1
 EXIT_CONFIG = 78  # as the supervisor's
@@ -121,6 +123,7 @@ class WebServer:
         self.hub = Hub()
         self.loopback = config.web.loopback
         self._config_loaded_at = time.monotonic()
+        self._samples: deque[tuple[float, dict[str, Any]]] = deque()  # the arrows' rates come from these
         self._static = {name: resources.files("runtime.web").joinpath("static", name).read_bytes() for name in STATIC}
 
     # --- the application -------------------------------------------------------------------
@@ -287,9 +290,15 @@ class WebServer:
         """The supervisor's status now, as the page's view (runtime/web/view.py)."""
         try:
             status = await asyncio.to_thread(request_control, self.config, {"cmd": "status"}, STATUS_TIMEOUT_S)
-            built = view.build(self.config, status)
         except ControlError as exc:  # NotRunning among them
+            self._samples.clear()
             built = view.build(self.config, None, str(exc))
+        else:
+            now = time.monotonic()
+            self._samples.append((now, status))
+            while len(self._samples) > 2 and now - self._samples[0][0] > LINK_WINDOW_S:
+                self._samples.popleft()
+            built = view.build(self.config, status, links=view.link_rates(list(self._samples)))
         return json.dumps(built, separators=(",", ":")).encode()
 
     async def poll(self) -> None:

@@ -5,11 +5,13 @@ never disagree on what those mean.
 
 Pure: a status dict (or None: not running) in, a view out; tested without a cluster. The layout
 the page draws follows the seeds' diagrams: proposers on top, acceptors in the middle, learners
-below (`rows`).
+below (`rows`). The arrows between them are the frames a second on each link (`link_rates`),
+from the change of each actor's per-peer counts between two status answers.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from runtime.config import ClusterConfig
@@ -67,7 +69,49 @@ def card(a: dict[str, Any], leader: str | None, chosen: int | None) -> dict[str,
     }
 
 
-def build(config: ClusterConfig, status: dict[str, Any] | None, error: str = "") -> dict[str, Any]:
+def frames_to(a: dict[str, Any]) -> dict[str, int]:
+    """The frames an actor has sent to each peer since it started (its status's `frames_to`, a
+    JSON map: runtime/transport.py counts them), or {} when it did not say."""
+    raw = _info(a).get("frames_to")
+    if not isinstance(raw, str):
+        return {}
+    try:
+        counts = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(counts, dict):
+        return {}
+    return {str(k): v for k, v in counts.items() if type(v) is int and v >= 0}
+
+
+def link_rates(samples: list[tuple[float, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Frames a second on each link (sender to peer), between the oldest and the newest of
+    `samples` ((time.monotonic(), status) pairs, oldest first), for every actor that was the same
+    process (pid) at both ends: a restart starts its counts afresh. Only links to actors of the
+    status; a link with no frames in the window is left out."""
+    if len(samples) < 2:
+        return []
+    (t0, first), (t1, last) = samples[0], samples[-1]
+    dt_s = t1 - t0
+    if dt_s <= 0:
+        return []
+    before = {a.get("name"): a for a in first.get("actors", [])}
+    names = {a.get("name") for a in last.get("actors", [])}
+    out = []
+    for a in last.get("actors", []):
+        old = before.get(a.get("name"))
+        if old is None or _int(a.get("pid")) is None or old.get("pid") != a.get("pid"):
+            continue
+        was = frames_to(old)
+        for peer, n in frames_to(a).items():
+            sent = n - was.get(peer, 0)
+            if peer in names and sent > 0:
+                out.append({"from": str(a.get("name")), "to": peer, "per_s": round(sent / dt_s, 1)})
+    return out
+
+
+def build(config: ClusterConfig, status: dict[str, Any] | None, error: str = "",
+          links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The view of one status answer; None (with why in `error`): the cluster is not running,
     and every actor of the config is drawn down."""
     running = status is not None
@@ -89,4 +133,5 @@ def build(config: ClusterConfig, status: dict[str, Any] | None, error: str = "")
         "gauge": {"level": g.level, "text": g.text},
         "mode": config.protocol.mode,
         "rows": {role: [c for c in cards if c["role"] == role] for role in ROWS},
+        "links": links or [],  # frames a second per link: the page's arrows
     }

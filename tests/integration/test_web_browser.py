@@ -1,8 +1,9 @@
 """Issue 15 in a real browser, on real processes: `paxos up --detach --web` starts a local cluster
 and, as the supervisor's child, the page's server; Debian's headless Chromium (driven by Selenium
 through Debian's chromedriver) opens the printed URL with its token and must see every actor's
-card and the leader marked. A click on kill -9 on the leader's card: the card goes down, another
-proposer leads within a bounded time, and the old leader comes back with a new pid (the
+card and the leader marked, with arrows between the leader and every acceptor counting the
+frames a second on each link. A click on kill -9 on the leader's card: the card goes down,
+another proposer leads within a bounded time, and the old leader comes back with a new pid (the
 supervisor restarts it). Pause an acceptor by click: its card says paused and the gauge counts
 one acceptor fewer; resume it. A put and a get through the box. Without the token, or from
 another origin, the server refuses. `paxos down` leaves no web server behind.
@@ -111,6 +112,13 @@ def leader_of(driver: Any) -> str | None:
     return leaders[0] if len(leaders) == 1 else None
 
 
+def arrow(driver: Any, sender: str | None, peer: str) -> float:
+    """The frames a second the arrow from `sender` to `peer` says (0: no arrow)."""
+    for el in driver.find_elements(By.CSS_SELECTOR, f"#wires path.link[data-from='{sender}'][data-to='{peer}']"):
+        return float(el.get_attribute("data-per-s") or 0)
+    return 0.0
+
+
 def click(driver: Any, actor: str, action: str) -> None:
     driver.find_element(By.CSS_SELECTOR, f"#card-{actor} button[data-action={action}]").click()
 
@@ -147,6 +155,11 @@ def test_the_page_watches_and_breaks_a_real_cluster(web_cluster: tuple[LocalClus
     rows = {n: v["row"] for n, v in cards(browser).items()}
     assert rows == {n: c.config.actor(n).role for n in names}  # proposers, acceptors, learners rows
     assert "3 of 3 acceptors up" in browser.find_element(By.ID, "gauge").text
+    # Arrows: the leader's heartbeats to every acceptor, counted per link, and their answers.
+    lead = leader_of(browser)
+    until("arrows from the leader to every acceptor and back",
+          lambda: {a for a in ("a1", "a2", "a3") if arrow(browser, lead, a) > 0 and arrow(browser, a, lead) > 0}
+          == {"a1", "a2", "a3"})
     shoot(browser, tmp_path, "web-1-up")
 
     # kill -9 the leader by click: down, a new leader, and the old one back with a new pid.

@@ -63,26 +63,78 @@ function renderCard(c) {
   el.querySelector('[data-action="resume"]').disabled = c.state !== "paused";
 }
 
+const NS = "http://www.w3.org/2000/svg";
+let links = []; // the newest view's frames a second per link
+
+function svgEl(tag, attrs, text) {
+  const el = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, typeof v === "number" ? v.toFixed(1) : v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function edge(box, r, towards) {
+  // Where the line from the card's centre towards `towards` leaves the card.
+  const cx = r.left + r.width / 2 - box.left;
+  const cy = r.top + r.height / 2 - box.top;
+  const dx = towards[0] - cx;
+  const dy = towards[1] - cy;
+  const t = Math.min(Math.abs(dx) > 0 ? r.width / 2 / Math.abs(dx) : Infinity,
+                     Math.abs(dy) > 0 ? r.height / 2 / Math.abs(dy) : Infinity);
+  return [cx + dx * t, cy + dy * t];
+}
+
 function drawWires() {
-  // Faint lines between neighbouring rows: who talks to whom in the seeds' diagrams.
+  // Arrows for the frames a second on each link; faint lines between neighbouring rows (who
+  // talks to whom in the seeds' diagrams) while no counts have come yet.
   const svg = document.getElementById("wires");
   const box = svg.getBoundingClientRect();
-  const centre = (el, edge) => {
-    const r = el.getBoundingClientRect();
-    return [r.left + r.width / 2 - box.left, (edge === "top" ? r.top : r.bottom) - box.top];
-  };
-  const lines = [];
-  for (let i = 0; i + 1 < ROLES.length; i++) {
-    const upper = document.querySelectorAll(`#row-${ROLES[i]} .card`);
-    const lower = document.querySelectorAll(`#row-${ROLES[i + 1]} .card`);
-    for (const a of upper) for (const b of lower) lines.push([centre(a, "bottom"), centre(b, "top")]);
+  const rect = (name) => cards.get(name)?.getBoundingClientRect();
+  const centre = (r) => [r.left + r.width / 2 - box.left, r.top + r.height / 2 - box.top];
+  const children = [svgEl("defs", {})];
+  const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7",
+                                   markerHeight: "7", orient: "auto-start-reverse" });
+  marker.appendChild(svgEl("path", { d: "M0,0 L10,5 L0,10 z" }));
+  children[0].appendChild(marker);
+  const shown = links.filter((l) => l.per_s > 0 && rect(l.from) && rect(l.to));
+  if (!shown.length) {
+    for (let i = 0; i + 1 < ROLES.length; i++) {
+      for (const a of document.querySelectorAll(`#row-${ROLES[i]} .card`)) {
+        for (const b of document.querySelectorAll(`#row-${ROLES[i + 1]} .card`)) {
+          const ra = a.getBoundingClientRect();
+          const rb = b.getBoundingClientRect();
+          const [x1, y1] = edge(box, ra, centre(rb));
+          const [x2, y2] = edge(box, rb, centre(ra));
+          children.push(svgEl("line", { class: "wire", x1, y1, x2, y2 }));
+        }
+      }
+    }
   }
-  const ns = "http://www.w3.org/2000/svg";
-  svg.replaceChildren(...lines.map(([[x1, y1], [x2, y2]]) => {
-    const l = document.createElementNS(ns, "line");
-    for (const [k, v] of Object.entries({ x1, y1, x2, y2 })) l.setAttribute(k, v.toFixed(1));
-    return l;
-  }));
+  for (const l of shown) {
+    const ra = rect(l.from);
+    const rb = rect(l.to);
+    const [ax, ay] = centre(ra);
+    const [bx, by] = centre(rb);
+    // Each direction bends to its own side, so a request and its reply are two arrows.
+    const len = Math.hypot(bx - ax, by - ay) || 1;
+    // A link within one row arcs clear of the cards: above them one way, below the other.
+    const bend = Math.abs(ay - by) < 10 ? ra.height / 2 + 30 : 14;
+    const cx = (ax + bx) / 2 + ((by - ay) / len) * bend;
+    const cy = (ay + by) / 2 - ((bx - ax) / len) * bend;
+    const [x1, y1] = edge(box, ra, [cx, cy]);
+    const [x2, y2] = edge(box, rb, [cx, cy]);
+    const width = 1 + Math.log10(1 + l.per_s);
+    const path = svgEl("path", { class: "link", d: `M${x1.toFixed(1)},${y1.toFixed(1)} Q${cx.toFixed(1)},` +
+                                 `${cy.toFixed(1)} ${x2.toFixed(1)},${y2.toFixed(1)}`, "stroke-width": width,
+                                 "marker-end": "url(#arrow)", "data-from": l.from, "data-to": l.to,
+                                 "data-per-s": String(l.per_s) });
+    path.appendChild(svgEl("title", {}, `${l.from} → ${l.to}: ${l.per_s} frames/s`));
+    children.push(path);
+    const mx = 0.25 * x1 + 0.5 * cx + 0.25 * x2;
+    const my = 0.25 * y1 + 0.5 * cy + 0.25 * y2;
+    children.push(svgEl("text", { class: "rate", x: mx, y: my }, `${Math.round(l.per_s)}/s`));
+  }
+  svg.replaceChildren(...children);
 }
 
 function render(v) {
@@ -99,6 +151,7 @@ function render(v) {
   const names = new Set();
   for (const role of ROLES) for (const c of v.rows[role] || []) { renderCard(c); names.add(c.name); }
   for (const [name, el] of cards) if (!names.has(name)) { el.remove(); cards.delete(name); }
+  links = v.links || [];
   // After the browser has laid the cards out (a card's height changes with its text).
   requestAnimationFrame(drawWires);
 }
