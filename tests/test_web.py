@@ -375,3 +375,35 @@ def test_link_rates_from_two_status_answers(config: Any) -> None:
     broken["actors"][1]["info"]["frames_to"] = "{not json"
     assert view.link_rates([(0.0, broken), (1.0, broken)]) == []
     assert view.build(config, last, links=rates)["links"] == rates
+
+
+def test_links_are_cut_and_healed_both_ways_in_test_mode_only(config: Any, sent: list[dict[str, Any]],
+                                                               tmp_path: Path) -> None:
+    async def refused(base: str, token: str, call: Call) -> None:
+        code, reply = await call("POST", "/api/links/p1/a1/cut", headers=bearer(token))
+        assert code == 409 and "[testing] enabled = true" in reply["error"]
+
+    run_server(config, refused)
+    assert not (config.run_dir / "faults.json").exists()
+
+    path = tmp_path / "test-mode.toml"
+    path.write_text(render(PORTS, data_dir="data", extra="[testing]\nenabled = true"))
+    test_mode = load(path)
+    rules = test_mode.run_dir / "faults.json"
+
+    async def test(base: str, token: str, call: Call) -> None:
+        assert (await call("POST", "/api/links/p1/a1/cut", headers=bearer(token)))[0] == 200
+        assert (await call("POST", "/api/links/l1/a2/cut", headers=bearer(token)))[0] == 200
+        assert json.loads(rules.read_text()) == {"p1": {"a1": {"cut": True}}, "a1": {"p1": {"cut": True}},
+                                                 "l1": {"a2": {"cut": True}}, "a2": {"l1": {"cut": True}}}
+        state = (await call("GET", "/api/state", headers=bearer(token)))[1]
+        assert state["faults"] == {"enabled": True, "cut": [["a1", "p1"], ["a2", "l1"], ["l1", "a2"], ["p1", "a1"]]}
+        assert (await call("POST", "/api/links/a1/p1/heal", headers=bearer(token)))[0] == 200
+        assert json.loads(rules.read_text()) == {"l1": {"a2": {"cut": True}}, "a2": {"l1": {"cut": True}}}
+        assert (await call("POST", "/api/links/p1/p1/cut", headers=bearer(token)))[0] == 400
+        assert (await call("POST", "/api/links/p1/zz/cut", headers=bearer(token)))[0] == 404
+        assert (await call("POST", "/api/links/p1/a1/drop", headers=bearer(token)))[0] == 404
+
+    lines = run_server(test_mode, test)
+    assert [(ln["action"], ln["ok"]) for ln in lines if ln["event"] == "web_link"] == [
+        ("cut", True), ("cut", True), ("heal", True)]

@@ -123,6 +123,7 @@ class WebServer:
         self.hub = Hub()
         self.loopback = config.web.loopback
         self._config_loaded_at = time.monotonic()
+        self._faults_lock = asyncio.Lock()  # one rules file: two clicks must not lose each other's change
         self._samples: deque[tuple[float, dict[str, Any]]] = deque()  # the arrows' rates come from these
         self._static = {name: resources.files("runtime.web").joinpath("static", name).read_bytes() for name in STATIC}
 
@@ -136,6 +137,7 @@ class WebServer:
         app.router.add_get("/events", self._events)
         app.router.add_post("/api/actors/{name}/{action}", self._action)
         app.router.add_post("/api/kv", self._kv)
+        app.router.add_post("/api/links/{a}/{b}/{action}", self._link)
         app.on_response_prepare.append(self._headers)
         app.on_shutdown.append(self._shutdown)
         return app
@@ -284,6 +286,47 @@ class WebServer:
         finally:
             await kv.close()
 
+    async def _link(self, request: web.Request) -> web.Response:
+        """Cut or heal the link between two actors, both ways, through the cluster's fault layer:
+        `paxos faults RULES` (runtime/harness/faults.py, run as its own program: the product never
+        imports the harness), which exists only in test mode."""
+        a, b, action = request.match_info["a"], request.match_info["b"], request.match_info["action"]
+        if action not in ("cut", "heal"):
+            return self._refuse(request, 404, f"no link action {action[:40]!r} (known: cut, heal)")
+        for name in (a, b):
+            if name not in self.config.actors:
+                return self._refuse(request, 404, f"no actor named {name[:40]!r}")
+        if a == b:
+            return web.json_response({"ok": False, "error": "a link joins two different actors"}, status=400)
+        await request.read()
+        if not self.config.testing.enabled:
+            return web.json_response({"ok": False, "error": f"link faults need `[testing] enabled = true` in "
+                                                            f"{self.config.path.name} (the harness's fault layer)"},
+                                     status=409)
+        async with self._faults_lock:
+            rules = read_fault_rules(self.config)
+            for x, y in ((a, b), (b, a)):
+                links = rules.setdefault(x, {})
+                if action == "cut":
+                    links[y] = {"cut": True}
+                else:
+                    links.pop(y, None)
+                    if not links:
+                        del rules[x]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "runtime.cli", "faults", json.dumps(rules), "--config", str(self.config.path),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            _, err = await proc.communicate()
+        ok = proc.returncode == 0
+        error = err.decode(errors="replace").strip()[-300:]
+        self.logger.info("web_link", a=a, b=b, action=action, ok=ok, error=error or None, peer=request.remote or "")
+        logs.flush()
+        self.hub.poke.set()
+        if not ok:
+            return web.json_response({"ok": False, "error": error or f"paxos faults exited {proc.returncode}"},
+                                     status=502)
+        return web.json_response({"ok": True})
+
     # --- the one status gatherer -----------------------------------------------------------
 
     async def _view(self) -> bytes:
@@ -298,7 +341,8 @@ class WebServer:
             self._samples.append((now, status))
             while len(self._samples) > 2 and now - self._samples[0][0] > LINK_WINDOW_S:
                 self._samples.popleft()
-            built = view.build(self.config, status, links=view.link_rates(list(self._samples)))
+            built = view.build(self.config, status, links=view.link_rates(list(self._samples)),
+                               cut=cut_links(read_fault_rules(self.config)) if self.config.testing.enabled else None)
         return json.dumps(built, separators=(",", ":")).encode()
 
     async def poll(self) -> None:
@@ -325,6 +369,24 @@ class WebServer:
             self.config = await asyncio.to_thread(load, self.config.path)
         except ConfigError as exc:  # edited into an error meanwhile: keep the one we run with
             self.logger.warning("web_config_unreadable", error=str(exc)[:300])
+
+
+def read_fault_rules(config: ClusterConfig) -> dict[str, dict[str, Any]]:
+    """The link fault rules in force (`<data_dir>/run/faults.json`, JSON: actor -> destination ->
+    rule; runtime/harness/faults.py writes it), or {} when there are none or it is unreadable."""
+    try:
+        raw = json.loads((config.run_dir / "faults.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): dict(v) for k, v in raw.items() if isinstance(v, dict)}
+
+
+def cut_links(rules: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """[sender, destination] of every link cut by name (a "*" rule is not drawn)."""
+    return sorted([src, dst] for src, links in rules.items() for dst, rule in links.items()
+                  if dst != "*" and isinstance(rule, dict) and rule.get("cut"))
 
 
 def request_control(config: ClusterConfig, message: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def link_rates(samples: list[tuple[float, dict[str, Any]]]) -> list[dict[str, An
 
 
 def build(config: ClusterConfig, status: dict[str, Any] | None, error: str = "",
-          links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+          links: list[dict[str, Any]] | None = None, cut: list[list[str]] | None = None) -> dict[str, Any]:
     """The view of one status answer; None (with why in `error`): the cluster is not running,
     and every actor of the config is drawn down."""
     running = status is not None
@@ -134,4 +134,6 @@ def build(config: ClusterConfig, status: dict[str, Any] | None, error: str = "",
         "mode": config.protocol.mode,
         "rows": {role: [c for c in cards if c["role"] == role] for role in ROWS},
         "links": links or [],  # frames a second per link: the page's arrows
+        # Test mode only (the harness's fault layer): the links that may be cut, and those that are.
+        "faults": {"enabled": config.testing.enabled, "cut": cut or []},
     }

@@ -5,7 +5,9 @@ card and the leader marked, with arrows between the leader and every acceptor co
 frames a second on each link. A click on kill -9 on the leader's card: the card goes down,
 another proposer leads within a bounded time, and the old leader comes back with a new pid (the
 supervisor restarts it). Pause an acceptor by click: its card says paused and the gauge counts
-one acceptor fewer; resume it. A put and a get through the box. Without the token, or from
+one acceptor fewer; resume it. A put and a get through the box. Cut the link between the leader
+and an acceptor (the cluster runs in test mode, for the harness's fault layer): no frames cross
+it, the others carry on; a click on the cut line heals it. Without the token, or from
 another origin, the server refuses. `paxos down` leaves no web server behind.
 
 Screenshots go to the test's tmp_path and, if PAXOS_SCREENSHOTS names a directory, there too
@@ -34,6 +36,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -46,7 +49,8 @@ STEP_S = 15.0  # the bound on each thing the page must show
 @pytest.fixture
 def web_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, str]]:
     port = free_ports(1)[0]
-    c = LocalCluster(tmp_path / "cluster", extra=f"[web]\nport = {port}\n\n"
+    # Test mode: the harness's fault layer, for the page's cut and heal.
+    c = LocalCluster(tmp_path / "cluster", extra=f"[web]\nport = {port}\n\n[testing]\nenabled = true\n\n"
                                                  f"[supervisor]\nrestart_delay_s = {RESTART_DELAY_S}\n")
     try:
         proc = c.paxos("up", "--detach", "--web", "--wait-s", "30", timeout_s=60)
@@ -196,6 +200,23 @@ def test_the_page_watches_and_breaks_a_real_cluster(web_cluster: tuple[LocalClus
     until("the value got back", lambda: result.text == "greeting = hello from the page")
     assert c.paxos("get", "greeting").stdout.strip() == "hello from the page"
     shoot(browser, tmp_path, "web-4-put-get")
+
+    # Cut the link between the leader and a3 (both ways) and heal it by a click on the cut line.
+    lead = leader_of(browser)
+    Select(browser.find_element(By.ID, "link-a")).select_by_value(str(lead))
+    Select(browser.find_element(By.ID, "link-b")).select_by_value("a3")
+    browser.find_element(By.ID, "link-cut").click()
+    p, q = sorted([str(lead), "a3"])
+    cut = f"#wires line.cut[data-from='{p}'][data-to='{q}']"
+    until(f"{lead} and a3 cut, and no frames between them", lambda: browser.find_elements(By.CSS_SELECTOR, cut)
+          and arrow(browser, lead, "a3") == 0 and arrow(browser, "a3", lead) == 0)
+    assert arrow(browser, lead, "a2") > 0  # the other links carry on
+    shoot(browser, tmp_path, "web-5-link-cut")
+    # The wires are redrawn with every view: an element found may be replaced before the click lands.
+    hit = cut.replace("line.cut", "line.cut-hit")  # the line's wide, invisible click target
+    until("a click on the cut line", lambda: browser.find_element(By.CSS_SELECTOR, hit).click() or True)
+    until(f"{lead} and a3 healed", lambda: not browser.find_elements(By.CSS_SELECTOR, cut)
+          and arrow(browser, lead, "a3") > 0 and arrow(browser, "a3", lead) > 0)
     assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
 
     # `paxos down` stops the web server with the cluster.

@@ -65,6 +65,7 @@ function renderCard(c) {
 
 const NS = "http://www.w3.org/2000/svg";
 let links = []; // the newest view's frames a second per link
+let cuts = []; // the newest view's cut links, [sender, destination]
 
 function svgEl(tag, attrs, text) {
   const el = document.createElementNS(NS, tag);
@@ -84,18 +85,44 @@ function edge(box, r, towards) {
   return [cx + dx * t, cy + dy * t];
 }
 
-function drawWires() {
-  // Arrows for the frames a second on each link; faint lines between neighbouring rows (who
-  // talks to whom in the seeds' diagrams) while no counts have come yet.
-  const svg = document.getElementById("wires");
-  const box = svg.getBoundingClientRect();
-  const rect = (name) => cards.get(name)?.getBoundingClientRect();
-  const centre = (r) => [r.left + r.width / 2 - box.left, r.top + r.height / 2 - box.top];
-  const children = [svgEl("defs", {})];
+const wireEls = new Map(); // key -> SVG element: kept across redraws, so a click (or a test) holds on to it
+
+function ensureDefs(svg) {
+  if (svg.querySelector("defs")) return;
+  const defs = svgEl("defs", {});
   const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7",
                                    markerHeight: "7", orient: "auto-start-reverse" });
   marker.appendChild(svgEl("path", { d: "M0,0 L10,5 L0,10 z" }));
-  children[0].appendChild(marker);
+  defs.appendChild(marker);
+  svg.appendChild(defs);
+}
+
+function drawWires() {
+  // Arrows for the frames a second on each link; faint lines between neighbouring rows (who
+  // talks to whom in the seeds' diagrams) while no counts have come yet; cut links dashed red.
+  const svg = document.getElementById("wires");
+  ensureDefs(svg);
+  const box = svg.getBoundingClientRect();
+  const rect = (name) => cards.get(name)?.getBoundingClientRect();
+  const centre = (r) => [r.left + r.width / 2 - box.left, r.top + r.height / 2 - box.top];
+  const seen = new Set();
+  const put = (key, tag, attrs, label, made) => {
+    let el = wireEls.get(key);
+    if (!el) {
+      el = svgEl(tag, {});
+      if (tag !== "text") el.appendChild(svgEl("title", {}));
+      if (made) made(el);
+      svg.appendChild(el);
+      wireEls.set(key, el);
+    }
+    for (const [k, v] of Object.entries(attrs)) {
+      const value = typeof v === "number" ? v.toFixed(1) : v;
+      if (el.getAttribute(k) !== value) el.setAttribute(k, value);
+    }
+    const target = tag === "text" ? el : el.firstChild;
+    if (target.textContent !== label) target.textContent = label;
+    seen.add(key);
+  };
   const shown = links.filter((l) => l.per_s > 0 && rect(l.from) && rect(l.to));
   if (!shown.length) {
     for (let i = 0; i + 1 < ROLES.length; i++) {
@@ -105,10 +132,21 @@ function drawWires() {
           const rb = b.getBoundingClientRect();
           const [x1, y1] = edge(box, ra, centre(rb));
           const [x2, y2] = edge(box, rb, centre(ra));
-          children.push(svgEl("line", { class: "wire", x1, y1, x2, y2 }));
+          put(`wire ${a.dataset.name} ${b.dataset.name}`, "line", { class: "wire", x1, y1, x2, y2 }, "");
         }
       }
     }
+  }
+  for (const [a, b] of cuts) {
+    const [p, q] = [a, b].sort();
+    if (seen.has(`cut ${p} ${q}`) || !rect(p) || !rect(q)) continue;
+    const [x1, y1] = edge(box, rect(p), centre(rect(q)));
+    const [x2, y2] = edge(box, rect(q), centre(rect(p)));
+    put(`cut ${p} ${q}`, "line", { class: "cut", x1, y1, x2, y2, "data-from": p, "data-to": q }, "");
+    // A wide invisible twin takes the click: a thin dashed line is hard to hit (its gaps are not it).
+    put(`cut-hit ${p} ${q}`, "line", { class: "cut-hit", x1, y1, x2, y2, "data-from": p, "data-to": q },
+        `${p} ↔ ${q} cut: click to heal`, (el) => el.addEventListener("click", () => link(p, q, "heal")));
+    put(`cut-label ${p} ${q}`, "text", { class: "rate cut-label", x: (x1 + x2) / 2, y: (y1 + y2) / 2 }, "cut");
   }
   for (const l of shown) {
     const ra = rect(l.from);
@@ -123,18 +161,15 @@ function drawWires() {
     const cy = (ay + by) / 2 - ((bx - ax) / len) * bend;
     const [x1, y1] = edge(box, ra, [cx, cy]);
     const [x2, y2] = edge(box, rb, [cx, cy]);
-    const width = 1 + Math.log10(1 + l.per_s);
-    const path = svgEl("path", { class: "link", d: `M${x1.toFixed(1)},${y1.toFixed(1)} Q${cx.toFixed(1)},` +
-                                 `${cy.toFixed(1)} ${x2.toFixed(1)},${y2.toFixed(1)}`, "stroke-width": width,
-                                 "marker-end": "url(#arrow)", "data-from": l.from, "data-to": l.to,
-                                 "data-per-s": String(l.per_s) });
-    path.appendChild(svgEl("title", {}, `${l.from} → ${l.to}: ${l.per_s} frames/s`));
-    children.push(path);
-    const mx = 0.25 * x1 + 0.5 * cx + 0.25 * x2;
-    const my = 0.25 * y1 + 0.5 * cy + 0.25 * y2;
-    children.push(svgEl("text", { class: "rate", x: mx, y: my }, `${Math.round(l.per_s)}/s`));
+    const d = `M${x1.toFixed(1)},${y1.toFixed(1)} Q${cx.toFixed(1)},${cy.toFixed(1)} ${x2.toFixed(1)},${y2.toFixed(1)}`;
+    put(`link ${l.from} ${l.to}`, "path", { class: "link", d, "stroke-width": 1 + Math.log10(1 + l.per_s),
+                                           "marker-end": "url(#arrow)", "data-from": l.from, "data-to": l.to,
+                                           "data-per-s": String(l.per_s) },
+        `${l.from} → ${l.to}: ${l.per_s} frames/s`);
+    put(`rate ${l.from} ${l.to}`, "text", { class: "rate", x: 0.25 * x1 + 0.5 * cx + 0.25 * x2,
+                                            y: 0.25 * y1 + 0.5 * cy + 0.25 * y2 }, `${Math.round(l.per_s)}/s`);
   }
-  svg.replaceChildren(...children);
+  for (const [key, el] of wireEls) if (!seen.has(key)) { el.remove(); wireEls.delete(key); }
 }
 
 function render(v) {
@@ -152,6 +187,10 @@ function render(v) {
   for (const role of ROLES) for (const c of v.rows[role] || []) { renderCard(c); names.add(c.name); }
   for (const [name, el] of cards) if (!names.has(name)) { el.remove(); cards.delete(name); }
   links = v.links || [];
+  cuts = v.faults?.cut || [];
+  const faults = document.getElementById("faults");
+  faults.hidden = !v.faults?.enabled;
+  if (v.faults?.enabled) fillSelects([...cards.keys()]);
   // After the browser has laid the cards out (a card's height changes with its text).
   requestAnimationFrame(drawWires);
 }
@@ -174,6 +213,32 @@ async function act(name, action, button) {
     logAction(`${action} ${name}: ${e}`, false);
   }
 }
+
+let selectable = "";
+function fillSelects(names) {
+  if (names.join(",") === selectable) return; // keep what the user picked
+  selectable = names.join(",");
+  for (const [id, pick] of [["link-a", 0], ["link-b", 1]]) {
+    const sel = document.getElementById(id);
+    sel.replaceChildren(...names.map((n) => new Option(n, n)));
+    sel.selectedIndex = Math.min(pick, names.length - 1);
+  }
+}
+
+async function link(a, b, action) {
+  try {
+    const { status, data } = await api(`/api/links/${encodeURIComponent(a)}/${encodeURIComponent(b)}/${action}`);
+    logAction(`${action} ${a} ↔ ${b}: ${data.ok ? "ok" : data.error || status}`, data.ok);
+  } catch (e) {
+    logAction(`${action} ${a} ↔ ${b}: ${e}`, false);
+  }
+}
+
+document.getElementById("link-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const action = e.submitter?.value === "heal" ? "heal" : "cut";
+  link(document.getElementById("link-a").value, document.getElementById("link-b").value, action);
+});
 
 function connect() {
   const link = document.getElementById("link");
