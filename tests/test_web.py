@@ -407,3 +407,14 @@ def test_links_are_cut_and_healed_both_ways_in_test_mode_only(config: Any, sent:
     lines = run_server(test_mode, test)
     assert [(ln["action"], ln["ok"]) for ln in lines if ln["event"] == "web_link"] == [
         ("cut", True), ("cut", True), ("heal", True)]
+
+
+def test_a_bind_beyond_loopback_is_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.toml"
+    for bind, warned in (("127.0.0.1", False), ("::1", False), ("localhost", False), ("0.0.0.0", True),
+                         ("192.168.1.5", True)):
+        path.write_text(render(PORTS, extra=f'[web]\nbind = "{bind}"'))
+        said = server.exposure(load(path))
+        assert bool(said) is warned, bind
+        if warned:
+            assert f"web.bind = {bind!r}" in said and "not encrypted" in said

@@ -397,6 +397,14 @@ def request_control(config: ClusterConfig, message: dict[str, Any], timeout_s: f
 # --- running it -----------------------------------------------------------------------------
 
 
+def exposure(config: ClusterConfig) -> str:
+    """Why a non-loopback bind is worth a warning at every start, or "" for a loopback one."""
+    if config.web.loopback:
+        return ""
+    return (f"web.bind = {config.web.bind!r} in {config.path}: anyone who can reach it and holds the token may "
+            f"kill the cluster's processes, and the traffic (the token too) is not encrypted")
+
+
 def _die_with_parent() -> None:
     """Linux: SIGTERM when the supervisor's thread that started us ends (a kill -9 of it too)."""
     if not sys.platform.startswith("linux"):
@@ -439,10 +447,9 @@ async def serve(config: ClusterConfig, supervisor_pid: int | None = None, consol
     port = int(runner.addresses[0][1])
     host = "127.0.0.1" if w.bind in ("0.0.0.0", "::") else w.bind
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    if not w.loopback:
-        logger.warning("web_exposed", bind=w.bind, port=port,
-                       reason=f"web.bind = {w.bind!r} in {config.path}: anyone who can reach it and holds the "
-                              f"token may kill the cluster's processes; the traffic is not encrypted")
+    exposed = exposure(config)
+    if exposed:
+        logger.warning("web_exposed", bind=w.bind, port=port, reason=exposed)
     logger.info("web_serving", url=base, supervisor_pid=supervisor_pid)  # never the token: logs are 0644
     logs.flush()
     write_info(config, base)
