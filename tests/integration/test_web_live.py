@@ -2,7 +2,8 @@
 prints the URL with the token, serves the page of a cluster that is not running (every actor
 down) and stops on Ctrl-C with exit 0; a port that is taken is exit 1 with the reason, no
 traceback, and nothing written; and the server `paxos up --web` starts ends on its own within a
-second or two when its supervisor is killed with SIGKILL (no `down` to stop it)."""
+second or two when its supervisor is killed with SIGKILL (no `down` to stop it); the one of
+`paxos up --web` in the foreground stops with it on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -95,4 +96,37 @@ def test_the_web_server_ends_with_a_killed_supervisor(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert not pid_alive(web_pid), "the web server outlived its supervisor by 3 s"
     finally:
+        c.down()
+
+
+def test_paxos_up_web_in_the_foreground_stops_its_web_server_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_ports(1)[0]
+    c = LocalCluster(tmp_path / "cluster", extra=f"[web]\nport = {port}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "up", "--web", "--config", str(c.config_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=c.root)
+    web_pid = None
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None and time.monotonic() < deadline:  # the merged logs come first; the URL among them
+            line = proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(rf"page: (http://127\.0\.0\.1:{port}/\?token=[0-9a-f]{{64}})", line)
+            url = m[1] if m else None
+        assert url, "no page URL within 30 s"
+        c._remember_pids()  # the actors too, for `down`'s kill by pid should Ctrl-C fail
+        web_pid = json.loads((c.data_dir / "run" / "web.json").read_text())["pid"]
+        c.seen_pids.add(web_pid)
+        token = url.rsplit("=", 1)[1]
+        assert get_json(f"http://127.0.0.1:{port}/api/state", token)["running"]
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the supervisor stops everything it started
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert not pid_alive(web_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
         c.down()
