@@ -14,7 +14,12 @@ Routes (every one behind runtime/web/auth.py's checks: own origin, token, body s
   (never one update per command), however many tabs are open;
 - `POST /api/actors/<name>/<kill|pause|resume|restart>` the control requests of `paxos kill`,
   `paxos kill --signal STOP|CONT` and `paxos restart` (runtime/control.py);
-- `POST /api/kv` `{"op": "put"|"get", "key": ..., "value": ...}` through runtime/client.py.
+- `POST /api/kv` `{"op": "put"|"get", "key": ..., "value": ...}` through runtime/client.py;
+- `POST /api/links/<a>/<b>/<cut|heal>` both ways, through `paxos faults` (test mode only: the
+  fault layer is the harness's, run as its own program).
+
+The view carries, besides the cards, the frames a second per link (the arrows) and, in test mode,
+the links cut (from `<data_dir>/run/faults.json`).
 
 Started by the supervisor (`--supervisor-pid`), it stops when the supervisor does: SIGTERM from
 it on `down`, the parent-death signal if it is killed, and a check of its pid twice a second.
