@@ -38,6 +38,7 @@ import asyncio
 import ctypes
 import errno
 import gc
+import json
 import os
 import random
 import signal
@@ -762,6 +763,8 @@ class ActorShell:
                 "snapshot_bytes": snapshot_bytes, "file_bytes": (wal.offset if wal else 0) + snapshot_bytes,
                 "fsyncs": wal.fsyncs if wal else 0, "frames_dropped": transport.dropped if transport else 0,
                 "trace_s": round(self.tracer.spent_s, 6) if self.tracer is not None else 0.0,
+                # Status values are scalars (runtime/codec.py): the per-peer counts go as JSON.
+                "frames_to": json.dumps(transport.frames_to if transport else {}, separators=(",", ":")),
                 **self._metrics_status()}
 
     def _metrics_status(self) -> dict[str, Any]:

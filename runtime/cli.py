@@ -20,7 +20,15 @@ from typing import IO, Any, NoReturn
 
 from runtime import crashpoints, keys
 from runtime.config import ClusterConfig, ConfigError
-from runtime.control import ControlError, NotRunning, pid_alive, read_state, request
+from runtime.control import (
+    ControlError,
+    NotRunning,
+    kill_message,
+    pid_alive,
+    read_state,
+    request,
+    restart_message,
+)
 from runtime.members import load
 
 EXIT_FAILED = 1
@@ -32,6 +40,7 @@ EXIT_USAGE = 64
 SECONDS_MAX = 86_400.0  # a day: longer is a typo, and too large for the event loop's timers
 PROBE_S = 1.0  # no supervisor: how long a learner has to answer before we say the cluster is down
 UP_SETTLE_S = 3.0  # `up --detach`: once a leader serves, how long actors still starting may take
+WEB_WAIT_S = 5.0  # `up --web`: how long the page's server has to listen before we say it did not
 HARNESS_COMMANDS = {
     "bench": ("runtime.harness.bench", "the benchmark against PySyncObj (see runtime/harness/bench.py)"),
     "nemesis": ("runtime.harness.nemesis", "a Jepsen-style run on a fresh throw-away cluster"),
@@ -94,6 +103,8 @@ def cmd_up(config: ClusterConfig, args: argparse.Namespace) -> int:
         return _fail(f"the cluster in {config.data_dir} is already running (supervisor pid {state['pid']})")
     from runtime import step, stepview
 
+    if args.web and args.step and args.detach:
+        raise UsageError("--web does not go with --step --detach yet; start the page with `paxos web`")
     if args.step:  # step mode (runtime/step.py): every actor starts holding what it sends to peers
         if args.detach:
             return stepview.up_detached(config, args.wait_s, args.step_ticks)
@@ -104,16 +115,16 @@ def cmd_up(config: ClusterConfig, args: argparse.Namespace) -> int:
     else:
         step.set_mode(config.run_dir, None)  # a step mode left on by an earlier `up --step`
     if args.detach:
-        return _up_detached(config, args.wait_s)
+        return _up_detached(config, args.wait_s, args.web)
     return _up_foreground(config, args)
 
 
-def _up_detached(config: ClusterConfig, wait_s: float) -> int:
+def _up_detached(config: ClusterConfig, wait_s: float, web: bool = False) -> int:
     logs_dir = config.data_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     with open(logs_dir / "supervisor.stderr", "ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.supervisor", "--config", str(config.path)],
+            [sys.executable, "-m", "runtime.supervisor", "--config", str(config.path), *(["--web"] if web else [])],
             stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
         )
     deadline = time.monotonic() + wait_s
@@ -146,6 +157,8 @@ def _up_detached(config: ClusterConfig, wait_s: float) -> int:
                 print(f"cluster up: {len(actors)} actors, leader {last['leader']}, "
                       f"supervisor pid {proc.pid}, data in {config.data_dir}")
                 _say_metrics(last)
+                if web:
+                    _say_web(config, WEB_WAIT_S)
                 degraded = [a for a in actors if a["state"] != "running" or not a.get("info")]
                 if degraded:
                     print(f"paxos: warning: the cluster serves, degraded: {_describe(degraded)}. "
@@ -180,10 +193,12 @@ def _up_foreground(config: ClusterConfig, args: argparse.Namespace) -> int:
     (config.data_dir / "logs").mkdir(parents=True, exist_ok=True)
     viewer = threading.Thread(target=tail_logs, daemon=True)
     viewer.start()
+    if args.web:  # the URL, once the supervisor's web child listens (the log lines never hold the token)
+        threading.Thread(target=_say_web, args=(config, UP_SETTLE_S + WEB_WAIT_S), daemon=True).start()
     import uvloop
 
     try:
-        code = uvloop.run(Supervisor(config).run())
+        code = uvloop.run(Supervisor(config, web=args.web).run())
     except RuntimeError as exc:
         return _fail(str(exc))
     finally:
@@ -191,6 +206,27 @@ def _up_foreground(config: ClusterConfig, args: argparse.Namespace) -> int:
         done.set()
         viewer.join(timeout=2)
     return code
+
+
+def _say_web(config: ClusterConfig, wait_s: float) -> bool:
+    """`up --web`: the page's URL with its token once the web server listens, or why not."""
+    from runtime.web.auth import TokenFileError, load_or_create_token
+    from runtime.web.info import page_url, read_info
+
+    deadline = time.monotonic() + wait_s
+    while (info := read_info(config)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a file the web server writes once it listens
+    if info is None:
+        print(f"paxos: warning: the page's web server did not start within {wait_s:g}s: "
+              f"{_tail(config.data_dir / 'logs' / 'web.stderr')} (see `paxos logs web`; the cluster serves without it)",
+              file=sys.stderr)
+        return False
+    try:
+        print(f"page: {page_url(str(info['url']), load_or_create_token(config.data_dir))}", flush=True)
+    except TokenFileError as exc:
+        print(f"paxos: warning: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _say_metrics(status: dict[str, Any]) -> None:
@@ -252,6 +288,15 @@ def cmd_down(config: ClusterConfig, args: argparse.Namespace) -> int:
         return _fail(f"the supervisor (pid {state['pid']}) is still running")
     print("cluster down; files kept in", config.data_dir)
     return 0
+
+
+def cmd_web(config: ClusterConfig, args: argparse.Namespace) -> int:
+    """`paxos web`: serve the live page in the foreground until Ctrl-C."""
+    import uvloop
+
+    from runtime.web.server import serve
+
+    return uvloop.run(serve(config))
 
 
 def cmd_status(config: ClusterConfig, args: argparse.Namespace) -> int:
@@ -352,8 +397,7 @@ def cmd_kill(config: ClusterConfig, args: argparse.Namespace) -> int:
     if args.at is not None:
         return kill_at(config, args)
     name = resolve_actor(config, args.name, leader_ok=True)
-    return _control(config, {"cmd": "kill", "name": name, "signal": args.signal or "KILL",
-                             "restart": not args.no_restart})
+    return _control(config, kill_message(name, args.signal or "KILL", not args.no_restart))
 
 
 def kill_at(config: ClusterConfig, args: argparse.Namespace) -> int:
@@ -386,7 +430,7 @@ def cmd_start(config: ClusterConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_restart(config: ClusterConfig, args: argparse.Namespace) -> int:
-    return _control(config, {"cmd": "restart", "name": resolve_actor(config, args.name, leader_ok=True)})
+    return _control(config, restart_message(resolve_actor(config, args.name, leader_ok=True)))
 
 
 def cmd_wipe(config: ClusterConfig, args: argparse.Namespace) -> int:
@@ -527,7 +571,7 @@ def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
 
     log_dir = config.data_dir / "logs"
     for name in args.names:
-        if name != "supervisor":
+        if name not in ("supervisor", "web"):  # the two logs of no actor: web is the page's server
             resolve_actor(config, name)
     if not log_dir.exists():
         return _fail(f"no logs yet in {log_dir}")
@@ -771,7 +815,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "(with --detach: return once every actor holds; see `paxos step --help`)")
     p.add_argument("--step-ticks", choices=["paused", "run"], default="paused",
                    help="with --step: whether the actors' timers pause (default) or run")
+    p.add_argument("--web", action="store_true",
+                   help="also serve the live page (see `paxos web --help`); the supervisor runs it and stops it "
+                        "on `paxos down`, and the page's URL is printed")
     p.set_defaults(func=cmd_up)
+    p = command("web", "serve the live page of the cluster in a browser",
+                "Serve one page on [web] bind:port of the config (127.0.0.1:7180 by default) and print its\n"
+                "URL: every actor as a card (proposers, acceptors, learners) with its state, pid, uptime,\n"
+                "restarts, ballot or promise, chosen watermark and lag; the leader; the fault-tolerance\n"
+                "gauge; kill -9, pause, resume and restart buttons (what `paxos kill`, `paxos kill --signal\n"
+                "STOP|CONT` and `paxos restart` do); a put/get box. It updates live, a few times a second.\n\n"
+                "Every request needs the token of <data_dir>/web.token (mode 0600, made on first use): the\n"
+                "printed URL carries it. Requests from another origin are refused. It runs until Ctrl-C,\n"
+                "with the cluster up or down; `paxos up --web` has the supervisor run it instead.\n"
+                "Exit 1 when it cannot serve (the port is taken, the token file is unusable).",
+                "paxos web\npaxos up --detach --web")
+    p.set_defaults(func=cmd_web)
     from runtime.stepview import add_parser as add_step_parser
 
     add_step_parser(command)
@@ -898,7 +957,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "Every actor's structured log (and the supervisor's), merged in time order, one color\n"
                 "per actor; with NAMEs only those.",
                 "paxos logs -f\npaxos logs a2 --json\npaxos logs supervisor")
-    p.add_argument("names", nargs="*", metavar="NAME", help="actors to show, or supervisor (default: all)")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="actors to show, supervisor, or web (the page's server) (default: all)")
     p.add_argument("-f", "--follow", action="store_true", help="keep showing new lines until Ctrl-C")
     p.add_argument("--json", action="store_true", help="raw JSON lines")
     p.set_defaults(func=cmd_logs)

@@ -160,12 +160,34 @@ class MetricsSection:
 
     @property
     def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.host)
+
+
+WEB_PORT_DEFAULT = 7180  # beside the actors' 71xx ports of cluster.toml, clear of them and of metrics' 9464
+
+
+@dataclass(frozen=True)
+class WebSection:
+    """The browser page (`paxos web`, `paxos up --web`; runtime/web/). `bind` is loopback by
+    default; any other address is an explicit choice that the web server's log warns about at
+    every start (the page can kill processes: only the token in `<data_dir>/web.token` guards it
+    then). `port` 0 takes a free port (the URL is printed, and written to run/web.json)."""
+
+    bind: str = "127.0.0.1"
+    port: int = WEB_PORT_DEFAULT
+
+    @property
+    def loopback(self) -> bool:
+        return _is_loopback(self.bind)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -216,6 +238,7 @@ class ClusterConfig:
     reads: ReadsSection = ReadsSection()
     trace: TraceSection = TraceSection()
     metrics: MetricsSection = MetricsSection()
+    web: WebSection = WebSection()
     # The membership changes the log chose, as far as this process knows them (a History blob,
     # runtime/members.py); `actors` then names every member of every membership, and
     # `proposers`/`acceptors`/`learners` stay the bootstrap ones (the protocol starts from them).
@@ -356,7 +379,7 @@ def _check_fields(section: str, raw: Any, cls: type) -> Any:
         if type(value) is not want:
             raise ConfigError(f"{section}.{key}: must be {want.__name__}, got {value!r}")
         if want in (int, float) and value <= 0 and key not in ("restart_max", "clock_drift_max") \
-                and (section, key) != ("metrics", "port"):
+                and (section, key) not in (("metrics", "port"), ("web", "port")):
             raise ConfigError(f"{section}.{key}: must be positive, got {value!r}")
         if want is int and key == "restart_max" and value < 0:
             raise ConfigError(f"{section}.{key}: must be 0 or more, got {value!r}")
@@ -413,6 +436,7 @@ SECTIONS = {
     "reads": ReadsSection,
     "trace": TraceSection,
     "metrics": MetricsSection,
+    "web": WebSection,
 }
 ACTOR_TABLES = {"proposers": "proposer", "acceptors": "acceptor", "learners": "learner"}
 
@@ -493,6 +517,7 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
     if trace.file_bytes_max < 1024 * 1024:
         raise ConfigError(f"trace.file_bytes_max: must be at least 1 MiB (1048576), got {trace.file_bytes_max}")
     _check_metrics(sections["metrics"])
+    _check_web(sections["web"], sections["metrics"], actors)
     snap: SnapshotSection = sections["snapshot"]
     if snap.chunk_bytes > lim.message_bytes_max - 64 * 1024:
         raise ConfigError(f"snapshot.chunk_bytes: must leave 64 KiB of limits.message_bytes_max for framing, "
@@ -502,6 +527,7 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
         client=sections["client"], testing=sections["testing"], proposers=proposers, acceptors=acceptors,
         learners=learners,
         actors=actors, security=sections["security"], reads=reads, trace=trace, metrics=sections["metrics"],
+        web=sections["web"],
     )
 
 
@@ -513,6 +539,27 @@ def _check_metrics(m: MetricsSection) -> None:
             ipaddress.ip_address(m.host)
         except ValueError:
             raise ConfigError(f"metrics.host: must be an IP address or localhost, got {m.host!r}") from None
+
+
+def _check_web(w: WebSection, m: MetricsSection, actors: dict[str, ActorSpec]) -> None:
+    if not 0 <= w.port <= 65535:
+        raise ConfigError(f"web.port: must be from 0 (any free port) to 65535, got {w.port}")
+    if w.bind != "localhost":
+        try:
+            ipaddress.ip_address(w.bind)
+        except ValueError:
+            raise ConfigError(f"web.bind: must be an IP address or localhost, got {w.bind!r}") from None
+    if w.port == 0:
+        return
+    # Said here rather than as "address in use" at the first `paxos up --web`.
+    if m.enabled and m.port == w.port:
+        raise ConfigError(f"web.port: {w.port} is metrics.port too; give the page a port of its own")
+    for spec in actors.values():
+        same_host = spec.host == w.bind or w.bind in ("0.0.0.0", "::") or (_is_loopback(spec.host)
+                                                                           and _is_loopback(w.bind))
+        if spec.port == w.port and same_host:
+            raise ConfigError(f"web.port: {w.port} is the port of actor {spec.name} ({spec.endpoint}); "
+                              f"give the page a port of its own")
 
 
 def load(path: str | Path) -> ClusterConfig:

@@ -78,6 +78,17 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def kill_message(name: str, signal: str = "KILL", restart: bool = True) -> dict[str, Any]:
+    """`paxos kill NAME [--signal S] [--no-restart]` as a control request (the page's kill, pause
+    and resume buttons send the same)."""
+    return {"cmd": "kill", "name": name, "signal": signal, "restart": restart}
+
+
+def restart_message(name: str) -> dict[str, Any]:
+    """`paxos restart NAME` as a control request."""
+    return {"cmd": "restart", "name": name}
+
+
 def request(config: ClusterConfig, message: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
     state = read_state(config)
     if state is None:

@@ -132,8 +132,11 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, config: ClusterConfig, console: bool = False) -> None:
+    def __init__(self, config: ClusterConfig, console: bool = False, web: bool = False) -> None:
         self.config = config
+        self.web = web  # `paxos up --web`: run the page's server (runtime/web/) as a child too
+        self._web_proc: asyncio.subprocess.Process | None = None
+        self._web_watch: asyncio.Task[None] | None = None
         self.logger = logs.configure("supervisor", "supervisor", config.log_path("supervisor"),
                                      console, "info")
         self.children: dict[str, Child] = {spec.id: self._child(spec) for spec in child_specs(config)}
@@ -280,8 +283,11 @@ class Supervisor:
             await self._spawn(child)
         serve = asyncio.create_task(self._serve_control(control))
         self._members_task = asyncio.create_task(self._watch_members())
+        if self.web:
+            await self._start_web()
         await self.stopping.wait()
         self._members_task.cancel()
+        await self._stop_web()  # first: the page need not watch everything stop
         await self._stop_all()
         if self._down_requested:
             await self._down_replied.wait()  # `paxos down` gets its answer before we go
@@ -298,6 +304,51 @@ class Supervisor:
         self.stopped.set()
         control.close(0)
         return 0
+
+    # --- the page (issue 15: runtime/web/) -------------------------------------------------
+
+    async def _start_web(self) -> None:
+        """The page's server, a child of ours: it stops when we do (SIGTERM from `_stop_web`, its
+        parent-death signal, and its own check of our pid). Not restarted: a server that cannot
+        serve (its port taken) says why in its log and in logs/web.stderr; the cluster runs on."""
+        err_path = self.config.data_dir / "logs" / "web.stderr"
+        try:
+            err = os.open(err_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError:
+            err = asyncio.subprocess.DEVNULL
+        try:
+            self._web_proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "runtime.web.server", "--config", str(self.config.path),
+                "--supervisor-pid", str(os.getpid()), stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err,
+                start_new_session=True)
+        except OSError as exc:
+            self.logger.error("web_failed", reason=f"could not start the web server: {exc.strerror or exc}")
+            return
+        finally:
+            if err >= 0:
+                os.close(err)
+        self.logger.info("web_started", pid=self._web_proc.pid)
+        self._web_watch = asyncio.create_task(self._watch_web(self._web_proc))
+
+    async def _watch_web(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if not self.stopping.is_set():
+            self.logger.error("web_exited", pid=proc.pid, exit=describe_exit(code),
+                              reason="see logs/web.stderr and logs/web.jsonl; `paxos web` runs one by hand")
+            logs.flush()
+
+    async def _stop_web(self) -> None:
+        proc = self._web_proc
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), self.config.supervisor.stop_grace_s)
+        except ProcessLookupError:
+            pass
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
     # --- metrics (issue 14: runtime/metrics.py) --------------------------------------------
 
@@ -745,10 +796,10 @@ class Supervisor:
         return results
 
 
-def run_foreground(config: ClusterConfig, console: bool = False) -> int:
+def run_foreground(config: ClusterConfig, console: bool = False, web: bool = False) -> int:
     import uvloop
 
-    sup = Supervisor(config, console=console)
+    sup = Supervisor(config, console=console, web=web)
     return uvloop.run(sup.run())
 
 
@@ -756,6 +807,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.supervisor")
     parser.add_argument("--config", default="cluster.toml")
     parser.add_argument("--console", action="store_true", help="also print its own events")
+    parser.add_argument("--web", action="store_true", help="also serve the live page (runtime/web/)")
     args = parser.parse_args(argv)
     try:
         config = load(args.config)
@@ -763,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 78
     try:
-        return run_foreground(config, console=args.console)
+        return run_foreground(config, console=args.console, web=args.web)
     except RuntimeError as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 1

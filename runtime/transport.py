@@ -138,6 +138,7 @@ class Transport:
         self.dropped = 0
         self.frames_in = 0
         self.frames_out = 0
+        self.frames_to: dict[str, int] = {}  # frames sent to each peer: the page's arrows (runtime/web/)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_scheduled = False
         self._closed = False
@@ -235,6 +236,7 @@ class Transport:
         try:
             self.dealers[peer].send(frame, _NOBLOCK)
             self.frames_out += 1
+            self.frames_to[peer] = self.frames_to.get(peer, 0) + 1
         except zmq.Again:
             self.dropped += 1
 

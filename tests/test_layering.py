@@ -7,7 +7,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "runtime" / "harness"
-PRODUCT = sorted(p for p in [*ROOT.glob("actors/*.py"), *ROOT.glob("runtime/*.py")] if HARNESS not in p.parents)
+# Every package of the runtime too (runtime/web/, runtime/tracechart/), not only its top level.
+PRODUCT = sorted(p for p in [*ROOT.glob("actors/*.py"), *ROOT.glob("runtime/**/*.py")] if HARNESS not in p.parents)
 
 
 def harness_imports(path: Path) -> list[str]:
