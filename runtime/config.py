@@ -160,7 +160,7 @@ class MetricsSection:
 
     @property
     def loopback(self) -> bool:
-        return _is_loopback(self.host)
+        return is_loopback(self.host)
 
 
 WEB_PORT_DEFAULT = 7180  # beside the actors' 71xx ports of cluster.toml, clear of them and of metrics' 9464
@@ -178,10 +178,11 @@ class WebSection:
 
     @property
     def loopback(self) -> bool:
-        return _is_loopback(self.bind)
+        return is_loopback(self.bind)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address (what the metrics, web and endpoint checks allow)."""
     if host == "localhost":
         return True
     try:
@@ -531,32 +532,31 @@ def parse(raw: dict[str, Any], path: Path) -> ClusterConfig:
     )
 
 
-def _check_metrics(m: MetricsSection) -> None:
-    if not 0 <= m.port <= 65535:
-        raise ConfigError(f"metrics.port: must be from 0 (any free port) to 65535, got {m.port}")
-    if m.host != "localhost":
+def _check_listen(section: str, host_key: str, host: str, port: int) -> None:
+    """A port to listen on (0: any free one) and an address to bind it to."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{section}.port: must be from 0 (any free port) to 65535, got {port}")
+    if host != "localhost":
         try:
-            ipaddress.ip_address(m.host)
+            ipaddress.ip_address(host)
         except ValueError:
-            raise ConfigError(f"metrics.host: must be an IP address or localhost, got {m.host!r}") from None
+            raise ConfigError(f"{section}.{host_key}: must be an IP address or localhost, got {host!r}") from None
+
+
+def _check_metrics(m: MetricsSection) -> None:
+    _check_listen("metrics", "host", m.host, m.port)
 
 
 def _check_web(w: WebSection, m: MetricsSection, actors: dict[str, ActorSpec]) -> None:
-    if not 0 <= w.port <= 65535:
-        raise ConfigError(f"web.port: must be from 0 (any free port) to 65535, got {w.port}")
-    if w.bind != "localhost":
-        try:
-            ipaddress.ip_address(w.bind)
-        except ValueError:
-            raise ConfigError(f"web.bind: must be an IP address or localhost, got {w.bind!r}") from None
+    _check_listen("web", "bind", w.bind, w.port)
     if w.port == 0:
         return
     # Said here rather than as "address in use" at the first `paxos up --web`.
     if m.enabled and m.port == w.port:
         raise ConfigError(f"web.port: {w.port} is metrics.port too; give the page a port of its own")
     for spec in actors.values():
-        same_host = spec.host == w.bind or w.bind in ("0.0.0.0", "::") or (_is_loopback(spec.host)
-                                                                           and _is_loopback(w.bind))
+        same_host = spec.host == w.bind or w.bind in ("0.0.0.0", "::") or (is_loopback(spec.host)
+                                                                           and is_loopback(w.bind))
         if spec.port == w.port and same_host:
             raise ConfigError(f"web.port: {w.port} is the port of actor {spec.name} ({spec.endpoint}); "
                               f"give the page a port of its own")

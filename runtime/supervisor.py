@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import fcntl
 import hmac
-import ipaddress
 import os
 import secrets
 import signal
@@ -35,7 +34,7 @@ import zmq.asyncio
 
 from actors.messages import StatusQuery, StatusReply
 from runtime import codec, crashpoints, keys, logs, members, metrics
-from runtime.config import ClusterConfig, ConfigError
+from runtime.config import ClusterConfig, ConfigError, is_loopback
 from runtime.control import state_file, write_state
 from runtime.diskspace import DiskFull, full_disk
 from runtime.members import load
@@ -83,13 +82,7 @@ def child_specs(config: ClusterConfig) -> list[ChildSpec]:
 
 
 def is_local(endpoint: str) -> bool:
-    host = endpoint.split("//", 1)[-1].rsplit(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(endpoint.split("//", 1)[-1].rsplit(":", 1)[0])
 
 
 def local_members(config: ClusterConfig) -> list[str]:

@@ -16,7 +16,6 @@ too, so a DNS-rebinding page (which would pass as same-origin) is refused as wel
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 import secrets
 import stat
@@ -24,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from runtime.config import is_loopback
 
 TOKEN_FILE = "web.token"
 TOKEN_BYTES = 32
@@ -106,13 +107,7 @@ def given_token(headers: Any, query: Any) -> str | None:
 def is_loopback_host(host: str) -> bool:
     """Whether a Host header (`name:port`, `[v6]:port`) names this machine's loopback."""
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(name.strip("[]"))
 
 
 def origin_ok(origin: str | None, host: str, scheme: str = "http") -> bool:
