@@ -403,6 +403,8 @@ class Learner(Core):
 
     def _on_accept(self, sender: str, m: Accept, ready: Ready) -> None:
         # The leader's proposal: values for (slot, ballot); the votes come from acceptors.
+        if self.proposer_ids and sender not in self.proposer_ids:
+            self._proposer_from_relay(sender, m.members)
         if not owner_ok(self.proposer_ids, sender, m.ballot, ready, m):
             return
         for slot, value in m.entries:
@@ -411,6 +413,8 @@ class Learner(Core):
 
     def _on_heartbeat(self, sender: str, m: Heartbeat, ready: Ready) -> None:
         # Only a proposer with its own ballot is a leader we send Repair to.
+        if self.proposer_ids and sender not in self.proposer_ids:
+            self._proposer_from_relay(sender, m.members)
         if self.proposer_ids and not owner_ok(self.proposer_ids, sender, m.ballot, ready, m):
             return
         self.leader = sender
@@ -426,6 +430,25 @@ class Learner(Core):
             for members in heard.all_members():
                 self.joining.update(members.acceptor_names)
         self._note_chosen_through(m.chosen_through)
+
+    def _proposer_from_relay(self, sender: str, members: bytes) -> None:
+        """A proposer a change added after our config was read (a learner started by `members
+        replace` while the cache of changes lagged): its id, from the chosen changes it relays.
+        Without it every Heartbeat and Accepted of its ballot is refused, so we never learn that
+        anything is chosen, never fetch, and never deliver the change that would name it: stuck.
+        The relay is as trusted as the acceptors it already makes us count (`joining`)."""
+        if not members:
+            return
+        heard = History(self.history.bootstrap, self.history.alpha)
+        try:
+            heard.merge(members)
+        except BadMembership:
+            return
+        for membership in heard.all_members():
+            node = membership.proposer_ids.get(sender)
+            if node is not None:
+                self.proposer_ids.setdefault(sender, node)
+                return
 
     def _note_chosen_through(self, slot: int) -> None:
         """What the leaders say is chosen: what gap fetches aim at. Only within the window we

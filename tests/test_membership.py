@@ -470,3 +470,24 @@ def test_the_membership_in_force_names_the_slot_that_chose_it() -> None:
     assert history.in_force(17) == (boot, 0)  # chosen at 10, in force from 10 + alpha
     assert history.in_force(18) == (grown, 10)
     assert history.in_force(10**6) == (grown, 10)
+
+
+def test_a_learner_that_started_before_it_knew_a_new_proposer_takes_its_id_from_the_relayed_changes() -> None:
+    # `members replace` started l4 while the cache of changes lagged behind the one that added p3,
+    # now the leader: l4 refused every Heartbeat of ballot x.3, never fetched, never delivered.
+    from actors.ready import Ready
+
+    lr = Learner("l1", ["a1", "a2", "a3"], codec.decode_client_batch, KVStore(64, 64),
+                 proposer_ids={"p1": 1, "p2": 2}, history=History(B3, ALPHA))
+    ballot = Ballot(4, 3)
+    ready = Ready()
+    lr.step("p3", Heartbeat(ballot, 9), ready)  # nothing relayed: still nobody's ballot
+    assert lr.leader != "p3" and "p3" not in lr.proposer_ids
+    forged = History(B3, ALPHA)
+    forged.learn(5, B3.with_proposer("p4", 3, "tcp://h:4"))  # id 3 is p4's, not the sender's
+    lr.step("p3", Heartbeat(ballot, 9, forged.encode()), Ready())
+    assert "p3" not in lr.proposer_ids and lr.leader != "p3"
+    h = History(B3, ALPHA)
+    h.learn(5, B3.with_proposer("p3", 3, "tcp://h:3"))
+    lr.step("p3", Heartbeat(ballot, 9, h.encode()), Ready())
+    assert lr.proposer_ids["p3"] == 3 and lr.leader == "p3" and lr.known_chosen_through == 9

@@ -170,4 +170,9 @@ def test_refusals_learners_and_proposers_change_and_a_client_follows(small: Loca
     # l4 catches up from nothing first; on a loaded 2-core machine the default 10 s was seen to
     # run out (CI runs another cluster beside this one): a generous bound, and the reason if not.
     got = c.paxos("get", "last", "--timeout-s", "30")
-    assert got.stdout.strip() == "1", got.stderr
+    if got.stdout.strip() != "1":
+        infos = {a["name"]: (a["state"], a["member"], {k: a["info"].get(k) for k in (
+            "state", "delivered", "reads_answered", "reads_waiting", "read_batches_leased", "read_batches_held",
+            "frames_rejected", "messages_rejected", "chosen_through")}) for a in c.status()["actors"]}
+        logs = c.paxos("logs", "l3", "l4", "p1", "p2", "p3").stdout.splitlines()[-60:]
+        raise AssertionError(f"{got.stderr}\n{infos}\n" + "\n".join(logs))
