@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import errno
 import gc
 import json
@@ -61,6 +60,7 @@ from actors.ready import Action, Compact, Event, TakeSnapshot
 from actors.records import RebuildRecord, Record
 from runtime import codec, crashpoints, keys, logs, metrics, step
 from runtime.config import ClusterConfig, ConfigError
+from runtime.control import die_with_parent
 from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
 from runtime.trace import Ops, Tracer, capped, record_labels, starts_a_trace
@@ -716,8 +716,7 @@ class ActorShell:
                 os.close(r)
                 for fd in (self.wal.fd, self.wal.lock_fd):
                     os.close(fd)  # never hold the parent's lock if it dies first
-                libc = ctypes.CDLL(None, use_errno=True)
-                libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the actor
+                die_with_parent(signal.SIGKILL)  # never outlive the actor
                 info = self.snapshots.write(self.role, self.name, slot, self.core.snapshot_state())
                 os.write(w, f"{info.slot} {info.size_bytes} {info.crc}\n".encode())
                 code = 0
@@ -831,10 +830,7 @@ def _set_parent_death_signal() -> None:
     parent = os.environ.get("PAXOS_SUPERVISOR_PID")
     if not parent or not sys.platform.startswith("linux"):
         return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
+    if not die_with_parent(signal.SIGKILL):
         return
     if os.getppid() != int(parent):
         os._exit(EXIT_OK)  # the supervisor is already gone

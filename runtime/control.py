@@ -9,8 +9,10 @@ command the supervisor, although its port on 127.0.0.1 is open to every local us
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,18 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def die_with_parent(sig: int) -> bool:
+    """Linux: have the kernel send `sig` to this process when the thread that started it ends
+    (PR_SET_PDEATHSIG), a kill -9 of the parent too; False where that cannot be set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # 1: PR_SET_PDEATHSIG
+    except OSError:
+        return False
+    return True
 
 
 def kill_message(name: str, signal: str = "KILL", restart: bool = True) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import json
 import os
 import signal
@@ -47,6 +46,7 @@ from runtime.config import ClusterConfig, ConfigError
 from runtime.control import (
     ControlError,
     NotRunning,
+    die_with_parent,
     kill_message,
     pid_alive,
     request,
@@ -410,16 +410,6 @@ def exposure(config: ClusterConfig) -> str:
             f"kill the cluster's processes, and the traffic (the token too) is not encrypted")
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM when the supervisor's thread that started us ends (a kill -9 of it too)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 async def serve(config: ClusterConfig, supervisor_pid: int | None = None, console: bool = False,
                 announce: bool = True) -> int:
     logger = logs.configure("web", "web", config.log_path("web"), console, config.cluster.log_level)
@@ -495,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--console", action="store_true", help="also print its own events on stderr")
     args = parser.parse_args(argv)
     if args.supervisor_pid:
-        _die_with_parent()
+        die_with_parent(signal.SIGTERM)  # the supervisor's kill -9 ends us too
         if os.getppid() != args.supervisor_pid:
             return 0  # it is already gone
     try:
