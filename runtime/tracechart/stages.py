@@ -44,11 +44,6 @@ class Table:
     rows: tuple[Row, ...]
 
 
-def client_of(op: str) -> str:
-    """The session id of CLIENT:SEQ (the id may hold colons; the sequence number does not)."""
-    return op.rsplit(":", 1)[0]
-
-
 def follow(events: Iterable[Mapping[str, Any]], op: str) -> OpPath | None:
     """`op`'s path through the events (dicts in the trace schema), by tracefiles' own join."""
     return Traces(dict(e) for e in events).follow(op)
