@@ -53,10 +53,11 @@ def test_a_short_mix_of_every_fault_keeps_the_history_linearizable(tmp_path: Pat
 
 
 def test_replies_before_fsync_lose_acknowledged_writes_under_power_loss(tmp_path: Path) -> None:
-    # A power loss catches the bug only if it strikes between a reply and its fsync: usually in
-    # the first run (seed 3), and a second seed covers the unlucky timing (one CI run missed).
+    # A power loss catches the bug only if it strikes between a reply and its fsync; the planted
+    # bug syncs every half second, so each power loss of the whole cluster does (seeds 3-6 all had
+    # 74-111 violations in 12 s). A second seed is there only for bad luck.
     for seed in (3, 4):
-        summary = run(25, ["power"], tmp_path / f"history{seed}.jsonl", seed=seed, bugs="reply_before_fsync",
+        summary = run(10, ["power"], tmp_path / f"history{seed}.jsonl", seed=seed, bugs="reply_before_fsync",
                       whole_cluster_share=1.0)
         if summary["violations"]:
             break
