@@ -129,6 +129,7 @@ class WebServer:
         self.loopback = config.web.loopback
         self._config_loaded_at = time.monotonic()
         self._faults_lock = asyncio.Lock()  # one rules file: two clicks must not lose each other's change
+        self._first: asyncio.Future[None] | None = None  # the first view, shared by the streams waiting for it
         self._samples: deque[tuple[float, dict[str, Any]]] = deque()  # the arrows' rates come from these
         self._static = {name: resources.files("runtime.web").joinpath("static", name).read_bytes() for name in STATIC}
 
@@ -210,7 +211,7 @@ class WebServer:
         hub.watched.set()
         try:
             if hub.version == 0:
-                hub.publish(await self._view())
+                await self._first_view()
             sent = -1
             while not hub.closing:
                 if hub.version != sent:
@@ -333,6 +334,16 @@ class WebServer:
         return web.json_response({"ok": True})
 
     # --- the one status gatherer -----------------------------------------------------------
+
+    async def _first_view(self) -> None:
+        """The first view, asked of the cluster once however many streams open before it is out
+        (50 tabs opened together once made 50 status requests and sent each tab 50 views)."""
+        if self._first is None:
+            async def first() -> None:
+                self.hub.publish(await self._view())
+
+            self._first = asyncio.ensure_future(first())
+        await asyncio.shield(self._first)
 
     async def _view(self) -> bytes:
         """The supervisor's status now, as the page's view (runtime/web/view.py)."""

@@ -1,12 +1,14 @@
 """The page's server as a process, without a browser (issue 15): `paxos web` in the foreground
 prints the URL with the token, serves the page of a cluster that is not running (every actor
 down) and stops on Ctrl-C with exit 0; a port that is taken is exit 1 with the reason, no
-traceback, and nothing written; and the server `paxos up --web` starts ends on its own within a
-second or two when its supervisor is killed with SIGKILL (no `down` to stop it); the one of
+traceback, and nothing written; the server `paxos up --web` starts keeps 50 tabs at once (half
+closed mid-stream, bad requests among them) at about five views a second each, and ends on its
+own within a second or two when its supervisor is killed with SIGKILL (no `down` to stop it); the one of
 `paxos up --web` in the foreground stops with it on Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,6 +19,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from runtime.control import pid_alive
 from runtime.harness.local import LocalCluster, free_ports
@@ -78,7 +83,55 @@ def test_a_port_that_is_taken_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in cfg.stderr
 
 
-def test_the_web_server_ends_with_a_killed_supervisor(tmp_path: Path) -> None:
+TABS = 50
+TAB_WATCH_S = 3.0
+
+
+async def fifty_tabs(base: str, token: str) -> dict[str, Any]:
+    """Open TABS event streams at once, read each one's views for TAB_WATCH_S while half of them
+    are dropped mid-stream (the connection aborted, as a closed tab does), and meanwhile send the
+    server malformed, oversized and unauthenticated requests and a put and a get through it."""
+    auth = {"Authorization": f"Bearer {token}"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    views: list[int] = [0] * TABS
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def tab(i: int) -> None:
+            async with session.get(f"{base}/events", headers=auth) as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+                started = time.monotonic()
+                async for line in r.content:
+                    if line.startswith(b"data: "):
+                        json.loads(line[6:])  # every update is a whole view
+                        views[i] += 1
+                    if i % 2 and views[i] >= 2:
+                        r.connection.transport.abort()  # type: ignore[union-attr]  # a tab closed mid-stream
+                        return
+                    if time.monotonic() - started > TAB_WATCH_S:
+                        return
+
+        tabs = [asyncio.create_task(tab(i)) for i in range(TABS)]
+        await asyncio.sleep(0.5)
+        abuse = {}
+        async with session.post(f"{base}/api/kv", headers=auth, data=b"{not json") as r:
+            abuse["bad json"] = r.status
+        async with session.post(f"{base}/api/kv", headers=auth, data=b"x" * (1 << 20)) as r:
+            abuse["oversized"] = r.status
+        async with session.get(f"{base}/api/state") as r:
+            abuse["no token"] = r.status
+        async with session.get(f"{base}/api/state", headers={**auth, "Origin": "http://evil.example"}) as r:
+            abuse["other origin"] = r.status
+        async with session.post(f"{base}/api/kv", headers=auth, json={"op": "put", "key": "tabs", "value": "50"}) as r:
+            put = await r.json()
+        async with session.post(f"{base}/api/kv", headers=auth, json={"op": "get", "key": "tabs"}) as r:
+            got = await r.json()
+        await asyncio.gather(*tabs)
+        async with session.get(f"{base}/api/state", headers=auth) as r:
+            state = await r.json()
+    return {"views": views, "abuse": abuse, "put": put, "got": got, "state": state}
+
+
+def test_fifty_tabs_then_the_web_server_ends_with_a_killed_supervisor(tmp_path: Path) -> None:
     port = free_ports(1)[0]
     c = LocalCluster(tmp_path / "cluster", extra=f"[web]\nport = {port}\n")
     try:
@@ -88,6 +141,23 @@ def test_the_web_server_ends_with_a_killed_supervisor(tmp_path: Path) -> None:
         assert f"page: http://127.0.0.1:{port}/?token=" in proc.stdout
         web_pid = json.loads((c.data_dir / "run" / "web.json").read_text())["pid"]
         c.seen_pids.add(web_pid)
+        token = (c.data_dir / "web.token").read_text().strip()
+
+        # 50 tabs at once, half of them closed mid-stream, with bad requests among them: every
+        # stream gets whole views, at most about five a second (one poll of the cluster for all
+        # tabs, never one update per command), every bad request its 4xx, and the cluster and
+        # the server go on serving.
+        out = asyncio.run(fifty_tabs(f"http://127.0.0.1:{port}", token))
+        kept = [n for i, n in enumerate(out["views"]) if i % 2 == 0]
+        assert min(out["views"]) >= 1, out["views"]
+        assert max(kept) <= TAB_WATCH_S * 5 + 3, kept  # UPDATE_INTERVAL_S = 0.2, plus the first and a button's
+        assert out["abuse"] == {"bad json": 400, "oversized": 413, "no token": 401, "other origin": 403}, out["abuse"]
+        assert out["put"].get("ok") and out["got"].get("value") == "50", (out["put"], out["got"])
+        assert out["state"]["running"] and out["state"]["leader"], out["state"]
+        assert pid_alive(web_pid)
+        log = (c.data_dir / "logs" / "web.jsonl").read_text()
+        assert "oversized" in log or "413" in log or "over 65536" in log, "a refusal without a reason in the log"
+
         supervisor = c.supervisor_pid()
         assert supervisor is not None
         os.kill(supervisor, signal.SIGKILL)
