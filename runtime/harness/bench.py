@@ -36,6 +36,11 @@ persist and fsync, quorum, learner_apply, reply, reply_to_client, total) as a ta
 
     bench-breakdown ops_per_s=... batches=... whole=... client_to_leader_p50_ms=... ..._p99_ms=...
 
+`--web` runs only what the live page costs (runtime/harness/bench_web.py): one cluster started
+with `up --web`, saturated with --tabs tabs open and with none, alternating:
+
+    bench-web rounds=... tabs=... open_ops_per_s=... closed_ops_per_s=... open_vs_closed=... ...
+
 `--membership` runs only the membership figures of issue 11 (1.5 to 3 minutes here; not part of
 the default run, which takes 5 to 9 minutes without them). First, a 3-acceptor cluster at saturation
 (--clients processes of --tasks writers of distinct keys, every acknowledged write recorded, acks
@@ -828,6 +833,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true",
                         help="only where the time goes: saturated load with clients tracing too, then p50/p99 per "
                              "stage of the sampled requests, from the trace files")
+    parser.add_argument("--web", action="store_true",
+                        help="only what the live page costs: saturated throughput with --tabs tabs open and with none, "
+                             "alternating --rounds times on one cluster started with `up --web`")
+    parser.add_argument("--tabs", type=positive(int), default=3, help="with --web: tabs open (event streams)")
     parser.add_argument("--batch", type=positive(int), default=1,
                         help="with --reads: operations per client call (get_many / put_many, for the writes too); "
                              "--tasks is then split into calls of that many (default 1: one get or put per call)")
@@ -873,6 +882,10 @@ def main(argv: list[str] | None = None) -> int:
             return trace_bench(args)
         if args.breakdown:
             return breakdown_bench(args)
+        if args.web:
+            from runtime.harness.bench_web import web_bench
+
+            return web_bench(args)
         return run_bench(args)
     except RuntimeError as exc:  # a cluster or the peer did not start: say why, without a traceback
         print(f"bench: {exc}", file=sys.stderr)
