@@ -1209,6 +1209,18 @@ def restore_s(config_path: Path, name: str, slot: int) -> float:
 # --- tracing ------------------------------------------------------------------------------
 
 
+def show_pair(a_name: str, a_runs: list[Result], b_name: str, b_runs: list[Result]) -> tuple[float, float]:
+    """The table of two alternated sides (each one's best round, noted with its median and range),
+    and the two medians of ops/s (`--trace`, `--web`)."""
+    rows = []
+    for name, runs in ((a_name, a_runs), (b_name, b_runs)):
+        best = best_of(runs, f"median {statistics.median(r.ops_per_s for r in runs):,.0f}; ")
+        best.name = f"saturation, 16 B, {name}"
+        rows.append(best)
+    show(rows)
+    return statistics.median(r.ops_per_s for r in a_runs), statistics.median(r.ops_per_s for r in b_runs)
+
+
 def trace_bytes(ours: Ours) -> int:
     return sum(f.stat().st_size for f in (ours.cluster.data_dir / "logs").glob("*.trace*"))
 
@@ -1243,14 +1255,7 @@ def trace_bench(args: argparse.Namespace) -> int:
                     shares.append(spent_s / max(1e-9, cpu_s))
         written = trace_bytes(on)
         assert trace_bytes(off) == 0, "a cluster with tracing off wrote trace files"
-    med_on = statistics.median(r.ops_per_s for r in on_runs)
-    med_off = statistics.median(r.ops_per_s for r in off_runs)
-    rows = []
-    for name, runs in (("tracing on", on_runs), ("tracing off", off_runs)):
-        best = best_of(runs, f"median {statistics.median(r.ops_per_s for r in runs):,.0f}; ")
-        best.name = f"saturation, 16 B, {name}"
-        rows.append(best)
-    show(rows)
+    med_on, med_off = show_pair("tracing on", on_runs, "tracing off", off_runs)
     figures = {"on_ops_per_s": med_on, "off_ops_per_s": med_off, "on_vs_off": med_on / med_off,
                "on_p50_ms": statistics.median(r.p50_ms for r in on_runs),
                "off_p50_ms": statistics.median(r.p50_ms for r in off_runs),
