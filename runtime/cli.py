@@ -103,11 +103,12 @@ def cmd_up(config: ClusterConfig, args: argparse.Namespace) -> int:
         return _fail(f"the cluster in {config.data_dir} is already running (supervisor pid {state['pid']})")
     from runtime import step, stepview
 
-    if args.web and args.step and args.detach:
-        raise UsageError("--web does not go with --step --detach yet; start the page with `paxos web`")
     if args.step:  # step mode (runtime/step.py): every actor starts holding what it sends to peers
         if args.detach:
-            return stepview.up_detached(config, args.wait_s, args.step_ticks)
+            code = stepview.up_detached(config, args.wait_s, args.step_ticks, web=args.web)
+            if code == 0 and args.web:  # the page's step panel drives the held cluster by click
+                _say_web(config, WEB_WAIT_S)
+            return code
         step.set_mode(config.run_dir, args.step_ticks)
         import threading
 
