@@ -6,6 +6,12 @@
 const token = document.querySelector('meta[name="paxos-token"]').content;
 const ROLES = ["proposer", "acceptor", "learner"];
 const cards = new Map(); // actor name -> its card element
+// The step-mode and scenario panels (stepctl.js): loaded with the token in its URL, as every asset is.
+let stepctl = null;
+import(`./stepctl.js?token=${encodeURIComponent(token)}`).then((m) => {
+  stepctl = m;
+  m.init({ api, logAction, token });
+});
 
 function api(path, body) {
   return fetch(path, {
@@ -191,6 +197,7 @@ function render(v) {
   const faults = document.getElementById("faults");
   faults.hidden = !v.faults?.enabled;
   if (v.faults?.enabled) fillSelects([...cards.keys()]);
+  stepctl?.onView(v);
   // After the browser has laid the cards out (a card's height changes with its text).
   requestAnimationFrame(drawWires);
 }
