@@ -419,8 +419,8 @@ def step_do(config: ClusterConfig, op: str, args: dict[str, Any]) -> dict[str, A
             for s, d, entries in stepview.links(config, stepview.indexes(config, actors)):
                 if (s, d) == (src, dst):
                     ids += [e["id"] for e in entries[:STEP_IDS_MAX]]
-            if not ids:
-                raise StepError(409, f"step {op}: nothing held on {src} -> {dst}")
+            if not ids:  # as `paxos step deliver --link`: not an error (it may just have been delivered)
+                return {"ok": True, "done": [], "said": f"step {op}: nothing held on {src} -> {dst}"}
         done, missing = stepview.act(config, op, ids, actors)
     except step.StepError as exc:  # an actor did not answer in time
         raise StepError(504, str(exc)) from None

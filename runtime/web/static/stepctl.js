@@ -85,7 +85,8 @@ function renderStep(s) {
   const actors = document.getElementById("step-actors");
   const rows = [];
   for (const [name, a] of Object.entries(s.actors || {})) {
-    const row = el("div", { class: "step-actor", "data-name": name, "data-role": a.role, "data-state": a.state || "" },
+    const row = el("div", { class: "step-actor", "data-name": name, "data-role": a.role, "data-state": a.state || "",
+                            "data-serving": a.serving || "" },
                    el("span", { class: "step-actor-state" }, actorLine(name, a)));
     if (a.role === "proposer") {
       row.append(" ", button("campaign", (b) => stepAct("campaign", { actor: name }, b),
