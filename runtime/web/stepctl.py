@@ -90,6 +90,18 @@ EXIT_VERDICTS = {0: "passed", 1: "failed", 6: "no scenario of that name", 8: "no
 CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
+def scenario_argv(name: str, run_dir: Path) -> list[str]:
+    """The run's command: `paxos scenario NAME`, its chart as SVG in the run's directory, its
+    clusters under it, no chart on stdout (the page shows the SVG)."""
+    return [sys.executable, "-m", "runtime.cli", "scenario", name, "--svg", str(run_dir / "chart.svg"),
+            "--data-dir", str(run_dir / "data"), "--no-chart"]
+
+
+def listing_argv() -> list[str]:
+    """`paxos scenario --list`."""
+    return [sys.executable, "-m", "runtime.cli", "scenario", "--list"]
+
+
 class Busy(Exception):
     """A scenario runs already (one at a time)."""
 
@@ -207,8 +219,8 @@ class ScenarioRunner:
                 return self._listing, ""
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "runtime.cli", "scenario", "--list", stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                    *listing_argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE)
                 out, err = await asyncio.wait_for(proc.communicate(), SCENARIO_LIST_TIMEOUT_S)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
@@ -243,8 +255,7 @@ class ScenarioRunner:
 
     async def _run(self, run: ScenarioRun) -> None:
         logger = self.server.logger
-        argv = [sys.executable, "-m", "runtime.cli", "scenario", run.name, "--svg", str(run.dir / "chart.svg"),
-                "--data-dir", str(run.dir / "data"), "--no-chart"]
+        argv = scenario_argv(run.name, run.dir)
         logger.info("web_scenario_started", name=run.name, run=run.id, dir=str(run.dir))
         logs.flush()
         try:
