@@ -1,13 +1,14 @@
 """Issue 15's step mode by click and scenario runner, in a real browser on real processes:
 `paxos up --step --detach --web` starts a held cluster with the page's server; headless Chromium
-opens the page, sees the step panel (timers paused, nothing held), makes p1 campaign by click,
+opens the page, starts one short seed scenario by click (it runs on clusters of its own while the
+rest goes on: its output comes line by line, and a second run while it runs is refused, 409),
+sees the step panel (timers paused, nothing held), makes p1 campaign by click,
 delivers two of its Prepares by id and drops the third, delivers the Promises by "deliver all" of
 their links until p1 leads, then the rest until it serves. A put from a background client (a long
 timeout) waits until its Accept and Accepted are delivered by click, and returns once the value is
 chosen. A click on release leaves step mode (the panel goes) and a linearizable get reads the
-value. Then one short seed scenario runs from the page: its output comes line by line, a second
-run while it runs is refused (409), and its verdict says "passed" under the chart (an SVG image
-from the token-guarded route).
+value. Last, the scenario's verdict says "passed" above its chart (an SVG image from the
+token-guarded route), and none of its processes is left.
 
 Every process is stopped by the test: the browser and chromedriver by the fixture, the cluster
 (and the page's server) by `down`, and a scenario run's clusters by the page's server or, as a
@@ -142,6 +143,19 @@ def test_step_mode_and_a_scenario_by_click(step_cluster: tuple[LocalCluster, str
           lambda: panel.get_attribute("data-active") == "true" and "timers paused; 0 held" in panel.text)
     until("every card", lambda: set(cards(browser)) == set(c.config.actors))
 
+    # A seed scenario from the page, run (on clusters of its own) while step mode is clicked
+    # through below: its output comes as it runs, one run at a time; its verdict is checked last.
+    until("the scenarios listed", lambda: browser.find_elements(By.CSS_SELECTOR, f"#scenario-name "
+                                                                                 f"option[value='{SCENARIO}']"))
+    Select(browser.find_element(By.ID, "scenario-name")).select_by_value(SCENARIO)
+    ran = time.monotonic()
+    browser.find_element(By.ID, "scenario-run").click()
+    verdict = browser.find_element(By.ID, "scenario-verdict")
+    until("the run under way", lambda: verdict.get_attribute("data-outcome") in ("running", "passed"))
+    assert post(f"{base}/api/scenarios/{SCENARIO}/run", token) == 409  # one at a time
+    output = browser.find_element(By.ID, "scenario-output")
+    until("its output lines", lambda: "> cluster" in output.text)
+
     # p1 campaigns by click: its three Prepares are held. Two delivered by id, the third dropped.
     until("p1's campaign button", lambda: press(browser, "#step-actors .step-actor[data-name='p1'] "
                                                          "button[data-op='campaign']"))
@@ -150,6 +164,7 @@ def test_step_mode_and_a_scenario_by_click(step_cluster: tuple[LocalCluster, str
     assert {m["from"] for m in prepares} == {"p1"} and {m["to"] for m in prepares} == {"a1", "a2", "a3"}
     assert actor_row(browser, "p1")["state"] == "candidate"
     by_dest = {m["to"]: m["id"] for m in prepares}
+    browser.execute_script("arguments[0].scrollIntoView()", panel)
     shoot(browser, tmp_path, "stepctl-1-prepares-held")
     for dest, op in (("a1", "deliver"), ("a2", "deliver"), ("a3", "drop")):
         until(f"{op} {by_dest[dest]}", lambda d=dest, o=op: press(
@@ -178,6 +193,7 @@ def test_step_mode_and_a_scenario_by_click(step_cluster: tuple[LocalCluster, str
                                                        if m["type"] == "accept" and "slots=2..2" in m["text"]])
     assert {m["from"] for m in accepts} == {"p1"}
     assert "proc" not in put  # nothing chosen yet: the put waits
+    browser.execute_script("arguments[0].scrollIntoView()", panel)
     shoot(browser, tmp_path, "stepctl-2-put-held")
     put_at = time.monotonic()
     deliver_all_until(browser, "the put returned", lambda: not thread.is_alive())
@@ -189,16 +205,9 @@ def test_step_mode_and_a_scenario_by_click(step_cluster: tuple[LocalCluster, str
     until("the step panel hidden", lambda: panel.get_attribute("data-active") == "false" and not panel.is_displayed())
     assert c.paxos("get", "greeting", "--timeout-s", "10").stdout.strip() == "by click"
     stepped_s = time.monotonic() - started
+    assert "step release: ok" in browser.find_element(By.ID, "action-log").text
 
-    # A seed scenario from the page: output as it comes, one at a time, the verdict and the chart.
-    Select(browser.find_element(By.ID, "scenario-name")).select_by_value(SCENARIO)
-    ran = time.monotonic()
-    browser.find_element(By.ID, "scenario-run").click()
-    verdict = browser.find_element(By.ID, "scenario-verdict")
-    until("the run under way", lambda: verdict.get_attribute("data-outcome") == "running")
-    assert post(f"{base}/api/scenarios/{SCENARIO}/run", token) == 409  # one at a time
-    output = browser.find_element(By.ID, "scenario-output")
-    until("its output lines", lambda: "> cluster" in output.text)
+    # The scenario's verdict and chart, once it is over (it ran beside all the clicking above).
     until(f"{SCENARIO} passed", lambda: verdict.get_attribute("data-outcome") == "passed", SCENARIO_S)
     scenario_s = time.monotonic() - ran
     assert f"scenario {SCENARIO}: ok on real processes" in verdict.text
