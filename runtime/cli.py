@@ -818,7 +818,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --step: whether the actors' timers pause (default) or run")
     p.add_argument("--web", action="store_true",
                    help="also serve the live page (see `paxos web --help`); the supervisor runs it and stops it "
-                        "on `paxos down`, and the page's URL is printed")
+                        "on `paxos down`, and the page's URL is printed (with --step: the page's step panel "
+                        "delivers, drops and duplicates the held messages by click)")
     p.set_defaults(func=cmd_up)
     p = command("web", "serve the live page of the cluster in a browser",
                 "Serve one page on [web] bind:port of the config (127.0.0.1:7180 by default) and print its\n"

@@ -229,6 +229,27 @@ def test_not_in_step_mode_the_panel_says_so_and_nothing_is_done(config: Any, sen
     assert not step.step_dir(config.run_dir).exists()
 
 
+def test_a_cluster_in_step_mode_that_is_not_running_hides_the_panel(config: Any,  # noqa: F811
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.control import NotRunning
+
+    step.set_mode(config.run_dir, step.TICKS_PAUSED)  # left on by an `up --step` that is down now
+
+    def down(cfg: Any, message: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+        raise NotRunning(f"the cluster of {cfg.path} is not running")
+
+    monkeypatch.setattr(stepview, "request", down)
+    monkeypatch.setattr("runtime.web.server.request_control", down)
+
+    async def test(base: str, token: str, call: Call) -> None:
+        code, listing = await call("GET", "/api/step", headers=bearer(token))
+        assert code == 200 and listing["active"] is False and "is not running" in listing["why"]
+        code, reply = await call("POST", "/api/step/deliver", headers=bearer(token), json={"ids": ["p1.1"]})
+        assert code == 409 and "is not running" in reply["error"]
+
+    run_server(config, test)
+
+
 def test_release_leaves_step_mode(config: Any, p1: Actor, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     # Only p1 runs (release waits for every running actor to say it left step mode).
     alone = status()

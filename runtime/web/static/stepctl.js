@@ -167,7 +167,10 @@ async function loadScenarios() {
   scenarios = (data.scenarios || []).filter((s) => s.real);
   sel.replaceChildren(...scenarios.map((s) => new Option(`${s.seed ? "* " : ""}${s.name}`, s.name)));
   if (data.error) document.getElementById("scenario-about").textContent = data.error;
-  else showAbout();
+  else if (!scenarios.length) {
+    document.getElementById("scenario-about").textContent =
+      "no scenario that real processes run here (`paxos scenario --list`: the scripts ship with the source tree)";
+  } else showAbout();
   if (data.run) pollRun(); // the latest run, maybe another tab's: its output, verdict and charts
 }
 
