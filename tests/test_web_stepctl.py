@@ -401,6 +401,8 @@ def test_a_run_is_stopped_on_request_on_its_timeout_and_with_the_server(
         code, reply = await call("POST", "/api/scenario-run/stop", headers=bearer(token))
         assert code == 200 and (reply["run"]["outcome"], reply["run"]["verdict"]) == ("stopped",
                                                                                       "stopped from the page")
+        said = (await call("GET", "/api/scenario-run?since=0", headers=bearer(token)))[1]["run"]["lines"]
+        assert said[-1] == "KeyboardInterrupt"  # what it printed as it stopped (SIGINT) is kept too
         monkeypatch.setattr(stepctl, "SCENARIO_TIMEOUT_S", 0.5)
         await call("POST", "/api/scenarios/late_learner/run", headers=bearer(token))
         run = await until_async("the timeout", lambda: _state(call, token, "done"))

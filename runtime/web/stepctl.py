@@ -126,6 +126,8 @@ class ScenarioRun:
     stop_reason: str = ""
     proc: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
+    read_offset: int = 0  # bytes of its output file read so far
+    pending: bytes = b""  # a line read without its end yet
 
     def add(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -145,6 +147,28 @@ class ScenarioRun:
             "exit": self.exit_code, "outcome": self.outcome, "verdict": self.verdict,
             "charts": [f"/api/scenario-run/{self.id}/chart/{n}" for n in range(1, self.charts + 1)],
         }
+
+
+def drain(run: ScenarioRun, final: bool = False) -> None:
+    """Read what the run wrote to its output file since the last call into its line buffer (a
+    partial last line waits for its end, unless `final` or it grew too long)."""
+    try:
+        with open(run.dir / OUTPUT_FILE, "rb") as f:
+            f.seek(run.read_offset)
+            while chunk := f.read(OUTPUT_READ_BYTES):
+                run.read_offset += len(chunk)
+                run.pending += chunk
+                *whole, run.pending = run.pending.split(b"\n")
+                for line in whole:
+                    run.add(line)
+                if len(run.pending) > OUTPUT_LINE_CHARS_MAX * 4:  # a line without end: cut, as a long one is
+                    run.add(run.pending)
+                    run.pending = b""
+    except OSError:
+        pass
+    if final and run.pending:
+        run.add(run.pending)
+        run.pending = b""
 
 
 def parse_listing(text: str) -> list[dict[str, Any]]:
@@ -285,6 +309,7 @@ class ScenarioRunner:
                 task.uncancel()
             run.stop_reason = run.stop_reason or "stopped: the web server stops"
             code = await self._terminate(run, run.proc)
+        drain(run, final=True)  # what it said while it was stopped too
         if run.stop_reason:
             self._finish(run, code, "timed out" if run.stop_reason.startswith("timed out") else "stopped",
                          run.stop_reason)
@@ -294,24 +319,13 @@ class ScenarioRunner:
 
     async def _read(self, run: ScenarioRun, proc: asyncio.subprocess.Process) -> None:
         """Follow the run's output file into its line buffer until the run ends."""
-        pending = b""
-        with open(run.dir / OUTPUT_FILE, "rb") as f:
-            while True:
-                ended = proc.returncode is not None
-                while chunk := f.read(OUTPUT_READ_BYTES):
-                    pending += chunk
-                    *whole, pending = pending.split(b"\n")
-                    for line in whole:
-                        run.add(line)
-                    if len(pending) > OUTPUT_LINE_CHARS_MAX * 4:  # a line without end: cut, as a long one is
-                        run.add(pending)
-                        pending = b""
-                if ended:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(proc.wait()), OUTPUT_POLL_S)
-        if pending:
-            run.add(pending)
+        while True:
+            ended = proc.returncode is not None
+            drain(run)
+            if ended:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), OUTPUT_POLL_S)
 
     async def _terminate(self, run: ScenarioRun, proc: asyncio.subprocess.Process) -> int:
         """SIGINT (the run kills the clusters it started, in its cleanup), SIGKILL after the
