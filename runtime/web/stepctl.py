@@ -7,8 +7,8 @@ What it owns:
 - **the scenario runner**: at most one `paxos scenario NAME --svg FILE --data-dir DIR --no-chart`
   at a time, a child process of the web server (the harness's command, run as its own program:
   the product never imports the harness), in a throw-away directory of its own,
-  `<data_dir>/web-scenarios/<run id>/` (the older runs' directories are removed when a new run
-  starts; the clusters' data of a finished run at once, its charts kept until the next run). It
+  `<data_dir>/web-scenarios/<run id>/` (its output, charts and clusters' files, kept until the
+  next run starts, so `paxos trace` can draw from them as its `data:` line says). It
   is bounded by `SCENARIO_TIMEOUT_S`; stopped (SIGINT, so it kills the clusters it started; then
   SIGKILL, and any supervisor it left is killed by pid) on a timeout, on request, and when the web
   server stops; the kernel sends it SIGINT if the web server dies (PR_SET_PDEATHSIG). Its output
@@ -346,7 +346,6 @@ class ScenarioRunner:
         run.charts = len(chart_paths(run.dir))
         run.ended = time.monotonic()
         run.state = "done"
-        shutil.rmtree(run.dir / "data", ignore_errors=True)  # the clusters' files; the charts stay
         self.server.logger.info("web_scenario_done", name=run.name, run=run.id, exit=code, outcome=outcome,
                                 verdict=verdict[:300], charts=run.charts,
                                 elapsed_s=round(run.ended - run.started, 2))
