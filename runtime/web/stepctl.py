@@ -63,9 +63,10 @@ if TYPE_CHECKING:
     from runtime.web.server import WebServer
 
 RUNS_DIR = "web-scenarios"  # under the data dir: every run's throw-away directory
-SCENARIO_TIMEOUT_S = 180.0  # a run that takes longer is stopped (the longest seed scenario takes ~30 s)
+SCENARIO_TIMEOUT_S = 180.0  # a run that takes longer is stopped (seed002_pick_a_value, three clusters: 11 s here)
 SCENARIO_LIST_TIMEOUT_S = 30.0
-SCENARIO_STOP_GRACE_S = 10.0  # after SIGINT, how long the run has to kill its clusters before SIGKILL
+SCENARIO_STOP_GRACE_S = 3.0  # after SIGINT, how long the run has to kill its clusters before SIGKILL (the
+# supervisor gives the web server [supervisor] stop_grace_s, 5 s by default, to stop)
 OUTPUT_LINES_MAX = 2000  # the newest lines of a run's output kept for the page (older ones are counted)
 OUTPUT_LINE_CHARS_MAX = 400
 OUTPUT_READ_BYTES = 64 * 1024
