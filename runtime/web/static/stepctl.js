@@ -41,8 +41,12 @@ let stepBusy = false; // one listing request at a time
 let stepAgain = false; // a view came meanwhile: ask once more when it is back
 let stepShown = ""; // what is drawn, so an unchanged listing keeps its elements (and a test's)
 
+const IDLE_ASK_MS = 2000; // not in step mode: whether it is now is asked this often, not with every view
+let stepActive = false;
+let stepAskedAt = 0;
+
 export function onView() {
-  if (ctx) refreshStep();
+  if (ctx && (stepActive || Date.now() - stepAskedAt >= IDLE_ASK_MS)) refreshStep();
 }
 
 async function refreshStep() {
@@ -51,6 +55,7 @@ async function refreshStep() {
   try {
     do {
       stepAgain = false;
+      stepAskedAt = Date.now();
       const { status, data } = await get("/api/step");
       if (status === 200) renderStep(data);
     } while (stepAgain);
@@ -75,6 +80,7 @@ function renderStep(s) {
   const panel = document.getElementById("step-panel");
   panel.hidden = !s.active;
   panel.dataset.active = String(Boolean(s.active));
+  stepActive = Boolean(s.active);
   if (!s.active) { stepShown = ""; return; }
   const signature = JSON.stringify([s.ticks, s.links, s.actors]);
   if (signature === stepShown) return;
