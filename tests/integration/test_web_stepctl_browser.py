@@ -40,6 +40,7 @@ from tests.integration.test_web_browser import (  # noqa: F401  (browser: a fixt
     CHROMIUM,
     By,
     Select,
+    WebDriverException,
     browser,
     cards,
     shoot,
@@ -103,10 +104,13 @@ def actor_row(driver: Any, name: str) -> dict[str, str]:
 def press(driver: Any, selector: str) -> bool:
     """Click the first element that matches (the panel is redrawn as messages come and go: one
     found may be replaced before the click lands, so a caller retries by `until`)."""
-    found = driver.find_elements(By.CSS_SELECTOR, selector)
-    if found and found[0].is_enabled():
-        found[0].click()
-        return True
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        if found and found[0].is_enabled():
+            found[0].click()
+            return True
+    except WebDriverException:  # stale, or moved under another element mid-redraw: not yet
+        pass
     return False
 
 
@@ -118,8 +122,11 @@ def deliver_all_until(driver: Any, what: str, done: Any, timeout_s: float = 20.0
         if done():
             return True
         for b in driver.find_elements(By.CSS_SELECTOR, "#step-links button[data-op='deliver-all']"):
-            if b.is_enabled():
-                b.click()
+            try:
+                if b.is_enabled():
+                    b.click()
+            except WebDriverException:  # redrawn meanwhile: the next round finds the new one
+                pass
         return False
     until(what, step, timeout_s)
 
@@ -163,25 +170,27 @@ def test_step_mode_and_a_scenario_by_click(step_cluster: tuple[LocalCluster, str
     prepares = until("p1's Prepares", lambda: (got := [m for m in held(browser) if m["type"] == "prepare"])
                      and len(got) == 3 and got)
     assert {m["from"] for m in prepares} == {"p1"} and {m["to"] for m in prepares} == {"a1", "a2", "a3"}
-    assert actor_row(browser, "p1")["state"] == "candidate"
+    until("p1 a candidate", lambda: actor_row(browser, "p1").get("state") == "candidate")
     by_dest = {m["to"]: m["id"] for m in prepares}
     browser.execute_script("arguments[0].scrollIntoView()", panel)
     shoot(browser, tmp_path, "stepctl-1-prepares-held")
     for dest, op in (("a1", "deliver"), ("a2", "deliver"), ("a3", "drop")):
         until(f"{op} {by_dest[dest]}", lambda d=dest, o=op: press(
             browser, f"#step-links li[data-id='{by_dest[d]}'] button[data-op='{o}']"))
-    result = browser.find_element(By.ID, "step-result")
-    until("the drop done", lambda: result.text == f"step drop: {by_dest['a3']}")
+    log = browser.find_element(By.ID, "action-log")
+    until("the drop done", lambda: f"step drop {by_dest['a3']}: ok" in log.text)
     until("two Promises", lambda: {(m["from"], m["to"]) for m in held(browser) if m["type"] == "promise"}
           == {("a1", "p1"), ("a2", "p1")})
-    assert not any(m["id"] in by_dest.values() for m in held(browser))
+    until("the Prepares gone", lambda: not any(m["id"] in by_dest.values() for m in held(browser)))
     # a1's Promise delivered twice at once (the button pressed again before the page is redrawn):
     # one click delivers it, the other is told it is gone, and the page says so.
-    promise = next(m["id"] for m in held(browser) if m["type"] == "promise" and m["from"] == "a1")
-    browser.execute_script("const b = arguments[0]; b.click(); b.disabled = false; b.click();",
-                           browser.find_element(By.CSS_SELECTOR, f"#step-links li[data-id='{promise}'] "
-                                                                 f"button[data-op='deliver']"))
-    log = browser.find_element(By.ID, "action-log")
+    promise = until("a1's Promise", lambda: next((m["id"] for m in held(browser)
+                                                  if m["type"] == "promise" and m["from"] == "a1"), None))
+    # The panel is redrawn as the listing changes: find the button and press it twice in one script.
+    until("a double click", lambda: browser.execute_script(
+        "const b = document.querySelector(arguments[0]); if (!b) return false;"
+        "b.click(); b.disabled = false; b.click(); return true;",
+        f"#step-links li[data-id='{promise}'] button[data-op='deliver']"))
     until("the second delivery refused", lambda: f"step deliver {promise}: no held message {promise}: it was "
                                                  f"delivered or dropped already" in log.text
           and f"step deliver {promise}: ok" in log.text)
