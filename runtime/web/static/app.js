@@ -6,6 +6,10 @@
 const token = document.querySelector('meta[name="paxos-token"]').content;
 const ROLES = ["proposer", "acceptor", "learner"];
 const cards = new Map(); // actor name -> its card element
+// The sequence chart, explain and plot (chart.js): imported with this module's own query (the
+// token: every asset needs it), and handed the helpers it shares with this page.
+let chart = null;
+import(`./chart.js${new URL(import.meta.url).search}`).then((m) => { chart = m; m.initChart({ token, svgEl }); });
 
 function api(path, body) {
   return fetch(path, {
@@ -183,6 +187,7 @@ function render(v) {
   err.hidden = !v.error;
   err.textContent = v.error || "";
   document.body.dataset.running = String(v.running);
+  chart?.chartView(v);
   const names = new Set();
   for (const role of ROLES) for (const c of v.rows[role] || []) { renderCard(c); names.add(c.name); }
   for (const [name, el] of cards) if (!names.has(name)) { el.remove(); cards.delete(name); }
