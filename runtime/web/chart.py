@@ -17,13 +17,14 @@ is a 400 whose reason goes to the web log, and nothing is read):
   answer) are left out unless `keepalive=1`.
 - `GET /api/explain/<slot>` what `paxos explain SLOT --json` prints (runtime/explain.py's
   `explain` and `to_json`), one at a time, in a thread, given `EXPLAIN_TIMEOUT_S`.
-- `GET /api/plot` a bounded ring (`PLOT_WINDOW_S`) of commands a second (runtime/watch.py's
-  `rates`: the learners' commands applied between two of the supervisor statuses the page's
-  poller gathers, one sample a `SAMPLE_INTERVAL_S`) and the latency of the server's own probe:
-  a linearizable `get` through runtime/client.py every `PROBE_INTERVAL_S`, never two in flight.
-  Both are sampled only while a page watches (an event stream is open), as the server polls only
-  then: a gap in the plot is a time nobody watched. The sampler starts with the first request
-  of the plot.
+- `GET /api/plot` two bounded rings (`PLOT_WINDOW_S`, one point a `SAMPLE_INTERVAL_S`): commands
+  a second (runtime/watch.py's `rates`: the learners' commands applied between two of the
+  supervisor statuses the page's poller gathers) and slot latency, from the traces' tails: the
+  leader's assign of commands to a slot to the first learner's delivery of it, the p50 of the
+  slots new since the point before (traces are sampled: the slots traced). No request of its own
+  to the cluster. Both are sampled only while a page watches (an event stream is open), as the
+  server polls only then: a gap in the plot is a time nobody watched. The sampler starts with
+  the first request of the plot.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import re
 import statistics
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,12 +59,11 @@ EXPLAIN_TIMEOUT_S = 10.0
 SLOT_MAX = 1 << 62  # as `paxos explain` takes them
 SAMPLE_INTERVAL_S = 1.0
 PLOT_WINDOW_S = 300.0
-PROBE_INTERVAL_S = 2.0
-PROBE_TIMEOUT_S = 2.0
-PROBE_KEY = "paxos-web-probe"  # read, never written: a get of a key that is not there is as good
+LATENCY_LINES = 2000  # of each trace file, for the slots' latencies
 P50_WINDOW_S = 60.0
-LATENCY_SOURCE = (f"the web server's own linearizable get, every {PROBE_INTERVAL_S:g} s "
-                  f"(p50 over the last {P50_WINDOW_S:g} s)")
+LATENCY_SOURCE = ("slot latency from the traces: the leader's assign of commands to a slot to the first "
+                  "learner's delivery of it (sampled slots; a point is the p50 of the slots new since the last)")
+RATE_SOURCE = "commands/s: the learners' commands applied between two supervisor statuses (as paxos status --watch)"
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 _KEEP_ALIVE_BYTES = model.KEEP_ALIVE.encode()
 
@@ -246,19 +245,32 @@ def chart_json(config: ClusterConfig, rows: int, keepalive: bool) -> dict[str, A
 # --- the plot -----------------------------------------------------------------------------------
 
 
-Probe = Callable[[], Awaitable[float]]  # one probe read: its latency in ms (raises when it failed)
+def slot_latencies_ms(events: list[model.TraceEvent]) -> dict[int, float]:
+    """Per slot both ends of which the events hold: from the leader's assign of commands to it
+    to its first delivery by a learner, in ms (the time a command waits, sans the client's
+    network and the reply). Traces are sampled: the slots whose ends were traced."""
+    assigned: dict[int, float] = {}
+    delivered: dict[int, float] = {}
+    for e in events:
+        if e.kind not in ("assign", "deliver") or e.slots is None or e.slots[0] != e.slots[1]:
+            continue
+        ends = assigned if e.kind == "assign" else delivered
+        slot = e.slots[0]
+        ends[slot] = min(ends.get(slot, e.ts), e.ts)
+    return {s: (delivered[s] - t) * 1000.0 for s, t in assigned.items() if s in delivered and delivered[s] >= t}
 
 
 class Plot:
-    """Two bounded rings: commands (and slots) a second, one point a sample; the probe's
-    latency, one point a probe."""
+    """Two bounded rings: commands (and slots) a second, one point a sample; the slots' latency,
+    one point a sample that saw new slots (their p50, and how many)."""
 
-    def __init__(self, window_s: float = PLOT_WINDOW_S, sample_interval_s: float = SAMPLE_INTERVAL_S,
-                 probe_interval_s: float = PROBE_INTERVAL_S) -> None:
+    def __init__(self, window_s: float = PLOT_WINDOW_S, sample_interval_s: float = SAMPLE_INTERVAL_S) -> None:
         self.window_s = window_s
-        self.rate: deque[dict[str, Any]] = deque(maxlen=max(2, int(window_s / sample_interval_s)))
-        self.latency: deque[dict[str, Any]] = deque(maxlen=max(2, int(window_s / probe_interval_s)))
+        n = max(2, int(window_s / sample_interval_s))
+        self.rate: deque[dict[str, Any]] = deque(maxlen=n)
+        self.latency: deque[dict[str, Any]] = deque(maxlen=n)
         self._last: Sample | None = None
+        self._latest_slot = 0  # the highest slot whose latency is plotted: each slot counts once
 
     def gap(self) -> None:
         """Nobody watched (or the cluster did not answer): the next rate does not span the gap."""
@@ -276,60 +288,37 @@ class Plot:
         self.rate.append({"t": round(t_wall_s, 3), "commands_per_s": round(commands_per_s, 1),
                           "slots_per_s": round(slots_per_s, 1) if slots_per_s is not None else None})
 
-    def probed(self, t_wall_s: float, latency_ms: float | None) -> None:
-        self.latency.append({"t": round(t_wall_s, 3), "ms": None if latency_ms is None else round(latency_ms, 2)})
+    def latencies(self, t_wall_s: float, by_slot: dict[int, float]) -> None:
+        """The slots' latencies the traces hold now: a point of those not plotted yet."""
+        new = [ms for s, ms in by_slot.items() if s > self._latest_slot]
+        if by_slot:
+            self._latest_slot = max(self._latest_slot, *by_slot)
+        if new:
+            self.latency.append({"t": round(t_wall_s, 3), "ms": round(statistics.median(new), 2), "slots": len(new)})
 
     def p50_ms(self, now_wall_s: float, window_s: float = P50_WINDOW_S) -> float | None:
-        recent = [p["ms"] for p in self.latency if p["ms"] is not None and p["t"] >= now_wall_s - window_s]
+        """The median of the points of the last `window_s` (each the p50 of its slots)."""
+        recent = [p["ms"] for p in self.latency if p["t"] >= now_wall_s - window_s]
         return round(statistics.median(recent), 2) if recent else None
 
-    def as_json(self, now_wall_s: float) -> dict[str, Any]:
+    def as_json(self, now_wall_s: float, tracing: bool = True) -> dict[str, Any]:
         since = now_wall_s - self.window_s
         return {"now": round(now_wall_s, 3), "window_s": self.window_s,
                 "rate": [p for p in self.rate if p["t"] >= since],
                 "latency": [p for p in self.latency if p["t"] >= since],
-                "latency_p50_ms": self.p50_ms(now_wall_s), "latency_source": LATENCY_SOURCE,
-                "rate_source": "learners' commands applied between the supervisor's statuses (paxos status --watch)"}
-
-
-class ClientProbe:
-    """A linearizable get of PROBE_KEY through one kept client (made anew after a failure)."""
-
-    def __init__(self, config: Callable[[], ClusterConfig]) -> None:
-        self._config = config
-        self._client: Any = None
-
-    async def __call__(self) -> float:
-        from runtime.client import Client
-
-        if self._client is None:
-            self._client = Client(self._config(), timeout_s=PROBE_TIMEOUT_S)
-            await self._client.connect()
-        started = time.perf_counter()
-        try:
-            await self._client.get(PROBE_KEY)
-        except BaseException:
-            await self.close()
-            raise
-        return (time.perf_counter() - started) * 1000.0
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+                "latency_p50_ms": self.p50_ms(now_wall_s),
+                "latency_source": LATENCY_SOURCE if tracing else "tracing is off: no latency ([trace] enabled)",
+                "rate_source": RATE_SOURCE}
 
 
 class Sampler:
-    """While a page watches: the poller's newest status into the plot every SAMPLE_INTERVAL_S,
-    and a probe every PROBE_INTERVAL_S (one at a time) while the cluster runs."""
+    """While a page watches, every SAMPLE_INTERVAL_S: the poller's newest status into the plot's
+    rate, and the slots' latencies from the traces' tails (read in a thread, never two at once)."""
 
-    def __init__(self, server: WebServer, plot: Plot, probe: Probe | None = None) -> None:
+    def __init__(self, server: WebServer, plot: Plot) -> None:
         self.server = server
         self.plot = plot
-        self.probe = probe
         self._task: asyncio.Task[None] | None = None
-        self._probing: asyncio.Task[None] | None = None
-        self._probed_at = 0.0
         self._seen = 0.0
 
     def start(self) -> None:
@@ -337,23 +326,19 @@ class Sampler:
             self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        for task in (self._task, self._probing):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except BaseException:  # cancelled, or a probe's failure: both end here
-                    pass
-        close = getattr(self.probe, "close", None)
-        if close is not None:
-            await close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
 
     async def _run(self) -> None:
         while True:
-            self.tick(time.monotonic(), time.time())
+            await self.tick(time.monotonic(), time.time())
             await asyncio.sleep(SAMPLE_INTERVAL_S)
 
-    def tick(self, now_mono_s: float, now_wall_s: float) -> None:
+    async def tick(self, now_mono_s: float, now_wall_s: float) -> None:
         samples = self.server._samples  # the poller's (monotonic time, status) pairs
         if not self.server.hub.watched.is_set() or not samples:
             self.plot.gap()
@@ -362,27 +347,29 @@ class Sampler:
         if t_s != self._seen:
             self._seen = t_s
             self.plot.observe(now_wall_s - (now_mono_s - t_s), Sample(t_s, status))
-        if (self.probe is not None and (self._probing is None or self._probing.done())
-                and now_mono_s - self._probed_at >= PROBE_INTERVAL_S):
-            self._probed_at = now_mono_s
-            self._probing = asyncio.ensure_future(self._probe_once(self.probe))
-
-    async def _probe_once(self, probe: Probe) -> None:
+        config = self.server.config
+        if status is None or not config.trace.enabled:
+            return
         try:
-            latency_ms: float | None = await asyncio.wait_for(probe(), PROBE_TIMEOUT_S * 2)
-        except Exception:  # a failed read is a point without a value: the plot shows the gap
-            latency_ms = None
-        self.plot.probed(time.time(), latency_ms)
+            by_slot = await asyncio.to_thread(self._latencies, config)
+        except (files.NoTraces, OSError):
+            return
+        self.plot.latencies(time.time(), by_slot)
+
+    @staticmethod
+    def _latencies(config: ClusterConfig) -> dict[int, float]:
+        roles = {name: spec.role for name, spec in config.actors.items()}
+        return slot_latencies_ms(read_tail(config.data_dir, roles, LATENCY_LINES, keepalive=False).events)
 
 
 # --- the routes ---------------------------------------------------------------------------------
 
 
 class ChartRoutes:
-    def __init__(self, server: WebServer, probe: Probe | None) -> None:
+    def __init__(self, server: WebServer) -> None:
         self.server = server
         self.plot = Plot()
-        self.sampler = Sampler(server, self.plot, probe if probe is not None else ClientProbe(lambda: server.config))
+        self.sampler = Sampler(server, self.plot)
         self._chart_lock = asyncio.Lock()
         self._chart_cache: dict[tuple[int, bool], tuple[float, bytes]] = {}
         self._explain_lock = asyncio.Lock()
@@ -425,7 +412,7 @@ class ChartRoutes:
 
     async def plot_route(self, request: web.Request) -> web.Response:
         self.sampler.start()
-        return web.json_response(self.plot.as_json(time.time()))
+        return web.json_response(self.plot.as_json(time.time(), self.server.config.trace.enabled))
 
     async def cleanup(self, app: web.Application) -> None:
         await self.sampler.stop()
@@ -434,10 +421,10 @@ class ChartRoutes:
 CHART_ROUTES = web.AppKey("chart", ChartRoutes)
 
 
-def add_routes(app: web.Application, server: WebServer, probe: Probe | None = None) -> ChartRoutes:
+def add_routes(app: web.Application, server: WebServer) -> ChartRoutes:
     """The chart's, the explain's and the plot's routes on the page's application (the server's
-    guard checks them as every other); `probe` stands in for the client's probe read in tests."""
-    routes = ChartRoutes(server, probe)
+    guard checks them as every other)."""
+    routes = ChartRoutes(server)
     app.router.add_get("/api/chart", routes.chart)
     app.router.add_get("/api/explain/{slot}", routes.explain)
     app.router.add_get("/api/plot", routes.plot_route)

@@ -5,7 +5,7 @@
 // mark, newest at the bottom). It follows the newest rows while the view is scrolled to the
 // bottom; scrolled up, it holds still until scrolled back. Pausable. A click on a row about a slot
 // (or the slot box) shows GET /api/explain/<slot>: `paxos explain SLOT --json`. The plot: GET
-// /api/plot every PLOT_REFRESH_MS, commands a second and the server's probe latency, in SVG.
+// /api/plot every PLOT_REFRESH_MS, commands a second and the slots' latency from the traces, in SVG.
 // Every text from the server goes in as textContent (a label is a trace's, a key a client's).
 
 const CHART_REFRESH_MS = 500;
@@ -63,7 +63,13 @@ function drawChart(data) {
   head.setAttribute("height", String(HEAD_H));
   svg.setAttribute("height", String(height));
   head.replaceChildren(svgEl("text", { class: "col-time", x: TIME_W - 8, y: 15 }, "ms"),
-                       ...cols.map((c) => svgEl("text", { class: "col-name", x: x.get(c), y: 15 }, c)));
+                       ...cols.map((c) => {
+                         // A client session id is long: its tail tells the sessions apart.
+                         const t = svgEl("text", { class: "col-name", x: x.get(c), y: 15 },
+                                         c.length > 14 ? `…${c.slice(-9)}` : c);
+                         t.appendChild(svgEl("title", {}, c));
+                         return t;
+                       }));
   const defs = svgEl("defs", {});
   const marker = svgEl("marker", { id: "chart-arrow", viewBox: "0 0 10 10", refX: "9", refY: "5",
                                    markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" });
@@ -287,6 +293,7 @@ async function refreshPlot() {
     drawPlot("plot-latency", data.latency, data.now, data.window_s, (p) => p.ms, "ms", data.latency_source);
     document.getElementById("plot-latency-now").textContent =
       data.latency_p50_ms === null ? "-" : `p50 ${data.latency_p50_ms} ms`;
+    document.getElementById("plot-rate-source").textContent = data.rate_source;
     document.getElementById("plot-latency-source").textContent = `latency: ${data.latency_source}`;
   } catch (e) {
     // the server may be restarting with the cluster: the next refresh tries again
