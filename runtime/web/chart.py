@@ -64,6 +64,7 @@ P50_WINDOW_S = 60.0
 LATENCY_SOURCE = ("slot latency from the traces: the leader's assign of commands to a slot to the first "
                   "learner's delivery of it (sampled slots; a point is the p50 of the slots new since the last)")
 RATE_SOURCE = "commands/s: the learners' commands applied between two supervisor statuses (as paxos status --watch)"
+CLIENTS = "clients"  # the one column of every client session
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 _KEEP_ALIVE_BYTES = model.KEEP_ALIVE.encode()
 
@@ -202,15 +203,22 @@ def _slots(r: model.Row) -> list[int] | None:
     return [s[0], s[1]] if s is not None else None
 
 
-def row_json(r: model.Row, t0: float) -> dict[str, Any]:
+def column_of(name: str, roles: dict[str, str]) -> str:
+    """The page's column for a participant: an actor's own; every client session shares one,
+    CLIENTS (each `paxos put` and each put of the page's box is a session of its own: a column
+    each would push the actors off the page). Their ids stay in the labels' ops."""
+    return CLIENTS if model.role_of(name, roles) == "client" else name
+
+
+def row_json(r: model.Row, t0: float, roles: dict[str, str]) -> dict[str, Any]:
     """One row as the page draws it; `t_ms` since the first row shown."""
     t_ms = round((r.ts - t0) * 1000.0, 2)
     if isinstance(r, model.Arrow):
-        return {"kind": "arrow", "t_ms": t_ms, "from": r.src, "to": r.dst, "label": r.text + r.lost_text,
-                "lost": r.status == "lost", "dropped": r.dropped, "orphan": r.status == "orphan", "nack": r.nack,
-                "slots": _slots(r)}
-    return {"kind": "mark", "t_ms": t_ms, "actor": r.actor, "glyph": r.glyph, "text": r.text, "style": r.style,
-            "slots": _slots(r)}
+        return {"kind": "arrow", "t_ms": t_ms, "from": column_of(r.src, roles), "to": column_of(r.dst, roles),
+                "label": r.text + r.lost_text, "lost": r.status == "lost", "dropped": r.dropped,
+                "orphan": r.status == "orphan", "nack": r.nack, "slots": _slots(r)}
+    return {"kind": "mark", "t_ms": t_ms, "actor": column_of(r.actor, roles), "glyph": r.glyph, "text": r.text,
+            "style": r.style, "slots": _slots(r)}
 
 
 def chart_json(config: ClusterConfig, rows: int, keepalive: bool) -> dict[str, Any]:
@@ -227,11 +235,17 @@ def chart_json(config: ClusterConfig, rows: int, keepalive: bool) -> dict[str, A
     except files.NoTraces as exc:
         base["message"] = str(exc)
         return base
+    # Built with every participant's own name (sends join receives by sender), drawn with the
+    # client sessions in one column.
     chart = model.limit(model.build(tail.events, roles, traced=tail.owners), rows, keep="last")
     t0 = chart.t0
+    columns: list[str] = []
+    for name in chart.columns:
+        if column_of(name, roles) not in columns:
+            columns.append(column_of(name, roles))
     base.update({
-        "columns": chart.columns,
-        "rows": [row_json(r, t0) for r in chart.rows],
+        "columns": columns,
+        "rows": [row_json(r, t0, roles) for r in chart.rows],
         "t0": t0,
         "earlier": bool(chart.dropped_rows) or tail.truncated,  # rows before these exist
         "warnings": tail.warnings,

@@ -12,11 +12,12 @@ const CHART_REFRESH_MS = 500;
 const PLOT_REFRESH_MS = 2000;
 const ROWS = 150;
 const ROW_H = 20;
-const LANE_W = 120;
+const LANE_MIN_W = 90;
 const TIME_W = 70;
 const HEAD_H = 22;
 const PLOT_W = 300;
 const PLOT_H = 90;
+const PLOT_SPAN_MIN_S = 30;
 const PLOT_PAD = { left: 38, right: 6, top: 8, bottom: 16 };
 
 let token = "";
@@ -56,9 +57,12 @@ function drawChart(data) {
   if (data.warnings?.length) said += `; ${data.warnings.join("; ")}`;
   note.textContent = said;
   note.dataset.tracing = String(Boolean(data.tracing));
-  const width = TIME_W + Math.max(1, cols.length) * LANE_W;
+  // The lanes share the frame's width (no narrower than LANE_MIN_W: then it scrolls sideways).
+  const frame = document.getElementById("chart-frame").clientWidth - 16;
+  const lane = Math.max(LANE_MIN_W, Math.floor((frame - TIME_W) / Math.max(1, cols.length)));
+  const width = TIME_W + Math.max(1, cols.length) * lane;
   const height = rows.length * ROW_H + 6;
-  const x = new Map(cols.map((c, i) => [c, TIME_W + i * LANE_W + LANE_W / 2]));
+  const x = new Map(cols.map((c, i) => [c, TIME_W + i * lane + lane / 2]));
   for (const s of [head, svg]) s.setAttribute("width", String(width));
   head.setAttribute("height", String(HEAD_H));
   svg.setAttribute("height", String(height));
@@ -79,7 +83,7 @@ function drawChart(data) {
   for (const c of cols) parts.push(svgEl("line", { class: "lifeline", x1: x.get(c), y1: 0, x2: x.get(c), y2: height }));
   rows.forEach((r, i) => {
     const y = i * ROW_H + ROW_H / 2 + 3;
-    const g = svgEl("g", { class: `row ${r.kind}`, "data-kind": r.kind });
+    const g = svgEl("g", { class: `chart-row ${r.kind}`, "data-kind": r.kind });
     if (r.slots) {
       g.dataset.slot = String(r.slots[0]);
       g.dataset.slots = slotText(r.slots);
@@ -111,7 +115,10 @@ function drawChart(data) {
       g.dataset.text = r.text;
       g.classList.add(`mark-${r.style}`);
       g.appendChild(svgEl("text", { class: "glyph", x: cx, y: y + 4 }, r.glyph));
-      g.appendChild(svgEl("text", { class: "mark-text", x: cx + 9, y: y + 4 }, r.text));
+      // Its text to the right of the lifeline; on the last lanes, to the left (no clipping).
+      const left = cx > width - 2.5 * lane;
+      g.appendChild(svgEl("text", { class: `mark-text${left ? " left" : ""}`, x: left ? cx - 9 : cx + 9, y: y + 4 },
+                          r.text));
       g.appendChild(svgEl("title", {}, `${r.actor}: ${r.text}${r.slots ? " (click: explain slot " + r.slots[0] + ")" : ""}`));
     }
     parts.push(g);
@@ -135,7 +142,9 @@ async function refreshChart() {
     const keep = document.getElementById("chart-keepalive").checked ? 1 : 0;
     const r = await fetch(`/api/chart?rows=${ROWS}&keepalive=${keep}`, { headers: { Authorization: `Bearer ${token}` } });
     const body = await r.text();
-    if (r.status !== 200) {
+    if (!atBottom(box) && lastChart) {
+      // scrolled up while the request was out: hold still (a redraw would move the row aimed at)
+    } else if (r.status !== 200) {
       document.getElementById("chart-note").textContent = `the chart: ${r.status} ${body.slice(0, 200)}`;
     } else if (body !== lastChart) {
       lastChart = body;
@@ -246,14 +255,18 @@ function drawPlot(id, points, now, windowS, value, unit, source) {
   const good = points.filter((p) => value(p) !== null && value(p) !== undefined);
   svg.dataset.points = String(good.length);
   const max = Math.max(1, ...good.map(value)) * 1.1;
-  const x = (t) => PLOT_PAD.left + (PLOT_W - PLOT_PAD.left - PLOT_PAD.right) * (1 - (now - t) / windowS);
+  // The span drawn: since the first point (at least PLOT_SPAN_MIN_S), up to the ring's window.
+  const first = points.length ? points[0].t : now;
+  const spanS = Math.min(windowS, Math.max(PLOT_SPAN_MIN_S, now - first));
+  const x = (t) => PLOT_PAD.left + (PLOT_W - PLOT_PAD.left - PLOT_PAD.right) * (1 - (now - t) / spanS);
   const y = (v) => PLOT_H - PLOT_PAD.bottom - (PLOT_H - PLOT_PAD.top - PLOT_PAD.bottom) * (v / max);
   const parts = [
     svgEl("line", { class: "axis", x1: PLOT_PAD.left, y1: y(0), x2: PLOT_W - PLOT_PAD.right, y2: y(0) }),
     svgEl("line", { class: "axis", x1: PLOT_PAD.left, y1: PLOT_PAD.top, x2: PLOT_PAD.left, y2: y(0) }),
     svgEl("text", { class: "tick", x: PLOT_PAD.left - 3, y: PLOT_PAD.top + 6 }, max >= 10 ? max.toFixed(0) : max.toFixed(1)),
     svgEl("text", { class: "tick", x: PLOT_PAD.left - 3, y: y(0) }, "0"),
-    svgEl("text", { class: "tick start", x: PLOT_PAD.left, y: PLOT_H - 3 }, `-${Math.round(windowS / 60)} min`),
+    svgEl("text", { class: "tick start", x: PLOT_PAD.left, y: PLOT_H - 3 },
+          spanS >= 120 ? `-${Math.round(spanS / 60)} min` : `-${Math.round(spanS)} s`),
     svgEl("text", { class: "tick end", x: PLOT_W - PLOT_PAD.right, y: PLOT_H - 3 }, "now"),
     svgEl("title", {}, source),
   ];
