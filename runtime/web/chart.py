@@ -119,12 +119,13 @@ def _file_lines(current: Path, bytes_max: int) -> tuple[list[bytes], bool]:
 
 
 def read_tail(data_dir: Path, roles: dict[str, str], lines_max: int, keepalive: bool,
-              bytes_max: int = TAIL_BYTES) -> Tail:
+              bytes_max: int | None = None) -> Tail:
     """The events of each trace file's last lines (at most `lines_max` of each, keep-alives left
     out before they are parsed unless `keepalive`), and the supervisor's exits. A line that does
     not parse, or an event in a file not its actor's, is left out and counted (a live chart
     draws what it can; `paxos trace` names the file, line and offset). files.NoTraces when there
-    is no trace file."""
+    is no trace file. `bytes_max`: of each file (default TAIL_BYTES)."""
+    bytes_max = TAIL_BYTES if bytes_max is None else bytes_max
     logs_dir = data_dir / "logs"
     current = sorted(logs_dir.glob("*.trace")) if logs_dir.is_dir() else []
     if not current:
