@@ -9,10 +9,10 @@ is a 400 whose reason goes to the web log, and nothing is read):
   JSON: columns, then rows (arrows with from, to, label and their lost/dropped/orphan/nack flags;
   marks: a record written, an fsync, a slot chosen, delivered, a crash, a (re)start, ...), each
   with the slots it is about. Read-only and bounded: only the last `TAIL_BYTES` of each file are
-  read (from the end, with a plain read: never a lock an actor needs) and at most
-  `LINES_PER_ROW * rows` lines of each parsed, so a saturated cluster's big files cost no more
-  than an idle one's; the rows start where every file's tail reaches (older rows would miss
-  the ends their messages have in a file read less far back). Computed at most every
+  read (from the end, with a plain read: never a lock an actor needs) and of those only the
+  newest `EVENTS_PER_ROW * rows` lines of all files parsed, so a saturated cluster's big files
+  cost no more than an idle one's; the rows start where every file's tail reaches (older rows
+  would miss the ends their messages have in a file read less far back). Computed at most every
   `CHART_MIN_INTERVAL_S`, whatever the number of tabs. Keep-alives (an Accept of no slot and its
   answer) are left out unless `keepalive=1`.
 - `GET /api/explain/<slot>` what `paxos explain SLOT --json` prints (runtime/explain.py's
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 ROWS_DEFAULT = 150
 ROWS_MAX = 400
-LINES_PER_ROW = 4  # lines parsed per file, per row drawn (room for the other ends of the messages)
+EVENTS_PER_ROW = 3  # events parsed per row drawn: an arrow is two (its send and its receive), a mark one
 TAIL_BYTES = 256 * 1024  # of each trace file, read from its end (its rotated .1 too when it is shorter)
 SUPERVISOR_TAIL_BYTES = 64 * 1024  # of supervisor.jsonl, for the exits of actors killed from outside
 CHART_MIN_INTERVAL_S = 0.25  # the chart is read at most this often, whatever asks for it
@@ -59,7 +59,7 @@ EXPLAIN_TIMEOUT_S = 10.0
 SLOT_MAX = 1 << 62  # as `paxos explain` takes them
 SAMPLE_INTERVAL_S = 1.0
 PLOT_WINDOW_S = 300.0
-LATENCY_LINES = 2000  # of each trace file, for the slots' latencies
+LATENCY_EVENTS = 4000  # the latest assigns and deliveries of the traces' tails, for the slots' latencies
 P50_WINDOW_S = 60.0
 LATENCY_SOURCE = ("slot latency from the traces: the leader's assign of commands to a slot to the first "
                   "learner's delivery of it (sampled slots; a point is the p50 of the slots new since the last)")
@@ -67,6 +67,7 @@ RATE_SOURCE = "commands/s: the learners' commands applied between two supervisor
 CLIENTS = "clients"  # the one column of every client session
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 _KEEP_ALIVE_BYTES = model.KEEP_ALIVE.encode()
+_SLOT_ENDS = re.compile(rb'"e":\s*"(?:assign|deliver)"')  # the only lines the slots' latencies need
 
 
 # --- the chart ----------------------------------------------------------------------------------
@@ -118,13 +119,29 @@ def _file_lines(current: Path, bytes_max: int) -> tuple[list[bytes], bool]:
     return lines, more
 
 
-def read_tail(data_dir: Path, roles: dict[str, str], lines_max: int, keepalive: bool,
-              bytes_max: int | None = None) -> Tail:
-    """The events of each trace file's last lines (at most `lines_max` of each, keep-alives left
-    out before they are parsed unless `keepalive`), and the supervisor's exits. A line that does
-    not parse, or an event in a file not its actor's, is left out and counted (a live chart
-    draws what it can; `paxos trace` names the file, line and offset). files.NoTraces when there
-    is no trace file. `bytes_max`: of each file (default TAIL_BYTES)."""
+def _quick_ts(line: bytes) -> float | None:
+    """A line's `ts` as the writer lays it out (`{"ts":1764694000.123,...`), unparsed, or None."""
+    if not line.startswith(b'{"ts":'):
+        return None
+    end = line.find(b",", 6)
+    try:
+        return float(line[6:end])
+    except ValueError:
+        return None
+
+
+def read_tail(data_dir: Path, roles: dict[str, str], events_max: int, keepalive: bool,
+              bytes_max: int | None = None, only: re.Pattern[bytes] | None = None) -> Tail:
+    """The latest `events_max` events of the trace files, by their stamps, and the supervisor's
+    exits since. Each file's last `bytes_max` bytes are read (default TAIL_BYTES), keep-alives
+    left out unless `keepalive`, and with `only` the lines it does not match; of the lines left,
+    only the newest `events_max` of all files are parsed (their stamps read unparsed), so the
+    work is bounded by what is drawn, not by the files. The events start at one moment for every
+    file: no earlier than the oldest line of a file's tail, when that file holds more before it
+    (so a message whose one end lies in a file read less far back is not drawn half). A line
+    that does not parse, or an event in a file not its actor's, is left out and counted (a live
+    chart draws what it can; `paxos trace` names the file, line and offset). files.NoTraces when
+    there is no trace file."""
     bytes_max = TAIL_BYTES if bytes_max is None else bytes_max
     logs_dir = data_dir / "logs"
     current = sorted(logs_dir.glob("*.trace")) if logs_dir.is_dir() else []
@@ -132,44 +149,61 @@ def read_tail(data_dir: Path, roles: dict[str, str], lines_max: int, keepalive: 
         raise files.NoTraces(f"no trace files in {logs_dir} yet (the actors write them as the cluster works)")
     out = Tail()
     bad = 0
+    candidates: list[tuple[float, int, str, bytes]] = []  # (ts, order, owner, line)
     for path in current:
         owner = path.name.removesuffix(".trace")
         is_client = owner.startswith(files.CLIENT_PREFIX)
         if not is_client and owner not in roles:
             out.warnings.append(f"{path.name}: no actor {owner!r} in the config: not drawn")
             continue
-        lines, more = _file_lines(path, bytes_max)
-        kept: list[bytes] = []
-        for line in reversed(lines):
-            if len(kept) >= lines_max:
-                more = True
-                break
-            if not line.strip() or (not keepalive and _KEEP_ALIVE_BYTES in line):
-                continue
-            kept.append(line)
-        first_ts: float | None = None
-        for line in reversed(kept):
-            try:
-                event = model.check(json.loads(line), len(out.events), f"{path.name}")
-            except (ValueError, UnicodeDecodeError, model.TraceFormatError):
-                bad += 1
-                continue
-            if not is_client and event.actor != owner:
-                bad += 1
-                continue
-            first_ts = event.ts if first_ts is None else min(first_ts, event.ts)
-            out.events.append(event)
         if not is_client:
             out.owners.add(owner)
-        if more and first_ts is not None:
+        lines, more = _file_lines(path, bytes_max)
+        oldest: float | None = None
+        taken = 0
+        for line in reversed(lines):
+            if taken >= events_max:
+                more = True
+                break
+            if not line.strip() or (not keepalive and _KEEP_ALIVE_BYTES in line) or (
+                    only is not None and not only.search(line)):
+                continue
+            ts = _quick_ts(line)
+            if ts is None:  # laid out otherwise: parsed for its stamp (a bad line is counted below)
+                try:
+                    raw = json.loads(line)
+                    ts = float(raw["ts"]) if isinstance(raw, dict) and isinstance(raw.get("ts"), (int, float)) else 0.0
+                except (ValueError, UnicodeDecodeError):
+                    ts = 0.0
+            candidates.append((ts, len(candidates), owner, line))
+            oldest = ts if oldest is None else min(oldest, ts)
+            taken += 1
+        if more and oldest is not None:
             out.truncated = True
-            out.cut_ts = first_ts if out.cut_ts is None else max(out.cut_ts, first_ts)
-    out.events.extend(supervisor_exits(logs_dir / "supervisor.jsonl", len(out.events)))
+            out.cut_ts = oldest if out.cut_ts is None else max(out.cut_ts, oldest)
+    candidates.sort(reverse=True)
+    if len(candidates) > events_max:
+        out.truncated = True
+        newest_left_out = candidates[events_max][0]
+        out.cut_ts = newest_left_out if out.cut_ts is None else max(out.cut_ts, newest_left_out)
+        del candidates[events_max:]
+    for ts, _, owner, line in reversed(candidates):
+        if out.cut_ts is not None and ts <= out.cut_ts and ts != 0.0:
+            continue
+        try:
+            event = model.check(json.loads(line), len(out.events), f"{owner}.trace")
+        except (ValueError, UnicodeDecodeError, model.TraceFormatError):
+            bad += 1
+            continue
+        if not owner.startswith(files.CLIENT_PREFIX) and event.actor != owner:
+            bad += 1
+            continue
+        out.events.append(event)
+    since = out.cut_ts
+    out.events.extend(e for e in supervisor_exits(logs_dir / "supervisor.jsonl", len(out.events))
+                      if since is None or e.ts > since)
     if bad:
         out.warnings.append(f"{bad} line(s) that are not trace events left out (`paxos trace` names them)")
-    if out.cut_ts is not None:
-        cut = out.cut_ts
-        out.events = [e for e in out.events if e.ts >= cut]
     return out
 
 
@@ -232,7 +266,7 @@ def chart_json(config: ClusterConfig, rows: int, keepalive: bool) -> dict[str, A
         return base
     roles = {name: spec.role for name, spec in config.actors.items()}
     try:
-        tail = read_tail(config.data_dir, roles, rows * LINES_PER_ROW, keepalive)
+        tail = read_tail(config.data_dir, roles, rows * EVENTS_PER_ROW, keepalive)
     except files.NoTraces as exc:
         base["message"] = str(exc)
         return base
@@ -374,7 +408,8 @@ class Sampler:
     @staticmethod
     def _latencies(config: ClusterConfig) -> dict[int, float]:
         roles = {name: spec.role for name, spec in config.actors.items()}
-        return slot_latencies_ms(read_tail(config.data_dir, roles, LATENCY_LINES, keepalive=False).events)
+        return slot_latencies_ms(read_tail(config.data_dir, roles, LATENCY_EVENTS, keepalive=False,
+                                           only=_SLOT_ENDS).events)
 
 
 # --- the routes ---------------------------------------------------------------------------------

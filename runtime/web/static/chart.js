@@ -148,7 +148,9 @@ async function refreshChart() {
       document.getElementById("chart-note").textContent = `the chart: ${r.status} ${body.slice(0, 200)}`;
     } else if (body !== lastChart) {
       lastChart = body;
-      drawChart(JSON.parse(body));
+      const data = JSON.parse(body);
+      readMs = Math.min(data.read_ms || 0, 500);
+      drawChart(data);
       if (follow) box.scrollTop = box.scrollHeight;
     }
   } catch (e) {
@@ -158,9 +160,11 @@ async function refreshChart() {
   }
 }
 
+let readMs = 0; // what the server took to read the latest chart: a slow read is asked for less often
+
 function chartLoop() {
   const go = !paused && !document.hidden ? refreshChart() : Promise.resolve();
-  go.finally(() => setTimeout(chartLoop, CHART_REFRESH_MS));
+  go.finally(() => setTimeout(chartLoop, Math.max(CHART_REFRESH_MS, 10 * readMs)));
 }
 
 // --- explain --------------------------------------------------------------------------------
