@@ -52,8 +52,9 @@ function drawChart(data) {
   const svg = document.getElementById("chart-svg");
   const rows = data.rows || [];
   const cols = data.columns || [];
-  let said = data.message || `${rows.length} rows${data.earlier ? " (the latest; earlier ones not shown)" : ""}` +
-    (data.read_ms !== undefined ? `, read in ${data.read_ms} ms` : "");
+  const since = data.t0 ? ` from ${new Date(data.t0 * 1000).toLocaleTimeString()} (ms since then on the left)` : "";
+  let said = data.message || `${rows.length} rows${since}${data.earlier ? ", the latest: earlier ones not shown" : ""}` +
+    (data.read_ms !== undefined ? `; read in ${data.read_ms} ms` : "");
   if (data.warnings?.length) said += `; ${data.warnings.join("; ")}`;
   note.textContent = said;
   note.dataset.tracing = String(Boolean(data.tracing));
