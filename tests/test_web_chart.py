@@ -330,3 +330,16 @@ def test_the_plot_route_starts_the_sampler_and_says_its_sources(config: Any) -> 
     code, body = got["r"]
     assert code == 200 and body["rate"] == [] and body["latency"] == [] and body["window_s"] == chart.PLOT_WINDOW_S
     assert body["now"] >= started and body["latency_p50_ms"] is None
+
+
+def test_an_actor_killed_from_outside_is_drawn_from_the_supervisors_log(config: Any) -> None:
+    logs = write_traces(config.data_dir, [{"ts": 10.0, "a": "a2", "e": "fsync", "lc": 2, "dur_us": 5},
+                                          {"ts": 12.0, "a": "a2", "e": "start", "lc": 0, "pid": 99}])
+    (logs / "supervisor.jsonl").write_text("\n".join(json.dumps(x) for x in [
+        {"ts": 9.0, "event": "child_exited", "child": "a1", "exit": "signal 9", "action": "restart"},  # before
+        {"ts": 11.0, "event": "child_exited", "child": "a2", "exit": "signal 9", "action": "restart"},
+        {"ts": 11.5, "event": "something_else", "child": "a2"}]) + "\n")
+    body = get_chart(config)
+    assert [(r["actor"], r["style"], r["text"]) for r in body["rows"]] == [
+        ("a1", "crash", "exited: signal 9, restarting"), ("a2", "fsync", "fsync 5µs"),
+        ("a2", "crash", "exited: signal 9, restarting"), ("a2", "start", "restart pid=99")]

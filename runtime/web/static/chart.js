@@ -12,6 +12,7 @@ const CHART_REFRESH_MS = 500;
 const PLOT_REFRESH_MS = 2000;
 const ROWS = 150;
 const ROW_H = 20;
+const GAP_MS = 50; // a pause this long between two rows is marked (runtime/tracechart/text.py's GAP_MS)
 const LANE_MIN_W = 90;
 const TIME_W = 70;
 const HEAD_H = 22;
@@ -26,6 +27,7 @@ let paused = false;
 let chartBusy = false;
 let lastChart = "";
 let running = true;
+let hovering = false; // the pointer is on the chart
 
 async function getJSON(path) {
   const r = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
@@ -84,6 +86,11 @@ function drawChart(data) {
   for (const c of cols) parts.push(svgEl("line", { class: "lifeline", x1: x.get(c), y1: 0, x2: x.get(c), y2: height }));
   rows.forEach((r, i) => {
     const y = i * ROW_H + ROW_H / 2 + 3;
+    const gapMs = i > 0 ? r.t_ms - rows[i - 1].t_ms : 0;
+    if (gapMs >= GAP_MS) { // a pause, as `paxos trace` marks it: a dashed line and how long
+      parts.push(svgEl("line", { class: "gap", x1: TIME_W, y1: i * ROW_H, x2: width, y2: i * ROW_H }));
+      parts.push(svgEl("text", { class: "gap-text", x: width - 4, y: i * ROW_H + 9 }, `${gapMs.toFixed(1)} ms later`));
+    }
     const g = svgEl("g", { class: `chart-row ${r.kind}`, "data-kind": r.kind });
     if (r.slots) {
       g.dataset.slot = String(r.slots[0]);
@@ -138,12 +145,13 @@ async function refreshChart() {
   const follow = atBottom(box);
   const section = document.getElementById("chart");
   section.dataset.follow = String(follow);
-  if (!follow && lastChart) { chartBusy = false; return; } // scrolled up: hold still
+  // Scrolled up, or the pointer on the chart (aiming at a row): hold still.
+  if ((!follow || hovering) && lastChart) { chartBusy = false; return; }
   try {
     const keep = document.getElementById("chart-keepalive").checked ? 1 : 0;
     const r = await fetch(`/api/chart?rows=${ROWS}&keepalive=${keep}`, { headers: { Authorization: `Bearer ${token}` } });
     const body = await r.text();
-    if (!atBottom(box) && lastChart) {
+    if ((!atBottom(box) || hovering) && lastChart) {
       // scrolled up while the request was out: hold still (a redraw would move the row aimed at)
     } else if (r.status !== 200) {
       document.getElementById("chart-note").textContent = `the chart: ${r.status} ${body.slice(0, 200)}`;
@@ -339,6 +347,13 @@ export function initChart(helpers) {
     const box = document.getElementById("chart-scroll");
     document.getElementById("chart").dataset.follow = String(atBottom(box));
   });
+  const scroll = document.getElementById("chart-scroll");
+  for (const [type, on] of [["mouseenter", true], ["mouseleave", false]]) {
+    scroll.addEventListener(type, () => {
+      hovering = on;
+      document.getElementById("chart").dataset.hover = String(on);
+    });
+  }
   document.getElementById("explain-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const slot = document.getElementById("explain-slot").value.trim();
