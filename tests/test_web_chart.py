@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
+from actors.records import DecidedRecord
 from runtime.config import load, render
 from runtime.explain import explain, to_json
 from runtime.tracechart import model
 from runtime.watch import Sample
 from runtime.web import chart
-from tests.test_explain import cluster_of, make_config
+from tests.test_explain import B11, B22, cluster_of, cmd, make_config, vote, write
 from tests.test_web import PORTS, Call, bearer, run_server, status
 
 pytestmark = pytest.mark.fast
@@ -223,6 +224,26 @@ def test_explain_is_paxos_explains_json(tmp_path: Path) -> None:
     code, body = got[9]
     assert code == 200 and body["verdict"] == "beyond_log" and "beyond the log" in body["summary"]
     assert body["exit_code"] == 5
+
+
+def test_a_violation_is_explained_as_such(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    first, second = cmd(B11, "c1", 1, "x"), cmd(B22, "c2", 1, "y")
+    write(config, "a1", [vote(B11, 1, first)])
+    write(config, "a2", [vote(B11, 1, first), vote(B22, 1, second)])  # P2c broken: a second value
+    write(config, "a3", [vote(B22, 1, second)])
+    write(config, "l1", [[DecidedRecord(1, first)]])
+    write(config, "l2", [])
+    got: dict[str, Any] = {}
+
+    async def test(base: str, token: str, call: Call) -> None:
+        got["r"] = await call("GET", "/api/explain/1", headers=bearer(token))
+
+    run_server(config, test)
+    code, body = got["r"]
+    assert code == 200 and body["verdict"] == "violation" and body["exit_code"] == 3
+    assert [c["ballot"] for c in body["chosen"]] == ["1.1", "2.2"]
+    assert "2 different values chosen" in body["violations"][0]
 
 
 def test_an_explain_that_fails_says_why(config: Any, monkeypatch: pytest.MonkeyPatch) -> None:

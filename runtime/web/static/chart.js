@@ -217,10 +217,9 @@ function showExplain(slot, status, e) {
   const parts = [el("h3", {}, `slot ${e.slot}: ${e.verdict.replace("_", " ")}`),
                  el("p", { class: "summary" }, e.summary)];
   for (const v of e.violations || []) parts.push(el("p", { class: "violation" }, `violation: ${v}`));
-  if (e.chosen?.length) {
-    const c = e.chosen[0];
-    const p = el("p", { class: "chosen" }, `chosen under ballot ${c.ballot} by ${c.voters.join(", ")} ` +
-      `(${c.quorum} needed${c.fast ? ", a fast quorum" : ""}): ${valueText(c.value)}`);
+  for (const [i, c] of (e.chosen || []).entries()) { // more than one: the violation above
+    const p = el("p", { class: i ? "chosen also" : "chosen" }, `${i ? "also " : ""}chosen under ballot ${c.ballot} by ` +
+      `${c.voters.join(", ")} (${c.quorum} needed${c.fast ? ", a fast quorum" : ""}): ${valueText(c.value)}`);
     p.dataset.ballot = c.ballot;
     parts.push(p);
   }
