@@ -66,7 +66,7 @@ def card_extras(a: dict[str, Any]) -> dict[str, Any]:
     elif died:
         after = (f"restarted ({_int(a.get('restarts')) or 0} restarts)" if state == "running"
                  else f"{state}, not back yet" if state == "restarting" else state)
-        crash = f"ended itself at {died} ({a.get('last_exit') or 'exit ' + str(crashpoints.EXIT_CRASH_POINT)}); {after}"
+        crash = f"ended itself at {died} (exit {crashpoints.EXIT_CRASH_POINT}); {after}"  # the state line says more
     else:
         crash = ""
     # A learner's compaction point is its shell's (it compacts its wal to each snapshot it

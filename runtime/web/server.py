@@ -199,7 +199,10 @@ class WebServer:
         name = request.match_info["name"]
         if name not in self._static or name == "index.html":
             raise web.HTTPNotFound(text=f"no asset {name[:100]!r}")
-        return web.Response(body=self._static[name], content_type=CONTENT_TYPES[Path(name).suffix], charset="utf-8")
+        body = self._static[name]
+        if name.endswith(".js"):  # a module's imports of its siblings carry the token as the page's URLs do
+            body = body.replace(b"__TOKEN__", self.token.encode())
+        return web.Response(body=body, content_type=CONTENT_TYPES[Path(name).suffix], charset="utf-8")
 
     async def _state(self, request: web.Request) -> web.Response:
         return web.Response(body=await self._view(), content_type="application/json")

@@ -3,7 +3,9 @@
 // every request carries it: as a bearer header, or in the URL for the event stream, which
 // cannot set headers.
 
-import * as faultctl from "./faultctl.js";
+// A module's URL carries the token as the page's do (the server writes it in for __TOKEN__), and
+// must be the very URL the page loaded: another one would be another instance of the module.
+import * as faultctl from "./faultctl.js?token=__TOKEN__";
 
 const token = document.querySelector('meta[name="paxos-token"]').content;
 const ROLES = ["proposer", "acceptor", "learner"];

@@ -6,7 +6,8 @@
 // Only functions at the top level: app.js imports this module and this module imports app.js, so
 // nothing here may use app.js's bindings before app.js calls in.
 
-import { api, cards, edge, link, logAction, svgEl, text } from "./app.js";
+// The same URL as the page's own <script> (index.html): the server writes the token in.
+import { api, cards, edge, link, logAction, svgEl, text } from "./app.js?token=__TOKEN__";
 
 let rules = []; // the newest view's delayed and lossy links, [{from, to, label, ...}]
 const ruleEls = new Map(); // key -> SVG element, kept across redraws (a click or a test holds on to it)
