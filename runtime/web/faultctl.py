@@ -28,6 +28,7 @@ import asyncio
 import json
 import math
 import sys
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -128,8 +129,8 @@ def extend_view(built: dict[str, Any], status: dict[str, Any] | None,
 def add_routes(app: web.Application, server: WebServer) -> None:
     """Add this module's routes; before the server's own `/api/actors/{name}/{action}` and
     `/api/links/{a}/{b}/{action}`, which would take these paths for unknown actions."""
-    app.router.add_post("/api/actors/{name}/crash", lambda request: crash(server, request))
-    app.router.add_post("/api/links/{a}/{b}/set", lambda request: set_link(server, request))
+    app.router.add_post("/api/actors/{name}/crash", partial(crash, server))
+    app.router.add_post("/api/links/{a}/{b}/set", partial(set_link, server))
 
 
 async def _json_body(server: WebServer, request: web.Request) -> dict[str, Any] | web.Response:
