@@ -18,6 +18,8 @@ export function renderCard(el, c) {
     el.dataset.faultctl = "1";
     const sel = el.querySelector(".crash-point");
     sel.replaceChildren(...(c.crash_points || []).map((p) => new Option(p, p)));
+    sel.title = sel.value; // a card is narrow: the whole name on hover
+    sel.addEventListener("change", () => { sel.title = sel.value; });
     const arm = el.querySelector(".crash-arm");
     arm.addEventListener("click", () => crash(c.name, sel.value, arm));
   }
