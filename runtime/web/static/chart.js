@@ -8,6 +8,9 @@
 // /api/plot every PLOT_REFRESH_MS, commands a second and the slots' latency from the traces, in SVG.
 // Every text from the server goes in as textContent (a label is a trace's, a key a client's).
 
+// app.js's URL as the page loaded it (the server writes the token in): the one instance of it.
+import { svgEl, token } from "./app.js?token=__TOKEN__";
+
 const CHART_REFRESH_MS = 500;
 const PLOT_REFRESH_MS = 2000;
 const ROWS = 150;
@@ -21,8 +24,6 @@ const PLOT_H = 90;
 const PLOT_SPAN_MIN_S = 30;
 const PLOT_PAD = { left: 38, right: 6, top: 8, bottom: 16 };
 
-let token = "";
-let svgEl = null;
 let paused = false;
 let chartBusy = false;
 let lastChart = "";
@@ -332,9 +333,8 @@ function plotLoop() {
 
 // --- wiring ---------------------------------------------------------------------------------
 
-export function initChart(helpers) {
-  token = helpers.token;
-  svgEl = helpers.svgEl;
+// Called by app.js once it has run (not at this module's load: app.js imports it first).
+export function initChart() {
   const pause = document.getElementById("chart-pause");
   pause.addEventListener("click", () => {
     paused = !paused;
