@@ -326,6 +326,7 @@ def test_the_sampler_takes_the_pollers_status_only_while_watched(crafted: Any) -
         srv = Server()
         plot = chart.Plot()
         sampler = chart.Sampler(srv, plot)  # type: ignore[arg-type]
+        sampler.asked_at_s = 0.0  # a page showed the plot at t=0
         srv._samples.append((1.0, applied(10)))
         await sampler.tick(1.0, 1000.0)  # not watched
         srv.hub.watched.set()
@@ -336,6 +337,12 @@ def test_the_sampler_takes_the_pollers_status_only_while_watched(crafted: Any) -
         assert [p["commands_per_s"] for p in plot.rate] == [20.0]
         # the crafted traces' slot 1: p1's assign at 100.0001, l1's delivery at 100.0023
         assert [p["slots"] for p in plot.latency] == [1] and plot.latency[0]["ms"] == pytest.approx(2.2, abs=0.05)
+        # Nobody has asked for the plot for a while: the rate goes on, the traces are not read.
+        plot.latency.clear()
+        plot._latest_slot = 0
+        srv._samples.append((20.0, applied(60)))
+        await sampler.tick(20.0, 1020.0)
+        assert len(plot.rate) == 2 and not plot.latency
 
     asyncio.run(main())
 

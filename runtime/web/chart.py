@@ -23,8 +23,10 @@ is a 400 whose reason goes to the web log, and nothing is read):
   leader's assign of commands to a slot to the first learner's delivery of it, the p50 of the
   slots new since the point before (traces are sampled: the slots traced). No request of its own
   to the cluster. Both are sampled only while a page watches (an event stream is open), as the
-  server polls only then: a gap in the plot is a time nobody watched. The sampler starts with
-  the first request of the plot.
+  server polls only then: a gap in the plot is a time nobody watched; the traces are read for
+  the latency only while a page shows the plot (asked for it in the last `PLOT_ASKED_S`; the
+  page asks only while the plot is on screen). The sampler starts with the first request of
+  the plot.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ EXPLAIN_TIMEOUT_S = 10.0
 SLOT_MAX = 1 << 62  # as `paxos explain` takes them
 SAMPLE_INTERVAL_S = 1.0
 PLOT_WINDOW_S = 300.0
+PLOT_ASKED_S = 10.0  # the latency is read from the traces only while the plot was asked for this recently
 LATENCY_EVENTS = 4000  # the latest assigns and deliveries of the traces' tails, for the slots' latencies
 P50_WINDOW_S = 60.0
 LATENCY_SOURCE = ("slot latency from the traces: the leader's assign of commands to a slot to the first "
@@ -369,6 +372,7 @@ class Sampler:
         self.plot = plot
         self._task: asyncio.Task[None] | None = None
         self._seen = 0.0
+        self.asked_at_s = -PLOT_ASKED_S  # monotonic: when a page last asked for the plot
 
     def start(self) -> None:
         if self._task is None:
@@ -397,8 +401,8 @@ class Sampler:
             self._seen = t_s
             self.plot.observe(now_wall_s - (now_mono_s - t_s), Sample(t_s, status))
         config = self.server.config
-        if status is None or not config.trace.enabled:
-            return
+        if status is None or not config.trace.enabled or now_mono_s - self.asked_at_s > PLOT_ASKED_S:
+            return  # the traces are read only while a page shows the plot
         try:
             by_slot = await asyncio.to_thread(self._latencies, config)
         except (files.NoTraces, OSError):
@@ -461,6 +465,7 @@ class ChartRoutes:
         return web.Response(text=to_json(e), content_type="application/json")
 
     async def plot_route(self, request: web.Request) -> web.Response:
+        self.sampler.asked_at_s = time.monotonic()
         self.sampler.start()
         return web.json_response(self.plot.as_json(time.time(), self.server.config.trace.enabled))
 

@@ -75,6 +75,12 @@ def test_the_chart_explains_a_slot_on_click_and_plots(web_cluster: tuple[LocalCl
     browser.get(url)
     until("every actor up, and a leader", lambda: len(cards(browser)) == len(c.config.actors)
           and all(v["state"] == "up" for v in cards(browser).values()) and leader_of(browser))
+    # The chart and the plot are asked for only while on screen: a window tall enough for them and
+    # the put box together.
+    browser.set_window_size(1400, 1800)
+    until("the chart on screen", lambda: browser.execute_script(
+        "const r = document.getElementById('chart-frame').getBoundingClientRect(); "
+        "return r.top >= 0 && r.bottom <= window.innerHeight"))
     for i in range(3):
         put(browser, f"chart-{i}", f"value {i}")
 

@@ -6,6 +6,7 @@
 // bottom; scrolled up, it holds still until scrolled back. Pausable. A click on a row about a slot
 // (or the slot box) shows GET /api/explain/<slot>: `paxos explain SLOT --json`. The plot: GET
 // /api/plot every PLOT_REFRESH_MS, commands a second and the slots' latency from the traces, in SVG.
+// Neither is asked for while off screen (scrolled away) or while the tab is hidden.
 // Every text from the server goes in as textContent (a label is a trace's, a key a client's).
 
 // app.js's URL as the page loaded it (the server writes the token in): the one instance of it.
@@ -172,8 +173,11 @@ async function refreshChart() {
 
 let readMs = 0; // what the server took to read the latest chart: a slow read is asked for less often
 
+// Asked for only while on screen: a tab that shows only the cards costs the server no reads.
+const onScreen = { chart: true, plots: true };
+
 function chartLoop() {
-  const go = !paused && !document.hidden ? refreshChart() : Promise.resolve();
+  const go = !paused && !document.hidden && onScreen.chart ? refreshChart() : Promise.resolve();
   go.finally(() => setTimeout(chartLoop, Math.max(CHART_REFRESH_MS, 10 * readMs)));
 }
 
@@ -327,7 +331,7 @@ async function refreshPlot() {
 }
 
 function plotLoop() {
-  const go = !document.hidden ? refreshPlot() : Promise.resolve();
+  const go = !document.hidden && onScreen.plots ? refreshPlot() : Promise.resolve();
   go.finally(() => setTimeout(plotLoop, PLOT_REFRESH_MS));
 }
 
@@ -358,6 +362,11 @@ export function initChart() {
     const slot = document.getElementById("explain-slot").value.trim();
     if (slot) explain(slot);
   });
+  const seen = new IntersectionObserver((entries) => {
+    for (const e of entries) onScreen[e.target.id === "plots" ? "plots" : "chart"] = e.isIntersecting;
+  });
+  seen.observe(document.getElementById("chart-frame"));
+  seen.observe(document.getElementById("plots"));
   chartLoop();
   plotLoop();
 }
