@@ -55,7 +55,7 @@ from runtime.control import (
     restart_message,
 )
 from runtime.members import load
-from runtime.web import auth, faultctl, view
+from runtime.web import auth, chart, faultctl, view
 from runtime.web.info import page_url, read_info, remove_info, write_info
 
 UPDATE_INTERVAL_S = 0.2  # at most 5 views a second to every tab, whatever the cluster's load
@@ -69,7 +69,7 @@ LINK_WINDOW_S = 2.0  # the arrows' frames a second are over this long (one poll 
 KV_TIMEOUT_S = 5.0
 EXIT_CANNOT_SERVE = 1
 EXIT_CONFIG = 78  # as the supervisor's
-STATIC = ("index.html", "app.js", "style.css", "faultctl.js")
+STATIC = ("index.html", "app.js", "style.css", "faultctl.js", "chart.js")
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 ACTIONS = {
     "kill": lambda name: kill_message(name, "KILL"),
@@ -147,6 +147,7 @@ class WebServer:
         app.router.add_post("/api/actors/{name}/{action}", self._action)
         app.router.add_post("/api/kv", self._kv)
         app.router.add_post("/api/links/{a}/{b}/{action}", self._link)
+        chart.add_routes(app, self)  # the sequence chart, explain on click, the plot (runtime/web/chart.py)
         app.on_response_prepare.append(self._headers)
         app.on_shutdown.append(self._shutdown)
         return app

@@ -6,8 +6,9 @@
 // A module's URL carries the token as the page's do (the server writes it in for __TOKEN__), and
 // must be the very URL the page loaded: another one would be another instance of the module.
 import * as faultctl from "./faultctl.js?token=__TOKEN__";
+import * as chart from "./chart.js?token=__TOKEN__"; // the sequence chart, explain on click, the plot
 
-const token = document.querySelector('meta[name="paxos-token"]').content;
+export const token = document.querySelector('meta[name="paxos-token"]').content;
 const ROLES = ["proposer", "acceptor", "learner"];
 export const cards = new Map(); // actor name -> its card element
 
@@ -187,6 +188,7 @@ function render(v) {
   err.hidden = !v.error;
   err.textContent = v.error || "";
   document.body.dataset.running = String(v.running);
+  chart.chartView(v);
   const names = new Set();
   for (const role of ROLES) for (const c of v.rows[role] || []) { renderCard(c); names.add(c.name); }
   for (const [name, el] of cards) if (!names.has(name)) { el.remove(); cards.delete(name); }
@@ -270,4 +272,5 @@ document.getElementById("kv-form").addEventListener("submit", async (e) => {
 });
 
 window.addEventListener("resize", () => { drawWires(); faultctl.drawRules(); });
+chart.initChart();
 connect();
