@@ -181,6 +181,7 @@ class ActorShell:
         self._snapshotting: tuple[int, int, int, float] | None = None  # (child pid, pipe fd, slot, started)
         self._compacting: Compacting | None = None
         self._compact_next: int | None = None  # a compaction asked for while one was under way
+        self.wal_compacted_slot = 0  # the slot of this run's last wal compaction (its status says it)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-rewrite")
         self.wal: Wal | None = None
         self.transport: Transport | None = None
@@ -697,6 +698,7 @@ class ActorShell:
         before = wal.end_rewrite()
         if self.snapshots is not None:
             self.snapshots.prune(job.slot)  # the old file, which named older snapshots, is gone
+        self.wal_compacted_slot = job.slot
         self.logger.info("wal_compacted", slot=job.slot, bytes_before=before, bytes_after=wal.offset,
                          rounds=job.rewrite.rounds, seconds=round(time.perf_counter() - job.started, 4))
         if self._compact_next is not None:
@@ -760,6 +762,7 @@ class ActorShell:
         return {"name": self.name, "pid": os.getpid(), "uptime_s": round(time.monotonic() - self.started, 3),
                 "wal_bytes": wal.offset if wal else 0, "wal_synced_bytes": wal.synced_offset if wal else 0,
                 "snapshot_bytes": snapshot_bytes, "file_bytes": (wal.offset if wal else 0) + snapshot_bytes,
+                "wal_compacted_slot": self.wal_compacted_slot,  # 0: none since it started
                 "fsyncs": wal.fsyncs if wal else 0, "frames_dropped": transport.dropped if transport else 0,
                 "trace_s": round(self.tracer.spent_s, 6) if self.tracer is not None else 0.0,
                 # Status values are scalars (runtime/codec.py): the per-peer counts go as JSON.

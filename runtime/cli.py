@@ -30,6 +30,7 @@ from runtime.control import (
     restart_message,
 )
 from runtime.members import load
+from runtime.program import quiet_on_broken_pipe
 
 EXIT_FAILED = 1
 EXIT_UNKNOWN = 2
@@ -580,8 +581,6 @@ def cmd_logs(config: ClusterConfig, args: argparse.Namespace) -> int:
         show(log_dir, args.names or None, as_json=args.json, follow=args.follow)
     except KeyboardInterrupt:
         pass
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -1037,7 +1036,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    return quiet_on_broken_pipe(lambda: _main(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     lead = argv[:2] if argv[:1] == ["--config"] else []  # `paxos --config X faults ...` too
     if len(argv) > len(lead) and argv[len(lead)] in HARNESS_COMMANDS:
         # The product never imports the harness: the command runs as its own program.

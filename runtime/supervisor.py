@@ -739,6 +739,7 @@ class Supervisor:
                 "endpoint": child.endpoint, "info": info,
                 "last_exit": describe_exit(child.last_exit) if child.last_exit is not None else None,
                 "crash_point": child.died_at or None,
+                "crash_armed": child.armed or None,  # `kill --at` taken by this run, not reached yet
                 "disk_full": child.disk_full.as_dict() if child.disk_full and child.state is FAILED else None,
             })
             if child.spec.role == "proposer" and info.get("state") == "leader" and info.get("serving"):

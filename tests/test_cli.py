@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import io
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,22 @@ def test_running_out_of_sockets_is_cluster_unavailable_with_the_reason(config: C
 
     with pytest.raises(ClusterUnavailable, match=r"cannot open the client's sockets .* files open, RLIMIT_NOFILE"):
         asyncio.run(connect())
+
+
+@pytest.mark.parametrize("args", [["--help"], ["scenario", "--list"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str]) -> None:
+    """`paxos explain 6 --json | head`: the pipe is closed before the command writes (here before
+    it even starts), so every write fails with EPIPE; `paxos` itself and a harness command it runs
+    as its own program both end with exit 0 and no traceback."""
+    import subprocess
+    import sys
+
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)  # the reader has gone before the first byte
+    try:
+        proc = subprocess.run([sys.executable, "-m", "runtime.cli", *args], stdout=write_fd,
+                              stderr=subprocess.PIPE, timeout=60, check=False)
+    finally:
+        os.close(write_fd)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr

@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.harness.local import LocalCluster, free_ports
+from runtime.program import quiet_on_broken_pipe
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: runtime/harness/bench.py
 
@@ -1327,4 +1328,4 @@ def breakdown_bench(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(quiet_on_broken_pipe(main))

@@ -38,6 +38,7 @@ from typing import Any
 
 from runtime.config import ClusterConfig, ConfigError, load
 from runtime.control import ControlError, request
+from runtime.program import quiet_on_broken_pipe
 
 RULE_KEYS = {"cut", "drop", "dup", "delay_ms"}
 
@@ -261,4 +262,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(quiet_on_broken_pipe(main))

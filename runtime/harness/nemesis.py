@@ -110,6 +110,7 @@ from runtime.harness.local import LocalCluster, free_ports
 from runtime.harness.schedule import Fault, Schedule, ScheduleError
 from runtime.harness.schedule import load as load_schedule
 from runtime.members import load as load_members
+from runtime.program import quiet_on_broken_pipe
 
 FAULTS = ("kill", "pause", "partition", "chaos", "power", "wipe", "disk-full", "membership", "clock", "crash")
 DISK_BYTES = 16 << 20
@@ -1151,4 +1152,4 @@ def report(summary: dict[str, Any], history: Path, seed: int, faults: list[str],
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(quiet_on_broken_pipe(main))

@@ -91,6 +91,7 @@ from runtime.harness.sim.scenario import (
     parse_record,
     script_lines,
 )
+from runtime.program import quiet_on_broken_pipe
 from runtime.wal import SCANNER, Wal
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "tests" / "scenarios"
@@ -880,4 +881,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(quiet_on_broken_pipe(main))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
 import sys
 import time
@@ -197,14 +196,6 @@ def _load(data_dir: Path, known: dict[str, str] | None, args: argparse.Namespace
 
 
 def run(config: Any, args: argparse.Namespace) -> int:
-    try:
-        return _run(config, args)
-    except BrokenPipeError:  # `paxos trace ... | head`: the reader had enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 0
-
-
-def _run(config: Any, args: argparse.Namespace) -> int:
     if args.since is not None and args.until is not None and args.until < args.since:
         return _fail("--until is before --since", 64)
     if args.svg and args.format != "text":

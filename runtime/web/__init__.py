@@ -10,5 +10,7 @@
   kill` and `paxos restart` take), cuts and heals links in test mode (`paxos faults`), a put/get
   through the project's client, and `/events`, the server-sent event stream of the view
   (aggregated: a few updates a second whatever the load);
+- `faultctl`: crash points by click (`paxos kill --at`), a link's delay and drop rate (`paxos
+  faults`, test mode), and the cards' crash, member, snapshot and compaction fields;
 - `static/`: the page itself, plain HTML, CSS and JavaScript modules with SVG; no build step.
 """

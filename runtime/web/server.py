@@ -17,6 +17,8 @@ Routes (every one behind runtime/web/auth.py's checks: own origin, token, body s
 - `POST /api/kv` `{"op": "put"|"get", "key": ..., "value": ...}` through runtime/client.py;
 - `POST /api/links/<a>/<b>/<cut|heal>` both ways, through `paxos faults` (test mode only: the
   fault layer is the harness's, run as its own program).
+- runtime/web/faultctl.py's: `POST /api/actors/<name>/crash` (`paxos kill --at`) and `POST
+  /api/links/<a>/<b>/set` (a link's delay and drop rate), and the view's fields for them.
 
 The view carries, besides the cards, the frames a second per link (the arrows) and, in test mode,
 the links cut (from `<data_dir>/run/faults.json`).
@@ -53,7 +55,7 @@ from runtime.control import (
     restart_message,
 )
 from runtime.members import load
-from runtime.web import auth, stepctl, view
+from runtime.web import auth, chart, faultctl, stepctl, view
 from runtime.web.info import page_url, read_info, remove_info, write_info
 
 UPDATE_INTERVAL_S = 0.2  # at most 5 views a second to every tab, whatever the cluster's load
@@ -67,7 +69,7 @@ LINK_WINDOW_S = 2.0  # the arrows' frames a second are over this long (one poll 
 KV_TIMEOUT_S = 5.0
 EXIT_CANNOT_SERVE = 1
 EXIT_CONFIG = 78  # as the supervisor's
-STATIC = ("index.html", "app.js", "style.css", "stepctl.js")
+STATIC = ("index.html", "app.js", "style.css", "faultctl.js", "chart.js", "stepctl.js")
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 ACTIONS = {
     "kill": lambda name: kill_message(name, "KILL"),
@@ -141,9 +143,11 @@ class WebServer:
         app.router.add_get("/static/{name}", self._asset)
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/events", self._events)
+        faultctl.add_routes(app, self)  # crash points, link delay/drop: before the catch-all action routes
         app.router.add_post("/api/actors/{name}/{action}", self._action)
         app.router.add_post("/api/kv", self._kv)
         app.router.add_post("/api/links/{a}/{b}/{action}", self._link)
+        chart.add_routes(app, self)  # the sequence chart, explain on click, the plot (runtime/web/chart.py)
         stepctl.add_routes(app, self)  # the scenario runner and step mode by click (runtime/web/stepctl.py)
         app.on_response_prepare.append(self._headers)
         app.on_shutdown.append(self._shutdown)
@@ -197,7 +201,10 @@ class WebServer:
         name = request.match_info["name"]
         if name not in self._static or name == "index.html":
             raise web.HTTPNotFound(text=f"no asset {name[:100]!r}")
-        return web.Response(body=self._static[name], content_type=CONTENT_TYPES[Path(name).suffix], charset="utf-8")
+        body = self._static[name]
+        if name.endswith(".js"):  # a module's imports of its siblings carry the token as the page's URLs do
+            body = body.replace(b"__TOKEN__", self.token.encode())
+        return web.Response(body=body, content_type=CONTENT_TYPES[Path(name).suffix], charset="utf-8")
 
     async def _state(self, request: web.Request) -> web.Response:
         return web.Response(body=await self._view(), content_type="application/json")
@@ -352,14 +359,16 @@ class WebServer:
             status = await asyncio.to_thread(request_control, self.config, {"cmd": "status"}, STATUS_TIMEOUT_S)
         except ControlError as exc:  # NotRunning among them
             self._samples.clear()
-            built = view.build(self.config, None, str(exc))
+            built = faultctl.extend_view(view.build(self.config, None, str(exc)), None, None)
         else:
             now = time.monotonic()
             self._samples.append((now, status))
             while len(self._samples) > 2 and now - self._samples[0][0] > LINK_WINDOW_S:
                 self._samples.popleft()
-            built = view.build(self.config, status, links=view.link_rates(list(self._samples)),
-                               cut=cut_links(read_fault_rules(self.config)) if self.config.testing.enabled else None)
+            rules = read_fault_rules(self.config) if self.config.testing.enabled else None
+            built = faultctl.extend_view(view.build(self.config, status, links=view.link_rates(list(self._samples)),
+                                                    cut=cut_links(rules) if rules is not None else None),
+                                         status, rules)
         return json.dumps(built, separators=(",", ":")).encode()
 
     async def poll(self) -> None:

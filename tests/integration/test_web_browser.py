@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,14 @@ RESTART_DELAY_S = 1.5  # long enough that the page shows a killed actor down bef
 STEP_S = 15.0  # the bound on each thing the page must show
 
 
-@pytest.fixture
-def web_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, str]]:
+@contextmanager
+def web_cluster_up(tmp_path: Path, extra: str = "") -> Iterator[tuple[LocalCluster, str]]:
+    """`paxos up --detach --web` in test mode, with `extra` config; (the cluster, the page's URL);
+    `down` after. The fixture below, and other browser tests with a config of their own."""
     port = free_ports(1)[0]
     # Test mode: the harness's fault layer, for the page's cut and heal.
     c = LocalCluster(tmp_path / "cluster", extra=f"[web]\nport = {port}\n\n[testing]\nenabled = true\n\n"
-                                                 f"[supervisor]\nrestart_delay_s = {RESTART_DELAY_S}\n")
+                                                 f"[supervisor]\nrestart_delay_s = {RESTART_DELAY_S}\n" + extra)
     try:
         proc = c.paxos("up", "--detach", "--web", "--wait-s", "30", timeout_s=60)
         c._remember_pids()
@@ -64,6 +67,12 @@ def web_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, str]]:
         yield c, m[1]
     finally:
         c.down()
+
+
+@pytest.fixture
+def web_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, str]]:
+    with web_cluster_up(tmp_path) as got:
+        yield got
 
 
 @pytest.fixture

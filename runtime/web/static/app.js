@@ -3,17 +3,17 @@
 // every request carries it: as a bearer header, or in the URL for the event stream, which
 // cannot set headers.
 
-const token = document.querySelector('meta[name="paxos-token"]').content;
-const ROLES = ["proposer", "acceptor", "learner"];
-const cards = new Map(); // actor name -> its card element
-// The step-mode and scenario panels (stepctl.js): loaded with the token in its URL, as every asset is.
-let stepctl = null;
-import(`./stepctl.js?token=${encodeURIComponent(token)}`).then((m) => {
-  stepctl = m;
-  m.init({ api, logAction, token });
-});
+// A module's URL carries the token as the page's do (the server writes it in for __TOKEN__), and
+// must be the very URL the page loaded: another one would be another instance of the module.
+import * as faultctl from "./faultctl.js?token=__TOKEN__";
+import * as chart from "./chart.js?token=__TOKEN__"; // the sequence chart, explain on click, the plot
+import * as stepctl from "./stepctl.js?token=__TOKEN__"; // step mode by click, the scenario runner
 
-function api(path, body) {
+export const token = document.querySelector('meta[name="paxos-token"]').content;
+const ROLES = ["proposer", "acceptor", "learner"];
+export const cards = new Map(); // actor name -> its card element
+
+export function api(path, body) {
   return fetch(path, {
     method: "POST",
     headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
@@ -21,7 +21,7 @@ function api(path, body) {
   }).then(async (r) => ({ status: r.status, data: await r.json().catch(() => ({ error: r.statusText })) }));
 }
 
-function text(el, selector, value) {
+export function text(el, selector, value) {
   const node = el.querySelector(selector);
   const shown = value === null || value === undefined || value === "" ? "-" : String(value);
   if (node.textContent !== shown) node.textContent = shown;
@@ -52,7 +52,6 @@ function renderCard(c) {
   let state = c.state;
   if (c.supervisor_state !== "running" && c.supervisor_state !== "paused") state += ` (${c.supervisor_state})`;
   if (c.detail) state += `: ${c.detail}`;
-  if (c.member) state += ` [${c.member}]`;
   text(el, ".state", state);
   text(el, ".pid", c.pid);
   text(el, ".uptime", c.state === "up" ? c.uptime : "-");
@@ -67,20 +66,21 @@ function renderCard(c) {
   el.querySelector('[data-action="kill"]').disabled = !running;
   el.querySelector('[data-action="pause"]').disabled = c.state !== "up";
   el.querySelector('[data-action="resume"]').disabled = c.state !== "paused";
+  faultctl.renderCard(el, c);
 }
 
 const NS = "http://www.w3.org/2000/svg";
 let links = []; // the newest view's frames a second per link
 let cuts = []; // the newest view's cut links, [sender, destination]
 
-function svgEl(tag, attrs, text) {
+export function svgEl(tag, attrs, text) {
   const el = document.createElementNS(NS, tag);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, typeof v === "number" ? v.toFixed(1) : v);
   if (text !== undefined) el.textContent = text;
   return el;
 }
 
-function edge(box, r, towards) {
+export function edge(box, r, towards) {
   // Where the line from the card's centre towards `towards` leaves the card.
   const cx = r.left + r.width / 2 - box.left;
   const cy = r.top + r.height / 2 - box.top;
@@ -189,6 +189,7 @@ function render(v) {
   err.hidden = !v.error;
   err.textContent = v.error || "";
   document.body.dataset.running = String(v.running);
+  chart.chartView(v);
   const names = new Set();
   for (const role of ROLES) for (const c of v.rows[role] || []) { renderCard(c); names.add(c.name); }
   for (const [name, el] of cards) if (!names.has(name)) { el.remove(); cards.delete(name); }
@@ -197,12 +198,13 @@ function render(v) {
   const faults = document.getElementById("faults");
   faults.hidden = !v.faults?.enabled;
   if (v.faults?.enabled) fillSelects([...cards.keys()]);
-  stepctl?.onView(v);
+  faultctl.render(v);
+  stepctl.onView(v);
   // After the browser has laid the cards out (a card's height changes with its text).
-  requestAnimationFrame(drawWires);
+  requestAnimationFrame(() => { drawWires(); faultctl.drawRules(); });
 }
 
-function logAction(line, ok) {
+export function logAction(line, ok) {
   const li = document.createElement("li");
   li.textContent = `${new Date().toLocaleTimeString()} ${line}`;
   if (!ok) li.className = "failed";
@@ -232,7 +234,7 @@ function fillSelects(names) {
   }
 }
 
-async function link(a, b, action) {
+export async function link(a, b, action) {
   try {
     const { status, data } = await api(`/api/links/${encodeURIComponent(a)}/${encodeURIComponent(b)}/${action}`);
     logAction(`${action} ${a} ↔ ${b}: ${data.ok ? "ok" : data.error || status}`, data.ok);
@@ -271,5 +273,7 @@ document.getElementById("kv-form").addEventListener("submit", async (e) => {
   else out.textContent = data.found ? `${key} = ${data.value}` : `${key}: (not found)`;
 });
 
-window.addEventListener("resize", () => drawWires());
+window.addEventListener("resize", () => { drawWires(); faultctl.drawRules(); });
+chart.initChart();
+stepctl.init();
 connect();

@@ -1,7 +1,7 @@
 // Step mode by click and the scenario runner (issue 15), the page's side of runtime/web/stepctl.py.
-// app.js loads this module with the token in its URL (every asset needs it, so a plain import of
-// app.js from here would be refused and load a second copy) and hands it what they share: its POST
-// helper, its action log and the token (init); it calls onView with every view that arrives.
+// app.js imports this module, calls init once and onView with every view that arrives; this module
+// imports app.js's POST helper, action log and token. Only functions at the top level: nothing
+// here may use app.js's bindings before app.js calls in.
 //
 // The step panel shows what is held per link (paxos step --json) with deliver, drop and dup per
 // message, deliver all per link, campaign and tick per proposer, tick for every actor and release;
@@ -9,12 +9,15 @@
 // time on real processes (paxos scenario NAME) and shows its output as it comes, its verdict and
 // its charts (SVG images from a token-guarded route).
 
-let ctx = null; // { api, logAction, token } from app.js
+// The same URL as the page's own <script> (index.html): the server writes the token in.
+import { api, logAction, token } from "./app.js?token=__TOKEN__";
+
+let ready = false; // init has run
 const OUTPUT_LINES_SHOWN = 2000; // as the server keeps (stepctl.py OUTPUT_LINES_MAX)
 const POLL_MS = 300; // a running scenario's output, this often
 
 function get(path) {
-  return fetch(path, { headers: { Authorization: `Bearer ${ctx.token}` } })
+  return fetch(path, { headers: { Authorization: `Bearer ${token}` } })
     .then(async (r) => ({ status: r.status, data: await r.json().catch(() => ({ error: r.statusText })) }));
 }
 
@@ -46,7 +49,7 @@ let stepActive = false;
 let stepAskedAt = 0;
 
 export function onView() {
-  if (ctx && (stepActive || Date.now() - stepAskedAt >= IDLE_ASK_MS)) refreshStep();
+  if (ready && (stepActive || Date.now() - stepAskedAt >= IDLE_ASK_MS)) refreshStep();
 }
 
 async function refreshStep() {
@@ -130,10 +133,10 @@ async function stepAct(op, body, b) {
   const what = describe(op, body);
   const out = document.getElementById("step-result");
   try {
-    const { status, data } = await ctx.api(`/api/step/${op}`, body);
+    const { status, data } = await api(`/api/step/${op}`, body);
     out.dataset.ok = String(Boolean(data.ok));
     out.textContent = data.ok ? data.said : `${what} failed (${status}): ${data.error}`;
-    ctx.logAction(`step ${what}: ${data.ok ? "ok" : data.error || status}`, data.ok);
+    logAction(`step ${what}: ${data.ok ? "ok" : data.error || status}`, data.ok);
   } catch (e) {
     out.dataset.ok = "false";
     out.textContent = `${what}: ${e}`;
@@ -215,7 +218,7 @@ function renderRun(run, asked) {
   const charts = document.getElementById("scenario-charts");
   if (!running && charts.children.length !== run.charts.length) {
     charts.replaceChildren(...run.charts.map((url, i) => el("img", {
-      class: "scenario-chart", src: `${url}?token=${encodeURIComponent(ctx.token)}`,
+      class: "scenario-chart", src: `${url}?token=${encodeURIComponent(token)}`,
       alt: `the message sequence chart of ${run.name}, cluster ${i + 1}`, "data-run": String(run.id) })));
   }
   return true;
@@ -244,8 +247,8 @@ async function runScenario() {
   const name = document.getElementById("scenario-name").value;
   const verdict = document.getElementById("scenario-verdict");
   if (!name) return;
-  const { status, data } = await ctx.api(`/api/scenarios/${encodeURIComponent(name)}/run`);
-  ctx.logAction(`scenario ${name}: ${data.ok ? "started" : data.error || status}`, Boolean(data.ok));
+  const { status, data } = await api(`/api/scenarios/${encodeURIComponent(name)}/run`);
+  logAction(`scenario ${name}: ${data.ok ? "started" : data.error || status}`, Boolean(data.ok));
   if (!data.ok) {
     verdict.dataset.outcome = "refused";
     verdict.textContent = `${name}: not started (${status}): ${data.error}`;
@@ -256,13 +259,13 @@ async function runScenario() {
 }
 
 async function stopScenario() {
-  const { status, data } = await ctx.api("/api/scenario-run/stop");
-  ctx.logAction(`scenario stop: ${data.ok ? "stopped" : data.error || status}`, Boolean(data.ok));
+  const { status, data } = await api("/api/scenario-run/stop");
+  logAction(`scenario stop: ${data.ok ? "stopped" : data.error || status}`, Boolean(data.ok));
   pollRun();
 }
 
-export function init(shared) {
-  ctx = shared;
+export function init() {
+  ready = true;
   stepControls();
   document.getElementById("scenario-name").addEventListener("change", showAbout);
   document.getElementById("scenario-form").addEventListener("submit", (e) => { e.preventDefault(); runScenario(); });
