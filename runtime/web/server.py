@@ -19,6 +19,9 @@ Routes (every one behind runtime/web/auth.py's checks: own origin, token, body s
   fault layer is the harness's, run as its own program).
 - runtime/web/faultctl.py's: `POST /api/actors/<name>/crash` (`paxos kill --at`) and `POST
   /api/links/<a>/<b>/set` (a link's delay and drop rate), and the view's fields for them.
+- runtime/web/stepctl.py's: step mode by click (`GET /api/step`, `POST /api/step/<op>`: the
+  requests of `paxos step`) and the scenario runner (`/api/scenarios`, `/api/scenario-run`: one
+  `paxos scenario NAME` at a time, its output, verdict and SVG charts).
 
 The view carries, besides the cards, the frames a second per link (the arrows) and, in test mode,
 the links cut (from `<data_dir>/run/faults.json`).
