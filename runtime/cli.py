@@ -104,11 +104,12 @@ def cmd_up(config: ClusterConfig, args: argparse.Namespace) -> int:
         return _fail(f"the cluster in {config.data_dir} is already running (supervisor pid {state['pid']})")
     from runtime import step, stepview
 
-    if args.web and args.step and args.detach:
-        raise UsageError("--web does not go with --step --detach yet; start the page with `paxos web`")
     if args.step:  # step mode (runtime/step.py): every actor starts holding what it sends to peers
         if args.detach:
-            return stepview.up_detached(config, args.wait_s, args.step_ticks)
+            code = stepview.up_detached(config, args.wait_s, args.step_ticks, web=args.web)
+            if code == 0 and args.web:  # the page's step panel drives the held cluster by click
+                _say_web(config, WEB_WAIT_S)
+            return code
         step.set_mode(config.run_dir, args.step_ticks)
         import threading
 
@@ -816,7 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --step: whether the actors' timers pause (default) or run")
     p.add_argument("--web", action="store_true",
                    help="also serve the live page (see `paxos web --help`); the supervisor runs it and stops it "
-                        "on `paxos down`, and the page's URL is printed")
+                        "on `paxos down`, and the page's URL is printed (with --step: the page's step panel "
+                        "delivers, drops and duplicates the held messages by click)")
     p.set_defaults(func=cmd_up)
     p = command("web", "serve the live page of the cluster in a browser",
                 "Serve one page on [web] bind:port of the config (127.0.0.1:7180 by default) and print its\n"

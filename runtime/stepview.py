@@ -76,14 +76,16 @@ def wait_mode(config: ClusterConfig, active: bool, timeout_s: float) -> list[str
     return late
 
 
-def up_detached(config: ClusterConfig, wait_s: float, ticks: str) -> int:
-    """`paxos up --step --detach`: start the supervisor, return once every actor runs in step mode
-    (no leader is waited for: nothing is elected until somebody delivers the messages)."""
+def up_detached(config: ClusterConfig, wait_s: float, ticks: str, web: bool = False) -> int:
+    """`paxos up --step --detach [--web]`: start the supervisor (with the page's server as its
+    child for `--web`), return once every actor runs in step mode (no leader is waited for:
+    nothing is elected until somebody delivers the messages)."""
     step.set_mode(config.run_dir, ticks)
     logs_dir = config.data_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     with open(logs_dir / "supervisor.stderr", "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.supervisor", "--config", str(config.path)],
+        proc = subprocess.Popen([sys.executable, "-m", "runtime.supervisor", "--config", str(config.path),
+                                 *(["--web"] if web else [])],
                                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
     deadline = time.monotonic() + wait_s
     waiting: list[str] = sorted(config.actors)

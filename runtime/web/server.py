@@ -19,6 +19,9 @@ Routes (every one behind runtime/web/auth.py's checks: own origin, token, body s
   fault layer is the harness's, run as its own program).
 - runtime/web/faultctl.py's: `POST /api/actors/<name>/crash` (`paxos kill --at`) and `POST
   /api/links/<a>/<b>/set` (a link's delay and drop rate), and the view's fields for them.
+- runtime/web/stepctl.py's: step mode by click (`GET /api/step`, `POST /api/step/<op>`: the
+  requests of `paxos step`) and the scenario runner (`/api/scenarios`, `/api/scenario-run`: one
+  `paxos scenario NAME` at a time, its output, verdict and SVG charts).
 
 The view carries, besides the cards, the frames a second per link (the arrows) and, in test mode,
 the links cut (from `<data_dir>/run/faults.json`).
@@ -55,7 +58,7 @@ from runtime.control import (
     restart_message,
 )
 from runtime.members import load
-from runtime.web import auth, chart, faultctl, view
+from runtime.web import auth, chart, faultctl, stepctl, view
 from runtime.web.info import page_url, read_info, remove_info, write_info
 
 UPDATE_INTERVAL_S = 0.2  # at most 5 views a second to every tab, whatever the cluster's load
@@ -69,7 +72,7 @@ LINK_WINDOW_S = 2.0  # the arrows' frames a second are over this long (one poll 
 KV_TIMEOUT_S = 5.0
 EXIT_CANNOT_SERVE = 1
 EXIT_CONFIG = 78  # as the supervisor's
-STATIC = ("index.html", "app.js", "style.css", "faultctl.js", "chart.js")
+STATIC = ("index.html", "app.js", "style.css", "faultctl.js", "chart.js", "stepctl.js")
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 ACTIONS = {
     "kill": lambda name: kill_message(name, "KILL"),
@@ -148,6 +151,7 @@ class WebServer:
         app.router.add_post("/api/kv", self._kv)
         app.router.add_post("/api/links/{a}/{b}/{action}", self._link)
         chart.add_routes(app, self)  # the sequence chart, explain on click, the plot (runtime/web/chart.py)
+        stepctl.add_routes(app, self)  # the scenario runner and step mode by click (runtime/web/stepctl.py)
         app.on_response_prepare.append(self._headers)
         app.on_shutdown.append(self._shutdown)
         return app

@@ -7,6 +7,7 @@
 // must be the very URL the page loaded: another one would be another instance of the module.
 import * as faultctl from "./faultctl.js?token=__TOKEN__";
 import * as chart from "./chart.js?token=__TOKEN__"; // the sequence chart, explain on click, the plot
+import * as stepctl from "./stepctl.js?token=__TOKEN__"; // step mode by click, the scenario runner
 
 export const token = document.querySelector('meta[name="paxos-token"]').content;
 const ROLES = ["proposer", "acceptor", "learner"];
@@ -198,6 +199,7 @@ function render(v) {
   faults.hidden = !v.faults?.enabled;
   if (v.faults?.enabled) fillSelects([...cards.keys()]);
   faultctl.render(v);
+  stepctl.onView(v);
   // After the browser has laid the cards out (a card's height changes with its text).
   requestAnimationFrame(() => { drawWires(); faultctl.drawRules(); });
 }
@@ -273,4 +275,5 @@ document.getElementById("kv-form").addEventListener("submit", async (e) => {
 
 window.addEventListener("resize", () => { drawWires(); faultctl.drawRules(); });
 chart.initChart();
+stepctl.init();
 connect();
