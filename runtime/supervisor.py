@@ -141,6 +141,7 @@ class Supervisor:
         self._lock_fd = -1
         self._ctx = zmq.asyncio.Context()
         self._queries = 0
+        self._status_idle: dict[tuple[str, str, bytes], list[tuple[zmq.asyncio.Socket, str]]] = {}  # _status_socket
         self._down_requested = False
         self._down_replied = asyncio.Event()
         self._stop_all_task: asyncio.Task[None] | None = None
@@ -753,18 +754,11 @@ class Supervisor:
 
     async def _query_actors(self, children: list[Child], timeout_s: float = 0.5) -> dict[str, dict[str, Any]]:
         self._queries += 1
-        identity = keys.new_session_id(self._client_key)  # the operator's: the default client key
-        frame = codec.encode_frame(identity, [StatusQuery()])
 
         async def ask(child: Child) -> tuple[str, dict[str, Any] | None]:
-            s = self._ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.ROUTING_ID, identity.encode())
-            if self._client_key is not None:
-                keys.secure_client(s, self._client_key, self._server_keys[child.spec.id])
-            s.connect(child.endpoint)
+            s, identity = pooled = self._status_socket(child)
             try:
-                await s.send(frame)
+                await s.send(codec.encode_frame(identity, [StatusQuery()]))
                 while True:
                     try:
                         _, messages = codec.decode_frame(await s.recv())
@@ -772,9 +766,11 @@ class Supervisor:
                         continue
                     for m in messages:
                         if isinstance(m, StatusReply):
+                            self._status_idle.setdefault(self._status_key(child), []).append(pooled)
                             return child.spec.id, dict(m.info)
-            finally:
-                s.close(0)
+            except BaseException:
+                s.close(0)  # unanswered or cancelled: its late reply must never answer a later query
+                raise
 
         results: dict[str, dict[str, Any]] = {}
         tasks = [asyncio.create_task(ask(c)) for c in children]
@@ -788,6 +784,32 @@ class Supervisor:
                     if info is not None:
                         results[name] = info
         return results
+
+    def _status_key(self, child: Child) -> tuple[str, str, bytes]:
+        return child.spec.id, child.endpoint, self._server_keys.get(child.spec.id, b"")
+
+    def _status_socket(self, child: Child) -> tuple[zmq.asyncio.Socket, str]:
+        """An idle socket that answered this actor before, or a new one. A status every 0.2 s
+        (the live page) on a new socket each time cost a CurveZMQ handshake with every actor:
+        the supervisor spent 10 ms of CPU per status, the actors more. A socket is kept only
+        after it got its answer, one query at a time; a new endpoint or key starts afresh."""
+        key = self._status_key(child)
+        for stale in [k for k in self._status_idle if k[0] == key[0] and k != key]:
+            for old, _ in self._status_idle.pop(stale):
+                old.close(0)
+        idle = self._status_idle.get(key)
+        if idle:
+            return idle.pop()
+        s = self._ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        # The operator's default client key, a session of its own per socket (a ROUTER refuses a
+        # second connection with an identity it still has).
+        identity = keys.new_session_id(self._client_key)
+        s.setsockopt(zmq.ROUTING_ID, identity.encode())
+        if self._client_key is not None:
+            keys.secure_client(s, self._client_key, self._server_keys[child.spec.id])
+        s.connect(child.endpoint)
+        return s, identity
 
 
 def run_foreground(config: ClusterConfig, console: bool = False, web: bool = False) -> int:

@@ -35,7 +35,7 @@ from runtime.harness.bench import Ours, Result, proc_cpu_s, show_pair
 # What the page's script fetches besides its event stream: (path, every seconds), as
 # runtime/web/static/chart.js asks while the chart and the plot are on screen (ROWS,
 # CHART_REFRESH_MS, PLOT_REFRESH_MS there): the tabs of this bench keep both on screen.
-PAGE_FETCHES: tuple[tuple[str, float], ...] = (("/api/chart?rows=150&keepalive=0", 0.5), ("/api/plot", 2.0))
+PAGE_FETCHES: tuple[tuple[str, float], ...] = (("/api/chart?rows=150&keepalive=0", 1.0), ("/api/plot", 2.0))
 
 
 class WebOurs(Ours):

@@ -13,8 +13,8 @@ is a 400 whose reason goes to the web log, and nothing is read):
   newest `EVENTS_PER_ROW * rows` lines of all files parsed, so a saturated cluster's big files
   cost no more than an idle one's; the rows start where every file's tail reaches (older rows
   would miss the ends their messages have in a file read less far back). Computed at most every
-  `CHART_MIN_INTERVAL_S`, whatever the number of tabs. Keep-alives (an Accept of no slot and its
-  answer) are left out unless `keepalive=1`.
+  `CHART_MIN_INTERVAL_S` (longer when a read is slow), whatever the number of tabs. Keep-alives (an
+  Accept of no slot and its answer) are left out unless `keepalive=1`.
 - `GET /api/explain/<slot>` what `paxos explain SLOT --json` prints (runtime/explain.py's
   `explain` and `to_json`), one at a time, in a thread, given `EXPLAIN_TIMEOUT_S`.
 - `GET /api/plot` two bounded rings (`PLOT_WINDOW_S`, one point a `SAMPLE_INTERVAL_S`): commands
@@ -56,7 +56,12 @@ ROWS_MAX = 400
 EVENTS_PER_ROW = 3  # events parsed per row drawn: an arrow is two (its send and its receive), a mark one
 TAIL_BYTES = 256 * 1024  # of each trace file, read from its end (its rotated .1 too when it is shorter)
 SUPERVISOR_TAIL_BYTES = 64 * 1024  # of supervisor.jsonl, for the exits of actors killed from outside
-CHART_MIN_INTERVAL_S = 0.25  # the chart is read at most this often, whatever asks for it
+CHART_MIN_INTERVAL_S = 1.0  # the chart is read at most this often, whatever asks for it
+# ... and never more often than this many times its last read took: a chart of a saturated
+# cluster's tails takes ~25 ms to build, and the web server shares the cluster's cores
+# (`paxos bench --web`: reading it four times a second cost the cluster 5% of its throughput).
+CHART_BUSY_FACTOR = 20.0
+LATENCY_INTERVAL_S = 2.0  # the traces are read for the slots' latencies at most this often (the page's plot every 2 s)
 EXPLAIN_TIMEOUT_S = 10.0
 SLOT_MAX = 1 << 62  # as `paxos explain` takes them
 SAMPLE_INTERVAL_S = 1.0
@@ -373,6 +378,7 @@ class Sampler:
         self._task: asyncio.Task[None] | None = None
         self._seen = 0.0
         self.asked_at_s = -PLOT_ASKED_S  # monotonic: when a page last asked for the plot
+        self._latency_at_s = -LATENCY_INTERVAL_S  # monotonic: when the traces were last read for it
 
     def start(self) -> None:
         if self._task is None:
@@ -403,6 +409,9 @@ class Sampler:
         config = self.server.config
         if status is None or not config.trace.enabled or now_mono_s - self.asked_at_s > PLOT_ASKED_S:
             return  # the traces are read only while a page shows the plot
+        if now_mono_s - self._latency_at_s < LATENCY_INTERVAL_S:
+            return
+        self._latency_at_s = now_mono_s
         try:
             by_slot = await asyncio.to_thread(self._latencies, config)
         except (files.NoTraces, OSError):
@@ -426,6 +435,7 @@ class ChartRoutes:
         self.sampler = Sampler(server, self.plot)
         self._chart_lock = asyncio.Lock()
         self._chart_cache: dict[tuple[int, bool], tuple[float, bytes]] = {}
+        self._chart_gap_s = CHART_MIN_INTERVAL_S  # until the next read: longer after a slow one
         self._explain_lock = asyncio.Lock()
 
     async def chart(self, request: web.Request) -> web.Response:
@@ -438,9 +448,11 @@ class ChartRoutes:
         key = (int(rows_text), keep_text == "1")
         async with self._chart_lock:  # one reader at a time; the others take its answer
             cached = self._chart_cache.get(key)
-            if cached is None or time.monotonic() - cached[0] >= CHART_MIN_INTERVAL_S:
+            if cached is None or time.monotonic() - cached[0] >= self._chart_gap_s:
+                started = time.monotonic()
                 data = await asyncio.to_thread(chart_json, self.server.config, *key)
                 cached = (time.monotonic(), json.dumps(data, separators=(",", ":")).encode())
+                self._chart_gap_s = max(CHART_MIN_INTERVAL_S, CHART_BUSY_FACTOR * (cached[0] - started))
                 self._chart_cache = {key: cached}  # the page asks one shape: keep only the latest
         return web.Response(body=cached[1], content_type="application/json")
 

@@ -12,7 +12,7 @@
 // app.js's URL as the page loaded it (the server writes the token in): the one instance of it.
 import { svgEl, token } from "./app.js?token=__TOKEN__";
 
-const CHART_REFRESH_MS = 500;
+const CHART_REFRESH_MS = 1000; // the server reads the traces at most once a second (chart.py)
 const PLOT_REFRESH_MS = 2000;
 const ROWS = 150;
 const ROW_H = 20;
