@@ -798,6 +798,9 @@ class Learner(Core):
             "skipped_entries": self.skipped_entries,
             "reads_answered": self.reads_answered,
             "reads_waiting": len(self.reads_waiting),
-            # Hashing every key costs seconds at millions of them: status queries must stay quick.
-            "digest": self.kv.digest() if len(self.kv.data) <= DIGEST_KEYS_MAX else None,
         }
+
+    def status_digest(self) -> str | None:
+        """The store's hash for a status that asks for it (StatusQuery.digest); None above
+        DIGEST_KEYS_MAX keys: hashing every key costs seconds at millions of them."""
+        return self.kv.digest() if len(self.kv.data) <= DIGEST_KEYS_MAX else None

@@ -453,10 +453,13 @@ class SnapshotInstalled(Message):
 @dataclass(frozen=True, slots=True)
 class StatusQuery(Message):
     """`brief`: only the membership changes the actor knows (a client's discovery, every few
-    seconds), not its whole status: a learner's status hashes its whole store."""
+    seconds), not its whole status. `digest`: a learner's status includes the hash of its whole
+    store (tens of ms at 100k keys): asked by `paxos status`, not by the supervisor's own watch
+    or the live page, which ask several times a second."""
 
     TYPE: ClassVar[str] = "status_query"
     brief: bool = False
+    digest: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -451,13 +451,14 @@ def _dec_empty(cls: type[Message]) -> Decoder:
 
 
 def _dec_status_query(m: tuple[Any, ...]) -> Message:
-    # `[30]` (every status query before `brief` existed) or `[30, brief]`.
+    # `[30]` (every status query before `brief` existed), `[30, brief]`, or `[30, brief, digest]`.
     if len(m) == 1:
         return StatusQuery()
-    _arity(m, 2, "status_query")
-    if type(m[1]) is not bool:
-        raise DecodeError("schema", "status_query.brief must be a boolean")
-    return StatusQuery(m[1])
+    if len(m) not in (2, 3):
+        _arity(m, 3, "status_query")
+    if not all(type(x) is bool for x in m[1:]):
+        raise DecodeError("schema", "status_query.brief and .digest must be booleans")
+    return StatusQuery(*m[1:])
 
 
 def _dec_status_reply(m: tuple[Any, ...]) -> Message:
@@ -549,7 +550,8 @@ MESSAGE_CODECS: dict[type[Message], tuple[int, Encoder, Decoder]] = {
     ReadAt: (27, lambda m: [27, m.index, m.batch, m.ballot.round, m.ballot.node], _dec_read_at),
     LeaseRenew: (28, lambda m: [28, m.ballot.round, m.ballot.node, m.round], _dec_lease(LeaseRenew)),
     LeaseGranted: (29, lambda m: [29, m.ballot.round, m.ballot.node, m.round, m.highest_slot], _dec_granted),
-    StatusQuery: (30, lambda m: [30, True] if m.brief else [30], _dec_status_query),
+    StatusQuery: (30, lambda m: [30, m.brief, False] if not m.digest else [30, True] if m.brief else [30],
+                  _dec_status_query),
     Any_: (32, lambda m: [32, m.ballot.round, m.ballot.node, m.from_slot], _dec_any),
     FastAccept: (33, lambda m: [33, m.batch], _dec_fast_accept),
     StatusReply: (31, lambda m: [31, [list(i) for i in m.info]], _dec_status_reply),

@@ -231,7 +231,7 @@ class Supervisor:
             await asyncio.sleep(MEMBERS_POLL_S)
             try:
                 asked = [c for c in self.children.values() if c.state is RUNNING and c.spec.role != "acceptor"]
-                infos = await self._query_actors(asked)
+                infos = await self._query_actors(asked, digest=False)
                 for name, info in infos.items():
                     if self.children[name].spec.role == "learner":
                         self.delivered_max = max(self.delivered_max, int(info.get("delivered") or 0))
@@ -383,7 +383,7 @@ class Supervisor:
         logs.flush()
 
     async def _metrics_sample(self) -> list[dict[str, Any]]:
-        infos = await self._query_actors([c for c in self.children.values() if c.state is RUNNING])
+        infos = await self._query_actors([c for c in self.children.values() if c.state is RUNNING], digest=False)
         return [{"name": name, "role": c.spec.role, "state": c.state.value,
                  "restarts": c.record.policy.total_restarts, "info": infos.get(name, {})}
                 for name, c in self.children.items()]
@@ -582,7 +582,8 @@ class Supervisor:
             logs.flush()
             return {"ok": False, "error": "not authorized: the token of run/supervisor.json is needed"}
         if cmd == "status":
-            return {"ok": True, **(await self.status())}
+            # `"digest": false`: no learner hashes its store for this one (the page, the watch).
+            return {"ok": True, **(await self.status(digest=req.get("digest") is not False))}
         if cmd == "members":
             blob = req.get("changes")
             started = await self.adopt(blob.encode()) if isinstance(blob, str) and blob else []
@@ -713,8 +714,8 @@ class Supervisor:
         logs.flush()
         return {"ok": True, "pid": proc.pid, "signal": sig.name}
 
-    async def status(self) -> dict[str, Any]:
-        infos = await self._query_actors([c for c in self.children.values() if c.state is RUNNING])
+    async def status(self, digest: bool = True) -> dict[str, Any]:
+        infos = await self._query_actors([c for c in self.children.values() if c.state is RUNNING], digest=digest)
         actors: list[dict[str, Any]] = []
         leader = None
         leader_ballot = (-1, -1)
@@ -752,13 +753,15 @@ class Supervisor:
                 "membership_differs": members.disagreement(self.config) or "",
                 "metrics": self.metrics_url, "metrics_error": self.metrics_error}
 
-    async def _query_actors(self, children: list[Child], timeout_s: float = 0.5) -> dict[str, dict[str, Any]]:
+    async def _query_actors(self, children: list[Child], timeout_s: float = 0.5,
+                            digest: bool = True) -> dict[str, dict[str, Any]]:
+        """Each child's StatusReply info; `digest`: learners include their store's hash (costly)."""
         self._queries += 1
 
         async def ask(child: Child) -> tuple[str, dict[str, Any] | None]:
             s, identity = pooled = self._status_socket(child)
             try:
-                await s.send(codec.encode_frame(identity, [StatusQuery()]))
+                await s.send(codec.encode_frame(identity, [StatusQuery(digest=digest)]))
                 while True:
                     try:
                         _, messages = codec.decode_frame(await s.recv())

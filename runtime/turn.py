@@ -261,6 +261,9 @@ class Turn:
                 if not message.brief:  # a brief one: a client's discovery needs only the history
                     info = {**core.status(), **self.shell.status(), "frames_rejected": self.frames_rejected,
                             "messages_rejected": self.messages_rejected}
+                    digest = getattr(core, "status_digest", None)
+                    if message.digest and digest is not None:
+                        info["digest"] = digest()
                 if history is not None and history.changes:
                     info["history"] = history.encode().decode()  # the changes it knows were chosen
                 ready.send.append((sender, StatusReply(tuple(info.items()))))

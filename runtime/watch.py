@@ -224,7 +224,8 @@ def frame(config: ClusterConfig, samples: list[Sample], interval_s: float, live:
 
 def sample(config: ClusterConfig) -> Sample:
     try:
-        return Sample(time.monotonic(), request(config, {"cmd": "status"}, timeout_s=STATUS_TIMEOUT_S))
+        return Sample(time.monotonic(), request(config, {"cmd": "status", "digest": False},
+                                                    timeout_s=STATUS_TIMEOUT_S))
     except NotRunning as exc:
         return Sample(time.monotonic(), None, str(exc))
     except ControlError as exc:

@@ -48,7 +48,7 @@ EXAMPLES = [
     Accepted(B, (3, 4), ()), Accepted(B, (3,), (Value(START, B),)), Fetch(1, 9),
     Fetched(3, (Vote(1, B, V),)), Submit(b"\x00blob"), Redirect("p1", "busy"),
     Reply(((1, True, None), (2, False, "bad"), (3, True, True), (4, True, "v"))), Hello(), StatusQuery(),
-    StatusQuery(brief=True),
+    StatusQuery(brief=True), StatusQuery(digest=False),
     StatusReply((("role", "proposer"), ("delivered", 3), ("serving", True), ("x", None), ("f", 1.5))),
     Fetched(3, (), 7, 6, 1024, 0xFFFFFFFF), Recover(B, 2, 9, 4), Recovered(B, 4, 2, 9, (Vote(3, B, V),), 2),
     Repair(1, 5), Probe(), Probed(B, 12, 10), SnapshotOffer(40, 123456, 99), SnapshotFetch(40, 1 << 20, 1 << 20),

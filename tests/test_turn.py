@@ -114,6 +114,19 @@ def test_a_brief_status_query_skips_the_cores_status_which_hashes_a_learners_sto
     assert dest == "c1" and isinstance(brief, StatusReply) and "digest" not in dict(brief.info)
 
 
+def test_a_status_query_without_digest_never_hashes_a_learners_store() -> None:
+    """The supervisor's watch and the live page ask several times a second: a learner hashing
+    its 100k keys each time (tens of ms) cost a saturated cluster more than the page itself."""
+    lr = Learner("l1", ["a1", "a2", "a3"], codec.decode_client_batch, KVStore(64, 64), proposer_ids=IDS)
+    shell = Recorder()
+    turn = Turn(lr, shell, ["p1", "p2", "a1", "a2", "a3"])
+    lr.kv.digest = lambda: pytest.fail("a query without digest hashed the store")  # type: ignore[method-assign]
+    turn.frames([frame("c1", StatusQuery(digest=False))])
+    (_, _, (reply,)), = shell.calls
+    info = dict(reply.info)
+    assert info["role"] == "learner" and "delivered" in info and "digest" not in info
+
+
 def test_a_client_submit_reaches_a_proposer_and_is_batched_at_the_end_of_the_turn() -> None:
     p = Proposer("p1", 1, IDS, ["a1", "a2", "a3"], ["l1"], ProposerParams(), random.Random(1))
     shell = Recorder()

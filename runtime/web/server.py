@@ -359,7 +359,8 @@ class WebServer:
     async def _view(self) -> bytes:
         """The supervisor's status now, as the page's view (runtime/web/view.py)."""
         try:
-            status = await asyncio.to_thread(request_control, self.config, {"cmd": "status"}, STATUS_TIMEOUT_S)
+            status = await asyncio.to_thread(request_control, self.config, {"cmd": "status", "digest": False},
+                                           STATUS_TIMEOUT_S)
         except ControlError as exc:  # NotRunning among them
             self._samples.clear()
             built = faultctl.extend_view(view.build(self.config, None, str(exc)), None, None)
