@@ -77,7 +77,7 @@ def _owner(path: Path) -> str:
     return path.name.removesuffix(".1").removesuffix(".trace")
 
 
-def _quick_ts(line: bytes) -> float | None:
+def quick_ts(line: bytes) -> float | None:
     """The `ts` of a line as the writer lays it out (`{"ts":1764694000.123,...`) without parsing
     the rest, or None when it is laid out otherwise (then the line is parsed in full)."""
     if not line.startswith(b'{"ts":'):
@@ -142,7 +142,7 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
         # parsed, so that corruption is reported wherever it lies.
         framed = raw_line.startswith(b"{") and raw_line.rstrip().endswith(b"}")
         if framed and (since is not None or until is not None):
-            ts = _quick_ts(raw_line)
+            ts = quick_ts(raw_line)
             if ts is not None:
                 loaded.note_ts(ts)
                 if (since is not None and ts < since) or (until is not None and ts > until):

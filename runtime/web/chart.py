@@ -127,17 +127,6 @@ def _file_lines(current: Path, bytes_max: int) -> tuple[list[bytes], bool]:
     return lines, more
 
 
-def _quick_ts(line: bytes) -> float | None:
-    """A line's `ts` as the writer lays it out (`{"ts":1764694000.123,...`), unparsed, or None."""
-    if not line.startswith(b'{"ts":'):
-        return None
-    end = line.find(b",", 6)
-    try:
-        return float(line[6:end])
-    except ValueError:
-        return None
-
-
 def read_tail(data_dir: Path, roles: dict[str, str], events_max: int, keepalive: bool,
               bytes_max: int | None = None, only: re.Pattern[bytes] | None = None) -> Tail:
     """The latest `events_max` events of the trace files, by their stamps, and the supervisor's
@@ -176,7 +165,7 @@ def read_tail(data_dir: Path, roles: dict[str, str], events_max: int, keepalive:
             if not line.strip() or (not keepalive and _KEEP_ALIVE_BYTES in line) or (
                     only is not None and not only.search(line)):
                 continue
-            ts = _quick_ts(line)
+            ts = files.quick_ts(line)
             if ts is None:  # laid out otherwise: parsed for its stamp (a bad line is counted below)
                 try:
                     raw = json.loads(line)

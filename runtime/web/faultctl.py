@@ -35,7 +35,6 @@ from aiohttp import web
 
 from runtime import crashpoints, logs
 from runtime.config import ClusterConfig
-from runtime.control import ControlError, NotRunning
 
 if TYPE_CHECKING:
     from runtime.web.server import WebServer
@@ -146,7 +145,6 @@ async def _json_body(server: WebServer, request: web.Request) -> dict[str, Any] 
 
 async def crash(server: WebServer, request: web.Request) -> web.Response:
     """`paxos kill NAME --at POINT`, by click: the same control request."""
-    from runtime.web import server as web_server  # its request_control (tests stand in for it)
 
     name = request.match_info["name"]
     config = server.config
@@ -163,12 +161,9 @@ async def crash(server: WebServer, request: web.Request) -> web.Response:
     except crashpoints.CrashPointError as exc:
         return server._refuse(request, 400, f"{name}: {str(exc)[:400]}")
     message = {"cmd": "kill", "name": name, "at": point, "restart": True}
-    try:
-        reply = await asyncio.to_thread(web_server.request_control, config, message)
-    except NotRunning as exc:
-        return web.json_response({"ok": False, "error": str(exc)}, status=409)
-    except ControlError as exc:
-        return web.json_response({"ok": False, "error": str(exc)}, status=502)
+    reply = await server.control(message)
+    if isinstance(reply, web.Response):
+        return reply
     ok = bool(reply.get("ok"))
     server.logger.info("web_crash_point", actor=name, point=point, ok=ok, error=reply.get("error") or None,
                        peer=request.remote or "")

@@ -247,12 +247,9 @@ class WebServer:
         if name not in self.config.actors:
             return self._refuse(request, 404, f"no actor named {name[:40]!r}")
         await request.read()  # any body is ignored, but one over the limit is still refused
-        try:
-            reply = await asyncio.to_thread(request_control, self.config, ACTIONS[action](name))
-        except NotRunning as exc:
-            return web.json_response({"ok": False, "error": str(exc)}, status=409)
-        except ControlError as exc:
-            return web.json_response({"ok": False, "error": str(exc)}, status=502)
+        reply = await self.control(ACTIONS[action](name))
+        if isinstance(reply, web.Response):
+            return reply
         ok = bool(reply.get("ok"))
         self.logger.info("web_action", actor=name, action=action, ok=ok, error=reply.get("error") or None,
                          peer=request.remote or "")
@@ -261,6 +258,16 @@ class WebServer:
         if not ok:
             return web.json_response({"ok": False, "error": str(reply.get("error", "failed"))}, status=409)
         return web.json_response({"ok": True, "pid": reply.get("pid")})
+
+    async def control(self, message: dict[str, Any]) -> dict[str, Any] | web.Response:
+        """The supervisor's answer to a control request (runtime/control.py), or the response
+        that says why there is none: 409 not running, 502 no answer."""
+        try:
+            return await asyncio.to_thread(request_control, self.config, message)
+        except NotRunning as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=409)
+        except ControlError as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=502)
 
     async def _kv(self, request: web.Request) -> web.Response:
         from runtime.client import (

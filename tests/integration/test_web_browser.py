@@ -48,15 +48,17 @@ STEP_S = 15.0  # the bound on each thing the page must show
 
 
 @contextmanager
-def web_cluster_up(tmp_path: Path, extra: str = "") -> Iterator[tuple[LocalCluster, str]]:
-    """`paxos up --detach --web` in test mode, with `extra` config; (the cluster, the page's URL);
-    `down` after. The fixture below, and other browser tests with a config of their own."""
+def web_cluster_up(tmp_path: Path, extra: str = "", step: bool = False) -> Iterator[tuple[LocalCluster, str]]:
+    """`paxos up --detach --web` in test mode, with `extra` config (`step`: `up --step`, not in
+    test mode); (the cluster, the page's URL); `down` after. The fixture below, and other browser
+    tests with a config of their own."""
     port = free_ports(1)[0]
     # Test mode: the harness's fault layer, for the page's cut and heal.
-    c = LocalCluster(tmp_path / "cluster", extra=f"[web]\nport = {port}\n\n[testing]\nenabled = true\n\n"
-                                                 f"[supervisor]\nrestart_delay_s = {RESTART_DELAY_S}\n" + extra)
+    testing = "" if step else (f"[testing]\nenabled = true\n\n"
+                               f"[supervisor]\nrestart_delay_s = {RESTART_DELAY_S}\n")
+    c = LocalCluster(tmp_path / "cluster", extra=f"[web]\nport = {port}\n\n" + testing + extra)
     try:
-        proc = c.paxos("up", "--detach", "--web", "--wait-s", "30", timeout_s=60)
+        proc = c.paxos("up", *(["--step"] if step else []), "--detach", "--web", "--wait-s", "30", timeout_s=60)
         c._remember_pids()
         web = c.data_dir / "run" / "web.json"
         if web.exists():

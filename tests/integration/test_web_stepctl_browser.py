@@ -18,9 +18,7 @@ last resort, by pid here. Screenshots as tests/integration/test_web_browser.py s
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from runtime.harness.local import LocalCluster, free_ports
+from runtime.harness.local import LocalCluster
 from tests.integration.test_web_browser import (  # noqa: F401  (browser: a fixture, used by name)
     CHROMEDRIVER,
     CHROMIUM,
@@ -45,6 +43,7 @@ from tests.integration.test_web_browser import (  # noqa: F401  (browser: a fixt
     cards,
     shoot,
     until,
+    web_cluster_up,
 )
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
@@ -55,21 +54,13 @@ SCENARIO_S = 40.0  # its bound here, on a loaded machine
 
 @pytest.fixture
 def step_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, str]]:
-    c = LocalCluster(tmp_path / "cluster", extra=f"[web]\nport = {free_ports(1)[0]}\n")
-    try:
-        proc = c.paxos("up", "--step", "--detach", "--web", "--wait-s", "30", timeout_s=60)
-        c._remember_pids()
-        web = c.data_dir / "run" / "web.json"
-        if web.exists():
-            c.seen_pids.add(json.loads(web.read_text())["pid"])  # `down` kills it by pid if need be
-        assert proc.returncode == 0, proc.stderr
-        m = re.search(r"^page: (http://127\.0\.0\.1:\d+/\?token=[0-9a-f]{64})$", proc.stdout, re.M)
-        assert m, proc.stdout
-        yield c, m[1]
-    finally:
-        c.down()
-        for pid in scenario_processes(c.data_dir):  # a scenario's cluster the server did not stop
-            os.kill(pid, signal.SIGKILL)
+    with web_cluster_up(tmp_path, step=True) as (c, url):
+        try:
+            yield c, url
+        finally:
+            c.down()
+            for pid in scenario_processes(c.data_dir):  # a scenario's cluster the server did not stop
+                os.kill(pid, signal.SIGKILL)
 
 
 def scenario_processes(data_dir: Path) -> list[int]:

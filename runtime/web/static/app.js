@@ -80,6 +80,30 @@ export function svgEl(tag, attrs, text) {
   return el;
 }
 
+// put(key, tag, attrs, label, made): the element `key` of `els` in `svg`, made once (with a
+// <title> for a tooltip unless it is a text; `made` wires it up) and kept across views, so a click
+// aimed at it is not lost to a redraw; its attributes and label set only where they changed, and
+// `key` noted in `seen` (the caller removes the elements it did not see this time).
+export function svgPut(svg, els, seen) {
+  return (key, tag, attrs, label, made) => {
+    let el = els.get(key);
+    if (!el) {
+      el = svgEl(tag, {});
+      if (tag !== "text") el.appendChild(svgEl("title", {}));
+      if (made) made(el);
+      svg.appendChild(el);
+      els.set(key, el);
+    }
+    for (const [k, v] of Object.entries(attrs)) {
+      const value = typeof v === "number" ? v.toFixed(1) : v;
+      if (el.getAttribute(k) !== value) el.setAttribute(k, value);
+    }
+    const target = tag === "text" ? el : el.firstChild;
+    if (target.textContent !== label) target.textContent = label;
+    seen.add(key);
+  };
+}
+
 export function edge(box, r, towards) {
   // Where the line from the card's centre towards `towards` leaves the card.
   const cx = r.left + r.width / 2 - box.left;
@@ -112,23 +136,7 @@ function drawWires() {
   const rect = (name) => cards.get(name)?.getBoundingClientRect();
   const centre = (r) => [r.left + r.width / 2 - box.left, r.top + r.height / 2 - box.top];
   const seen = new Set();
-  const put = (key, tag, attrs, label, made) => {
-    let el = wireEls.get(key);
-    if (!el) {
-      el = svgEl(tag, {});
-      if (tag !== "text") el.appendChild(svgEl("title", {}));
-      if (made) made(el);
-      svg.appendChild(el);
-      wireEls.set(key, el);
-    }
-    for (const [k, v] of Object.entries(attrs)) {
-      const value = typeof v === "number" ? v.toFixed(1) : v;
-      if (el.getAttribute(k) !== value) el.setAttribute(k, value);
-    }
-    const target = tag === "text" ? el : el.firstChild;
-    if (target.textContent !== label) target.textContent = label;
-    seen.add(key);
-  };
+  const put = svgPut(svg, wireEls, seen);
   const shown = links.filter((l) => l.per_s > 0 && rect(l.from) && rect(l.to));
   if (!shown.length) {
     for (let i = 0; i + 1 < ROLES.length; i++) {

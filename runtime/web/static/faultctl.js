@@ -7,7 +7,7 @@
 // nothing here may use app.js's bindings before app.js calls in.
 
 // The same URL as the page's own <script> (index.html): the server writes the token in.
-import { api, cards, edge, link, logAction, svgEl, text } from "./app.js?token=__TOKEN__";
+import { api, cards, edge, link, logAction, svgPut, text } from "./app.js?token=__TOKEN__";
 
 let rules = []; // the newest view's delayed and lossy links, [{from, to, label, ...}]
 const ruleEls = new Map(); // key -> SVG element, kept across redraws (a click or a test holds on to it)
@@ -96,23 +96,7 @@ export function drawRules() {
     pairs.get(key).labels.set(`${r.from}→${r.to}`, r.label);
   }
   const seen = new Set();
-  const put = (key, tag, attrs, label, made) => {
-    let el = ruleEls.get(key);
-    if (!el) {
-      el = svgEl(tag, {});
-      if (tag !== "text") el.appendChild(svgEl("title", {}));
-      if (made) made(el);
-      svg.appendChild(el);
-      ruleEls.set(key, el);
-    }
-    for (const [k, v] of Object.entries(attrs)) {
-      const value = typeof v === "number" ? v.toFixed(1) : v;
-      if (el.getAttribute(k) !== value) el.setAttribute(k, value);
-    }
-    const target = tag === "text" ? el : el.firstChild;
-    if (target.textContent !== label) target.textContent = label;
-    seen.add(key);
-  };
+  const put = svgPut(svg, ruleEls, seen);
   for (const { p, q, labels } of pairs.values()) {
     if (!rect(p) || !rect(q)) continue;
     const distinct = [...new Set(labels.values())];
