@@ -191,6 +191,9 @@ class Session:
     replies: dict[int, str] = field(default_factory=dict)  # seq -> "ok:None", the first answer
 
 
+EXIT_INTERRUPTED = 130  # as a shell reports a Ctrl-C
+STARTING_WAIT_S = 5.0  # how long close() waits for the pid file of a supervisor `paxos up` was starting
+
 class Live:
     """One script's run on real processes (a fresh cluster per `cluster` line)."""
 
@@ -202,6 +205,7 @@ class Live:
         self.out = out
         self.config: ClusterConfig | None = None
         self.started = False
+        self.starting = False  # `paxos up` under way: interrupted there, its supervisor may run on
         self.pids: set[int] = set()
         self.sessions: dict[str, Session] = {}
         self.clusters = 0
@@ -247,8 +251,10 @@ class Live:
             for sock in s.sockets.values():
                 sock.close(0)
         self.sessions.clear()
-        if self.config is not None and self.started:
-            self._pids()
+        if self.config is not None and (self.started or self.starting):
+            # Interrupted inside `paxos up` (SIGINT from the page's stop, its server's death): the
+            # detached supervisor may still be coming up; its pid file names it once it runs.
+            self._pids(wait_s=STARTING_WAIT_S if self.starting else 0.0)
         # A throw-away cluster: kill -9 every process it ran, by pid (each still ours: its
         # command line names this cluster's config), the supervisor first so nothing restarts.
         mine = str(self.config.path).encode() if self.config is not None else b"\0"
@@ -266,23 +272,32 @@ class Live:
         self.supervisor_pid = 0
         self.started = False
 
-    def _pids(self) -> None:
+    def _pids(self, wait_s: float = 0.0) -> None:
+        """The cluster's pids: its supervisor's (from its pid file, waited for up to `wait_s`),
+        whose actors end with it (die_with_parent), and each actor's that the status names."""
+        state_file = self.c.run_dir / "supervisor.json"
+        deadline = time.monotonic() + wait_s
+        while not state_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            self.supervisor_pid = int(json.loads(state_file.read_text())["pid"])
+            self.pids.add(self.supervisor_pid)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
         try:
             status = request(self.c, {"cmd": "status"}, timeout_s=5.0)
         except ControlError:
             return
         self.pids |= {int(a["pid"]) for a in status.get("actors", []) if a.get("pid")}
-        state = json.loads((self.c.run_dir / "supervisor.json").read_text())
-        self.supervisor_pid = int(state["pid"])
-        self.pids.add(self.supervisor_pid)
 
     def _start(self) -> None:
         if self.started:
             return
         c = self.c
+        self.starting = True
         proc = subprocess.run([sys.executable, "-m", "runtime.cli", "up", "--step", "--detach", "--wait-s", "30",
                                "--config", str(c.path)], capture_output=True, text=True, timeout=90)
-        self.started = True
+        self.started, self.starting = True, False
         self._pids()
         if proc.returncode != 0:
             raise ScenarioError(f"the cluster did not start in step mode: {proc.stderr.strip()}")
@@ -781,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=("exit codes: 0 every expectation held (and the charts were drawn); 1 one did not; 6 no "
                 "scenario of that name; 8 a command not supported on real processes; 64 usage or a bad "
                 "script line; 65 a corrupt trace file; 66 no trace files to draw from; 73 the SVG file "
-                "cannot be written (checked before the run too)"))
+                "cannot be written (checked before the run too); 130 interrupted (its clusters stopped)"))
     parser.add_argument("name", nargs="?", metavar="NAME", help="a scenario (see --list)")
     parser.add_argument("--list", action="store_true", help="the scenarios, and whether real processes run them")
     parser.add_argument("--file", type=Path, metavar="PATH", help="run this script instead of a named one")
@@ -862,6 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, subprocess.SubprocessError, zmq.ZMQError, step.StepError) as exc:
         verdict, to = f"scenario {args.name}: the run broke off: {type(exc).__name__}: {exc}", sys.stderr
         code = EXIT_FAILED
+    except KeyboardInterrupt:  # Ctrl-C, or the page's stop: its clusters are stopped all the same
+        verdict, to, code = f"scenario {args.name}: interrupted", sys.stderr, EXIT_INTERRUPTED
     finally:
         # Passed or failed, the chart shows what the run did (the clusters are stopped by now:
         # their trace files are complete). Nothing ran (a refused script): nothing to draw.

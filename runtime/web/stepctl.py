@@ -86,7 +86,7 @@ STEP_STATUS_KEYS = ("state", "ballot", "promised", "chosen_through", "delivered"
 # The verdict of each exit code of `paxos scenario` (its --help).
 EXIT_VERDICTS = {0: "passed", 1: "failed", 6: "no scenario of that name", 8: "not supported on real processes",
                  64: "usage, or a bad script line", 65: "a trace file is corrupt", 66: "no trace files to draw from",
-                 73: "the SVG file cannot be written"}
+                 73: "the SVG file cannot be written", 130: "interrupted (stopped)"}
 # The chart is an image: it may carry presentation attributes, never a script or a load from anywhere.
 CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 

@@ -145,3 +145,39 @@ def test_a_seed_scenario_runs_on_real_processes_draws_its_drops_and_a_wrong_outc
     assert "chart of cluster1 (line 1: cluster" in failed.stdout and "Promise b=1.1" in failed.stdout  # failed: drawn
     stray = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert stray.stdout.strip() == ""  # every process of both runs is gone
+
+
+def test_a_scenario_interrupted_while_its_cluster_starts_leaves_no_process(tmp_path: Path) -> None:
+    """The page's stop (or Ctrl-C) is SIGINT: arriving while the script's `paxos up` is still
+    starting the cluster, the detached supervisor used to be left running with its actors (8
+    processes); the run now finds it by its pid file, stops it, and exits 130."""
+    import os
+    import signal
+    import time
+
+    root = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "scenario", "seed000_ballot_numbers",
+                             "--data-dir", str(root), "--no-chart"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 30
+        while not list(root.glob("*/data/run/supervisor.json")) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the supervisor is up, its actors starting: `paxos up` still waits
+        assert list(root.glob("*/data/run/supervisor.json")), "the scenario's cluster never started"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    mine = str(root).encode()
+    left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, mine)]
+    for pid in left:  # stopped by the test whatever the outcome
+        os.kill(int(pid), signal.SIGKILL)
+    assert not left, f"processes of the interrupted scenario left: {left}"
+    assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err)
+
+
+def _cmdline_has(proc: Path, needle: bytes) -> bool:
+    try:
+        return needle in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False

@@ -105,19 +105,18 @@ def press(driver: Any, selector: str) -> bool:
     return False
 
 
-def deliver_all_until(driver: Any, what: str, done: Any, timeout_s: float = 20.0) -> None:
-    """Click "deliver all" on every link that holds something (each link its own request) until
-    `done()` holds. Every link at once: the first one alone would starve the others, since a
-    client's retries keep the leader's links filled."""
+def deliver_all_until(driver: Any, what: str, done: Any, timeout_s: float = 30.0) -> None:
+    """Click "deliver all" on every link that holds something until `done()` holds. Every link
+    in one script, before the panel redraws: clicked one by one from here, the first click's
+    answer redrew the panel and every later button was stale, so only the leader's links (listed
+    first, and refilled by the client's retries) were ever delivered and the acceptors' Accepted
+    to the learners never were (a quiet machine did that every time)."""
     def step() -> Any:
         if done():
             return True
-        for b in driver.find_elements(By.CSS_SELECTOR, "#step-links button[data-op='deliver-all']"):
-            try:
-                if b.is_enabled():
-                    b.click()
-            except WebDriverException:  # redrawn meanwhile: the next round finds the new one
-                pass
+        driver.execute_script(
+            "for (const b of document.querySelectorAll(\"#step-links button[data-op='deliver-all']\"))"
+            " if (!b.disabled) b.click();")
         return False
     until(what, step, timeout_s)
 
