@@ -63,7 +63,7 @@ from runtime.config import ClusterConfig, ConfigError
 from runtime.control import die_with_parent
 from runtime.members import load
 from runtime.storage import DISK, Rewrite, SnapshotCorrupt
-from runtime.trace import Ops, Tracer, capped, record_labels, starts_a_trace
+from runtime.trace import Ops, Tracer, capped, record_labels, starts_a_trace, status_only
 from runtime.transport import Transport
 from runtime.turn import PRODUCT, Kinds, replayer
 from runtime.wal import Recovery, Wal, WalCorrupt, WalError, WalFatal, WalFormatError, WalLocked, compacted, gc_paused
@@ -490,8 +490,10 @@ class ActorShell:
         lc = turn.clock.send()
         # A message step mode holds is traced when it is released (_send_released), not here.
         held = self.stepper is not None and self.stepper.active and "." not in dest
+        # A status answer is never traced, even in a traced turn: the supervisor asks every actor
+        # several times a second, and a chart drew its session as a client column of its own.
         sampled = tracer is not None and not held and (turn.traced or starts_a_trace(messages)) \
-            and tracer.sample(turn.traced)
+            and not status_only(messages) and tracer.sample(turn.traced)
         frame = self._encoder.encode(messages, lc, sampled)
         if tracer is not None and (sampled or turn.traced):
             t0 = time.perf_counter()

@@ -145,6 +145,11 @@ BACKGROUND: frozenset[type[Message]] = frozenset((Heartbeat, LeaseRenew, LeaseGr
                                                   StatusReply, Probe, Probed, SnapshotOffer))
 
 
+def status_only(messages: Iterable[Message]) -> bool:
+    """A frame of status answers only (the supervisor's, a client's discovery): never traced."""
+    return all(type(m) is StatusReply for m in messages)
+
+
 def starts_a_trace(messages: Iterable[Message]) -> bool:
     """Whether a frame not caused by a sampled one may be sampled: it carries protocol work (an
     Accept of no slot is a leader's keep-alive under a lease, its Accepted the answer)."""

@@ -453,3 +453,13 @@ def test_the_bench_sets_tracing_apart_from_snapshots() -> None:
         text = config_text(base, 3, True, PORTS, snapshots=False, trace=trace)
         config = parse(tomllib.loads(text), base)
         assert (config.trace.enabled, config.trace.clients, config.snapshot.enabled) == (enabled, clients, False)
+
+
+def test_a_frame_of_status_answers_is_never_traced() -> None:
+    """The supervisor asks every actor for its status several times a second; an answer sent in
+    a traced turn was traced, and a scenario's chart drew the supervisor's session as a client."""
+    from actors.messages import Hello, StatusReply
+    from runtime.trace import status_only
+
+    assert status_only([StatusReply((("role", "acceptor"),))])
+    assert not status_only([StatusReply(()), Hello()])  # with anything else in it, the frame may be
