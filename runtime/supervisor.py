@@ -587,6 +587,14 @@ class Supervisor:
         if cmd == "members":
             blob = req.get("changes")
             started = await self.adopt(blob.encode()) if isinstance(blob, str) and blob else []
+            # The membership watch (twice a second) may have adopted this change first and started
+            # its new members already: they are still the ones this change started.
+            h = self.config.known_history()
+            if h.changes:
+                before = h.changes[-2][1] if len(h.changes) > 1 else h.bootstrap
+                brought = set(h.latest().names()) - set(before.names())
+                started = sorted(set(started) | {n for n in brought if n in self.children
+                                                 and self.children[n].pid is not None})
             return {"ok": True, "started": {n: self.children[n].pid for n in started},
                     "changes": self.config.changes.decode(), "retired": self.retired}
         if cmd == "down":
