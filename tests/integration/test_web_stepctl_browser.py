@@ -79,13 +79,15 @@ def scenario_processes(data_dir: Path) -> list[int]:
 
 
 def held(driver: Any) -> list[dict[str, str]]:
-    """The held messages the step panel lists: id, type, sender, destination, text."""
-    out = []
-    for li in driver.find_elements(By.CSS_SELECTOR, "#step-links .step-link li"):
-        link = li.find_element(By.XPATH, "../..")
-        out.append({"id": li.get_attribute("data-id"), "type": li.get_attribute("data-type"),
-                    "from": link.get_attribute("data-from"), "to": link.get_attribute("data-to"), "text": li.text})
-    return out
+    """The held messages the step panel lists: id, type, sender, destination, text. Read in one
+    script: element by element, a loaded CI's panel redrew (a waiting client's retries change the
+    listing) before the reading was done, every time for 40 s."""
+    got: list[dict[str, str]] = driver.execute_script(
+        "return [...document.querySelectorAll('#step-links .step-link li')].map((li) => {"
+        " const link = li.closest('.step-link');"
+        " return {id: li.dataset.id, type: li.dataset.type, from: link.dataset.from, to: link.dataset.to,"
+        " text: li.textContent}; });")
+    return got
 
 
 def actor_row(driver: Any, name: str) -> dict[str, str]:
