@@ -60,7 +60,9 @@ def test_a_client_key_speaks_neither_as_an_actor_nor_for_another_session(running
     as_actor.send(codec.encode_frame("p1", [Prepare(Ballot(10**6, 1), 1)]))
     c.wait_for("claim refused", lambda: "claim_not_allowed" in rejections(c, "a1", t0))
     as_actor.close()
-    assert c.actor("a1")["info"]["promised"] == promised
+    # The forged Prepare's ballot was never promised (an election of the cluster's own may have
+    # raised the promise meanwhile on a loaded machine: CI saw 1.1 become 2.2).
+    assert c.actor("a1")["info"]["promised"] != str(Ballot(10**6, 1)) and promised != str(Ballot(10**6, 1))
     # A session of this key submitting for another session (of the same key, even): refused.
     mine, victim = c.session_id("mine"), c.session_id("victim")
     thief = c.dealer(leader, mine, key="client")
