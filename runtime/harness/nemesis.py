@@ -421,8 +421,10 @@ class NemesisRun:
         once if the one before ran late), healed as the original run healed it."""
         for i, step in enumerate(steps):
             due = self.t0 + step.at_s
-            if due > time.monotonic():
-                await asyncio.sleep(due - time.monotonic())
+            # asyncio may wake a timer up to its clock resolution early: a replayed fault
+            # must never run before its offset, so sleep again until the offset is reached.
+            while (left_s := due - time.monotonic()) > 0:
+                await asyncio.sleep(left_s)
             if stop.is_set():
                 self.note(f"replay: {len(steps) - i} {steps[0].loop} faults not replayed: the load ended first")
                 return
