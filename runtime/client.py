@@ -76,6 +76,7 @@ def _utf8_size(what: str, text: str) -> int:
 _context: zmq.Context[zmq.Socket[bytes]] | None = None
 _context_pid = 0
 _nofile_raised = False
+_client_sockets = 0  # sockets the Clients of this process hold open
 CONTEXT_SOCKETS_MAX = 65_535
 DISCOVER_S = 2.0  # how often a connected client asks a learner for membership changes
 FDS_PER_SOCKET = 2  # a ZeroMQ socket holds its mailbox's eventfd and, once connected, one TCP connection
@@ -117,13 +118,19 @@ def _open_fds() -> int | None:
 
 def ensure_fds(sockets: int) -> None:
     """Once, when the sockets about to open would not fit under the soft RLIMIT_NOFILE, raise it
-    toward the hard limit (as far as the kernel lets an unprivileged process)."""
+    toward the hard limit (as far as the kernel lets an unprivileged process).
+
+    The sockets already open count in full even if /proc shows their descriptors: ZeroMQ's I/O
+    thread opens a socket's TCP connection a moment after `connect`, so many clients connecting
+    at once look cheaper than they are (a CI run ran out of files reading a key file after the
+    check had passed). Counting some twice only raises the limit earlier."""
     global _nofile_raised
     if _nofile_raised:
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     open_now = _open_fds()
-    if soft == resource.RLIM_INFINITY or (open_now is not None and open_now + sockets * FDS_PER_SOCKET + 64 <= soft):
+    wanted = (sockets + _client_sockets) * FDS_PER_SOCKET + 64
+    if soft == resource.RLIM_INFINITY or (open_now is not None and open_now + wanted <= soft):
         return
     _nofile_raised = True
     # An unlimited hard limit is still capped by the kernel's nr_open: try a large finite one.
@@ -133,6 +140,11 @@ def ensure_fds(sockets: int) -> None:
             return
         except (ValueError, OSError):
             continue
+
+
+def _count_sockets(n: int) -> None:
+    global _client_sockets
+    _client_sockets += n
 
 
 def _fd_report() -> str:
@@ -291,6 +303,7 @@ class Client:
         s.setsockopt(zmq.SNDHWM, 100_000)
         s.connect(endpoint)
         self._sockets[name] = s
+        _count_sockets(1)
         self._loop.add_reader(int(s.getsockopt(zmq.FD)), self._drain, name)
 
     def _discover(self, info: dict[str, Any]) -> None:
@@ -335,6 +348,7 @@ class Client:
                 except Exception:
                     pass
             s.close(0)
+        _count_sockets(-len(self._sockets))
         self._sockets.clear()
 
     # --- operations ------------------------------------------------------------------------
