@@ -19,7 +19,7 @@ from runtime.config import load, render
 from runtime.explain import explain, to_json
 from runtime.tracechart import model
 from runtime.watch import Sample
-from runtime.web import chart
+from runtime.web import chart, follow
 from tests.test_explain import B11, B22, cluster_of, cmd, make_config, vote, write
 from tests.test_web import PORTS, Call, bearer, run_server, status
 
@@ -126,9 +126,9 @@ def test_only_the_tails_are_read_and_rows_start_where_every_tail_reaches(config:
         f.write(b'{"ts": 1005.0, "a": "p1", "e": "se')  # being written: left out
     monkeypatch.setattr(chart, "TAIL_BYTES", 20_000)  # p1's file is ~450 KB
     reads: list[int] = []
-    real = chart.tail_lines
-    monkeypatch.setattr(chart, "tail_lines", lambda p, n: (reads.append(n) if p.suffix == ".trace" else None,
-                                                           real(p, n))[1])
+    real = follow.tail_lines
+    monkeypatch.setattr(follow, "tail_lines", lambda p, n: (reads.append(n) if p.suffix == ".trace" else None,
+                                                            real(p, n))[1])
     body = get_chart(config, "?rows=400")
     assert reads and max(reads) <= 20_000
     labels = [r["label"] for r in body["rows"] if r["kind"] == "arrow"]

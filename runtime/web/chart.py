@@ -11,10 +11,12 @@ is a 400 whose reason goes to the web log, and nothing is read):
   with the slots it is about. Read-only and bounded: only the last `TAIL_BYTES` of each file are
   read (from the end, with a plain read: never a lock an actor needs) and of those only the
   newest `EVENTS_PER_ROW * rows` lines of all files parsed, so a saturated cluster's big files
-  cost no more than an idle one's; the rows start where every file's tail reaches (older rows
-  would miss the ends their messages have in a file read less far back). Computed at most every
-  `CHART_MIN_INTERVAL_S` (longer when a read is slow), whatever the number of tabs. Keep-alives (an
-  Accept of no slot and its answer) are left out unless `keepalive=1`.
+  cost no more than an idle one's; the files are followed from one read to the next
+  (runtime/web/follow.py: a read costs the lines appended since, a line is parsed once). The
+  rows start where every file's tail reaches (older rows would miss the ends their messages
+  have in a file read less far back). Computed at most every `CHART_MIN_INTERVAL_S` (longer when
+  a read is slow), whatever the number of tabs. Keep-alives (an Accept of no slot and its
+  answer) are left out unless `keepalive=1`.
 - `GET /api/explain/<slot>` what `paxos explain SLOT --json` prints (runtime/explain.py's
   `explain` and `to_json`), one at a time, in a thread, given `EXPLAIN_TIMEOUT_S`.
 - `GET /api/plot` two bounded rings (`PLOT_WINDOW_S`, one point a `SAMPLE_INTERVAL_S`): commands
@@ -32,6 +34,7 @@ is a 400 whose reason goes to the web log, and nothing is read):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import statistics
@@ -47,6 +50,7 @@ from runtime import logs
 from runtime.config import ClusterConfig
 from runtime.tracechart import files, model
 from runtime.watch import Sample, rates
+from runtime.web import follow
 
 if TYPE_CHECKING:
     from runtime.web.server import WebServer
@@ -58,9 +62,11 @@ TAIL_BYTES = 256 * 1024  # of each trace file, read from its end (its rotated .1
 SUPERVISOR_TAIL_BYTES = 64 * 1024  # of supervisor.jsonl, for the exits of actors killed from outside
 CHART_MIN_INTERVAL_S = 1.0  # the chart is read at most this often, whatever asks for it
 # ... and never more often than this many times its last read took: a chart of a saturated
-# cluster's tails takes ~25 ms to build, and the web server shares the cluster's cores
-# (`paxos bench --web`: reading it four times a second cost the cluster 5% of its throughput).
-CHART_BUSY_FACTOR = 20.0
+# cluster's tails takes 35-45 ms to build there (its 450 lines are all new at every read: the
+# traces grow by ~2,000 lines a second), and the web server shares the cluster's cores
+# (`paxos bench --web`: reading it four times a second cost the cluster 5% of its throughput;
+# once a second, 0.014 cores). An idle cluster's chart takes a few ms: read once a second.
+CHART_BUSY_FACTOR = 40.0
 LATENCY_INTERVAL_S = 2.0  # the traces are read for the slots' latencies at most this often (the page's plot every 2 s)
 EXPLAIN_TIMEOUT_S = 10.0
 SLOT_MAX = 1 << 62  # as `paxos explain` takes them
@@ -92,138 +98,120 @@ class Tail:
     warnings: list[str] = field(default_factory=list)
 
 
-def tail_lines(path: Path, bytes_max: int) -> tuple[list[bytes], bool]:
-    """The complete lines in the last `bytes_max` bytes of a file (the one at the cut, and a last
-    one being written, are left out), and whether the file holds more before them. A file that
-    is not there (rotated away between listing and opening) holds none."""
+def _stamp(line: bytes) -> float:
+    """A line's `ts`, read unparsed where the writer laid it out so (0.0 when it has none: a
+    bad line, counted when it is parsed)."""
+    ts = files.quick_ts(line)
+    if ts is not None:
+        return ts
+    try:  # laid out otherwise: parsed for its stamp
+        raw = json.loads(line)
+        return float(raw["ts"]) if isinstance(raw, dict) and isinstance(raw.get("ts"), (int, float)) else 0.0
+    except (ValueError, UnicodeDecodeError):
+        return 0.0
+
+
+def _supervisor_exit(line: bytes, idx: int, where: str) -> model.TraceEvent | None:
+    """An exit the supervisor logged, as files.supervisor_exits reads it, or None."""
     try:
-        with open(path, "rb") as f:  # read-only, no lock: the actor may be appending right now
-            size = f.seek(0, 2)
-            start = max(0, size - bytes_max)
-            f.seek(start)
-            data = f.read(bytes_max)
-    except FileNotFoundError:
-        return [], False
-    lines = data.split(b"\n")
-    lines.pop()  # b"" after the last newline, or a line still being written
-    if start > 0 and lines:
-        lines.pop(0)  # cut in the middle
-    return lines, start > 0
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(obj, dict) or obj.get("event") not in files.SUPERVISOR_EXITS:
+        return None
+    ts, child = obj.get("ts"), obj.get("child")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not isinstance(child, str):
+        return None
+    how = str(obj.get("exit", "?")) + ("" if obj.get("action") != "restart" else ", restarting")
+    return model.check({"ts": float(ts), "a": child, "e": "exit", "lc": 0, "how": how}, idx, where)
 
 
-def _file_lines(current: Path, bytes_max: int) -> tuple[list[bytes], bool]:
-    """An actor's latest lines: its current file's tail, after the rotated file's when the
-    current one is shorter than the budget."""
-    lines, more = tail_lines(current, bytes_max)
-    older = current.with_name(current.name + ".1")
-    if not more and older.exists():
-        try:
-            left = bytes_max - current.stat().st_size
-        except OSError:
-            left = 0
-        if left > 0:
-            before, more = tail_lines(older, left)
-            lines = before + lines
-    return lines, more
+_EXIT_BYTES = tuple(kind.encode() for kind in files.SUPERVISOR_EXITS)
 
 
-def read_tail(data_dir: Path, roles: dict[str, str], events_max: int, keepalive: bool,
-              bytes_max: int | None = None, only: re.Pattern[bytes] | None = None) -> Tail:
+class TailReader:
     """The latest `events_max` events of the trace files, by their stamps, and the supervisor's
-    exits since. Each file's last `bytes_max` bytes are read (default TAIL_BYTES), keep-alives
-    left out unless `keepalive`, and with `only` the lines it does not match; of the lines left,
-    only the newest `events_max` of all files are parsed (their stamps read unparsed), so the
-    work is bounded by what is drawn, not by the files. The events start at one moment for every
-    file: no earlier than the oldest line of a file's tail, when that file holds more before it
-    (so a message whose one end lies in a file read less far back is not drawn half). A line
-    that does not parse, or an event in a file not its actor's, is left out and counted (a live
-    chart draws what it can; `paxos trace` names the file, line and offset). files.NoTraces when
-    there is no trace file."""
-    bytes_max = TAIL_BYTES if bytes_max is None else bytes_max
-    logs_dir = data_dir / "logs"
-    current = sorted(logs_dir.glob("*.trace")) if logs_dir.is_dir() else []
-    if not current:
-        raise files.NoTraces(f"no trace files in {logs_dir} yet (the actors write them as the cluster works)")
-    out = Tail()
-    bad = 0
-    candidates: list[tuple[float, int, str, bytes]] = []  # (ts, order, owner, line)
-    for path in current:
-        owner = path.name.removesuffix(".trace")
-        is_client = owner.startswith(files.CLIENT_PREFIX)
-        if not is_client and owner not in roles:
-            out.warnings.append(f"{path.name}: no actor {owner!r} in the config: not drawn")
-            continue
-        if not is_client:
-            out.owners.add(owner)
-        lines, more = _file_lines(path, bytes_max)
-        oldest: float | None = None
-        taken = 0
-        for line in reversed(lines):
-            if taken >= events_max:
-                more = True
-                break
-            if not line.strip() or (not keepalive and _KEEP_ALIVE_BYTES in line) or (
-                    only is not None and not only.search(line)):
+    exits since, read again and again: each file is followed (runtime/web/follow.py), so a read
+    costs the lines appended since the one before, and a line is parsed once. Keep-alives are
+    left out unless `keepalive`, and with `only` the lines it does not match. One read at a time."""
+
+    def __init__(self, events_max: int, keepalive: bool, only: re.Pattern[bytes] | None = None) -> None:
+        self.events_max = events_max
+
+        def keep(line: bytes) -> bool:
+            return bool(line.strip()) and (keepalive or _KEEP_ALIVE_BYTES not in line) and (
+                only is None or only.search(line) is not None)
+
+        self.traces = follow.Follower(events_max, keep, _stamp)
+        self.exits = follow.Follower(events_max, lambda line: any(k in line for k in _EXIT_BYTES), _stamp)
+
+    def read(self, data_dir: Path, roles: dict[str, str], bytes_max: int | None = None) -> Tail:
+        """Each file's last `bytes_max` bytes (default TAIL_BYTES) at most; of the lines kept,
+        only the newest `events_max` of all files are parsed (their stamps read unparsed), so the
+        work is bounded by what is drawn, not by the files. The events start at one moment for
+        every file: no earlier than the oldest line of a file's tail, when that file holds more
+        before it (so a message whose one end lies in a file read less far back is not drawn
+        half). A line that does not parse, or an event in a file not its actor's, is left out and
+        counted (a live chart draws what it can; `paxos trace` names the file, line and offset).
+        files.NoTraces when there is no trace file."""
+        bytes_max = TAIL_BYTES if bytes_max is None else bytes_max
+        logs_dir = data_dir / "logs"
+        current = sorted(logs_dir.glob("*.trace")) if logs_dir.is_dir() else []
+        if not current:
+            raise files.NoTraces(f"no trace files in {logs_dir} yet (the actors write them as the cluster works)")
+        self.traces.forget_all_but(set(current))
+        out = Tail()
+        bad = 0
+        candidates: list[tuple[float, int, str, follow.Line]] = []  # (ts, idx, owner, line)
+        for path in current:
+            owner = path.name.removesuffix(".trace")
+            is_client = owner.startswith(files.CLIENT_PREFIX)
+            if not is_client and owner not in roles:
+                out.warnings.append(f"{path.name}: no actor {owner!r} in the config: not drawn")
                 continue
-            ts = files.quick_ts(line)
-            if ts is None:  # laid out otherwise: parsed for its stamp (a bad line is counted below)
-                try:
-                    raw = json.loads(line)
-                    ts = float(raw["ts"]) if isinstance(raw, dict) and isinstance(raw.get("ts"), (int, float)) else 0.0
-                except (ValueError, UnicodeDecodeError):
-                    ts = 0.0
-            candidates.append((ts, len(candidates), owner, line))
-            oldest = ts if oldest is None else min(oldest, ts)
-            taken += 1
-        if more and oldest is not None:
+            if not is_client:
+                out.owners.add(owner)
+            lines, more = self.traces.lines(path, bytes_max, path.with_name(path.name + ".1"))
+            if more and lines:
+                oldest = min(line.ts for line in lines)
+                out.truncated = True
+                out.cut_ts = oldest if out.cut_ts is None else max(out.cut_ts, oldest)
+            candidates.extend((line.ts, line.idx, owner, line) for line in lines)
+        candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
+        if len(candidates) > self.events_max:
             out.truncated = True
-            out.cut_ts = oldest if out.cut_ts is None else max(out.cut_ts, oldest)
-    candidates.sort(reverse=True)
-    if len(candidates) > events_max:
-        out.truncated = True
-        newest_left_out = candidates[events_max][0]
-        out.cut_ts = newest_left_out if out.cut_ts is None else max(out.cut_ts, newest_left_out)
-        del candidates[events_max:]
-    for ts, _, owner, line in reversed(candidates):
-        if out.cut_ts is not None and ts <= out.cut_ts and ts != 0.0:
-            continue
-        try:
-            event = model.check(json.loads(line), len(out.events), f"{owner}.trace")
-        except (ValueError, UnicodeDecodeError, model.TraceFormatError):
-            bad += 1
-            continue
-        if not owner.startswith(files.CLIENT_PREFIX) and event.actor != owner:
-            bad += 1
-            continue
-        out.events.append(event)
-    since = out.cut_ts
-    out.events.extend(e for e in supervisor_exits(logs_dir / "supervisor.jsonl", len(out.events))
-                      if since is None or e.ts > since)
-    if bad:
-        out.warnings.append(f"{bad} line(s) that are not trace events left out (`paxos trace` names them)")
-    return out
+            newest_left_out = candidates[self.events_max][0]
+            out.cut_ts = newest_left_out if out.cut_ts is None else max(out.cut_ts, newest_left_out)
+            del candidates[self.events_max:]
+        for ts, _, owner, line in reversed(candidates):
+            if out.cut_ts is not None and ts <= out.cut_ts and ts != 0.0:
+                continue
+            event = self.traces.parsed(line, functools.partial(_trace_event, owner=owner))
+            if event is None:
+                bad += 1
+                continue
+            out.events.append(event)
+        since = out.cut_ts
+        supervisor = logs_dir / "supervisor.jsonl"
+        exits, _ = self.exits.lines(supervisor, SUPERVISOR_TAIL_BYTES)
+        for line in exits:
+            event = self.exits.parsed(line, lambda raw, idx: _supervisor_exit(raw, idx, supervisor.name))
+            if event is not None and (since is None or event.ts > since):
+                out.events.append(event)
+        if bad:
+            out.warnings.append(f"{bad} line(s) that are not trace events left out (`paxos trace` names them)")
+        return out
 
 
-def supervisor_exits(path: Path, start_idx: int) -> list[model.TraceEvent]:
-    """The exits the supervisor saw in its log's tail, as files.supervisor_exits reads them."""
-    lines, _ = tail_lines(path, SUPERVISOR_TAIL_BYTES)
-    out: list[model.TraceEvent] = []
-    for line in lines:
-        if not any(kind.encode() in line for kind in files.SUPERVISOR_EXITS):
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            continue
-        if not isinstance(obj, dict) or obj.get("event") not in files.SUPERVISOR_EXITS:
-            continue
-        ts, child = obj.get("ts"), obj.get("child")
-        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not isinstance(child, str):
-            continue
-        how = str(obj.get("exit", "?")) + ("" if obj.get("action") != "restart" else ", restarting")
-        raw = {"ts": float(ts), "a": child, "e": "exit", "lc": 0, "how": how}
-        out.append(model.check(raw, start_idx + len(out), path.name))
-    return out
+def _trace_event(raw: bytes, idx: int, owner: str) -> model.TraceEvent | None:
+    """A trace line checked, or None: not an event, or an actor's event in another's file."""
+    try:
+        event = model.check(json.loads(raw), idx, f"{owner}.trace")
+    except (ValueError, UnicodeDecodeError, model.TraceFormatError):
+        return None
+    if not owner.startswith(files.CLIENT_PREFIX) and event.actor != owner:
+        return None
+    return event
 
 
 def _slots(r: model.Row) -> list[int] | None:
@@ -253,8 +241,10 @@ def row_json(r: model.Row, t0: float, roles: dict[str, str]) -> dict[str, Any]:
             "style": r.style, "slots": _slots(r)}
 
 
-def chart_json(config: ClusterConfig, rows: int, keepalive: bool) -> dict[str, Any]:
-    """The latest `rows` rows of the traces, or why there are none (`tracing`, `message`)."""
+def chart_json(config: ClusterConfig, rows: int, keepalive: bool, reader: TailReader | None = None) -> dict[str, Any]:
+    """The latest `rows` rows of the traces, or why there are none (`tracing`, `message`); with
+    `reader` (made for `rows * EVENTS_PER_ROW` events and this `keepalive`) the files are
+    followed from the last read."""
     started = time.perf_counter()
     base: dict[str, Any] = {"ok": True, "tracing": config.trace.enabled, "columns": [], "rows": [],
                             "message": "", "warnings": []}
@@ -263,7 +253,9 @@ def chart_json(config: ClusterConfig, rows: int, keepalive: bool) -> dict[str, A
         return base
     roles = {name: spec.role for name, spec in config.actors.items()}
     try:
-        tail = read_tail(config.data_dir, roles, rows * EVENTS_PER_ROW, keepalive)
+        if reader is None:
+            reader = TailReader(rows * EVENTS_PER_ROW, keepalive)
+        tail = reader.read(config.data_dir, roles)
     except files.NoTraces as exc:
         base["message"] = str(exc)
         return base
@@ -368,6 +360,7 @@ class Sampler:
         self._seen = 0.0
         self.asked_at_s = -PLOT_ASKED_S  # monotonic: when a page last asked for the plot
         self._latency_at_s = -LATENCY_INTERVAL_S  # monotonic: when the traces were last read for it
+        self._reader = TailReader(LATENCY_EVENTS, keepalive=False, only=_SLOT_ENDS)  # followed between reads
 
     def start(self) -> None:
         if self._task is None:
@@ -402,16 +395,15 @@ class Sampler:
             return
         self._latency_at_s = now_mono_s
         try:
-            by_slot = await asyncio.to_thread(self._latencies, config)
+            by_slot = await asyncio.to_thread(self._latencies, config, self._reader)
         except (files.NoTraces, OSError):
             return
         self.plot.latencies(time.time(), by_slot)
 
     @staticmethod
-    def _latencies(config: ClusterConfig) -> dict[int, float]:
+    def _latencies(config: ClusterConfig, reader: TailReader) -> dict[int, float]:
         roles = {name: spec.role for name, spec in config.actors.items()}
-        return slot_latencies_ms(read_tail(config.data_dir, roles, LATENCY_EVENTS, keepalive=False,
-                                           only=_SLOT_ENDS).events)
+        return slot_latencies_ms(reader.read(config.data_dir, roles).events)
 
 
 # --- the routes ---------------------------------------------------------------------------------
@@ -425,6 +417,7 @@ class ChartRoutes:
         self._chart_lock = asyncio.Lock()
         self._chart_cache: dict[tuple[int, bool], tuple[float, bytes]] = {}
         self._chart_gap_s = CHART_MIN_INTERVAL_S  # until the next read: longer after a slow one
+        self._readers: dict[tuple[int, bool], TailReader] = {}  # the files followed, per shape asked
         self._explain_lock = asyncio.Lock()
 
     async def chart(self, request: web.Request) -> web.Response:
@@ -439,7 +432,9 @@ class ChartRoutes:
             cached = self._chart_cache.get(key)
             if cached is None or time.monotonic() - cached[0] >= self._chart_gap_s:
                 started = time.monotonic()
-                data = await asyncio.to_thread(chart_json, self.server.config, *key)
+                reader = self._readers.get(key) or TailReader(key[0] * EVENTS_PER_ROW, key[1])
+                self._readers = {key: reader}  # the page asks one shape: follow only for it
+                data = await asyncio.to_thread(chart_json, self.server.config, *key, reader)
                 cached = (time.monotonic(), json.dumps(data, separators=(",", ":")).encode())
                 self._chart_gap_s = max(CHART_MIN_INTERVAL_S, CHART_BUSY_FACTOR * (cached[0] - started))
                 self._chart_cache = {key: cached}  # the page asks one shape: keep only the latest
