@@ -9,12 +9,19 @@ cluster's processes and the web server on this machine, not a browser's renderin
 
     bench-web rounds=... tabs=... open_ops_per_s=... closed_ops_per_s=... open_vs_closed=...
           pair_ratio_median=... open_cpu_s_per_1k=... closed_cpu_s_per_1k=... web_cpu_share=...
-          views_per_tab_s=...
+          views_per_tab_s=... serving_cores_open=... serving_cores_closed=...
+          cpu_us_per_op_open=... cpu_us_per_op_closed=... cpu_cost=...
 
 `open_vs_closed` is the medians' ratio (the issue's goal: at least 0.97, under 3% apart);
 `pair_ratio_median` each open round against the closed one next to it; `web_cpu_share` the web
 server's and the supervisor's CPU over the cluster's while open (the supervisor answers the
-server's status polls); `views_per_tab_s` the views each tab received a second (at most ~5).
+server's status polls); `views_per_tab_s` the views each tab received a second (at most
+1 / UPDATE_INTERVAL_S). On two saturated cores throughput moves a few percent between rounds
+whatever the page does, so CPU is measured too: `serving_cores_*` the web server's and the
+supervisor's cores over each round (closed: the server idles, the supervisor watches its
+children), `cpu_us_per_op_*` the CPU of every process of the run (actors, supervisor, web
+server, bench clients) per operation, and `cpu_cost` the median over adjacent open/closed
+pairs of that per-operation CPU's ratio, minus one: what the page adds to each operation.
 """
 
 from __future__ import annotations
@@ -90,7 +97,7 @@ class Tabs:
         self.stopped = time.monotonic()
 
     def views_per_tab_s(self) -> float:
-        return self.views / self.n / max(1e-9, self.stopped - self.started)
+        return self.views / max(1, self.n) / max(1e-9, self.stopped - self.started)
 
     async def _main(self) -> None:
         import aiohttp
@@ -138,25 +145,31 @@ def web_bench(args: argparse.Namespace) -> int:
     closed: list[Result] = []
     shares: list[float] = []
     rates: list[float] = []
+    cpu_open: list[float] = []  # µs of CPU per op, every process of the run (cluster, supervisor, web, clients)
+    cpu_closed: list[float] = []
+    serving_open: list[float] = []  # the web server's and the supervisor's cores, over the round
+    serving_closed: list[float] = []
     with WebOurs(args.config) as ours:
         print(f"# web: data in {ours.root}, page at {ours.url}", file=sys.stderr)
         for rnd in range(rounds):
             print(f"# round {rnd + 1}: saturation, page open ({args.tabs} tabs) and closed", file=sys.stderr)
             for is_open in (True, False) if rnd % 2 == 0 else (False, True):
                 name = f"saturation, 16 B, page {'open' if is_open else 'closed'}"
-                if not is_open:
-                    closed.append(ours.run(name, args.clients, args.tasks, d, 16, "w"))
-                    continue
                 serving0 = proc_cpu_s(ours.serving_pids())
-                with Tabs(ours.url, ours.token, args.tabs) as tabs:
+                with Tabs(ours.url, ours.token, args.tabs if is_open else 0) as tabs:
                     result = ours.run(name, args.clients, args.tasks, d, 16, "w")
                 if tabs.errors:
                     raise RuntimeError(f"a tab failed: {tabs.errors[0]}")
                 serving_s = proc_cpu_s(ours.serving_pids()) - serving0
                 cluster_s = (result.cpu_s_per_1k or 0) * result.ops_per_s * d / 1000
-                shares.append(serving_s / max(1e-9, cluster_s))
-                rates.append(tabs.views_per_tab_s())
-                opened.append(result)
+                client_s = (result.client_cpu_s_per_1k or 0) * result.ops_per_s * d / 1000
+                ops = max(1.0, result.ops_per_s * d)
+                (opened if is_open else closed).append(result)
+                (cpu_open if is_open else cpu_closed).append((cluster_s + client_s + serving_s) / ops * 1e6)
+                (serving_open if is_open else serving_closed).append(serving_s / max(1e-9, tabs.stopped - tabs.started))
+                if is_open:
+                    shares.append(serving_s / max(1e-9, cluster_s))
+                    rates.append(tabs.views_per_tab_s())
     med_open, med_closed = show_pair("page open", opened, "page closed", closed)
     figures = {"tabs": args.tabs, "open_ops_per_s": med_open, "closed_ops_per_s": med_closed,
                "open_vs_closed": med_open / med_closed,
@@ -165,6 +178,11 @@ def web_bench(args: argparse.Namespace) -> int:
                "open_cpu_s_per_1k": statistics.median(r.cpu_s_per_1k or 0 for r in opened),
                "closed_cpu_s_per_1k": statistics.median(r.cpu_s_per_1k or 0 for r in closed),
                "web_cpu_share": statistics.median(shares),
-               "views_per_tab_s": statistics.median(rates)}
+               "views_per_tab_s": statistics.median(rates),
+               "serving_cores_open": statistics.median(serving_open),
+               "serving_cores_closed": statistics.median(serving_closed),
+               "cpu_us_per_op_open": statistics.median(cpu_open),
+               "cpu_us_per_op_closed": statistics.median(cpu_closed),
+               "cpu_cost": statistics.median(a / b for a, b in zip(cpu_open, cpu_closed, strict=True)) - 1}
     print(f"bench-web rounds={rounds} " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
     return 0
