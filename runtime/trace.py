@@ -83,6 +83,7 @@ import msgpack
 from actors.messages import (
     Accept,
     Accepted,
+    Any_,
     FastAccept,
     Heartbeat,
     Hello,
@@ -218,6 +219,8 @@ def label(m: Message) -> str:
         return f"{type(m).__name__} n={_batch_ops(m.batch, 0)[1]}"
     if isinstance(m, Reply):
         return f"Reply n={len(m.results)}"
+    if isinstance(m, Any_):  # seed 003's Any(N, I, ...): a fast round open from slot I on
+        return f"Any b={m.ballot} from={m.from_slot}"
     return type(m).__name__
 
 

@@ -98,6 +98,22 @@ def test_arrows_join_sends_and_receives_and_say_lost_and_orphan() -> None:
     assert "Accepted b=1.1 s=1 (lost)" in lines and "?" in lines
 
 
+def test_a_send_past_the_end_of_its_peers_trace_is_in_flight_not_lost() -> None:
+    # A running cluster's traces are read while a1 has not written its receive yet: the Accept
+    # sent after a1's last line is in flight; the one before it, which a1 never took, is lost.
+    raws = [{"ts": 1.0, "a": "p1", "e": "send", "lc": 1, "to": "a1", "m": ["Accept b=1.1 s=1"]},
+            {"ts": 1.5, "a": "a1", "e": "persist", "lc": 1, "m": ["promise b=1.1"]},
+            {"ts": 2.0, "a": "p1", "e": "send", "lc": 2, "to": "a1", "m": ["Accept b=1.1 s=2"]}]
+    chart = model.build(model.check_all(raws))
+    status = {a.text: a.status for a in chart.rows if isinstance(a, model.Arrow)}
+    assert status == {"Accept b=1.1 s=1": "lost", "Accept b=1.1 s=2": model.IN_FLIGHT}
+    out = text.plain(chart, width=120)
+    assert "Accept b=1.1 s=1 (lost)" in out and "Accept b=1.1 s=2 (in flight)" in out
+    # Where a1's file ends counts, whether or not a filter kept its last lines.
+    later = model.build(model.check_all(raws), ends={"a1": 2.5})
+    assert {a.status for a in later.rows if isinstance(a, model.Arrow)} == {"lost"}
+
+
 def test_a_keep_alive_accept_is_labelled_so_also_from_files_written_before_it_was() -> None:
     from runtime import trace
 

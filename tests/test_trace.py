@@ -15,7 +15,7 @@ import pytest
 from actors.ballot import Ballot
 from actors.kv import KVStore
 from actors.learner import Learner
-from actors.messages import COMMANDS, Accept, Accepted, Prepare, Promise, Reply, Submit, Value
+from actors.messages import COMMANDS, Accept, Accepted, Any_, Prepare, Promise, Reply, Submit, Value
 from actors.proposer import LEADER, Proposer, ProposerParams
 from actors.ready import Ready
 from actors.records import AcceptRecord, DecidedRecord, PromiseRecord
@@ -151,6 +151,7 @@ def test_labels_name_ballots_and_slot_ranges() -> None:
     assert label(Accept(B, 0, ())) == "Accept b=3.1 keep-alive"
     assert label(Accepted(B, (), ())) == "Accepted b=3.1 keep-alive"
     assert label(Promise(B, 1, 0, 0, 0, ())) == "Promise b=3.1"
+    assert label(Any_(B, 40)) == "Any b=3.1 from=40"  # seed 003's Any(N, I): the round, and from where
     assert labels([Submit(blob("c.1", 4, 5, 6)), Reply(((4, True, None),))]) == ["Submit n=3", "Reply n=1"]
     assert record_labels([PromiseRecord(B), AcceptRecord(B, 0, ((7, v),)), DecidedRecord(5, v),
                           DecidedRecord(6, v), DecidedRecord(9, v)]) == \

@@ -242,7 +242,7 @@ def run(config: Any, args: argparse.Namespace) -> int:
             return _fail(f"no leader's assign of {args.op} is in the traces: its stages cannot be timed", EXIT_EMPTY)
         print(json.dumps(stages.as_json(op_table), indent=2))
         return 0
-    chart = model.build(chosen, roles, traced=files.traced(loaded))
+    chart = model.build(chosen, roles, traced=files.traced(loaded), ends=loaded.ends)
     chart = model.limit(chart, args.limit, keep="first" if sel.narrowed else "last")
     if loaded.skipped_lines:  # only the files' tails were read: rows before them exist, uncounted
         chart.dropped_known = False
@@ -296,7 +296,8 @@ def whole_chart(data_dir: Path, roles: Mapping[str, str], max_rows: int,
     (`names`, see model.rename). files.NoTraces or files.TraceFileError when it cannot be read."""
     loaded = files.load(data_dir, roles)
     traced = {names.get(a, a) for a in files.traced(loaded)} if names else files.traced(loaded)
-    chart = model.build(model.rename(loaded.events, names or {}), roles, traced=traced)
+    ends = {names.get(a, a): ts for a, ts in loaded.ends.items()} if names else loaded.ends
+    chart = model.build(model.rename(loaded.events, names or {}), roles, traced=traced, ends=ends)
     return model.limit(chart, max_rows, keep="first"), loaded
 
 

@@ -53,6 +53,7 @@ class Loaded:
     slot_high: int | None = None
     first_ts: float | None = None  # of every line seen, kept or skipped by the time window
     last_ts: float | None = None
+    ends: dict[str, float] = field(default_factory=dict)  # each actor's last written line, kept or not
 
     def note_ts(self, ts: float) -> None:
         if self.first_ts is None or ts < self.first_ts:
@@ -104,6 +105,26 @@ def _slot_wanted(line: bytes, slots: tuple[int, int], loaded: Loaded) -> bool:
     return wanted
 
 
+def _note_end(owner: str, is_client: bool, lines: list[bytes], loaded: Loaded) -> None:
+    """Where the actor's file ends in time (its last complete line), whether or not a filter
+    keeps that line: a send to it stamped later is not known to be lost (model.build)."""
+    if is_client:
+        return  # a client file holds sessions under other names: their events say where they end
+    for raw_line in reversed(lines[-2:]):
+        if not raw_line.endswith(b"\n"):
+            continue
+        ts = quick_ts(raw_line)
+        if ts is None:
+            try:
+                obj = json.loads(raw_line)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                return  # the read below reports it
+            ts = obj.get("ts") if isinstance(obj, dict) and isinstance(obj.get("ts"), (int, float)) else None
+        if ts is not None:
+            loaded.ends[owner] = max(float(ts), loaded.ends.get(owner, float("-inf")))
+        return
+
+
 def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loaded: Loaded,
               since: float | None = None, until: float | None = None, tail_lines: int | None = None,
               slots: tuple[int, int] | None = None, needle: bytes | None = None) -> None:
@@ -126,6 +147,7 @@ def read_file(path: Path, start_idx: int, known: Mapping[str, str] | None, loade
     except OSError as exc:
         raise TraceFileError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     lines = data.splitlines(keepends=True)
+    _note_end(owner, is_client, lines, loaded)
     first = 0 if tail_lines is None else max(0, len(lines) - tail_lines)
     offset = sum(map(len, lines[:first]))
     loaded.skipped_lines += first

@@ -10,7 +10,9 @@ frame's clock as its sender stamped it) and `m`. A send and its receive join on 
 restarted actor counts its clock from 0 again, so after a restart a receive may find a send of
 each run under its key; it is joined to the one that carries its labels and was sent before it,
 the latest such (`join`). A send with `dropped: true` (step mode discarded the held message) was
-never on the wire: no receive joins it, and it is drawn lost, "(dropped)". Kinds this module adds
+never on the wire: no receive joins it, and it is drawn lost, "(dropped)". A send whose peer's
+trace ends before it (no event of the peer at or after the send: the traces of a running cluster
+are read while the peer has not written its receive yet) is "in flight", not lost. Kinds this module adds
 for its own sources: `exit` (the supervisor saw the process end: `how`) and `note` (`text`: a
 scenario's info event).
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 KINDS = frozenset({"send", "recv", "persist", "fsync", "decide", "deliver", "reply", "assign", "start", "crash",
                    "exit", "note"})
+IN_FLIGHT = "in flight"  # an Arrow's status: see Arrow
 KEEP_ALIVE = "keep-alive"  # as runtime/trace.py labels an Accept of no slot (a test keeps the two equal)
 ROLE_RANK = {"client": 0, "proposer": 1, "acceptor": 2, "learner": 3, "other": 4}
 _SLOT_IN_LABEL = re.compile(r"\bs=(\d+)(?:\.\.(\d+))?")
@@ -194,8 +197,9 @@ def column_order(names: Iterable[str], roles: Mapping[str, str] | None = None) -
 @dataclass(frozen=True)
 class Arrow:
     """One message: from `src` to `dst`. `status`: "ok" (sent and received, or to/from a peer
-    that writes no trace, such as a client), "lost" (sent to a traced peer, never received) or
-    "orphan" (received; its send is not in the traces)."""
+    that writes no trace, such as a client), "lost" (sent to a traced peer, never received though
+    the peer's trace goes on past it), "in flight" (sent to a traced peer whose trace ends before
+    it: the receive may not be written yet) or "orphan" (received; its send is not in the traces)."""
 
     ts: float
     src: str
@@ -209,7 +213,9 @@ class Arrow:
 
     @property
     def lost_text(self) -> str:
-        """What a renderer adds to the label of an arrow that did not arrive."""
+        """What a renderer adds to the label of an arrow that did not arrive (or not yet)."""
+        if self.status == IN_FLIGHT:
+            return " (in flight)"
         if self.status != "lost":
             return ""
         return " (dropped)" if self.dropped else " (lost)"
@@ -301,11 +307,13 @@ def traced_actors(events: Iterable[TraceEvent]) -> set[str]:
 
 
 def build(events: Sequence[TraceEvent], roles: Mapping[str, str] | None = None,
-          traced: set[str] | None = None) -> Chart:
+          traced: set[str] | None = None, ends: Mapping[str, float] | None = None) -> Chart:
     """The chart of these events: every receive joined to its send on (sender, lc); a send
-    nobody traced receiving is an arrow too ("lost" if its peer writes traces, else "ok").
+    nobody traced receiving is an arrow too ("lost" if its peer writes traces, "in flight" if the
+    peer's trace ends before the send, "ok" if the peer writes none).
     `traced`: the actors that write traces (default: those with an event here), so that a
-    send to a peer outside a selection is not taken for a lost one."""
+    send to a peer outside a selection is not taken for a lost one. `ends`: where each actor's
+    trace ends in time, lines a filter skipped included (default: its latest event here)."""
     traced = traced if traced is not None else traced_actors(events)
     # (sender, lc) -> its sends: one per run of the sender (a restart counts from 0 again).
     sends: dict[tuple[str, int], list[TraceEvent]] = {}
@@ -313,6 +321,10 @@ def build(events: Sequence[TraceEvent], roles: Mapping[str, str] | None = None,
         if e.kind == "send":
             sends.setdefault((e.actor, e.lc), []).append(e)
     received: set[int] = set()  # the idx of every send a receive joined
+    last_ts: dict[str, float] = dict(ends or {})  # where what each actor wrote so far ends
+    for e in events:
+        if e.ts > last_ts.get(e.actor, float("-inf")):
+            last_ts[e.actor] = e.ts
     rows: list[Row] = []
     started: set[str] = set()
     for e in sorted(events, key=order_key):
@@ -337,7 +349,12 @@ def build(events: Sequence[TraceEvent], roles: Mapping[str, str] | None = None,
             assert e.peer is not None
             dropped = e.raw.get("dropped") is True
             # A dropped message is lost whoever its peer is: it never left its sender.
-            status = "lost" if dropped or e.peer in traced else "ok"
+            if dropped:
+                status = "lost"
+            elif e.peer not in traced:
+                status = "ok"
+            else:
+                status = "lost" if last_ts.get(e.peer, float("-inf")) >= e.ts else IN_FLIGHT
             rows.append(Arrow(e.ts, e.actor, e.peer, ", ".join(e.labels), status, e, None, order_key(e), dropped))
     rows.sort(key=lambda r: r.key)
     names: set[str] = set()

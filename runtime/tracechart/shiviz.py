@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from runtime.tracechart.model import Arrow, Chart, Key, order_key
+from runtime.tracechart.model import IN_FLIGHT, Arrow, Chart, Key, order_key
 
 REGEX = r"(?<host>\S*) (?<clock>{.*})\n(?<event>.*)"
 
@@ -57,8 +57,9 @@ def _nodes(chart: Chart) -> list[_Node]:
                 nodes.append(send)
                 if r.send is not None:
                     sends[r.send.idx] = send
-            if r.status == "lost":
-                send.text += " (dropped in step mode)" if r.dropped else " (never received)"
+            if r.status in ("lost", IN_FLIGHT):
+                send.text += (" (dropped in step mode)" if r.dropped else " (never received)" if r.status == "lost"
+                              else " (not received when the traces were read)")
                 continue
             nodes.append(_Node(dst, r.key if r.recv else (r.key[0], r.key[1], r.key[2], r.key[3] + 1),
                                f"recv {r.text} from {r.src}", send=send))

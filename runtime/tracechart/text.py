@@ -11,7 +11,9 @@ A row:
            ┊         ┊         ┊         ┊      197.6 ms later (a pause of GAP_MS or more)
 
 An arrow's head is `▶`/`◀`; `✗` ends a message its (traced) receiver never took ("(lost)", or
-"(dropped)" when step mode discarded it); `?` starts one whose send is not in the traces. Marks:
+"(dropped)" when step mode discarded it), `?` one sent after its receiver's trace ends ("(in
+flight)": read from a running cluster, the receive may not be written yet); `?` starts one whose
+send is not in the traces. Marks:
 `▪` a record written, `◆` an fsync, `★` a slot chosen, `✔` delivered, `•` commands assigned to a
 slot, `↩` a reply, `▶` (re)start, `✖` a crash or exit.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from runtime.tracechart.model import Arrow, Chart, Mark
+from runtime.tracechart.model import IN_FLIGHT, Arrow, Chart, Mark
 
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta",
           "bright_green", "bright_yellow", "bright_blue", "red"]
@@ -140,7 +142,8 @@ def _arrow(line: _Line, r: Arrow, x1: int, x2: int, color: str, lanes: list[int]
     for x in range(lo + 1, hi):
         line.put(x, "┼" if x in lanes else "─", style)
     line.put(x1, "?" if r.status == "orphan" else ("├" if step > 0 else "┤"), style)
-    head = "✗" if r.status == "lost" else ("▶" if step > 0 else "◀")
+    # A lost message's head is a cross; one in flight (its peer's trace ends before it) a "?".
+    head = "✗" if r.status == "lost" else "?" if r.status == IN_FLIGHT else ("▶" if step > 0 else "◀")
     line.put(x2 - step, head, "bold red" if r.status == "lost" else style)
     label = r.text + r.lost_text
     if len(label) <= hi - lo - 4:  # a dash after the tail and one before the head

@@ -6,7 +6,7 @@ is a 400 whose reason goes to the web log, and nothing is read):
 
 - `GET /api/chart?rows=N&keepalive=0|1` the latest rows of the trace files under the data dir,
   as `paxos trace` draws them (runtime/tracechart: the same model, labels and column order), as
-  JSON: columns, then rows (arrows with from, to, label and their lost/dropped/orphan/nack flags;
+  JSON: columns, then rows (arrows with from, to, label and their lost/dropped/orphan/inflight/nack flags;
   marks: a record written, an fsync, a slot chosen, delivered, a crash, a (re)start, ...), each
   with the slots it is about. Read-only and bounded: only the last `TAIL_BYTES` of each file are
   read (from the end, with a plain read: never a lock an actor needs) and of those only the
@@ -236,7 +236,8 @@ def row_json(r: model.Row, t0: float, roles: dict[str, str]) -> dict[str, Any]:
     if isinstance(r, model.Arrow):
         return {"kind": "arrow", "t_ms": t_ms, "from": column_of(r.src, roles), "to": column_of(r.dst, roles),
                 "label": r.text + r.lost_text, "lost": r.status == "lost", "dropped": r.dropped,
-                "orphan": r.status == "orphan", "nack": r.nack, "slots": _slots(r)}
+                "orphan": r.status == "orphan", "inflight": r.status == model.IN_FLIGHT, "nack": r.nack,
+                "slots": _slots(r)}
     return {"kind": "mark", "t_ms": t_ms, "actor": column_of(r.actor, roles), "glyph": r.glyph, "text": r.text,
             "style": r.style, "slots": _slots(r)}
 

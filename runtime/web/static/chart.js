@@ -109,7 +109,7 @@ function drawChart(data) {
       g.dataset.label = r.label;
       g.dataset.from = r.from;
       g.dataset.to = r.to;
-      for (const flag of ["lost", "dropped", "orphan", "nack"]) if (r[flag]) g.classList.add(flag);
+      for (const flag of ["lost", "dropped", "orphan", "inflight", "nack"]) if (r[flag]) g.classList.add(flag);
       const end = x2 + (x2 > x1 ? -3 : 3);
       const line = svgEl("line", { class: "msg", x1, y1: y, x2: end, y2: y });
       if (!r.lost) line.setAttribute("marker-end", "url(#chart-arrow)");
