@@ -102,6 +102,7 @@ class Applied:
 
 DIGEST_KEYS_MAX = 100_000
 READS_WAITING_MAX = 16_384  # read batches waiting for their index (actors/lease.py)
+ReadKeys = str | tuple[str, ...]  # what one read asks: a get's key, or an mget's keys
 
 
 class Learner(Core):
@@ -174,7 +175,7 @@ class Learner(Core):
         self.ticks = 0
         self.offer_ticks = 10 * fetch_ticks
         # Reads the leader sent with their index: (index, arrival, client, gets), answered once delivered.
-        self.reads_waiting: list[tuple[int, int, str, list[tuple[int, str]]]] = []
+        self.reads_waiting: list[tuple[int, int, str, list[tuple[int, ReadKeys]]]] = []
         # Per slot above `delivered`: the keys a leader's proposal there writes (early reads).
         self.slot_keys: dict[int, tuple[Ballot, frozenset[str]]] = {}
         self.reads_arrived = 0
@@ -669,9 +670,10 @@ class Learner(Core):
             # those proposals (actors/lease.py), so they read the same now as after the index.
             written = self.keys_written(m.index, m.ballot)
             if written is not None:
-                early = [g for g in gets if g[1] not in written]
+                touches = self.read_touches
+                early = [g for g in gets if not touches(g[1], written)]
                 if early:
-                    gets = [g for g in gets if g[1] in written]
+                    gets = [g for g in gets if touches(g[1], written)]
                     self._answer(client, early, [], ready)
         if m.index <= self.delivered or not gets:
             self._answer(client, gets, bad, ready)
@@ -683,6 +685,12 @@ class Learner(Core):
             return  # the client asks again
         self.reads_arrived += 1
         heapq.heappush(self.reads_waiting, (m.index, self.reads_arrived, client, gets))
+
+    @staticmethod
+    def read_touches(keys: ReadKeys, written: frozenset[str]) -> bool:
+        """Whether a read asks for a key that `written` holds: an mget waits if ANY of its keys
+        may be written, or it would read one key before a write chosen before it arrived."""
+        return keys in written if type(keys) is str else not written.isdisjoint(keys)
 
     def keys_written(self, index: int, ballot: Ballot) -> frozenset[str] | None:
         """Every key the proposals of `ballot` in the slots after `delivered` through `index` may
@@ -733,8 +741,10 @@ class Learner(Core):
         if self.slot_keys and min(self.slot_keys) <= self.delivered:
             self.slot_keys = {s: k for s, k in self.slot_keys.items() if s > self.delivered}
 
-    def _parse_reads(self, blob: bytes, ready: Ready) -> tuple[str, list[tuple[int, str]], list[int]] | None:
+    def _parse_reads(self, blob: bytes, ready: Ready) -> tuple[str, list[tuple[int, ReadKeys]], list[int]] | None:
         """(client, [(seq, key)] of its gets, [seq] of anything else), or None if it is no batch.
+        A `get` reads one key (a str); an `mget` (`[seq, "mget", key, ...]`, `Client.get_many`)
+        reads several at once (a tuple of them), answered with their values as a list.
         One pass over the commands as decoded: a read batch is checked as `parse_batch` checks
         any batch, without first copying each command into a tuple of its own (most of what a
         read cost here)."""
@@ -749,22 +759,28 @@ class Learner(Core):
         except (BadBatch, ValueError) as exc:
             ready.event("batch_rejected", WARNING, reason=f"read: {exc}"[:200])
             return None
-        gets: list[tuple[int, str]] = []
+        gets: list[tuple[int, ReadKeys]] = []
         bad: list[int] = []
         for c in commands:
             if type(c) is tuple or type(c) is list:
                 if len(c) == 3 and type(c[0]) is int and c[1] == "get" and type(c[2]) is str and c[2]:
                     gets.append((c[0], c[2]))
+                elif (len(c) >= 3 and type(c[0]) is int and c[1] == "mget"
+                      and all(type(k) is str and k for k in c[2:])):
+                    gets.append((c[0], tuple(c[2:])))
                 elif c and type(c[0]) is int and c[0] >= 0:
                     bad.append(c[0])
             elif type(c) is int and c >= 0:  # a bare seq: `parse_batch` makes it a command of one
                 bad.append(c)
         return client_id, gets, bad
 
-    def _answer(self, client: str, gets: list[tuple[int, str]], bad: list[int], ready: Ready) -> None:
+    def _answer(self, client: str, gets: list[tuple[int, ReadKeys]], bad: list[int], ready: Ready) -> None:
         data = self.kv.data
-        results: list[tuple[int, bool, Any]] = [(seq, True, data.get(key)) for seq, key in gets]
-        results += [(seq, False, "bad_command: a read batch holds only gets") for seq in bad]
+        get = data.get
+        # An mget's keys are read together, from this one state.
+        results: list[tuple[int, bool, Any]] = [
+            (seq, True, get(key) if type(key) is str else [get(k) for k in key]) for seq, key in gets]
+        results += [(seq, False, "bad_command: a read batch holds only gets and mgets") for seq in bad]
         self.reads_answered += 1
         if results:
             ready.send.append((client, Reply(tuple(results))))

@@ -78,6 +78,7 @@ _context_pid = 0
 _nofile_raised = False
 _client_sockets = 0  # sockets the Clients of this process hold open
 CONTEXT_SOCKETS_MAX = 65_535
+MGET_KEYS_MAX = 64  # keys in one `mget` command of get_many (its answer is one result: keep it small)
 DISCOVER_S = 2.0  # how often a connected client asks a learner for membership changes
 FDS_PER_SOCKET = 2  # a ZeroMQ socket holds its mailbox's eventfd and, once connected, one TCP connection
 
@@ -385,12 +386,20 @@ class Client:
         await self._call(["delete", self._check_key(key)])
 
     async def get_many(self, keys: Iterable[str], stale_ok: bool = False) -> list[str | None]:
-        """The values of `keys`, in their order (None: absent): each read exactly as `get` makes
-        it (linearizable without a log write; `stale_ok` as there), with one await for them all.
-        The reads travel together, so a caller with many keys pays the per-call cost once. Every
-        key is checked before any is sent (`InvalidCommand`)."""
-        commands = [["get", self._check_key(k)] for k in keys]
-        values: list[str | None] = await self._call_many(commands, "stale" if stale_ok else "lease")
+        """The values of `keys`, in their order (None: absent), read as `get` reads (linearizable
+        without a log write; `stale_ok` as there), with one await for them all. Every
+        MGET_KEYS_MAX keys are one `mget` command, one seq and one result: a learner reads them
+        together, from one state, so a caller with many keys pays the per-operation cost once
+        per chunk, not per key. Every key is checked before any is sent (`InvalidCommand`)."""
+        checked = [self._check_key(k) for k in keys]
+        commands = [["mget", *checked[i:i + MGET_KEYS_MAX]] for i in range(0, len(checked), MGET_KEYS_MAX)]
+        chunks: list[Any] = await self._call_many(commands, "stale" if stale_ok else "lease")
+        values: list[str | None] = []
+        for command, chunk in zip(commands, chunks, strict=True):
+            if type(chunk) not in (list, tuple) or len(chunk) != len(command) - 1:
+                raise CommandFailed(f"a learner answered an mget of {len(command) - 1} keys with "
+                                    f"{type(chunk).__name__} {str(chunk)[:80]}")
+            values += chunk
         return values
 
     async def put_many(self, items: Iterable[tuple[str, str]]) -> None:
@@ -417,6 +426,8 @@ class Client:
     def _check_key(self, key: str) -> str:
         if not isinstance(key, str) or not key:
             raise InvalidCommand("key must be a non-empty string")
+        if key.isascii() and len(key) <= self.config.limits.key_bytes_max:
+            return key  # its UTF-8 form is itself: no need to encode it (most keys; get_many checks many)
         if _utf8_size("key", key) > self.config.limits.key_bytes_max:
             raise InvalidCommand(f"key larger than {self.config.limits.key_bytes_max} bytes")
         return key

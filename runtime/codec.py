@@ -433,13 +433,18 @@ def _dec_redirect(m: tuple[Any, ...]) -> Message:
 _RESULT_TYPES = (str, bool, type(None))
 
 
+def _mget_values(result: Any) -> bool:
+    return type(result) is tuple and all(v is None or type(v) is str for v in result)
+
+
 def _dec_reply(m: tuple[Any, ...]) -> Message:
     _arity(m, 2, "reply")
     results = _seq(m[1], "results")
     for r in results:  # one check per result, inline: a client receives many
         if (type(r) is not tuple or len(r) != 3 or type(r[0]) is not int or not 0 <= r[0] <= INT_MAX
-                or type(r[1]) is not bool or type(r[2]) not in _RESULT_TYPES):
-            raise DecodeError("schema", "a result is [seq, ok, result] with a string, bool or nil result")
+                or type(r[1]) is not bool or (type(r[2]) not in _RESULT_TYPES and not _mget_values(r[2]))):
+            raise DecodeError("schema", "a result is [seq, ok, result] with a string, bool or nil result, "
+                                        "or an mget's list of strings and nils")
     return Reply(results)
 
 

@@ -33,6 +33,7 @@ MATRIX: dict[str, set[str]] = {
     "fast_quorum_too_small": {"simulation", "model checking"},  # fast mode: tests/test_fast_sim.py
     "lease_ignores_drift": {"simulation"},
     "acceptor_ignores_grant": {"simulation"},
+    "mget_checks_one_key": {"simulation"},  # the linearizability check of every key an mget read
 }
 
 

@@ -307,6 +307,38 @@ def test_a_read_of_a_key_no_pending_proposal_writes_is_answered_before_the_index
     assert replies(out, "c.1") == [] and len(lr.reads_waiting) == 3
 
 
+def test_an_mget_is_read_from_one_state_and_waits_if_any_of_its_keys_may_be_written() -> None:
+    lr = learner()
+    deliver_put(lr, 1, "k", "v1", 1)
+    deliver_put(lr, 2, "j", "w1", 2)
+    v = Value(COMMANDS, B11, (codec.encode_client_batch("w.1", 3, [[3, "put", "k", "v2"]]),))
+    lr.step("p1", Accept(B11, 0, ((3, v),)))  # proposed, not chosen yet
+    mgets = [[1, "mget", "j", "nope"], [2, "mget", "j", "k"]]
+    out = lr.step("p1", ReadAt(3, codec.encode_client_batch("c.1", 0, mgets), B11))
+    lr.end_turn(out)
+    # Neither "j" nor "nope" is written through slot 3: answered now. "k" is: the whole mget waits,
+    # or it could read "j" now and "k" before slot 3's write that was chosen before the read arrived.
+    assert replies(out, "c.1") == [((1, True, ["w1", None]),)]
+    assert [g for *_, g in lr.reads_waiting] == [[(2, ("j", "k"))]]
+    out = deliver_put(lr, 3, "k", "v2", 3)
+    assert replies(out, "c.1") == [((2, True, ["w1", "v2"]),)]
+    # An mget with a key that is no non-empty string is no read: refused, like any other command.
+    bad = codec.encode_client_batch("c.1", 0, [[4, "mget", "j", ""], [5, "mget"], [6, "mget", "j", 7]])
+    out = lr.step("c.1", Read("", bad))
+    assert replies(out, "c.1") == [tuple((seq, False, "bad_command: a read batch holds only gets and mgets")
+                                         for seq in (4, 5, 6))]
+
+
+def test_an_mget_answer_round_trips_and_a_result_list_holds_only_strings_and_nils() -> None:
+    reply = Reply(((1, True, ("a", None, "c")), (2, True, ())))
+    _, got = codec.decode_frame(codec.encode_frame("l1", [reply]))
+    assert got == [reply]
+    for result in (("a", 1), (("nested",),), ("a", True)):
+        with pytest.raises(codec.DecodeError) as exc:
+            codec.decode_frame(codec.encode_frame("l1", [Reply(((1, True, result),))]))
+        assert exc.value.reason == "schema"
+
+
 def test_a_read_at_a_delivered_index_is_answered_at_once() -> None:
     lr = learner()
     deliver_put(lr, 1, "k", "v1", 1)
@@ -336,7 +368,7 @@ def test_a_read_batch_with_anything_but_gets_answers_those_with_an_error_and_app
     lr = learner()
     blob = codec.encode_client_batch("c.1", 0, [[1, "put", "k", "v"], [2, "get", "k"]])
     out = lr.step("c.1", Read("", blob))
-    assert replies(out, "c.1") == [((2, True, None), (1, False, "bad_command: a read batch holds only gets"))]
+    assert replies(out, "c.1") == [((2, True, None), (1, False, "bad_command: a read batch holds only gets and mgets"))]
     assert lr.kv.data == {}
     out = lr.step("c.1", Read("", b"\xc1garbage"))
     assert out.send == [] and any(e[1] == "batch_rejected" for e in out.events)

@@ -1,8 +1,9 @@
-"""Batched client calls (`get_many`, `put_many`): many operations for one await. Each operation
-keeps its own seq (exactly once, retried alone), the reads still go as one linearizable `Read` to
-the leader, and the call settles only once every one of its operations is answered: in order,
-refused (`CommandFailed`) or unanswered (`OutcomeUnknown`). The shell is driven here without a
-network: fake sockets take the frames, and the learner's answers go straight to the core."""
+"""Batched client calls (`get_many`, `put_many`): many operations for one await. Each put keeps
+its own seq (exactly once, retried alone), get_many's keys are `mget` commands of up to
+MGET_KEYS_MAX keys each (one seq, one list of values) in one linearizable `Read` to the leader,
+and the call settles only once every one of its operations is answered: in order, refused
+(`CommandFailed`) or unanswered (`OutcomeUnknown`). The shell is driven here without a network:
+fake sockets take the frames, and the learner's answers go straight to the core."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from actors.learner import Learner
 from actors.messages import Hello, Read, Reply, Submit
 from actors.ready import Ready
 from runtime import codec
-from runtime.client import Client, CommandFailed, InvalidCommand, OutcomeUnknown
+from runtime.client import MGET_KEYS_MAX, Client, CommandFailed, InvalidCommand, OutcomeUnknown
 from runtime.config import SECTIONS, load, render
 from runtime.harness.local import free_ports
 
@@ -72,19 +73,36 @@ async def settle(task: asyncio.Task[Any]) -> None:
 def test_get_many_sends_one_read_to_the_leader_and_returns_the_values_in_order(tmp_path: Path) -> None:
     async def main() -> None:
         kv, sockets = offline_client(tmp_path)
-        call = asyncio.ensure_future(kv.get_many(["a", "b", "c"]))
+        keys = [f"k{i}" for i in range(MGET_KEYS_MAX * 2 + 3)]
+        call = asyncio.ensure_future(kv.get_many(keys))
         await settle(call)
         (read,) = sent(sockets["p1"])
         assert type(read) is Read and read.learner in ("l1", "l2")
-        assert commands(read) == [[1, "get", "a"], [2, "get", "b"], [3, "get", "c"]]  # a seq each
+        # One mget (one seq) per MGET_KEYS_MAX keys: the keys in order, the last chunk the rest.
+        chunks = [keys[:MGET_KEYS_MAX], keys[MGET_KEYS_MAX:2 * MGET_KEYS_MAX], keys[2 * MGET_KEYS_MAX:]]
+        assert commands(read) == [[seq, "mget", *chunk] for seq, chunk in enumerate(chunks, start=1)]
         # Answers out of order and in two frames: the values still come back in the keys' order,
         # and only once the last one is in.
-        kv._apply(kv.core.receive("l1", Reply(((3, True, "C"), (1, True, "A"))), 0.01))
+        values = [[k.upper() if i % 2 else None for i, k in enumerate(chunk)] for chunk in chunks]
+        kv._apply(kv.core.receive("l1", Reply(((3, True, tuple(values[2])), (1, True, tuple(values[0])))), 0.01))
         await asyncio.sleep(0)
         assert not call.done()
-        kv._apply(kv.core.receive("l1", Reply(((2, True, None),)), 0.02))
-        assert await call == ["A", None, "C"]
+        kv._apply(kv.core.receive("l1", Reply(((2, True, tuple(values[1])),)), 0.02))
+        assert await call == [v for chunk in values for v in chunk]
         assert not kv.core.ops and not kv._groups  # nothing left behind
+        await kv.close()
+
+    asyncio.run(main())
+
+
+def test_an_mget_answered_with_the_wrong_number_of_values_fails_the_call(tmp_path: Path) -> None:
+    async def main() -> None:
+        kv, _ = offline_client(tmp_path)
+        call = asyncio.ensure_future(kv.get_many(["a", "b"]))
+        await settle(call)
+        kv._apply(kv.core.receive("l1", Reply(((1, True, ("A",)),)), 0.01))  # a buggy learner: one of two
+        with pytest.raises(CommandFailed, match="an mget of 2 keys"):
+            await call
         await kv.close()
 
     asyncio.run(main())

@@ -179,6 +179,15 @@ class AcceptorIgnoresGrant(Acceptor):
         return False
 
 
+class MgetChecksOneKey(Learner):
+    """The learner answers an mget before its read index when its first key is not written by a
+    pending proposal, whatever its other keys are."""
+
+    @staticmethod
+    def read_touches(keys: str | tuple[str, ...], written: frozenset[str]) -> bool:
+        return (keys if type(keys) is str else keys[0]) in written
+
+
 @dataclass(frozen=True)
 class Bug:
     doc: str
@@ -201,6 +210,7 @@ BUGS: dict[str, Bug] = {
     "fast_quorum_too_small": Bug(FastQuorumTooSmall.__doc__ or "", FastQuorumTooSmall),
     "lease_ignores_drift": Bug(LeaseIgnoresDrift.__doc__ or "", LeaseIgnoresDrift),
     "acceptor_ignores_grant": Bug(AcceptorIgnoresGrant.__doc__ or "", AcceptorIgnoresGrant),
+    "mget_checks_one_key": Bug(MgetChecksOneKey.__doc__ or "", MgetChecksOneKey),
 }
 
 

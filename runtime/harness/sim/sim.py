@@ -98,6 +98,7 @@ from runtime.turn import PRODUCT, REJECTIONS, Kinds, Turn, replayer
 from runtime.wal import WalCorrupt, scan
 
 US = 1_000_000  # virtual time unit: microseconds
+MGET_SHARE = 0.3  # of the reads that take the read path: an mget of every register key (Client.get_many)
 DROP_LEADER, RESTORE_PROPOSERS = "drop_leader", "restore_proposers"  # operator steps made when due
 # A commit's crash points, and those inside replacing a file whole (a snapshot being written or
 # installed, the wal being compacted: runtime/storage.CRASH_POINTS, prefixed).
@@ -283,6 +284,9 @@ class SimOp:
     key: str
     command: list[Any]
     read: bool = False  # through the read path (never in the log)
+    # An mget (Client.get_many): the process of each further key, a history process of its own
+    # (one that invokes nothing else), so each key's read is checked as a get of its own.
+    more: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -332,6 +336,10 @@ class Simulation:
         self.kinds = kinds
         self.check_linearizability = check_linearizability
         self.rng = random.Random(seed)
+        # Whether a read is an mget: drawn apart, so that the main stream of draws (and what a
+        # seed means) is the same as before mgets were.
+        self.mget_rng = random.Random(seed ^ 0x6D676574)
+        self.mget_process = 1_000_000  # the history processes of an mget's further keys
         c = self.config
         self.proposers = [f"p{i}" for i in range(1, c.proposers + 1)]
         # Spare acceptors (membership runs) run from the start, outside the bootstrap membership.
@@ -1112,10 +1120,20 @@ class Simulation:
                 command, value = ["get", key], None
                 if r.random() < self.drawn.lease_read_share:
                     # Through the read path: the leader's lease, or a round (actors/lease.py).
-                    op = cl.core.read(key, self.now / US)
-                    cl.ops[op.seq] = SimOp(process, f, key, op.command, read=True)
-                    self.history.append({"process": process, "type": "invoke", "f": f, "key": key, "value": None,
-                                         "time": self.now / US})
+                    more: list[tuple[int, str]] = []
+                    if self.mget_rng.random() < MGET_SHARE:
+                        # An mget of this key and the others, read together (actors/learner.py).
+                        for other in (k for k in ("r0", "r1", "r2") if k != key):
+                            self.mget_process += 1
+                            more.append((self.mget_process, other))
+                        op = cl.core.submit(["mget", key, *(k for _, k in more)], self.now / US)
+                        op.read = "lease"
+                    else:
+                        op = cl.core.read(key, self.now / US)
+                    cl.ops[op.seq] = SimOp(process, f, key, op.command, read=True, more=more)
+                    for p, k in [(process, key), *more]:
+                        self.history.append({"process": p, "type": "invoke", "f": f, "key": k, "value": None,
+                                             "time": self.now / US})
                     return
             elif f == "put":
                 v = f"{cl.name}.{seq}"
@@ -1176,6 +1194,14 @@ class Simulation:
         if f == "cas":
             kind = "ok" if ok and result is True else "fail"
             value: Any = [op.command[3], op.command[4]]
+        elif f == "get" and op.more:
+            values = list(result) if ok and isinstance(result, (list, tuple)) else []
+            if ok and len(values) != 1 + len(op.more):
+                raise Violation("mget", f"{cl.name}: an mget of {1 + len(op.more)} keys answered {result!r}")
+            for i, (p, k) in enumerate([(op.process, op.key), *op.more]):
+                self.history.append({"process": p, "type": "ok" if ok else "fail", "f": f, "key": k,
+                                     "value": values[i] if ok else None, "time": self.now / US})
+            return
         elif f == "get":
             kind, value = ("ok", result) if ok else ("fail", None)
         else:
